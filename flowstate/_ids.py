@@ -1,0 +1,32 @@
+"""UUIDv7 generation (time-ordered ids), as Prefect gives states; Python 3.11 has no uuid.uuid7."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+
+_last_ms = 0
+_counter = 0
+
+
+def uuid7() -> uuid.UUID:
+    """A version-7 UUID: 48 bits of Unix milliseconds, then a counter and random bits.
+
+    Ids made in the same millisecond by this process still sort in creation order (a 12-bit
+    counter fills ``rand_a``), which keeps state history ordering stable.
+    """
+    global _last_ms, _counter
+    ms = time.time_ns() // 1_000_000
+    if ms <= _last_ms:
+        _counter += 1
+        if _counter > 0xFFF:  # counter overflow: borrow the next millisecond
+            _last_ms += 1
+            _counter = 0
+        ms = _last_ms
+    else:
+        _last_ms = ms
+        _counter = 0
+    rand_b = int.from_bytes(os.urandom(8), "big") & 0x3FFF_FFFF_FFFF_FFFF
+    value = (ms << 80) | (0x7 << 76) | (_counter << 64) | (0b10 << 62) | rand_b
+    return uuid.UUID(int=value)

@@ -1,0 +1,39 @@
+"""Time helpers shared by models, store and engine: aware UTC datetimes only."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
+
+UTC = timezone.utc
+
+
+def utcnow() -> datetime:
+    """The real clock, as an aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """Return ``value`` in UTC; a naive datetime is taken to be UTC already."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    if value.utcoffset() == UTC.utcoffset(None) and value.tzinfo is UTC:
+        return value
+    return value.astimezone(UTC)
+
+
+def _coerce_utc(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return as_utc(value)
+    if isinstance(value, str):
+        try:
+            return as_utc(datetime.fromisoformat(value))
+        except ValueError:
+            return value  # let pydantic report the malformed value
+    return value
+
+
+UtcDateTime = Annotated[datetime, BeforeValidator(_coerce_utc)]
+"""A datetime field that always holds an aware UTC value (naive input is taken as UTC)."""

@@ -1,0 +1,53 @@
+"""The exceptions flowstate raises.
+
+Every error the public API raises is a ``FlowstateError``; each one also subclasses the builtin
+exception a Python user would reach for, so ``except KeyError`` or ``except ValueError`` keep
+working::
+
+    FlowstateError (Exception)
+    ├── ObjectNotFound (KeyError)          unknown run id, run-input key, ...
+    ├── ObjectAlreadyExists (ValueError)   a run id or run-input key that already exists
+    ├── InvalidState (ValueError)          a state or argument that cannot be valid
+    └── DatabaseError (RuntimeError)       not a flowstate database, corrupt, read-only, newer schema
+        └── DatabaseBusy                   the database stayed locked longer than busy_timeout
+
+Orchestration outcomes (REJECT, WAIT, ABORT) are results, never exceptions.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DatabaseBusy",
+    "DatabaseError",
+    "FlowstateError",
+    "InvalidState",
+    "ObjectAlreadyExists",
+    "ObjectNotFound",
+]
+
+
+class FlowstateError(Exception):
+    """Base class of every error flowstate raises on purpose."""
+
+
+class ObjectNotFound(FlowstateError, KeyError):
+    """An id or key that names nothing in the database."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ObjectAlreadyExists(FlowstateError, ValueError):
+    """An id or key that is already taken; the existing object is left unchanged."""
+
+
+class InvalidState(FlowstateError, ValueError):
+    """A state or argument that cannot be valid; raised before anything is written."""
+
+
+class DatabaseError(FlowstateError, RuntimeError):
+    """The database cannot be used: the message says why and what to do."""
+
+
+class DatabaseBusy(DatabaseError):
+    """Another connection held the database lock for longer than the busy timeout."""

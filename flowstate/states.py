@@ -1,0 +1,282 @@
+"""States: the nine state types, their details, and Prefect-style constructors.
+
+>>> from flowstate.states import Running, Paused
+>>> Running().type.value, Running().name
+('RUNNING', 'Running')
+>>> Paused(pause_key="approval").state_details.pause_key
+'approval'
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from flowstate._ids import uuid7
+from flowstate._time import UtcDateTime, utcnow
+
+__all__ = [
+    "TERMINAL_TYPES",
+    "AwaitingRetry",
+    "Cached",
+    "Cancelled",
+    "Cancelling",
+    "Completed",
+    "Crashed",
+    "Failed",
+    "Late",
+    "Paused",
+    "Pending",
+    "Retrying",
+    "Running",
+    "Scheduled",
+    "State",
+    "StateDetails",
+    "StateType",
+    "Suspended",
+]
+
+
+class StateType(str, enum.Enum):
+    """The type of a state; its JSON value is the member name."""
+
+    SCHEDULED = "SCHEDULED"
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    CRASHED = "CRASHED"
+    PAUSED = "PAUSED"
+    CANCELLING = "CANCELLING"
+
+    @property
+    def default_name(self) -> str:
+        """The name a state of this type gets when none is given: ``Running`` for RUNNING."""
+        return _DEFAULT_NAMES[self]
+
+    @property
+    def is_final(self) -> bool:
+        """Whether the type is terminal: COMPLETED, FAILED, CANCELLED or CRASHED."""
+        return self in TERMINAL_TYPES
+
+
+_DEFAULT_NAMES = {t: " ".join(part.capitalize() for part in t.value.split("_")) for t in StateType}
+
+TERMINAL_TYPES: frozenset[StateType] = frozenset(
+    {StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED}
+)
+
+
+class StateDetails(BaseModel):
+    """Every field of Prefect's state details, in Prefect's JSON key order."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+
+    flow_run_id: UUID | None = None
+    task_run_id: UUID | None = None
+    child_flow_run_id: UUID | None = None
+    scheduled_time: UtcDateTime | None = None
+    cache_key: str | None = None
+    cache_expiration: UtcDateTime | None = None
+    deferred: bool | None = False
+    untrackable_result: bool = False
+    pause_timeout: UtcDateTime | None = None
+    pause_reschedule: bool = False
+    pause_key: str | None = None
+    run_input_keyset: dict[str, str] | None = None
+    refresh_cache: bool | None = None
+    retriable: bool | None = None
+    transition_id: UUID | None = None
+    task_parameters_id: UUID | None = None
+    traceparent: str | None = None
+    deployment_concurrency_lease_id: UUID | None = None
+
+
+class State(BaseModel):
+    """A state of a flow or task run, shaped exactly as Prefect's API returns it.
+
+    ``name`` defaults to the capitalised type. When a state is proposed to the orchestrator its
+    ``id`` and ``timestamp`` are replaced (every written state is "now"), as Prefect's API does.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+
+    id: UUID = Field(default_factory=uuid7)
+    type: StateType
+    name: str | None = None
+    timestamp: UtcDateTime = Field(default_factory=utcnow)
+    message: str | None = None
+    data: Any = None
+    state_details: StateDetails = Field(default_factory=StateDetails)
+
+    @model_validator(mode="after")
+    def _default_name(self) -> State:
+        if self.name is None:
+            object.__setattr__(self, "name", self.type.default_name)
+        return self
+
+    @property
+    def is_final(self) -> bool:
+        """Whether this state is terminal (COMPLETED, FAILED, CANCELLED, CRASHED)."""
+        return self.type in TERMINAL_TYPES
+
+    def __repr__(self) -> str:
+        return f"State(type={self.type.value}, name={self.name!r}, id={self.id})"
+
+
+def _state(
+    type_: StateType,
+    name: str | None,
+    message: str | None,
+    data: Any,
+    **details: Any,
+) -> State:
+    return State(
+        type=type_,
+        name=name,
+        message=message,
+        data=data,
+        state_details=StateDetails(**details),
+    )
+
+
+def Scheduled(
+    scheduled_time: datetime | None = None,
+    *,
+    name: str | None = None,
+    message: str | None = None,
+    data: Any = None,
+    **details: Any,
+) -> State:
+    """A SCHEDULED state. Without ``scheduled_time`` the orchestrator schedules it for "now"."""
+    if scheduled_time is not None and "scheduled_time" in details:
+        raise ValueError("pass scheduled_time once, not also inside the details")
+    return _state(
+        StateType.SCHEDULED, name, message, data, scheduled_time=scheduled_time, **details
+    )
+
+
+def Late(scheduled_time: datetime | None = None, **kwargs: Any) -> State:
+    """A SCHEDULED state named ``Late``: a scheduled run that missed its start."""
+    return Scheduled(scheduled_time, name="Late", **kwargs)
+
+
+def AwaitingRetry(scheduled_time: datetime | None = None, **kwargs: Any) -> State:
+    """A SCHEDULED state named ``AwaitingRetry``: a retry planned after a failure."""
+    return Scheduled(scheduled_time, name="AwaitingRetry", **kwargs)
+
+
+def Pending(*, name: str | None = None, message: str | None = None, data: Any = None, **details: Any) -> State:
+    """A PENDING state (``name`` may be ``Submitting``, ``InfrastructurePending``, ...)."""
+    return _state(StateType.PENDING, name, message, data, **details)
+
+
+def Running(*, name: str | None = None, message: str | None = None, data: Any = None, **details: Any) -> State:
+    """A RUNNING state."""
+    return _state(StateType.RUNNING, name, message, data, **details)
+
+
+def Retrying(*, message: str | None = None, data: Any = None, **details: Any) -> State:
+    """A RUNNING state named ``Retrying``."""
+    return _state(StateType.RUNNING, "Retrying", message, data, **details)
+
+
+def Completed(*, name: str | None = None, message: str | None = None, data: Any = None, **details: Any) -> State:
+    """A COMPLETED state; ``data`` is the result reference (a dict counts as persisted)."""
+    return _state(StateType.COMPLETED, name, message, data, **details)
+
+
+def Cached(
+    *,
+    cache_key: str | None = None,
+    cache_expiration: datetime | None = None,
+    message: str | None = None,
+    data: Any = None,
+    **details: Any,
+) -> State:
+    """A COMPLETED state named ``Cached``."""
+    return _state(
+        StateType.COMPLETED,
+        "Cached",
+        message,
+        data,
+        cache_key=cache_key,
+        cache_expiration=cache_expiration,
+        **details,
+    )
+
+
+def Failed(*, name: str | None = None, message: str | None = None, data: Any = None, **details: Any) -> State:
+    """A FAILED state."""
+    return _state(StateType.FAILED, name, message, data, **details)
+
+
+def Crashed(*, name: str | None = None, message: str | None = None, data: Any = None, **details: Any) -> State:
+    """A CRASHED state."""
+    return _state(StateType.CRASHED, name, message, data, **details)
+
+
+def Cancelled(*, name: str | None = None, message: str | None = None, data: Any = None, **details: Any) -> State:
+    """A CANCELLED state."""
+    return _state(StateType.CANCELLED, name, message, data, **details)
+
+
+def Cancelling(*, name: str | None = None, message: str | None = None, data: Any = None, **details: Any) -> State:
+    """A CANCELLING state."""
+    return _state(StateType.CANCELLING, name, message, data, **details)
+
+
+def Paused(
+    timeout_seconds: float | None = None,
+    pause_expiration_time: datetime | None = None,
+    reschedule: bool = False,
+    pause_key: str | None = None,
+    *,
+    name: str | None = None,
+    message: str | None = None,
+    data: Any = None,
+    **details: Any,
+) -> State:
+    """A PAUSED state: blocking by default, a suspension with ``reschedule=True``.
+
+    ``timeout_seconds`` counts from the real clock now; with an injected clock pass
+    ``pause_expiration_time`` instead.
+    """
+    if timeout_seconds is not None and pause_expiration_time is not None:
+        raise ValueError("pass timeout_seconds or pause_expiration_time, not both")
+    if "pause_timeout" in details:
+        raise ValueError("set the pause timeout with timeout_seconds or pause_expiration_time")
+    if pause_expiration_time is None and timeout_seconds is not None:
+        pause_expiration_time = utcnow() + timedelta(seconds=timeout_seconds)
+    return _state(
+        StateType.PAUSED,
+        name,
+        message,
+        data,
+        pause_timeout=pause_expiration_time,
+        pause_reschedule=reschedule,
+        pause_key=pause_key,
+        **details,
+    )
+
+
+def Suspended(
+    timeout_seconds: float | None = None,
+    pause_expiration_time: datetime | None = None,
+    pause_key: str | None = None,
+    **kwargs: Any,
+) -> State:
+    """A PAUSED state named ``Suspended`` that reschedules the run when resumed."""
+    return Paused(
+        timeout_seconds,
+        pause_expiration_time,
+        reschedule=True,
+        pause_key=pause_key,
+        name="Suspended",
+        **kwargs,
+    )
