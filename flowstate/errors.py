@@ -8,8 +8,9 @@ working::
     ├── ObjectNotFound (KeyError)          unknown run id, run-input key, ...
     ├── ObjectAlreadyExists (ValueError)   a run id or run-input key that already exists
     ├── InvalidState (ValueError)          a state or argument that cannot be valid
-    └── DatabaseError (RuntimeError)       not a flowstate database, corrupt, read-only, newer schema
-        └── DatabaseBusy                   the database stayed locked longer than busy_timeout
+    ├── DatabaseError (RuntimeError)       not a flowstate database, corrupt, read-only, newer schema
+    │   └── DatabaseBusy                   the database stayed locked longer than busy_timeout
+    └── RuleError (RuntimeError)           a rule raised while deciding; nothing was written
 
 Orchestration outcomes (REJECT, WAIT, ABORT) are results, never exceptions.
 """
@@ -23,6 +24,7 @@ __all__ = [
     "InvalidState",
     "ObjectAlreadyExists",
     "ObjectNotFound",
+    "RuleError",
 ]
 
 
@@ -51,3 +53,7 @@ class DatabaseError(FlowstateError, RuntimeError):
 
 class DatabaseBusy(DatabaseError):
     """Another connection held the database lock for longer than the busy timeout."""
+
+
+class RuleError(FlowstateError, RuntimeError):
+    """A rule raised or misbehaved while deciding; the whole transition was rolled back."""

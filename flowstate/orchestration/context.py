@@ -1,0 +1,107 @@
+"""The transition context: everything a rule may read, and the few things it may change.
+
+A context is built per proposed transition by the orchestrator, from data it read inside the
+transaction. Deciding is pure: nothing here touches the database, the real clock or randomness
+except through the callables the orchestrator passes in (``new_id``, ``uniform``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from flowstate.orchestration.decisions import Effect
+from flowstate.results import SetStateStatus
+from flowstate.runs import FlowRun, TaskRun
+from flowstate.states import State, StateDetails, StateType
+
+__all__ = ["RunKind", "TransitionContext"]
+
+RunKind = Literal["flow", "task"]
+
+
+def _no_randomness(low: float, high: float) -> float:
+    return (low + high) / 2
+
+
+@dataclass(eq=False)
+class TransitionContext:
+    """One proposed transition as the rules see it.
+
+    ``run`` is a working copy of the run: rules change it only through :meth:`update_run`, so
+    that the changes of a rule whose transition later fizzles can be undone. ``proposed`` is None
+    once a rule has decided that nothing is written. ``validated`` is set before after-steps run:
+    the state that was written, or the unchanged current state.
+    """
+
+    kind: RunKind
+    run: FlowRun | TaskRun
+    initial: State | None
+    proposed: State | None
+    now: datetime
+    new_id: Callable[[], UUID]
+    flow_run: FlowRun | None = None
+    """For task runs: the enclosing flow run as read in the same transaction (None: standalone)."""
+    cached_state: State | None = None
+    """For task RUNNING proposals with a cache key: the newest unexpired cached state, if any."""
+    uniform: Callable[[float, float], float] = _no_randomness
+    """A uniform draw in [low, high]: the only source of chance (retry jitter)."""
+    parameters: dict[str, Any] = field(default_factory=dict)
+    status: SetStateStatus = SetStateStatus.ACCEPT
+    reason: str | None = None
+    delay_seconds: int | None = None
+    validated: State | None = None
+    effects: list[Effect] = field(default_factory=list)
+    _changes: list[tuple[str, Any]] | None = None
+    run_changed: bool = False
+
+    @property
+    def initial_type(self) -> StateType | None:
+        """The current state's type, or None when the run has no state."""
+        return None if self.initial is None else self.initial.type
+
+    @property
+    def proposed_type(self) -> StateType | None:
+        """The proposal's type, or None once a rule has decided nothing is written."""
+        return None if self.proposed is None else self.proposed.type
+
+    def update_run(self, **fields: Any) -> None:
+        """Change fields of the working copy of the run (undone if the rule's transition fizzles)."""
+        for name, value in fields.items():
+            if self._changes is not None:
+                self._changes.append((name, getattr(self.run, name)))
+            setattr(self.run, name, value)
+        self.run_changed = True
+
+    def fresh_state(
+        self,
+        type: StateType,
+        *,
+        name: str | None = None,
+        message: str | None = None,
+        data: Any = None,
+        **details: Any,
+    ) -> State:
+        """A new state stamped with this transition's id source and clock."""
+        return State.model_construct(
+            id=self.new_id(),
+            type=type,
+            name=name if name is not None else type.default_name,
+            timestamp=self.now,
+            message=message,
+            data=data,
+            state_details=StateDetails(**details),
+        )
+
+    def fresh_copy(self, state: State, **changes: Any) -> State:
+        """A copy of ``state`` with a new id, timestamp now, and ``changes`` applied."""
+        return state.model_copy(update={"id": self.new_id(), "timestamp": self.now, **changes})
+
+    def with_details(self, state: State, **details: Any) -> State:
+        """``state`` with some of its details replaced (same id and timestamp)."""
+        return state.model_copy(
+            update={"state_details": state.state_details.model_copy(update=details)}
+        )

@@ -1,0 +1,82 @@
+"""The built-in policies: Prefect's core and minimal policies for flow and task runs."""
+
+from __future__ import annotations
+
+from flowstate.orchestration.bookkeeping import FLOW_BOOKKEEPING, TASK_BOOKKEEPING
+from flowstate.orchestration.flow_rules import (
+    bypass_cancelling_flow_runs_with_no_infra,
+    enforce_cancelling_to_cancelled_transition,
+    ensure_only_scheduled_flows_marked_late,
+    handle_flow_terminal_state_transitions,
+    handle_pausing_flows,
+    handle_resuming_paused_flows,
+    preserve_deployment_concurrency_lease_id,
+    prevent_duplicate_transitions,
+    prevent_pending_transitions,
+    prevent_result_data_loss,
+    retry_failed_flows,
+)
+from flowstate.orchestration.policy import Policy
+from flowstate.orchestration.scheduling_rules import copy_scheduled_time, wait_for_scheduled_time
+from flowstate.orchestration.task_rules import (
+    cache_insertion,
+    cache_retrieval,
+    handle_task_terminal_state_transitions,
+    prevent_running_tasks_from_stopped_flows,
+    rename_reruns,
+    retry_failed_tasks,
+    update_flow_run_tracker_on_tasks,
+)
+
+__all__ = ["CORE_FLOW", "CORE_TASK", "MINIMAL_FLOW", "MINIMAL_TASK"]
+
+CORE_FLOW = Policy(
+    "core-flow",
+    [
+        preserve_deployment_concurrency_lease_id,
+        prevent_duplicate_transitions,
+        handle_flow_terminal_state_transitions,
+        enforce_cancelling_to_cancelled_transition,
+        bypass_cancelling_flow_runs_with_no_infra,
+        prevent_pending_transitions,
+        ensure_only_scheduled_flows_marked_late,
+        handle_pausing_flows,
+        handle_resuming_paused_flows,
+        copy_scheduled_time,
+        wait_for_scheduled_time,
+        retry_failed_flows,
+    ],
+    FLOW_BOOKKEEPING,
+)
+"""Prefect's CoreFlowPolicy, less the deployment-concurrency rules (no such objects here)."""
+
+MINIMAL_FLOW = Policy(
+    "minimal-flow",
+    [
+        preserve_deployment_concurrency_lease_id,
+        prevent_result_data_loss,
+        bypass_cancelling_flow_runs_with_no_infra,
+    ],
+    FLOW_BOOKKEEPING,
+)
+"""What ``force=True`` keeps for flow runs: data-loss protection and cancelling without infra."""
+
+CORE_TASK = Policy(
+    "core-task",
+    [
+        cache_retrieval,
+        handle_task_terminal_state_transitions,
+        prevent_running_tasks_from_stopped_flows,
+        copy_scheduled_time,
+        wait_for_scheduled_time,
+        retry_failed_tasks,
+        rename_reruns,
+        update_flow_run_tracker_on_tasks,
+        cache_insertion,
+    ],
+    TASK_BOOKKEEPING,
+)
+"""Prefect's CoreTaskPolicy, less the tag concurrency-limit rule."""
+
+MINIMAL_TASK = Policy("minimal-task", [], TASK_BOOKKEEPING)
+"""What ``force=True`` keeps for task runs: bookkeeping only."""

@@ -1,0 +1,102 @@
+"""The pure half of Prefect's resume endpoint: hydrating run input and checking it against a schema.
+
+``jsonschema`` is imported inside :func:`validate_run_input`, so that importing flowstate stays cheap.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+__all__ = ["HydrationError", "check_run_input", "hydrate", "validate_run_input"]
+
+_KIND = "__prefect_kind"
+_REMOVE = object()
+
+
+class HydrationError(ValueError):
+    """A ``__prefect_kind`` placeholder in run input could not be resolved."""
+
+
+def _hydrate_placeholder(value: dict[str, Any]) -> Any:
+    kind = value[_KIND]
+    if kind == "json":
+        if "value" not in value:
+            return _REMOVE
+        raw = value["value"]
+        if not isinstance(raw, str):
+            return raw
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise HydrationError(f"Invalid JSON: {exc}") from exc
+    if kind == "workspace_variable":
+        name = value.get("variable_name")
+        raise HydrationError(f"Variable '{name}' not found in workspace.")
+    if kind == "jinja":
+        raise HydrationError("Invalid jinja: flowstate does not render Jinja templates")
+    if "value" not in value:
+        raise HydrationError("Missing 'value' key in __prefect object")
+    return hydrate(value["value"])
+
+
+def hydrate(value: Any) -> Any:
+    """Replace every ``{"__prefect_kind": ...}`` placeholder in ``value`` by what it stands for."""
+    if isinstance(value, dict):
+        if _KIND in value:
+            return _hydrate_placeholder(value)
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            hydrated = hydrate(item)
+            if hydrated is not _REMOVE:
+                out[key] = hydrated
+        return out
+    if isinstance(value, list):
+        return [item for item in map(hydrate, value) if item is not _REMOVE]
+    return value
+
+
+def validate_run_input(instance: Any, schema: Any) -> str | None:
+    """None if ``instance`` satisfies the JSON schema, else Prefect's description of the failure."""
+    import jsonschema
+    from jsonschema.exceptions import best_match
+
+    try:
+        validator_class = jsonschema.validators.validator_for(
+            schema, default=jsonschema.Draft202012Validator
+        )
+        validator_class.check_schema(schema)
+        error = best_match(validator_class(schema).iter_errors(instance))
+    except RecursionError:
+        return "Invalid schema: Unable to validate schema with circular references."
+    except jsonschema.SchemaError as exc:
+        return f"Invalid schema: {exc.message}"
+    except jsonschema.exceptions.RefResolutionError as exc:  # pragma: no cover - old refs
+        return f"Invalid schema: {exc}"
+    if error is None:
+        return None
+    if error.path:
+        field = ".".join(str(part) for part in error.path)
+        return f"Reason: Validation failed for field '{field}'. Failure reason: {error.message}"
+    return f"Reason: Validation failed. Failure reason: {error.message}"
+
+
+def check_run_input(run_input: dict[str, Any], schema_text: str | None) -> tuple[Any, str | None]:
+    """Hydrate ``run_input`` and validate it against the stored schema text.
+
+    Returns the hydrated input and None, or None and the reason the resume endpoint reports.
+    """
+    try:
+        hydrated = hydrate(run_input)
+    except HydrationError as exc:
+        return None, f"Error hydrating run input: {exc}"
+    if schema_text is None:
+        return None, "Run input schema not found."
+    try:
+        schema = json.loads(schema_text)
+    except (json.JSONDecodeError, TypeError):
+        return None, "Run input schema is not valid JSON."
+    problem = validate_run_input(hydrated, schema)
+    if problem is not None:
+        return None, problem
+    return hydrated, None

@@ -1,0 +1,100 @@
+"""The rule record and the ``@rule`` decorator every rule, built-in or user-written, is made with.
+
+A rule names the state types it applies from and to (None stands for "no state"), a before-step
+that may answer a :mod:`decision <flowstate.orchestration.decisions>`, and optionally an
+after-step that runs only when the rule's transition was kept::
+
+    @rule(from_={StateType.RUNNING}, to={StateType.PAUSED}, name="max-three-pauses")
+    def at_most_three_pauses(ctx):
+        if len(ctx.run.empirical_policy.pause_keys) >= 3:
+            return Reject("This run has paused three times already.")
+        return None
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from flowstate.states import TERMINAL_TYPES, StateType
+
+if TYPE_CHECKING:
+    from flowstate.orchestration.context import TransitionContext
+    from flowstate.orchestration.decisions import Decision
+
+__all__ = [
+    "ALL_TYPES",
+    "ANY_STATE",
+    "NO_STATE",
+    "TERMINAL",
+    "Rule",
+    "StateSet",
+    "rule",
+]
+
+StateSet = frozenset[StateType | None]
+
+ALL_TYPES: StateSet = frozenset(StateType)
+"""Every one of the nine state types (a run that has no state is not included)."""
+NO_STATE: StateSet = frozenset({None})
+"""Only "no state": a run that never had one, or a proposal a rule has nulled."""
+ANY_STATE: StateSet = ALL_TYPES | NO_STATE
+"""Every state type and "no state"."""
+TERMINAL: StateSet = frozenset(TERMINAL_TYPES)
+"""COMPLETED, FAILED, CANCELLED and CRASHED."""
+
+BeforeStep = Callable[["TransitionContext"], "Decision | None"]
+AfterStep = Callable[["TransitionContext"], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One orchestration rule: where it applies, and its before and after steps."""
+
+    name: str
+    from_states: StateSet
+    to_states: StateSet
+    before: BeforeStep
+    after: AfterStep | None = None
+    prefect: str | None = None
+    """The name of the Prefect rule this one reproduces, if any."""
+    description: str = ""
+
+    def applies_to(self, from_type: StateType | None, to_type: StateType | None) -> bool:
+        """Whether the rule is compiled for a transition from ``from_type`` to ``to_type``."""
+        return from_type in self.from_states and to_type in self.to_states
+
+
+def _state_set(values: Iterable[StateType | str | None] | StateType | None) -> StateSet:
+    if values is None or isinstance(values, StateType):
+        return frozenset({values})
+    return frozenset(None if v is None else StateType(v) for v in values)
+
+
+def rule(
+    *,
+    from_: Iterable[StateType | str | None] | StateType | None,
+    to: Iterable[StateType | str | None] | StateType | None,
+    prefect: str | None = None,
+    name: str | None = None,
+    after: AfterStep | None = None,
+) -> Callable[[BeforeStep], Rule]:
+    """Turn a before-step function into a :class:`Rule` applying from ``from_`` to ``to``.
+
+    ``name`` defaults to the function's name; ``after`` is the optional after-step.
+    """
+    from_states, to_states = _state_set(from_), _state_set(to)
+
+    def make(before: BeforeStep) -> Rule:
+        return Rule(
+            name=name or before.__name__,
+            from_states=from_states,
+            to_states=to_states,
+            before=before,
+            after=after,
+            prefect=prefect,
+            description=(before.__doc__ or "").strip(),
+        )
+
+    return make

@@ -1,0 +1,584 @@
+"""The Orchestrator: flowstate's public engine.
+
+Each call validates its input, then in one SQLite transaction reads the run, lets the policy
+decide, and writes the outcome::
+
+    Orchestrator.set_flow_run_state(id, proposed)
+      └─ store.transaction()            BEGIN IMMEDIATE
+           ├─ store.read_flow_run(id)    run + current state
+           ├─ policy.decide(context)     pure: rules, then bookkeeping
+           └─ store.save_transition(...) COMMIT
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from pydantic import ValidationError
+
+from flowstate._ids import uuid7
+from flowstate._names import generate_run_name
+from flowstate._time import as_utc, utcnow
+from flowstate.errors import InvalidState, ObjectAlreadyExists, ObjectNotFound
+from flowstate.orchestration.context import TransitionContext
+from flowstate.orchestration.decisions import (
+    DeleteRunInputs,
+    InsertCacheEntry,
+    MirrorToParentTask,
+)
+from flowstate.orchestration.policies import CORE_FLOW, CORE_TASK, MINIMAL_FLOW, MINIMAL_TASK
+from flowstate.orchestration.policy import Outcome, Policy
+from flowstate.orchestration.resume import check_run_input
+from flowstate.results import AbortDetails, OrchestrationResult, SetStateStatus
+from flowstate.runs import FlowRun, FlowRunPolicy, TaskRun, TaskRunPolicy
+from flowstate.states import State, StateDetails, StateType
+from flowstate.store import Store
+from flowstate.store.connection import Synchronous
+
+__all__ = ["Orchestrator", "default_database_path"]
+
+_MISSING: Any = object()
+_RUN_INPUT_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
+
+
+def default_database_path() -> str:
+    """``$FLOWSTATE_DATABASE`` if set, else ``~/.flowstate/flowstate.db`` (folder created)."""
+    env = os.environ.get("FLOWSTATE_DATABASE")
+    if env:
+        return env
+    folder = Path.home() / ".flowstate"
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(folder / "flowstate.db")
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        location = ".".join(str(p) for p in error["loc"]) or "value"
+        parts.append(f"{location}: {error['msg']} (got {error.get('input')!r:.80})")
+    return "; ".join(parts)
+
+
+def _run_id(value: Any, what: str = "run id") -> UUID:
+    if isinstance(value, UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            return UUID(value)
+        except ValueError:
+            pass
+    raise InvalidState(f"{what} {value!r} is not a UUID")
+
+
+def _coerce_state(value: Any) -> State:
+    """Validate a user's proposal: a State, a dict or JSON text in Prefect's shape."""
+    try:
+        if isinstance(value, State):
+            state = value
+        elif isinstance(value, str | bytes):
+            state = State.model_validate_json(value)
+        elif isinstance(value, Mapping):
+            state = State.model_validate(value)
+        else:
+            raise InvalidState(
+                f"a state must be a flowstate.State, a dict or JSON text, not {type(value).__name__}"
+            )
+    except ValidationError as exc:
+        raise InvalidState(f"invalid state: {_validation_message(exc)}") from None
+    if state.data is not None:
+        try:
+            json.dumps(state.data)
+        except (TypeError, ValueError) as exc:
+            raise InvalidState(f"state.data must be JSON-serialisable: {exc}") from None
+    return state
+
+
+def _coerce_policy(value: Any, model: type[FlowRunPolicy] | type[TaskRunPolicy]) -> Any:
+    if value is None:
+        return model()
+    if isinstance(value, model):
+        return value.model_copy(deep=True)
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        raise InvalidState(f"invalid empirical_policy: {_validation_message(exc)}") from None
+
+
+class Orchestrator:
+    """Orchestrates flow and task runs exactly as Prefect's server does, stored in SQLite.
+
+    >>> from flowstate import Orchestrator
+    >>> from flowstate.states import Pending, Running
+    >>> with Orchestrator(":memory:") as orc:
+    ...     run = orc.create_flow_run(flow_name="etl")
+    ...     orc.set_flow_run_state(run.id, Pending()).status.value
+    ...     orc.set_flow_run_state(run.id, Pending()).details.reason
+    'ACCEPT'
+    'This run is in a PENDING state and cannot transition to a PENDING state.'
+
+    ``database`` is a path, ``":memory:"``, or None for the embedded default
+    (``$FLOWSTATE_DATABASE``, else ``~/.flowstate/flowstate.db``). ``clock`` returns the current
+    time as an aware UTC datetime (default: the real clock). ``uniform`` draws retry jitter
+    (default: a ``random.Random``; pass ``random.Random(seed).uniform`` for reproducible runs).
+    ``busy_timeout`` bounds how long a call waits for another connection's write lock, in
+    seconds. ``synchronous="FULL"`` survives power loss at some cost; the default ``"NORMAL"``
+    (with WAL) loses no committed transition when the process crashes.
+    """
+
+    def __init__(
+        self,
+        database: str | os.PathLike[str] | None = None,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        uniform: Callable[[float, float], float] | None = None,
+        busy_timeout: float = 30.0,
+        synchronous: Synchronous = "NORMAL",
+        flow_policy: Policy | None = None,
+        task_policy: Policy | None = None,
+    ) -> None:
+        path = default_database_path() if database is None else os.fspath(database)
+        if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise InvalidState(f"synchronous={synchronous!r}; expected NORMAL, FULL, EXTRA or OFF")
+        self._store = Store(path, busy_timeout=busy_timeout, synchronous=synchronous)
+        self._clock = clock or utcnow
+        self._uniform = uniform or random.Random().uniform
+        self.flow_policy = flow_policy or CORE_FLOW
+        self.task_policy = task_policy or CORE_TASK
+
+    @property
+    def database(self) -> str:
+        """The database path this orchestrator uses."""
+        return self._store.path
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release the database; the orchestrator cannot be used afterwards."""
+        self._store.close()
+
+    def __enter__(self) -> Orchestrator:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group calls: everything inside commits together, or nothing does."""
+        with self._store.transaction():
+            yield
+
+    def _now(self) -> datetime:
+        now = self._clock()
+        if not isinstance(now, datetime):
+            raise InvalidState(f"the clock returned {now!r}, not a datetime")
+        return as_utc(now)
+
+    # -- flow runs -------------------------------------------------------------------------
+
+    def create_flow_run(
+        self,
+        *,
+        flow_name: str = "flow",
+        name: str | None = None,
+        parameters: dict[str, Any] | None = None,
+        tags: list[str] | None = None,
+        empirical_policy: FlowRunPolicy | Mapping[str, Any] | None = None,
+        deployment_id: UUID | str | None = None,
+        infrastructure_pid: str | None = None,
+        parent_task_run_id: UUID | str | None = None,
+        state: State | Mapping[str, Any] | str | None = None,
+        id: UUID | str | None = None,
+    ) -> FlowRun:
+        """Create a flow run; with ``state`` it is set with force, else the run has no state."""
+        proposed = None if state is None else _coerce_state(state)
+        try:
+            run = FlowRun(
+                id=uuid7() if id is None else _run_id(id),
+                name=name or generate_run_name(),
+                flow_name=flow_name,
+                parameters=parameters or {},
+                tags=tags or [],
+                empirical_policy=_coerce_policy(empirical_policy, FlowRunPolicy),
+                deployment_id=None if deployment_id is None else _run_id(deployment_id, "deployment_id"),
+                infrastructure_pid=infrastructure_pid,
+                parent_task_run_id=(
+                    None
+                    if parent_task_run_id is None
+                    else _run_id(parent_task_run_id, "parent_task_run_id")
+                ),
+            )
+            json.dumps(run.parameters)
+        except ValidationError as exc:
+            raise InvalidState(f"invalid flow run: {_validation_message(exc)}") from None
+        except (TypeError, ValueError) as exc:
+            raise InvalidState(f"parameters must be JSON-serialisable: {exc}") from None
+        with self._store.transaction():
+            now = self._now()
+            run.created = run.updated = now
+            if not self._store.insert_flow_run(run):
+                raise ObjectAlreadyExists(f"Flow run with id {run.id} already exists")
+            if proposed is not None:
+                self._orchestrate_flow(run.id, proposed, force=True, now=now)
+            return self._read_flow_run(run.id, now)
+
+    def read_flow_run(self, id: UUID | str) -> FlowRun:
+        """The flow run with its current state; ObjectNotFound if there is none."""
+        run_id = _run_id(id)
+        with self._store.transaction():
+            return self._read_flow_run(run_id, self._now())
+
+    def _read_flow_run(self, run_id: UUID, now: datetime) -> FlowRun:
+        run = self._store.read_flow_run(run_id)
+        if run is None:
+            raise ObjectNotFound(f"Flow run with id {run_id} not found")
+        if run.state is not None and run.state.type is StateType.RUNNING:
+            running_for = max(now - run.state.timestamp, timedelta(0))
+            run.estimated_run_time = run.total_run_time + running_for
+        return run
+
+    def read_flow_runs(
+        self, *, state_type: StateType | str | None = None, limit: int | None = None, offset: int = 0
+    ) -> list[FlowRun]:
+        """Flow runs in creation order, optionally only those in one state type."""
+        with self._store.transaction():
+            return self._store.read_flow_runs(
+                state_type=_state_type(state_type), limit=_limit(limit), offset=_offset(offset)
+            )
+
+    def delete_flow_run(self, id: UUID | str) -> None:
+        """Delete a flow run with its history, run input and task runs."""
+        run_id = _run_id(id)
+        with self._store.transaction():
+            if not self._store.delete_run("flow", run_id):
+                raise ObjectNotFound(f"Flow run with id {run_id} not found")
+
+    def set_flow_run_state(
+        self, id: UUID | str, state: State | Mapping[str, Any] | str, *, force: bool = False
+    ) -> OrchestrationResult:
+        """Propose ``state`` for a flow run; the core flow policy answers (minimal if forced)."""
+        run_id = _run_id(id)
+        proposed = _coerce_state(state)
+        with self._store.transaction():
+            outcome = self._orchestrate_flow(run_id, proposed, force=force, now=self._now())
+        return outcome.result
+
+    def read_flow_run_states(self, id: UUID | str) -> list[State]:
+        """A flow run's state history, oldest first."""
+        run_id = _run_id(id)
+        with self._store.transaction():
+            if self._store.read_flow_run(run_id) is None:
+                raise ObjectNotFound(f"Flow run with id {run_id} not found")
+            return self._store.read_states("flow", run_id)
+
+    def resume_flow_run(self, id: UUID | str, run_input: Any = _MISSING) -> OrchestrationResult:
+        """Resume a paused flow run, as Prefect's ``/resume`` endpoint does.
+
+        Not paused: ABORT with no state. With a ``run_input_keyset`` on the pause, the input is
+        hydrated and validated against the stored schema (problems: REJECT with abort details
+        and the current state), and stored under the keyset's response key on ACCEPT. A
+        suspension (``pause_reschedule``) resumes to Scheduled "Resuming", a pause to Running.
+        """
+        run_id = _run_id(id)
+        if run_input is not _MISSING and run_input is not None and not isinstance(run_input, dict):
+            raise InvalidState(f"run_input must be a dict (a JSON object), not {type(run_input).__name__}")
+        with self._store.transaction():
+            now = self._now()
+            run = self._read_flow_run(run_id, now)
+            paused = run.state
+            if paused is None or paused.type is not StateType.PAUSED:
+                return OrchestrationResult(
+                    state=None,
+                    status=SetStateStatus.ABORT,
+                    details=AbortDetails(reason="Cannot resume a flow run that is not paused."),
+                )
+            keyset = paused.state_details.run_input_keyset
+            hydrated: Any = None
+            if keyset:
+                schema_text = self._store.read_run_input(run_id, keyset.get("schema", ""))
+                given = run_input if isinstance(run_input, dict) else {}
+                hydrated, problem = check_run_input(given, schema_text)
+                if problem is not None:
+                    return OrchestrationResult(
+                        state=paused, status=SetStateStatus.REJECT, details=AbortDetails(reason=problem)
+                    )
+            if paused.state_details.pause_reschedule:
+                proposal = State(
+                    type=StateType.SCHEDULED,
+                    name="Resuming",
+                    state_details=StateDetails(scheduled_time=now),
+                )
+            else:
+                proposal = State(type=StateType.RUNNING)
+            outcome = self._orchestrate_flow(run_id, proposal, force=False, now=now, run=run)
+            result = outcome.result
+            if keyset and hydrated and result.status is SetStateStatus.ACCEPT:
+                response_key = keyset.get("response", "")
+                text = json.dumps(hydrated, separators=(",", ":"), ensure_ascii=False)
+                if not self._store.insert_run_input(run_id, response_key, text, None, now):
+                    raise ObjectAlreadyExists(
+                        f"run input {response_key!r} of flow run {run_id} already exists"
+                    )
+            return result
+
+    # -- run input -------------------------------------------------------------------------
+
+    def create_flow_run_input(
+        self, id: UUID | str, key: str, value: str, *, sender: str | None = None
+    ) -> None:
+        """Store ``value`` under ``key`` for a flow run; ObjectAlreadyExists keeps the old one."""
+        run_id = _run_id(id)
+        _check_run_input_key(key)
+        if not isinstance(value, str):
+            raise InvalidState(f"run input value must be a str, not {type(value).__name__}")
+        with self._store.transaction():
+            now = self._now()
+            if self._store.read_flow_run(run_id) is None:
+                raise ObjectNotFound(f"Flow run with id {run_id} not found")
+            if not self._store.insert_run_input(run_id, key, value, sender, now):
+                raise ObjectAlreadyExists(f"run input {key!r} of flow run {run_id} already exists")
+
+    def read_flow_run_input(self, id: UUID | str, key: str) -> str:
+        """The value stored under ``key``; ObjectNotFound if there is none."""
+        run_id = _run_id(id)
+        _check_run_input_key(key)
+        with self._store.transaction():
+            value = self._store.read_run_input(run_id, key)
+        if value is None:
+            raise ObjectNotFound(f"run input {key!r} of flow run {run_id} not found")
+        return value
+
+    def delete_flow_run_input(self, id: UUID | str, key: str) -> None:
+        """Delete the value stored under ``key``; ObjectNotFound if there is none."""
+        run_id = _run_id(id)
+        _check_run_input_key(key)
+        with self._store.transaction():
+            if not self._store.delete_run_input(run_id, key):
+                raise ObjectNotFound(f"run input {key!r} of flow run {run_id} not found")
+
+    # -- task runs -------------------------------------------------------------------------
+
+    def create_task_run(
+        self,
+        *,
+        flow_run_id: UUID | str | None = None,
+        task_key: str = "task",
+        dynamic_key: str = "0",
+        name: str | None = None,
+        empirical_policy: TaskRunPolicy | Mapping[str, Any] | None = None,
+        state: State | Mapping[str, Any] | str | None = None,
+        id: UUID | str | None = None,
+    ) -> TaskRun:
+        """Create a task run (in a flow run, or standalone); ``state`` is set with force."""
+        proposed = None if state is None else _coerce_state(state)
+        try:
+            run = TaskRun(
+                id=uuid7() if id is None else _run_id(id),
+                flow_run_id=None if flow_run_id is None else _run_id(flow_run_id, "flow_run_id"),
+                task_key=task_key,
+                dynamic_key=dynamic_key,
+                name=name or f"{task_key}-{dynamic_key}",
+                empirical_policy=_coerce_policy(empirical_policy, TaskRunPolicy),
+            )
+        except ValidationError as exc:
+            raise InvalidState(f"invalid task run: {_validation_message(exc)}") from None
+        with self._store.transaction():
+            now = self._now()
+            if run.flow_run_id is not None and self._store.read_flow_run(run.flow_run_id) is None:
+                raise ObjectNotFound(f"Flow run with id {run.flow_run_id} not found")
+            run.created = run.updated = now
+            if not self._store.insert_task_run(run):
+                raise ObjectAlreadyExists(f"Task run with id {run.id} already exists")
+            if proposed is not None:
+                self._orchestrate_task(run.id, proposed, force=True, now=now)
+            return self._read_task_run(run.id)
+
+    def read_task_run(self, id: UUID | str) -> TaskRun:
+        """The task run with its current state; ObjectNotFound if there is none."""
+        run_id = _run_id(id)
+        with self._store.transaction():
+            return self._read_task_run(run_id)
+
+    def _read_task_run(self, run_id: UUID) -> TaskRun:
+        run = self._store.read_task_run(run_id)
+        if run is None:
+            raise ObjectNotFound(f"Task run with id {run_id} not found")
+        return run
+
+    def read_task_runs(
+        self,
+        *,
+        flow_run_id: UUID | str | None = None,
+        state_type: StateType | str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[TaskRun]:
+        """Task runs in creation order, optionally of one flow run and/or one state type."""
+        flow_id = None if flow_run_id is None else _run_id(flow_run_id, "flow_run_id")
+        with self._store.transaction():
+            return self._store.read_task_runs(
+                flow_run_id=flow_id,
+                state_type=_state_type(state_type),
+                limit=_limit(limit),
+                offset=_offset(offset),
+            )
+
+    def delete_task_run(self, id: UUID | str) -> None:
+        """Delete a task run with its history."""
+        run_id = _run_id(id)
+        with self._store.transaction():
+            if not self._store.delete_run("task", run_id):
+                raise ObjectNotFound(f"Task run with id {run_id} not found")
+
+    def set_task_run_state(
+        self, id: UUID | str, state: State | Mapping[str, Any] | str, *, force: bool = False
+    ) -> OrchestrationResult:
+        """Propose ``state`` for a task run; the core task policy answers (minimal if forced)."""
+        run_id = _run_id(id)
+        proposed = _coerce_state(state)
+        with self._store.transaction():
+            outcome = self._orchestrate_task(run_id, proposed, force=force, now=self._now())
+        return outcome.result
+
+    def read_task_run_states(self, id: UUID | str) -> list[State]:
+        """A task run's state history, oldest first."""
+        run_id = _run_id(id)
+        with self._store.transaction():
+            if self._store.read_task_run(run_id) is None:
+                raise ObjectNotFound(f"Task run with id {run_id} not found")
+            return self._store.read_states("task", run_id)
+
+    # -- the transition itself (inside a transaction) ---------------------------------------
+
+    @staticmethod
+    def _stamp(proposed: State, now: datetime) -> State:
+        """The proposal as written: a new id, timestamp now, and a default scheduled time."""
+        update: dict[str, Any] = {"id": uuid7(), "timestamp": now}
+        if proposed.type is StateType.SCHEDULED and proposed.state_details.scheduled_time is None:
+            update["state_details"] = proposed.state_details.model_copy(
+                update={"scheduled_time": now}
+            )
+        return proposed.model_copy(update=update)
+
+    def _orchestrate_flow(
+        self,
+        run_id: UUID,
+        proposed: State,
+        *,
+        force: bool,
+        now: datetime,
+        run: FlowRun | None = None,
+    ) -> Outcome:
+        if run is None:
+            run = self._store.read_flow_run(run_id)
+            if run is None:
+                raise ObjectNotFound(f"Flow run with id {run_id} not found")
+        ctx = TransitionContext(
+            kind="flow",
+            run=run,
+            initial=run.state,
+            proposed=self._stamp(proposed, now),
+            now=now,
+            new_id=uuid7,
+            uniform=self._uniform,
+        )
+        policy = MINIMAL_FLOW if force else self.flow_policy
+        outcome = policy.decide(ctx)
+        self._save(outcome, now)
+        return outcome
+
+    def _orchestrate_task(
+        self, run_id: UUID, proposed: State, *, force: bool, now: datetime
+    ) -> Outcome:
+        store = self._store
+        run = store.read_task_run(run_id)
+        if run is None:
+            raise ObjectNotFound(f"Task run with id {run_id} not found")
+        flow_run = None
+        cached_state = None
+        if proposed.type is StateType.RUNNING:
+            if run.flow_run_id is not None:
+                flow_run = store.read_flow_run(run.flow_run_id)
+                if flow_run is None:
+                    raise ObjectNotFound(
+                        f"Unable to read flow run associated with task run: {run.id}, this flow "
+                        "run might have been deleted"
+                    )
+            details = proposed.state_details
+            if not force and details.cache_key and not details.refresh_cache:
+                cached_state = store.read_cached_state(details.cache_key, now)
+        ctx = TransitionContext(
+            kind="task",
+            run=run,
+            initial=run.state,
+            proposed=self._stamp(proposed, now),
+            now=now,
+            new_id=uuid7,
+            flow_run=flow_run,
+            cached_state=cached_state,
+            uniform=self._uniform,
+        )
+        policy = MINIMAL_TASK if force else self.task_policy
+        outcome = policy.decide(ctx)
+        self._save(outcome, now)
+        return outcome
+
+    def _save(self, outcome: Outcome, now: datetime) -> None:
+        ctx = outcome.context
+        store = self._store
+        if outcome.written is not None or ctx.run_changed:
+            initial_id = None if ctx.initial is None else ctx.initial.id
+            store.save_transition(ctx.kind, ctx.run, outcome.written, initial_id, now)
+        for effect in ctx.effects:
+            if isinstance(effect, InsertCacheEntry):
+                store.insert_cache_entry(effect.cache_key, effect.expiration, effect.state_id)
+            elif isinstance(effect, DeleteRunInputs):
+                for key in effect.keys:
+                    store.delete_run_input(effect.flow_run_id, key)
+            elif isinstance(effect, MirrorToParentTask):
+                if store.read_task_run(effect.task_run_id) is not None:
+                    mirrored = effect.state.model_copy(
+                        update={
+                            "state_details": effect.state.state_details.model_copy(
+                                update={"child_flow_run_id": effect.child_flow_run_id}
+                            )
+                        }
+                    )
+                    self._orchestrate_task(effect.task_run_id, mirrored, force=True, now=now)
+
+
+def _check_run_input_key(key: Any) -> None:
+    if not isinstance(key, str) or not key or not set(key) <= _RUN_INPUT_KEY_CHARS:
+        raise InvalidState(
+            f"run input key {key!r} is invalid; use letters, digits and dashes only"
+        )
+
+
+def _state_type(value: StateType | str | None) -> StateType | None:
+    if value is None or isinstance(value, StateType):
+        return value
+    try:
+        return StateType(str(value).upper())
+    except ValueError:
+        expected = ", ".join(t.value for t in StateType)
+        raise InvalidState(f"state_type={value!r} is not a StateType; expected one of {expected}") from None
+
+
+def _limit(value: int | None) -> int | None:
+    if value is not None and (not isinstance(value, int) or value < 0):
+        raise InvalidState(f"limit={value!r}; expected a whole number >= 0 or None")
+    return value
+
+
+def _offset(value: int) -> int:
+    if not isinstance(value, int) or value < 0:
+        raise InvalidState(f"offset={value!r}; expected a whole number >= 0")
+    return value

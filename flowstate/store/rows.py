@@ -1,0 +1,240 @@
+"""Rows <-> models: the one place that knows column order and how values are encoded.
+
+Times are stored as fixed-width ISO-8601 UTC text (so they sort as text), ids as UUID text,
+nested values as JSON text. Rows the store wrote itself are trusted: models are built with
+``model_construct`` (no re-validation on the hot path).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from flowstate.result_data import is_unpersisted
+from flowstate.runs import FlowRun, FlowRunPolicy, TaskRun, TaskRunPolicy
+from flowstate.states import State, StateDetails, StateType
+
+__all__ = [
+    "STATE_WIDTH",
+    "encode_time",
+    "flow_run_from_row",
+    "flow_run_insert_row",
+    "flow_run_update_row",
+    "parse_time",
+    "state_from_row",
+    "state_insert_row",
+    "task_run_from_row",
+    "task_run_insert_row",
+    "task_run_update_row",
+]
+
+STATE_WIDTH = 7
+_parse_iso = datetime.fromisoformat
+_state_types = {t.value: t for t in StateType}
+_validate_details = StateDetails.model_validate_json
+_validate_flow_policy = FlowRunPolicy.model_validate_json
+_validate_task_policy = TaskRunPolicy.model_validate_json
+
+
+def encode_time(value: datetime | None) -> str | None:
+    """Fixed-width ISO text of an aware UTC datetime, or None."""
+    return None if value is None else value.isoformat(timespec="microseconds")
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """The datetime ``encode_time`` wrote, or None."""
+    return None if text is None else _parse_iso(text)
+
+
+def _uuid(text: str | None) -> UUID | None:
+    return None if text is None else UUID(text)
+
+
+def _str(value: UUID | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def encode_data(data: Any) -> str | None:
+    """A state's result data as stored: unpersisted results are not kept."""
+    if data is None or is_unpersisted(data):
+        return None
+    return json.dumps(data, separators=(",", ":"))
+
+
+def state_insert_row(run_id: UUID, state: State) -> tuple[Any, ...]:
+    """Values for INSERT_*_RUN_STATE."""
+    return (
+        str(run_id),
+        str(state.id),
+        state.type.value,
+        state.name,
+        encode_time(state.timestamp),
+        state.message,
+        encode_data(state.data),
+        state.state_details.model_dump_json(),
+    )
+
+
+def state_from_row(row: Sequence[Any], start: int = 0) -> State | None:
+    """The state in ``row[start:start + STATE_WIDTH]``, or None if the columns are empty."""
+    state_id = row[start]
+    if state_id is None:
+        return None
+    data = row[start + 5]
+    return State.model_construct(
+        id=UUID(state_id),
+        type=_state_types[row[start + 1]],
+        name=row[start + 2],
+        timestamp=_parse_iso(row[start + 3]),
+        message=row[start + 4],
+        data=None if data is None else json.loads(data),
+        state_details=_validate_details(row[start + 6]),
+    )
+
+
+def flow_run_insert_row(run: FlowRun) -> tuple[Any, ...]:
+    """Values for INSERT_FLOW_RUN (a new run has no state yet)."""
+    return (
+        str(run.id),
+        run.name,
+        run.flow_name,
+        json.dumps(run.parameters),
+        json.dumps(run.tags),
+        None,
+        None,
+        None,
+        run.run_count,
+        encode_time(run.start_time),
+        encode_time(run.end_time),
+        run.total_run_time.total_seconds(),
+        encode_time(run.expected_start_time),
+        encode_time(run.next_scheduled_start_time),
+        run.empirical_policy.model_dump_json(),
+        _str(run.deployment_id),
+        run.infrastructure_pid,
+        _str(run.parent_task_run_id),
+        encode_time(run.created),
+        encode_time(run.updated),
+    )
+
+
+def flow_run_update_row(run: FlowRun, state_id: UUID | None, updated: datetime) -> tuple[Any, ...]:
+    """Values for UPDATE_FLOW_RUN."""
+    return (
+        _str(state_id),
+        None if run.state_type is None else run.state_type.value,
+        run.state_name,
+        run.run_count,
+        encode_time(run.start_time),
+        encode_time(run.end_time),
+        run.total_run_time.total_seconds(),
+        encode_time(run.expected_start_time),
+        encode_time(run.next_scheduled_start_time),
+        run.empirical_policy.model_dump_json(),
+        encode_time(updated),
+        str(run.id),
+    )
+
+
+def flow_run_from_row(row: Sequence[Any]) -> FlowRun:
+    """A FlowRun (with its current state) from a SELECT_FLOW_RUN* row."""
+    state_type = row[6]
+    return FlowRun.model_construct(
+        id=UUID(row[0]),
+        name=row[1],
+        flow_name=row[2],
+        parameters=json.loads(row[3]),
+        tags=json.loads(row[4]),
+        state=state_from_row(row, 20),
+        state_type=None if state_type is None else _state_types[state_type],
+        state_name=row[7],
+        run_count=row[8],
+        start_time=parse_time(row[9]),
+        end_time=parse_time(row[10]),
+        total_run_time=timedelta(seconds=row[11]),
+        expected_start_time=parse_time(row[12]),
+        next_scheduled_start_time=parse_time(row[13]),
+        estimated_run_time=timedelta(seconds=row[11]),
+        empirical_policy=_validate_flow_policy(row[14]),
+        deployment_id=_uuid(row[15]),
+        infrastructure_pid=row[16],
+        parent_task_run_id=_uuid(row[17]),
+        created=parse_time(row[18]),
+        updated=parse_time(row[19]),
+    )
+
+
+def task_run_insert_row(run: TaskRun) -> tuple[Any, ...]:
+    """Values for INSERT_TASK_RUN (a new run has no state yet)."""
+    return (
+        str(run.id),
+        _str(run.flow_run_id),
+        run.task_key,
+        run.dynamic_key,
+        run.name,
+        None,
+        None,
+        None,
+        run.run_count,
+        run.flow_run_run_count,
+        encode_time(run.start_time),
+        encode_time(run.end_time),
+        run.total_run_time.total_seconds(),
+        encode_time(run.expected_start_time),
+        encode_time(run.next_scheduled_start_time),
+        run.empirical_policy.model_dump_json(),
+        run.cache_key,
+        encode_time(run.cache_expiration),
+        encode_time(run.created),
+        encode_time(run.updated),
+    )
+
+
+def task_run_update_row(run: TaskRun, state_id: UUID | None, updated: datetime) -> tuple[Any, ...]:
+    """Values for UPDATE_TASK_RUN."""
+    return (
+        _str(state_id),
+        None if run.state_type is None else run.state_type.value,
+        run.state_name,
+        run.run_count,
+        run.flow_run_run_count,
+        encode_time(run.start_time),
+        encode_time(run.end_time),
+        run.total_run_time.total_seconds(),
+        encode_time(run.expected_start_time),
+        encode_time(run.next_scheduled_start_time),
+        run.cache_key,
+        encode_time(run.cache_expiration),
+        encode_time(updated),
+        str(run.id),
+    )
+
+
+def task_run_from_row(row: Sequence[Any]) -> TaskRun:
+    """A TaskRun (with its current state) from a SELECT_TASK_RUN* row."""
+    state_type = row[6]
+    return TaskRun.model_construct(
+        id=UUID(row[0]),
+        flow_run_id=_uuid(row[1]),
+        task_key=row[2],
+        dynamic_key=row[3],
+        name=row[4],
+        state=state_from_row(row, 20),
+        state_type=None if state_type is None else _state_types[state_type],
+        state_name=row[7],
+        run_count=row[8],
+        flow_run_run_count=row[9],
+        start_time=parse_time(row[10]),
+        end_time=parse_time(row[11]),
+        total_run_time=timedelta(seconds=row[12]),
+        expected_start_time=parse_time(row[13]),
+        next_scheduled_start_time=parse_time(row[14]),
+        empirical_policy=_validate_task_policy(row[15]),
+        cache_key=row[16],
+        cache_expiration=parse_time(row[17]),
+        created=parse_time(row[18]),
+        updated=parse_time(row[19]),
+    )

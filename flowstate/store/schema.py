@@ -1,0 +1,176 @@
+"""The database schema, its version, and the versioned migrations that create and evolve it.
+
+The version lives in ``PRAGMA user_version`` (cheap to read on every open) and the file is marked
+as flowstate's with ``PRAGMA application_id``. Migrations are registered with sqlite-utils'
+``Migrations``, which is imported only when one is pending.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import TYPE_CHECKING
+
+from flowstate.errors import DatabaseError
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
+__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "ensure_schema"]
+
+APPLICATION_ID = 0x466C5374  # "FlSt"
+SCHEMA_VERSION = 1
+
+_V1 = """
+CREATE TABLE flow_run (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    flow_name TEXT NOT NULL,
+    parameters TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    state_id TEXT,
+    state_type TEXT,
+    state_name TEXT,
+    run_count INTEGER NOT NULL DEFAULT 0,
+    start_time TEXT,
+    end_time TEXT,
+    total_run_time REAL NOT NULL DEFAULT 0,
+    expected_start_time TEXT,
+    next_scheduled_start_time TEXT,
+    empirical_policy TEXT NOT NULL,
+    deployment_id TEXT,
+    infrastructure_pid TEXT,
+    parent_task_run_id TEXT,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL
+);
+CREATE INDEX ix_flow_run_state_type ON flow_run (state_type, next_scheduled_start_time);
+CREATE INDEX ix_flow_run_created ON flow_run (created, id);
+
+CREATE TABLE flow_run_state (
+    id TEXT PRIMARY KEY,
+    flow_run_id TEXT NOT NULL REFERENCES flow_run (id) ON DELETE CASCADE,
+    type TEXT NOT NULL,
+    name TEXT,
+    timestamp TEXT NOT NULL,
+    message TEXT,
+    data TEXT,
+    details TEXT NOT NULL
+);
+CREATE UNIQUE INDEX ux_flow_run_state_timestamp ON flow_run_state (flow_run_id, timestamp);
+
+CREATE TABLE task_run (
+    id TEXT PRIMARY KEY,
+    flow_run_id TEXT REFERENCES flow_run (id) ON DELETE CASCADE,
+    task_key TEXT NOT NULL,
+    dynamic_key TEXT NOT NULL,
+    name TEXT NOT NULL,
+    state_id TEXT,
+    state_type TEXT,
+    state_name TEXT,
+    run_count INTEGER NOT NULL DEFAULT 0,
+    flow_run_run_count INTEGER NOT NULL DEFAULT 0,
+    start_time TEXT,
+    end_time TEXT,
+    total_run_time REAL NOT NULL DEFAULT 0,
+    expected_start_time TEXT,
+    next_scheduled_start_time TEXT,
+    empirical_policy TEXT NOT NULL,
+    cache_key TEXT,
+    cache_expiration TEXT,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL
+);
+CREATE INDEX ix_task_run_flow_run ON task_run (flow_run_id, created);
+CREATE INDEX ix_task_run_created ON task_run (created, id);
+
+CREATE TABLE task_run_state (
+    id TEXT PRIMARY KEY,
+    task_run_id TEXT NOT NULL REFERENCES task_run (id) ON DELETE CASCADE,
+    type TEXT NOT NULL,
+    name TEXT,
+    timestamp TEXT NOT NULL,
+    message TEXT,
+    data TEXT,
+    details TEXT NOT NULL
+);
+CREATE UNIQUE INDEX ux_task_run_state_timestamp ON task_run_state (task_run_id, timestamp);
+
+CREATE TABLE task_cache (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    cache_key TEXT NOT NULL,
+    expiration TEXT,
+    state_id TEXT NOT NULL REFERENCES task_run_state (id) ON DELETE CASCADE
+);
+CREATE INDEX ix_task_cache_key ON task_cache (cache_key, id);
+CREATE INDEX ix_task_cache_state ON task_cache (state_id);
+
+CREATE TABLE flow_run_input (
+    flow_run_id TEXT NOT NULL REFERENCES flow_run (id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    sender TEXT,
+    created TEXT NOT NULL,
+    PRIMARY KEY (flow_run_id, key)
+);
+"""
+
+
+def _migrations():  # type: ignore[no-untyped-def]
+    from sqlite_utils.migrations import Migrations
+
+    migrations = Migrations("flowstate")
+
+    @migrations(name="0001_initial")
+    def initial(db: Database) -> None:
+        for statement in _V1.split(";"):
+            if statement.strip():
+                db.execute(statement)
+
+    return migrations
+
+
+def _read_identity(conn: sqlite3.Connection) -> tuple[int, int, int]:
+    application_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    user_version = conn.execute("PRAGMA user_version").fetchone()[0]
+    tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    return application_id, user_version, tables
+
+
+def _check_identity(path: str, application_id: int, user_version: int, tables: int) -> bool:
+    """Raise unless this is a flowstate database we can use; True if a migration is pending."""
+    if application_id == APPLICATION_ID:
+        if user_version > SCHEMA_VERSION:
+            raise DatabaseError(
+                f"{path} was written by a newer flowstate (schema version {user_version}; this "
+                f"one knows up to {SCHEMA_VERSION}); upgrade flowstate to open it"
+            )
+        return user_version < SCHEMA_VERSION
+    if application_id == 0 and tables == 0:
+        return True  # a new, empty database
+    raise DatabaseError(
+        f"{path} is not a flowstate database (it holds other tables, and no 'flow_run' table "
+        "made by flowstate); pass a new path, or the path of a flowstate database"
+    )
+
+
+def ensure_schema(conn: sqlite3.Connection, path: str) -> None:
+    """Check the file is a usable flowstate database and apply pending migrations.
+
+    Nothing is written to a file that turns out not to be flowstate's.
+    """
+    if not _check_identity(path, *_read_identity(conn)):
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Another process may have migrated between the check and the lock: check again.
+        if _check_identity(path, *_read_identity(conn)):
+            from sqlite_utils import Database
+
+            _migrations().apply(Database(conn))
+            conn.execute(f"PRAGMA application_id={APPLICATION_ID:d}")
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION:d}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise

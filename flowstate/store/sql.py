@@ -1,0 +1,86 @@
+"""Every SQL statement the store runs, as named constants with ``?`` placeholders."""
+
+from __future__ import annotations
+
+FLOW_RUN_COLUMNS = (
+    "id, name, flow_name, parameters, tags, state_id, state_type, state_name, run_count, "
+    "start_time, end_time, total_run_time, expected_start_time, next_scheduled_start_time, "
+    "empirical_policy, deployment_id, infrastructure_pid, parent_task_run_id, created, updated"
+)
+TASK_RUN_COLUMNS = (
+    "id, flow_run_id, task_key, dynamic_key, name, state_id, state_type, state_name, run_count, "
+    "flow_run_run_count, start_time, end_time, total_run_time, expected_start_time, "
+    "next_scheduled_start_time, empirical_policy, cache_key, cache_expiration, created, updated"
+)
+STATE_COLUMNS = "id, type, name, timestamp, message, data, details"
+
+_S = "s.id, s.type, s.name, s.timestamp, s.message, s.data, s.details"
+
+INSERT_FLOW_RUN = f"INSERT INTO flow_run ({FLOW_RUN_COLUMNS}) VALUES ({', '.join('?' * 20)})"
+INSERT_TASK_RUN = f"INSERT INTO task_run ({TASK_RUN_COLUMNS}) VALUES ({', '.join('?' * 20)})"
+
+_FLOW_RUN_R = ", ".join(f"r.{c.strip()}" for c in FLOW_RUN_COLUMNS.split(","))
+_TASK_RUN_R = ", ".join(f"r.{c.strip()}" for c in TASK_RUN_COLUMNS.split(","))
+
+SELECT_FLOW_RUN = (
+    f"SELECT {_FLOW_RUN_R}, {_S} FROM flow_run r "
+    "LEFT JOIN flow_run_state s ON s.id = r.state_id WHERE r.id = ?"
+)
+SELECT_TASK_RUN = (
+    f"SELECT {_TASK_RUN_R}, {_S} FROM task_run r "
+    "LEFT JOIN task_run_state s ON s.id = r.state_id WHERE r.id = ?"
+)
+SELECT_FLOW_RUNS = (
+    f"SELECT {_FLOW_RUN_R}, {_S} FROM flow_run r "
+    "LEFT JOIN flow_run_state s ON s.id = r.state_id "
+    "WHERE (? IS NULL OR r.state_type = ?) ORDER BY r.created, r.id LIMIT ? OFFSET ?"
+)
+SELECT_TASK_RUNS = (
+    f"SELECT {_TASK_RUN_R}, {_S} FROM task_run r "
+    "LEFT JOIN task_run_state s ON s.id = r.state_id "
+    "WHERE (? IS NULL OR r.flow_run_id = ?) AND (? IS NULL OR r.state_type = ?) "
+    "ORDER BY r.created, r.id LIMIT ? OFFSET ?"
+)
+
+UPDATE_FLOW_RUN = (
+    "UPDATE flow_run SET state_id = ?, state_type = ?, state_name = ?, run_count = ?, "
+    "start_time = ?, end_time = ?, total_run_time = ?, expected_start_time = ?, "
+    "next_scheduled_start_time = ?, empirical_policy = ?, updated = ? WHERE id = ?"
+)
+UPDATE_TASK_RUN = (
+    "UPDATE task_run SET state_id = ?, state_type = ?, state_name = ?, run_count = ?, "
+    "flow_run_run_count = ?, start_time = ?, end_time = ?, total_run_time = ?, "
+    "expected_start_time = ?, next_scheduled_start_time = ?, cache_key = ?, "
+    "cache_expiration = ?, updated = ? WHERE id = ?"
+)
+
+INSERT_FLOW_RUN_STATE = (
+    f"INSERT INTO flow_run_state (flow_run_id, {STATE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+INSERT_TASK_RUN_STATE = (
+    f"INSERT INTO task_run_state (task_run_id, {STATE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+SELECT_FLOW_RUN_STATES = (
+    f"SELECT {STATE_COLUMNS} FROM flow_run_state WHERE flow_run_id = ? ORDER BY timestamp, id"
+)
+SELECT_TASK_RUN_STATES = (
+    f"SELECT {STATE_COLUMNS} FROM task_run_state WHERE task_run_id = ? ORDER BY timestamp, id"
+)
+
+FLOW_RUN_EXISTS = "SELECT 1 FROM flow_run WHERE id = ?"
+TASK_RUN_EXISTS = "SELECT 1 FROM task_run WHERE id = ?"
+DELETE_FLOW_RUN = "DELETE FROM flow_run WHERE id = ?"
+DELETE_TASK_RUN = "DELETE FROM task_run WHERE id = ?"
+
+INSERT_CACHE_ENTRY = "INSERT INTO task_cache (cache_key, expiration, state_id) VALUES (?, ?, ?)"
+SELECT_CACHED_STATE = (
+    f"SELECT {_S} FROM task_cache c JOIN task_run_state s ON s.id = c.state_id "
+    "WHERE c.cache_key = ? AND (c.expiration IS NULL OR c.expiration > ?) "
+    "ORDER BY c.id DESC LIMIT 1"
+)
+
+INSERT_RUN_INPUT = (
+    "INSERT INTO flow_run_input (flow_run_id, key, value, sender, created) VALUES (?, ?, ?, ?, ?)"
+)
+SELECT_RUN_INPUT = "SELECT value FROM flow_run_input WHERE flow_run_id = ? AND key = ?"
+DELETE_RUN_INPUT = "DELETE FROM flow_run_input WHERE flow_run_id = ? AND key = ?"
