@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -48,6 +48,9 @@ class CliConfig:
     database: str | None
 
 
+DATABASE_HELP = "SQLite database file, or ':memory:'. Default: ~/.flowstate/flowstate.db."
+
+
 @click.group()
 @click.option(
     "--database",
@@ -55,7 +58,7 @@ class CliConfig:
     envvar="FLOWSTATE_DATABASE",
     show_envvar=True,
     default=None,
-    help="SQLite database file, or ':memory:'. Default: ~/.flowstate/flowstate.db.",
+    help=DATABASE_HELP,
 )
 @click.version_option(package_name="flowstate", prog_name="flowstate")
 @click.pass_context
@@ -64,19 +67,32 @@ def main(ctx: click.Context, database: str | None) -> None:
     ctx.obj = CliConfig(database=database)
 
 
+def database_override(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--database`` accepted after the command name too (``flowstate demo --database x.db``)."""
+    option = click.option(
+        "--database",
+        metavar="PATH",
+        default=None,
+        help=f"{DATABASE_HELP} Overrides the global option.",
+    )
+    return option(command)
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print each result as JSON, one per line.")
+@database_override
 @click.pass_obj
-def demo(config: CliConfig, as_json: bool) -> None:
+def demo(config: CliConfig, as_json: bool, database: str | None) -> None:
     """Walk one new flow run through schedule, pause, input check, resume, tasks and completion."""
     from flowstate.demo import run_demo
 
-    with _orchestrator(config.database) as orc:
+    database = database if database is not None else config.database
+    with _orchestrator(database) as orc:
         if as_json:
             run_demo(orc, on_step=lambda step: click.echo(_result_json(step.result)))
             return
         outcome = run_demo(orc)
-        _print_demo(orc, outcome, _database_label(orc, config.database))
+        _print_demo(orc, outcome, _database_label(orc, database))
 
 
 # -- engine access --------------------------------------------------------------------------------
@@ -84,11 +100,20 @@ def demo(config: CliConfig, as_json: bool) -> None:
 
 @contextmanager
 def _orchestrator(database: str | None) -> Iterator[Orchestrator]:
-    """Open the orchestrator; turn any flowstate error inside the block into a one-line exit."""
+    """Open the orchestrator; turn any flowstate error inside the block into a one-line exit.
+
+    While opening, ``OSError`` is treated the same way: a home folder that cannot be created is a
+    problem of the environment, not a bug worth a traceback. (Later OSErrors, such as a closed
+    pipe on stdout, are left to click.)
+    """
     from flowstate import FlowstateError, Orchestrator
 
     try:
-        with Orchestrator(database) as orc:
+        orc = Orchestrator(database)
+    except (FlowstateError, OSError) as exc:
+        raise click.ClickException(_one_line(exc)) from exc
+    try:
+        with orc:
             yield orc
     except FlowstateError as exc:
         raise click.ClickException(_one_line(exc)) from exc
@@ -101,11 +126,10 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _database_label(orc: Orchestrator, database: str | None) -> str:
-    """The database the orchestrator uses, as the user should see it."""
-    for attribute in ("path", "database"):
-        value = getattr(orc, attribute, None)
-        if isinstance(value, (str, os.PathLike)):
-            return str(value)
+    """The database the orchestrator uses (its ``database`` property), as the user should see it."""
+    value = getattr(orc, "database", None)  # not in API.md yet, so fall back to what was asked
+    if isinstance(value, (str, os.PathLike)):
+        return os.fspath(value)
     return str(database) if database else str(DEFAULT_DATABASE.expanduser())
 
 

@@ -154,9 +154,9 @@ def prevent_pending_transitions(ctx: TransitionContext) -> Decision | None:
 def ensure_only_scheduled_flows_marked_late(ctx: TransitionContext) -> Decision | None:
     """Only a SCHEDULED run can be marked ``Late``, and only once."""
     initial, proposed = ctx.initial, ctx.proposed
-    if proposed is None or proposed.name != "Late":
-        return None
-    if initial is None or initial.type is not S.SCHEDULED:
+    if initial is None or proposed is None or proposed.name != "Late":
+        return None  # a run with no state may start out Late (Prefect 3.9.1 accepts it)
+    if initial.type is not S.SCHEDULED:
         return Reject("Only scheduled flows can be marked late.")
     if initial.name == "Late":
         return Reject("This flow run is already marked late.")

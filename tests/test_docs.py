@@ -1,0 +1,24 @@
+"""The examples in the README and in public docstrings run as written."""
+
+from __future__ import annotations
+
+import doctest
+from pathlib import Path
+
+import pytest
+
+import flowstate
+import flowstate.states
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_readme_examples_run():
+    failures, tried = doctest.testfile(str(REPO / "README.md"), module_relative=False)
+    assert tried > 5 and failures == 0
+
+
+@pytest.mark.parametrize("module", [flowstate, flowstate.states])
+def test_docstring_examples_run(module):
+    failures, tried = doctest.testmod(module)
+    assert tried > 0 and failures == 0

@@ -1,0 +1,288 @@
+"""The Orchestrator through its public API, on a real (in-memory or file) database."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+import flowstate
+from flowstate import (
+    InvalidState, ObjectAlreadyExists, ObjectNotFound, Orchestrator, SetStateStatus, StateType,
+)
+from flowstate.states import (
+    Completed, Failed, Paused, Pending, Running, Scheduled, Suspended,
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def orc(clock):
+    with Orchestrator(":memory:", clock=clock) as orchestrator:
+        yield orchestrator
+
+
+def test_a_run_walks_scheduled_pending_running_completed(orc, clock):
+    run = orc.create_flow_run(flow_name="etl", parameters={"n": 1}, tags=["a"])
+    assert run.state is None and run.run_count == 0
+    for state in (Scheduled(), Pending(), Running()):
+        assert orc.set_flow_run_state(run.id, state).status is SetStateStatus.ACCEPT
+    clock.now += timedelta(seconds=5)
+    orc.set_flow_run_state(run.id, Completed(data={"storage_key": "s3://x"}))
+    run = orc.read_flow_run(run.id)
+    assert (run.state_type, run.run_count) == (StateType.COMPLETED, 1)
+    # the frozen clock did not move between Scheduled, Pending and Running: each was bumped 1 µs
+    assert run.total_run_time == timedelta(seconds=5, microseconds=-2)
+    history = orc.read_flow_run_states(run.id)
+    assert [s.type.value for s in history] == ["SCHEDULED", "PENDING", "RUNNING", "COMPLETED"]
+    assert history[-1].id == run.state.id and history[-1].data == {"storage_key": "s3://x"}
+    assert [s.timestamp for s in history] == sorted({s.timestamp for s in history})
+
+
+def test_a_run_created_with_a_state_is_forced_into_it(orc):
+    run = orc.create_flow_run(state=Running())
+    assert run.state_type is StateType.RUNNING and run.run_count == 1
+
+
+def test_unpersisted_results_are_returned_but_not_stored(orc):
+    run = orc.create_flow_run(state=Running())
+    result = orc.set_flow_run_state(run.id, Completed(data={"type": "unpersisted"}))
+    assert result.state.data == {"type": "unpersisted"}
+    assert orc.read_flow_run(run.id).state.data is None
+
+
+def test_a_wait_follows_the_injected_clock(orc, clock):
+    run = orc.create_flow_run()
+    orc.set_flow_run_state(run.id, Scheduled(clock.now + timedelta(seconds=90)))
+    result = orc.set_flow_run_state(run.id, Running())
+    assert result.status is SetStateStatus.WAIT and result.details.delay_seconds == 90
+    clock.now += timedelta(seconds=90)
+    assert orc.set_flow_run_state(run.id, Running()).status is SetStateStatus.ACCEPT
+
+
+def test_a_scheduled_state_without_a_time_is_scheduled_now_by_the_clock(orc, clock):
+    run = orc.create_flow_run()
+    result = orc.set_flow_run_state(run.id, Scheduled())
+    assert result.state.state_details.scheduled_time == clock.now
+
+
+def test_states_may_be_given_as_dicts_or_json(orc):
+    run = orc.create_flow_run()
+    assert orc.set_flow_run_state(run.id, {"type": "PENDING"}).status is SetStateStatus.ACCEPT
+    assert orc.set_flow_run_state(run.id, '{"type": "RUNNING"}').status is SetStateStatus.ACCEPT
+
+
+@pytest.mark.parametrize("bad", [
+    {"type": "DONE"}, '{"type": "RUNNING"', {"type": "RUNNING", "name": 5},
+    {"type": "RUNNING", "bogus": 1}, 42, {"type": "RUNNING", "data": object()},
+])
+def test_malformed_states_raise_invalid_state_and_write_nothing(orc, bad):
+    run = orc.create_flow_run()
+    with pytest.raises(InvalidState):
+        orc.set_flow_run_state(run.id, bad)
+    assert orc.read_flow_run_states(run.id) == []
+
+
+def test_unknown_and_malformed_ids(orc):
+    missing = uuid.uuid4()
+    with pytest.raises(ObjectNotFound, match=f"Flow run with id {missing} not found"):
+        orc.set_flow_run_state(missing, Running())
+    with pytest.raises(ObjectNotFound):
+        orc.read_task_run(missing)
+    with pytest.raises(ObjectNotFound):
+        orc.resume_flow_run(missing)
+    with pytest.raises(InvalidState, match="is not a UUID"):
+        orc.read_flow_run("not-a-uuid")
+
+
+def test_an_existing_run_id_is_refused(orc):
+    run = orc.create_flow_run(flow_name="first")
+    with pytest.raises(ObjectAlreadyExists):
+        orc.create_flow_run(id=run.id, flow_name="second")
+    assert orc.read_flow_run(run.id).flow_name == "first"
+
+
+def test_a_transaction_commits_together_or_not_at_all(orc):
+    with orc.transaction():
+        kept = orc.create_flow_run()
+        orc.set_flow_run_state(kept.id, Pending())
+    with pytest.raises(RuntimeError):
+        with orc.transaction():
+            lost = orc.create_flow_run()
+            orc.set_flow_run_state(kept.id, Running())
+            raise RuntimeError("boom")
+    with pytest.raises(ObjectNotFound):
+        orc.read_flow_run(lost.id)
+    assert orc.read_flow_run(kept.id).state_type is StateType.PENDING
+
+
+def test_run_input_crud(orc):
+    run = orc.create_flow_run()
+    orc.create_flow_run_input(run.id, "my-key", '{"a": 1}')
+    with pytest.raises(ObjectAlreadyExists):
+        orc.create_flow_run_input(run.id, "my-key", '{"a": 2}')
+    assert orc.read_flow_run_input(run.id, "my-key") == '{"a": 1}'
+    orc.delete_flow_run_input(run.id, "my-key")
+    with pytest.raises(ObjectNotFound):
+        orc.read_flow_run_input(run.id, "my-key")
+    with pytest.raises(InvalidState):
+        orc.create_flow_run_input(run.id, "bad key!", "x")
+
+
+def paused_for_input(orc, clock, *, reschedule=False, deployment=False):
+    run = orc.create_flow_run(state=Running(), deployment_id=uuid.uuid4() if deployment else None)
+    keyset = {"description": "paused-k-description", "response": "paused-k-response",
+              "schema": "paused-k-schema"}
+    make = Suspended if reschedule else Paused
+    pause = make(pause_expiration_time=clock.now + timedelta(hours=1), pause_key="k")
+    pause = pause.model_copy(update={"state_details": pause.state_details.model_copy(
+        update={"run_input_keyset": keyset})})
+    assert orc.set_flow_run_state(run.id, pause).status is SetStateStatus.ACCEPT
+    schema = {"type": "object", "properties": {"approved": {"type": "boolean"}},
+              "required": ["approved"]}
+    orc.create_flow_run_input(run.id, "paused-k-schema", json.dumps(schema))
+    return run
+
+
+def test_resume_validates_input_then_stores_it_compactly(orc, clock):
+    run = paused_for_input(orc, clock)
+    bad = orc.resume_flow_run(run.id, run_input={"approved": "yes"})
+    assert bad.status is SetStateStatus.REJECT and bad.details.type == "abort_details"
+    assert bad.details.reason == (
+        "Reason: Validation failed for field 'approved'. Failure reason: 'yes' is not of type 'boolean'")
+    good = orc.resume_flow_run(run.id, run_input={"approved": True})
+    assert good.status is SetStateStatus.ACCEPT and good.state.type is StateType.RUNNING
+    assert orc.read_flow_run_input(run.id, "paused-k-response") == '{"approved":true}'
+    after = orc.read_flow_run(run.id)
+    assert after.run_count == 2 and after.empirical_policy.resuming is True
+
+
+def test_resuming_a_suspension_reschedules_the_run(orc, clock):
+    run = paused_for_input(orc, clock, reschedule=True, deployment=True)
+    result = orc.resume_flow_run(run.id, run_input={"approved": False})
+    assert (result.state.type, result.state.name) == (StateType.SCHEDULED, "Resuming")
+    assert orc.read_flow_run(run.id).run_count == 1
+
+
+def test_resume_of_a_run_that_is_not_paused_aborts_without_a_state(orc):
+    run = orc.create_flow_run(state=Running())
+    result = orc.resume_flow_run(run.id)
+    assert (result.status, result.state) == (SetStateStatus.ABORT, None)
+    with pytest.raises(InvalidState):
+        orc.resume_flow_run(run.id, run_input=["not", "an", "object"])
+
+
+def test_tasks_cache_their_results_across_runs(orc):
+    flow = orc.create_flow_run(state=Running())
+    first = orc.create_task_run(flow_run_id=flow.id, task_key="t", state=Running())
+    orc.set_task_run_state(first.id, Completed(data={"storage_key": "r"}, cache_key="key"))
+    second = orc.create_task_run(flow_run_id=flow.id, task_key="t", dynamic_key="1")
+    result = orc.set_task_run_state(second.id, Running(cache_key="key"))
+    assert (result.status, result.state.name) == (SetStateStatus.REJECT, "Cached")
+    assert result.state.data == {"storage_key": "r"}
+    assert orc.read_task_run(second.id).state_type is StateType.COMPLETED
+
+
+def test_an_expired_cache_entry_is_ignored(orc, clock):
+    flow = orc.create_flow_run(state=Running())
+    first = orc.create_task_run(flow_run_id=flow.id, state=Running())
+    orc.set_task_run_state(first.id, Completed(cache_key="k", cache_expiration=clock.now + timedelta(seconds=10)))
+    clock.now += timedelta(seconds=11)
+    second = orc.create_task_run(flow_run_id=flow.id, dynamic_key="1")
+    assert orc.set_task_run_state(second.id, Running(cache_key="k")).status is SetStateStatus.ACCEPT
+
+
+def test_task_retries_follow_the_seeded_jitter(clock):
+    def delay_with(seed):
+        with Orchestrator(":memory:", clock=clock, uniform=random.Random(seed).uniform) as orc:
+            flow = orc.create_flow_run(state=Running())
+            task = orc.create_task_run(flow_run_id=flow.id, state=Running(),
+                                       empirical_policy={"retries": 2, "retry_delay": 10,
+                                                         "retry_jitter_factor": 1.0})
+            result = orc.set_task_run_state(task.id, Failed())
+            return (result.state.state_details.scheduled_time - clock.now).total_seconds()
+    assert delay_with(1) == delay_with(1)
+    assert delay_with(1) != delay_with(2)
+
+
+def test_read_filters(orc):
+    a = orc.create_flow_run(state=Running())
+    b = orc.create_flow_run(state=Completed())
+    assert [r.id for r in orc.read_flow_runs()] == [a.id, b.id]
+    assert [r.id for r in orc.read_flow_runs(state_type="COMPLETED")] == [b.id]
+    assert [r.id for r in orc.read_flow_runs(limit=1, offset=1)] == [b.id]
+    t1 = orc.create_task_run(flow_run_id=a.id, state=Running())
+    orc.create_task_run(flow_run_id=b.id)
+    assert [t.id for t in orc.read_task_runs(flow_run_id=a.id)] == [t1.id]
+    assert [t.id for t in orc.read_task_runs(state_type=StateType.RUNNING)] == [t1.id]
+    with pytest.raises(InvalidState):
+        orc.read_flow_runs(state_type="DONE")
+
+
+def test_deleting_a_flow_run_deletes_its_tasks_and_history(orc):
+    flow = orc.create_flow_run(state=Running())
+    task = orc.create_task_run(flow_run_id=flow.id, state=Running())
+    orc.delete_flow_run(flow.id)
+    with pytest.raises(ObjectNotFound):
+        orc.read_task_run(task.id)
+    with pytest.raises(ObjectNotFound):
+        orc.delete_flow_run(flow.id)
+
+
+def test_a_subflows_parent_task_follows_its_states(orc):
+    parent = orc.create_flow_run(state=Running())
+    tracker = orc.create_task_run(flow_run_id=parent.id, task_key="subflow")
+    child = orc.create_flow_run(parent_task_run_id=tracker.id)
+    orc.set_flow_run_state(child.id, Running())
+    orc.set_flow_run_state(child.id, Completed())
+    task = orc.read_task_run(tracker.id)
+    assert task.state_type is StateType.COMPLETED and task.run_count == 1
+    assert task.state.state_details.child_flow_run_id == child.id
+    assert orc.read_flow_run(child.id).state.state_details.task_run_id == tracker.id
+
+
+def test_threads_racing_for_the_same_run_have_exactly_one_winner(tmp_path):
+    path = tmp_path / "race.db"
+    with Orchestrator(path) as orc:
+        runs = [orc.create_flow_run(state=Scheduled()).id for _ in range(20)]
+    results: list[tuple[uuid.UUID, SetStateStatus]] = []
+    lock = threading.Lock()
+
+    def worker():
+        with Orchestrator(path) as own:
+            for run_id in runs:
+                status = own.set_flow_run_state(run_id, Pending()).status
+                with lock:
+                    results.append((run_id, status))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with Orchestrator(path) as orc:
+        for run_id in runs:
+            accepted = [s for r, s in results if r == run_id and s is SetStateStatus.ACCEPT]
+            assert len(accepted) == 1
+            history = [s.type for s in orc.read_flow_run_states(run_id)]
+            assert history.count(StateType.PENDING) == 1
+
+
+def test_version_is_exposed():
+    assert flowstate.__version__

@@ -1,0 +1,77 @@
+"""The public surface matches ../shared/API.md and README, and importing stays light."""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+from pathlib import Path
+
+import flowstate
+
+REPO = Path(__file__).resolve().parents[1]
+
+API_NAMES = [
+    "StateType", "StateDetails", "State", "SetStateStatus", "AcceptDetails", "RejectDetails",
+    "AbortDetails", "WaitDetails", "OrchestrationResult", "FlowRunPolicy", "TaskRunPolicy",
+    "FlowRun", "TaskRun", "Orchestrator", "FlowstateError", "ObjectNotFound",
+    "ObjectAlreadyExists", "InvalidState", "DatabaseError",
+]
+ORCHESTRATOR_METHODS = {
+    "create_flow_run", "read_flow_run", "read_flow_runs", "delete_flow_run", "set_flow_run_state",
+    "resume_flow_run", "read_flow_run_states", "create_flow_run_input", "read_flow_run_input",
+    "delete_flow_run_input", "create_task_run", "read_task_run", "read_task_runs",
+    "set_task_run_state", "read_task_run_states", "transaction", "close",
+}
+STATE_CONSTRUCTORS = ["Scheduled", "Pending", "Running", "Completed", "Failed", "Crashed",
+                      "Cancelled", "Cancelling", "Paused", "Suspended", "AwaitingRetry",
+                      "Retrying", "Late", "Cached"]
+
+
+def test_every_api_name_is_exported_and_all_is_sorted():
+    assert set(API_NAMES) <= set(flowstate.__all__)
+    assert flowstate.__all__ == sorted(flowstate.__all__)
+    for name in flowstate.__all__:
+        assert hasattr(flowstate, name)
+
+
+def test_public_classes_present_themselves_as_flowstate():
+    assert flowstate.Orchestrator.__module__ == "flowstate"
+    assert repr(flowstate.StateType.RUNNING).startswith("<StateType.")
+
+
+def test_orchestrator_has_the_contracts_methods_with_keyword_only_options():
+    assert ORCHESTRATOR_METHODS <= set(dir(flowstate.Orchestrator))
+    signature = inspect.signature(flowstate.Orchestrator.set_flow_run_state)
+    assert signature.parameters["force"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert inspect.signature(flowstate.Orchestrator).parameters["clock"].kind is (
+        inspect.Parameter.KEYWORD_ONLY)
+
+
+def test_state_constructors_exist():
+    for name in STATE_CONSTRUCTORS:
+        assert callable(getattr(flowstate.states, name))
+
+
+def test_errors_are_also_builtin_kinds():
+    assert issubclass(flowstate.InvalidState, ValueError)
+    assert issubclass(flowstate.ObjectNotFound, KeyError)
+    for name in ("ObjectNotFound", "ObjectAlreadyExists", "InvalidState", "DatabaseError"):
+        assert issubclass(getattr(flowstate, name), flowstate.FlowstateError)
+
+
+def test_readme_names_the_two_commands_and_the_public_api():
+    readme = (REPO / "README.md").read_text()
+    assert "flowstate demo" in readme
+    assert "pytest" in readme
+    for name in ("Orchestrator", "set_flow_run_state", "resume_flow_run", "DatabaseError"):
+        assert name in readme
+
+
+def test_importing_flowstate_loads_no_heavy_extras():
+    code = (
+        "import sys, flowstate; heavy = ['sqlite_utils', 'transitions', 'jsonschema', 'rich', "
+        "'hypothesis', 'click']; print([m for m in heavy if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
