@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from flowstate._ids import uuid7
 from flowstate._names import generate_run_name
 from flowstate._time import as_utc, utcnow
-from flowstate.errors import InvalidState, ObjectAlreadyExists, ObjectNotFound
+from flowstate.errors import DatabaseError, InvalidState, ObjectAlreadyExists, ObjectNotFound
 from flowstate.orchestration.context import TransitionContext
 from flowstate.orchestration.decisions import (
     DeleteRunInputs,
@@ -55,7 +55,13 @@ def default_database_path() -> str:
     if env:
         return env
     folder = Path.home() / ".flowstate"
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatabaseError(
+            f"cannot create the default database folder {folder} ({exc.strerror}); set "
+            "FLOWSTATE_DATABASE or pass a database path"
+        ) from exc
     return str(folder / "flowstate.db")
 
 

@@ -123,3 +123,12 @@ def test_the_default_database_follows_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     with Orchestrator() as orc:
         assert orc.database == str(tmp_path / "home" / ".flowstate" / "flowstate.db")
+
+
+def test_an_uncreatable_default_folder_is_a_database_error(tmp_path, monkeypatch):
+    blocker = tmp_path / "file-not-folder"
+    blocker.write_text("x")
+    monkeypatch.delenv("FLOWSTATE_DATABASE", raising=False)
+    monkeypatch.setenv("HOME", str(blocker))
+    with pytest.raises(DatabaseError, match="FLOWSTATE_DATABASE"):
+        Orchestrator()
