@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from flowstate._ids import uuid7
 from flowstate._names import generate_run_name
 from flowstate._time import as_utc, utcnow
+from flowstate.listeners import Listener, Listeners, Subscription, TransitionEvent
 from flowstate.errors import DatabaseError, InvalidState, ObjectAlreadyExists, ObjectNotFound
 from flowstate.orchestration.context import TransitionContext
 from flowstate.orchestration.decisions import (
@@ -156,8 +157,9 @@ class Orchestrator:
         self._store = Store(path, busy_timeout=busy_timeout, synchronous=synchronous)
         self._clock = clock or utcnow
         self._uniform = uniform or random.Random().uniform
-        self.flow_policy = flow_policy or CORE_FLOW
-        self.task_policy = task_policy or CORE_TASK
+        self.flow_policy = _check_policy(flow_policy or CORE_FLOW, "flow")
+        self.task_policy = _check_policy(task_policy or CORE_TASK, "task")
+        self._listeners = Listeners()
 
     @property
     def database(self) -> str:
@@ -178,9 +180,45 @@ class Orchestrator:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """Group calls: everything inside commits together, or nothing does."""
-        with self._store.transaction():
+        """Group calls: everything inside commits together, or nothing does.
+
+        Listeners hear of the transitions made inside once the whole block has committed.
+        """
+        with self._transaction():
             yield
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """A store transaction that also releases (or drops) the listener events it made."""
+        listeners = self._listeners
+        mark = listeners.mark()
+        try:
+            with self._store.transaction():
+                yield
+        except BaseException:
+            listeners.rollback_to(mark)
+            raise
+        if not self._store.in_transaction:
+            listeners.flush()
+
+    # -- listeners -------------------------------------------------------------------------
+
+    def add_listener(self, callback: Listener) -> Callable[[], None]:
+        """Call ``callback(event)`` after each committed transition that wrote a state.
+
+        Returns a function that removes the listener. Listeners run after the commit, in the
+        calling thread; their exceptions are logged and kept in ``listener_errors``.
+        """
+        return self._listeners.add(callback)
+
+    def subscribe(self, maxsize: int = 0) -> Subscription:
+        """A queue of :class:`~flowstate.listeners.TransitionEvent` for committed transitions."""
+        return self._listeners.subscribe(maxsize)
+
+    @property
+    def listener_errors(self) -> list[tuple[Listener, TransitionEvent, BaseException]]:
+        """Exceptions raised by listeners (which never undo a committed transition)."""
+        return self._listeners.errors
 
     def _now(self) -> datetime:
         now = self._clock()
@@ -227,7 +265,7 @@ class Orchestrator:
             raise InvalidState(f"invalid flow run: {_validation_message(exc)}") from None
         except (TypeError, ValueError) as exc:
             raise InvalidState(f"parameters must be JSON-serialisable: {exc}") from None
-        with self._store.transaction():
+        with self._transaction():
             now = self._now()
             run.created = run.updated = now
             if not self._store.insert_flow_run(run):
@@ -239,7 +277,7 @@ class Orchestrator:
     def read_flow_run(self, id: UUID | str) -> FlowRun:
         """The flow run with its current state; ObjectNotFound if there is none."""
         run_id = _run_id(id)
-        with self._store.transaction():
+        with self._transaction():
             return self._read_flow_run(run_id, self._now())
 
     def _read_flow_run(self, run_id: UUID, now: datetime) -> FlowRun:
@@ -255,7 +293,7 @@ class Orchestrator:
         self, *, state_type: StateType | str | None = None, limit: int | None = None, offset: int = 0
     ) -> list[FlowRun]:
         """Flow runs in creation order, optionally only those in one state type."""
-        with self._store.transaction():
+        with self._transaction():
             return self._store.read_flow_runs(
                 state_type=_state_type(state_type), limit=_limit(limit), offset=_offset(offset)
             )
@@ -263,7 +301,7 @@ class Orchestrator:
     def delete_flow_run(self, id: UUID | str) -> None:
         """Delete a flow run with its history, run input and task runs."""
         run_id = _run_id(id)
-        with self._store.transaction():
+        with self._transaction():
             if not self._store.delete_run("flow", run_id):
                 raise ObjectNotFound(f"Flow run with id {run_id} not found")
 
@@ -273,14 +311,14 @@ class Orchestrator:
         """Propose ``state`` for a flow run; the core flow policy answers (minimal if forced)."""
         run_id = _run_id(id)
         proposed = _coerce_state(state)
-        with self._store.transaction():
+        with self._transaction():
             outcome = self._orchestrate_flow(run_id, proposed, force=force, now=self._now())
         return outcome.result
 
     def read_flow_run_states(self, id: UUID | str) -> list[State]:
         """A flow run's state history, oldest first."""
         run_id = _run_id(id)
-        with self._store.transaction():
+        with self._transaction():
             if self._store.read_flow_run(run_id) is None:
                 raise ObjectNotFound(f"Flow run with id {run_id} not found")
             return self._store.read_states("flow", run_id)
@@ -296,7 +334,7 @@ class Orchestrator:
         run_id = _run_id(id)
         if run_input is not _MISSING and run_input is not None and not isinstance(run_input, dict):
             raise InvalidState(f"run_input must be a dict (a JSON object), not {type(run_input).__name__}")
-        with self._store.transaction():
+        with self._transaction():
             now = self._now()
             run = self._read_flow_run(run_id, now)
             paused = run.state
@@ -345,7 +383,7 @@ class Orchestrator:
         _check_run_input_key(key)
         if not isinstance(value, str):
             raise InvalidState(f"run input value must be a str, not {type(value).__name__}")
-        with self._store.transaction():
+        with self._transaction():
             now = self._now()
             if self._store.read_flow_run(run_id) is None:
                 raise ObjectNotFound(f"Flow run with id {run_id} not found")
@@ -356,7 +394,7 @@ class Orchestrator:
         """The value stored under ``key``; ObjectNotFound if there is none."""
         run_id = _run_id(id)
         _check_run_input_key(key)
-        with self._store.transaction():
+        with self._transaction():
             value = self._store.read_run_input(run_id, key)
         if value is None:
             raise ObjectNotFound(f"run input {key!r} of flow run {run_id} not found")
@@ -366,7 +404,7 @@ class Orchestrator:
         """Delete the value stored under ``key``; ObjectNotFound if there is none."""
         run_id = _run_id(id)
         _check_run_input_key(key)
-        with self._store.transaction():
+        with self._transaction():
             if not self._store.delete_run_input(run_id, key):
                 raise ObjectNotFound(f"run input {key!r} of flow run {run_id} not found")
 
@@ -396,7 +434,7 @@ class Orchestrator:
             )
         except ValidationError as exc:
             raise InvalidState(f"invalid task run: {_validation_message(exc)}") from None
-        with self._store.transaction():
+        with self._transaction():
             now = self._now()
             if run.flow_run_id is not None and self._store.read_flow_run(run.flow_run_id) is None:
                 raise ObjectNotFound(f"Flow run with id {run.flow_run_id} not found")
@@ -410,7 +448,7 @@ class Orchestrator:
     def read_task_run(self, id: UUID | str) -> TaskRun:
         """The task run with its current state; ObjectNotFound if there is none."""
         run_id = _run_id(id)
-        with self._store.transaction():
+        with self._transaction():
             return self._read_task_run(run_id)
 
     def _read_task_run(self, run_id: UUID) -> TaskRun:
@@ -429,7 +467,7 @@ class Orchestrator:
     ) -> list[TaskRun]:
         """Task runs in creation order, optionally of one flow run and/or one state type."""
         flow_id = None if flow_run_id is None else _run_id(flow_run_id, "flow_run_id")
-        with self._store.transaction():
+        with self._transaction():
             return self._store.read_task_runs(
                 flow_run_id=flow_id,
                 state_type=_state_type(state_type),
@@ -440,7 +478,7 @@ class Orchestrator:
     def delete_task_run(self, id: UUID | str) -> None:
         """Delete a task run with its history."""
         run_id = _run_id(id)
-        with self._store.transaction():
+        with self._transaction():
             if not self._store.delete_run("task", run_id):
                 raise ObjectNotFound(f"Task run with id {run_id} not found")
 
@@ -450,14 +488,14 @@ class Orchestrator:
         """Propose ``state`` for a task run; the core task policy answers (minimal if forced)."""
         run_id = _run_id(id)
         proposed = _coerce_state(state)
-        with self._store.transaction():
+        with self._transaction():
             outcome = self._orchestrate_task(run_id, proposed, force=force, now=self._now())
         return outcome.result
 
     def read_task_run_states(self, id: UUID | str) -> list[State]:
         """A task run's state history, oldest first."""
         run_id = _run_id(id)
-        with self._store.transaction():
+        with self._transaction():
             if self._store.read_task_run(run_id) is None:
                 raise ObjectNotFound(f"Task run with id {run_id} not found")
             return self._store.read_states("task", run_id)
@@ -498,7 +536,7 @@ class Orchestrator:
         )
         policy = MINIMAL_FLOW if force else self.flow_policy
         outcome = policy.decide(ctx)
-        self._save(outcome, now)
+        self._save(outcome, now, force)
         return outcome
 
     def _orchestrate_task(
@@ -534,15 +572,19 @@ class Orchestrator:
         )
         policy = MINIMAL_TASK if force else self.task_policy
         outcome = policy.decide(ctx)
-        self._save(outcome, now)
+        self._save(outcome, now, force)
         return outcome
 
-    def _save(self, outcome: Outcome, now: datetime) -> None:
+    def _save(self, outcome: Outcome, now: datetime, force: bool) -> None:
         ctx = outcome.context
         store = self._store
         if outcome.written is not None or ctx.run_changed:
             initial_id = None if ctx.initial is None else ctx.initial.id
             store.save_transition(ctx.kind, ctx.run, outcome.written, initial_id, now)
+        if outcome.written is not None and self._listeners:
+            self._listeners.record(
+                TransitionEvent(ctx.kind, ctx.run.id, ctx.initial, outcome.written, outcome.result, force)
+            )
         for effect in ctx.effects:
             if isinstance(effect, InsertCacheEntry):
                 store.insert_cache_entry(effect.cache_key, effect.expiration, effect.state_id)
@@ -559,6 +601,16 @@ class Orchestrator:
                         }
                     )
                     self._orchestrate_task(effect.task_run_id, mirrored, force=True, now=now)
+
+
+def _check_policy(policy: Any, kind: str) -> Policy:
+    if not isinstance(policy, Policy):
+        raise InvalidState(f"{kind}_policy must be a flowstate Policy, not {type(policy).__name__}")
+    if policy.kind != kind:
+        raise InvalidState(
+            f"{kind}_policy {policy.name!r} is a {policy.kind} policy; build it from CORE_{kind.upper()}"
+        )
+    return policy
 
 
 def _check_run_input_key(key: Any) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import flowstate
+import flowstate.rules
 import flowstate.states
 
 REPO = Path(__file__).resolve().parents[1]
@@ -18,7 +19,7 @@ def test_readme_examples_run():
     assert tried > 5 and failures == 0
 
 
-@pytest.mark.parametrize("module", [flowstate, flowstate.states])
+@pytest.mark.parametrize("module", [flowstate, flowstate.states, flowstate.rules])
 def test_docstring_examples_run(module):
     failures, tried = doctest.testmod(module)
     assert tried > 0 and failures == 0

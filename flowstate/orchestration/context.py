@@ -18,7 +18,7 @@ from flowstate.results import SetStateStatus
 from flowstate.runs import FlowRun, TaskRun
 from flowstate.states import State, StateDetails, StateType
 
-__all__ = ["RunKind", "TransitionContext"]
+__all__ = ["RunKind", "TransitionContext", "stamp_proposal"]
 
 RunKind = Literal["flow", "task"]
 
@@ -105,3 +105,12 @@ class TransitionContext:
         return state.model_copy(
             update={"state_details": state.state_details.model_copy(update=details)}
         )
+
+
+def stamp_proposal(proposed: State, now: datetime, new_id: Callable[[], UUID]) -> State:
+    """A proposal as it is written: a new id, timestamp ``now``, and — for a SCHEDULED state
+    without one — the scheduled time ``now`` (Prefect's default, on the engine's clock)."""
+    update: dict[str, Any] = {"id": new_id(), "timestamp": now}
+    if proposed.type is StateType.SCHEDULED and proposed.state_details.scheduled_time is None:
+        update["state_details"] = proposed.state_details.model_copy(update={"scheduled_time": now})
+    return proposed.model_copy(update=update)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from flowstate.orchestration.bookkeeping import FLOW_BOOKKEEPING, TASK_BOOKKEEPING
 from flowstate.orchestration.flow_rules import (
     bypass_cancelling_flow_runs_with_no_infra,
     enforce_cancelling_to_cancelled_transition,
@@ -46,7 +45,7 @@ CORE_FLOW = Policy(
         wait_for_scheduled_time,
         retry_failed_flows,
     ],
-    FLOW_BOOKKEEPING,
+    kind="flow",
 )
 """Prefect's CoreFlowPolicy, less the deployment-concurrency rules (no such objects here)."""
 
@@ -57,7 +56,7 @@ MINIMAL_FLOW = Policy(
         prevent_result_data_loss,
         bypass_cancelling_flow_runs_with_no_infra,
     ],
-    FLOW_BOOKKEEPING,
+    kind="flow",
 )
 """What ``force=True`` keeps for flow runs: data-loss protection and cancelling without infra."""
 
@@ -74,9 +73,9 @@ CORE_TASK = Policy(
         update_flow_run_tracker_on_tasks,
         cache_insertion,
     ],
-    TASK_BOOKKEEPING,
+    kind="task",
 )
 """Prefect's CoreTaskPolicy, less the tag concurrency-limit rule."""
 
-MINIMAL_TASK = Policy("minimal-task", [], TASK_BOOKKEEPING)
+MINIMAL_TASK = Policy("minimal-task", [], kind="task")
 """What ``force=True`` keeps for task runs: bookkeeping only."""

@@ -13,11 +13,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from flowstate.errors import RuleError
-from flowstate.orchestration.bookkeeping import Bookkeeping
-from flowstate.orchestration.context import TransitionContext
+from flowstate.orchestration.bookkeeping import FLOW_BOOKKEEPING, TASK_BOOKKEEPING, Bookkeeping
+from flowstate.orchestration.context import RunKind, TransitionContext
 from flowstate.orchestration.decisions import Abort, Decision, Proceed, Reject, Wait
 from flowstate.orchestration.rules import Rule
 from flowstate.results import (
@@ -28,11 +28,13 @@ from flowstate.results import (
     SetStateStatus,
     WaitDetails,
 )
+from flowstate.runs import FlowRun, TaskRun
 from flowstate.states import State, StateType
 
 __all__ = ["Outcome", "Policy"]
 
 Pair = tuple[StateType | None, StateType | None]
+_BOOKKEEPING: dict[str, Bookkeeping] = {"flow": FLOW_BOOKKEEPING, "task": TASK_BOOKKEEPING}
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,11 @@ class Outcome:
     written: State | None
     context: TransitionContext
 
+    @property
+    def run(self) -> FlowRun | TaskRun:
+        """The run as it is saved after this transition (bookkeeping and rule changes applied)."""
+        return self.context.run
+
 
 @dataclass(slots=True)
 class _Entered:
@@ -52,12 +59,26 @@ class _Entered:
 
 
 class Policy:
-    """An ordered pipeline of rules plus the universal bookkeeping of its kind of run."""
+    """An ordered pipeline of rules plus the universal bookkeeping of its kind of run.
 
-    def __init__(self, name: str, rules: Iterable[Rule], bookkeeping: Bookkeeping) -> None:
+    ``kind`` is ``"flow"`` or ``"task"``: it picks the bookkeeping (run counts, start and end
+    times, ...) that every transition of that kind of run gets, whatever the rules decide.
+    Policies are immutable: :meth:`append`, :meth:`insert_before`, :meth:`insert_after`,
+    :meth:`replace` and :meth:`remove` return new policies.
+    """
+
+    def __init__(self, name: str, rules: Iterable[Rule], *, kind: RunKind) -> None:
+        if kind not in _BOOKKEEPING:
+            raise ValueError(f"policy {name!r}: kind={kind!r}; expected 'flow' or 'task'")
         self.name = name
+        self.kind: RunKind = kind
         self.rules: tuple[Rule, ...] = tuple(rules)
-        self.bookkeeping = bookkeeping
+        self.bookkeeping: Bookkeeping = _BOOKKEEPING[kind]
+        for item in self.rules:
+            if not isinstance(item, Rule):
+                raise TypeError(
+                    f"policy {name!r}: {item!r} is not a Rule; decorate its function with @rule"
+                )
         names = [r.name for r in self.rules]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -71,7 +92,51 @@ class Policy:
                     self._table[(from_type, to_type)] = matching
 
     def __repr__(self) -> str:
-        return f"Policy({self.name!r}, {len(self.rules)} rules)"
+        return f"Policy({self.name!r}, {len(self.rules)} rules, kind={self.kind!r})"
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The rule names, in order."""
+        return tuple(r.name for r in self.rules)
+
+    def __getitem__(self, name: str) -> Rule:
+        return self.rules[self._index(name)]
+
+    def _index(self, name: str) -> int:
+        for index, item in enumerate(self.rules):
+            if item.name == name:
+                return index
+        raise KeyError(
+            f"policy {self.name!r} has no rule named {name!r}; its rules are: "
+            + ", ".join(self.names)
+        )
+
+    def _derive(self, rules: Iterable[Rule], name: str | None) -> Policy:
+        return Policy(name or self.name, rules, kind=self.kind)
+
+    def append(self, *rules: Rule, name: str | None = None) -> Policy:
+        """A policy with ``rules`` added at the end."""
+        return self._derive((*self.rules, *rules), name)
+
+    def insert_before(self, anchor: str, *rules: Rule, name: str | None = None) -> Policy:
+        """A policy with ``rules`` inserted just before the rule named ``anchor``."""
+        index = self._index(anchor)
+        return self._derive((*self.rules[:index], *rules, *self.rules[index:]), name)
+
+    def insert_after(self, anchor: str, *rules: Rule, name: str | None = None) -> Policy:
+        """A policy with ``rules`` inserted just after the rule named ``anchor``."""
+        index = self._index(anchor) + 1
+        return self._derive((*self.rules[:index], *rules, *self.rules[index:]), name)
+
+    def replace(self, target: str, rule: Rule, *, name: str | None = None) -> Policy:
+        """A policy with the rule named ``target`` replaced by ``rule``."""
+        index = self._index(target)
+        return self._derive((*self.rules[:index], rule, *self.rules[index + 1 :]), name)
+
+    def remove(self, *targets: str, name: str | None = None) -> Policy:
+        """A policy without the rules named ``targets``."""
+        drop = {self._index(t) for t in targets}
+        return self._derive((r for i, r in enumerate(self.rules) if i not in drop), name)
 
     def rules_for(self, from_type: StateType | None, to_type: StateType | None) -> Sequence[Rule]:
         """The rules compiled for a transition, in policy order."""
@@ -121,7 +186,19 @@ class Policy:
         return Outcome(result=_result(ctx), written=written, context=ctx)
 
 
+def _arriving(ctx: TransitionContext, state: State | None) -> State | None:
+    """A state a rule substitutes is written "now": a user rule may have built it with the
+    real clock (``Failed(...)``), while the engine runs on the context's clock."""
+    if state is None or state.timestamp == ctx.now:
+        return state
+    if ctx.proposed is not None and state.id == ctx.proposed.id:
+        return state  # the proposal itself, possibly edited
+    return state.model_copy(update={"timestamp": ctx.now})
+
+
 def _apply(ctx: TransitionContext, decision: Decision, rule: Rule) -> None:
+    if isinstance(decision, Proceed | Reject):
+        decision = replace(decision, state=_arriving(ctx, decision.state))
     if isinstance(decision, Proceed):
         if decision.state is not None:
             ctx.proposed = decision.state

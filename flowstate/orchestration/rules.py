@@ -66,16 +66,28 @@ class Rule:
         return from_type in self.from_states and to_type in self.to_states
 
 
-def _state_set(values: Iterable[StateType | str | None] | StateType | None) -> StateSet:
-    if values is None or isinstance(values, StateType):
-        return frozenset({values})
-    return frozenset(None if v is None else StateType(v) for v in values)
+def _state_type(value: StateType | str | None) -> StateType | None:
+    if value is None or isinstance(value, StateType):
+        return value
+    try:
+        return StateType(value)
+    except ValueError:
+        expected = ", ".join(t.value for t in StateType)
+        raise ValueError(
+            f"{value!r} is not a StateType; expected None or one of {expected}"
+        ) from None
+
+
+def _state_set(values: Iterable[StateType | str | None] | StateType | str | None) -> StateSet:
+    if values is None or isinstance(values, StateType | str):
+        return frozenset({_state_type(values)})
+    return frozenset(_state_type(v) for v in values)
 
 
 def rule(
     *,
-    from_: Iterable[StateType | str | None] | StateType | None,
-    to: Iterable[StateType | str | None] | StateType | None,
+    from_: Iterable[StateType | str | None] | StateType | str | None,
+    to: Iterable[StateType | str | None] | StateType | str | None,
     prefect: str | None = None,
     name: str | None = None,
     after: AfterStep | None = None,

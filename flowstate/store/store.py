@@ -37,6 +37,7 @@ class Store:
         self.path = path
         self._lock = threading.RLock()
         self._depth = 0
+        self._owner: int | None = None  # the thread inside transaction(), if any
         conn = connect(path, busy_timeout=busy_timeout)
         try:
             with translate_sqlite_errors(path):
@@ -63,6 +64,11 @@ class Store:
                 self._conn.close()
                 self._conn = None
 
+    @property
+    def in_transaction(self) -> bool:
+        """Whether the calling thread is inside :meth:`transaction`."""
+        return self._depth > 0 and self._owner == threading.get_ident()
+
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """``BEGIN IMMEDIATE`` ... ``COMMIT`` (a SAVEPOINT when nested); rolled back on error.
@@ -79,6 +85,7 @@ class Store:
             except sqlite3.Error as exc:
                 raise describe(exc, self.path) from exc
             self._depth = depth + 1
+            self._owner = threading.get_ident()
             try:
                 with translate_sqlite_errors(self.path):
                     yield conn

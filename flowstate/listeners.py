@@ -1,0 +1,155 @@
+"""Transition listeners: callbacks and subscriptions told about committed transitions.
+
+Listeners run after the commit, never inside the SQLite transaction, in the thread that made the
+call. An exception raised by a listener is logged (logger ``flowstate.listeners``) and kept in
+:attr:`Listeners.errors`; it never undoes the transition or stops the other listeners.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+from uuid import UUID
+
+from flowstate.results import OrchestrationResult
+from flowstate.states import State
+
+__all__ = ["Listener", "Listeners", "Subscription", "TransitionEvent"]
+
+_log = logging.getLogger("flowstate.listeners")
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionEvent:
+    """A committed transition that wrote a new state (accepted, or rejected with a substitute)."""
+
+    kind: Literal["flow", "task"]
+    run_id: UUID
+    initial: State | None
+    state: State
+    result: OrchestrationResult
+    forced: bool
+
+
+Listener = Callable[[TransitionEvent], object]
+
+
+class Subscription:
+    """A queue of events: iterate it, or ``get(timeout=...)``; ``close()`` to stop listening."""
+
+    _CLOSED = object()
+
+    def __init__(self, owner: Listeners, maxsize: int = 0) -> None:
+        self._owner = owner
+        self._queue: queue.Queue[object] = queue.Queue(maxsize)
+        self.closed = False
+
+    def _put(self, event: TransitionEvent) -> None:
+        self._queue.put(event)
+
+    def get(self, timeout: float | None = None) -> TransitionEvent:
+        """The next event; ``queue.Empty`` after ``timeout`` seconds without one."""
+        item = self._queue.get(timeout=timeout)
+        if item is self._CLOSED:
+            raise queue.Empty("the subscription is closed")
+        return item  # type: ignore[return-value]
+
+    def pending(self) -> list[TransitionEvent]:
+        """Every event already queued, without waiting."""
+        items: list[TransitionEvent] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return items
+            if item is not self._CLOSED:
+                items.append(item)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[TransitionEvent]:
+        """Events as they come, until :meth:`close` is called."""
+        while True:
+            item = self._queue.get()
+            if item is self._CLOSED:
+                return
+            yield item  # type: ignore[misc]
+
+    def close(self) -> None:
+        """Stop receiving events; an iteration in progress ends after the queued ones."""
+        if not self.closed:
+            self.closed = True
+            self._owner.remove(self._put)
+            self._queue.put(self._CLOSED)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class Listeners:
+    """The registered callbacks, and the events of the current thread's open transaction."""
+
+    def __init__(self) -> None:
+        self._callbacks: list[Listener] = []
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self.errors: list[tuple[Listener, TransitionEvent, BaseException]] = []
+
+    def __bool__(self) -> bool:
+        return bool(self._callbacks)
+
+    def add(self, callback: Listener) -> Callable[[], None]:
+        """Register ``callback``; returns a function that unregisters it."""
+        with self._lock:
+            self._callbacks = [*self._callbacks, callback]
+        return lambda: self.remove(callback)
+
+    def remove(self, callback: Listener) -> None:
+        """Unregister ``callback`` (no error if it is not registered)."""
+        with self._lock:
+            self._callbacks = [c for c in self._callbacks if c is not callback]
+
+    def subscribe(self, maxsize: int = 0) -> Subscription:
+        """A new :class:`Subscription` receiving every later event."""
+        subscription = Subscription(self, maxsize)
+        self.add(subscription._put)
+        return subscription
+
+    def _pending(self) -> list[TransitionEvent]:
+        pending = getattr(self._local, "pending", None)
+        if pending is None:
+            pending = self._local.pending = []
+        return pending
+
+    def record(self, event: TransitionEvent) -> None:
+        """Hold ``event`` until the transaction that made it commits."""
+        self._pending().append(event)
+
+    def mark(self) -> int:
+        """Where the current thread's pending events stand (see :meth:`rollback_to`)."""
+        return len(self._pending())
+
+    def rollback_to(self, mark: int) -> None:
+        """A (nested) transaction rolled back: forget the events it made."""
+        del self._pending()[mark:]
+
+    def flush(self) -> None:
+        """The transaction committed: tell every listener, in order, isolating failures."""
+        pending = self._pending()
+        if not pending:
+            return
+        events = list(pending)
+        pending.clear()
+        callbacks = self._callbacks
+        for event in events:
+            for callback in callbacks:
+                try:
+                    callback(event)
+                except Exception as exc:  # a listener's bug must not undo a committed transition
+                    self.errors.append((callback, event, exc))
+                    _log.exception("flowstate listener %r failed on %s", callback, event.state)

@@ -1,0 +1,198 @@
+"""Custom rules, derived policies and transition listeners: the orchestrator made the user's own."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from flowstate import InvalidState, Orchestrator, SetStateStatus, StateType
+from flowstate.rules import (
+    ANY_STATE, CORE_FLOW, CORE_TASK, Policy, Reject, Wait, decide_transition, rule,
+)
+from flowstate.states import Cancelling, Completed, Paused, Pending, Running, Scheduled
+
+MONDAY_NIGHT = datetime(2026, 11, 30, 22, 30, tzinfo=timezone.utc)
+MONDAY_NOON = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
+
+
+@rule(from_=ANY_STATE, to=StateType.RUNNING, name="business-hours")
+def business_hours(ctx):
+    """Runs start between 09:00 and 17:00 UTC; outside that window, WAIT until 09:00."""
+    if 9 <= ctx.now.hour < 17:
+        return None
+    opening = ctx.now.replace(hour=9, minute=0, second=0, microsecond=0)
+    if ctx.now.hour >= 17:
+        opening += timedelta(days=1)
+    return Wait(int((opening - ctx.now).total_seconds()), "Outside business hours (09:00-17:00 UTC)")
+
+
+def max_pauses(limit: int):
+    """A rule that rejects the pause after ``limit`` pauses of the same run."""
+    @rule(from_=StateType.RUNNING, to=StateType.PAUSED, name=f"max-{limit}-pauses")
+    def at_most(ctx):
+        if len(ctx.run.empirical_policy.pause_keys) >= limit:
+            return Reject(f"This run has already paused {limit} times.")
+        return None
+    return at_most
+
+
+BUSINESS_FLOWS = CORE_FLOW.insert_before("wait_for_scheduled_time", business_hours, name="business")
+
+
+def test_the_business_hours_rule_waits_until_opening_without_a_database():
+    outcome = decide_transition(BUSINESS_FLOWS, initial=Pending(), proposed=Running(), now=MONDAY_NIGHT)
+    assert outcome.result.status is SetStateStatus.WAIT
+    assert outcome.result.details.delay_seconds == 10 * 3600 + 30 * 60
+    assert outcome.written is None
+
+
+def test_the_business_hours_rule_lets_runs_start_by_day():
+    outcome = decide_transition(BUSINESS_FLOWS, initial=Pending(), proposed=Running(), now=MONDAY_NOON)
+    assert outcome.result.status is SetStateStatus.ACCEPT
+    assert outcome.run.run_count == 1
+
+
+def test_the_business_hours_rule_in_an_orchestrator():
+    clock = [MONDAY_NIGHT]
+    with Orchestrator(":memory:", clock=lambda: clock[0], flow_policy=BUSINESS_FLOWS) as orc:
+        run = orc.create_flow_run(state=Pending())
+        assert orc.set_flow_run_state(run.id, Running()).status is SetStateStatus.WAIT
+        clock[0] = MONDAY_NIGHT + timedelta(hours=11)
+        assert orc.set_flow_run_state(run.id, Running()).status is SetStateStatus.ACCEPT
+
+
+def test_the_max_pauses_rule_rejects_the_third_pause():
+    policy = CORE_FLOW.insert_after("handle_pausing_flows", max_pauses(2), name="two-pauses")
+    with Orchestrator(":memory:", flow_policy=policy) as orc:
+        run = orc.create_flow_run(state=Running())
+        for key in ("a", "b"):
+            assert orc.set_flow_run_state(run.id, Paused(pause_key=key)).status is SetStateStatus.ACCEPT
+            assert orc.resume_flow_run(run.id).status is SetStateStatus.ACCEPT
+        third = orc.set_flow_run_state(run.id, Paused(pause_key="c"))
+        assert (third.status, third.details.reason) == (SetStateStatus.REJECT, "This run has already paused 2 times.")
+        assert orc.read_flow_run(run.id).state_type is StateType.RUNNING
+
+
+def test_a_custom_rule_does_not_run_for_transitions_it_does_not_apply_to():
+    calls = []
+
+    @rule(from_=StateType.RUNNING, to=StateType.COMPLETED, name="spy")
+    def spy(ctx):
+        calls.append(ctx.proposed_type)
+
+    policy = CORE_FLOW.append(spy)
+    decide_transition(policy, initial=Pending(), proposed=Running())
+    assert calls == []
+    assert policy.rules_for(StateType.PENDING, StateType.RUNNING) == CORE_FLOW.rules_for(
+        StateType.PENDING, StateType.RUNNING)
+    decide_transition(policy, initial=Running(), proposed=Completed())
+    assert calls == [StateType.COMPLETED]
+
+
+def test_an_after_step_runs_only_for_kept_transitions():
+    kept = []
+    track = rule(from_=ANY_STATE, to=StateType.RUNNING, name="track",
+                 after=lambda ctx: kept.append(ctx.validated.name))(lambda ctx: None)
+    policy = CORE_FLOW.append(track)
+    decide_transition(policy, initial=Pending(), proposed=Running())
+    late = datetime.now(timezone.utc) + timedelta(hours=1)
+    decide_transition(policy, initial=Scheduled(late), proposed=Running())  # WAIT: not kept
+    assert kept == ["Running"]
+
+
+def test_policies_can_be_edited_by_rule_name():
+    assert "prevent_pending_transitions" not in CORE_FLOW.remove("prevent_pending_transitions").names
+    replaced = CORE_FLOW.replace("retry_failed_flows", business_hours)
+    assert replaced.names[-1] == "business-hours"
+    assert CORE_FLOW["retry_failed_flows"].prefect == "RetryFailedFlows"
+    with pytest.raises(KeyError, match="no rule named 'nope'"):
+        CORE_FLOW.remove("nope")
+    with pytest.raises(ValueError, match="duplicate rule names: business-hours"):
+        BUSINESS_FLOWS.append(business_hours)
+
+
+def test_policies_are_validated_at_construction():
+    with pytest.raises(ValueError, match="'DONE' is not a StateType"):
+        rule(from_={"DONE"}, to=ANY_STATE)(lambda ctx: None)
+    with pytest.raises(TypeError, match="is not a Rule"):
+        Policy("bad", [lambda ctx: None], kind="flow")
+    with pytest.raises(ValueError, match="kind="):
+        Policy("bad", [], kind="job")
+    with pytest.raises(InvalidState, match="is a task policy"):
+        Orchestrator(":memory:", flow_policy=CORE_TASK)
+
+
+def test_a_rule_may_substitute_its_own_state_and_it_is_written_on_the_engine_clock():
+    @rule(from_=StateType.RUNNING, to=StateType.CANCELLING, name="cancel-immediately")
+    def cancel_now(ctx):
+        return Reject("No infrastructure to stop.", ctx.fresh_state(StateType.CANCELLED))
+
+    clock = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    with Orchestrator(":memory:", clock=lambda: clock, flow_policy=CORE_FLOW.append(cancel_now)) as orc:
+        run = orc.create_flow_run(state=Running())
+        result = orc.set_flow_run_state(run.id, Cancelling())
+        assert result.state.type is StateType.CANCELLED
+        assert result.state.timestamp > clock - timedelta(seconds=1)
+
+
+def test_listeners_hear_committed_transitions_after_the_commit():
+    with Orchestrator(":memory:") as orc:
+        heard = []
+        remove = orc.add_listener(heard.append)
+        run = orc.create_flow_run()
+        orc.set_flow_run_state(run.id, Pending())
+        orc.set_flow_run_state(run.id, Pending())  # aborted: nothing written, nothing heard
+        assert [(e.kind, e.state.type, e.forced) for e in heard] == [("flow", StateType.PENDING, False)]
+        remove()
+        orc.set_flow_run_state(run.id, Running())
+        assert len(heard) == 1
+
+
+def test_listeners_hear_a_transaction_only_once_it_commits_and_never_if_it_rolls_back():
+    with Orchestrator(":memory:") as orc:
+        heard = []
+        orc.add_listener(lambda event: heard.append((event.state.type, orc._store.in_transaction)))
+        run = orc.create_flow_run()
+        with orc.transaction():
+            orc.set_flow_run_state(run.id, Pending())
+            assert heard == []
+        assert heard == [(StateType.PENDING, False)]
+        with pytest.raises(RuntimeError):
+            with orc.transaction():
+                orc.set_flow_run_state(run.id, Running())
+                raise RuntimeError("rolled back")
+        assert len(heard) == 1
+
+
+def test_a_failing_listener_is_isolated_and_reported(caplog):
+    with Orchestrator(":memory:") as orc:
+        def broken(event):
+            raise ValueError("listener bug")
+        heard = []
+        orc.add_listener(broken)
+        orc.add_listener(heard.append)
+        run = orc.create_flow_run()
+        with caplog.at_level(logging.ERROR, logger="flowstate.listeners"):
+            result = orc.set_flow_run_state(run.id, Pending())
+        assert result.status is SetStateStatus.ACCEPT and len(heard) == 1
+        assert orc.read_flow_run(run.id).state_type is StateType.PENDING
+        assert isinstance(orc.listener_errors[0][2], ValueError)
+        assert "listener bug" in caplog.text
+
+
+def test_a_subscription_queues_events_for_another_thread():
+    import threading
+
+    with Orchestrator(":memory:") as orc:
+        subscription = orc.subscribe()
+        received = []
+        consumer = threading.Thread(target=lambda: received.extend(e.state.name for e in subscription))
+        consumer.start()
+        run = orc.create_flow_run()
+        for state in (Pending(), Running(), Completed()):
+            orc.set_flow_run_state(run.id, state)
+        subscription.close()
+        consumer.join(timeout=5)
+        assert received == ["Pending", "Running", "Completed"]
