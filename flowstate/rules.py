@@ -34,6 +34,7 @@ from flowstate._ids import uuid7
 from flowstate._time import as_utc, utcnow
 from flowstate.orchestration.context import TransitionContext, stamp_proposal
 from flowstate.orchestration.decisions import Abort, Decision, Proceed, Reject, Wait
+from flowstate.orchestration.flow_rules import retry_crashed_flows
 from flowstate.orchestration.policies import CORE_FLOW, CORE_TASK, MINIMAL_FLOW, MINIMAL_TASK
 from flowstate.orchestration.policy import Outcome, Policy
 from flowstate.orchestration.rules import ALL_TYPES, ANY_STATE, NO_STATE, TERMINAL, Rule, rule
@@ -59,6 +60,7 @@ __all__ = [
     "TransitionContext",
     "Wait",
     "decide_transition",
+    "retry_crashed_flows",
     "rule",
 ]
 

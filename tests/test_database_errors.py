@@ -132,3 +132,18 @@ def test_an_uncreatable_default_folder_is_a_database_error(tmp_path, monkeypatch
     monkeypatch.setenv("HOME", str(blocker))
     with pytest.raises(DatabaseError, match="FLOWSTATE_DATABASE"):
         Orchestrator()
+
+
+def test_an_older_schema_is_migrated_in_place_keeping_its_runs(tmp_path):
+    path = tmp_path / "old.db"
+    with Orchestrator(path) as orc:
+        run = orc.create_flow_run(state=Running())
+    with sqlite3.connect(path) as conn:  # turn it back into a version-1 database
+        conn.execute("DROP TABLE flow_run_heartbeat")
+        conn.execute("DELETE FROM _sqlite_migrations WHERE name = '0002_heartbeats'")
+        conn.execute("PRAGMA user_version=1")
+    with Orchestrator(path) as orc:
+        assert orc.read_flow_run(run.id).state_type is flowstate.StateType.RUNNING
+        orc.heartbeat(run.id)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

@@ -25,6 +25,7 @@ __all__ = [
     "prevent_duplicate_transitions",
     "prevent_pending_transitions",
     "prevent_result_data_loss",
+    "retry_crashed_flows",
     "retry_failed_flows",
 ]
 
@@ -240,9 +241,8 @@ def handle_resuming_paused_flows(ctx: TransitionContext) -> Decision | None:
     return None
 
 
-@rule(from_={S.RUNNING}, to={S.FAILED}, prefect="RetryFailedFlows")
-def retry_failed_flows(ctx: TransitionContext) -> Decision | None:
-    """A failed attempt with retries left is rescheduled as ``AwaitingRetry``."""
+def _retry_if_attempts_left(ctx: TransitionContext) -> Decision | None:
+    """Reschedule a failed (or crashed) attempt as ``AwaitingRetry`` while retries are left."""
     initial, proposed = ctx.initial, ctx.proposed
     if initial is None or proposed is None:
         return None
@@ -264,6 +264,20 @@ def retry_failed_flows(ctx: TransitionContext) -> Decision | None:
         deployment_concurrency_lease_id=initial.state_details.deployment_concurrency_lease_id,
     )
     return Reject("Retrying", retry)
+
+
+@rule(from_={S.RUNNING}, to={S.FAILED}, prefect="RetryFailedFlows")
+def retry_failed_flows(ctx: TransitionContext) -> Decision | None:
+    """A failed attempt with retries left is rescheduled as ``AwaitingRetry``."""
+    return _retry_if_attempts_left(ctx)
+
+
+@rule(from_={S.RUNNING}, to={S.CRASHED})
+def retry_crashed_flows(ctx: TransitionContext) -> Decision | None:
+    """Not in Prefect's policy (an opt-in flowstate rule): a crashed attempt with retries left
+    is rescheduled as ``AwaitingRetry``, like a failed one. Add it to a policy to retry runs
+    that :meth:`~flowstate.Orchestrator.mark_lost_runs` finds dead."""
+    return _retry_if_attempts_left(ctx)
 
 
 @rule(from_=TERMINAL, to=TERMINAL, prefect="PreventResultDataLoss")

@@ -27,7 +27,7 @@ from flowstate.orchestration.task_rules import (
     update_flow_run_tracker_on_tasks,
 )
 
-__all__ = ["CORE_FLOW", "CORE_TASK", "MINIMAL_FLOW", "MINIMAL_TASK"]
+__all__ = ["CORE_FLOW", "CORE_TASK", "MARK_LATE", "MINIMAL_FLOW", "MINIMAL_TASK"]
 
 CORE_FLOW = Policy(
     "core-flow",
@@ -79,3 +79,6 @@ CORE_TASK = Policy(
 
 MINIMAL_TASK = Policy("minimal-task", [], kind="task")
 """What ``force=True`` keeps for task runs: bookkeeping only."""
+
+MARK_LATE = Policy("mark-late", [ensure_only_scheduled_flows_marked_late], kind="flow")
+"""What marking runs late goes through (Prefect's MarkLateRunsPolicy, less deployment limits)."""

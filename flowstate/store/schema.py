@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "ensure_schema"]
 
 APPLICATION_ID = 0x466C5374  # "FlSt"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _V1 = """
 CREATE TABLE flow_run (
@@ -114,6 +114,21 @@ CREATE TABLE flow_run_input (
 );
 """
 
+_V2_HEARTBEATS = """
+CREATE TABLE flow_run_heartbeat (
+    flow_run_id TEXT PRIMARY KEY REFERENCES flow_run (id) ON DELETE CASCADE,
+    worker TEXT,
+    last_heartbeat TEXT,
+    timeout_seconds REAL
+);
+"""
+
+
+def _run_script(db: Database, script: str) -> None:
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
 
 def _migrations():  # type: ignore[no-untyped-def]
     from sqlite_utils.migrations import Migrations
@@ -122,9 +137,11 @@ def _migrations():  # type: ignore[no-untyped-def]
 
     @migrations(name="0001_initial")
     def initial(db: Database) -> None:
-        for statement in _V1.split(";"):
-            if statement.strip():
-                db.execute(statement)
+        _run_script(db, _V1)
+
+    @migrations(name="0002_heartbeats")
+    def heartbeats(db: Database) -> None:
+        _run_script(db, _V2_HEARTBEATS)
 
     return migrations
 

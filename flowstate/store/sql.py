@@ -84,3 +84,29 @@ INSERT_RUN_INPUT = (
 )
 SELECT_RUN_INPUT = "SELECT value FROM flow_run_input WHERE flow_run_id = ? AND key = ?"
 DELETE_RUN_INPUT = "DELETE FROM flow_run_input WHERE flow_run_id = ? AND key = ?"
+
+SELECT_DUE_FLOW_RUN_IDS = (
+    "SELECT id FROM flow_run WHERE state_type = 'SCHEDULED' AND next_scheduled_start_time <= ? "
+    "ORDER BY next_scheduled_start_time, id LIMIT ?"
+)
+SELECT_LATE_CANDIDATE_IDS = (
+    "SELECT id FROM flow_run WHERE state_type = 'SCHEDULED' AND state_name = 'Scheduled' "
+    "AND next_scheduled_start_time <= ? ORDER BY next_scheduled_start_time, id"
+)
+SELECT_SILENT_FLOW_RUNS = (
+    "SELECT r.id, COALESCE(h.last_heartbeat, s.timestamp), h.timeout_seconds FROM flow_run r "
+    "JOIN flow_run_state s ON s.id = r.state_id "
+    "LEFT JOIN flow_run_heartbeat h ON h.flow_run_id = r.id "
+    "WHERE r.state_type IN ('PENDING', 'RUNNING') "
+    "ORDER BY COALESCE(h.last_heartbeat, s.timestamp), r.id"
+)
+UPSERT_HEARTBEAT = (
+    "INSERT INTO flow_run_heartbeat (flow_run_id, worker, last_heartbeat, timeout_seconds) "
+    "VALUES (?, ?, ?, ?) ON CONFLICT (flow_run_id) DO UPDATE SET "
+    "worker = COALESCE(excluded.worker, worker), "
+    "last_heartbeat = COALESCE(excluded.last_heartbeat, last_heartbeat), "
+    "timeout_seconds = COALESCE(excluded.timeout_seconds, timeout_seconds)"
+)
+SELECT_HEARTBEAT = (
+    "SELECT worker, last_heartbeat, timeout_seconds FROM flow_run_heartbeat WHERE flow_run_id = ?"
+)

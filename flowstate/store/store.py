@@ -235,3 +235,40 @@ class Store:
         """Delete one key; False if there was none."""
         cursor = self.conn.execute(sql.DELETE_RUN_INPUT, (str(flow_run_id), key))
         return cursor.rowcount > 0
+
+    # -- workers: due runs, lateness, heartbeats ------------------------------------------
+
+    def due_flow_run_ids(self, now: datetime, limit: int) -> list[UUID]:
+        """SCHEDULED flow runs whose scheduled time has come, oldest first."""
+        cursor = self.conn.execute(sql.SELECT_DUE_FLOW_RUN_IDS, (rows.encode_time(now), limit))
+        return [UUID(row[0]) for row in cursor]
+
+    def late_candidate_ids(self, cutoff: datetime) -> list[UUID]:
+        """Flow runs still named ``Scheduled`` whose scheduled time is at or before ``cutoff``."""
+        cursor = self.conn.execute(sql.SELECT_LATE_CANDIDATE_IDS, (rows.encode_time(cutoff),))
+        return [UUID(row[0]) for row in cursor]
+
+    def active_flow_run_liveness(self) -> list[tuple[UUID, datetime, float | None]]:
+        """PENDING/RUNNING flow runs with their last sign of life (heartbeat, else state time)
+        and their own heartbeat timeout, the longest silent first."""
+        cursor = self.conn.execute(sql.SELECT_SILENT_FLOW_RUNS)
+        return [(UUID(r[0]), rows.parse_time(r[1]), r[2]) for r in cursor]  # type: ignore[misc]
+
+    def record_heartbeat(
+        self,
+        flow_run_id: UUID,
+        *,
+        worker: str | None = None,
+        at: datetime | None = None,
+        timeout_seconds: float | None = None,
+    ) -> None:
+        """Record liveness (and optionally the worker and the run's own heartbeat timeout)."""
+        self.conn.execute(
+            sql.UPSERT_HEARTBEAT,
+            (str(flow_run_id), worker, rows.encode_time(at), timeout_seconds),
+        )
+
+    def read_heartbeat(self, flow_run_id: UUID) -> tuple[str | None, datetime | None, float | None] | None:
+        """(worker, last heartbeat, timeout seconds) of a flow run, or None."""
+        row = self.conn.execute(sql.SELECT_HEARTBEAT, (str(flow_run_id),)).fetchone()
+        return None if row is None else (row[0], rows.parse_time(row[1]), row[2])

@@ -1,0 +1,173 @@
+"""Workers' side: claiming due runs, heartbeats, lost runs and late runs (frozen clock)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from flowstate import InvalidState, Orchestrator, SetStateStatus, StateType
+from flowstate.rules import CORE_FLOW, retry_crashed_flows
+from flowstate.states import Completed, Pending, Running, Scheduled
+
+T0 = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def orc(clock):
+    with Orchestrator(":memory:", clock=clock) as orchestrator:
+        yield orchestrator
+
+
+def schedule(orc, offsets):
+    return [orc.create_flow_run(name=f"r{i}", state=Scheduled(T0 + timedelta(seconds=o))).id
+            for i, o in enumerate(offsets)]
+
+
+def test_claims_take_due_runs_oldest_first_up_to_the_limit(orc):
+    ids = schedule(orc, [-10, -30, 60, -20])
+    claimed = orc.claim_due_flow_runs(limit=2, worker="w1")
+    assert [r.id for r in claimed] == [ids[1], ids[3]]
+    assert all(r.state_type is StateType.PENDING for r in claimed)
+    assert claimed[0].state.message == "Claimed by w1"
+    assert [r.id for r in orc.claim_due_flow_runs(limit=5)] == [ids[0]]
+    assert orc.claim_due_flow_runs(limit=5) == []  # the future run is not due yet
+
+
+def test_late_runs_are_claimed_too(orc, clock):
+    [run_id] = schedule(orc, [-60])
+    [late] = orc.mark_late_runs(threshold=15)
+    assert (late.status, late.state.name) == (SetStateStatus.ACCEPT, "Late")
+    assert late.state.state_details.scheduled_time == T0 - timedelta(seconds=60)
+    assert [r.id for r in orc.claim_due_flow_runs(limit=1)] == [run_id]
+
+
+def test_marking_late_respects_the_threshold_and_happens_once(orc):
+    schedule(orc, [-10, -20])
+    assert len(orc.mark_late_runs(threshold=15)) == 1
+    assert orc.mark_late_runs(threshold=15) == []
+
+
+def test_a_silent_run_is_crashed_exactly_once(orc, clock):
+    run = orc.create_flow_run(state=Running())
+    clock.advance(30)
+    assert orc.mark_lost_runs(timeout=60) == []
+    clock.advance(31)
+    [result] = orc.mark_lost_runs(timeout=60)
+    assert result.status is SetStateStatus.ACCEPT and result.state.type is StateType.CRASHED
+    assert "No heartbeat for 61 s" in result.state.message
+    assert orc.mark_lost_runs(timeout=60) == []
+    assert [s.type for s in orc.read_flow_run_states(run.id)].count(StateType.CRASHED) == 1
+
+
+def test_heartbeats_keep_a_run_alive(orc, clock):
+    run = orc.create_flow_run(state=Running())
+    for _ in range(5):
+        clock.advance(50)
+        orc.heartbeat(run.id, worker="w1")
+        assert orc.mark_lost_runs(timeout=60) == []
+    clock.advance(61)
+    assert len(orc.mark_lost_runs(timeout=60)) == 1
+
+
+def test_a_runs_own_heartbeat_timeout_wins(orc, clock):
+    patient = orc.create_flow_run(state=Running(), heartbeat_timeout=600)
+    impatient = orc.create_flow_run(state=Running())
+    clock.advance(120)
+    results = orc.mark_lost_runs(timeout=60)
+    assert [r.state.state_details.flow_run_id for r in results] == [impatient.id]
+    orc.set_heartbeat_timeout(impatient.id, 30)
+    assert orc.read_flow_run(patient.id).state_type is StateType.RUNNING
+
+
+def test_only_active_runs_heartbeat(orc):
+    run = orc.create_flow_run(state=Completed())
+    with pytest.raises(InvalidState, match="only PENDING or RUNNING"):
+        orc.heartbeat(run.id)
+    with pytest.raises(InvalidState):
+        orc.mark_lost_runs(timeout=-1)
+
+
+def test_a_crashed_run_with_retries_left_awaits_a_retry_with_the_opt_in_rule(clock):
+    policy = CORE_FLOW.append(retry_crashed_flows)
+    with Orchestrator(":memory:", clock=clock, flow_policy=policy) as orc:
+        run = orc.create_flow_run(empirical_policy={"retries": 1, "retry_delay": 10}, state=Pending())
+        orc.set_flow_run_state(run.id, Running())
+        clock.advance(120)
+        [result] = orc.mark_lost_runs(timeout=60)
+        assert (result.status, result.state.name) == (SetStateStatus.REJECT, "AwaitingRetry")
+        assert result.state.state_details.scheduled_time == clock.now + timedelta(seconds=10)
+        clock.advance(10)
+        assert [r.id for r in orc.claim_due_flow_runs(limit=1)] == [run.id]
+        orc.set_flow_run_state(run.id, Running())
+        clock.advance(120)
+        [second] = orc.mark_lost_runs(timeout=60)  # retries exhausted: CRASHED stays
+        assert second.status is SetStateStatus.ACCEPT and second.state.type is StateType.CRASHED
+
+
+def test_without_the_opt_in_rule_prefects_policy_does_not_retry_crashes(orc, clock):
+    run = orc.create_flow_run(empirical_policy={"retries": 3}, state=Running())
+    clock.advance(120)
+    [result] = orc.mark_lost_runs(timeout=60)
+    assert result.state.type is StateType.CRASHED
+    assert orc.read_flow_run(run.id).state_type is StateType.CRASHED
+
+
+def test_iter_due_flow_runs_yields_claims_and_stops(orc):
+    ids = schedule(orc, [-3, -2, -1])
+    stop = threading.Event()
+    seen = []
+    for run in orc.iter_due_flow_runs(limit=2, poll_interval=0.01, stop=stop):
+        seen.append(run.id)
+        if len(seen) == 3:
+            stop.set()
+    assert seen == ids
+
+
+def _claim_all(path: str, worker: str, queue, barrier) -> None:
+    with Orchestrator(path) as orc:
+        barrier.wait(timeout=60)  # all eight start claiming together
+        mine = []
+        while True:
+            runs = orc.claim_due_flow_runs(limit=7, worker=worker)
+            if not runs:
+                break
+            mine.extend(str(r.id) for r in runs)
+        queue.put(mine)
+
+
+def test_eight_processes_never_claim_the_same_run(tmp_path):
+    path = str(tmp_path / "claims.db")
+    past = datetime.now(timezone.utc) - timedelta(minutes=5)
+    with Orchestrator(path) as orc:
+        with orc.transaction():
+            ids = {str(orc.create_flow_run(state=Scheduled(past)).id) for _ in range(400)}
+    ctx = multiprocessing.get_context("spawn")
+    queue, barrier = ctx.Queue(), ctx.Barrier(8)
+    workers = [ctx.Process(target=_claim_all, args=(path, f"w{i}", queue, barrier)) for i in range(8)]
+    for process in workers:
+        process.start()
+    claims = [queue.get(timeout=120) for _ in workers]
+    for process in workers:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+    flat = [run_id for claim in claims for run_id in claim]
+    assert len(flat) == len(set(flat)) == 400 and set(flat) == ids
