@@ -23,3 +23,9 @@ def test_readme_examples_run():
 def test_docstring_examples_run(module):
     failures, tried = doctest.testmod(module)
     assert tried > 0 and failures == 0
+
+
+@pytest.mark.parametrize("doc", sorted((REPO / "docs").glob("*.md")), ids=lambda p: p.name)
+def test_doc_examples_run(doc):
+    failures, _tried = doctest.testfile(str(doc), module_relative=False)
+    assert failures == 0
