@@ -92,6 +92,30 @@ def _run_id(value: Any, what: str = "run id") -> UUID:
     raise InvalidState(f"{what} {value!r} is not a UUID")
 
 
+def _check_text(value: Any, what: str) -> None:
+    """Refuse text SQLite cannot store: a lone surrogate such as '\\ud800' is not UTF-8."""
+    if isinstance(value, str) and not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidState(
+                f"{what} {value!r:.80} holds a lone surrogate at position {exc.start}, which is "
+                "not valid Unicode text; pass well-formed text"
+            ) from None
+
+
+def _check_state_text(state: State) -> None:
+    _check_text(state.name, "state.name")
+    _check_text(state.message, "state.message")
+    for field, value in state.state_details:
+        if isinstance(value, str):
+            _check_text(value, f"state.state_details.{field}")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                _check_text(key, f"a key of state.state_details.{field}")
+                _check_text(item, f"state.state_details.{field}[{key!r}]")
+
+
 def _coerce_state(value: Any) -> State:
     """Validate a user's proposal: a State, a dict or JSON text in Prefect's shape."""
     try:
@@ -107,6 +131,7 @@ def _coerce_state(value: Any) -> State:
             )
     except ValidationError as exc:
         raise InvalidState(f"invalid state: {_validation_message(exc)}") from None
+    _check_state_text(state)
     if state.data is not None:
         try:
             json.dumps(state.data)
@@ -121,9 +146,12 @@ def _coerce_policy(value: Any, model: type[FlowRunPolicy] | type[TaskRunPolicy])
     if isinstance(value, model):
         return value.model_copy(deep=True)
     try:
-        return model.model_validate(value)
+        policy = model.model_validate(value)
     except ValidationError as exc:
         raise InvalidState(f"invalid empirical_policy: {_validation_message(exc)}") from None
+    for key in getattr(policy, "pause_keys", ()):
+        _check_text(key, "a key of empirical_policy.pause_keys")
+    return policy
 
 
 class Orchestrator:
@@ -256,6 +284,9 @@ class Orchestrator:
         RUNNING before :meth:`mark_lost_runs` declares it crashed.
         """
         proposed = None if state is None else _coerce_state(state)
+        _check_text(flow_name, "flow_name")
+        _check_text(name, "name")
+        _check_text(infrastructure_pid, "infrastructure_pid")
         timeout = (
             None if heartbeat_timeout is None else _positive_seconds(heartbeat_timeout, "heartbeat_timeout")
         )
@@ -351,6 +382,11 @@ class Orchestrator:
         run_id = _run_id(id)
         if run_input is not _MISSING and run_input is not None and not isinstance(run_input, dict):
             raise InvalidState(f"run_input must be a dict (a JSON object), not {type(run_input).__name__}")
+        if isinstance(run_input, dict):
+            try:
+                json.dumps(run_input, ensure_ascii=False).encode("utf-8")
+            except (TypeError, ValueError, RecursionError) as exc:  # incl. UnicodeEncodeError
+                raise InvalidState(f"run_input must be JSON text-serialisable: {exc}") from None
         with self._transaction():
             now = self._now()
             run = self._read_flow_run(run_id, now)
@@ -400,6 +436,10 @@ class Orchestrator:
         _check_run_input_key(key)
         if not isinstance(value, str):
             raise InvalidState(f"run input value must be a str, not {type(value).__name__}")
+        if sender is not None and not isinstance(sender, str):
+            raise InvalidState(f"run input sender must be a str or None, not {type(sender).__name__}")
+        _check_text(value, "run input value")
+        _check_text(sender, "run input sender")
         with self._transaction():
             now = self._now()
             if self._store.read_flow_run(run_id) is None:
@@ -440,6 +480,9 @@ class Orchestrator:
     ) -> TaskRun:
         """Create a task run (in a flow run, or standalone); ``state`` is set with force."""
         proposed = None if state is None else _coerce_state(state)
+        _check_text(task_key, "task_key")
+        _check_text(dynamic_key, "dynamic_key")
+        _check_text(name, "name")
         try:
             run = TaskRun(
                 id=uuid7() if id is None else _run_id(id),

@@ -1,0 +1,44 @@
+"""Whole-database checks shared by the reliability tests: nothing lost, nothing half-written."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+_MISMATCHED_RUNS = """
+WITH newest AS (
+    SELECT {fk} AS run_id, id, type, name,
+           ROW_NUMBER() OVER (PARTITION BY {fk} ORDER BY timestamp DESC, id DESC) AS rank
+    FROM {table}_state
+)
+SELECT r.id, r.state_id, n.id FROM {table} r LEFT JOIN newest n ON n.run_id = r.id AND n.rank = 1
+WHERE r.state_id IS NOT n.id OR r.state_type IS NOT n.type OR r.state_name IS NOT n.name
+"""
+
+
+def mismatched_runs(conn: sqlite3.Connection) -> list[tuple[str, str | None, str | None]]:
+    """Runs whose current state is not the newest entry of their history (should be none)."""
+    found: list[tuple[str, str | None, str | None]] = []
+    for table, fk in (("flow_run", "flow_run_id"), ("task_run", "task_run_id")):
+        found += conn.execute(_MISMATCHED_RUNS.format(table=table, fk=fk)).fetchall()
+    return found
+
+
+def assert_database_consistent(path: Path | str) -> None:
+    """Integrity ok, no dangling rows, and every run row agrees with its history."""
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        assert mismatched_runs(conn) == []
+        shared = conn.execute(
+            "SELECT id FROM flow_run_state INTERSECT SELECT id FROM task_run_state"
+        ).fetchall()
+        assert shared == []
+
+
+def history_ids(path: Path | str) -> set[str]:
+    """The ids of every state in every history."""
+    with closing(sqlite3.connect(path)) as conn:
+        rows = conn.execute("SELECT id FROM flow_run_state UNION ALL SELECT id FROM task_run_state")
+        return {row[0] for row in rows}
