@@ -25,13 +25,16 @@ def as_utc(value: datetime) -> datetime:
 
 
 def _coerce_utc(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return as_utc(value)
-    if isinstance(value, str):
-        try:
-            return as_utc(datetime.fromisoformat(value))
-        except ValueError:
-            return value  # let pydantic report the malformed value
+    try:
+        if isinstance(value, datetime):
+            return as_utc(value)
+        if isinstance(value, str):
+            try:
+                return as_utc(datetime.fromisoformat(value))
+            except ValueError:
+                return value  # let pydantic report the malformed value
+    except OverflowError:  # e.g. 0001-01-01T00:00+01:00 is before year 1 in UTC
+        raise ValueError(f"{value!s} is out of range once converted to UTC") from None
     return value
 
 

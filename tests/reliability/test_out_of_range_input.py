@@ -1,0 +1,40 @@
+"""Values too large (or too far in time) for the engine are refused at the boundary, never later."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from flowstate import InvalidState, Orchestrator
+
+from tests.reliability._checks import assert_database_consistent
+
+EAST = timezone(timedelta(hours=1))
+WEST = timezone(-timedelta(hours=1))
+
+
+@pytest.fixture
+def orc(tmp_path: Path):
+    with Orchestrator(tmp_path / "range.db") as orc:
+        yield orc
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        datetime.min.replace(tzinfo=EAST),
+        datetime.max.replace(tzinfo=WEST),
+        "0001-01-01T00:00:00+01:00",
+        "9999-12-31T23:59:59-01:00",
+    ],
+    ids=["min-east", "max-west", "min-east-text", "max-west-text"],
+)
+def test_a_time_outside_the_utc_range_is_an_invalid_state(orc, when):
+    run = orc.create_flow_run()
+    state = {"type": "SCHEDULED", "state_details": {"scheduled_time": when}}
+    with pytest.raises(InvalidState, match="scheduled_time"):
+        orc.set_flow_run_state(run.id, state)
+    assert orc.read_flow_run_states(run.id) == []
+    assert_database_consistent(orc.database)
