@@ -135,7 +135,7 @@ def _coerce_state(value: Any) -> State:
     if state.data is not None:
         try:
             json.dumps(state.data)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             raise InvalidState(f"state.data must be JSON-serialisable: {exc}") from None
     return state
 
@@ -309,7 +309,7 @@ class Orchestrator:
             json.dumps(run.parameters)
         except ValidationError as exc:
             raise InvalidState(f"invalid flow run: {_validation_message(exc)}") from None
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             raise InvalidState(f"parameters must be JSON-serialisable: {exc}") from None
         with self._transaction():
             now = self._now()

@@ -38,3 +38,25 @@ def test_a_time_outside_the_utc_range_is_an_invalid_state(orc, when):
         orc.set_flow_run_state(run.id, state)
     assert orc.read_flow_run_states(run.id) == []
     assert_database_consistent(orc.database)
+
+
+def nested_lists(depth: int) -> list:
+    top: list = []
+    inner = top
+    for _ in range(depth):
+        inner.append([])
+        inner = inner[0]
+    return top
+
+
+def test_data_nested_too_deeply_to_encode_is_an_invalid_state(orc):
+    run = orc.create_flow_run()
+    with pytest.raises(InvalidState, match="data"):
+        orc.set_flow_run_state(run.id, {"type": "COMPLETED", "data": nested_lists(100_000)})
+    assert orc.read_flow_run_states(run.id) == []
+
+
+def test_parameters_nested_too_deeply_to_encode_are_an_invalid_state(orc):
+    with pytest.raises(InvalidState, match="parameters"):
+        orc.create_flow_run(parameters={"deep": nested_lists(100_000)})
+    assert orc.read_flow_runs() == []
