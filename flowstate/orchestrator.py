@@ -831,13 +831,20 @@ def _state_type(value: StateType | str | None) -> StateType | None:
         raise InvalidState(f"state_type={value!r} is not a StateType; expected one of {expected}") from None
 
 
+_MAX_SQL_INT = 2**63 - 1
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_SQL_INT
+
+
 def _limit(value: int | None) -> int | None:
-    if value is not None and (not isinstance(value, int) or value < 0):
-        raise InvalidState(f"limit={value!r}; expected a whole number >= 0 or None")
+    if value is not None and not _whole(value):
+        raise InvalidState(f"limit={value!r}; expected a whole number from 0 to 2**63-1, or None")
     return value
 
 
 def _offset(value: int) -> int:
-    if not isinstance(value, int) or value < 0:
-        raise InvalidState(f"offset={value!r}; expected a whole number >= 0")
+    if not _whole(value):
+        raise InvalidState(f"offset={value!r}; expected a whole number from 0 to 2**63-1")
     return value

@@ -60,3 +60,16 @@ def test_parameters_nested_too_deeply_to_encode_are_an_invalid_state(orc):
     with pytest.raises(InvalidState, match="parameters"):
         orc.create_flow_run(parameters={"deep": nested_lists(100_000)})
     assert orc.read_flow_runs() == []
+
+
+@pytest.mark.parametrize("bad", [2**63, 2**200, -1, True, 1.5, "3"])
+def test_a_limit_or_offset_sqlite_cannot_hold_is_an_invalid_state(orc, bad):
+    with pytest.raises(InvalidState, match="limit"):
+        orc.read_flow_runs(limit=bad)
+    with pytest.raises(InvalidState, match="offset"):
+        orc.read_task_runs(offset=bad)
+
+
+def test_the_largest_limit_and_offset_are_accepted(orc):
+    orc.create_flow_run()
+    assert orc.read_flow_runs(limit=2**63 - 1, offset=2**63 - 1) == []
