@@ -186,7 +186,7 @@ class Orchestrator:
         flow_policy: Policy | None = None,
         task_policy: Policy | None = None,
     ) -> None:
-        path = default_database_path() if database is None else os.fspath(database)
+        path = default_database_path() if database is None else _database_path(database)
         if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise InvalidState(f"synchronous={synchronous!r}; expected NORMAL, FULL, EXTRA or OFF")
         self._store = Store(path, busy_timeout=busy_timeout, synchronous=synchronous)
@@ -802,6 +802,16 @@ def _positive_seconds(value: Any, name: str, *, allow_zero: bool = False) -> flo
     ):
         raise InvalidState(f"{name}={value!r}; expected a number of seconds > 0")
     return float(value)
+
+
+def _database_path(database: Any) -> str:
+    if isinstance(database, str | os.PathLike):
+        path = os.fspath(database)
+        if isinstance(path, str):
+            return path
+    raise InvalidState(
+        f"database={database!r}; expected a path (str or os.PathLike), ':memory:' or None"
+    )
 
 
 def _check_policy(policy: Any, kind: str) -> Policy:

@@ -6,11 +6,12 @@ import os
 import sqlite3
 from typing import Literal
 
-from flowstate.errors import DatabaseError
+from flowstate.errors import DatabaseError, InvalidState
 
 __all__ = ["Synchronous", "connect", "is_memory"]
 
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+MAX_BUSY_TIMEOUT = 2_000_000  # seconds; SQLite takes the timeout as a 32-bit count of milliseconds
 
 
 def is_memory(path: str) -> bool:
@@ -23,6 +24,16 @@ def connect(path: str, *, busy_timeout: float) -> sqlite3.Connection:
 
     Nothing is written here: a file that is not a database is only detected by the first query.
     """
+    if "\x00" in path:
+        raise InvalidState(f"database path {path!r} contains a NUL byte")
+    if (
+        not isinstance(busy_timeout, int | float)
+        or isinstance(busy_timeout, bool)
+        or not 0 <= busy_timeout <= MAX_BUSY_TIMEOUT
+    ):
+        raise InvalidState(
+            f"busy_timeout={busy_timeout!r}; expected seconds from 0 to {MAX_BUSY_TIMEOUT}"
+        )
     if not path.startswith("file:") and not is_memory(path):
         if os.path.isdir(path):
             raise DatabaseError(f"{path} is a directory; pass the path of a database file")
