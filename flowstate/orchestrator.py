@@ -13,6 +13,7 @@ decide, and writes the outcome::
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import threading
@@ -144,14 +145,35 @@ def _coerce_policy(value: Any, model: type[FlowRunPolicy] | type[TaskRunPolicy])
     if value is None:
         return model()
     if isinstance(value, model):
-        return value.model_copy(deep=True)
-    try:
-        policy = model.model_validate(value)
-    except ValidationError as exc:
-        raise InvalidState(f"invalid empirical_policy: {_validation_message(exc)}") from None
+        policy = value.model_copy(deep=True)
+    else:
+        try:
+            policy = model.model_validate(value)
+        except ValidationError as exc:
+            raise InvalidState(f"invalid empirical_policy: {_validation_message(exc)}") from None
+        except OverflowError as exc:  # int(inf) while back-filling retry_delay_seconds
+            raise InvalidState(f"invalid empirical_policy: {exc}") from None
     for key in getattr(policy, "pause_keys", ()):
         _check_text(key, "a key of empirical_policy.pause_keys")
+    _check_retry_delays(policy)
     return policy
+
+
+MAX_RETRY_DELAY = 100 * 365.25 * 86400  # seconds: a retry is scheduled at now + delay
+
+
+def _check_retry_delays(policy: FlowRunPolicy | TaskRunPolicy) -> None:
+    """A delay that cannot be added to "now" would make every later failure raise."""
+    delay = policy.retry_delay
+    delays = delay if isinstance(delay, list) else [delay or 0]
+    spread = 1 + (getattr(policy, "retry_jitter_factor", None) or 0)
+    for seconds in delays:
+        reach = abs(seconds) * spread
+        if not math.isfinite(reach) or reach > MAX_RETRY_DELAY:
+            raise InvalidState(
+                f"empirical_policy.retry_delay={delay!r} (jitter spread {spread!r}) is out of range; "
+                "a retry delay must be finite and at most 100 years, jitter included"
+            )
 
 
 class Orchestrator:

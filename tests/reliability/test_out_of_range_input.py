@@ -73,3 +73,41 @@ def test_a_limit_or_offset_sqlite_cannot_hold_is_an_invalid_state(orc, bad):
 def test_the_largest_limit_and_offset_are_accepted(orc):
     orc.create_flow_run()
     assert orc.read_flow_runs(limit=2**63 - 1, offset=2**63 - 1) == []
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        {"retries": 3, "retry_delay": 10**30},
+        {"retries": 3, "retry_delay_seconds": float("inf")},
+        {"retries": 3, "retry_delay_seconds": 1e300},
+    ],
+)
+def test_a_flow_retry_delay_that_cannot_be_scheduled_is_refused_when_the_run_is_created(orc, policy):
+    with pytest.raises(InvalidState, match="empirical_policy"):
+        orc.create_flow_run(empirical_policy=policy)
+    assert orc.read_flow_runs() == []
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        {"retries": 3, "retry_delay": float("inf")},
+        {"retries": 3, "retry_delay": float("nan")},
+        {"retries": 3, "retry_delay": [1, 1e300]},
+        {"retries": 3, "retry_delay": 5, "retry_jitter_factor": 1e308},
+    ],
+)
+def test_a_task_retry_delay_that_cannot_be_scheduled_is_refused_when_the_run_is_created(orc, policy):
+    with pytest.raises(InvalidState, match="empirical_policy"):
+        orc.create_task_run(empirical_policy=policy)
+    assert orc.read_task_runs() == []
+
+
+def test_a_long_but_schedulable_retry_delay_still_retries(orc):
+    from flowstate.states import Failed, Running
+
+    run = orc.create_flow_run(empirical_policy={"retries": 1, "retry_delay": 50 * 365 * 86400})
+    orc.set_flow_run_state(run.id, Running(), force=True)
+    result = orc.set_flow_run_state(run.id, Failed())
+    assert result.state.name == "AwaitingRetry"
