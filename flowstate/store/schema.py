@@ -146,10 +146,16 @@ def _migrations():  # type: ignore[no-untyped-def]
     return migrations
 
 
+_READ_IDENTITY = (
+    "SELECT (SELECT application_id FROM pragma_application_id), "
+    "(SELECT user_version FROM pragma_user_version), (SELECT count(*) FROM sqlite_master)"
+)
+
+
 def _read_identity(conn: sqlite3.Connection) -> tuple[int, int, int]:
-    application_id = conn.execute("PRAGMA application_id").fetchone()[0]
-    user_version = conn.execute("PRAGMA user_version").fetchone()[0]
-    tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    # One statement, so one snapshot: read separately, another process's first migration could
+    # commit in between and a new database would look like a foreign one (tables, no id).
+    application_id, user_version, tables = conn.execute(_READ_IDENTITY).fetchone()
     return application_id, user_version, tables
 
 

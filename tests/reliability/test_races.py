@@ -1,0 +1,164 @@
+"""Many processes and threads proposing the same transition: exactly one wins, nothing leaks."""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+import sqlite3
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowstate import DatabaseBusy, Orchestrator, SetStateStatus, StateType
+from flowstate.states import Pending, Scheduled
+
+from tests.reliability._checks import assert_database_consistent
+
+PROCESSES = 8
+THREADS = 8
+RUNS = 100
+FORK = multiprocessing.get_context("fork")
+
+
+def scheduled_runs(path: Path, count: int = RUNS) -> list[str]:
+    with Orchestrator(path) as orc:
+        return [str(orc.create_flow_run(state=Scheduled()).id) for _ in range(count)]
+
+
+def propose_pending(orc: Orchestrator, run_ids: list[str], seed: int) -> list[tuple[str, str]]:
+    order = list(run_ids)
+    random.Random(seed).shuffle(order)
+    return [(run_id, orc.set_flow_run_state(run_id, Pending()).status.value) for run_id in order]
+
+
+def describe(exc: BaseException) -> str:
+    return f"{type(exc).__module__}.{type(exc).__name__}: {exc}"
+
+
+def _process_worker(path: str, run_ids: list[str], seed: int, start: Any, results: Any) -> None:
+    try:
+        with Orchestrator(path) as orc:
+            start.wait()
+            results.put(("ok", propose_pending(orc, run_ids, seed)))
+    except BaseException as exc:  # reported to the parent, which fails the test
+        results.put(("error", describe(exc)))
+
+
+def _open_and_create_worker(path: str, start: Any, results: Any) -> None:
+    try:
+        start.wait()
+        with Orchestrator(path) as orc:
+            run = orc.create_flow_run(state=Scheduled())
+            results.put(("ok", [(str(run.id), "created")]))
+    except BaseException as exc:
+        results.put(("error", describe(exc)))
+
+
+def run_processes(target: Any, args: tuple[Any, ...], count: int) -> list[tuple[str, str]]:
+    start, results = FORK.Barrier(count), FORK.Queue()
+    workers = [FORK.Process(target=target, args=(*args(i), start, results)) for i in range(count)]
+    for worker in workers:
+        worker.start()
+    reports = [results.get(timeout=120) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    errors = [detail for kind, detail in reports if kind == "error"]
+    assert errors == []
+    return [outcome for _, outcomes in reports for outcome in outcomes]
+
+
+def assert_one_winner_per_run(path: Path, run_ids: list[str], outcomes: list[tuple[str, str]], contenders: int) -> None:
+    accepted = Counter(run_id for run_id, status in outcomes if status == SetStateStatus.ACCEPT.value)
+    assert accepted == Counter({run_id: 1 for run_id in run_ids})
+    assert len(outcomes) == len(run_ids) * contenders
+    assert {status for _, status in outcomes} <= {"ACCEPT", "ABORT"}
+    with Orchestrator(path) as orc:
+        for run_id in run_ids:
+            history = [state.type for state in orc.read_flow_run_states(run_id)]
+            assert history == [StateType.SCHEDULED, StateType.PENDING]
+    assert_database_consistent(path)
+
+
+def test_processes_racing_to_submit_the_same_runs_have_exactly_one_winner_each(tmp_path: Path):
+    path = tmp_path / "race.db"
+    run_ids = scheduled_runs(path)
+    outcomes = run_processes(_process_worker, lambda i: (str(path), run_ids, i), PROCESSES)
+    assert_one_winner_per_run(path, run_ids, outcomes, PROCESSES)
+
+
+def test_processes_opening_a_brand_new_database_at_once_all_succeed(tmp_path: Path):
+    path = tmp_path / "fresh.db"
+    outcomes = run_processes(_open_and_create_worker, lambda i: (str(path),), PROCESSES)
+    with Orchestrator(path) as orc:
+        assert {str(run.id) for run in orc.read_flow_runs()} == {run_id for run_id, _ in outcomes}
+    assert_database_consistent(path)
+
+
+def run_threads(work: Any, count: int) -> list[tuple[str, str]]:
+    start = threading.Barrier(count)
+    outcomes: list[tuple[str, str]] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def body(index: int) -> None:
+        try:
+            start.wait()
+            found = work(index)
+        except BaseException as exc:
+            found, error = [], describe(exc)
+            with lock:
+                errors.append(error)
+        with lock:
+            outcomes.extend(found)
+
+    threads = [threading.Thread(target=body, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    return outcomes
+
+
+def test_threads_sharing_one_orchestrator_have_exactly_one_winner_per_run(tmp_path: Path):
+    path = tmp_path / "shared.db"
+    run_ids = scheduled_runs(path)
+    with Orchestrator(path) as orc:
+        outcomes = run_threads(lambda i: propose_pending(orc, run_ids, i), THREADS)
+    assert_one_winner_per_run(path, run_ids, outcomes, THREADS)
+
+
+def test_threads_with_their_own_orchestrators_have_exactly_one_winner_per_run(tmp_path: Path):
+    path = tmp_path / "own.db"
+    run_ids = scheduled_runs(path)
+
+    def work(index: int) -> list[tuple[str, str]]:
+        with Orchestrator(path) as orc:
+            return propose_pending(orc, run_ids, index)
+
+    outcomes = run_threads(work, THREADS)
+    assert_one_winner_per_run(path, run_ids, outcomes, THREADS)
+
+
+def test_a_lock_held_past_the_busy_timeout_raises_database_busy_and_writes_nothing(tmp_path: Path):
+    path = tmp_path / "busy.db"
+    run_id = scheduled_runs(path, 1)[0]
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        with Orchestrator(path, busy_timeout=0.2) as orc:
+            with pytest.raises(DatabaseBusy, match="busy_timeout") as caught:
+                orc.set_flow_run_state(run_id, Pending())
+            assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
+            with pytest.raises(DatabaseBusy):
+                orc.create_flow_run()
+            holder.execute("ROLLBACK")
+            assert orc.set_flow_run_state(run_id, Pending()).status is SetStateStatus.ACCEPT
+            assert len(orc.read_flow_runs()) == 1
+    finally:
+        holder.close()
+    assert_database_consistent(path)
