@@ -1,0 +1,59 @@
+"""The ``flowstate`` command line (also ``python -m flowstate``).
+
+::
+
+    flowstate demo                              # walk one flow run through pause/resume
+    flowstate runs ls [--state TYPE] [--limit N]
+    flowstate runs show ID                      # fields and state history with durations
+    flowstate tasks ls [--flow-run ID]
+    flowstate set-state ID TYPE [--name N] [--message M] [--force]
+    flowstate pause ID [--timeout S] [--key K] [--reschedule]
+    flowstate resume ID [--input JSON | --input @file.json]
+    flowstate cancel ID
+    flowstate diagram [--format mermaid|dot] [--run ID] [--no-policy]
+
+Every command takes ``--json`` (Prefect-shaped JSON of results, states and runs) and
+``--database PATH`` (before or after the command name; default ``$FLOWSTATE_DATABASE``, else
+``~/.flowstate/flowstate.db``). Commands that propose a state exit with the code of the
+orchestration status: 0 ACCEPT, 3 REJECT, 4 WAIT, 5 ABORT. Errors (unknown id, unreadable
+database, invalid input) are one line on stderr with exit code 1; usage errors exit with 2.
+
+One module per command group; ``rich`` and ``transitions`` are imported inside the commands, so
+importing this package loads only ``click``.
+"""
+
+from __future__ import annotations
+
+import click
+
+from flowstate.cli._common import DATABASE_HELP, EXIT_CODES, CliConfig
+from flowstate.cli.demo import demo
+from flowstate.cli.diagram import diagram
+from flowstate.cli.runs import runs, tasks
+from flowstate.cli.steer import cancel, pause, resume, set_state
+
+__all__ = ["EXIT_CODES", "main"]
+
+
+@click.group()
+@click.option(
+    "--database",
+    metavar="PATH",
+    envvar="FLOWSTATE_DATABASE",
+    show_envvar=True,
+    default=None,
+    help=DATABASE_HELP,
+)
+@click.version_option(package_name="flowstate", prog_name="flowstate")
+@click.pass_context
+def main(ctx: click.Context, database: str | None) -> None:
+    """flowstate: Prefect's flow and task run orchestration, embedded in SQLite.
+
+    Commands that propose a state exit with 0 ACCEPT, 3 REJECT, 4 WAIT, 5 ABORT;
+    errors exit with 1, usage errors with 2.
+    """
+    ctx.obj = CliConfig(database=database)
+
+
+for _command in (demo, runs, tasks, set_state, pause, resume, cancel, diagram):
+    main.add_command(_command)

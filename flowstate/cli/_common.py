@@ -1,0 +1,252 @@
+"""What every command shares: the database option, engine access, exit codes, JSON and formatting.
+
+Only ``click`` is imported here; ``rich`` is imported inside the functions that draw.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import click
+
+from flowstate.states import StateType
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from flowstate import Orchestrator
+    from flowstate.results import OrchestrationResult
+    from flowstate.runs import FlowRun, TaskRun
+    from flowstate.states import State
+
+DEFAULT_DATABASE = Path("~/.flowstate/flowstate.db")
+DATABASE_HELP = "SQLite database file, or ':memory:'. Default: ~/.flowstate/flowstate.db."
+STATUS_STYLES = {"ACCEPT": "green", "REJECT": "yellow", "WAIT": "blue", "ABORT": "red"}
+DASH = "—"
+
+EXIT_ERROR = 1
+"""A flowstate error (unknown id, unreadable database, invalid input): one line on stderr."""
+EXIT_USAGE = 2
+"""click's usage errors: unknown option, bad option value."""
+EXIT_CODES: dict[str, int] = {"ACCEPT": 0, "REJECT": 3, "WAIT": 4, "ABORT": 5}
+"""The exit code of a command that proposes a state, by orchestration status."""
+
+STATE_TYPES = [t.value for t in StateType]
+STATE_TYPE = click.Choice(STATE_TYPES, case_sensitive=False)
+
+
+@dataclass(frozen=True)
+class CliConfig:
+    """Options of the ``flowstate`` group, shared with every command."""
+
+    database: str | None
+
+
+def database_override(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--database`` accepted after the command name too (``flowstate demo --database x.db``)."""
+    option = click.option(
+        "--database",
+        metavar="PATH",
+        default=None,
+        help=f"{DATABASE_HELP} Overrides the global option.",
+    )
+    return option(command)
+
+
+def json_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The ``--json`` flag: print Prefect-shaped JSON instead of tables."""
+    return click.option("--json", "as_json", is_flag=True, help="Print Prefect-shaped JSON.")(command)
+
+
+def chosen_database(database: str | None) -> str | None:
+    """The command's ``--database``, else the group's (itself from ``$FLOWSTATE_DATABASE``)."""
+    if database is not None:
+        return database
+    config = click.get_current_context().find_object(CliConfig)
+    return config.database if config else None
+
+
+@contextmanager
+def open_orchestrator(database: str | None) -> Iterator[Orchestrator]:
+    """Open the orchestrator; turn any flowstate error inside the block into a one-line exit.
+
+    While opening, ``OSError`` is treated the same way: a home folder that cannot be created is a
+    problem of the environment, not a bug worth a traceback. (Later OSErrors, such as a closed
+    pipe on stdout, are left to click.)
+    """
+    from flowstate import FlowstateError, Orchestrator
+
+    try:
+        orc = Orchestrator(chosen_database(database))
+    except (FlowstateError, OSError) as exc:
+        raise click.ClickException(one_line(exc)) from exc
+    try:
+        with orc:
+            yield orc
+    except FlowstateError as exc:
+        raise click.ClickException(one_line(exc)) from exc
+
+
+def one_line(exc: BaseException) -> str:
+    """The error's message on a single line, prefixed with its class name."""
+    message = " ".join(str(exc).split()) or "(no message)"
+    return f"{type(exc).__name__}: {message}"
+
+
+def fail(message: str) -> click.ClickException:
+    """A one-line error (``Error: message`` on stderr, exit code 1), to be raised."""
+    return click.ClickException(" ".join(message.split()))
+
+
+def database_label(orc: Orchestrator, database: str | None) -> str:
+    """The database the orchestrator uses (its ``database`` property), as the user should see it."""
+    value = getattr(orc, "database", None)
+    if isinstance(value, (str, os.PathLike)):
+        return os.fspath(value)
+    return str(database) if database else str(DEFAULT_DATABASE.expanduser())
+
+
+# -- runs of either kind --------------------------------------------------------------------------
+
+RunKind = Literal["flow", "task"]
+
+
+def find_run(orc: Orchestrator, run_id: str) -> tuple[RunKind, FlowRun | TaskRun]:
+    """The flow run with this id, else the task run; ObjectNotFound naming both otherwise."""
+    from flowstate import ObjectNotFound
+
+    try:
+        return "flow", orc.read_flow_run(run_id)
+    except ObjectNotFound:
+        pass
+    try:
+        return "task", orc.read_task_run(run_id)
+    except ObjectNotFound:
+        raise ObjectNotFound(f"No flow run or task run with id {run_id}") from None
+
+
+def read_flow_run(orc: Orchestrator, run_id: str) -> FlowRun:
+    """The flow run; a clear error when the id is a task run's."""
+    from flowstate import ObjectNotFound
+
+    kind, run = find_run(orc, run_id)
+    if kind != "flow":
+        raise ObjectNotFound(f"{run_id} is a task run; this command works on flow runs")
+    return run  # type: ignore[return-value]
+
+
+# -- JSON -----------------------------------------------------------------------------------------
+
+
+def echo_json(value: Any) -> None:
+    """Print ``value`` (models are dumped in Prefect's JSON shape) as compact JSON."""
+    click.echo(json.dumps(to_jsonable(value), separators=(",", ":"), ensure_ascii=False))
+
+
+def to_jsonable(value: Any) -> Any:
+    """Pydantic models dumped with ``mode="json"``, inside lists and dicts too."""
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if isinstance(value, dict):
+        return {key: to_jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(item) for item in value]
+    return value
+
+
+# -- presentation ---------------------------------------------------------------------------------
+
+
+def console() -> Console:
+    """A rich console on stdout (imported here so that ``--json`` never loads rich)."""
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def status_text(status: str) -> Any:
+    """The status, coloured."""
+    from rich.text import Text
+
+    return Text(status, style=STATUS_STYLES.get(status, ""))
+
+
+def short_state(state: State | None) -> str:
+    """``COMPLETED``, or ``SCHEDULED (Late)`` when the name is not the type's default."""
+    if state is None:
+        return DASH
+    if state.name in (None, state.type.default_name):
+        return state.type.value
+    return f"{state.type.value} ({state.name})"
+
+
+def state_label(state: State | None) -> str:
+    """``COMPLETED (Completed)``; ``—`` when there is no state."""
+    if state is None:
+        return DASH
+    return f"{state.type.value} ({state.name})"
+
+
+def when(value: datetime | None) -> str:
+    """An ISO timestamp with milliseconds, or ``—``."""
+    return value.isoformat(timespec="milliseconds") if value else DASH
+
+
+def timestamp(value: datetime) -> str:
+    """``2026-01-31 12:00:00.123`` (UTC), short enough for a table column."""
+    return value.strftime("%Y-%m-%d %H:%M:%S.") + f"{value.microsecond // 1000:03d}"
+
+
+def seconds(value: timedelta | None) -> str:
+    """Seconds with millisecond precision."""
+    return f"{value.total_seconds():.3f} s" if value is not None else DASH
+
+
+def duration(value: timedelta) -> str:
+    """A short human duration: ``850 ms``, ``12.4 s``, ``3 m 05 s``, ``2 h 10 m``, ``3 d 4 h``."""
+    total = value.total_seconds()
+    if total < 1:
+        return f"{total * 1000:.0f} ms"
+    if total < 60:
+        return f"{total:.1f} s"
+    minutes, secs = divmod(int(total), 60)
+    if minutes < 60:
+        return f"{minutes} m {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes:02d} m"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
+
+
+def print_result(result: OrchestrationResult, *, before: State | None, subject: str) -> None:
+    """The orchestration result as ``field  value`` lines: run, status, state change, reason, delay."""
+    status = result.status.value
+    after = result.state
+    if after is None or (before is not None and after.id == before.id):
+        change = f"{state_label(after or before)} (unchanged)"
+    else:
+        change = f"{state_label(before)} → {state_label(after)}"
+    rows = [("run", subject), ("status", click.style(status, fg=STATUS_STYLES.get(status))),
+            ("state", change)]
+    if result.reason:
+        rows.append(("reason", result.reason))
+    delay = getattr(result.details, "delay_seconds", None)
+    if delay is not None:
+        rows.append(("retry in", f"{delay} s"))
+    for field, value in rows:
+        click.echo(f"{field:<8}  {value}")
+
+
+def exit_for(result: OrchestrationResult) -> None:
+    """Leave with the exit code of the result's status (0 for ACCEPT)."""
+    code = EXIT_CODES[result.status.value]
+    if code:
+        raise SystemExit(code)

@@ -1,0 +1,212 @@
+"""``flowstate runs ls|show`` and ``flowstate tasks ls``: look at runs and their state history.
+
+With ``--json``: ``runs ls`` and ``tasks ls`` print a JSON array of Prefect-shaped runs;
+``runs show`` prints ``{"flow_run": ..., "states": [...]}`` (``"task_run"`` for a task run).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from flowstate.cli._common import (
+    DASH,
+    STATE_TYPE,
+    database_override,
+    duration,
+    echo_json,
+    find_run,
+    json_option,
+    open_orchestrator,
+    seconds,
+    short_state,
+    state_label,
+    timestamp,
+    when,
+)
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from flowstate.runs import FlowRun, TaskRun
+    from flowstate.states import State
+
+__all__ = ["runs", "tasks"]
+
+LIMIT = click.IntRange(min=1)
+NO_WRAP = frozenset({"id", "timestamp", "state", "type", "duration"})
+
+
+@click.group()
+def runs() -> None:
+    """List flow runs, show one run with its state history."""
+
+
+@runs.command("ls")
+@click.option("--state", "state_type", type=STATE_TYPE, help="Only runs in this state type.")
+@click.option("--limit", type=LIMIT, default=None, help="At most N runs (the newest).")
+@json_option
+@database_override
+def list_runs(state_type: str | None, limit: int | None, as_json: bool, database: str | None) -> None:
+    """Flow runs, newest first."""
+    with open_orchestrator(database) as orc:
+        found = orc.read_flow_runs(state_type=state_type.upper() if state_type else None)
+    found = list(reversed(found))[:limit]
+    if as_json:
+        echo_json(found)
+        return
+    from flowstate.cli._common import console
+
+    console().print(_flow_runs_table(found))
+
+
+@runs.command("show")
+@click.argument("run_id", metavar="ID")
+@json_option
+@database_override
+def show_run(run_id: str, as_json: bool, database: str | None) -> None:
+    """A flow run or task run: its fields, and its state history as a timeline."""
+    with open_orchestrator(database) as orc:
+        kind, run = find_run(orc, run_id)
+        if kind == "flow":
+            history = orc.read_flow_run_states(run.id)
+        else:
+            history = orc.read_task_run_states(run.id)
+    if as_json:
+        echo_json({f"{kind}_run": run, "states": history})
+        return
+    from flowstate.cli._common import console
+
+    out = console()
+    out.print(_fields_table(kind, run))
+    out.print(_timeline_table(history, datetime.now(timezone.utc)))
+
+
+@click.group()
+def tasks() -> None:
+    """List task runs."""
+
+
+@tasks.command("ls")
+@click.option("--flow-run", "flow_run_id", metavar="ID", help="Only the task runs of this flow run.")
+@click.option("--state", "state_type", type=STATE_TYPE, help="Only task runs in this state type.")
+@click.option("--limit", type=LIMIT, default=None, help="At most N task runs (the newest).")
+@json_option
+@database_override
+def list_tasks(
+    flow_run_id: str | None,
+    state_type: str | None,
+    limit: int | None,
+    as_json: bool,
+    database: str | None,
+) -> None:
+    """Task runs, newest first."""
+    with open_orchestrator(database) as orc:
+        if flow_run_id is not None:
+            orc.read_flow_run(flow_run_id)  # an unknown flow run is an error, not an empty list
+        found = orc.read_task_runs(
+            flow_run_id=flow_run_id, state_type=state_type.upper() if state_type else None
+        )
+    found = list(reversed(found))[:limit]
+    if as_json:
+        echo_json(found)
+        return
+    from flowstate.cli._common import console
+
+    console().print(_task_runs_table(found))
+
+
+# -- tables ---------------------------------------------------------------------------------------
+
+
+def _table(title: str, columns: tuple[str, ...]) -> Table:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, no_wrap=column in NO_WRAP, overflow="fold")
+    return table
+
+
+def _flow_runs_table(found: list[FlowRun]) -> Table:
+    """One row per flow run."""
+    from rich.text import Text
+
+    table = _table(f"Flow runs ({len(found)})", ("id", "flow/name", "state", "runs"))
+    for run in found:
+        table.add_row(
+            str(run.id), Text(f"{run.flow_name}/{run.name}"), short_state(run.state), str(run.run_count)
+        )
+    return table
+
+
+def _task_runs_table(found: list[TaskRun]) -> Table:
+    """One row per task run."""
+    from rich.text import Text
+
+    table = _table(f"Task runs ({len(found)})", ("id", "name", "task_key", "state", "runs"))
+    for run in found:
+        table.add_row(
+            str(run.id),
+            Text(run.name),
+            Text(run.task_key),
+            short_state(run.state),
+            str(run.run_count),
+        )
+    return table
+
+
+def _fields_table(kind: str, run: FlowRun | TaskRun) -> Table:
+    """The run as field/value rows."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=f"{kind.capitalize()} run", title_justify="left", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    rows: dict[str, Any] = {"id": run.id, "name": run.name}
+    if kind == "flow":
+        rows["flow"] = run.flow_name  # type: ignore[union-attr]
+    else:
+        rows["task_key"] = run.task_key  # type: ignore[union-attr]
+        rows["flow_run_id"] = run.flow_run_id or DASH  # type: ignore[union-attr]
+    rows |= {
+        "state": state_label(run.state),
+        "run_count": run.run_count,
+        "start_time": when(run.start_time),
+        "end_time": when(run.end_time),
+        "total_run_time": seconds(run.total_run_time),
+    }
+    policy = run.empirical_policy
+    if kind == "flow":
+        rows["pause_keys"] = ", ".join(sorted(policy.pause_keys)) or DASH  # type: ignore[union-attr]
+        rows["tags"] = ", ".join(run.tags) or DASH  # type: ignore[union-attr]
+    rows["retries"] = policy.retries if policy.retries is not None else DASH
+    for name, value in rows.items():
+        table.add_row(name, Text(str(value)))
+    return table
+
+
+def _timeline_table(history: list[State], now: datetime) -> Table:
+    """The state history, oldest first, with how long the run stayed in each state."""
+    from rich.text import Text
+
+    table = _table("State history", ("#", "timestamp", "type", "name", "duration", "message"))
+    for number, state in enumerate(history, start=1):
+        if number < len(history):
+            stayed = duration(history[number].timestamp - state.timestamp)
+        elif state.is_final:
+            stayed = DASH
+        else:
+            stayed = f"{duration(max(now - state.timestamp, timedelta(0)))} so far"
+        table.add_row(
+            str(number),
+            timestamp(state.timestamp),
+            state.type.value,
+            Text(state.name or DASH),
+            stayed,
+            Text(state.message or DASH),
+        )
+    return table

@@ -1,0 +1,159 @@
+"""``flowstate set-state|pause|resume|cancel``: propose a state and report the orchestration result.
+
+Each prints the result (``--json``: Prefect's ``OrchestrationResult`` JSON) and exits with the code
+of its status: 0 ACCEPT, 3 REJECT, 4 WAIT, 5 ABORT (:data:`flowstate.cli.EXIT_CODES`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from flowstate.cli._common import (
+    STATE_TYPE,
+    database_override,
+    echo_json,
+    exit_for,
+    fail,
+    find_run,
+    json_option,
+    open_orchestrator,
+    print_result,
+    read_flow_run,
+)
+
+if TYPE_CHECKING:
+    from flowstate.results import OrchestrationResult
+    from flowstate.states import State
+
+__all__ = ["cancel", "pause", "resume", "set_state"]
+
+
+@click.command("set-state")
+@click.argument("run_id", metavar="ID")
+@click.argument("state_type", metavar="TYPE", type=STATE_TYPE)
+@click.option("--name", help="The state's name (default: the type's, e.g. Running).")
+@click.option("--message", help="The state's message.")
+@click.option("--force", is_flag=True, help="Skip the core policy's rules (Prefect's force=True).")
+@json_option
+@database_override
+def set_state(
+    run_id: str,
+    state_type: str,
+    name: str | None,
+    message: str | None,
+    force: bool,
+    as_json: bool,
+    database: str | None,
+) -> None:
+    """Propose a state of TYPE for the flow run or task run ID."""
+    from flowstate.states import State
+
+    proposed = State(type=state_type.upper(), name=name, message=message)
+    with open_orchestrator(database) as orc:
+        kind, run = find_run(orc, run_id)
+        if kind == "flow":
+            result = orc.set_flow_run_state(run.id, proposed, force=force)
+        else:
+            result = orc.set_task_run_state(run.id, proposed, force=force)
+    _report(result, before=run.state, subject=f"{kind} run {run.id} ({run.name})", as_json=as_json)
+
+
+@click.command()
+@click.argument("run_id", metavar="ID")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="S",
+              help="Seconds until the pause times out (default: none).")
+@click.option("--key", "pause_key", metavar="K", help="The pause key (a key can pause a run once).")
+@click.option("--reschedule", is_flag=True,
+              help="Suspend: release the infrastructure, resume to Scheduled (needs a deployment).")
+@json_option
+@database_override
+def pause(
+    run_id: str,
+    timeout: float | None,
+    pause_key: str | None,
+    reschedule: bool,
+    as_json: bool,
+    database: str | None,
+) -> None:
+    """Pause the running flow run ID."""
+    from flowstate.states import Paused
+
+    proposed = Paused(timeout_seconds=timeout, pause_key=pause_key, reschedule=reschedule)
+    _propose_to_flow_run(run_id, proposed, database, as_json)
+
+
+@click.command()
+@click.argument("run_id", metavar="ID")
+@click.option("--input", "run_input", metavar="JSON|@FILE",
+              help="Run input: a JSON object, or @path to a file holding one.")
+@json_option
+@database_override
+def resume(run_id: str, run_input: str | None, as_json: bool, database: str | None) -> None:
+    """Resume the paused flow run ID, as Prefect's /resume endpoint does."""
+    given = None if run_input is None else _parse_run_input(run_input)
+    with open_orchestrator(database) as orc:
+        run = read_flow_run(orc, run_id)
+        if given is None:
+            result = orc.resume_flow_run(run.id)
+        else:
+            result = orc.resume_flow_run(run.id, run_input=given)
+    _report(result, before=run.state, subject=f"flow run {run.id} ({run.name})", as_json=as_json)
+
+
+@click.command()
+@click.argument("run_id", metavar="ID")
+@click.option("--message", help="The Cancelling state's message.")
+@json_option
+@database_override
+def cancel(run_id: str, message: str | None, as_json: bool, database: str | None) -> None:
+    """Cancel the flow run ID: propose CANCELLING, as Prefect does.
+
+    A run with no infrastructure to stop (e.g. SCHEDULED) is answered REJECT with a
+    CANCELLED state instead, so the exit code is then 3.
+    """
+    from flowstate.states import Cancelling
+
+    _propose_to_flow_run(run_id, Cancelling(message=message), database, as_json)
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+def _propose_to_flow_run(run_id: str, proposed: State, database: str | None, as_json: bool) -> None:
+    """Propose ``proposed`` for the flow run, report the result and exit with its code."""
+    with open_orchestrator(database) as orc:
+        run = read_flow_run(orc, run_id)
+        result = orc.set_flow_run_state(run.id, proposed)
+    _report(result, before=run.state, subject=f"flow run {run.id} ({run.name})", as_json=as_json)
+
+
+def _report(result: OrchestrationResult, *, before: State | None, subject: str, as_json: bool) -> None:
+    """Print the result (JSON or rows), then exit with the code of its status."""
+    if as_json:
+        echo_json(result)
+    else:
+        print_result(result, before=before, subject=subject)
+    exit_for(result)
+
+
+def _parse_run_input(text: str) -> dict[str, Any]:
+    """``--input``: JSON text, or ``@path`` to a JSON file; it must hold a JSON object."""
+    source = "--input"
+    if text.startswith("@"):
+        path = Path(text[1:])
+        source = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise fail(f"cannot read run input file {path}: {exc.strerror or exc}") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise fail(f"{source} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise fail(f"{source} must be a JSON object, not {type(value).__name__}")
+    return value
