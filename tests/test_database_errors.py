@@ -147,3 +147,111 @@ def test_an_older_schema_is_migrated_in_place_keeping_its_runs(tmp_path):
         orc.heartbeat(run.id)
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+# -- corruption at several positions, truncation, empty files, WAL leftovers --------------------
+
+PAGE = 4096
+
+
+@pytest.fixture(scope="module")
+def healthy_bytes(tmp_path_factory) -> tuple[bytes, dict[str, int]]:
+    """A flowstate database of ~120 pages, and the root page of each table."""
+    path = tmp_path_factory.mktemp("healthy") / "healthy.db"
+    with Orchestrator(path) as orc:
+        for _ in range(200):
+            run = orc.create_flow_run(parameters={"pad": "x" * 500})
+            orc.set_flow_run_state(run.id, Running())
+    with sqlite3.connect(path) as conn:
+        roots = dict(conn.execute("SELECT name, rootpage FROM sqlite_master WHERE type = 'table'"))
+    return path.read_bytes(), roots
+
+
+def flipped(raw: bytes, offset: int, length: int = 64) -> bytes:
+    damaged = bytearray(raw)
+    damaged[offset:offset + length] = bytes(byte ^ 0xFF for byte in damaged[offset:offset + length])
+    return bytes(damaged)
+
+
+def read_everything(path: Path) -> None:
+    with Orchestrator(path) as orc:
+        for run in orc.read_flow_runs():
+            orc.read_flow_run_states(run.id)
+
+
+@pytest.mark.parametrize(
+    ("where", "problem"),
+    [
+        ("magic", "not a SQLite database"),
+        ("page-size", "not a SQLite database"),
+        ("schema", "corrupt|malformed"),
+        ("flow_run-root", "corrupt"),
+        ("flow_run_state-root", "corrupt"),
+        ("last-page", "corrupt"),
+    ],
+)
+def test_flipped_bytes_anywhere_give_a_database_error_and_leave_the_file_unchanged(
+    tmp_path, healthy_bytes, where, problem
+):
+    raw, roots = healthy_bytes
+    offset = {
+        "magic": 0,
+        "page-size": 16,
+        "schema": PAGE - 64,  # the end of page 1, where sqlite_master's cells live
+        "flow_run-root": (roots["flow_run"] - 1) * PAGE,
+        "flow_run_state-root": (roots["flow_run_state"] - 1) * PAGE,
+        "last-page": len(raw) - PAGE,
+    }[where]
+    path = tmp_path / "flipped.db"
+    path.write_bytes(flipped(raw, offset, 2 if where == "page-size" else 64))
+    before = digest(path)
+    with pytest.raises(DatabaseError, match=problem):
+        read_everything(path)
+    assert digest(path) == before
+
+
+@pytest.mark.parametrize("keep", [0.5, 3 * 4096 + 100], ids=["half", "mid-page"])
+def test_a_truncated_database_is_corrupt_and_left_unchanged(tmp_path, healthy_bytes, keep):
+    raw, _ = healthy_bytes
+    path = tmp_path / "truncated.db"
+    path.write_bytes(raw[: int(len(raw) * keep) if keep < 1 else int(keep)])
+    before = digest(path)
+    with pytest.raises(DatabaseError, match="corrupt"):
+        read_everything(path)
+    assert digest(path) == before
+
+
+def test_a_zero_length_file_is_an_empty_database_and_becomes_a_flowstate_one(tmp_path):
+    path = tmp_path / "touched.db"
+    path.touch()  # SQLite defines an empty file as an empty database, like `sqlite3 touched.db`
+    with Orchestrator(path) as orc:
+        assert orc.read_flow_runs() == []
+        orc.create_flow_run()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+
+
+def test_committed_transitions_left_only_in_the_wal_are_recovered(tmp_path):
+    """A copy taken while a writer is alive (as after a crash) holds recent commits only in -wal."""
+    path, copy = tmp_path / "live.db", tmp_path / "copy.db"
+    orc = Orchestrator(path)
+    run = orc.create_flow_run()
+    orc.set_flow_run_state(run.id, Running())
+    assert Path(f"{path}-wal").stat().st_size > 0
+    copy.write_bytes(path.read_bytes())
+    Path(f"{copy}-wal").write_bytes(Path(f"{path}-wal").read_bytes())
+    orc.close()
+    with Orchestrator(copy) as again:
+        assert again.read_flow_run(run.id).state_type is flowstate.StateType.RUNNING
+
+
+def test_a_stale_wal_of_garbage_is_ignored_and_the_database_opens(tmp_path):
+    path = tmp_path / "stale.db"
+    with Orchestrator(path) as orc:
+        run = orc.create_flow_run()
+        orc.set_flow_run_state(run.id, Running())
+    Path(f"{path}-wal").write_bytes(b"\x37\x7f\x06\x82" + b"\xab" * 5000)  # WAL magic, bad header
+    before = digest(path)
+    with Orchestrator(path) as orc:
+        assert orc.read_flow_run(run.id).state_type is flowstate.StateType.RUNNING
+    assert digest(path) == before
