@@ -11,6 +11,8 @@
     flowstate resume ID [--input JSON | --input @file.json]
     flowstate cancel ID
     flowstate diagram [--format mermaid|dot] [--run ID] [--no-policy]
+    flowstate worker [--once | --loop] [--limit N] [--name W]   # claim due runs
+    flowstate reap --timeout S [--late-threshold S]            # crash silent runs
 
 Every command takes ``--json`` (Prefect-shaped JSON of results, states and runs) and
 ``--database PATH`` (before or after the command name; default ``$FLOWSTATE_DATABASE``, else
@@ -31,6 +33,7 @@ from flowstate.cli.demo import demo
 from flowstate.cli.diagram import diagram
 from flowstate.cli.runs import runs, tasks
 from flowstate.cli.steer import cancel, pause, resume, set_state
+from flowstate.cli.workers import reap, worker
 
 __all__ = ["EXIT_CODES", "main"]
 
@@ -55,5 +58,5 @@ def main(ctx: click.Context, database: str | None) -> None:
     ctx.obj = CliConfig(database=database)
 
 
-for _command in (demo, runs, tasks, set_state, pause, resume, cancel, diagram):
+for _command in (demo, runs, tasks, set_state, pause, resume, cancel, diagram, worker, reap):
     main.add_command(_command)
