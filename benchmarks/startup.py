@@ -1,0 +1,42 @@
+"""Scenario 6: ``import flowstate`` in a fresh interpreter, and peak memory of scenario 1."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks.config import Config
+from benchmarks.harness import Figure
+
+__all__ = ["run"]
+
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _probe(*args: str) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.probe", *args],
+        cwd=_ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def run(config: Config) -> list[Figure]:
+    """Import time (median of fresh interpreters) and the memory of scenario 1's cycles."""
+    seconds = [_probe("import")["seconds"] for _ in range(config.import_runs)]
+    fs = _probe("memory-fs", str(config.runs))
+    raw = _probe("memory-raw", str(config.runs))
+    return [
+        Figure("6", "import flowstate (fresh interpreter)", "s", seconds,
+               ratio_kind="none", target="median < 0.25 s"),
+        Figure("6", f"peak memory, scenario 1 ({config.runs} cycles): tracemalloc", "bytes",
+               [fs["tracemalloc_peak"]], [raw["tracemalloc_peak"]], ratio_kind="memory"),
+        Figure("6", f"peak memory, scenario 1 ({config.runs} cycles): process max RSS", "bytes",
+               [fs["max_rss"]], [raw["max_rss"]], ratio_kind="memory",
+               notes="raw side also imports flowstate (it creates the schema)"),
+    ]
