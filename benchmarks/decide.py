@@ -30,8 +30,9 @@ def decide_runs(count: int) -> int:
     """Drive ``count`` in-memory runs through the cycle; returns how many were accepted."""
     now = datetime(2026, 1, 1, tzinfo=timezone.utc)
     accepted = 0
+    template = FlowRun(id=uuid7(), name="bench-run")
     for _ in range(count):
-        run = FlowRun.model_construct(id=uuid7(), name="bench-run")  # as a store read makes it
+        run = template.model_copy(update={"id": uuid7()})  # a fresh run, as a read would give
         current = None
         for proposal in _PROPOSALS:
             now += _STEP

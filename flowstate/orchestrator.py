@@ -31,7 +31,7 @@ from flowstate._names import generate_run_name
 from flowstate._time import as_utc, utcnow
 from flowstate.listeners import Listener, Listeners, Subscription, TransitionEvent
 from flowstate.errors import DatabaseError, InvalidState, ObjectAlreadyExists, ObjectNotFound
-from flowstate.orchestration.context import TransitionContext
+from flowstate.orchestration.context import TransitionContext, stamp_proposal
 from flowstate.orchestration.decisions import (
     DeleteRunInputs,
     InsertCacheEntry,
@@ -587,12 +587,7 @@ class Orchestrator:
     @staticmethod
     def _stamp(proposed: State, now: datetime) -> State:
         """The proposal as written: a new id, timestamp now, and a default scheduled time."""
-        update: dict[str, Any] = {"id": uuid7(), "timestamp": now}
-        if proposed.type is StateType.SCHEDULED and proposed.state_details.scheduled_time is None:
-            update["state_details"] = proposed.state_details.model_copy(
-                update={"scheduled_time": now}
-            )
-        return proposed.model_copy(update=update)
+        return stamp_proposal(proposed, now, uuid7)
 
     def _orchestrate_flow(
         self,

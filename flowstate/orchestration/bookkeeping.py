@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
+from flowstate._models import copy_with
 from flowstate.orchestration.context import TransitionContext
 from flowstate.orchestration.decisions import MirrorToParentTask
 from flowstate.states import State, StateType
@@ -29,7 +30,7 @@ def keep_timestamps_increasing(ctx: TransitionContext, proposed: State) -> State
     """
     initial = ctx.initial
     if initial is not None and proposed.timestamp <= initial.timestamp:
-        return proposed.model_copy(update={"timestamp": initial.timestamp + _ONE_MICROSECOND})
+        return copy_with(proposed, {"timestamp": initial.timestamp + _ONE_MICROSECOND})
     return proposed
 
 

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
+from flowstate._models import construct, copy_with
 from flowstate.orchestration.decisions import Effect
 from flowstate.results import SetStateStatus
 from flowstate.runs import FlowRun, TaskRun
@@ -70,10 +71,16 @@ class TransitionContext:
 
     def update_run(self, **fields: Any) -> None:
         """Change fields of the working copy of the run (undone if the rule's transition fizzles)."""
+        run = self.run
+        values = run.__dict__  # engine-made values: set as pydantic's __setattr__ would, faster
+        changes = self._changes
         for name, value in fields.items():
-            if self._changes is not None:
-                self._changes.append((name, getattr(self.run, name)))
-            setattr(self.run, name, value)
+            if name not in values:
+                setattr(run, name, value)  # not a field: let pydantic raise its error
+            if changes is not None:
+                changes.append((name, values[name]))
+            values[name] = value
+        run.__pydantic_fields_set__.update(fields)
         self.run_changed = True
 
     def fresh_state(
@@ -86,25 +93,26 @@ class TransitionContext:
         **details: Any,
     ) -> State:
         """A new state stamped with this transition's id source and clock."""
-        return State.model_construct(
-            id=self.new_id(),
-            type=type,
-            name=name if name is not None else type.default_name,
-            timestamp=self.now,
-            message=message,
-            data=data,
-            state_details=StateDetails(**details),
+        return construct(
+            State,
+            {
+                "id": self.new_id(),
+                "type": type,
+                "name": name if name is not None else type.default_name,
+                "timestamp": self.now,
+                "message": message,
+                "data": data,
+                "state_details": StateDetails(**details),
+            },
         )
 
     def fresh_copy(self, state: State, **changes: Any) -> State:
         """A copy of ``state`` with a new id, timestamp now, and ``changes`` applied."""
-        return state.model_copy(update={"id": self.new_id(), "timestamp": self.now, **changes})
+        return copy_with(state, {"id": self.new_id(), "timestamp": self.now, **changes})
 
     def with_details(self, state: State, **details: Any) -> State:
         """``state`` with some of its details replaced (same id and timestamp)."""
-        return state.model_copy(
-            update={"state_details": state.state_details.model_copy(update=details)}
-        )
+        return copy_with(state, {"state_details": copy_with(state.state_details, details)})
 
 
 def stamp_proposal(proposed: State, now: datetime, new_id: Callable[[], UUID]) -> State:
@@ -112,5 +120,5 @@ def stamp_proposal(proposed: State, now: datetime, new_id: Callable[[], UUID]) -
     without one — the scheduled time ``now`` (Prefect's default, on the engine's clock)."""
     update: dict[str, Any] = {"id": new_id(), "timestamp": now}
     if proposed.type is StateType.SCHEDULED and proposed.state_details.scheduled_time is None:
-        update["state_details"] = proposed.state_details.model_copy(update={"scheduled_time": now})
-    return proposed.model_copy(update=update)
+        update["state_details"] = copy_with(proposed.state_details, {"scheduled_time": now})
+    return copy_with(proposed, update)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
+from flowstate._models import construct, copy_with
 from flowstate.errors import RuleError
 from flowstate.orchestration.bookkeeping import FLOW_BOOKKEEPING, TASK_BOOKKEEPING, Bookkeeping
 from flowstate.orchestration.context import RunKind, TransitionContext
@@ -193,7 +194,7 @@ def _arriving(ctx: TransitionContext, state: State | None) -> State | None:
         return state
     if ctx.proposed is not None and state.id == ctx.proposed.id:
         return state  # the proposal itself, possibly edited
-    return state.model_copy(update={"timestamp": ctx.now})
+    return copy_with(state, {"timestamp": ctx.now})
 
 
 def _apply(ctx: TransitionContext, decision: Decision, rule: Rule) -> None:
@@ -234,4 +235,6 @@ def _result(ctx: TransitionContext) -> OrchestrationResult:
         details = WaitDetails(delay_seconds=ctx.delay_seconds or 0, reason=ctx.reason)
     else:
         details = AbortDetails(reason=ctx.reason)
-    return OrchestrationResult.model_construct(state=ctx.validated, status=status, details=details)
+    return construct(
+        OrchestrationResult, {"state": ctx.validated, "status": status, "details": details}
+    )

@@ -1,0 +1,44 @@
+"""Building and copying pydantic models the engine made itself, without re-validating them.
+
+``benchmarks/`` showed pydantic's own ``model_construct`` and ``model_copy`` to be a large part
+of a transition (``model_construct`` resolves defaults through ``inspect`` on every call, and
+``model_copy`` goes through ``copy.copy``): a full flow-run cycle spent about a third of its
+Python time there. These helpers produce exactly what those calls produce — the same
+``__dict__``, ``__pydantic_fields_set__``, extra and private values — for data that is already
+valid: rows the store wrote, and states the engine stamped. User input is still validated at
+the boundary (``State.model_validate`` and the constructors).
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+__all__ = ["construct", "copy_with"]
+
+M = TypeVar("M", bound=BaseModel)
+_set = object.__setattr__
+
+
+def construct(cls: type[M], values: dict[str, Any]) -> M:
+    """``cls.model_construct(**values)`` when ``values`` holds every field of ``cls``."""
+    model = cls.__new__(cls)
+    _set(model, "__dict__", values)
+    _set(model, "__pydantic_fields_set__", set(values))
+    _set(model, "__pydantic_extra__", None)
+    _set(model, "__pydantic_private__", None)
+    return model
+
+
+def copy_with(model: M, changes: dict[str, Any]) -> M:
+    """``model.model_copy(update=changes)``: a shallow copy with ``changes`` applied."""
+    cls = model.__class__
+    copy = cls.__new__(cls)
+    values = model.__dict__.copy()
+    values.update(changes)
+    _set(copy, "__dict__", values)
+    _set(copy, "__pydantic_fields_set__", model.__pydantic_fields_set__ | changes.keys())
+    _set(copy, "__pydantic_extra__", model.__pydantic_extra__)
+    _set(copy, "__pydantic_private__", model.__pydantic_private__)
+    return copy
