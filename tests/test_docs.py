@@ -29,3 +29,13 @@ def test_docstring_examples_run(module):
 def test_doc_examples_run(doc):
     failures, _tried = doctest.testfile(str(doc), module_relative=False)
     assert failures == 0
+
+
+def test_the_readme_state_diagram_matches_the_declared_graph():
+    from flowstate.graph import to_mermaid
+
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("```mermaid", 1)[1].split("```", 1)[0]
+    shown = sorted(line.strip() for line in block.splitlines() if "-->" in line)
+    drawn = sorted(line.strip() for line in to_mermaid().splitlines() if "-->" in line)
+    assert shown == drawn
