@@ -10,7 +10,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from benchmarks import decide, flow_cycle, report, scale, startup, task_cycle
+from benchmarks import claims, custom_rules, decide, flow_cycle, report, scale, startup, task_cycle
 from benchmarks.config import Config
 from benchmarks.harness import Figure
 
@@ -20,6 +20,8 @@ SCENARIOS = {
     "4": decide,
     "5": scale,
     "6": startup,
+    "7": claims,
+    "8": custom_rules,
 }
 
 
@@ -29,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="one round at toy size (smoke test)")
     parser.add_argument("--sizes", help="scenario 5 sizes, comma-separated (e.g. 1000,100000)")
     parser.add_argument("--rounds", type=int, help="interleaved rounds per scenario")
-    parser.add_argument("--only", help="scenarios to run, comma-separated: 1 (with 1F, 2), 3, 4, 5, 6")
+    parser.add_argument("--only", help="scenarios to run, comma-separated: 1 (with 1F, 2), 3, 4, 5, 6, 7, 8")
     parser.add_argument("--out", default=str(Path(__file__).with_name("results.json")))
     parser.add_argument("--keep", help="build (and reuse) databases in this folder")
     args = parser.parse_args(argv)

@@ -24,6 +24,7 @@ class Config:
     scale_rounds: int = 5
     import_runs: int = 15  # scenario 6: fresh interpreters
     durability: bool = True  # scenario 1 again with synchronous=FULL
+    claim_sizes: list[int] = field(default_factory=lambda: [1_000_000])  # scenario 7
 
     @classmethod
     def quick(cls, workdir: Path) -> Config:
@@ -40,6 +41,7 @@ class Config:
             scale_probes=30,
             scale_rounds=5,
             import_runs=7,
+            claim_sizes=[20_000],
         )
 
     @classmethod
@@ -58,4 +60,5 @@ class Config:
             scale_rounds=1,
             import_runs=1,
             durability=False,
+            claim_sizes=[300],
         )

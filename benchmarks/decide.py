@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 from flowstate._ids import uuid7
 from flowstate.orchestration.context import TransitionContext, stamp_proposal
 from flowstate.orchestration.policies import CORE_FLOW
+from flowstate.orchestration.policy import Policy
 from flowstate.runs import FlowRun
 from flowstate.states import Completed, Paused, Pending, Running, Scheduled
 
@@ -26,7 +27,7 @@ DECISIONS_PER_RUN = len(_PROPOSALS)
 _STEP = timedelta(milliseconds=1)
 
 
-def decide_runs(count: int) -> int:
+def decide_runs(count: int, policy: Policy = CORE_FLOW) -> int:
     """Drive ``count`` in-memory runs through the cycle; returns how many were accepted."""
     now = datetime(2026, 1, 1, tzinfo=timezone.utc)
     accepted = 0
@@ -44,7 +45,7 @@ def decide_runs(count: int) -> int:
                 now=now,
                 new_id=uuid7,
             )
-            outcome = CORE_FLOW.decide(ctx)
+            outcome = policy.decide(ctx)
             if outcome.written is not None:
                 current = outcome.written
                 accepted += 1

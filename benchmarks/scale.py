@@ -15,23 +15,26 @@ import time
 from pathlib import Path
 
 from flowstate import Orchestrator
-from flowstate.states import Completed, Pending, Running, Scheduled
+from flowstate.states import Completed, Pending, Running, Scheduled, State
 from flowstate.store import sql
 
 from benchmarks.config import Config
 from benchmarks.flow_cycle import CALLS_PER_CYCLE, flow_cycle
 from benchmarks.harness import Figure, median
 
-__all__ = ["build_database", "run"]
+__all__ = ["COMPLETED_RUN", "build_database", "run"]
 
 _CHUNK = 20_000
 
 
-def _template(path: Path) -> tuple[tuple, list[tuple]]:
-    """One completed flow run as stored: its flow_run row and its state rows."""
+COMPLETED_RUN = (Scheduled(), Pending(), Running(), Completed())
+
+
+def _template(path: Path, states: tuple[State, ...]) -> tuple[tuple, list[tuple]]:
+    """One flow run taken through ``states``, as stored: its flow_run row and its state rows."""
     with Orchestrator(path) as orc:
         run = orc.create_flow_run(flow_name="bench", name="bench-run")
-        for state in (Scheduled(), Pending(), Running(), Completed()):
+        for state in states:
             orc.set_flow_run_state(run.id, state)
     conn = sqlite3.connect(path)
     run_row = conn.execute(f"SELECT {sql.FLOW_RUN_COLUMNS} FROM flow_run").fetchone()
@@ -51,10 +54,11 @@ def _ids(start_ms: int, index: int, per_run: int) -> list[str]:
     ]
 
 
-def build_database(path: Path, runs: int) -> float:
-    """A flowstate database holding ``runs`` completed flow runs; returns the seconds taken."""
+def build_database(path: Path, runs: int, states: tuple[State, ...] = COMPLETED_RUN) -> float:
+    """A flowstate database holding ``runs`` copies of one flow run taken through ``states``
+    (completed runs by default); returns the seconds taken."""
     started = time.perf_counter()
-    run_row, state_rows = _template(path.with_suffix(".template.db"))
+    run_row, state_rows = _template(path.with_suffix(".template.db"), states)
     Orchestrator(path).close()  # schema, application id, WAL
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA synchronous=OFF")

@@ -12,7 +12,7 @@ def test_every_scenario_runs_once_at_tiny_size(tmp_path: Path, capsys) -> None: 
     out = tmp_path / "results.json"
     assert main(["--tiny", "--out", str(out), "--keep", str(tmp_path / "work")]) == 0
     figures = json.loads(out.read_text())["figures"]
-    assert {f["scenario"] for f in figures} == {"1", "2", "3", "4", "5", "6"}
+    assert {f["scenario"] for f in figures} == {"1", "2", "3", "4", "5", "6", "7", "8"}
     for figure in figures:
         assert figure["flowstate"] and all(v > 0 for v in figure["flowstate"]), figure["name"]
         if figure["raw"]:
