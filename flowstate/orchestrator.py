@@ -18,7 +18,6 @@ import os
 import random
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -108,7 +107,7 @@ def _check_text(value: Any, what: str) -> None:
 def _check_state_text(state: State) -> None:
     _check_text(state.name, "state.name")
     _check_text(state.message, "state.message")
-    for field, value in state.state_details:
+    for field, value in state.state_details.__dict__.items():  # its fields (extra="forbid")
         if isinstance(value, str):
             _check_text(value, f"state.state_details.{field}")
         elif isinstance(value, dict):
@@ -176,6 +175,36 @@ def _check_retry_delays(policy: FlowRunPolicy | TaskRunPolicy) -> None:
             )
 
 
+class _Transaction:
+    """One context manager for a call's transaction (a class: cheaper than nested generators).
+
+    The store's transaction (BEGIN IMMEDIATE, or a SAVEPOINT when nested; sqlite3 errors leave
+    as DatabaseError with the cause chained; rollback on any exception), plus the listener
+    events: dropped with a rollback, told after the outermost commit.
+    """
+
+    __slots__ = ("_store", "_listeners", "_mark", "_depth")
+
+    def __init__(self, store: Store, listeners: Listeners) -> None:
+        self._store = store
+        self._listeners = listeners
+
+    def __enter__(self) -> None:
+        self._mark = self._listeners.mark()
+        self._depth = self._store._begin()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            self._store._end(self._depth, exc)
+        except BaseException:
+            self._listeners.rollback_to(self._mark)
+            raise
+        if exc is not None:
+            self._listeners.rollback_to(self._mark)
+        elif self._depth == 0:
+            self._listeners.flush()
+
+
 class Orchestrator:
     """Orchestrates flow and task runs exactly as Prefect's server does, stored in SQLite.
 
@@ -235,28 +264,16 @@ class Orchestrator:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self) -> _Transaction:
         """Group calls: everything inside commits together, or nothing does.
 
         Listeners hear of the transitions made inside once the whole block has committed.
         """
-        with self._transaction():
-            yield
+        return _Transaction(self._store, self._listeners)
 
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
+    def _transaction(self) -> _Transaction:
         """A store transaction that also releases (or drops) the listener events it made."""
-        listeners = self._listeners
-        mark = listeners.mark()
-        try:
-            with self._store.transaction():
-                yield
-        except BaseException:
-            listeners.rollback_to(mark)
-            raise
-        if not self._store.in_transaction:
-            listeners.flush()
+        return _Transaction(self._store, self._listeners)
 
     # -- listeners -------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from flowstate._models import construct
+from flowstate._models import construct, copy_with
 from flowstate.result_data import is_unpersisted
 from flowstate.runs import FlowRun, FlowRunPolicy, TaskRun, TaskRunPolicy
 from flowstate.states import State, StateDetails, StateType
@@ -128,8 +128,10 @@ def flow_run_insert_row(run: FlowRun) -> tuple[Any, ...]:
     )
 
 
-def flow_run_update_row(run: FlowRun, state_id: UUID | None, updated: datetime) -> tuple[Any, ...]:
-    """Values for UPDATE_FLOW_RUN."""
+def flow_run_update_row(
+    run: FlowRun, state_id: UUID | None, updated: datetime, policy_text: str | None = None
+) -> tuple[Any, ...]:
+    """Values for UPDATE_FLOW_RUN (``policy_text``: the run's policy, if already encoded)."""
     return (
         _str(state_id),
         None if run.state_type is None else run.state_type.value,
@@ -140,7 +142,7 @@ def flow_run_update_row(run: FlowRun, state_id: UUID | None, updated: datetime) 
         run.total_run_time.total_seconds(),
         encode_time(run.expected_start_time),
         encode_time(run.next_scheduled_start_time),
-        run.empirical_policy.model_dump_json(),
+        run.empirical_policy.model_dump_json() if policy_text is None else policy_text,
         encode_time(updated),
         str(run.id),
     )
@@ -173,6 +175,36 @@ def flow_run_from_row(row: Sequence[Any]) -> FlowRun:
             "parent_task_run_id": _uuid(row[17]),
             "created": parse_time(row[18]),
             "updated": parse_time(row[19]),
+        },
+    )
+
+
+def flow_run_saved(
+    before: FlowRun, state: State | None, row: Sequence[Any], policy: FlowRunPolicy | None
+) -> FlowRun | None:
+    """What ``flow_run_from_row`` would build once UPDATE_FLOW_RUN wrote ``row`` over the run
+    ``before`` (as read) and its current state became ``state`` (as read). ``policy``: the
+    decoded ``row[9]``, if known. None for values reading would not give back as they are."""
+    run_count, total = row[3], row[6]
+    if type(run_count) is not int or type(total) is not float or not isinstance(row[2], str | None):
+        return None
+    state_type = row[1]
+    total_run_time = timedelta(seconds=total)
+    return copy_with(
+        before,
+        {
+            "state": state,
+            "state_type": None if state_type is None else _state_types[state_type],
+            "state_name": row[2],
+            "run_count": run_count,
+            "start_time": parse_time(row[4]),
+            "end_time": parse_time(row[5]),
+            "total_run_time": total_run_time,
+            "expected_start_time": parse_time(row[7]),
+            "next_scheduled_start_time": parse_time(row[8]),
+            "estimated_run_time": total_run_time,
+            "empirical_policy": _validate_flow_policy(row[9]) if policy is None else policy,
+            "updated": parse_time(row[10]),
         },
     )
 

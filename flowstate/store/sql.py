@@ -17,6 +17,7 @@ STATE_COLUMNS = "id, type, name, timestamp, message, data, details"
 _S = "s.id, s.type, s.name, s.timestamp, s.message, s.data, s.details"
 
 INSERT_FLOW_RUN = f"INSERT INTO flow_run ({FLOW_RUN_COLUMNS}) VALUES ({', '.join('?' * 20)})"
+INSERT_FLOW_RUN_IF_NEW = f"{INSERT_FLOW_RUN} ON CONFLICT (id) DO NOTHING"
 INSERT_TASK_RUN = f"INSERT INTO task_run ({TASK_RUN_COLUMNS}) VALUES ({', '.join('?' * 20)})"
 
 _FLOW_RUN_R = ", ".join(f"r.{c.strip()}" for c in FLOW_RUN_COLUMNS.split(","))
@@ -67,6 +68,7 @@ SELECT_TASK_RUN_STATES = (
     f"SELECT {STATE_COLUMNS} FROM task_run_state WHERE task_run_id = ? ORDER BY timestamp, id"
 )
 
+DATA_VERSION = "PRAGMA data_version"
 FLOW_RUN_EXISTS = "SELECT 1 FROM flow_run WHERE id = ?"
 TASK_RUN_EXISTS = "SELECT 1 FROM task_run WHERE id = ?"
 DELETE_FLOW_RUN = "DELETE FROM flow_run WHERE id = ?"

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
+from flowstate._models import copy_with
 from flowstate.errors import DatabaseError
 from flowstate.runs import FlowRun, TaskRun
 from flowstate.states import State, StateType
@@ -27,6 +26,62 @@ __all__ = ["RunKind", "Store"]
 
 RunKind = Literal["flow", "task"]
 
+_get_ident = threading.get_ident
+_loads = __import__("json").loads
+
+RUN_CACHE_SIZE = 64
+"""Flow runs kept decoded between calls (the most recently read or written ones)."""
+
+
+class _CachedFlowRun:
+    """A flow run exactly as reading its row would build it, with the JSON texts it came from.
+
+    Never handed out and never mutated: readers get :meth:`detached` copies. Only runs whose
+    current state is deeply immutable (no result data, no run input keyset) are kept, so the
+    copies can share the state object.
+    """
+
+    __slots__ = ("run", "parameters", "tags", "policy")
+
+    def __init__(self, run: FlowRun, parameters: str, tags: str, policy: str) -> None:
+        self.run = run
+        self.parameters = parameters
+        self.tags = tags
+        self.policy = policy
+
+    def detached(self) -> FlowRun:
+        """A copy the caller may change freely: its mutable parts are new objects."""
+        run = self.run
+        policy = run.empirical_policy
+        return copy_with(
+            run,
+            {
+                "parameters": _loads(self.parameters),
+                "tags": _loads(self.tags),
+                "empirical_policy": copy_with(policy, {"pause_keys": set(policy.pause_keys)}),
+            },
+        )
+
+
+def _immutable(state: State | None) -> bool:
+    return state is None or (state.data is None and state.state_details.run_input_keyset is None)
+
+
+class _Transaction:
+    """The context manager :meth:`Store.transaction` returns (a class: cheaper than a generator)."""
+
+    __slots__ = ("_store", "_depth")
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._depth = self._store._begin()
+        return self._store._conn  # type: ignore[return-value]
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self._store._end(self._depth, exc)
+
 
 class Store:
     """One SQLite database, opened, checked and migrated on construction."""
@@ -38,6 +93,10 @@ class Store:
         self._lock = threading.RLock()
         self._depth = 0
         self._owner: int | None = None  # the thread inside transaction(), if any
+        # Flow runs as last read or written by this connection; valid while no other
+        # connection has committed (PRAGMA data_version, checked at each BEGIN IMMEDIATE).
+        self._runs: dict[UUID, _CachedFlowRun] = {}
+        self._data_version: int | None = None
         conn = connect(path, busy_timeout=busy_timeout)
         try:
             with translate_sqlite_errors(path):
@@ -69,36 +128,70 @@ class Store:
         """Whether the calling thread is inside :meth:`transaction`."""
         return self._depth > 0 and self._owner == threading.get_ident()
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> _Transaction:
         """``BEGIN IMMEDIATE`` ... ``COMMIT`` (a SAVEPOINT when nested); rolled back on error.
 
         The write lock is taken at the start, so a read-decide-write inside cannot race with
-        another connection. Calls from other threads wait for the block to finish.
+        another connection. Calls from other threads wait for the block to finish. Any
+        ``sqlite3.Error`` raised inside leaves as a :class:`~flowstate.DatabaseError`.
         """
-        with self._lock:
+        return _Transaction(self)
+
+    def _begin(self) -> int:
+        """Open a transaction (or a savepoint inside one); returns the depth to pass to _end."""
+        lock = self._lock
+        lock.acquire()
+        try:
             conn = self.conn
             depth = self._depth
-            savepoint = f"fs_{depth}"
             try:
-                conn.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT {savepoint}")
+                if depth == 0:
+                    conn.execute("BEGIN IMMEDIATE")
+                    self._check_data_version(conn)
+                else:
+                    conn.execute(f"SAVEPOINT fs_{depth}")
             except sqlite3.Error as exc:
                 raise describe(exc, self.path) from exc
-            self._depth = depth + 1
-            self._owner = threading.get_ident()
-            try:
-                with translate_sqlite_errors(self.path):
-                    yield conn
-            except BaseException:
-                self._depth = depth
-                self._rollback(conn, depth, savepoint)
-                raise
+        except BaseException:
+            lock.release()
+            raise
+        self._depth = depth + 1
+        self._owner = _get_ident()
+        return depth
+
+    def _check_data_version(self, conn: sqlite3.Connection) -> None:
+        """Forget the cached runs if another connection committed since this one last did."""
+        try:
+            version = conn.execute(sql.DATA_VERSION).fetchone()[0]
+        except BaseException:
+            self._runs.clear()
+            self._rollback(conn, 0, "")
+            raise
+        if version != self._data_version:
+            self._runs.clear()
+            self._data_version = version
+
+    def _end(self, depth: int, exc: BaseException | None) -> None:
+        """Commit (or release the savepoint); on ``exc``, roll back and re-raise it translated."""
+        conn = self._conn
+        try:
             self._depth = depth
-            try:
-                conn.execute("COMMIT" if depth == 0 else f"RELEASE SAVEPOINT {savepoint}")
-            except sqlite3.Error as exc:
-                self._rollback(conn, depth, savepoint)
-                raise describe(exc, self.path) from exc
+            if exc is None:
+                try:
+                    conn.execute("COMMIT" if depth == 0 else f"RELEASE SAVEPOINT fs_{depth}")  # type: ignore[union-attr]
+                except sqlite3.Error as error:
+                    self._runs.clear()
+                    self._rollback(conn, depth, f"fs_{depth}")  # type: ignore[arg-type]
+                    raise describe(error, self.path) from error
+                return
+            translated = describe(exc, self.path) if isinstance(exc, sqlite3.Error) else None
+            self._runs.clear()
+            if conn is not None:
+                self._rollback(conn, depth, f"fs_{depth}")
+            if translated is not None:
+                raise translated from exc
+        finally:
+            self._lock.release()
 
     @staticmethod
     def _rollback(conn: sqlite3.Connection, depth: int, savepoint: str) -> None:
@@ -114,11 +207,29 @@ class Store:
 
     def insert_flow_run(self, run: FlowRun) -> bool:
         """Insert a new flow run; False if its id is taken (nothing written)."""
-        conn = self.conn
-        if conn.execute(sql.FLOW_RUN_EXISTS, (str(run.id),)).fetchone():
+        row = rows.flow_run_insert_row(run)
+        if self.conn.execute(sql.INSERT_FLOW_RUN_IF_NEW, row).rowcount == 0:
             return False
-        conn.execute(sql.INSERT_FLOW_RUN, rows.flow_run_insert_row(run))
+        if self._caching():
+            # what reading the row back would build: the inserted values, and no state yet
+            self._remember(rows.flow_run_from_row((*row, None, None, None, None, None, None, None)), row)
         return True
+
+    def _caching(self) -> bool:
+        """Whether the cache may be used: inside this thread's transaction (data_version checked)."""
+        if self._depth > 0 and self._owner == _get_ident():
+            return True
+        self._runs.clear()  # a write outside a transaction: forget everything
+        return False
+
+    def _remember(self, run: FlowRun, row: Any) -> None:
+        """Cache ``run``, decoded from ``row`` (a SELECT_FLOW_RUN or insert row)."""
+        runs = self._runs
+        runs.pop(run.id, None)
+        if _immutable(run.state):
+            runs[run.id] = _CachedFlowRun(run, row[3], row[4], row[14])
+            if len(runs) > RUN_CACHE_SIZE:
+                del runs[next(iter(runs))]
 
     def insert_task_run(self, run: TaskRun) -> bool:
         """Insert a new task run; False if its id is taken (nothing written)."""
@@ -129,9 +240,20 @@ class Store:
         return True
 
     def read_flow_run(self, run_id: UUID) -> FlowRun | None:
-        """The flow run with its current state, or None."""
+        """The flow run with its current state, or None. The caller may change the run."""
+        caching = self._caching()
+        if caching:
+            cached = self._runs.get(run_id)
+            if cached is not None:
+                return cached.detached()
         row = self.conn.execute(sql.SELECT_FLOW_RUN, (str(run_id),)).fetchone()
-        return None if row is None else rows.flow_run_from_row(row)
+        if row is None:
+            return None
+        run = rows.flow_run_from_row(row)
+        if caching and _immutable(run.state):
+            self._remember(run, row)
+            return self._runs[run_id].detached()
+        return run
 
     def read_task_run(self, run_id: UUID) -> TaskRun | None:
         """The task run with its current state, or None."""
@@ -168,6 +290,7 @@ class Store:
     def delete_run(self, kind: RunKind, run_id: UUID) -> bool:
         """Delete a run with its history (and a flow run's task runs); False if there was none."""
         statement = sql.DELETE_FLOW_RUN if kind == "flow" else sql.DELETE_TASK_RUN
+        self._runs.clear()
         return self.conn.execute(statement, (str(run_id),)).rowcount > 0
 
     def read_states(self, kind: RunKind, run_id: UUID) -> list[State]:
@@ -187,15 +310,47 @@ class Store:
         """Write a new state (if any) to the run's history and save the run's fields."""
         conn = self.conn
         if kind == "flow":
+            cached = self._runs.pop(run.id, None) if self._caching() else None
+            state_row = None
             if written is not None:
-                conn.execute(sql.INSERT_FLOW_RUN_STATE, rows.state_insert_row(run.id, written))
+                state_row = rows.state_insert_row(run.id, written)
+                conn.execute(sql.INSERT_FLOW_RUN_STATE, state_row)
             state_id = written.id if written is not None else current_state_id
-            conn.execute(sql.UPDATE_FLOW_RUN, rows.flow_run_update_row(run, state_id, now))  # type: ignore[arg-type]
+            policy_text = None
+            if cached is not None:
+                old, new = cached.run.empirical_policy, run.empirical_policy
+                if new is old or (type(new) is type(old) and new.__dict__ == old.__dict__):
+                    policy_text = cached.policy  # unchanged: no need to encode it again
+            row = rows.flow_run_update_row(run, state_id, now, policy_text)  # type: ignore[arg-type]
+            conn.execute(sql.UPDATE_FLOW_RUN, row)
+            if cached is not None:
+                self._remember_saved(cached, row, state_row, policy_text)
         else:
             if written is not None:
                 conn.execute(sql.INSERT_TASK_RUN_STATE, rows.state_insert_row(run.id, written))
             state_id = written.id if written is not None else current_state_id
             conn.execute(sql.UPDATE_TASK_RUN, rows.task_run_update_row(run, state_id, now))  # type: ignore[arg-type]
+
+    def _remember_saved(
+        self,
+        cached: _CachedFlowRun,
+        row: tuple[Any, ...],
+        state_row: tuple[Any, ...] | None,
+        policy_text: str | None,
+    ) -> None:
+        """Cache the run as reading it back would build it, from the values just written."""
+        if state_row is None:
+            state = cached.run.state
+        elif state_row[6] is not None:
+            return  # the state holds result data: not cached (see _immutable)
+        else:
+            state = rows.state_from_row(state_row, 1)
+        saved = rows.flow_run_saved(cached.run, state, row, cached.run.empirical_policy if policy_text else None)
+        if saved is not None and _immutable(state):
+            runs = self._runs
+            runs[saved.id] = _CachedFlowRun(saved, cached.parameters, cached.tags, row[9])
+            if len(runs) > RUN_CACHE_SIZE:
+                del runs[next(iter(runs))]
 
     # -- task cache ------------------------------------------------------------------------
 
