@@ -19,11 +19,12 @@ __all__ = ["construct", "copy_with"]
 
 M = TypeVar("M", bound=BaseModel)
 _set = object.__setattr__
+_new = object.__new__
 
 
 def construct(cls: type[M], values: dict[str, Any]) -> M:
     """``cls.model_construct(**values)`` when ``values`` holds every field of ``cls``."""
-    model = cls.__new__(cls)
+    model = _new(cls)
     _set(model, "__dict__", values)
     _set(model, "__pydantic_fields_set__", set(values))
     _set(model, "__pydantic_extra__", None)
@@ -33,11 +34,8 @@ def construct(cls: type[M], values: dict[str, Any]) -> M:
 
 def copy_with(model: M, changes: dict[str, Any]) -> M:
     """``model.model_copy(update=changes)``: a shallow copy with ``changes`` applied."""
-    cls = model.__class__
-    copy = cls.__new__(cls)
-    values = model.__dict__.copy()
-    values.update(changes)
-    _set(copy, "__dict__", values)
+    copy = _new(model.__class__)  # BaseModel has no __new__ of its own
+    _set(copy, "__dict__", {**model.__dict__, **changes})
     _set(copy, "__pydantic_fields_set__", model.__pydantic_fields_set__ | changes.keys())
     _set(copy, "__pydantic_extra__", model.__pydantic_extra__)
     _set(copy, "__pydantic_private__", model.__pydantic_private__)

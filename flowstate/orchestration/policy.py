@@ -162,7 +162,8 @@ class Policy:
                 ctx._changes = None
             if decision is not None:
                 _apply(ctx, decision, rule)
-            entered.append(_Entered(rule, ctx.proposed_type, changes))
+            if changes or rule.after is not None:  # else exiting it would do nothing
+                entered.append(_Entered(rule, ctx.proposed_type, changes))
 
         self.bookkeeping.apply_before(ctx)
         written = ctx.proposed

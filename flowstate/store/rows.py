@@ -41,6 +41,15 @@ _validate_flow_policy = FlowRunPolicy.model_validate_json
 _validate_task_policy = TaskRunPolicy.model_validate_json
 
 
+def _details_json(details: StateDetails, *, exclude_defaults: bool) -> bytes:
+    # model_dump_json(...) is this call plus keyword handling (same defaults)
+    return StateDetails.__pydantic_serializer__.to_json(details, exclude_defaults=exclude_defaults)
+
+
+def _flow_policy_json(policy: FlowRunPolicy) -> str:
+    return policy.model_dump_json()
+
+
 def encode_time(value: datetime | None) -> str | None:
     """Fixed-width ISO text of an aware UTC datetime, or None."""
     return None if value is None else value.isoformat(timespec="microseconds")
@@ -78,7 +87,7 @@ def state_insert_row(run_id: UUID, state: State) -> tuple[Any, ...]:
         encode_data(state.data),
         # Only the details that differ from their defaults: a third of the bytes of a state
         # row, and less JSON to encode and parse (reading fills the defaults back in).
-        state.state_details.model_dump_json(exclude_defaults=True),
+        _details_json(state.state_details, exclude_defaults=True).decode(),
     )
 
 
@@ -142,7 +151,7 @@ def flow_run_update_row(
         run.total_run_time.total_seconds(),
         encode_time(run.expected_start_time),
         encode_time(run.next_scheduled_start_time),
-        run.empirical_policy.model_dump_json() if policy_text is None else policy_text,
+        _flow_policy_json(run.empirical_policy) if policy_text is None else policy_text,
         encode_time(updated),
         str(run.id),
     )

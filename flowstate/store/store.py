@@ -56,8 +56,8 @@ class _CachedFlowRun:
         return copy_with(
             run,
             {
-                "parameters": _loads(self.parameters),
-                "tags": _loads(self.tags),
+                "parameters": {} if self.parameters == "{}" else _loads(self.parameters),
+                "tags": [] if self.tags == "[]" else _loads(self.tags),
                 "empirical_policy": copy_with(policy, {"pause_keys": set(policy.pause_keys)}),
             },
         )
