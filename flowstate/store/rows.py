@@ -15,6 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from flowstate._models import construct, copy_with
+from flowstate._time import UTC
 from flowstate.result_data import is_unpersisted
 from flowstate.runs import FlowRun, FlowRunPolicy, TaskRun, TaskRunPolicy
 from flowstate.states import State, StateDetails, StateType
@@ -214,6 +215,27 @@ def flow_run_saved(
             "estimated_run_time": total_run_time,
             "empirical_policy": _validate_flow_policy(row[9]) if policy is None else policy,
             "updated": parse_time(row[10]),
+        },
+    )
+
+
+def state_saved(state: State, row: Sequence[Any]) -> State:
+    """What ``state_from_row(row, 1)`` builds after ``state`` was written as ``row`` (a
+    ``state_insert_row``), reusing the values that reading would give back unchanged."""
+    timestamp = state.timestamp
+    if type(state.id) is not UUID or type(timestamp) is not datetime or timestamp.tzinfo is not UTC:
+        return state_from_row(row, 1)  # type: ignore[return-value]
+    data = row[6]
+    return construct(
+        State,
+        {
+            "id": state.id,
+            "type": _state_types[row[2]],
+            "name": row[3],
+            "timestamp": timestamp,  # UTC, as parsing its isoformat() gives back
+            "message": row[5],
+            "data": None if data is None else json.loads(data),
+            "state_details": _validate_details(row[7]),
         },
     )
 

@@ -324,7 +324,7 @@ class Store:
             row = rows.flow_run_update_row(run, state_id, now, policy_text)  # type: ignore[arg-type]
             conn.execute(sql.UPDATE_FLOW_RUN, row)
             if cached is not None:
-                self._remember_saved(cached, row, state_row, policy_text)
+                self._remember_saved(cached, row, written, state_row, policy_text)
         else:
             if written is not None:
                 conn.execute(sql.INSERT_TASK_RUN_STATE, rows.state_insert_row(run.id, written))
@@ -335,16 +335,17 @@ class Store:
         self,
         cached: _CachedFlowRun,
         row: tuple[Any, ...],
+        written: State | None,
         state_row: tuple[Any, ...] | None,
         policy_text: str | None,
     ) -> None:
         """Cache the run as reading it back would build it, from the values just written."""
-        if state_row is None:
+        if written is None or state_row is None:
             state = cached.run.state
         elif state_row[6] is not None:
             return  # the state holds result data: not cached (see _immutable)
         else:
-            state = rows.state_from_row(state_row, 1)
+            state = rows.state_saved(written, state_row)
         saved = rows.flow_run_saved(cached.run, state, row, cached.run.empirical_policy if policy_text else None)
         if saved is not None and _immutable(state):
             runs = self._runs
