@@ -29,7 +29,7 @@ RunKind = Literal["flow", "task"]
 _get_ident = threading.get_ident
 _loads = __import__("json").loads
 
-RUN_CACHE_SIZE = 64
+RUN_CACHE_SIZE = 16
 """Flow runs kept decoded between calls (the most recently read or written ones)."""
 
 
