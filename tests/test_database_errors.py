@@ -255,3 +255,21 @@ def test_a_stale_wal_of_garbage_is_ignored_and_the_database_opens(tmp_path):
     with Orchestrator(path) as orc:
         assert orc.read_flow_run(run.id).state_type is flowstate.StateType.RUNNING
     assert digest(path) == before
+
+
+def test_opening_a_new_file_waits_for_a_reader_holding_it(tmp_path):
+    import threading
+
+    path = tmp_path / "contended.db"
+    reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM sqlite_master").fetchone()  # a shared lock, held
+    release = threading.Timer(0.3, lambda: reader.execute("COMMIT"))
+    release.start()
+    try:
+        with Orchestrator(path, busy_timeout=10) as orc:  # schema creation + WAL switch wait
+            run = orc.create_flow_run(state=Running())
+            assert orc.read_flow_run(run.id).state_type is flowstate.StateType.RUNNING
+    finally:
+        release.join()
+        reader.close()

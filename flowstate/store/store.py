@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -83,6 +84,31 @@ class _Transaction:
         self._store._end(self._depth, exc)
 
 
+def _prepare(
+    conn: sqlite3.Connection, path: str, *, synchronous: Synchronous, busy_timeout: float
+) -> None:
+    """Check or create the schema and apply the connection settings.
+
+    Some lock conflicts while several processes open one new file answer SQLITE_BUSY at once,
+    without waiting in SQLite's busy handler (switching the journal mode to WAL needs every
+    other connection out of the file): those are retried, with a short growing pause, until
+    ``busy_timeout`` has passed. Both steps are idempotent.
+    """
+    deadline = time.monotonic() + busy_timeout
+    pause = 0.005
+    while True:
+        try:
+            ensure_schema(conn, path)
+            configure(conn, path, synchronous=synchronous)
+            return
+        except sqlite3.OperationalError as exc:
+            text = str(exc).lower()
+            if ("locked" not in text and "busy" not in text) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
+
+
 class Store:
     """One SQLite database, opened, checked and migrated on construction."""
 
@@ -100,8 +126,7 @@ class Store:
         conn = connect(path, busy_timeout=busy_timeout)
         try:
             with translate_sqlite_errors(path):
-                ensure_schema(conn, path)
-                configure(conn, path, synchronous=synchronous)
+                _prepare(conn, path, synchronous=synchronous, busy_timeout=busy_timeout)
         except BaseException:
             conn.close()
             raise
