@@ -43,7 +43,7 @@ CREATE TABLE flow_run (
     created TEXT NOT NULL,
     updated TEXT NOT NULL
 );
-CREATE INDEX ix_flow_run_state_type ON flow_run (state_type, next_scheduled_start_time);
+CREATE INDEX ix_flow_run_state_type ON flow_run (state_type, next_scheduled_start_time, id);
 CREATE INDEX ix_flow_run_created ON flow_run (created, id);
 
 CREATE TABLE flow_run_state (
