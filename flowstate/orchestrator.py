@@ -371,19 +371,18 @@ class Orchestrator:
         run = self._store.read_flow_run(run_id)
         if run is None:
             raise ObjectNotFound(f"Flow run with id {run_id} not found")
-        if run.state is not None and run.state.type is StateType.RUNNING:
-            running_for = max(now - run.state.timestamp, timedelta(0))
-            run.estimated_run_time = run.total_run_time + running_for
-        return run
+        return _with_estimated_run_time(run, now)
 
     def read_flow_runs(
         self, *, state_type: StateType | str | None = None, limit: int | None = None, offset: int = 0
     ) -> list[FlowRun]:
         """Flow runs in creation order, optionally only those in one state type."""
         with self._transaction():
-            return self._store.read_flow_runs(
+            now = self._now()
+            runs = self._store.read_flow_runs(
                 state_type=_state_type(state_type), limit=_limit(limit), offset=_offset(offset)
             )
+            return [_with_estimated_run_time(run, now) for run in runs]
 
     def delete_flow_run(self, id: UUID | str) -> None:
         """Delete a flow run with its history, run input and task runs."""
@@ -828,6 +827,14 @@ class Orchestrator:
                 )
                 results.append(outcome.result)
             return results
+
+
+def _with_estimated_run_time(run: FlowRun, now: datetime) -> FlowRun:
+    """``estimated_run_time`` of a RUNNING run includes its current stint (computed on read)."""
+    if run.state is not None and run.state.type is StateType.RUNNING:
+        running_for = max(now - run.state.timestamp, timedelta(0))
+        run.estimated_run_time = run.total_run_time + running_for
+    return run
 
 
 def _positive_seconds(value: Any, name: str, *, allow_zero: bool = False) -> float:
