@@ -142,3 +142,32 @@ def test_plausible_proposals_follow_the_graph_from_the_current_state() -> None:
     assert pause[0].state_details.pause_key in PAUSE_KEYS
     first = find(plausible_proposals(None), lambda p: not p[1])
     assert first[0].type in set(StateType)
+
+
+RICH_SCHEMA = {
+    "$defs": {"Address": {"type": "object", "properties": {
+        "zip": {"type": "string", "pattern": "^[0-9]{5}$"}}, "required": ["zip"],
+        "additionalProperties": False}},
+    "type": "object",
+    "properties": {
+        "address": {"$ref": "#/$defs/Address"},
+        "count": {"type": "integer", "exclusiveMinimum": 0, "maximum": 5},
+        "ratio": {"type": "number", "minimum": 0, "maximum": 1},
+        "note": {"anyOf": [{"type": "string", "maxLength": 3}, {"type": "null"}]},
+        "color": {"const": "red"},
+    },
+    "required": ["address", "count"],
+    "additionalProperties": False,
+}
+
+
+@given(run_inputs(RICH_SCHEMA))
+def test_run_inputs_cover_refs_patterns_bounds_and_unions(value):
+    import jsonschema
+
+    jsonschema.validate(value, RICH_SCHEMA)
+
+
+def test_run_inputs_refuse_keywords_they_cannot_honour():
+    with pytest.raises(ValueError, match="patternProperties"):
+        run_inputs({"type": "object", "patternProperties": {"^x": {"type": "string"}}})

@@ -1,0 +1,146 @@
+"""Hypothesis strategies for JSON values valid against a JSON Schema (a documented subset).
+
+Supported: ``type`` (one or a list of ``object``, ``array``, ``string``, ``integer``, ``number``,
+``boolean``, ``null``), ``enum``, ``const``, ``properties`` / ``required`` /
+``additionalProperties`` (false, or a schema), ``items``, ``minItems`` / ``maxItems``,
+``minLength`` / ``maxLength`` / ``pattern``, ``minimum`` / ``maximum`` / ``exclusiveMinimum`` /
+``exclusiveMaximum``, ``anyOf`` / ``oneOf`` (a draw from one branch), local ``$ref`` to
+``#/$defs/...`` or ``#/definitions/...``, and ``allOf`` of object schemas (merged). Anything else
+raises ``ValueError`` naming the keyword, rather than generating values the schema refuses. That
+covers the schemas Prefect's pydantic run-input models produce.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import strategies as st
+
+__all__ = ["from_schema"]
+
+_KNOWN = frozenset(
+    {
+        "type", "enum", "const", "properties", "required", "additionalProperties", "items",
+        "minItems", "maxItems", "minLength", "maxLength", "pattern", "minimum", "maximum",
+        "exclusiveMinimum", "exclusiveMaximum", "anyOf", "oneOf", "allOf", "$ref", "$defs",
+        "definitions", "title", "description", "default", "examples", "$schema", "$id",
+    }
+)
+_SCALARS = st.none() | st.booleans() | st.integers(-1000, 1000) | st.text(max_size=8)
+
+
+def from_schema(schema: dict[str, Any], root: dict[str, Any] | None = None) -> st.SearchStrategy[Any]:
+    """A strategy for values valid against ``schema`` (see the module docstring for the subset)."""
+    root = schema if root is None else root
+    unknown = set(schema) - _KNOWN
+    if unknown:
+        raise ValueError(f"run_inputs() does not support the JSON Schema keyword(s) {sorted(unknown)}")
+    if "$ref" in schema:
+        return from_schema(_resolve(schema["$ref"], root), root)
+    if "const" in schema:
+        return st.just(schema["const"])
+    if "enum" in schema:
+        return st.sampled_from(schema["enum"])
+    for key in ("anyOf", "oneOf"):
+        if key in schema:
+            return st.one_of([from_schema(branch, root) for branch in schema[key]])
+    if "allOf" in schema:
+        return from_schema(_merge_all_of(schema, root), root)
+    types = schema.get("type")
+    if types is None:
+        types = "object" if "properties" in schema else None
+    if types is None:
+        return _SCALARS
+    if isinstance(types, list):
+        return st.one_of([from_schema({**schema, "type": t}, root) for t in types])
+    return _BY_TYPE[types](schema, root)
+
+
+def _resolve(ref: str, root: dict[str, Any]) -> dict[str, Any]:
+    for prefix in ("#/$defs/", "#/definitions/"):
+        if ref.startswith(prefix):
+            return root[prefix[2:-1]][ref[len(prefix):]]
+    raise ValueError(f"run_inputs() resolves only local $refs to #/$defs/...; got {ref!r}")
+
+
+def _merge_all_of(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
+    merged: dict[str, Any] = {"type": "object", "properties": {}, "required": []}
+    for part in [schema, *schema["allOf"]]:
+        part = _resolve(part["$ref"], root) if "$ref" in part else part
+        merged["properties"].update(part.get("properties", {}))
+        merged["required"] += part.get("required", [])
+        if "additionalProperties" in part:
+            merged["additionalProperties"] = part["additionalProperties"]
+    return merged
+
+
+def _object(schema: dict[str, Any], root: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
+    properties = schema.get("properties", {})
+    required = set(schema.get("required", []))
+    missing = required - set(properties)
+    if missing:
+        raise ValueError(f"run_inputs(): required properties without a schema: {sorted(missing)}")
+    fixed = st.fixed_dictionaries(
+        {name: from_schema(sub, root) for name, sub in properties.items() if name in required},
+        optional={name: from_schema(sub, root) for name, sub in properties.items() if name not in required},
+    )
+    extra = schema.get("additionalProperties", True)
+    if extra is False:
+        return fixed
+    values = _SCALARS if extra is True else from_schema(extra, root)
+    names = st.text("abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=6).filter(
+        lambda name: name not in properties
+    )
+    extras = st.dictionaries(names, values, max_size=2)
+    return st.builds(lambda base, more: {**more, **base}, fixed, extras)
+
+
+def _array(schema: dict[str, Any], root: dict[str, Any]) -> st.SearchStrategy[list[Any]]:
+    items = schema.get("items", {})
+    return st.lists(
+        from_schema(items, root) if items else _SCALARS,
+        min_size=schema.get("minItems", 0),
+        max_size=schema.get("maxItems", max(schema.get("minItems", 0), 4)),
+    )
+
+
+def _string(schema: dict[str, Any], root: dict[str, Any]) -> st.SearchStrategy[str]:
+    low, high = schema.get("minLength", 0), schema.get("maxLength")
+    if "pattern" in schema:
+        strings = st.from_regex(schema["pattern"], fullmatch=False)
+        return strings.filter(lambda s: len(s) >= low and (high is None or len(s) <= high))
+    return st.text(min_size=low, max_size=high if high is not None else max(low, 12))
+
+
+def _bounds(schema: dict[str, Any]) -> tuple[Any, Any, bool, bool]:
+    low, high = schema.get("minimum"), schema.get("maximum")
+    exclude_low = exclude_high = False
+    if isinstance(schema.get("exclusiveMinimum"), int | float):
+        low, exclude_low = schema["exclusiveMinimum"], True
+    if isinstance(schema.get("exclusiveMaximum"), int | float):
+        high, exclude_high = schema["exclusiveMaximum"], True
+    return low, high, exclude_low, exclude_high
+
+
+def _integer(schema: dict[str, Any], root: dict[str, Any]) -> st.SearchStrategy[int]:
+    low, high, exclude_low, exclude_high = _bounds(schema)
+    low = None if low is None else int(low) + (1 if exclude_low else 0)
+    high = None if high is None else int(high) - (1 if exclude_high else 0)
+    return st.integers(min_value=low, max_value=high)
+
+
+def _number(schema: dict[str, Any], root: dict[str, Any]) -> st.SearchStrategy[float]:
+    low, high, exclude_low, exclude_high = _bounds(schema)
+    return st.floats(min_value=low, max_value=high, exclude_min=exclude_low and low is not None,
+                     exclude_max=exclude_high and high is not None, allow_nan=False, allow_infinity=False)
+
+
+_BY_TYPE: dict[str, Any] = {
+    "object": _object,
+    "array": _array,
+    "string": _string,
+    "integer": _integer,
+    "number": _number,
+    "boolean": lambda schema, root: st.booleans(),
+    "null": lambda schema, root: st.none(),
+}
