@@ -44,8 +44,8 @@ from flowstate.orchestration.policies import (
     MINIMAL_TASK,
 )
 from flowstate.orchestration.policy import Outcome, Policy
-from flowstate.orchestration.resume import check_run_input
-from flowstate.results import AbortDetails, OrchestrationResult, SetStateStatus
+from flowstate.orchestration.resume import plan_resume
+from flowstate.results import OrchestrationResult, SetStateStatus
 from flowstate.runs import FlowRun, FlowRunPolicy, TaskRun, TaskRunPolicy
 from flowstate.states import State, StateDetails, StateType
 from flowstate.store import Store
@@ -428,40 +428,19 @@ class Orchestrator:
         with self._transaction():
             now = self._now()
             run = self._read_flow_run(run_id, now)
-            paused = run.state
-            if paused is None or paused.type is not StateType.PAUSED:
-                return OrchestrationResult(
-                    state=None,
-                    status=SetStateStatus.ABORT,
-                    details=AbortDetails(reason="Cannot resume a flow run that is not paused."),
-                )
-            keyset = paused.state_details.run_input_keyset
-            hydrated: Any = None
-            if keyset:
-                schema_text = self._store.read_run_input(run_id, keyset.get("schema", ""))
-                given = run_input if isinstance(run_input, dict) else {}
-                hydrated, problem = check_run_input(given, schema_text)
-                if problem is not None:
-                    return OrchestrationResult(
-                        state=paused, status=SetStateStatus.REJECT, details=AbortDetails(reason=problem)
-                    )
-            if paused.state_details.pause_reschedule:
-                proposal = State(
-                    type=StateType.SCHEDULED,
-                    name="Resuming",
-                    state_details=StateDetails(scheduled_time=now),
-                )
-            else:
-                proposal = State(type=StateType.RUNNING)
-            outcome = self._orchestrate_flow(run_id, proposal, force=False, now=now, run=run)
+            given = run_input if isinstance(run_input, dict) else None
+            plan = plan_resume(
+                run.state, given, lambda key: self._store.read_run_input(run_id, key), now
+            )
+            if plan.answer is not None:
+                return plan.answer
+            assert plan.proposal is not None
+            outcome = self._orchestrate_flow(run_id, plan.proposal, force=False, now=now, run=run)
             result = outcome.result
-            if keyset and hydrated and result.status is SetStateStatus.ACCEPT:
-                response_key = keyset.get("response", "")
-                text = json.dumps(hydrated, separators=(",", ":"), ensure_ascii=False)
-                if not self._store.insert_run_input(run_id, response_key, text, None, now):
-                    raise ObjectAlreadyExists(
-                        f"run input {response_key!r} of flow run {run_id} already exists"
-                    )
+            if plan.response is not None and result.status is SetStateStatus.ACCEPT:
+                key = plan.response_key or ""
+                if not self._store.insert_run_input(run_id, key, plan.response, None, now):
+                    raise ObjectAlreadyExists(f"run input {key!r} of flow run {run_id} already exists")
             return result
 
     # -- run input -------------------------------------------------------------------------

@@ -6,9 +6,23 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-__all__ = ["HydrationError", "check_run_input", "hydrate", "validate_run_input"]
+from flowstate.results import AbortDetails, OrchestrationResult, SetStateStatus
+from flowstate.states import State, StateDetails, StateType
+
+__all__ = [
+    "NOT_PAUSED",
+    "HydrationError",
+    "ResumePlan",
+    "check_run_input",
+    "hydrate",
+    "plan_resume",
+    "validate_run_input",
+]
 
 _KIND = "__prefect_kind"
 _REMOVE = object()
@@ -100,3 +114,60 @@ def check_run_input(run_input: dict[str, Any], schema_text: str | None) -> tuple
     if problem is not None:
         return None, problem
     return hydrated, None
+
+
+NOT_PAUSED = "Cannot resume a flow run that is not paused."
+
+
+@dataclass(frozen=True, slots=True)
+class ResumePlan:
+    """What a resume does, decided before the flow policy sees the proposal.
+
+    ``answer`` is set when the resume stops early (not paused: ABORT with no state; bad input:
+    REJECT with abort details and the paused state). Otherwise ``proposal`` goes through the flow
+    policy, and on ACCEPT ``response`` (compact JSON) is stored under ``response_key``.
+    """
+
+    answer: OrchestrationResult | None = None
+    proposal: State | None = None
+    response_key: str | None = None
+    response: str | None = None
+
+
+def plan_resume(
+    paused: State | None,
+    run_input: dict[str, Any] | None,
+    read_input: Callable[[str], str | None],
+    now: datetime,
+) -> ResumePlan:
+    """Plan Prefect's ``/resume`` for a run whose current state is ``paused``.
+
+    ``read_input(key)`` returns the run's stored input under ``key`` (the schema), or None.
+    """
+    if paused is None or paused.type is not StateType.PAUSED:
+        return ResumePlan(
+            answer=OrchestrationResult(
+                state=None, status=SetStateStatus.ABORT, details=AbortDetails(reason=NOT_PAUSED)
+            )
+        )
+    details = paused.state_details
+    keyset = details.run_input_keyset
+    response_key = response = None
+    if keyset:
+        hydrated, problem = check_run_input(run_input or {}, read_input(keyset.get("schema", "")))
+        if problem is not None:
+            return ResumePlan(
+                answer=OrchestrationResult(
+                    state=paused, status=SetStateStatus.REJECT, details=AbortDetails(reason=problem)
+                )
+            )
+        if hydrated:
+            response_key = keyset.get("response", "")
+            response = json.dumps(hydrated, separators=(",", ":"), ensure_ascii=False)
+    if details.pause_reschedule:
+        proposal = State(
+            type=StateType.SCHEDULED, name="Resuming", state_details=StateDetails(scheduled_time=now)
+        )
+    else:
+        proposal = State(type=StateType.RUNNING)
+    return ResumePlan(proposal=proposal, response_key=response_key, response=response)

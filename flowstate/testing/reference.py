@@ -14,7 +14,6 @@ oracle, not a second engine: it does not validate input, lock, or notify listene
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
@@ -28,11 +27,11 @@ from flowstate.orchestration.context import TransitionContext, stamp_proposal
 from flowstate.orchestration.decisions import DeleteRunInputs, InsertCacheEntry, MirrorToParentTask
 from flowstate.orchestration.policies import CORE_FLOW, CORE_TASK, MINIMAL_FLOW, MINIMAL_TASK
 from flowstate.orchestration.policy import Outcome, Policy
-from flowstate.orchestration.resume import check_run_input
+from flowstate.orchestration.resume import plan_resume
 from flowstate.result_data import is_unpersisted
-from flowstate.results import AbortDetails, OrchestrationResult, SetStateStatus
+from flowstate.results import OrchestrationResult, SetStateStatus
 from flowstate.runs import FlowRun, FlowRunPolicy, TaskRun, TaskRunPolicy
-from flowstate.states import State, StateDetails, StateType
+from flowstate.states import State, StateType
 from flowstate.testing.clock import FrozenClock
 
 __all__ = ["ReferenceOrchestrator"]
@@ -304,37 +303,17 @@ class ReferenceOrchestrator:
         """Resume a paused flow run, as :meth:`Orchestrator.resume_flow_run` does."""
         now = self._now()
         run = self.read_flow_run(id)
-        paused = run.state
-        if paused is None or paused.type is not StateType.PAUSED:
-            return OrchestrationResult(
-                state=None,
-                status=SetStateStatus.ABORT,
-                details=AbortDetails(reason="Cannot resume a flow run that is not paused."),
-            )
-        keyset = paused.state_details.run_input_keyset
-        hydrated: Any = None
-        if keyset:
-            schema_text = self._inputs.get((id, keyset.get("schema", "")))
-            given = run_input if isinstance(run_input, dict) else {}
-            hydrated, problem = check_run_input(given, schema_text)
-            if problem is not None:
-                return OrchestrationResult(
-                    state=paused, status=SetStateStatus.REJECT, details=AbortDetails(reason=problem)
-                )
-        if paused.state_details.pause_reschedule:
-            proposal = State(
-                type=StateType.SCHEDULED,
-                name="Resuming",
-                state_details=StateDetails(scheduled_time=now),
-            )
-        else:
-            proposal = State(type=StateType.RUNNING)
-        result = self._orchestrate("flow", id, proposal, force=False, now=now, run=run).result
-        if keyset and hydrated and result.status is SetStateStatus.ACCEPT:
-            key = (id, keyset.get("response", ""))
+        given = run_input if isinstance(run_input, dict) else None
+        plan = plan_resume(run.state, given, lambda key: self._inputs.get((id, key)), now)
+        if plan.answer is not None:
+            return plan.answer
+        assert plan.proposal is not None
+        result = self._orchestrate("flow", id, plan.proposal, force=False, now=now, run=run).result
+        if plan.response is not None and result.status is SetStateStatus.ACCEPT:
+            key = (id, plan.response_key or "")
             if key in self._inputs:
                 raise ObjectAlreadyExists(f"run input {key[1]!r} of flow run {id} already exists")
-            self._inputs[key] = json.dumps(hydrated, separators=(",", ":"), ensure_ascii=False)
+            self._inputs[key] = plan.response
         return result
 
     def create_flow_run_input(self, id: UUID, key: str, value: str) -> None:
