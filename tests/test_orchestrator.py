@@ -12,24 +12,28 @@ import pytest
 
 import flowstate
 from flowstate import (
-    InvalidState, ObjectAlreadyExists, ObjectNotFound, Orchestrator, SetStateStatus, StateType,
+    InvalidState,
+    ObjectAlreadyExists,
+    ObjectNotFound,
+    Orchestrator,
+    SetStateStatus,
+    StateType,
 )
 from flowstate.states import (
-    Completed, Failed, Paused, Pending, Running, Scheduled, Suspended,
+    Completed,
+    Failed,
+    Paused,
+    Pending,
+    Running,
+    Scheduled,
+    Suspended,
 )
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 1, 1, tzinfo=timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
+from flowstate.testing import FrozenClock
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FrozenClock:
+    return FrozenClock(datetime(2026, 1, 1, tzinfo=timezone.utc))
 
 
 @pytest.fixture
@@ -43,7 +47,7 @@ def test_a_run_walks_scheduled_pending_running_completed(orc, clock):
     assert run.state is None and run.run_count == 0
     for state in (Scheduled(), Pending(), Running()):
         assert orc.set_flow_run_state(run.id, state).status is SetStateStatus.ACCEPT
-    clock.now += timedelta(seconds=5)
+    clock.advance(5)
     orc.set_flow_run_state(run.id, Completed(data={"storage_key": "s3://x"}))
     run = orc.read_flow_run(run.id)
     assert (run.state_type, run.run_count) == (StateType.COMPLETED, 1)
@@ -72,7 +76,7 @@ def test_a_wait_follows_the_injected_clock(orc, clock):
     orc.set_flow_run_state(run.id, Scheduled(clock.now + timedelta(seconds=90)))
     result = orc.set_flow_run_state(run.id, Running())
     assert result.status is SetStateStatus.WAIT and result.details.delay_seconds == 90
-    clock.now += timedelta(seconds=90)
+    clock.advance(90)
     assert orc.set_flow_run_state(run.id, Running()).status is SetStateStatus.ACCEPT
 
 
@@ -203,7 +207,7 @@ def test_an_expired_cache_entry_is_ignored(orc, clock):
     flow = orc.create_flow_run(state=Running())
     first = orc.create_task_run(flow_run_id=flow.id, state=Running())
     orc.set_task_run_state(first.id, Completed(cache_key="k", cache_expiration=clock.now + timedelta(seconds=10)))
-    clock.now += timedelta(seconds=11)
+    clock.advance(11)
     second = orc.create_task_run(flow_run_id=flow.id, dynamic_key="1")
     assert orc.set_task_run_state(second.id, Running(cache_key="k")).status is SetStateStatus.ACCEPT
 

@@ -11,24 +11,14 @@ import pytest
 from flowstate import InvalidState, Orchestrator, SetStateStatus, StateType
 from flowstate.rules import CORE_FLOW, retry_crashed_flows
 from flowstate.states import Completed, Pending, Running, Scheduled
+from flowstate.testing import FrozenClock
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FrozenClock:
+    return FrozenClock(T0)
 
 
 @pytest.fixture
