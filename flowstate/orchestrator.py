@@ -13,7 +13,6 @@ decide, and writes the outcome::
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import threading
@@ -27,6 +26,7 @@ from pydantic import ValidationError
 
 from flowstate._ids import uuid7
 from flowstate._names import generate_run_name
+from flowstate import _validation as validate
 from flowstate._time import as_utc, utcnow
 from flowstate.listeners import Listener, Listeners, Subscription, TransitionEvent
 from flowstate.errors import DatabaseError, InvalidState, ObjectAlreadyExists, ObjectNotFound
@@ -54,7 +54,6 @@ from flowstate.store.connection import Synchronous
 __all__ = ["Orchestrator", "default_database_path"]
 
 _MISSING: Any = object()
-_RUN_INPUT_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
 
 
 def default_database_path() -> str:
@@ -71,108 +70,6 @@ def default_database_path() -> str:
             "FLOWSTATE_DATABASE or pass a database path"
         ) from exc
     return str(folder / "flowstate.db")
-
-
-def _validation_message(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors():
-        location = ".".join(str(p) for p in error["loc"]) or "value"
-        parts.append(f"{location}: {error['msg']} (got {error.get('input')!r:.80})")
-    return "; ".join(parts)
-
-
-def _run_id(value: Any, what: str = "run id") -> UUID:
-    if isinstance(value, UUID):
-        return value
-    if isinstance(value, str):
-        try:
-            return UUID(value)
-        except ValueError:
-            pass
-    raise InvalidState(f"{what} {value!r} is not a UUID")
-
-
-def _check_text(value: Any, what: str) -> None:
-    """Refuse text SQLite cannot store: a lone surrogate such as '\\ud800' is not UTF-8."""
-    if isinstance(value, str) and not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise InvalidState(
-                f"{what} {value!r:.80} holds a lone surrogate at position {exc.start}, which is "
-                "not valid Unicode text; pass well-formed text"
-            ) from None
-
-
-def _check_state_text(state: State) -> None:
-    _check_text(state.name, "state.name")
-    _check_text(state.message, "state.message")
-    for field, value in state.state_details.__dict__.items():  # its fields (extra="forbid")
-        if isinstance(value, str):
-            _check_text(value, f"state.state_details.{field}")
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                _check_text(key, f"a key of state.state_details.{field}")
-                _check_text(item, f"state.state_details.{field}[{key!r}]")
-
-
-def _coerce_state(value: Any) -> State:
-    """Validate a user's proposal: a State, a dict or JSON text in Prefect's shape."""
-    try:
-        if isinstance(value, State):
-            state = value
-        elif isinstance(value, str | bytes):
-            state = State.model_validate_json(value)
-        elif isinstance(value, Mapping):
-            state = State.model_validate(value)
-        else:
-            raise InvalidState(
-                f"a state must be a flowstate.State, a dict or JSON text, not {type(value).__name__}"
-            )
-    except ValidationError as exc:
-        raise InvalidState(f"invalid state: {_validation_message(exc)}") from None
-    _check_state_text(state)
-    if state.data is not None:
-        try:
-            json.dumps(state.data)
-        except (TypeError, ValueError, RecursionError) as exc:
-            raise InvalidState(f"state.data must be JSON-serialisable: {exc}") from None
-    return state
-
-
-def _coerce_policy(value: Any, model: type[FlowRunPolicy] | type[TaskRunPolicy]) -> Any:
-    if value is None:
-        return model()
-    if isinstance(value, model):
-        policy = value.model_copy(deep=True)
-    else:
-        try:
-            policy = model.model_validate(value)
-        except ValidationError as exc:
-            raise InvalidState(f"invalid empirical_policy: {_validation_message(exc)}") from None
-        except OverflowError as exc:  # int(inf) while back-filling retry_delay_seconds
-            raise InvalidState(f"invalid empirical_policy: {exc}") from None
-    for key in getattr(policy, "pause_keys", ()):
-        _check_text(key, "a key of empirical_policy.pause_keys")
-    _check_retry_delays(policy)
-    return policy
-
-
-MAX_RETRY_DELAY = 100 * 365.25 * 86400  # seconds: a retry is scheduled at now + delay
-
-
-def _check_retry_delays(policy: FlowRunPolicy | TaskRunPolicy) -> None:
-    """A delay that cannot be added to "now" would make every later failure raise."""
-    delay = policy.retry_delay
-    delays = delay if isinstance(delay, list) else [delay or 0]
-    spread = 1 + (getattr(policy, "retry_jitter_factor", None) or 0)
-    for seconds in delays:
-        reach = abs(seconds) * spread
-        if not math.isfinite(reach) or reach > MAX_RETRY_DELAY:
-            raise InvalidState(
-                f"empirical_policy.retry_delay={delay!r} (jitter spread {spread!r}) is out of range; "
-                "a retry delay must be finite and at most 100 years, jitter included"
-            )
 
 
 class _Transaction:
@@ -243,8 +140,8 @@ class Orchestrator:
         self._store = Store(path, busy_timeout=busy_timeout, synchronous=synchronous)
         self._clock = clock or utcnow
         self._uniform = uniform or random.Random().uniform
-        self.flow_policy = _check_policy(flow_policy or CORE_FLOW, "flow")
-        self.task_policy = _check_policy(task_policy or CORE_TASK, "task")
+        self.flow_policy = validate.check_policy(flow_policy or CORE_FLOW, "flow")
+        self.task_policy = validate.check_policy(task_policy or CORE_TASK, "task")
         self._listeners = Listeners()
 
     @property
@@ -322,32 +219,36 @@ class Orchestrator:
         ``heartbeat_timeout`` (seconds) is how long the run may stay silent while PENDING or
         RUNNING before :meth:`mark_lost_runs` declares it crashed.
         """
-        proposed = None if state is None else _coerce_state(state)
-        _check_text(flow_name, "flow_name")
-        _check_text(name, "name")
-        _check_text(infrastructure_pid, "infrastructure_pid")
+        proposed = None if state is None else validate.coerce_state(state)
+        validate.check_text(flow_name, "flow_name")
+        validate.check_text(name, "name")
+        validate.check_text(infrastructure_pid, "infrastructure_pid")
         timeout = (
-            None if heartbeat_timeout is None else _positive_seconds(heartbeat_timeout, "heartbeat_timeout")
+            None
+            if heartbeat_timeout is None
+            else validate.positive_seconds(heartbeat_timeout, "heartbeat_timeout")
         )
         try:
             run = FlowRun(
-                id=uuid7() if id is None else _run_id(id),
+                id=uuid7() if id is None else validate.run_id(id),
                 name=name or generate_run_name(),
                 flow_name=flow_name,
                 parameters=parameters or {},
                 tags=tags or [],
-                empirical_policy=_coerce_policy(empirical_policy, FlowRunPolicy),
-                deployment_id=None if deployment_id is None else _run_id(deployment_id, "deployment_id"),
+                empirical_policy=validate.coerce_policy(empirical_policy, FlowRunPolicy),
+                deployment_id=None
+                if deployment_id is None
+                else validate.run_id(deployment_id, "deployment_id"),
                 infrastructure_pid=infrastructure_pid,
                 parent_task_run_id=(
                     None
                     if parent_task_run_id is None
-                    else _run_id(parent_task_run_id, "parent_task_run_id")
+                    else validate.run_id(parent_task_run_id, "parent_task_run_id")
                 ),
             )
             json.dumps(run.parameters)
         except ValidationError as exc:
-            raise InvalidState(f"invalid flow run: {_validation_message(exc)}") from None
+            raise InvalidState(f"invalid flow run: {validate.validation_message(exc)}") from None
         except (TypeError, ValueError, RecursionError) as exc:
             raise InvalidState(f"parameters must be JSON-serialisable: {exc}") from None
         with self._transaction():
@@ -363,7 +264,7 @@ class Orchestrator:
 
     def read_flow_run(self, id: UUID | str) -> FlowRun:
         """The flow run with its current state; ObjectNotFound if there is none."""
-        run_id = _run_id(id)
+        run_id = validate.run_id(id)
         with self._transaction():
             return self._read_flow_run(run_id, self._now())
 
@@ -374,19 +275,25 @@ class Orchestrator:
         return _with_estimated_run_time(run, now)
 
     def read_flow_runs(
-        self, *, state_type: StateType | str | None = None, limit: int | None = None, offset: int = 0
+        self,
+        *,
+        state_type: StateType | str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
     ) -> list[FlowRun]:
         """Flow runs in creation order, optionally only those in one state type."""
         with self._transaction():
             now = self._now()
             runs = self._store.read_flow_runs(
-                state_type=_state_type(state_type), limit=_limit(limit), offset=_offset(offset)
+                state_type=validate.state_type_filter(state_type),
+                limit=validate.check_limit(limit),
+                offset=validate.check_offset(offset),
             )
             return [_with_estimated_run_time(run, now) for run in runs]
 
     def delete_flow_run(self, id: UUID | str) -> None:
         """Delete a flow run with its history, run input and task runs."""
-        run_id = _run_id(id)
+        run_id = validate.run_id(id)
         with self._transaction():
             if not self._store.delete_run("flow", run_id):
                 raise ObjectNotFound(f"Flow run with id {run_id} not found")
@@ -395,15 +302,15 @@ class Orchestrator:
         self, id: UUID | str, state: State | Mapping[str, Any] | str, *, force: bool = False
     ) -> OrchestrationResult:
         """Propose ``state`` for a flow run; the core flow policy answers (minimal if forced)."""
-        run_id = _run_id(id)
-        proposed = _coerce_state(state)
+        run_id = validate.run_id(id)
+        proposed = validate.coerce_state(state)
         with self._transaction():
             outcome = self._orchestrate_flow(run_id, proposed, force=force, now=self._now())
         return outcome.result
 
     def read_flow_run_states(self, id: UUID | str) -> list[State]:
         """A flow run's state history, oldest first."""
-        run_id = _run_id(id)
+        run_id = validate.run_id(id)
         with self._transaction():
             if self._store.read_flow_run(run_id) is None:
                 raise ObjectNotFound(f"Flow run with id {run_id} not found")
@@ -417,9 +324,11 @@ class Orchestrator:
         and the current state), and stored under the keyset's response key on ACCEPT. A
         suspension (``pause_reschedule``) resumes to Scheduled "Resuming", a pause to Running.
         """
-        run_id = _run_id(id)
+        run_id = validate.run_id(id)
         if run_input is not _MISSING and run_input is not None and not isinstance(run_input, dict):
-            raise InvalidState(f"run_input must be a dict (a JSON object), not {type(run_input).__name__}")
+            raise InvalidState(
+                f"run_input must be a dict (a JSON object), not {type(run_input).__name__}"
+            )
         if isinstance(run_input, dict):
             try:
                 json.dumps(run_input, ensure_ascii=False).encode("utf-8")
@@ -440,7 +349,9 @@ class Orchestrator:
             if plan.response is not None and result.status is SetStateStatus.ACCEPT:
                 key = plan.response_key or ""
                 if not self._store.insert_run_input(run_id, key, plan.response, None, now):
-                    raise ObjectAlreadyExists(f"run input {key!r} of flow run {run_id} already exists")
+                    raise ObjectAlreadyExists(
+                        f"run input {key!r} of flow run {run_id} already exists"
+                    )
             return result
 
     # -- run input -------------------------------------------------------------------------
@@ -449,14 +360,16 @@ class Orchestrator:
         self, id: UUID | str, key: str, value: str, *, sender: str | None = None
     ) -> None:
         """Store ``value`` under ``key`` for a flow run; ObjectAlreadyExists keeps the old one."""
-        run_id = _run_id(id)
-        _check_run_input_key(key)
+        run_id = validate.run_id(id)
+        validate.check_run_input_key(key)
         if not isinstance(value, str):
             raise InvalidState(f"run input value must be a str, not {type(value).__name__}")
         if sender is not None and not isinstance(sender, str):
-            raise InvalidState(f"run input sender must be a str or None, not {type(sender).__name__}")
-        _check_text(value, "run input value")
-        _check_text(sender, "run input sender")
+            raise InvalidState(
+                f"run input sender must be a str or None, not {type(sender).__name__}"
+            )
+        validate.check_text(value, "run input value")
+        validate.check_text(sender, "run input sender")
         with self._transaction():
             now = self._now()
             if self._store.read_flow_run(run_id) is None:
@@ -466,8 +379,8 @@ class Orchestrator:
 
     def read_flow_run_input(self, id: UUID | str, key: str) -> str:
         """The value stored under ``key``; ObjectNotFound if there is none."""
-        run_id = _run_id(id)
-        _check_run_input_key(key)
+        run_id = validate.run_id(id)
+        validate.check_run_input_key(key)
         with self._transaction():
             value = self._store.read_run_input(run_id, key)
         if value is None:
@@ -476,8 +389,8 @@ class Orchestrator:
 
     def delete_flow_run_input(self, id: UUID | str, key: str) -> None:
         """Delete the value stored under ``key``; ObjectNotFound if there is none."""
-        run_id = _run_id(id)
-        _check_run_input_key(key)
+        run_id = validate.run_id(id)
+        validate.check_run_input_key(key)
         with self._transaction():
             if not self._store.delete_run_input(run_id, key):
                 raise ObjectNotFound(f"run input {key!r} of flow run {run_id} not found")
@@ -496,21 +409,23 @@ class Orchestrator:
         id: UUID | str | None = None,
     ) -> TaskRun:
         """Create a task run (in a flow run, or standalone); ``state`` is set with force."""
-        proposed = None if state is None else _coerce_state(state)
-        _check_text(task_key, "task_key")
-        _check_text(dynamic_key, "dynamic_key")
-        _check_text(name, "name")
+        proposed = None if state is None else validate.coerce_state(state)
+        validate.check_text(task_key, "task_key")
+        validate.check_text(dynamic_key, "dynamic_key")
+        validate.check_text(name, "name")
         try:
             run = TaskRun(
-                id=uuid7() if id is None else _run_id(id),
-                flow_run_id=None if flow_run_id is None else _run_id(flow_run_id, "flow_run_id"),
+                id=uuid7() if id is None else validate.run_id(id),
+                flow_run_id=None
+                if flow_run_id is None
+                else validate.run_id(flow_run_id, "flow_run_id"),
                 task_key=task_key,
                 dynamic_key=dynamic_key,
                 name=name or f"{task_key}-{dynamic_key}",
-                empirical_policy=_coerce_policy(empirical_policy, TaskRunPolicy),
+                empirical_policy=validate.coerce_policy(empirical_policy, TaskRunPolicy),
             )
         except ValidationError as exc:
-            raise InvalidState(f"invalid task run: {_validation_message(exc)}") from None
+            raise InvalidState(f"invalid task run: {validate.validation_message(exc)}") from None
         with self._transaction():
             now = self._now()
             if run.flow_run_id is not None and self._store.read_flow_run(run.flow_run_id) is None:
@@ -524,7 +439,7 @@ class Orchestrator:
 
     def read_task_run(self, id: UUID | str) -> TaskRun:
         """The task run with its current state; ObjectNotFound if there is none."""
-        run_id = _run_id(id)
+        run_id = validate.run_id(id)
         with self._transaction():
             return self._read_task_run(run_id)
 
@@ -543,18 +458,18 @@ class Orchestrator:
         offset: int = 0,
     ) -> list[TaskRun]:
         """Task runs in creation order, optionally of one flow run and/or one state type."""
-        flow_id = None if flow_run_id is None else _run_id(flow_run_id, "flow_run_id")
+        flow_id = None if flow_run_id is None else validate.run_id(flow_run_id, "flow_run_id")
         with self._transaction():
             return self._store.read_task_runs(
                 flow_run_id=flow_id,
-                state_type=_state_type(state_type),
-                limit=_limit(limit),
-                offset=_offset(offset),
+                state_type=validate.state_type_filter(state_type),
+                limit=validate.check_limit(limit),
+                offset=validate.check_offset(offset),
             )
 
     def delete_task_run(self, id: UUID | str) -> None:
         """Delete a task run with its history."""
-        run_id = _run_id(id)
+        run_id = validate.run_id(id)
         with self._transaction():
             if not self._store.delete_run("task", run_id):
                 raise ObjectNotFound(f"Task run with id {run_id} not found")
@@ -563,15 +478,15 @@ class Orchestrator:
         self, id: UUID | str, state: State | Mapping[str, Any] | str, *, force: bool = False
     ) -> OrchestrationResult:
         """Propose ``state`` for a task run; the core task policy answers (minimal if forced)."""
-        run_id = _run_id(id)
-        proposed = _coerce_state(state)
+        run_id = validate.run_id(id)
+        proposed = validate.coerce_state(state)
         with self._transaction():
             outcome = self._orchestrate_task(run_id, proposed, force=force, now=self._now())
         return outcome.result
 
     def read_task_run_states(self, id: UUID | str) -> list[State]:
         """A task run's state history, oldest first."""
-        run_id = _run_id(id)
+        run_id = validate.run_id(id)
         with self._transaction():
             if self._store.read_task_run(run_id) is None:
                 raise ObjectNotFound(f"Task run with id {run_id} not found")
@@ -657,7 +572,9 @@ class Orchestrator:
             store.save_transition(ctx.kind, ctx.run, outcome.written, initial_id, now)
         if outcome.written is not None and self._listeners:
             self._listeners.record(
-                TransitionEvent(ctx.kind, ctx.run.id, ctx.initial, outcome.written, outcome.result, force)
+                TransitionEvent(
+                    ctx.kind, ctx.run.id, ctx.initial, outcome.written, outcome.result, force
+                )
             )
         for effect in ctx.effects:
             if isinstance(effect, InsertCacheEntry):
@@ -675,7 +592,6 @@ class Orchestrator:
                         }
                     )
                     self._orchestrate_task(effect.task_run_id, mirrored, force=True, now=now)
-
 
     # -- workers: claiming due runs, heartbeats, lost and late runs -------------------------
 
@@ -734,7 +650,7 @@ class Orchestrator:
 
     def heartbeat(self, id: UUID | str, *, worker: str | None = None) -> None:
         """Record that a PENDING or RUNNING flow run is alive (see :meth:`mark_lost_runs`)."""
-        run_id = _run_id(id)
+        run_id = validate.run_id(id)
         with self._transaction():
             now = self._now()
             run = self._read_flow_run(run_id, now)
@@ -747,8 +663,8 @@ class Orchestrator:
 
     def set_heartbeat_timeout(self, id: UUID | str, timeout: float) -> None:
         """Give a flow run its own heartbeat timeout, which overrides ``mark_lost_runs``'s."""
-        run_id = _run_id(id)
-        seconds = _positive_seconds(timeout, "timeout")
+        run_id = validate.run_id(id)
+        seconds = validate.positive_seconds(timeout, "timeout")
         with self._transaction():
             self._read_flow_run(run_id, self._now())
             self._store.record_heartbeat(run_id, timeout_seconds=seconds)
@@ -763,7 +679,7 @@ class Orchestrator:
         through the flow policy (add ``flowstate.rules.retry_crashed_flows`` to retry crashed
         runs). Idempotent, and safe from several processes at once (one transaction).
         """
-        default = _positive_seconds(timeout, "timeout")
+        default = validate.positive_seconds(timeout, "timeout")
         with self._transaction():
             at = self._at(now)
             results = []
@@ -790,7 +706,7 @@ class Orchestrator:
         As Prefect's late-runs service: each gets ``Late(scheduled_time=<its scheduled time>)``
         through the mark-late policy.
         """
-        seconds = _positive_seconds(threshold, "threshold", allow_zero=True)
+        seconds = validate.positive_seconds(threshold, "threshold", allow_zero=True)
         with self._transaction():
             at = self._at(now)
             results = []
@@ -816,14 +732,6 @@ def _with_estimated_run_time(run: FlowRun, now: datetime) -> FlowRun:
     return run
 
 
-def _positive_seconds(value: Any, name: str, *, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or (
-        value == 0 and not allow_zero
-    ):
-        raise InvalidState(f"{name}={value!r}; expected a number of seconds > 0")
-    return float(value)
-
-
 def _database_path(database: Any) -> str:
     if isinstance(database, str | os.PathLike):
         path = os.fspath(database)
@@ -832,49 +740,3 @@ def _database_path(database: Any) -> str:
     raise InvalidState(
         f"database={database!r}; expected a path (str or os.PathLike), ':memory:' or None"
     )
-
-
-def _check_policy(policy: Any, kind: str) -> Policy:
-    if not isinstance(policy, Policy):
-        raise InvalidState(f"{kind}_policy must be a flowstate Policy, not {type(policy).__name__}")
-    if policy.kind != kind:
-        raise InvalidState(
-            f"{kind}_policy {policy.name!r} is a {policy.kind} policy; build it from CORE_{kind.upper()}"
-        )
-    return policy
-
-
-def _check_run_input_key(key: Any) -> None:
-    if not isinstance(key, str) or not key or not set(key) <= _RUN_INPUT_KEY_CHARS:
-        raise InvalidState(
-            f"run input key {key!r} is invalid; use letters, digits and dashes only"
-        )
-
-
-def _state_type(value: StateType | str | None) -> StateType | None:
-    if value is None or isinstance(value, StateType):
-        return value
-    try:
-        return StateType(str(value).upper())
-    except ValueError:
-        expected = ", ".join(t.value for t in StateType)
-        raise InvalidState(f"state_type={value!r} is not a StateType; expected one of {expected}") from None
-
-
-_MAX_SQL_INT = 2**63 - 1
-
-
-def _whole(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_SQL_INT
-
-
-def _limit(value: int | None) -> int | None:
-    if value is not None and not _whole(value):
-        raise InvalidState(f"limit={value!r}; expected a whole number from 0 to 2**63-1, or None")
-    return value
-
-
-def _offset(value: int) -> int:
-    if not _whole(value):
-        raise InvalidState(f"offset={value!r}; expected a whole number from 0 to 2**63-1")
-    return value

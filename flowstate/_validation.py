@@ -1,0 +1,199 @@
+"""Checks of user input at the API boundary: each turns bad input into ``InvalidState``.
+
+Everything the :class:`~flowstate.Orchestrator` accepts from a caller passes through here
+before anything is written; past this point the engine trusts its data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+from uuid import UUID
+
+from pydantic import ValidationError
+
+from flowstate.errors import InvalidState
+from flowstate.orchestration.policy import Policy
+from flowstate.runs import FlowRunPolicy, TaskRunPolicy
+from flowstate.states import State, StateType
+
+__all__ = [
+    "MAX_RETRY_DELAY",
+    "check_limit",
+    "check_offset",
+    "check_policy",
+    "check_retry_delays",
+    "check_run_input_key",
+    "check_state_text",
+    "check_text",
+    "coerce_policy",
+    "coerce_state",
+    "positive_seconds",
+    "run_id",
+    "state_type_filter",
+    "validation_message",
+]
+
+
+RUN_INPUT_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
+
+
+def validation_message(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        location = ".".join(str(p) for p in error["loc"]) or "value"
+        parts.append(f"{location}: {error['msg']} (got {error.get('input')!r:.80})")
+    return "; ".join(parts)
+
+
+def run_id(value: Any, what: str = "run id") -> UUID:
+    if isinstance(value, UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            return UUID(value)
+        except ValueError:
+            pass
+    raise InvalidState(f"{what} {value!r} is not a UUID")
+
+
+def check_text(value: Any, what: str) -> None:
+    """Refuse text SQLite cannot store: a lone surrogate such as '\\ud800' is not UTF-8."""
+    if isinstance(value, str) and not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidState(
+                f"{what} {value!r:.80} holds a lone surrogate at position {exc.start}, which is "
+                "not valid Unicode text; pass well-formed text"
+            ) from None
+
+
+def check_state_text(state: State) -> None:
+    check_text(state.name, "state.name")
+    check_text(state.message, "state.message")
+    for field, value in state.state_details.__dict__.items():  # its fields (extra="forbid")
+        if isinstance(value, str):
+            check_text(value, f"state.state_details.{field}")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                check_text(key, f"a key of state.state_details.{field}")
+                check_text(item, f"state.state_details.{field}[{key!r}]")
+
+
+def coerce_state(value: Any) -> State:
+    """Validate a user's proposal: a State, a dict or JSON text in Prefect's shape."""
+    try:
+        if isinstance(value, State):
+            state = value
+        elif isinstance(value, str | bytes):
+            state = State.model_validate_json(value)
+        elif isinstance(value, Mapping):
+            state = State.model_validate(value)
+        else:
+            raise InvalidState(
+                f"a state must be a flowstate.State, a dict or JSON text, not {type(value).__name__}"
+            )
+    except ValidationError as exc:
+        raise InvalidState(f"invalid state: {validation_message(exc)}") from None
+    check_state_text(state)
+    if state.data is not None:
+        try:
+            json.dumps(state.data)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise InvalidState(f"state.data must be JSON-serialisable: {exc}") from None
+    return state
+
+
+def coerce_policy(value: Any, model: type[FlowRunPolicy] | type[TaskRunPolicy]) -> Any:
+    if value is None:
+        return model()
+    if isinstance(value, model):
+        policy = value.model_copy(deep=True)
+    else:
+        try:
+            policy = model.model_validate(value)
+        except ValidationError as exc:
+            raise InvalidState(f"invalid empirical_policy: {validation_message(exc)}") from None
+        except OverflowError as exc:  # int(inf) while back-filling retry_delay_seconds
+            raise InvalidState(f"invalid empirical_policy: {exc}") from None
+    for key in getattr(policy, "pause_keys", ()):
+        check_text(key, "a key of empirical_policy.pause_keys")
+    check_retry_delays(policy)
+    return policy
+
+
+MAX_RETRY_DELAY = 100 * 365.25 * 86400  # seconds: a retry is scheduled at now + delay
+
+
+def check_retry_delays(policy: FlowRunPolicy | TaskRunPolicy) -> None:
+    """A delay that cannot be added to "now" would make every later failure raise."""
+    delay = policy.retry_delay
+    delays = delay if isinstance(delay, list) else [delay or 0]
+    spread = 1 + (getattr(policy, "retry_jitter_factor", None) or 0)
+    for seconds in delays:
+        reach = abs(seconds) * spread
+        if not math.isfinite(reach) or reach > MAX_RETRY_DELAY:
+            raise InvalidState(
+                f"empirical_policy.retry_delay={delay!r} (jitter spread {spread!r}) is out of range; "
+                "a retry delay must be finite and at most 100 years, jitter included"
+            )
+
+
+def positive_seconds(value: Any, name: str, *, allow_zero: bool = False) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or value < 0
+        or (value == 0 and not allow_zero)
+    ):
+        raise InvalidState(f"{name}={value!r}; expected a number of seconds > 0")
+    return float(value)
+
+
+def check_policy(policy: Any, kind: str) -> Policy:
+    if not isinstance(policy, Policy):
+        raise InvalidState(f"{kind}_policy must be a flowstate Policy, not {type(policy).__name__}")
+    if policy.kind != kind:
+        raise InvalidState(
+            f"{kind}_policy {policy.name!r} is a {policy.kind} policy; build it from CORE_{kind.upper()}"
+        )
+    return policy
+
+
+def check_run_input_key(key: Any) -> None:
+    if not isinstance(key, str) or not key or not set(key) <= RUN_INPUT_KEY_CHARS:
+        raise InvalidState(f"run input key {key!r} is invalid; use letters, digits and dashes only")
+
+
+def state_type_filter(value: StateType | str | None) -> StateType | None:
+    if value is None or isinstance(value, StateType):
+        return value
+    try:
+        return StateType(str(value).upper())
+    except ValueError:
+        expected = ", ".join(t.value for t in StateType)
+        raise InvalidState(
+            f"state_type={value!r} is not a StateType; expected one of {expected}"
+        ) from None
+
+
+MAX_SQL_INT = 2**63 - 1
+
+
+def is_whole_number(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SQL_INT
+
+
+def check_limit(value: int | None) -> int | None:
+    if value is not None and not is_whole_number(value):
+        raise InvalidState(f"limit={value!r}; expected a whole number from 0 to 2**63-1, or None")
+    return value
+
+
+def check_offset(value: int) -> int:
+    if not is_whole_number(value):
+        raise InvalidState(f"offset={value!r}; expected a whole number from 0 to 2**63-1")
+    return value
