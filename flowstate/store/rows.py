@@ -22,6 +22,7 @@ from flowstate.states import State, StateDetails, StateType
 
 __all__ = [
     "STATE_WIDTH",
+    "details_as_read",
     "encode_time",
     "flow_run_from_row",
     "flow_run_insert_row",
@@ -51,9 +52,31 @@ def _flow_policy_json(policy: FlowRunPolicy) -> str:
     return policy.model_dump_json()
 
 
+_ENCODED: dict[int, tuple[datetime, str]] = {}
+"""The last few datetimes encoded, by identity: a transition writes the same "now" object as
+the state's timestamp, the run's ``updated`` and often a start or end time."""
+
+
 def encode_time(value: datetime | None) -> str | None:
     """Fixed-width ISO text of an aware UTC datetime, or None."""
-    return None if value is None else value.isoformat(timespec="microseconds")
+    if value is None:
+        return None
+    hit = _ENCODED.get(id(value))
+    if hit is not None and hit[0] is value:  # the entry holds the object: its id is not reused
+        return hit[1]
+    text = value.isoformat(timespec="microseconds")
+    if len(_ENCODED) >= 32:
+        _ENCODED.clear()
+    _ENCODED[id(value)] = (value, text)
+    return text
+
+
+def _time_as_read(value: datetime | None, text: str | None) -> datetime | None:
+    """What ``parse_time(text)`` gives, where ``text`` is ``encode_time(value)``: ``value``
+    itself when it is a plain UTC datetime (parsing its text gives back an equal one, in UTC)."""
+    if value is None or (type(value) is datetime and value.tzinfo is UTC):
+        return value
+    return parse_time(text)
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -76,8 +99,8 @@ def encode_data(data: Any) -> str | None:
     return json.dumps(data, separators=(",", ":"))
 
 
-def state_insert_row(run_id: UUID, state: State) -> tuple[Any, ...]:
-    """Values for INSERT_*_RUN_STATE."""
+def state_insert_row(run_id: UUID | str, state: State) -> tuple[Any, ...]:
+    """Values for INSERT_*_RUN_STATE (``run_id`` may be given as its text already)."""
     return (
         str(run_id),
         str(state.id),
@@ -139,9 +162,14 @@ def flow_run_insert_row(run: FlowRun) -> tuple[Any, ...]:
 
 
 def flow_run_update_row(
-    run: FlowRun, state_id: UUID | None, updated: datetime, policy_text: str | None = None
+    run: FlowRun,
+    state_id: UUID | str | None,
+    updated: datetime,
+    policy_text: str | None = None,
+    run_id: str | None = None,
 ) -> tuple[Any, ...]:
-    """Values for UPDATE_FLOW_RUN (``policy_text``: the run's policy, if already encoded)."""
+    """Values for UPDATE_FLOW_RUN (``policy_text``: the run's policy, if already encoded;
+    ``state_id`` may be text already; ``run_id``: ``str(run.id)``, if known)."""
     return (
         _str(state_id),
         None if run.state_type is None else run.state_type.value,
@@ -154,7 +182,7 @@ def flow_run_update_row(
         encode_time(run.next_scheduled_start_time),
         _flow_policy_json(run.empirical_policy) if policy_text is None else policy_text,
         encode_time(updated),
-        str(run.id),
+        str(run.id) if run_id is None else run_id,
     )
 
 
@@ -190,16 +218,31 @@ def flow_run_from_row(row: Sequence[Any]) -> FlowRun:
 
 
 def flow_run_saved(
-    before: FlowRun, state: State | None, row: Sequence[Any], policy: FlowRunPolicy | None
+    before: FlowRun,
+    state: State | None,
+    row: Sequence[Any],
+    policy: FlowRunPolicy | None,
+    saved: FlowRun | None = None,
+    updated: datetime | None = None,
 ) -> FlowRun | None:
     """What ``flow_run_from_row`` would build once UPDATE_FLOW_RUN wrote ``row`` over the run
     ``before`` (as read) and its current state became ``state`` (as read). ``policy``: the
-    decoded ``row[9]``, if known. None for values reading would not give back as they are."""
+    decoded ``row[9]``, if known. ``saved`` and ``updated``: the run and time ``row`` was
+    encoded from, if known (their plain UTC datetimes are reused instead of parsed). None for
+    values reading would not give back as they are."""
     run_count, total = row[3], row[6]
     if type(run_count) is not int or type(total) is not float or not isinstance(row[2], str | None):
         return None
     state_type = row[1]
     total_run_time = timedelta(seconds=total)
+    if saved is None:
+        start_time, end_time = parse_time(row[4]), parse_time(row[5])
+        expected_start_time, next_scheduled = parse_time(row[7]), parse_time(row[8])
+    else:
+        start_time = _time_as_read(saved.start_time, row[4])
+        end_time = _time_as_read(saved.end_time, row[5])
+        expected_start_time = _time_as_read(saved.expected_start_time, row[7])
+        next_scheduled = _time_as_read(saved.next_scheduled_start_time, row[8])
     return copy_with(
         before,
         {
@@ -207,14 +250,14 @@ def flow_run_saved(
             "state_type": None if state_type is None else _state_types[state_type],
             "state_name": row[2],
             "run_count": run_count,
-            "start_time": parse_time(row[4]),
-            "end_time": parse_time(row[5]),
+            "start_time": start_time,
+            "end_time": end_time,
             "total_run_time": total_run_time,
-            "expected_start_time": parse_time(row[7]),
-            "next_scheduled_start_time": parse_time(row[8]),
+            "expected_start_time": expected_start_time,
+            "next_scheduled_start_time": next_scheduled,
             "estimated_run_time": total_run_time,
             "empirical_policy": _validate_flow_policy(row[9]) if policy is None else policy,
-            "updated": parse_time(row[10]),
+            "updated": _time_as_read(updated, row[10]),
         },
     )
 
@@ -235,9 +278,42 @@ def state_saved(state: State, row: Sequence[Any]) -> State:
             "timestamp": timestamp,  # UTC, as parsing its isoformat() gives back
             "message": row[5],
             "data": None if data is None else json.loads(data),
-            "state_details": _validate_details(row[7]),
+            "state_details": details_as_read(state.state_details, row[7]),
         },
     )
+
+
+_DETAIL_DEFAULTS = tuple(
+    (name, field.default) for name, field in StateDetails.model_fields.items()
+)
+_AS_IS = frozenset({str, bool, UUID, type(None)})
+"""Types whose values JSON gives back equal and of the same type."""
+
+
+def details_as_read(details: StateDetails, text: str) -> StateDetails:
+    """What ``_validate_details(text)`` builds, where ``text`` is the stored JSON of ``details``
+    (its non-default fields): the same values, with only those fields set. Parsed from ``text``
+    when a value might not come back as it is (a dict, a datetime not in UTC, ...)."""
+    values = details.__dict__
+    fields_set = set()
+    for name, default in _DETAIL_DEFAULTS:
+        value = values[name]
+        if value is default:
+            continue
+        kind = type(value)
+        if kind not in _AS_IS and not (kind is datetime and value.tzinfo is UTC):
+            return _validate_details(text)
+        if value != default:
+            fields_set.add(name)
+    model = object.__new__(StateDetails)
+    _setattr(model, "__dict__", dict(values))
+    _setattr(model, "__pydantic_fields_set__", fields_set)
+    _setattr(model, "__pydantic_extra__", None)
+    _setattr(model, "__pydantic_private__", None)
+    return model
+
+
+_setattr = object.__setattr__
 
 
 def task_run_insert_row(run: TaskRun) -> tuple[Any, ...]:

@@ -336,20 +336,22 @@ class Store:
         conn = self.conn
         if kind == "flow":
             cached = self._runs.pop(run.id, None) if self._caching() else None
+            run_text = str(run.id)
             state_row = None
+            state_id: UUID | str | None = current_state_id
             if written is not None:
-                state_row = rows.state_insert_row(run.id, written)
+                state_row = rows.state_insert_row(run_text, written)
                 conn.execute(sql.INSERT_FLOW_RUN_STATE, state_row)
-            state_id = written.id if written is not None else current_state_id
+                state_id = state_row[1]
             policy_text = None
             if cached is not None:
                 old, new = cached.run.empirical_policy, run.empirical_policy
                 if new is old or (type(new) is type(old) and new.__dict__ == old.__dict__):
                     policy_text = cached.policy  # unchanged: no need to encode it again
-            row = rows.flow_run_update_row(run, state_id, now, policy_text)  # type: ignore[arg-type]
+            row = rows.flow_run_update_row(run, state_id, now, policy_text, run_text)  # type: ignore[arg-type]
             conn.execute(sql.UPDATE_FLOW_RUN, row)
             if cached is not None:
-                self._remember_saved(cached, row, written, state_row, policy_text)
+                self._remember_saved(cached, run, now, row, written, state_row, policy_text)
         else:
             if written is not None:
                 conn.execute(sql.INSERT_TASK_RUN_STATE, rows.state_insert_row(run.id, written))
@@ -359,6 +361,8 @@ class Store:
     def _remember_saved(
         self,
         cached: _CachedFlowRun,
+        run: FlowRun,
+        now: datetime,
         row: tuple[Any, ...],
         written: State | None,
         state_row: tuple[Any, ...] | None,
@@ -371,7 +375,8 @@ class Store:
             return  # the state holds result data: not cached (see _immutable)
         else:
             state = rows.state_saved(written, state_row)
-        saved = rows.flow_run_saved(cached.run, state, row, cached.run.empirical_policy if policy_text else None)
+        policy = cached.run.empirical_policy if policy_text else None
+        saved = rows.flow_run_saved(cached.run, state, row, policy, run, now)
         if saved is not None and _immutable(state):
             runs = self._runs
             runs[saved.id] = _CachedFlowRun(saved, cached.parameters, cached.tags, row[9])

@@ -1,0 +1,78 @@
+"""Row codec shortcuts give exactly what the general encoding and decoding give."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flowstate.states import State, StateDetails, StateType
+from flowstate.store import rows
+from flowstate.testing import states
+
+_UTC = timezone.utc
+_times = st.datetimes(
+    min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(_UTC)
+) | st.datetimes(timezones=st.just(timezone(timedelta(hours=2)))).filter(
+    lambda d: datetime(1, 1, 2, tzinfo=_UTC) < d < datetime(9999, 12, 30, tzinfo=_UTC)
+)
+_details = st.fixed_dictionaries(
+    {},
+    optional={
+        "flow_run_id": st.none() | st.uuids(),
+        "scheduled_time": st.none() | _times,
+        "cache_key": st.none() | st.text(max_size=5),
+        "cache_expiration": st.none() | _times,
+        "deferred": st.none() | st.booleans(),
+        "untrackable_result": st.booleans(),
+        "pause_reschedule": st.booleans(),
+        "pause_key": st.none() | st.text(max_size=5),
+        "run_input_keyset": st.none() | st.dictionaries(st.text(max_size=3), st.text(max_size=3)),
+        "refresh_cache": st.none() | st.booleans(),
+        "transition_id": st.none() | st.uuids(),
+    },
+).map(lambda values: StateDetails(**values))
+
+
+def _exact(model: StateDetails) -> tuple:
+    return (
+        model.model_fields_set,
+        {k: (type(v), v, getattr(v, "tzinfo", None)) for k, v in model.__dict__.items()},
+        model.__pydantic_extra__,
+        model.__pydantic_private__,
+    )
+
+
+def _check(details: StateDetails) -> None:
+    state = State(type=StateType.RUNNING, state_details=details)
+    row = rows.state_insert_row(uuid.uuid4(), state)
+    text = row[7]
+    assert _exact(rows.details_as_read(details, text)) == _exact(
+        StateDetails.model_validate_json(text)
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(_details)
+def test_details_as_read_equal_parsed_details(details: StateDetails) -> None:
+    _check(details)
+
+
+@settings(max_examples=100, deadline=None)
+@given(states(kind="task"))
+def test_details_of_generated_states_as_read_equal_parsed_details(state) -> None:  # type: ignore[no-untyped-def]
+    _check(state.state_details)
+
+
+def test_encoding_the_same_time_twice_gives_the_same_text() -> None:
+    now = datetime(2026, 1, 1, 12, 0, 0, 5, tzinfo=_UTC)
+    other = datetime(2026, 1, 1, 14, 0, 0, 5, tzinfo=timezone(timedelta(hours=2)))
+    assert now == other
+    for _ in range(2):
+        assert rows.encode_time(now) == "2026-01-01T12:00:00.000005+00:00"
+        assert rows.encode_time(other) == "2026-01-01T14:00:00.000005+02:00"
+    for index in range(100):  # more times than the memo keeps
+        moment = now + timedelta(seconds=index)
+        assert rows.encode_time(moment) == moment.isoformat(timespec="microseconds")
