@@ -97,6 +97,11 @@ class StateDetails(BaseModel):
     deployment_concurrency_lease_id: UUID | None = None
 
 
+_DETAIL_DEFAULTS: dict[str, Any] = {
+    name: field.default for name, field in StateDetails.model_fields.items()
+}
+
+
 class State(BaseModel):
     """A state of a flow or task run, shaped exactly as Prefect's API returns it.
 
@@ -129,7 +134,7 @@ class State(BaseModel):
         return f"State(type={self.type.value}, name={self.name!r}, id={self.id})"
 
 
-def _state(
+def _validated_state(
     type_: StateType,
     name: str | None,
     message: str | None,
@@ -143,6 +148,80 @@ def _state(
         data=data,
         state_details=StateDetails(**details),
     )
+
+
+_OPTIONAL_TEXT = (str, type(None))
+_OPTIONAL_FLAG = (bool, type(None))
+_PLAIN_DETAILS: dict[str, tuple[type, ...]] = {
+    "cache_key": _OPTIONAL_TEXT,
+    "pause_key": _OPTIONAL_TEXT,
+    "traceparent": _OPTIONAL_TEXT,
+    "deferred": _OPTIONAL_FLAG,
+    "refresh_cache": _OPTIONAL_FLAG,
+    "retriable": _OPTIONAL_FLAG,
+    "untrackable_result": (bool,),
+    "pause_reschedule": (bool,),
+    # fields that no constructor argument needs validating when left at None
+    "flow_run_id": (type(None),),
+    "task_run_id": (type(None),),
+    "child_flow_run_id": (type(None),),
+    "scheduled_time": (type(None),),
+    "cache_expiration": (type(None),),
+    "pause_timeout": (type(None),),
+    "run_input_keyset": (type(None),),
+    "transition_id": (type(None),),
+    "task_parameters_id": (type(None),),
+    "deployment_concurrency_lease_id": (type(None),),
+}
+"""Detail arguments whose validation returns them unchanged: these exact types only."""
+_STATE_FIELDS_SET = frozenset({"type", "name", "message", "data", "state_details"})
+_set = object.__setattr__
+
+
+def _state(
+    type_: StateType,
+    name: str | None,
+    message: str | None,
+    data: Any,
+    **details: Any,
+) -> State:
+    """What ``_validated_state`` builds, without pydantic when validation would change nothing:
+    text or None for name and message, no data, and plain detail values (``_PLAIN_DETAILS``)."""
+    if (
+        data is not None
+        or (name is not None and type(name) is not str)
+        or (message is not None and type(message) is not str)
+    ):
+        return _validated_state(type_, name, message, data, **details)
+    for key, value in details.items():
+        kinds = _PLAIN_DETAILS.get(key)
+        if kinds is None or type(value) not in kinds:
+            return _validated_state(type_, name, message, data, **details)
+    state_details = object.__new__(StateDetails)
+    values = _DETAIL_DEFAULTS.copy()
+    values.update(details)
+    _set(state_details, "__dict__", values)
+    _set(state_details, "__pydantic_fields_set__", set(details))
+    _set(state_details, "__pydantic_extra__", None)
+    _set(state_details, "__pydantic_private__", None)
+    state = object.__new__(State)
+    _set(
+        state,
+        "__dict__",
+        {
+            "id": uuid7(),  # the default factories, in field order
+            "type": type_,
+            "name": type_.default_name if name is None else name,
+            "timestamp": utcnow(),
+            "message": message,
+            "data": None,
+            "state_details": state_details,
+        },
+    )
+    _set(state, "__pydantic_fields_set__", set(_STATE_FIELDS_SET))
+    _set(state, "__pydantic_extra__", None)
+    _set(state, "__pydantic_private__", None)
+    return state
 
 
 def Scheduled(

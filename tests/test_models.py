@@ -6,6 +6,9 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
 
 import flowstate
 from flowstate import OrchestrationResult, State, StateType
@@ -86,3 +89,54 @@ def test_run_models_serialise_durations_as_seconds():
     with flowstate.Orchestrator(":memory:") as orc:
         run = orc.create_flow_run()
         assert run.model_dump(mode="json")["total_run_time"] == 0.0
+
+
+def _as_built(state: State) -> tuple:
+    details = state.state_details
+    values = {k: (type(v), v) for k, v in state.__dict__.items() if k not in ("id", "timestamp")}
+    values.pop("state_details")
+    return (
+        type(state.id), type(state.timestamp), state.timestamp.tzinfo,
+        values, state.model_fields_set, state.__pydantic_extra__, state.__pydantic_private__,
+        {k: (type(v), v) for k, v in details.__dict__.items()}, details.model_fields_set,
+        details.__pydantic_extra__, details.__pydantic_private__,
+    )
+
+
+_detail_args = st.fixed_dictionaries(
+    {},
+    optional={
+        "pause_key": st.none() | st.text(max_size=4) | st.integers(0, 3),
+        "cache_key": st.none() | st.text(max_size=4),
+        "pause_reschedule": st.booleans() | st.none() | st.integers(0, 1),
+        "refresh_cache": st.none() | st.booleans(),
+        "deferred": st.none() | st.booleans(),
+        "untrackable_result": st.none() | st.booleans(),
+        "retriable": st.none() | st.booleans() | st.just("yes"),
+        "traceparent": st.none() | st.text(max_size=3),
+        "run_input_keyset": st.none() | st.just({"response": "k"}),
+        "flow_run_id": st.none() | st.uuids().map(str),
+        "scheduled_time": st.none() | st.just("2026-01-01T00:00:00Z"),
+        "not_a_field": st.none(),
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(list(StateType)),
+    st.none() | st.text(max_size=5),
+    st.none() | st.text(max_size=5),
+    st.none() | st.just({"type": "reference"}),
+    _detail_args,
+)
+def test_constructors_build_what_validation_builds(type_, name, message, data, details) -> None:  # type: ignore[no-untyped-def]
+    from flowstate.states import _state, _validated_state
+
+    try:
+        expected = _validated_state(type_, name, message, data, **details)
+    except ValidationError:
+        with pytest.raises(ValidationError):
+            _state(type_, name, message, data, **details)
+        return
+    assert _as_built(_state(type_, name, message, data, **details)) == _as_built(expected)
