@@ -17,6 +17,8 @@ def utcnow() -> datetime:
 
 def as_utc(value: datetime) -> datetime:
     """Return ``value`` in UTC; a naive datetime is taken to be UTC already."""
+    if value.tzinfo is UTC and type(value) is datetime:
+        return value
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     if value.utcoffset() == UTC.utcoffset(None) and value.tzinfo is UTC:

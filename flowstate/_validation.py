@@ -71,7 +71,25 @@ def check_text(value: Any, what: str) -> None:
             ) from None
 
 
+def _all_ascii(state: State) -> bool:
+    """Whether no text of ``state`` needs checking (the common case, decided in one pass)."""
+    name, message = state.name, state.message
+    if (isinstance(name, str) and not name.isascii()) or (
+        isinstance(message, str) and not message.isascii()
+    ):
+        return False
+    for value in state.state_details.__dict__.values():
+        if isinstance(value, str):
+            if not value.isascii():
+                return False
+        elif isinstance(value, dict):
+            return False
+    return True
+
+
 def check_state_text(state: State) -> None:
+    if _all_ascii(state):
+        return
     check_text(state.name, "state.name")
     check_text(state.message, "state.message")
     for field, value in state.state_details.__dict__.items():  # its fields (extra="forbid")
