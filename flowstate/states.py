@@ -197,6 +197,25 @@ def _state(
         kinds = _PLAIN_DETAILS.get(key)
         if kinds is None or type(value) not in kinds:
             return _validated_state(type_, name, message, data, **details)
+    return _build(type_, name, message, details, _STATE_FIELDS_SET)
+
+
+def plain_state(type_: StateType) -> State:
+    """``State(type=type_)``, built without validation (``type_`` must be a StateType)."""
+    return _build(type_, None, None, {}, _TYPE_ONLY)
+
+
+_TYPE_ONLY = frozenset({"type"})
+
+
+def _build(
+    type_: StateType,
+    name: str | None,
+    message: str | None,
+    details: dict[str, Any],
+    fields_set: frozenset[str],
+) -> State:
+    """The state validation builds from already-valid arguments (``fields_set``: those given)."""
     state_details = object.__new__(StateDetails)
     values = _DETAIL_DEFAULTS.copy()
     values.update(details)
@@ -218,7 +237,7 @@ def _state(
             "state_details": state_details,
         },
     )
-    _set(state, "__pydantic_fields_set__", set(_STATE_FIELDS_SET))
+    _set(state, "__pydantic_fields_set__", set(fields_set))
     _set(state, "__pydantic_extra__", None)
     _set(state, "__pydantic_private__", None)
     return state

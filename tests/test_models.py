@@ -140,3 +140,10 @@ def test_constructors_build_what_validation_builds(type_, name, message, data, d
             _state(type_, name, message, data, **details)
         return
     assert _as_built(_state(type_, name, message, data, **details)) == _as_built(expected)
+
+
+@pytest.mark.parametrize("type_", list(StateType))
+def test_a_plain_state_is_what_validation_builds(type_: StateType) -> None:
+    from flowstate.states import plain_state
+
+    assert _as_built(plain_state(type_)) == _as_built(State(type=type_))

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from flowstate.results import AbortDetails, OrchestrationResult, SetStateStatus
-from flowstate.states import State, StateDetails, StateType
+from flowstate.states import State, StateDetails, StateType, plain_state
 
 __all__ = [
     "NOT_PAUSED",
@@ -169,5 +169,5 @@ def plan_resume(
             type=StateType.SCHEDULED, name="Resuming", state_details=StateDetails(scheduled_time=now)
         )
     else:
-        proposal = State(type=StateType.RUNNING)
+        proposal = plain_state(StateType.RUNNING)  # State(type=RUNNING), without validation
     return ResumePlan(proposal=proposal, response_key=response_key, response=response)
