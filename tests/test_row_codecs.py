@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from flowstate.runs import FlowRunPolicy
 from flowstate.states import State, StateDetails, StateType
 from flowstate.store import rows
 from flowstate.testing import states
@@ -76,3 +77,42 @@ def test_encoding_the_same_time_twice_gives_the_same_text() -> None:
     for index in range(100):  # more times than the memo keeps
         moment = now + timedelta(seconds=index)
         assert rows.encode_time(moment) == moment.isoformat(timespec="microseconds")
+
+
+_policies = st.builds(
+    FlowRunPolicy,
+    max_retries=st.integers(0, 3),
+    retry_delay_seconds=st.integers(0, 2) | st.floats(0, 10),
+    retries=st.none() | st.integers(0, 3),
+    retry_delay=st.none() | st.integers(0, 3),
+    pause_keys=st.sets(st.text(max_size=3), max_size=3),
+    resuming=st.booleans(),
+    retry_type=st.sampled_from([None, "in_process", "reschedule"]),
+) | st.builds(FlowRunPolicy, retries=st.none() | st.integers(0, 3))  # defaults: an int 0 delay
+
+
+def _exact_policy(policy: FlowRunPolicy) -> tuple:
+    return (
+        policy.model_fields_set,
+        list(policy.__dict__),
+        {k: (type(v), v) for k, v in policy.__dict__.items()},
+        policy.__pydantic_extra__,
+        policy.__pydantic_private__,
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(_policies, st.fixed_dictionaries({}, optional={
+    "retries": st.none() | st.integers(0, 2),
+    "retry_delay": st.none() | st.integers(0, 2),
+    "resuming": st.booleans(),
+    "pause_keys": st.sets(st.text(max_size=2), max_size=2),
+    "retry_type": st.sampled_from([None, "in_process", "reschedule"]),
+}))
+def test_a_policy_as_read_equals_the_parsed_policy(policy: FlowRunPolicy, update: dict) -> None:  # type: ignore[type-arg]
+    policy = policy.model_copy(update=update)  # as rules change it: no re-validation
+    text = policy.model_dump_json()
+    expected = FlowRunPolicy.model_validate_json(text)
+    got = rows.flow_policy_as_read(policy, text)
+    assert _exact_policy(got) == _exact_policy(expected)
+    assert got.pause_keys is not policy.pause_keys

@@ -9,6 +9,7 @@ resolution, which ``benchmarks/`` showed to cost more than the SQL of a read).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,6 +26,7 @@ __all__ = [
     "details_as_read",
     "encode_time",
     "flow_run_from_row",
+    "flow_policy_as_read",
     "flow_run_insert_row",
     "flow_run_update_row",
     "parse_time",
@@ -256,7 +258,9 @@ def flow_run_saved(
             "expected_start_time": expected_start_time,
             "next_scheduled_start_time": next_scheduled,
             "estimated_run_time": total_run_time,
-            "empirical_policy": _validate_flow_policy(row[9]) if policy is None else policy,
+            "empirical_policy": policy if policy is not None
+            else _validate_flow_policy(row[9]) if saved is None
+            else flow_policy_as_read(saved.empirical_policy, row[9]),
             "updated": _time_as_read(updated, row[10]),
         },
     )
@@ -314,6 +318,54 @@ def details_as_read(details: StateDetails, text: str) -> StateDetails:
 
 
 _setattr = object.__setattr__
+
+
+_POLICY_FIELDS = frozenset(FlowRunPolicy.model_fields)
+_RETRY_TYPES = (None, "in_process", "reschedule")
+
+
+def flow_policy_as_read(policy: FlowRunPolicy, text: str) -> FlowRunPolicy:
+    """What ``_validate_flow_policy(text)`` builds, where ``text`` is ``policy``'s JSON: built
+    from ``policy``'s values when validation would give them back as they are (with the float
+    field as a float, every field set, and no deprecated field left to back-fill); else parsed."""
+    values = policy.__dict__
+    max_retries = values["max_retries"]
+    delay_seconds = values["retry_delay_seconds"]
+    retries = values["retries"]
+    retry_delay = values["retry_delay"]
+    pause_keys = values["pause_keys"]
+    resuming = values["resuming"]
+    retry_type = values["retry_type"]
+    if (
+        type(policy) is not FlowRunPolicy
+        or type(max_retries) is not int
+        or type(delay_seconds) not in (int, float)
+        or not math.isfinite(delay_seconds)
+        or (retries is not None and type(retries) is not int)
+        or (retry_delay is not None and type(retry_delay) is not int)
+        or type(pause_keys) is not set
+        or type(resuming) is not bool
+        or retry_type not in _RETRY_TYPES
+        or (not retries and max_retries != 0)  # the model validator would back-fill these
+        or (not retry_delay and delay_seconds != 0)
+        or len(values) != len(_POLICY_FIELDS)
+        or policy.__pydantic_extra__
+        or policy.__pydantic_private__
+        or any(type(key) is not str for key in pause_keys)
+    ):
+        return _validate_flow_policy(text)
+    return construct(
+        FlowRunPolicy,
+        {
+            "max_retries": max_retries,
+            "retry_delay_seconds": float(delay_seconds),
+            "retries": retries,
+            "retry_delay": retry_delay,
+            "pause_keys": set(pause_keys),
+            "resuming": resuming,
+            "retry_type": retry_type,
+        },
+    )
 
 
 def task_run_insert_row(run: TaskRun) -> tuple[Any, ...]:

@@ -42,13 +42,14 @@ class _CachedFlowRun:
     copies can share the state object.
     """
 
-    __slots__ = ("run", "parameters", "tags", "policy")
+    __slots__ = ("run", "parameters", "tags", "policy", "id_text")
 
-    def __init__(self, run: FlowRun, parameters: str, tags: str, policy: str) -> None:
+    def __init__(self, run: FlowRun, parameters: str, tags: str, policy: str, id_text: str) -> None:
         self.run = run
         self.parameters = parameters
         self.tags = tags
         self.policy = policy
+        self.id_text = id_text
 
     def detached(self) -> FlowRun:
         """A copy the caller may change freely: its mutable parts are new objects."""
@@ -252,7 +253,7 @@ class Store:
         runs = self._runs
         runs.pop(run.id, None)
         if _immutable(run.state):
-            runs[run.id] = _CachedFlowRun(run, row[3], row[4], row[14])
+            runs[run.id] = _CachedFlowRun(run, row[3], row[4], row[14], row[0])
             if len(runs) > RUN_CACHE_SIZE:
                 del runs[next(iter(runs))]
 
@@ -336,7 +337,7 @@ class Store:
         conn = self.conn
         if kind == "flow":
             cached = self._runs.pop(run.id, None) if self._caching() else None
-            run_text = str(run.id)
+            run_text = str(run.id) if cached is None else cached.id_text
             state_row = None
             state_id: UUID | str | None = current_state_id
             if written is not None:
@@ -379,7 +380,7 @@ class Store:
         saved = rows.flow_run_saved(cached.run, state, row, policy, run, now)
         if saved is not None and _immutable(state):
             runs = self._runs
-            runs[saved.id] = _CachedFlowRun(saved, cached.parameters, cached.tags, row[9])
+            runs[saved.id] = _CachedFlowRun(saved, cached.parameters, cached.tags, row[9], row[11])
             if len(runs) > RUN_CACHE_SIZE:
                 del runs[next(iter(runs))]
 
