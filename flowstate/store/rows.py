@@ -26,6 +26,7 @@ __all__ = [
     "details_as_read",
     "encode_time",
     "flow_run_from_row",
+    "flow_run_inserted",
     "flow_policy_as_read",
     "flow_run_insert_row",
     "flow_run_update_row",
@@ -219,6 +220,44 @@ def flow_run_from_row(row: Sequence[Any]) -> FlowRun:
     )
 
 
+def flow_run_inserted(run: FlowRun, row: Sequence[Any]) -> FlowRun:
+    """What ``flow_run_from_row`` builds for the run ``flow_run_insert_row(run)`` gave ``row``
+    (no state yet), reusing ``run``'s plain UTC times and policy values instead of parsing."""
+    run_id = run.id
+    if type(run_id) is not UUID or run_id.is_safe is not _UNKNOWN_SAFETY:
+        run_id = UUID(row[0])
+    total_run_time = timedelta(seconds=row[11])
+    return construct(
+        FlowRun,
+        {
+            "id": run_id,
+            "name": row[1],
+            "flow_name": row[2],
+            "parameters": json.loads(row[3]),
+            "tags": json.loads(row[4]),
+            "state": None,
+            "state_type": None,
+            "state_name": None,
+            "run_count": row[8],
+            "start_time": _time_as_read(run.start_time, row[9]),
+            "end_time": _time_as_read(run.end_time, row[10]),
+            "total_run_time": total_run_time,
+            "expected_start_time": _time_as_read(run.expected_start_time, row[12]),
+            "next_scheduled_start_time": _time_as_read(run.next_scheduled_start_time, row[13]),
+            "estimated_run_time": timedelta(seconds=row[11]),
+            "empirical_policy": flow_policy_as_read(run.empirical_policy, row[14]),
+            "deployment_id": _uuid(row[15]),
+            "infrastructure_pid": row[16],
+            "parent_task_run_id": _uuid(row[17]),
+            "created": _time_as_read(run.created, row[18]),
+            "updated": _time_as_read(run.updated, row[19]),
+        },
+    )
+
+
+_UNKNOWN_SAFETY = __import__("uuid").SafeUUID.unknown
+
+
 def flow_run_saved(
     before: FlowRun,
     state: State | None,
@@ -273,6 +312,20 @@ def state_saved(state: State, row: Sequence[Any]) -> State:
     if type(state.id) is not UUID or type(timestamp) is not datetime or timestamp.tzinfo is not UTC:
         return state_from_row(row, 1)  # type: ignore[return-value]
     data = row[6]
+    details = details_as_read(state.state_details, row[7])
+    if (
+        details is state.state_details
+        and data is None
+        and state.data is None
+        and type(state) is State
+        and type(state.name) is str
+        and (state.message is None or type(state.message) is str)
+        and state.__pydantic_fields_set__ == _STATE_FIELDS
+        and tuple(state.__dict__) == _STATE_KEYS
+        and state.__pydantic_extra__ is None
+        and state.__pydantic_private__ is None
+    ):
+        return state  # reading it back builds an equal state, every field set: share it (frozen)
     return construct(
         State,
         {
@@ -282,14 +335,19 @@ def state_saved(state: State, row: Sequence[Any]) -> State:
             "timestamp": timestamp,  # UTC, as parsing its isoformat() gives back
             "message": row[5],
             "data": None if data is None else json.loads(data),
-            "state_details": details_as_read(state.state_details, row[7]),
+            "state_details": details,
         },
     )
+
+
+_STATE_KEYS = tuple(State.model_fields)
+_STATE_FIELDS = frozenset(_STATE_KEYS)
 
 
 _DETAIL_DEFAULTS = tuple(
     (name, field.default) for name, field in StateDetails.model_fields.items()
 )
+_DETAIL_KEYS = tuple(StateDetails.model_fields)
 _AS_IS = frozenset({str, bool, UUID, type(None)})
 """Types whose values JSON gives back equal and of the same type."""
 
@@ -309,6 +367,14 @@ def details_as_read(details: StateDetails, text: str) -> StateDetails:
             return _validate_details(text)
         if value != default:
             fields_set.add(name)
+    if (
+        fields_set == details.__pydantic_fields_set__
+        and type(details) is StateDetails
+        and tuple(values) == _DETAIL_KEYS
+        and details.__pydantic_extra__ is None
+        and details.__pydantic_private__ is None
+    ):
+        return details  # frozen, and equal to what parsing builds: share it
     model = object.__new__(StateDetails)
     _setattr(model, "__dict__", dict(values))
     _setattr(model, "__pydantic_fields_set__", fields_set)

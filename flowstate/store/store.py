@@ -238,7 +238,7 @@ class Store:
             return False
         if self._caching():
             # what reading the row back would build: the inserted values, and no state yet
-            self._remember(rows.flow_run_from_row((*row, None, None, None, None, None, None, None)), row)
+            self._remember(rows.flow_run_inserted(run, row), row)
         return True
 
     def _caching(self) -> bool:
