@@ -28,7 +28,7 @@ def _no_randomness(low: float, high: float) -> float:
     return (low + high) / 2
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class TransitionContext:
     """One proposed transition as the rules see it.
 

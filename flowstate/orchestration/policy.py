@@ -145,12 +145,14 @@ class Policy:
 
     def decide(self, ctx: TransitionContext) -> Outcome:
         """Run the rules and bookkeeping over ``ctx``; pure apart from the context's callables."""
-        intended_to = ctx.proposed_type
+        proposed, initial = ctx.proposed, ctx.initial
+        intended_to = None if proposed is None else proposed.type
         entered: list[_Entered] = []
-        for rule in self._table.get((ctx.initial_type, intended_to), ()):
-            if ctx.proposed_type is not intended_to:
+        changes: list[tuple[str, object]] = []
+        for rule in self._table.get((None if initial is None else initial.type, intended_to), ()):
+            proposed = ctx.proposed
+            if (None if proposed is None else proposed.type) is not intended_to:
                 continue  # an earlier rule changed the proposal: this rule no longer applies
-            changes: list[tuple[str, object]] = []
             ctx._changes = changes
             try:
                 decision = rule.before(ctx)
@@ -164,6 +166,7 @@ class Policy:
                 _apply(ctx, decision, rule)
             if changes or rule.after is not None:  # else exiting it would do nothing
                 entered.append(_Entered(rule, ctx.proposed_type, changes))
+                changes = []
 
         self.bookkeeping.apply_before(ctx)
         written = ctx.proposed
