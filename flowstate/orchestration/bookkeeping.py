@@ -133,7 +133,7 @@ def remove_resuming_indicator(ctx: TransitionContext, proposed: State) -> State:
     """The ``resuming`` flag lasts until the next RUNNING or final state."""
     policy = ctx.run.empirical_policy
     if policy.resuming and (proposed.type is StateType.RUNNING or proposed.is_final):
-        ctx.update_run(empirical_policy=policy.model_copy(update={"resuming": False}))
+        ctx.update_run(empirical_policy=copy_with(policy, {"resuming": False}))
     return proposed
 
 
@@ -220,7 +220,7 @@ def flow_bookkeeping(ctx: TransitionContext, proposed: State) -> State:
     if to_type is _RUNNING and not policy.resuming:
         changes["run_count"] = run.run_count + 1
     if policy.resuming and (to_type is _RUNNING or to_type in TERMINAL_TYPES):
-        changes["empirical_policy"] = policy.model_copy(update={"resuming": False})
+        changes["empirical_policy"] = copy_with(policy, {"resuming": False})
     _save_changes(ctx, changes)
     return proposed
 

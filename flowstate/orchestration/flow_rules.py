@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from flowstate._models import copy_with
 from flowstate.orchestration.context import TransitionContext
 from flowstate.orchestration.decisions import Abort, Decision, DeleteRunInputs, Proceed, Reject
 from flowstate.result_data import has_persisted_result
@@ -85,11 +86,8 @@ def handle_flow_terminal_state_transitions(ctx: TransitionContext) -> Decision |
     if not proposed.is_final:
         retry_type = "reschedule" if proposed.type is S.SCHEDULED else None
         policy = ctx.run.empirical_policy
-        ctx.update_run(
-            empirical_policy=policy.model_copy(
-                update={"resuming": False, "pause_keys": set(), "retry_type": retry_type}
-            )
-        )
+        update = {"resuming": False, "pause_keys": set(), "retry_type": retry_type}
+        ctx.update_run(empirical_policy=copy_with(policy, update))
     return None
 
 
@@ -170,7 +168,7 @@ def _record_pause(ctx: TransitionContext) -> None:
     if key is not None:
         policy = ctx.run.empirical_policy
         ctx.update_run(
-            empirical_policy=policy.model_copy(update={"pause_keys": policy.pause_keys | {key}})
+            empirical_policy=copy_with(policy, {"pause_keys": policy.pause_keys | {key}})
         )
     validated = ctx.validated
     keyset = validated.state_details.run_input_keyset if validated is not None else None
@@ -213,7 +211,7 @@ def _mark_resuming(ctx: TransitionContext) -> None:
         update = {"resuming": False, "pause_keys": set(), "retry_type": "reschedule"}
     else:
         update = {"resuming": True}
-    ctx.update_run(empirical_policy=policy.model_copy(update=update))
+    ctx.update_run(empirical_policy=copy_with(policy, update))
 
 
 @rule(from_={S.PAUSED}, to=ANY_STATE, prefect="HandleResumingPausedFlows", after=_mark_resuming)
@@ -248,13 +246,10 @@ def _retry_if_attempts_left(ctx: TransitionContext) -> Decision | None:
         return None
     policy = ctx.run.empirical_policy
     if policy.retries is None or ctx.run.run_count > policy.retries:
-        ctx.update_run(empirical_policy=policy.model_copy(update={"retry_type": None}))
+        ctx.update_run(empirical_policy=copy_with(policy, {"retry_type": None}))
         return None
-    ctx.update_run(
-        empirical_policy=policy.model_copy(
-            update={"resuming": False, "pause_keys": set(), "retry_type": "in_process"}
-        )
-    )
+    update = {"resuming": False, "pause_keys": set(), "retry_type": "in_process"}
+    ctx.update_run(empirical_policy=copy_with(policy, update))
     retry = ctx.fresh_state(
         S.SCHEDULED,
         name="AwaitingRetry",

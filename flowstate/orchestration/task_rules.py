@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from flowstate._models import copy_with
 from flowstate.orchestration.context import TransitionContext
 from flowstate.orchestration.decisions import Abort, Decision, InsertCacheEntry, Proceed, Reject
 from flowstate.orchestration.jitter import jittered_delay
@@ -59,7 +60,7 @@ def handle_task_terminal_state_transitions(ctx: TransitionContext) -> Decision |
         and flow_run is not None
         and ctx.run.flow_run_run_count < flow_run.run_count  # type: ignore[union-attr]
     ):
-        return Proceed(proposed.model_copy(update={"name": "Retrying"}))
+        return Proceed(copy_with(proposed, {"name": "Retrying"}))
     return None
 
 
@@ -133,7 +134,7 @@ def rename_reruns(ctx: TransitionContext) -> Decision | None:
     if initial is None or proposed is None or ctx.run.run_count <= 0:
         return None
     name = "Retrying" if initial.name == "AwaitingRetry" else "Rerunning"
-    return Proceed(proposed.model_copy(update={"name": name}))
+    return Proceed(copy_with(proposed, {"name": name}))
 
 
 def _track_flow_run_count(ctx: TransitionContext) -> None:
