@@ -20,15 +20,20 @@ __all__ = ["construct", "copy_with"]
 M = TypeVar("M", bound=BaseModel)
 _set = object.__setattr__
 _new = object.__new__
+# BaseModel's slots, set through their descriptors: what object.__setattr__ ends up doing,
+# without looking the name up along the class's MRO each time
+set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
 def construct(cls: type[M], values: dict[str, Any]) -> M:
     """``cls.model_construct(**values)`` when ``values`` holds every field of ``cls``."""
     model = _new(cls)
     _set(model, "__dict__", values)
-    _set(model, "__pydantic_fields_set__", set(values))
-    _set(model, "__pydantic_extra__", None)
-    _set(model, "__pydantic_private__", None)
+    set_fields_set(model, set(values))
+    set_extra(model, None)
+    set_private(model, None)
     return model
 
 
@@ -36,7 +41,7 @@ def copy_with(model: M, changes: dict[str, Any]) -> M:
     """``model.model_copy(update=changes)``: a shallow copy with ``changes`` applied."""
     copy = _new(model.__class__)  # BaseModel has no __new__ of its own
     _set(copy, "__dict__", {**model.__dict__, **changes})
-    _set(copy, "__pydantic_fields_set__", model.__pydantic_fields_set__ | changes.keys())
-    _set(copy, "__pydantic_extra__", model.__pydantic_extra__)
-    _set(copy, "__pydantic_private__", model.__pydantic_private__)
+    set_fields_set(copy, model.__pydantic_fields_set__ | changes.keys())
+    set_extra(copy, model.__pydantic_extra__)
+    set_private(copy, model.__pydantic_private__)
     return copy

@@ -17,6 +17,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flowstate._ids import uuid7
+from flowstate._models import set_extra, set_fields_set, set_private
 from flowstate._time import UtcDateTime, utcnow
 
 __all__ = [
@@ -220,9 +221,9 @@ def _build(
     values = _DETAIL_DEFAULTS.copy()
     values.update(details)
     _set(state_details, "__dict__", values)
-    _set(state_details, "__pydantic_fields_set__", set(details))
-    _set(state_details, "__pydantic_extra__", None)
-    _set(state_details, "__pydantic_private__", None)
+    set_fields_set(state_details, set(details))
+    set_extra(state_details, None)
+    set_private(state_details, None)
     state = object.__new__(State)
     _set(
         state,
@@ -237,9 +238,9 @@ def _build(
             "state_details": state_details,
         },
     )
-    _set(state, "__pydantic_fields_set__", set(fields_set))
-    _set(state, "__pydantic_extra__", None)
-    _set(state, "__pydantic_private__", None)
+    set_fields_set(state, set(fields_set))
+    set_extra(state, None)
+    set_private(state, None)
     return state
 
 

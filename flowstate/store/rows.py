@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from flowstate._models import construct, copy_with
+from flowstate._models import construct, copy_with, set_extra, set_fields_set, set_private
 from flowstate._time import UTC
 from flowstate.result_data import is_unpersisted
 from flowstate.runs import FlowRun, FlowRunPolicy, TaskRun, TaskRunPolicy
@@ -377,9 +377,9 @@ def details_as_read(details: StateDetails, text: str) -> StateDetails:
         return details  # frozen, and equal to what parsing builds: share it
     model = object.__new__(StateDetails)
     _setattr(model, "__dict__", dict(values))
-    _setattr(model, "__pydantic_fields_set__", fields_set)
-    _setattr(model, "__pydantic_extra__", None)
-    _setattr(model, "__pydantic_private__", None)
+    set_fields_set(model, fields_set)
+    set_extra(model, None)
+    set_private(model, None)
     return model
 
 
