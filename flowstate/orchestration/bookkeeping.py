@@ -215,7 +215,7 @@ def flow_bookkeeping(ctx: TransitionContext, proposed: State) -> State:
         update = {"flow_run_id": run.id}
         if task_run_id is not None:
             update["task_run_id"] = task_run_id
-        proposed = ctx.with_details(proposed, **update)
+        proposed = copy_with(proposed, {"state_details": copy_with(details, update)})
     policy = run.empirical_policy
     if to_type is _RUNNING and not policy.resuming:
         changes["run_count"] = run.run_count + 1
@@ -233,7 +233,8 @@ def task_bookkeeping(ctx: TransitionContext, proposed: State) -> State:
     details = proposed.state_details
     flow_run_id = getattr(run, "flow_run_id", None)
     if details.flow_run_id != flow_run_id or details.task_run_id != run.id:
-        proposed = ctx.with_details(proposed, flow_run_id=flow_run_id, task_run_id=run.id)
+        update = {"flow_run_id": flow_run_id, "task_run_id": run.id}
+        proposed = copy_with(proposed, {"state_details": copy_with(details, update)})
     if to_type is _RUNNING:
         changes["run_count"] = run.run_count + 1
     _save_changes(ctx, changes)
