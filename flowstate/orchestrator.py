@@ -246,7 +246,8 @@ class Orchestrator:
                     else validate.run_id(parent_task_run_id, "parent_task_run_id")
                 ),
             )
-            json.dumps(run.parameters)
+            if run.parameters:  # an empty dict is always JSON
+                json.dumps(run.parameters)
         except ValidationError as exc:
             raise InvalidState(f"invalid flow run: {validate.validation_message(exc)}") from None
         except (TypeError, ValueError, RecursionError) as exc:

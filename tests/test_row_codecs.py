@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -146,3 +147,13 @@ def test_an_inserted_run_as_read_equals_the_run_read_from_its_row(run: FlowRun) 
         else:
             assert (type(mine), mine, getattr(mine, "tzinfo", None)) == (
                 type(value), value, getattr(value, "tzinfo", None))
+
+
+@pytest.mark.parametrize("value", [{}, [], {"a": [1, 2]}, ["t"], 0, "", None, {"": {}}])
+def test_empty_json_shortcuts_give_what_json_gives(value: object) -> None:
+    import json
+
+    text = rows._json_text(value)
+    assert text == json.dumps(value)
+    decoded = rows._from_json_text(text)
+    assert decoded == json.loads(text) and type(decoded) is type(json.loads(text))

@@ -95,6 +95,26 @@ def _str(value: UUID | None) -> str | None:
     return None if value is None else str(value)
 
 
+def _json_text(value: Any) -> str:
+    """``json.dumps(value)``, without the encoder for an empty dict or list."""
+    if not value:
+        kind = type(value)
+        if kind is dict:
+            return "{}"
+        if kind is list:
+            return "[]"
+    return json.dumps(value)
+
+
+def _from_json_text(text: str) -> Any:
+    """``json.loads(text)``, without the decoder for an empty object or array."""
+    if text == "{}":
+        return {}
+    if text == "[]":
+        return []
+    return json.loads(text)
+
+
 def encode_data(data: Any) -> str | None:
     """A state's result data as stored: unpersisted results are not kept."""
     if data is None or is_unpersisted(data):
@@ -144,8 +164,8 @@ def flow_run_insert_row(run: FlowRun) -> tuple[Any, ...]:
         str(run.id),
         run.name,
         run.flow_name,
-        json.dumps(run.parameters),
-        json.dumps(run.tags),
+        _json_text(run.parameters),
+        _json_text(run.tags),
         None,
         None,
         None,
@@ -233,8 +253,8 @@ def flow_run_inserted(run: FlowRun, row: Sequence[Any]) -> FlowRun:
             "id": run_id,
             "name": row[1],
             "flow_name": row[2],
-            "parameters": json.loads(row[3]),
-            "tags": json.loads(row[4]),
+            "parameters": _from_json_text(row[3]),
+            "tags": _from_json_text(row[4]),
             "state": None,
             "state_type": None,
             "state_name": None,
