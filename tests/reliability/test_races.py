@@ -1,4 +1,7 @@
-"""Many processes and threads proposing the same transition: exactly one wins, nothing leaks."""
+"""Many processes and threads proposing the same transition: exactly one wins, nothing leaks.
+
+Each race runs on both backends (the ``database`` fixture: a SQLite file, a fresh PostgreSQL
+schema); processes on one machine stand in for hosts sharing a PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import pytest
 from flowstate import DatabaseBusy, Orchestrator, SetStateStatus, StateType
 from flowstate.states import Pending, Scheduled
 
+from tests.backends import PostgresBackend, admin
 from tests.reliability._checks import assert_database_consistent
 
 PROCESSES = 8
@@ -23,7 +27,7 @@ RUNS = 100
 FORK = multiprocessing.get_context("fork")
 
 
-def scheduled_runs(path: Path, count: int = RUNS) -> list[str]:
+def scheduled_runs(path: Path | str, count: int = RUNS) -> list[str]:
     with Orchestrator(path) as orc:
         return [str(orc.create_flow_run(state=Scheduled()).id) for _ in range(count)]
 
@@ -71,7 +75,7 @@ def run_processes(target: Any, args: tuple[Any, ...], count: int) -> list[tuple[
     return [outcome for _, outcomes in reports for outcome in outcomes]
 
 
-def assert_one_winner_per_run(path: Path, run_ids: list[str], outcomes: list[tuple[str, str]], contenders: int) -> None:
+def assert_one_winner_per_run(path: Path | str, run_ids: list[str], outcomes: list[tuple[str, str]], contenders: int) -> None:
     accepted = Counter(run_id for run_id, status in outcomes if status == SetStateStatus.ACCEPT.value)
     assert accepted == Counter({run_id: 1 for run_id in run_ids})
     assert len(outcomes) == len(run_ids) * contenders
@@ -83,15 +87,15 @@ def assert_one_winner_per_run(path: Path, run_ids: list[str], outcomes: list[tup
     assert_database_consistent(path)
 
 
-def test_processes_racing_to_submit_the_same_runs_have_exactly_one_winner_each(tmp_path: Path):
-    path = tmp_path / "race.db"
+def test_processes_racing_to_submit_the_same_runs_have_exactly_one_winner_each(database: str):
+    path = database
     run_ids = scheduled_runs(path)
     outcomes = run_processes(_process_worker, lambda i: (str(path), run_ids, i), PROCESSES)
     assert_one_winner_per_run(path, run_ids, outcomes, PROCESSES)
 
 
-def test_processes_opening_a_brand_new_database_at_once_all_succeed(tmp_path: Path):
-    path = tmp_path / "fresh.db"
+def test_processes_opening_a_brand_new_database_at_once_all_succeed(database: str):
+    path = database
     outcomes = run_processes(_open_and_create_worker, lambda i: (str(path),), PROCESSES)
     with Orchestrator(path) as orc:
         assert {str(run.id) for run in orc.read_flow_runs()} == {run_id for run_id, _ in outcomes}
@@ -124,16 +128,16 @@ def run_threads(work: Any, count: int) -> list[tuple[str, str]]:
     return outcomes
 
 
-def test_threads_sharing_one_orchestrator_have_exactly_one_winner_per_run(tmp_path: Path):
-    path = tmp_path / "shared.db"
+def test_threads_sharing_one_orchestrator_have_exactly_one_winner_per_run(database: str):
+    path = database
     run_ids = scheduled_runs(path)
     with Orchestrator(path) as orc:
         outcomes = run_threads(lambda i: propose_pending(orc, run_ids, i), THREADS)
     assert_one_winner_per_run(path, run_ids, outcomes, THREADS)
 
 
-def test_threads_with_their_own_orchestrators_have_exactly_one_winner_per_run(tmp_path: Path):
-    path = tmp_path / "own.db"
+def test_threads_with_their_own_orchestrators_have_exactly_one_winner_per_run(database: str):
+    path = database
     run_ids = scheduled_runs(path)
 
     def work(index: int) -> list[tuple[str, str]]:
@@ -162,3 +166,29 @@ def test_a_lock_held_past_the_busy_timeout_raises_database_busy_and_writes_nothi
     finally:
         holder.close()
     assert_database_consistent(path)
+
+
+def test_a_row_lock_held_past_the_busy_timeout_raises_database_busy_on_postgres(
+    postgres_backend: PostgresBackend,
+):
+    """PostgreSQL: busy_timeout is the lock_timeout; a run another connection has locked
+    raises DatabaseBusy for its transitions and reads, other runs stay usable."""
+    import psycopg
+
+    url = postgres_backend.new_database()
+    run_id = scheduled_runs(url, 1)[0]
+    with admin(url) as holder:
+        holder.execute("BEGIN")
+        holder.execute("SELECT 1 FROM flow_run WHERE id = %s FOR UPDATE", (run_id,))
+        with Orchestrator(url, busy_timeout=0.2) as orc:
+            with pytest.raises(DatabaseBusy, match="busy_timeout") as caught:
+                orc.set_flow_run_state(run_id, Pending())
+            assert isinstance(caught.value.__cause__, psycopg.errors.LockNotAvailable)
+            with pytest.raises(DatabaseBusy):
+                orc.read_flow_run(run_id)
+            other = orc.create_flow_run(state=Scheduled())  # row locks: other runs go on
+            holder.execute("ROLLBACK")
+            assert orc.set_flow_run_state(run_id, Pending()).status is SetStateStatus.ACCEPT
+            assert len(orc.read_flow_runs()) == 2
+            assert [s.type for s in orc.read_flow_run_states(other.id)] == [StateType.SCHEDULED]
+    assert_database_consistent(url)

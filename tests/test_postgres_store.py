@@ -1,0 +1,274 @@
+"""The PostgreSQL store's own behaviour: URLs, schema versions, errors, settings, the interface.
+
+Behaviour shared with SQLite (conformance, races, workers, the engine's API, the stateful
+tests) is tested on both backends elsewhere; this file holds what only PostgreSQL has.
+"""
+
+from __future__ import annotations
+
+import inspect
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from flowstate import DatabaseError, InvalidState, ObjectNotFound, Orchestrator, StateType
+from flowstate.states import Pending, Running, Scheduled
+from flowstate.store import Store
+from flowstate.store.base import StoreBackend
+from flowstate.store.postgres.schema import SCHEMA_VERSION
+from flowstate.store.postgres.url import is_postgres_url, masked
+
+from tests.backends import PostgresBackend, admin, schema_of, with_search_path
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def tables(url: str) -> list[str]:
+    with admin(url) as conn:
+        rows = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
+            "ORDER BY table_name",
+            (schema_of(url),),
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+# -- URLs ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("postgresql://u@h/db", True),
+        ("postgres://u@h/db", True),
+        ("POSTGRESQL://u@h/db", True),
+        ("flows.db", False),
+        (":memory:", False),
+        ("file:x.db?mode=ro", False),
+        ("postgresql.db", False),
+    ],
+)
+def test_only_postgres_urls_select_the_postgres_backend(text: str, expected: bool) -> None:
+    assert is_postgres_url(text) is expected
+
+
+def test_passwords_are_masked_in_the_user_part_and_the_query() -> None:
+    shown = masked("postgresql://ann:s3cret@db:5432/flows?password=other&sslmode=require")
+    assert "s3cret" not in shown and "other" not in shown
+    assert shown.startswith("postgresql://ann:***@db:5432/flows?")
+    assert "sslmode=require" in shown
+
+
+def test_the_database_property_is_the_url(postgres_backend: PostgresBackend) -> None:
+    url = postgres_backend.new_database()
+    with Orchestrator(url) as orc:
+        assert orc.database == url  # no password in it to mask
+
+
+# -- schema: creation, versions, foreign schemas -------------------------------------------------
+
+
+def test_a_new_schema_gets_every_migration_recorded(postgres_backend: PostgresBackend) -> None:
+    url = postgres_backend.new_database()
+    Orchestrator(url).close()
+    with admin(url) as conn:
+        versions = conn.execute("SELECT version, name FROM flowstate_migration ORDER BY 1").fetchall()
+    assert [v for v, _ in versions] == list(range(1, SCHEMA_VERSION + 1))
+    assert "flow_run" in tables(url) and "flow_run_heartbeat" in tables(url)
+
+
+def test_a_schema_from_a_newer_version_is_refused_and_left_unchanged(
+    postgres_backend: PostgresBackend,
+) -> None:
+    url = postgres_backend.new_database()
+    Orchestrator(url).close()
+    with admin(url) as conn:
+        conn.execute("INSERT INTO flowstate_migration (version, name) VALUES (99, 'future')")
+    before = tables(url)
+    with pytest.raises(DatabaseError, match="newer flowstate .*schema version 99"):
+        Orchestrator(url)
+    assert tables(url) == before
+
+
+def test_a_foreign_schema_is_refused_and_nothing_is_created_in_it(
+    postgres_backend: PostgresBackend,
+) -> None:
+    url = postgres_backend.new_database()
+    with admin(url) as conn:
+        conn.execute(f'CREATE TABLE "{schema_of(url)}".invoices (id int)')
+    with pytest.raises(DatabaseError, match="not a flowstate database .*invoices|not a flowstate"):
+        Orchestrator(url)
+    assert tables(url) == ["invoices"]
+
+
+def test_an_older_schema_is_migrated_keeping_its_runs(postgres_backend: PostgresBackend) -> None:
+    url = postgres_backend.new_database()
+    with Orchestrator(url) as orc:
+        run = orc.create_flow_run(state=Scheduled())
+    with admin(url) as conn:  # back to version 1: no heartbeat table
+        conn.execute("DROP TABLE flow_run_heartbeat")
+        conn.execute("DELETE FROM flowstate_migration WHERE version > 1")
+    with Orchestrator(url) as orc:
+        assert orc.read_flow_run(run.id).state_type is StateType.SCHEDULED
+        orc.set_flow_run_state(run.id, Pending())
+        orc.heartbeat(run.id, worker="w1")  # needs the table of migration 2
+    assert "flow_run_heartbeat" in tables(url)
+
+
+def test_a_search_path_schema_that_does_not_exist_is_a_database_error(
+    postgres_backend: PostgresBackend,
+) -> None:
+    url = with_search_path(postgres_backend.server_url, "no_such_schema")
+    with pytest.raises(DatabaseError, match="no schema of the search_path exists"):
+        Orchestrator(url)
+
+
+# -- connections: bad URLs, no server, a lost connection ------------------------------------------
+
+
+def test_an_unreachable_server_is_a_database_error_with_the_password_masked() -> None:
+    url = f"postgresql://ann:s3cret@127.0.0.1:{closed_port()}/flows"
+    with pytest.raises(DatabaseError, match="connection failed") as caught:
+        Orchestrator(url)
+    assert "s3cret" not in str(caught.value)
+    assert "ann:***@127.0.0.1" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql://u@127.0.0.1:notaport/db", "postgresql://u@127.0.0.1/db?no_such_option=1"],
+)
+def test_a_malformed_url_is_a_database_error(url: str) -> None:
+    with pytest.raises(DatabaseError):
+        Orchestrator(url)
+
+
+def test_a_lost_connection_fails_one_call_clearly_and_the_next_reconnects(
+    postgres_backend: PostgresBackend,
+) -> None:
+    url = postgres_backend.new_database()
+    with Orchestrator(url) as orc:
+        run = orc.create_flow_run(state=Scheduled())
+        pid = orc._store.conn.info.backend_pid  # type: ignore[attr-defined]
+        with admin(url) as conn:
+            conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(DatabaseError, match="connection failed or was lost"):
+            orc.set_flow_run_state(run.id, Pending())
+        assert orc.set_flow_run_state(run.id, Pending()).status.value == "ACCEPT"
+        assert [s.type for s in orc.read_flow_run_states(run.id)] == [
+            StateType.SCHEDULED,
+            StateType.PENDING,
+        ]
+
+
+def test_without_psycopg_a_url_says_which_extra_to_install() -> None:
+    code = (
+        "import sys; sys.modules['psycopg'] = None\n"
+        "from flowstate import Orchestrator, DatabaseError\n"
+        "try:\n    Orchestrator('postgresql://u@127.0.0.1/db')\n"
+        "except DatabaseError as exc:\n    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "pip install 'flowstate[postgres]'" in out.stdout
+
+
+def test_a_closed_orchestrator_says_so(postgres_backend: PostgresBackend) -> None:
+    orc = Orchestrator(postgres_backend.new_database())
+    orc.close()
+    with pytest.raises(DatabaseError, match="closed"):
+        orc.read_flow_runs()
+
+
+# -- values PostgreSQL cannot hold, transactions ---------------------------------------------------
+
+
+def test_text_with_a_nul_character_is_invalid_and_nothing_is_written(
+    postgres_backend: PostgresBackend,
+) -> None:
+    with Orchestrator(postgres_backend.new_database()) as orc:
+        with pytest.raises(InvalidState, match="NUL"):
+            orc.create_flow_run(flow_name="a\x00b")
+        run = orc.create_flow_run(state=Running())
+        with pytest.raises(InvalidState, match="NUL"):
+            orc.set_flow_run_state(run.id, Running(message="x\x00y"))
+        assert [r.id for r in orc.read_flow_runs()] == [run.id]
+        assert len(orc.read_flow_run_states(run.id)) == 1
+
+
+def test_an_error_inside_a_transaction_rolls_back_to_its_savepoint(
+    postgres_backend: PostgresBackend,
+) -> None:
+    with Orchestrator(postgres_backend.new_database()) as orc:
+        with orc.transaction():
+            kept = orc.create_flow_run()
+            with pytest.raises(InvalidState):
+                with orc.transaction():
+                    orc.create_flow_run()
+                    orc.create_flow_run(name="bad\x00name")
+            with pytest.raises(ObjectNotFound):
+                orc.read_flow_run("00000000-0000-0000-0000-000000000001")
+        assert [r.id for r in orc.read_flow_runs()] == [kept.id]
+
+
+# -- settings: busy_timeout, synchronous ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "synchronous, expected", [("FULL", "on"), ("EXTRA", "on"), ("OFF", "off"), ("NORMAL", "on")]
+)
+def test_synchronous_maps_onto_synchronous_commit(
+    postgres_backend: PostgresBackend, synchronous: str, expected: str
+) -> None:
+    # NORMAL keeps the server's setting, which is PostgreSQL's default ("on") on the test server
+    with Orchestrator(postgres_backend.new_database(), synchronous=synchronous) as orc:  # type: ignore[arg-type]
+        conn = orc._store.conn  # type: ignore[attr-defined]
+        assert conn.execute("SHOW synchronous_commit").fetchone()[0] == expected
+
+
+@pytest.mark.parametrize("busy_timeout, expected", [(0, "1ms"), (0.2, "200ms"), (30, "30s")])
+def test_busy_timeout_is_the_lock_timeout(
+    postgres_backend: PostgresBackend, busy_timeout: float, expected: str
+) -> None:
+    with Orchestrator(postgres_backend.new_database(), busy_timeout=busy_timeout) as orc:
+        conn = orc._store.conn  # type: ignore[attr-defined]
+        assert conn.execute("SHOW lock_timeout").fetchone()[0] == expected
+
+
+@pytest.mark.parametrize("bad", [-1, float("nan"), "5", True])
+def test_a_bad_busy_timeout_is_invalid_before_connecting(bad: object) -> None:
+    with pytest.raises(InvalidState, match="busy_timeout"):
+        Orchestrator(f"postgresql://u@127.0.0.1:{closed_port()}/db", busy_timeout=bad)  # type: ignore[arg-type]
+
+
+# -- the store interface ------------------------------------------------------------------------
+
+
+def _members(cls: type) -> dict[str, inspect.Signature | None]:
+    found: dict[str, inspect.Signature | None] = {}
+    for name, value in vars(StoreBackend).items():
+        if name.startswith(("__", "_abc_", "_is_")):  # typing.Protocol's own machinery
+            continue
+        member = getattr(cls, name, None)
+        assert member is not None, f"{cls.__name__} lacks {name}"
+        found[name] = inspect.signature(member) if callable(value) else None
+    return found
+
+
+def test_both_stores_implement_every_member_of_the_interface() -> None:
+    from flowstate.store.postgres.store import PostgresStore
+
+    interface = _members(StoreBackend)
+    assert "read_flow_run" in interface and "_begin" in interface
+    for cls in (Store, PostgresStore):
+        mine = _members(cls)
+        for name, signature in interface.items():
+            if signature is not None:
+                assert list(mine[name].parameters) == list(signature.parameters), (cls, name)  # type: ignore[union-attr]
+    assert "path" in StoreBackend.__annotations__
