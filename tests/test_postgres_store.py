@@ -272,3 +272,33 @@ def test_both_stores_implement_every_member_of_the_interface() -> None:
             if signature is not None:
                 assert list(mine[name].parameters) == list(signature.parameters), (cls, name)  # type: ignore[union-attr]
     assert "path" in StoreBackend.__annotations__
+
+
+# -- the command line ----------------------------------------------------------------------------
+
+
+def test_the_command_line_takes_a_url_for_database(postgres_backend: PostgresBackend) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from flowstate.cli import main
+
+    url = postgres_backend.new_database()
+    demo = CliRunner().invoke(main, ["--database", url, "demo"])
+    assert demo.exit_code == 0, demo.output
+    listed = CliRunner().invoke(main, ["runs", "ls", "--json", "--database", url])
+    assert listed.exit_code == 0, listed.output
+    assert len(json.loads(listed.stdout)) >= 1
+
+
+def test_the_command_line_reports_an_unreachable_server_in_one_line() -> None:
+    from click.testing import CliRunner
+
+    from flowstate.cli import main
+
+    url = f"postgresql://ann:s3cret@127.0.0.1:{closed_port()}/flows"
+    result = CliRunner().invoke(main, ["--database", url, "runs", "ls"])
+    assert result.exit_code == 1
+    assert "DatabaseError" in result.output and "s3cret" not in result.output
+    assert "Traceback" not in result.output

@@ -10,13 +10,14 @@ import random
 import sqlite3
 import threading
 from collections import Counter
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from flowstate import DatabaseBusy, Orchestrator, SetStateStatus, StateType
-from flowstate.states import Pending, Scheduled
+from flowstate.states import Pending, Running, Scheduled
 
 from tests.backends import PostgresBackend, admin
 from tests.reliability._checks import assert_database_consistent
@@ -192,3 +193,27 @@ def test_a_row_lock_held_past_the_busy_timeout_raises_database_busy_on_postgres(
             assert len(orc.read_flow_runs()) == 2
             assert [s.type for s in orc.read_flow_run_states(other.id)] == [StateType.SCHEDULED]
     assert_database_consistent(url)
+
+
+def _reap_worker(path: str, start: Any, results: Any) -> None:
+    try:
+        with Orchestrator(path) as orc:
+            start.wait()
+            later = datetime.now(timezone.utc) + timedelta(hours=1)
+            found = orc.mark_lost_runs(timeout=60, now=later)
+            results.put(("ok", [(str(r.state.state_details.flow_run_id), r.status.value) for r in found]))
+    except BaseException as exc:
+        results.put(("error", describe(exc)))
+
+
+def test_processes_reaping_the_same_silent_runs_crash_each_exactly_once(database: str):
+    with Orchestrator(database) as orc:
+        run_ids = [str(orc.create_flow_run(state=Running()).id) for _ in range(30)]
+    outcomes = run_processes(_reap_worker, lambda i: (database,), PROCESSES)
+    accepted = Counter(run_id for run_id, status in outcomes if status == "ACCEPT")
+    assert accepted == Counter({run_id: 1 for run_id in run_ids})
+    with Orchestrator(database) as orc:
+        for run_id in run_ids:
+            history = [state.type for state in orc.read_flow_run_states(run_id)]
+            assert history == [StateType.RUNNING, StateType.CRASHED]
+    assert_database_consistent(database)
