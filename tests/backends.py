@@ -75,6 +75,7 @@ class PostgresBackend(Backend):
         return with_search_path(self.server_url, schema)
 
     def drop(self, database: str) -> None:
+        forget_checker(database)
         schema = schema_of(database)
         with admin(self.server_url) as conn:
             conn.execute("SET lock_timeout = '2s'")
@@ -149,12 +150,32 @@ WHERE r.state_id IS DISTINCT FROM n.id OR r.state_type IS DISTINCT FROM n.type
 """
 
 
+_checkers: dict[str, Any] = {}
+
+
+def checker(url: str) -> Any:
+    """An autocommit connection for checks of ``url``'s schema, kept open for the next check
+    (tests that check after every step would otherwise spend their time connecting)."""
+    conn = _checkers.get(url)
+    if conn is None or conn.closed or conn.broken:
+        import psycopg
+
+        conn = _checkers[url] = psycopg.connect(url, autocommit=True)
+    return conn
+
+
+def forget_checker(url: str) -> None:
+    conn = _checkers.pop(url, None)
+    if conn is not None:
+        conn.close()
+
+
 def postgres_mismatched_runs(url: str) -> list[tuple[str, str | None, str | None]]:
     """Runs whose current state is not the newest entry of their history (should be none)."""
     found: list[tuple[str, str | None, str | None]] = []
-    with admin(url) as conn:
-        for table, fk in (("flow_run", "flow_run_id"), ("task_run", "task_run_id")):
-            found += conn.execute(_MISMATCHED_RUNS.format(table=table, fk=fk)).fetchall()
+    conn = checker(url)
+    for table, fk in (("flow_run", "flow_run_id"), ("task_run", "task_run_id")):
+        found += conn.execute(_MISMATCHED_RUNS.format(table=table, fk=fk)).fetchall()
     return found
 
 
@@ -162,17 +183,17 @@ def postgres_assert_consistent(url: str) -> None:
     """Every run row agrees with its history, and no state id is in two histories (foreign
     keys and the rest of integrity are the server's to enforce)."""
     assert postgres_mismatched_runs(url) == []
-    with admin(url) as conn:
-        shared = conn.execute(
-            "SELECT id FROM flow_run_state INTERSECT SELECT id FROM task_run_state"
-        ).fetchall()
+    shared = checker(url).execute(
+        "SELECT id FROM flow_run_state INTERSECT SELECT id FROM task_run_state"
+    ).fetchall()
     assert shared == []
 
 
 def postgres_history_ids(url: str) -> set[str]:
-    with admin(url) as conn:
-        rows = conn.execute("SELECT id FROM flow_run_state UNION ALL SELECT id FROM task_run_state")
-        return {row[0] for row in rows}
+    rows = checker(url).execute(
+        "SELECT id FROM flow_run_state UNION ALL SELECT id FROM task_run_state"
+    )
+    return {row[0] for row in rows}
 
 
 __all__ = [

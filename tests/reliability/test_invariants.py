@@ -158,7 +158,7 @@ SETTINGS = settings(
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow],
 )
-EXAMPLES = {"sqlite": 100, "postgres": 25}
+EXAMPLES = {"sqlite": 100, "postgres": 50}
 
 
 def test_random_call_sequences_keep_the_invariants(backend: Backend) -> None:

@@ -269,7 +269,7 @@ DIFFERENTIAL = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-EXAMPLES = {"sqlite": 150, "postgres": 30}
+EXAMPLES = {"sqlite": 150, "postgres": 50}
 
 
 def test_the_engine_agrees_with_the_reference(backend: Backend) -> None:
