@@ -12,12 +12,15 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from flowstate import DatabaseError, InvalidState, ObjectNotFound, Orchestrator, StateType
-from flowstate.states import Pending, Running, Scheduled
+from flowstate import DatabaseBusy, DatabaseError, InvalidState, Orchestrator, StateType
+from flowstate.states import Completed, Pending, Running, Scheduled
 from flowstate.store import Store
 from flowstate.store.base import StoreBackend
 from flowstate.store.postgres.schema import SCHEMA_VERSION
+from flowstate.store.postgres.text import ESCAPE, decode, encode
 from flowstate.store.postgres.url import is_postgres_url, masked
 
 from tests.backends import PostgresBackend, admin, schema_of, with_search_path
@@ -186,35 +189,64 @@ def test_a_closed_orchestrator_says_so(postgres_backend: PostgresBackend) -> Non
         orc.read_flow_runs()
 
 
-# -- values PostgreSQL cannot hold, transactions ---------------------------------------------------
+# -- text PostgreSQL cannot hold as it is, transactions ---------------------------------------------------
 
 
-def test_text_with_a_nul_character_is_invalid_and_nothing_is_written(
+@given(st.text())
+def test_the_text_encoding_round_trips_and_never_stores_a_nul(text: str) -> None:
+    stored = encode(text)
+    assert decode(stored) == text
+    assert "\x00" not in stored
+    if "\x00" not in text and ESCAPE not in text:
+        assert stored == text  # ordinary text is stored as it is
+
+
+@given(st.text(alphabet="a\x000\ufffe", max_size=6), st.text(alphabet="a\x000\ufffe", max_size=6))
+def test_different_texts_stay_different_once_encoded(a: str, b: str) -> None:
+    assert (encode(a) == encode(b)) == (a == b)
+
+
+def test_nul_and_the_escape_character_round_trip_and_keys_still_match(
     postgres_backend: PostgresBackend,
 ) -> None:
-    with Orchestrator(postgres_backend.new_database()) as orc:
-        with pytest.raises(InvalidState, match="NUL"):
-            orc.create_flow_run(flow_name="a\x00b")
-        run = orc.create_flow_run(state=Running())
-        with pytest.raises(InvalidState, match="NUL"):
-            orc.set_flow_run_state(run.id, Running(message="x\x00y"))
-        assert [r.id for r in orc.read_flow_runs()] == [run.id]
-        assert len(orc.read_flow_run_states(run.id)) == 1
+    odd = "a\x00b\ufffe0\ufffe\ufffe\x00"
+    url = postgres_backend.new_database()
+    with Orchestrator(url) as orc:
+        run = orc.create_flow_run(name=odd, flow_name="plain", state=Running(message=odd))
+        again = orc.read_flow_run(run.id)
+        assert (again.name, again.state.message) == (odd, odd)
+        orc.create_flow_run_input(run.id, "k", odd, sender=odd)
+        assert orc.read_flow_run_input(run.id, "k") == odd
+        task = orc.create_task_run(flow_run_id=run.id, task_key=odd, state=Running(cache_key=odd))
+        orc.set_task_run_state(task.id, Completed(cache_key=odd))
+        other = orc.create_task_run(flow_run_id=run.id, task_key="other")
+        cached = orc.set_task_run_state(other.id, Running(cache_key=odd))  # found by its key
+        assert cached.state.type is StateType.COMPLETED and cached.state.name == "Cached"
+    with admin(url) as conn:  # ordinary text is stored as it is
+        assert conn.execute("SELECT flow_name FROM flow_run").fetchone()[0] == "plain"
 
 
-def test_an_error_inside_a_transaction_rolls_back_to_its_savepoint(
+def test_a_server_error_in_a_nested_block_rolls_back_to_its_savepoint_only(
     postgres_backend: PostgresBackend,
 ) -> None:
-    with Orchestrator(postgres_backend.new_database()) as orc:
-        with orc.transaction():
-            kept = orc.create_flow_run()
-            with pytest.raises(InvalidState):
-                with orc.transaction():
-                    orc.create_flow_run()
-                    orc.create_flow_run(name="bad\x00name")
-            with pytest.raises(ObjectNotFound):
-                orc.read_flow_run("00000000-0000-0000-0000-000000000001")
-        assert [r.id for r in orc.read_flow_runs()] == [kept.id]
+    """After a failed statement PostgreSQL refuses everything until a rollback: the savepoint
+    of the nested block is that rollback, and the outer transaction goes on and commits."""
+    url = postgres_backend.new_database()
+    with Orchestrator(url, busy_timeout=0.2) as orc:
+        locked = orc.create_flow_run(state=Scheduled())
+        with admin(url) as holder:
+            holder.execute("BEGIN")
+            holder.execute("SELECT 1 FROM flow_run WHERE id = %s FOR UPDATE", (str(locked.id),))
+            with orc.transaction():
+                kept = orc.create_flow_run()
+                with pytest.raises(DatabaseBusy):
+                    with orc.transaction():
+                        orc.create_flow_run()  # undone with the block
+                        orc.set_flow_run_state(locked.id, Pending())  # lock timeout
+                after = orc.create_flow_run()
+            holder.execute("ROLLBACK")
+        assert {r.id for r in orc.read_flow_runs()} == {locked.id, kept.id, after.id}
+        assert orc.read_flow_run(locked.id).state_type is StateType.SCHEDULED
 
 
 # -- settings: busy_timeout, synchronous ----------------------------------------------------------

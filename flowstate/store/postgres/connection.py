@@ -105,11 +105,16 @@ def connect(
 def configure(
     conn: psycopg.Connection[Any], *, busy_timeout: float, synchronous: Synchronous
 ) -> None:
-    """Session settings: lock_timeout from busy_timeout, synchronous_commit, UTC."""
+    """Session settings: lock_timeout from busy_timeout, synchronous_commit, UTC, UTF-8 text
+    (which the NUL-safe text adapters of :mod:`flowstate.store.postgres.text` then use)."""
     conn.execute(
-        "SELECT set_config('lock_timeout', %s, false), set_config('TimeZone', 'UTC', false)",
+        "SELECT set_config('lock_timeout', %s, false), set_config('TimeZone', 'UTC', false), "
+        "set_config('client_encoding', 'UTF8', false)",
         (f"{lock_timeout_ms(busy_timeout)}ms",),
     )
+    from flowstate.store.postgres.text import register
+
+    register(conn)
     commit = _SYNCHRONOUS_COMMIT[synchronous]
     if commit is not None:
         conn.execute("SELECT set_config('synchronous_commit', %s, false)", (commit,))

@@ -2,7 +2,7 @@
 
 No psycopg exception leaves the public API: each is described as a
 :class:`~flowstate.DatabaseError` (:class:`~flowstate.DatabaseBusy` for a lock that was not
-granted within ``busy_timeout``), with the original chained as ``__cause__``.
+granted within ``busy_timeout``, or a deadlock), with the original chained as ``__cause__``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import psycopg
 from psycopg import errors as pg
 
-from flowstate.errors import DatabaseBusy, DatabaseError, FlowstateError, InvalidState
+from flowstate.errors import DatabaseBusy, DatabaseError, FlowstateError
 
 __all__ = ["describe", "translate_postgres_errors"]
 
@@ -31,11 +31,6 @@ def describe(exc: BaseException, url: str) -> FlowstateError:
             f"{url}: a lock stayed held by another connection for longer than the busy timeout, "
             f"or two transactions waited for each other (postgresql: {text}); nothing was "
             "written: retry, or raise busy_timeout"
-        )
-    if isinstance(exc, psycopg.DataError) and "NUL" in text:
-        return InvalidState(
-            f"PostgreSQL text cannot hold the NUL character '\\x00' ({text}); nothing was "
-            "written: remove it from the text you pass"
         )
     if isinstance(exc, pg.ReadOnlySqlTransaction):
         return DatabaseError(
