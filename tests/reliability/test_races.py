@@ -9,6 +9,7 @@ import multiprocessing
 import random
 import sqlite3
 import threading
+import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -217,3 +218,28 @@ def test_processes_reaping_the_same_silent_runs_crash_each_exactly_once(database
             history = [state.type for state in orc.read_flow_run_states(run_id)]
             assert history == [StateType.RUNNING, StateType.CRASHED]
     assert_database_consistent(database)
+
+
+def test_a_transition_that_waited_for_the_lock_sees_the_state_written_meanwhile(database: str):
+    """The second proposal waits while the first holds the run, then must see PENDING (on
+    PostgreSQL: the read after the wait cannot use the state rows of its old snapshot)."""
+    with Orchestrator(database) as orc:
+        run_id = orc.create_flow_run(state=Scheduled()).id
+    holding, waiting_result = threading.Event(), []
+    with Orchestrator(database) as first, Orchestrator(database) as second:
+
+        def propose_second() -> None:
+            holding.wait()
+            waiting_result.append(second.set_flow_run_state(run_id, Pending()))
+
+        thread = threading.Thread(target=propose_second)
+        thread.start()
+        with first.transaction():
+            assert first.set_flow_run_state(run_id, Pending()).status is SetStateStatus.ACCEPT
+            holding.set()
+            time.sleep(0.3)  # the second proposal is now waiting for the lock
+        thread.join(timeout=30)
+        assert waiting_result[0].status is SetStateStatus.ABORT
+        assert "PENDING state" in (waiting_result[0].details.reason or "")
+        history = [state.type for state in first.read_flow_run_states(run_id)]
+        assert history == [StateType.SCHEDULED, StateType.PENDING]

@@ -22,12 +22,6 @@ INSERT_TASK_RUN_IF_NEW = (
     f"INSERT INTO task_run ({TASK_RUN_COLUMNS}) VALUES ({_20}) ON CONFLICT (id) DO NOTHING"
 )
 
-# A separate statement takes the lock, so that the read that follows runs on a snapshot taken
-# after the lock was granted: it sees the state row the previous holder committed. (One
-# statement with FOR UPDATE OF r would re-check r after waiting, but join the old state.)
-LOCK_FLOW_RUN = "SELECT 1 FROM flow_run WHERE id = %s FOR UPDATE"
-LOCK_TASK_RUN = "SELECT 1 FROM task_run WHERE id = %s FOR UPDATE"
-
 SELECT_FLOW_RUN = (
     f"SELECT {_FLOW_RUN_R}, {_S} FROM flow_run r "
     "LEFT JOIN flow_run_state s ON s.id = r.state_id WHERE r.id = %s"
@@ -36,6 +30,17 @@ SELECT_TASK_RUN = (
     f"SELECT {_TASK_RUN_R}, {_S} FROM task_run r "
     "LEFT JOIN task_run_state s ON s.id = r.state_id WHERE r.id = %s"
 )
+
+# Reading a run inside a transaction locks its row. When the lock had to wait for another
+# transaction that changed the run, PostgreSQL re-reads the run's row (the newest version) but
+# joins it with the state rows of the statement's snapshot, taken before the wait: the new
+# state row is not among them, and comes back NULL. RUN_STATE_ID and STATE_ID (row positions)
+# let the store see that, and read the run again (a new statement, a new snapshot; the lock is
+# held by then). Uncontended reads take one statement.
+SELECT_FLOW_RUN_FOR_UPDATE = f"{SELECT_FLOW_RUN} FOR UPDATE OF r"
+SELECT_TASK_RUN_FOR_UPDATE = f"{SELECT_TASK_RUN} FOR UPDATE OF r"
+RUN_STATE_ID = 5
+STATE_ID = 20
 SELECT_FLOW_RUNS = (
     f"SELECT {_FLOW_RUN_R}, {_S} FROM flow_run r "
     "LEFT JOIN flow_run_state s ON s.id = r.state_id "

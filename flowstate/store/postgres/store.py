@@ -192,22 +192,28 @@ class PostgresStore:
         row = rows.task_run_insert_row(run)
         return self._execute(sql.INSERT_TASK_RUN_IF_NEW, row).rowcount > 0
 
+    def _read_run(self, select: str, locking: str, run_id: UUID) -> Any:
+        """The row of a run with its current state, or None; locked inside a transaction."""
+        key = (str(run_id),)
+        if not self.in_transaction:
+            return self._execute(select, key).fetchone()
+        row = self._execute(locking, key).fetchone()
+        if row is not None and row[sql.RUN_STATE_ID] != row[sql.STATE_ID]:
+            # The run changed while we waited for its lock, and its new state is not in this
+            # statement's snapshot (see sql.SELECT_FLOW_RUN_FOR_UPDATE): read it again.
+            row = self._execute(select, key).fetchone()
+        return row
+
     def read_flow_run(self, run_id: UUID) -> FlowRun | None:
         """The flow run with its current state, or None; inside a transaction, its row stays
         locked until the transaction ends."""
-        key = (str(run_id),)
-        if self.in_transaction and self._execute(sql.LOCK_FLOW_RUN, key).fetchone() is None:
-            return None
-        row = self._execute(sql.SELECT_FLOW_RUN, key).fetchone()
+        row = self._read_run(sql.SELECT_FLOW_RUN, sql.SELECT_FLOW_RUN_FOR_UPDATE, run_id)
         return None if row is None else rows.flow_run_from_row(row)
 
     def read_task_run(self, run_id: UUID) -> TaskRun | None:
         """The task run with its current state, or None; inside a transaction, its row stays
         locked until the transaction ends."""
-        key = (str(run_id),)
-        if self.in_transaction and self._execute(sql.LOCK_TASK_RUN, key).fetchone() is None:
-            return None
-        row = self._execute(sql.SELECT_TASK_RUN, key).fetchone()
+        row = self._read_run(sql.SELECT_TASK_RUN, sql.SELECT_TASK_RUN_FOR_UPDATE, run_id)
         return None if row is None else rows.task_run_from_row(row)
 
     def read_flow_runs(
