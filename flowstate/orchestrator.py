@@ -742,5 +742,6 @@ def _database_path(database: Any) -> str:
         if isinstance(path, str):
             return path
     raise InvalidState(
-        f"database={database!r}; expected a path (str or os.PathLike), ':memory:' or None"
+        f"database={database!r}; expected a path (str or os.PathLike), ':memory:', a "
+        "postgresql:// URL, or None"
     )

@@ -249,6 +249,53 @@ def test_a_server_error_in_a_nested_block_rolls_back_to_its_savepoint_only(
         assert orc.read_flow_run(locked.id).state_type is StateType.SCHEDULED
 
 
+def test_two_transactions_locking_runs_in_opposite_orders_end_with_one_database_busy(
+    postgres_backend: PostgresBackend,
+) -> None:
+    """A deadlock is PostgreSQL's to detect; flowstate reports it as DatabaseBusy (retry)."""
+    import threading
+
+    url = postgres_backend.new_database()
+    with Orchestrator(url) as orc:
+        runs = [orc.create_flow_run(state=Scheduled()).id for _ in range(2)]
+    both_hold_one = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def lock_both(order: list) -> None:  # type: ignore[type-arg]
+        with Orchestrator(url) as own:
+            try:
+                with own.transaction():
+                    own.set_flow_run_state(order[0], Pending())
+                    both_hold_one.wait(timeout=10)
+                    own.set_flow_run_state(order[1], Pending())
+                outcomes.append("committed")
+            except DatabaseBusy as exc:
+                outcomes.append(f"busy: {exc}")
+
+    threads = [
+        threading.Thread(target=lock_both, args=(order,)) for order in (runs, runs[::-1])
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(o.split(":")[0] for o in outcomes) == ["busy", "committed"], outcomes
+    assert "deadlock" in next(o for o in outcomes if o.startswith("busy"))
+    with Orchestrator(url) as orc:  # the winner's two transitions, nothing of the loser's
+        assert [len(orc.read_flow_run_states(run)) for run in runs] == [2, 2]
+
+
+def test_the_default_database_may_be_a_url(
+    postgres_backend: PostgresBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = postgres_backend.new_database()
+    monkeypatch.setenv("FLOWSTATE_DATABASE", url)
+    with Orchestrator() as orc:
+        assert orc.database == url
+        orc.create_flow_run()
+    assert "flow_run" in tables(url)
+
+
 # -- settings: busy_timeout, synchronous ----------------------------------------------------------
 
 
