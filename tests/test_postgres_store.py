@@ -22,7 +22,6 @@ from flowstate.store.base import StoreBackend
 from flowstate.store.postgres.schema import SCHEMA_VERSION
 from flowstate.store.postgres.text import ESCAPE, decode, encode
 from flowstate.store.postgres.url import is_postgres_url, masked
-
 from tests.backends import PostgresBackend, admin, schema_of, with_search_path
 
 
@@ -239,10 +238,9 @@ def test_a_server_error_in_a_nested_block_rolls_back_to_its_savepoint_only(
             holder.execute("SELECT 1 FROM flow_run WHERE id = %s FOR UPDATE", (str(locked.id),))
             with orc.transaction():
                 kept = orc.create_flow_run()
-                with pytest.raises(DatabaseBusy):
-                    with orc.transaction():
-                        orc.create_flow_run()  # undone with the block
-                        orc.set_flow_run_state(locked.id, Pending())  # lock timeout
+                with pytest.raises(DatabaseBusy), orc.transaction():
+                    orc.create_flow_run()  # undone with the block
+                    orc.set_flow_run_state(locked.id, Pending())  # lock timeout
                 after = orc.create_flow_run()
             holder.execute("ROLLBACK")
         assert {r.id for r in orc.read_flow_runs()} == {locked.id, kept.id, after.id}
