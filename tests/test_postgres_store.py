@@ -379,3 +379,34 @@ def test_the_command_line_reports_an_unreachable_server_in_one_line() -> None:
     assert result.exit_code == 1
     assert "DatabaseError" in result.output and "s3cret" not in result.output
     assert "Traceback" not in result.output
+
+
+def test_transactions_are_read_committed_whatever_the_servers_default(
+    postgres_backend: PostgresBackend,
+) -> None:
+    """Under a serializable default, a proposal that waited for a run's lock would fail with a
+    serialization error; flowstate's transactions are READ COMMITTED, so it gets its answer."""
+    import threading
+    import time
+
+    url = postgres_backend.new_database() + "%20-cdefault_transaction_isolation%3Dserializable"
+    with Orchestrator(url) as orc:
+        run_id = orc.create_flow_run(state=Scheduled()).id
+        assert orc._store.conn.execute("SHOW default_transaction_isolation").fetchone()[0] == (  # type: ignore[attr-defined]
+            "serializable"
+        )
+    holding, answers = threading.Event(), []
+    with Orchestrator(url) as first, Orchestrator(url) as second:
+
+        def propose_second() -> None:
+            holding.wait()
+            answers.append(second.set_flow_run_state(run_id, Pending()).status.value)
+
+        thread = threading.Thread(target=propose_second)
+        thread.start()
+        with first.transaction():
+            first.set_flow_run_state(run_id, Pending())
+            holding.set()
+            time.sleep(0.3)
+        thread.join(timeout=30)
+    assert answers == ["ABORT"]

@@ -1,7 +1,8 @@
 """The PostgreSQL store: the same interface as the SQLite :class:`~flowstate.store.Store`.
 
 One connection per store, shared by threads (calls are serialised by an ``RLock`` held for the
-whole of a transaction, as in the SQLite store). Transactions run at READ COMMITTED; a read of
+whole of a transaction, as in the SQLite store). Transactions run at READ COMMITTED (whatever
+the server's default); a read of
 a run inside one locks the run's row (``SELECT ... FOR UPDATE``) until COMMIT, so the
 read-decide-write of one transition cannot race with another connection's on any host. Runs
 are never cached between calls: another host may have changed them.
@@ -31,6 +32,10 @@ from flowstate.store.postgres.url import masked
 __all__ = ["PostgresStore"]
 
 _get_ident = threading.get_ident
+
+BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
+"""Whatever the server's default: row locks serialise transitions, and each statement sees what
+was committed before it (a stricter level would turn a wait for a run's lock into an error)."""
 
 
 class _Transaction:
@@ -127,7 +132,7 @@ class PostgresStore:
                         conn.close()
                         self._conn = None
                         self._conn = conn = self._open()
-                    conn.execute("BEGIN")
+                    conn.execute(BEGIN)
                 else:
                     self.conn.execute(f"SAVEPOINT fs_{depth}")
             except psycopg.Error as exc:
