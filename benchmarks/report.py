@@ -51,7 +51,7 @@ def check_targets(figures: list[Figure]) -> None:
 
 def render(figures: list[Figure]) -> str:
     """A plain-text table: one line per figure."""
-    header = ("#", "what", "unit", "flowstate", "raw sqlite3", "ratio", "target")
+    header = ("#", "what", "unit", "flowstate", "raw", "ratio", "target")
     lines = [header]
     for f in figures:
         unit = "µs/call" if f.unit == "s/call" else f.unit
@@ -73,7 +73,8 @@ def render(figures: list[Figure]) -> str:
     out.append("")
     out.append(
         "ratio: throughput flowstate ÷ raw (higher is better); × rows: latency or memory "
-        "flowstate ÷ reference (lower is better). Medians of interleaved rounds."
+        "flowstate ÷ reference (lower is better). Medians of interleaved rounds. raw: plain "
+        "sqlite3 doing the same writes; for the P rows (PostgreSQL), plain psycopg."
     )
     return "\n".join(out)
 

@@ -48,7 +48,8 @@ from flowstate.orchestration.resume import plan_resume
 from flowstate.results import OrchestrationResult, SetStateStatus
 from flowstate.runs import FlowRun, FlowRunPolicy, TaskRun, TaskRunPolicy
 from flowstate.states import State, StateDetails, StateType
-from flowstate.store import Store
+from flowstate.store.base import StoreBackend
+from flowstate.store.opening import open_store
 from flowstate.store.connection import Synchronous
 
 __all__ = ["Orchestrator", "default_database_path"]
@@ -82,7 +83,7 @@ class _Transaction:
 
     __slots__ = ("_store", "_listeners", "_mark", "_depth")
 
-    def __init__(self, store: Store, listeners: Listeners) -> None:
+    def __init__(self, store: StoreBackend, listeners: Listeners) -> None:
         self._store = store
         self._listeners = listeners
 
@@ -115,7 +116,10 @@ class Orchestrator:
     'This run is in a PENDING state and cannot transition to a PENDING state.'
 
     ``database`` is a path, ``":memory:"``, or None for the embedded default
-    (``$FLOWSTATE_DATABASE``, else ``~/.flowstate/flowstate.db``). ``clock`` returns the current
+    (``$FLOWSTATE_DATABASE``, else ``~/.flowstate/flowstate.db``); a
+    ``postgresql://user@host/db`` URL uses a PostgreSQL server instead (``pip install
+    'flowstate[postgres]'``), where ``busy_timeout`` is the ``lock_timeout`` and ``synchronous``
+    maps onto ``synchronous_commit`` (``flowstate.store.postgres.connection``). ``clock`` returns the current
     time as an aware UTC datetime (default: the real clock). ``uniform`` draws retry jitter
     (default: a ``random.Random``; pass ``random.Random(seed).uniform`` for reproducible runs).
     ``busy_timeout`` bounds how long a call waits for another connection's write lock, in
@@ -137,7 +141,7 @@ class Orchestrator:
         path = default_database_path() if database is None else _database_path(database)
         if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise InvalidState(f"synchronous={synchronous!r}; expected NORMAL, FULL, EXTRA or OFF")
-        self._store = Store(path, busy_timeout=busy_timeout, synchronous=synchronous)
+        self._store = open_store(path, busy_timeout=busy_timeout, synchronous=synchronous)
         self._clock = clock or utcnow
         self._uniform = uniform or random.Random().uniform
         self.flow_policy = validate.check_policy(flow_policy or CORE_FLOW, "flow")
@@ -146,7 +150,7 @@ class Orchestrator:
 
     @property
     def database(self) -> str:
-        """The database path this orchestrator uses."""
+        """The database path this orchestrator uses (a PostgreSQL URL with its password masked)."""
         return self._store.path
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -739,5 +743,6 @@ def _database_path(database: Any) -> str:
         if isinstance(path, str):
             return path
     raise InvalidState(
-        f"database={database!r}; expected a path (str or os.PathLike), ':memory:' or None"
+        f"database={database!r}; expected a path (str or os.PathLike), ':memory:', a "
+        "postgresql:// URL, or None"
     )

@@ -10,7 +10,8 @@ from benchmarks.__main__ import main
 
 def test_every_scenario_runs_once_at_tiny_size(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "results.json"
-    assert main(["--tiny", "--out", str(out), "--keep", str(tmp_path / "work")]) == 0
+    sqlite_scenarios = "1,3,4,5,6,7,8"  # 9 (PostgreSQL) has its own test below
+    assert main(["--tiny", "--only", sqlite_scenarios, "--out", str(out), "--keep", str(tmp_path / "work")]) == 0
     figures = json.loads(out.read_text())["figures"]
     assert {f["scenario"] for f in figures} == {"1", "2", "3", "4", "5", "6", "7", "8"}
     for figure in figures:
@@ -39,3 +40,33 @@ def test_raw_baseline_writes_the_same_rows_as_flowstate(tmp_path: Path) -> None:
         )
         conn.close()
     assert counts[0] == counts[1]
+
+
+def test_postgres_scenario_runs_and_both_sides_write_the_same_rows(
+    tmp_path: Path, postgres_server: str, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from tests.backends import admin
+
+    from benchmarks.postgres import _database_url
+
+    monkeypatch.setenv("FLOWSTATE_BENCH_POSTGRES_URL", postgres_server)
+    out = tmp_path / "results.json"
+    assert main(["--tiny", "--only", "9", "--out", str(out), "--keep", str(tmp_path / "work")]) == 0
+    figures = json.loads(out.read_text())["figures"]
+    assert [f["scenario"] for f in figures] == ["1P", "2P", "3P"]
+    for figure in figures:
+        assert figure["flowstate"] and figure["raw"] and figure["ratio"] > 0
+    counts = []
+    for name in ("flowstate_bench_fs_tasks", "flowstate_bench_raw_tasks"):
+        with admin(_database_url(postgres_server, name)) as conn:
+            counts.append(
+                (
+                    conn.execute(
+                        "SELECT name, count(*) FROM task_run_state GROUP BY name ORDER BY name"
+                    ).fetchall(),
+                    conn.execute("SELECT count(*) FROM task_cache").fetchone(),
+                    conn.execute("SELECT sum(length(details)) FROM task_run_state").fetchone(),
+                )
+            )
+    assert counts[0] == counts[1]
+    assert counts[0][1][0] > 0  # the cache path ran

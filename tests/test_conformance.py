@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.backends import Backend
 from tests.conformance.replay import (
     ENV_VAR,
     find_vector_files,
@@ -48,10 +49,15 @@ def test_vector_ids_unique() -> None:
 
 
 @pytest.mark.parametrize("vector", _params())
-def test_conformance(vector: dict[str, Any] | None) -> None:
-    """Replaying the vector through flowstate gives Prefect's recorded answer at every step."""
+def test_conformance(vector: dict[str, Any] | None, backend: Backend) -> None:
+    """Replaying the vector through flowstate gives Prefect's recorded answer at every step,
+    on each backend (SQLite in memory, a fresh PostgreSQL schema)."""
     assert vector is not None, f"no conformance vectors found at {vector_dir()} (set {ENV_VAR})"
-    mismatches = replay_vector(vector)
+    database = backend.new_database(memory=True)
+    try:
+        mismatches = replay_vector(vector, database)
+    finally:
+        backend.drop(database)
     assert not mismatches, (
         f"{vector['id']}: {vector.get('description', '')}\n"
         f"{len(mismatches)} mismatch(es):\n  " + "\n  ".join(mismatches)

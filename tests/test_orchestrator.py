@@ -1,4 +1,5 @@
-"""The Orchestrator through its public API, on a real (in-memory or file) database."""
+"""The Orchestrator through its public API, on a real database of each backend (SQLite in
+memory or in a file, a fresh PostgreSQL schema)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ from flowstate.states import (
 )
 from flowstate.testing import FrozenClock
 
+from tests.backends import Backend
+
 
 @pytest.fixture
 def clock() -> FrozenClock:
@@ -37,8 +40,15 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture
-def orc(clock):
-    with Orchestrator(":memory:", clock=clock) as orchestrator:
+def memory_database(backend: Backend):
+    made = backend.new_database(memory=True)
+    yield made
+    backend.drop(made)
+
+
+@pytest.fixture
+def orc(clock, memory_database):
+    with Orchestrator(memory_database, clock=clock) as orchestrator:
         yield orchestrator
 
 
@@ -261,8 +271,8 @@ def test_a_subflows_parent_task_follows_its_states(orc):
     assert orc.read_flow_run(child.id).state.state_details.task_run_id == tracker.id
 
 
-def test_threads_racing_for_the_same_run_have_exactly_one_winner(tmp_path):
-    path = tmp_path / "race.db"
+def test_threads_racing_for_the_same_run_have_exactly_one_winner(database):
+    path = database
     with Orchestrator(path) as orc:
         runs = [orc.create_flow_run(state=Scheduled()).id for _ in range(20)]
     results: list[tuple[uuid.UUID, SetStateStatus]] = []

@@ -71,7 +71,8 @@ def test_readme_names_the_two_commands_and_the_public_api():
 def test_importing_flowstate_loads_no_heavy_extras():
     code = (
         "import sys, flowstate; heavy = ['sqlite_utils', 'transitions', 'jsonschema', 'rich', "
-        "'hypothesis', 'click']; print([m for m in heavy if m in sys.modules])"
+        "'hypothesis', 'click', 'psycopg', 'flowstate.store.postgres.store']; "
+        "print([m for m in heavy if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

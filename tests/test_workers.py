@@ -1,4 +1,6 @@
-"""Workers' side: claiming due runs, heartbeats, lost runs and late runs (frozen clock)."""
+"""Workers' side: claiming due runs, heartbeats, lost runs and late runs (frozen clock).
+
+Each test runs on both backends (SQLite in memory, a fresh PostgreSQL schema)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from flowstate.rules import CORE_FLOW, retry_crashed_flows
 from flowstate.states import Completed, Pending, Running, Scheduled
 from flowstate.testing import FrozenClock
 
+from tests.backends import Backend
+
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
 
 
@@ -22,8 +26,15 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture
-def orc(clock):
-    with Orchestrator(":memory:", clock=clock) as orchestrator:
+def memory_database(backend: Backend):
+    made = backend.new_database(memory=True)
+    yield made
+    backend.drop(made)
+
+
+@pytest.fixture
+def orc(clock, memory_database):
+    with Orchestrator(memory_database, clock=clock) as orchestrator:
         yield orchestrator
 
 
@@ -96,9 +107,9 @@ def test_only_active_runs_heartbeat(orc):
         orc.mark_lost_runs(timeout=-1)
 
 
-def test_a_crashed_run_with_retries_left_awaits_a_retry_with_the_opt_in_rule(clock):
+def test_a_crashed_run_with_retries_left_awaits_a_retry_with_the_opt_in_rule(clock, memory_database):
     policy = CORE_FLOW.append(retry_crashed_flows)
-    with Orchestrator(":memory:", clock=clock, flow_policy=policy) as orc:
+    with Orchestrator(memory_database, clock=clock, flow_policy=policy) as orc:
         run = orc.create_flow_run(empirical_policy={"retries": 1, "retry_delay": 10}, state=Pending())
         orc.set_flow_run_state(run.id, Running())
         clock.advance(120)
@@ -144,8 +155,8 @@ def _claim_all(path: str, worker: str, queue, barrier) -> None:
         queue.put(mine)
 
 
-def test_eight_processes_never_claim_the_same_run(tmp_path):
-    path = str(tmp_path / "claims.db")
+def test_eight_processes_never_claim_the_same_run(database):
+    path = database
     past = datetime.now(timezone.utc) - timedelta(minutes=5)
     with Orchestrator(path) as orc:
         with orc.transaction():

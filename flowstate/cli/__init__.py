@@ -15,8 +15,8 @@
     flowstate reap --timeout S [--late-threshold S]            # crash silent runs
 
 Every command takes ``--json`` (Prefect-shaped JSON of results, states and runs) and
-``--database PATH`` (before or after the command name; default ``$FLOWSTATE_DATABASE``, else
-``~/.flowstate/flowstate.db``). Commands that propose a state exit with the code of the
+``--database PATH|URL`` (a SQLite file or a ``postgresql://`` URL, before or after the command
+name; default ``$FLOWSTATE_DATABASE``, else ``~/.flowstate/flowstate.db``). Commands that propose a state exit with the code of the
 orchestration status: 0 ACCEPT, 3 REJECT, 4 WAIT, 5 ABORT. Errors (unknown id, unreadable
 database, invalid input) are one line on stderr with exit code 1; usage errors exit with 2.
 
@@ -41,7 +41,7 @@ __all__ = ["EXIT_CODES", "main"]
 @click.group()
 @click.option(
     "--database",
-    metavar="PATH",
+    metavar="PATH|URL",
     envvar="FLOWSTATE_DATABASE",
     show_envvar=True,
     default=None,

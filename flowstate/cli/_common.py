@@ -27,7 +27,10 @@ if TYPE_CHECKING:
     from flowstate.states import State
 
 DEFAULT_DATABASE = Path("~/.flowstate/flowstate.db")
-DATABASE_HELP = "SQLite database file, or ':memory:'. Default: ~/.flowstate/flowstate.db."
+DATABASE_HELP = (
+    "SQLite database file, ':memory:', or a PostgreSQL URL (postgresql://user@host/db; needs "
+    "pip install 'flowstate[postgres]'). Default: ~/.flowstate/flowstate.db."
+)
 STATUS_STYLES = {"ACCEPT": "green", "REJECT": "yellow", "WAIT": "blue", "ABORT": "red"}
 DASH = "—"
 
@@ -53,7 +56,7 @@ def database_override(command: Callable[..., Any]) -> Callable[..., Any]:
     """``--database`` accepted after the command name too (``flowstate demo --database x.db``)."""
     option = click.option(
         "--database",
-        metavar="PATH",
+        metavar="PATH|URL",
         default=None,
         help=f"{DATABASE_HELP} Overrides the global option.",
     )

@@ -1,4 +1,9 @@
-"""SQLite persistence: schema, migrations, and rows <-> models. Knows nothing of rules."""
+"""Persistence: schema, migrations, and rows <-> models. Knows nothing of rules.
+
+Two backends behind one interface (``base.StoreBackend``): SQLite (:class:`Store`, the default)
+and PostgreSQL (``flowstate.store.postgres``, for a ``postgresql://`` URL); ``opening.open_store``
+picks one.
+"""
 
 from flowstate.store.store import Store
 

@@ -396,9 +396,9 @@ class Run:
 
 
 class VectorReplay:
-    """Replays one vector on a fresh in-memory orchestrator."""
+    """Replays one vector on a fresh orchestrator (in memory unless a database is given)."""
 
-    def __init__(self, vector: dict[str, Any]) -> None:
+    def __init__(self, vector: dict[str, Any], database: str = ":memory:") -> None:
         import flowstate
 
         self.flowstate = flowstate
@@ -406,7 +406,7 @@ class VectorReplay:
         self.kind: str = vector["run"]
         self.tolerance: float = float(vector.get("oracle", {}).get("approx_tolerance_seconds", 2))
         self.runs: dict[str, Run] = {}
-        self.orc = flowstate.Orchestrator(":memory:")
+        self.orc = flowstate.Orchestrator(database)
 
     # -- setup --------------------------------------------------------------------------------
 
@@ -701,9 +701,10 @@ def describe_exception(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
-def replay_vector(vector: dict[str, Any]) -> list[str]:
-    """Replay ``vector`` on a fresh ``Orchestrator(":memory:")``; return its mismatches."""
-    replay = VectorReplay(vector)
+def replay_vector(vector: dict[str, Any], database: str = ":memory:") -> list[str]:
+    """Replay ``vector`` on a fresh ``Orchestrator(database)`` (an empty database: in memory by
+    default, or e.g. a new PostgreSQL schema's URL); return its mismatches."""
+    replay = VectorReplay(vector, database)
     try:
         return replay.run()
     finally:

@@ -6,6 +6,8 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
+from tests.backends import is_postgres_url, postgres_assert_consistent, postgres_history_ids
+
 _MISMATCHED_RUNS = """
 WITH newest AS (
     SELECT {fk} AS run_id, id, type, name,
@@ -26,7 +28,12 @@ def mismatched_runs(conn: sqlite3.Connection) -> list[tuple[str, str | None, str
 
 
 def assert_database_consistent(path: Path | str) -> None:
-    """Integrity ok, no dangling rows, and every run row agrees with its history."""
+    """Integrity ok, no dangling rows, and every run row agrees with its history.
+
+    ``path`` may be a PostgreSQL URL (``tests.backends``: the same checks, in its SQL)."""
+    if isinstance(path, str) and is_postgres_url(path):
+        postgres_assert_consistent(path)
+        return
     with closing(sqlite3.connect(path)) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
@@ -39,6 +46,8 @@ def assert_database_consistent(path: Path | str) -> None:
 
 def history_ids(path: Path | str) -> set[str]:
     """The ids of every state in every history."""
+    if isinstance(path, str) and is_postgres_url(path):
+        return postgres_history_ids(path)
     with closing(sqlite3.connect(path)) as conn:
         rows = conn.execute("SELECT id FROM flow_run_state UNION ALL SELECT id FROM task_run_state")
         return {row[0] for row in rows}

@@ -1,15 +1,13 @@
-"""Hypothesis throws invalid and hostile values at the public API.
+"""Hypothesis throws invalid and hostile values at the public API, on both backends.
 
-Every call must end in a FlowstateError or a result, never a raw sqlite3/pydantic/Unicode error,
-and after every call each run's row agrees with its history.
+Every call must end in a FlowstateError or a result, never a raw sqlite3/psycopg/pydantic/Unicode
+error, and after every call each run's row agrees with its history.
 """
 
 from __future__ import annotations
 
 import json
-import tempfile
 from datetime import timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +17,8 @@ from hypothesis import strategies as st
 from flowstate import FlowstateError, OrchestrationResult, Orchestrator, StateType
 from flowstate.states import Paused, Running, Scheduled
 
+from tests.backends import Backend
+from tests.conftest import BACKENDS
 from tests.reliability._checks import assert_database_consistent
 
 FUZZ = settings(
@@ -77,11 +77,12 @@ policy = st.one_of(st.none(), value, st.dictionaries(
 
 
 class Subject:
-    """One database per test run, with runs in interesting states, shared by the examples."""
+    """One database per test module and backend, with runs in interesting states, shared by the
+    examples."""
 
-    def __init__(self) -> None:
-        self.folder = tempfile.TemporaryDirectory()
-        self.path = Path(self.folder.name) / "fuzz.db"
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.path = backend.new_database()
         self.orc = Orchestrator(self.path)
         orc = self.orc
         self.flow = orc.create_flow_run(state=Scheduled()).id
@@ -94,14 +95,14 @@ class Subject:
 
     def close(self) -> None:
         self.orc.close()
-        self.folder.cleanup()
+        self.backend.drop(self.path)
 
 
-@pytest.fixture(scope="module")
-def subject():
-    made = Subject()
+@pytest.fixture(scope="module", params=BACKENDS)
+def subject(request: pytest.FixtureRequest):
+    made = Subject(request.getfixturevalue(f"{request.param}_backend"))
     yield made
-    print(f"\nfuzz: {made.calls} hostile calls")
+    print(f"\nfuzz ({request.param}): {made.calls} hostile calls")
     made.close()
 
 

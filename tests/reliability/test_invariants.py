@@ -1,16 +1,24 @@
-"""Random call sequences (hypothesis stateful), with the engine's invariants checked after every step."""
+"""Random call sequences (hypothesis stateful), with the engine's invariants checked after every step.
+
+On both backends: 100 examples on SQLite, fewer on PostgreSQL (each example is a new schema, and
+each check a few queries over the network), so the suite stays quick."""
 
 from __future__ import annotations
 
-import tempfile
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
 
 from flowstate import FlowstateError, Orchestrator, StateType
 from flowstate.states import (
@@ -18,6 +26,7 @@ from flowstate.states import (
     Scheduled, Suspended,
 )
 
+from tests.backends import Backend
 from tests.reliability._checks import assert_database_consistent
 
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -47,11 +56,11 @@ class RunSequences(RuleBasedStateMachine):
     flows = Bundle("flows")
     tasks = Bundle("tasks")
     checks = 0  # invariant checks made, over all examples (one after every step)
+    backend: Backend  # set by the test, for each backend
 
     @initialize()
     def open_database(self) -> None:
-        self.folder = tempfile.TemporaryDirectory()
-        self.path = Path(self.folder.name) / "machine.db"
+        self.path = self.backend.new_database()
         self.clock = Clock()
         self.orc = Orchestrator(self.path, clock=self.clock)
         self.run_counts: dict[UUID, int] = {}
@@ -60,7 +69,7 @@ class RunSequences(RuleBasedStateMachine):
     def teardown(self) -> None:
         if hasattr(self, "orc"):
             self.orc.close()
-            self.folder.cleanup()
+            self.backend.drop(self.path)
 
     def _states(self, kind: str, run_id: UUID) -> list:
         read = self.orc.read_flow_run_states if kind == "flow" else self.orc.read_task_run_states
@@ -143,16 +152,19 @@ class RunSequences(RuleBasedStateMachine):
         assert_database_consistent(self.path)
 
 
-RunSequences.TestCase.settings = settings(
-    max_examples=100,
+SETTINGS = settings(
     stateful_step_count=30,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow],
 )
+EXAMPLES = {"sqlite": 100, "postgres": 50}
 
 
-class test_random_call_sequences_keep_the_invariants(RunSequences.TestCase):  # noqa: N801
-    @classmethod
-    def tearDownClass(cls) -> None:
-        print(f"\nstateful: {RunSequences.checks} steps checked")
+def test_random_call_sequences_keep_the_invariants(backend: Backend) -> None:
+    RunSequences.checks = 0
+    machine = type(f"RunSequences_{backend.name}", (RunSequences,), {"backend": backend})
+    run_state_machine_as_test(
+        machine, settings=settings(SETTINGS, max_examples=EXAMPLES[backend.name])
+    )
+    print(f"\nstateful ({backend.name}): {RunSequences.checks} steps checked")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
@@ -16,8 +15,9 @@ WEST = timezone(-timedelta(hours=1))
 
 
 @pytest.fixture
-def orc(tmp_path: Path):
-    with Orchestrator(tmp_path / "range.db") as orc:
+def orc(database: str):
+    """On each backend (a SQLite file, a fresh PostgreSQL schema)."""
+    with Orchestrator(database) as orc:
         yield orc
 
 

@@ -1,4 +1,7 @@
-"""Many processes and threads proposing the same transition: exactly one wins, nothing leaks."""
+"""Many processes and threads proposing the same transition: exactly one wins, nothing leaks.
+
+Each race runs on both backends (the ``database`` fixture: a SQLite file, a fresh PostgreSQL
+schema); processes on one machine stand in for hosts sharing a PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -6,15 +9,18 @@ import multiprocessing
 import random
 import sqlite3
 import threading
+import time
 from collections import Counter
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from flowstate import DatabaseBusy, Orchestrator, SetStateStatus, StateType
-from flowstate.states import Pending, Scheduled
+from flowstate.states import Pending, Running, Scheduled
 
+from tests.backends import PostgresBackend, admin
 from tests.reliability._checks import assert_database_consistent
 
 PROCESSES = 8
@@ -23,7 +29,7 @@ RUNS = 100
 FORK = multiprocessing.get_context("fork")
 
 
-def scheduled_runs(path: Path, count: int = RUNS) -> list[str]:
+def scheduled_runs(path: Path | str, count: int = RUNS) -> list[str]:
     with Orchestrator(path) as orc:
         return [str(orc.create_flow_run(state=Scheduled()).id) for _ in range(count)]
 
@@ -71,7 +77,7 @@ def run_processes(target: Any, args: tuple[Any, ...], count: int) -> list[tuple[
     return [outcome for _, outcomes in reports for outcome in outcomes]
 
 
-def assert_one_winner_per_run(path: Path, run_ids: list[str], outcomes: list[tuple[str, str]], contenders: int) -> None:
+def assert_one_winner_per_run(path: Path | str, run_ids: list[str], outcomes: list[tuple[str, str]], contenders: int) -> None:
     accepted = Counter(run_id for run_id, status in outcomes if status == SetStateStatus.ACCEPT.value)
     assert accepted == Counter({run_id: 1 for run_id in run_ids})
     assert len(outcomes) == len(run_ids) * contenders
@@ -83,15 +89,15 @@ def assert_one_winner_per_run(path: Path, run_ids: list[str], outcomes: list[tup
     assert_database_consistent(path)
 
 
-def test_processes_racing_to_submit_the_same_runs_have_exactly_one_winner_each(tmp_path: Path):
-    path = tmp_path / "race.db"
+def test_processes_racing_to_submit_the_same_runs_have_exactly_one_winner_each(database: str):
+    path = database
     run_ids = scheduled_runs(path)
     outcomes = run_processes(_process_worker, lambda i: (str(path), run_ids, i), PROCESSES)
     assert_one_winner_per_run(path, run_ids, outcomes, PROCESSES)
 
 
-def test_processes_opening_a_brand_new_database_at_once_all_succeed(tmp_path: Path):
-    path = tmp_path / "fresh.db"
+def test_processes_opening_a_brand_new_database_at_once_all_succeed(database: str):
+    path = database
     outcomes = run_processes(_open_and_create_worker, lambda i: (str(path),), PROCESSES)
     with Orchestrator(path) as orc:
         assert {str(run.id) for run in orc.read_flow_runs()} == {run_id for run_id, _ in outcomes}
@@ -124,16 +130,16 @@ def run_threads(work: Any, count: int) -> list[tuple[str, str]]:
     return outcomes
 
 
-def test_threads_sharing_one_orchestrator_have_exactly_one_winner_per_run(tmp_path: Path):
-    path = tmp_path / "shared.db"
+def test_threads_sharing_one_orchestrator_have_exactly_one_winner_per_run(database: str):
+    path = database
     run_ids = scheduled_runs(path)
     with Orchestrator(path) as orc:
         outcomes = run_threads(lambda i: propose_pending(orc, run_ids, i), THREADS)
     assert_one_winner_per_run(path, run_ids, outcomes, THREADS)
 
 
-def test_threads_with_their_own_orchestrators_have_exactly_one_winner_per_run(tmp_path: Path):
-    path = tmp_path / "own.db"
+def test_threads_with_their_own_orchestrators_have_exactly_one_winner_per_run(database: str):
+    path = database
     run_ids = scheduled_runs(path)
 
     def work(index: int) -> list[tuple[str, str]]:
@@ -162,3 +168,78 @@ def test_a_lock_held_past_the_busy_timeout_raises_database_busy_and_writes_nothi
     finally:
         holder.close()
     assert_database_consistent(path)
+
+
+def test_a_row_lock_held_past_the_busy_timeout_raises_database_busy_on_postgres(
+    postgres_backend: PostgresBackend,
+):
+    """PostgreSQL: busy_timeout is the lock_timeout; a run another connection has locked
+    raises DatabaseBusy for its transitions and reads, other runs stay usable."""
+    import psycopg
+
+    url = postgres_backend.new_database()
+    run_id = scheduled_runs(url, 1)[0]
+    with admin(url) as holder:
+        holder.execute("BEGIN")
+        holder.execute("SELECT 1 FROM flow_run WHERE id = %s FOR UPDATE", (run_id,))
+        with Orchestrator(url, busy_timeout=0.2) as orc:
+            with pytest.raises(DatabaseBusy, match="busy_timeout") as caught:
+                orc.set_flow_run_state(run_id, Pending())
+            assert isinstance(caught.value.__cause__, psycopg.errors.LockNotAvailable)
+            with pytest.raises(DatabaseBusy):
+                orc.read_flow_run(run_id)
+            other = orc.create_flow_run(state=Scheduled())  # row locks: other runs go on
+            holder.execute("ROLLBACK")
+            assert orc.set_flow_run_state(run_id, Pending()).status is SetStateStatus.ACCEPT
+            assert len(orc.read_flow_runs()) == 2
+            assert [s.type for s in orc.read_flow_run_states(other.id)] == [StateType.SCHEDULED]
+    assert_database_consistent(url)
+
+
+def _reap_worker(path: str, start: Any, results: Any) -> None:
+    try:
+        with Orchestrator(path) as orc:
+            start.wait()
+            later = datetime.now(timezone.utc) + timedelta(hours=1)
+            found = orc.mark_lost_runs(timeout=60, now=later)
+            results.put(("ok", [(str(r.state.state_details.flow_run_id), r.status.value) for r in found]))
+    except BaseException as exc:
+        results.put(("error", describe(exc)))
+
+
+def test_processes_reaping_the_same_silent_runs_crash_each_exactly_once(database: str):
+    with Orchestrator(database) as orc:
+        run_ids = [str(orc.create_flow_run(state=Running()).id) for _ in range(30)]
+    outcomes = run_processes(_reap_worker, lambda i: (database,), PROCESSES)
+    accepted = Counter(run_id for run_id, status in outcomes if status == "ACCEPT")
+    assert accepted == Counter({run_id: 1 for run_id in run_ids})
+    with Orchestrator(database) as orc:
+        for run_id in run_ids:
+            history = [state.type for state in orc.read_flow_run_states(run_id)]
+            assert history == [StateType.RUNNING, StateType.CRASHED]
+    assert_database_consistent(database)
+
+
+def test_a_transition_that_waited_for_the_lock_sees_the_state_written_meanwhile(database: str):
+    """The second proposal waits while the first holds the run, then must see PENDING (on
+    PostgreSQL: the read after the wait cannot use the state rows of its old snapshot)."""
+    with Orchestrator(database) as orc:
+        run_id = orc.create_flow_run(state=Scheduled()).id
+    holding, waiting_result = threading.Event(), []
+    with Orchestrator(database) as first, Orchestrator(database) as second:
+
+        def propose_second() -> None:
+            holding.wait()
+            waiting_result.append(second.set_flow_run_state(run_id, Pending()))
+
+        thread = threading.Thread(target=propose_second)
+        thread.start()
+        with first.transaction():
+            assert first.set_flow_run_state(run_id, Pending()).status is SetStateStatus.ACCEPT
+            holding.set()
+            time.sleep(0.3)  # the second proposal is now waiting for the lock
+        thread.join(timeout=30)
+        assert waiting_result[0].status is SetStateStatus.ABORT
+        assert "PENDING state" in (waiting_result[0].details.reason or "")
+        history = [state.type for state in first.read_flow_run_states(run_id)]
+        assert history == [StateType.SCHEDULED, StateType.PENDING]

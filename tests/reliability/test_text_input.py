@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
@@ -15,8 +14,9 @@ LONE = "x\ud800"
 
 
 @pytest.fixture
-def orc(tmp_path: Path):
-    with Orchestrator(tmp_path / "text.db") as orc:
+def orc(database: str):
+    """On each backend (a SQLite file, a fresh PostgreSQL schema)."""
+    with Orchestrator(database) as orc:
         yield orc
 
 

@@ -1,16 +1,16 @@
-"""Model-based differential tests: the SQLite engine against the in-memory reference.
+"""Model-based differential tests: the real engine against the in-memory reference.
 
 Both are driven with the same random calls on the same clock and jitter source; after every
 step their answers, runs and histories must be identical (state ids, which each engine makes
-itself, are compared by position: "the 3rd state of run 2"). The SQLite engine works on a file
-and is closed and reopened now and then, in the middle of the sequences.
+itself, are compared by position: "the 3rd state of run 2"). The real engine works on a SQLite
+file, and again on a PostgreSQL schema, and is closed and reopened now and then, in the middle
+of the sequences. (Its attribute keeps the name ``sqlite`` on both backends.)
 """
 
 from __future__ import annotations
 
 import json
 import random
-import tempfile
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,15 @@ from uuid import UUID
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from flowstate import FlowstateError, Orchestrator, OrchestrationResult, State
 from flowstate.testing import (
@@ -32,6 +40,8 @@ from flowstate.testing import (
 )
 from flowstate.testing.machine import INPUT_SCHEMA
 from flowstate.testing.strategies import PAUSE_KEYS
+
+from tests.backends import Backend
 
 Engine = Orchestrator | ReferenceOrchestrator
 
@@ -105,11 +115,11 @@ class EnginesAgree(RuleBasedStateMachine):
     tasks = Bundle("tasks")
     steps = 0
     reopens = 0
+    backend: Backend  # set by the test, for each backend
 
     def __init__(self) -> None:
         super().__init__()
-        self.folder = tempfile.TemporaryDirectory()
-        self.path = Path(self.folder.name) / "engine.db"
+        self.path = self.backend.new_database()
         self.clock = FrozenClock()
         self.draws = random.Random(7), random.Random(7)
         self.sqlite = self._open()
@@ -122,7 +132,7 @@ class EnginesAgree(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         self.sqlite.close()
-        self.folder.cleanup()
+        self.backend.drop(self.path)
 
     def both(self, call: str, *args: Any, **kwargs: Any) -> None:
         """Make the call on both engines and compare answers (or errors)."""
@@ -231,7 +241,7 @@ class EnginesAgree(RuleBasedStateMachine):
 
     @rule()
     def reopen(self) -> None:
-        """Close the SQLite engine and open the file again: nothing may change."""
+        """Close the real engine and open its database again: nothing may change."""
         EnginesAgree.reopens += 1
         self.sqlite.close()
         self.sqlite = self._open()
@@ -259,13 +269,19 @@ DIFFERENTIAL = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-EnginesAgree.TestCase.settings = DIFFERENTIAL
+EXAMPLES = {"sqlite": 150, "postgres": 50}
 
 
-class TestSqliteEngineAgreesWithTheReference(EnginesAgree.TestCase):
-    @classmethod
-    def tearDownClass(cls) -> None:
-        print(f"\ndifferential: {EnginesAgree.steps} steps compared, {EnginesAgree.reopens} reopens")
+def test_the_engine_agrees_with_the_reference(backend: Backend) -> None:
+    EnginesAgree.steps = EnginesAgree.reopens = 0
+    machine = type(f"EnginesAgree_{backend.name}", (EnginesAgree,), {"backend": backend})
+    run_state_machine_as_test(
+        machine, settings=settings(DIFFERENTIAL, max_examples=EXAMPLES[backend.name])
+    )
+    print(
+        f"\ndifferential ({backend.name}): {EnginesAgree.steps} steps compared, "
+        f"{EnginesAgree.reopens} reopens"
+    )
 
 
 @pytest.mark.parametrize("kind", ["flow", "task"])

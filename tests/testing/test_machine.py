@@ -16,6 +16,8 @@ from flowstate.rules import rule as flow_rule
 from flowstate.states import Paused
 from flowstate.testing import FrozenClock, OrchestrationMachine
 
+from tests.backends import PostgresBackend
+
 MACHINE = settings(
     max_examples=100,
     stateful_step_count=40,
@@ -43,6 +45,28 @@ class TestTheCorePoliciesKeepTheInvariants(CoreMachine.TestCase):
     @classmethod
     def tearDownClass(cls) -> None:
         print(f"\norchestration machine: {CoreMachine.steps} steps checked")
+
+
+class PostgresCoreMachine(CoreMachine):
+    """The same machine on a fresh PostgreSQL schema per example."""
+
+    backend: PostgresBackend
+
+    def make_orchestrator(self, clock: FrozenClock) -> Orchestrator:
+        self.database = self.backend.new_database()
+        return Orchestrator(self.database, clock=clock, uniform=random.Random(0).uniform)
+
+    def teardown(self) -> None:
+        super().teardown()
+        self.backend.drop(self.database)
+
+
+def test_the_core_policies_keep_the_invariants_on_postgres(postgres_backend: PostgresBackend) -> None:
+    CoreMachine.steps = 0
+    machine = type("PostgresCoreMachineBound", (PostgresCoreMachine,), {"backend": postgres_backend})
+    run_state_machine_as_test(machine, settings=settings(MACHINE, max_examples=20))
+    print(f"\norchestration machine (postgres): {CoreMachine.steps} steps checked")
+    assert CoreMachine.steps > 0
 
 
 # -- the harness can fail ------------------------------------------------------------------

@@ -1,0 +1,150 @@
+"""The store interface every backend implements (SQLite: :class:`~flowstate.store.Store`,
+PostgreSQL: :class:`~flowstate.store.postgres.PostgresStore`).
+
+A :class:`typing.Protocol`: the backends do not inherit from it, so the SQLite hot path pays
+nothing for it; the orchestrator is typed against it and a type checker (and one test) verifies
+that both backends satisfy it.
+
+Contract, whatever the backend:
+
+- Every read and write runs inside a transaction opened with :meth:`StoreBackend.transaction`
+  (or the ``_begin``/``_end`` pair the orchestrator's own context manager uses). Transactions
+  nest as savepoints; an exception rolls the innermost block back and leaves translated.
+- Inside a transaction, reading a run (``read_flow_run``/``read_task_run``) guarantees that no
+  other connection can change that run until the transaction ends: the read-decide-write of one
+  transition cannot race. (SQLite takes the database's write lock at BEGIN; PostgreSQL locks the
+  run's row.)
+- Database errors leave as :class:`~flowstate.DatabaseError` (``DatabaseBusy`` when a lock was
+  not granted within ``busy_timeout``), with the driver's exception chained.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any, Literal, Protocol
+from uuid import UUID
+
+from flowstate.runs import FlowRun, TaskRun
+from flowstate.states import State, StateType
+
+__all__ = ["RunKind", "StoreBackend"]
+
+RunKind = Literal["flow", "task"]
+
+
+class StoreBackend(Protocol):
+    """What the orchestrator needs from a database."""
+
+    path: str
+    """The database as shown to users (a file path, or a URL with its password masked)."""
+
+    # -- lifecycle and transactions ------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release the connection; further use raises DatabaseError."""
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether the calling thread is inside a transaction of this store."""
+
+    def transaction(self) -> AbstractContextManager[Any]:
+        """BEGIN ... COMMIT (a savepoint when nested); rolled back on error."""
+
+    def _begin(self) -> int:
+        """Open a transaction or savepoint; returns the depth to hand to :meth:`_end`."""
+
+    def _end(self, depth: int, exc: BaseException | None) -> None:
+        """Commit or release (``exc`` None), else roll back and re-raise ``exc`` translated."""
+
+    # -- runs ------------------------------------------------------------------------------------
+
+    def insert_flow_run(self, run: FlowRun) -> bool:
+        """Insert a new flow run; False if its id is taken (nothing written)."""
+
+    def insert_task_run(self, run: TaskRun) -> bool:
+        """Insert a new task run; False if its id is taken (nothing written)."""
+
+    def read_flow_run(self, run_id: UUID) -> FlowRun | None:
+        """The flow run with its current state (locked until the transaction ends), or None."""
+
+    def read_task_run(self, run_id: UUID) -> TaskRun | None:
+        """The task run with its current state (locked until the transaction ends), or None."""
+
+    def read_flow_runs(
+        self, *, state_type: StateType | None, limit: int | None, offset: int
+    ) -> list[FlowRun]:
+        """Flow runs in creation order, optionally only those of one state type."""
+
+    def read_task_runs(
+        self,
+        *,
+        flow_run_id: UUID | None,
+        state_type: StateType | None,
+        limit: int | None,
+        offset: int,
+    ) -> list[TaskRun]:
+        """Task runs in creation order, optionally of one flow run and/or one state type."""
+
+    def delete_run(self, kind: RunKind, run_id: UUID) -> bool:
+        """Delete a run with its history; False if there was none."""
+
+    def read_states(self, kind: RunKind, run_id: UUID) -> list[State]:
+        """A run's state history, oldest first."""
+
+    def save_transition(
+        self,
+        kind: RunKind,
+        run: FlowRun | TaskRun,
+        written: State | None,
+        current_state_id: UUID | None,
+        now: datetime,
+    ) -> None:
+        """Write a new state (if any) to the run's history and save the run's fields."""
+
+    # -- task cache, run input ---------------------------------------------------------------------
+
+    def insert_cache_entry(
+        self, cache_key: str, expiration: datetime | None, state_id: UUID
+    ) -> None:
+        """Remember a COMPLETED task state as the result for ``cache_key``."""
+
+    def read_cached_state(self, cache_key: str, now: datetime) -> State | None:
+        """The newest cached state for ``cache_key`` that has not expired at ``now``."""
+
+    def insert_run_input(
+        self, flow_run_id: UUID, key: str, value: str, sender: str | None, now: datetime
+    ) -> bool:
+        """Store run input; False if the key is taken (the old value is kept)."""
+
+    def read_run_input(self, flow_run_id: UUID, key: str) -> str | None:
+        """The stored value, or None."""
+
+    def delete_run_input(self, flow_run_id: UUID, key: str) -> bool:
+        """Delete one key; False if there was none."""
+
+    # -- workers -----------------------------------------------------------------------------------
+
+    def due_flow_run_ids(self, now: datetime, limit: int) -> list[UUID]:
+        """SCHEDULED flow runs whose time has come, oldest first, none claimed by another."""
+
+    def late_candidate_ids(self, cutoff: datetime) -> list[UUID]:
+        """Flow runs still named ``Scheduled`` whose scheduled time is at or before ``cutoff``."""
+
+    def active_flow_run_liveness(self) -> list[tuple[UUID, datetime, float | None]]:
+        """PENDING/RUNNING flow runs with their last sign of life and own heartbeat timeout."""
+
+    def record_heartbeat(
+        self,
+        flow_run_id: UUID,
+        *,
+        worker: str | None = None,
+        at: datetime | None = None,
+        timeout_seconds: float | None = None,
+    ) -> None:
+        """Record liveness (and optionally the worker and the run's own heartbeat timeout)."""
+
+    def read_heartbeat(
+        self, flow_run_id: UUID
+    ) -> tuple[str | None, datetime | None, float | None] | None:
+        """(worker, last heartbeat, timeout seconds) of a flow run, or None."""

@@ -1,0 +1,77 @@
+"""Fixtures shared by the whole suite: the storage backends.
+
+``backend`` is parametrized ``sqlite`` and ``postgres``. The PostgreSQL server is
+``$FLOWSTATE_TEST_POSTGRES_URL`` if set, else a throwaway cluster that ``scripts/pg-cluster``
+starts in a temporary folder for the session (and stops after it). With no server binary, the
+PostgreSQL tests are skipped with the reason shown — except in CI (``$CI`` set), where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.backends import (
+    URL_ENV,
+    Backend,
+    PostgresBackend,
+    server_binaries_found,
+    start_cluster,
+    stop_cluster,
+)
+
+BACKENDS = ["sqlite", "postgres"]
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a PostgreSQL server for this session."""
+    given = os.environ.get(URL_ENV)
+    if given:
+        yield given
+        return
+    if not server_binaries_found():
+        reason = (
+            "no PostgreSQL server binaries found (scripts/pg-cluster bindir); install Debian's "
+            f"postgresql package or set {URL_ENV}"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set, so the PostgreSQL tests must run: {reason}", pytrace=False)
+        pytest.skip(reason)
+    folder = tmp_path_factory.mktemp("pg-cluster")
+    try:
+        url = start_cluster(folder)
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield url
+    finally:
+        stop_cluster(folder)
+
+
+@pytest.fixture(scope="session")
+def sqlite_backend() -> Iterator[Backend]:
+    made = Backend()
+    yield made
+    made.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_backend(postgres_server: str) -> PostgresBackend:
+    return PostgresBackend(postgres_server)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """Each backend in turn (PostgreSQL's server is started on first use)."""
+    return request.getfixturevalue(f"{request.param}_backend")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def database(backend: Backend) -> Iterator[str]:
+    """A fresh database of the backend under test: a file path, or a PostgreSQL URL."""
+    made = backend.new_database()
+    yield made
+    backend.drop(made)
