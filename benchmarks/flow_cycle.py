@@ -12,10 +12,10 @@ from flowstate import Orchestrator
 from flowstate.states import Completed, Paused, Pending, Running, Scheduled
 
 from benchmarks.config import Config
-from benchmarks.harness import Figure, interleave, rate
+from benchmarks.harness import Figure, Side, interleave, rate
 from benchmarks.raw import RawReplayer, open_raw, record
 
-__all__ = ["CALLS_PER_CYCLE", "flow_cycle", "run"]
+__all__ = ["CALLS_PER_CYCLE", "batched_sides", "flow_cycle", "run"]
 
 CALLS_PER_CYCLE = 7
 
@@ -97,23 +97,7 @@ def run(config: Config) -> list[Figure]:
     Orchestrator(raw_path).close()
     raw = RawReplayer(open_raw(str(raw_path)), recording)
     per_batch = config.batch_runs
-
-    def fs_batch() -> float:
-        def work() -> None:
-            for _ in range(config.batches):
-                with orc.transaction():
-                    for _ in range(per_batch):
-                        flow_cycle(orc)
-
-        return rate(calls_for(per_batch * config.batches), work)
-
-    def raw_batch() -> float:
-        def work() -> None:
-            for _ in range(config.batches):
-                raw.replay_batched(per_batch)
-
-        return rate(calls_for(per_batch * config.batches), work)
-
+    fs_batch, raw_batch = batched_sides(config, orc, raw)
     fs_batch(), raw_batch()
     a, b = interleave(config.rounds, fs_batch, raw_batch)
     figures.append(
@@ -123,6 +107,29 @@ def run(config: Config) -> list[Figure]:
     orc.close()
     raw.conn.close()
     return figures
+
+
+def batched_sides(config: Config, orc: Orchestrator, raw: RawReplayer) -> tuple[Side, Side]:
+    """Scenario 2's two sides: ``config.batches`` transactions of ``config.batch_runs`` cycles."""
+    per_batch, batches = config.batch_runs, config.batches
+
+    def fs_batch() -> float:
+        def work() -> None:
+            for _ in range(batches):
+                with orc.transaction():
+                    for _ in range(per_batch):
+                        flow_cycle(orc)
+
+        return rate(calls_for(per_batch * batches), work)
+
+    def raw_batch() -> float:
+        def work() -> None:
+            for _ in range(batches):
+                raw.replay_batched(per_batch)
+
+        return rate(calls_for(per_batch * batches), work)
+
+    return fs_batch, raw_batch
 
 
 def calls_for(cycles: int) -> int:

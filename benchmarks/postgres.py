@@ -151,22 +151,7 @@ def _run(config: Config, url: str) -> list[Figure]:
 
     per_batch = config.batch_runs
 
-    def fs_batch() -> float:
-        def work() -> None:
-            for _ in range(config.batches):
-                with orc.transaction():
-                    for _ in range(per_batch):
-                        flow_cycle.flow_cycle(orc)
-
-        return rate(flow_cycle.calls_for(per_batch * config.batches), work)
-
-    def raw_batch() -> float:
-        def work() -> None:
-            for _ in range(config.batches):
-                raw.replay_batched(per_batch)
-
-        return rate(flow_cycle.calls_for(per_batch * config.batches), work)
-
+    fs_batch, raw_batch = flow_cycle.batched_sides(config, orc, raw)
     fs_batch(), raw_batch()
     a, b = interleave(config.rounds, fs_batch, raw_batch)
     figures.append(

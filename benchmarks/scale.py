@@ -20,7 +20,7 @@ from flowstate.store import sql
 
 from benchmarks.config import Config
 from benchmarks.flow_cycle import CALLS_PER_CYCLE, flow_cycle
-from benchmarks.harness import Figure, median
+from benchmarks.harness import Figure
 
 __all__ = ["COMPLETED_RUN", "build_database", "run"]
 

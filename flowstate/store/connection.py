@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from typing import Literal
+from typing import Any, Literal
 
 from flowstate.errors import DatabaseError, InvalidState
 
@@ -19,13 +19,8 @@ def is_memory(path: str) -> bool:
     return path == ":memory:" or path.startswith("file::memory:") or "mode=memory" in path
 
 
-def connect(path: str, *, busy_timeout: float) -> sqlite3.Connection:
-    """A connection in autocommit mode (flowstate issues BEGIN itself), shareable across threads.
-
-    Nothing is written here: a file that is not a database is only detected by the first query.
-    """
-    if "\x00" in path:
-        raise InvalidState(f"database path {path!r} contains a NUL byte")
+def check_busy_timeout(busy_timeout: Any) -> float:
+    """``busy_timeout`` as seconds, or InvalidState (the bounds both backends accept)."""
     if (
         not isinstance(busy_timeout, int | float)
         or isinstance(busy_timeout, bool)
@@ -34,6 +29,17 @@ def connect(path: str, *, busy_timeout: float) -> sqlite3.Connection:
         raise InvalidState(
             f"busy_timeout={busy_timeout!r}; expected seconds from 0 to {MAX_BUSY_TIMEOUT}"
         )
+    return float(busy_timeout)
+
+
+def connect(path: str, *, busy_timeout: float) -> sqlite3.Connection:
+    """A connection in autocommit mode (flowstate issues BEGIN itself), shareable across threads.
+
+    Nothing is written here: a file that is not a database is only detected by the first query.
+    """
+    if "\x00" in path:
+        raise InvalidState(f"database path {path!r} contains a NUL byte")
+    check_busy_timeout(busy_timeout)
     if not path.startswith("file:") and not is_memory(path):
         if os.path.isdir(path):
             raise DatabaseError(f"{path} is a directory; pass the path of a database file")

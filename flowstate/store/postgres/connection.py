@@ -17,13 +17,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from flowstate.errors import DatabaseError, InvalidState
-from flowstate.store.connection import MAX_BUSY_TIMEOUT, Synchronous
+from flowstate.errors import DatabaseError
+from flowstate.store.connection import Synchronous, check_busy_timeout
 
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["CONNECT_TIMEOUT", "connect", "import_psycopg"]
+__all__ = ["CONNECT_TIMEOUT", "check_busy_timeout", "connect", "import_psycopg"]
 
 CONNECT_TIMEOUT = 10
 """Seconds to wait for the server to answer when the URL sets no ``connect_timeout``."""
@@ -46,19 +46,6 @@ def import_psycopg() -> Any:
             "installed; run: pip install 'flowstate[postgres]'"
         ) from exc
     return psycopg
-
-
-def check_busy_timeout(busy_timeout: Any) -> float:
-    """The timeout in seconds, or InvalidState (the same bounds as the SQLite store)."""
-    if (
-        not isinstance(busy_timeout, int | float)
-        or isinstance(busy_timeout, bool)
-        or not 0 <= busy_timeout <= MAX_BUSY_TIMEOUT
-    ):
-        raise InvalidState(
-            f"busy_timeout={busy_timeout!r}; expected seconds from 0 to {MAX_BUSY_TIMEOUT}"
-        )
-    return float(busy_timeout)
 
 
 def lock_timeout_ms(busy_timeout: float) -> int:

@@ -8,6 +8,7 @@ a parameter tested with ``IS NULL`` is cast to text, and claims skip rows others
 
 from __future__ import annotations
 
+from flowstate.store import sql as sqlite_sql
 from flowstate.store.sql import FLOW_RUN_COLUMNS, STATE_COLUMNS, TASK_RUN_COLUMNS
 
 _S = "s.id, s.type, s.name, s.timestamp, s.message, s.data, s.details"
@@ -112,13 +113,7 @@ LOCK_LATE_CANDIDATE_IDS = (
 LOCK_ACTIVE_FLOW_RUNS = (
     "SELECT id FROM flow_run WHERE state_type IN ('PENDING', 'RUNNING') ORDER BY id FOR UPDATE"
 )
-SELECT_SILENT_FLOW_RUNS = (
-    "SELECT r.id, COALESCE(h.last_heartbeat, s.timestamp), h.timeout_seconds FROM flow_run r "
-    "JOIN flow_run_state s ON s.id = r.state_id "
-    "LEFT JOIN flow_run_heartbeat h ON h.flow_run_id = r.id "
-    "WHERE r.state_type IN ('PENDING', 'RUNNING') "
-    "ORDER BY COALESCE(h.last_heartbeat, s.timestamp), r.id"
-)
+SELECT_SILENT_FLOW_RUNS = sqlite_sql.SELECT_SILENT_FLOW_RUNS  # no parameters: the same text
 UPSERT_HEARTBEAT = (
     "INSERT INTO flow_run_heartbeat AS h (flow_run_id, worker, last_heartbeat, timeout_seconds) "
     "VALUES (%s, %s, %s, %s) ON CONFLICT (flow_run_id) DO UPDATE SET "
