@@ -1,0 +1,177 @@
+"""The Orchestrator's worker methods: claiming due runs, heartbeats, lost and late runs.
+
+A mixin of :class:`flowstate.Orchestrator`, kept apart so that the engine's module holds only
+the transition itself. Each method is one transaction of the orchestrator's store, and every
+state change it makes goes through the orchestrator's policies like any other proposal.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from flowstate import _validation as validate
+from flowstate._time import as_utc
+from flowstate.errors import InvalidState
+from flowstate.orchestration.policies import MARK_LATE
+from flowstate.results import OrchestrationResult, SetStateStatus
+from flowstate.runs import FlowRun
+from flowstate.states import State, StateDetails, StateType
+
+if TYPE_CHECKING:
+    from flowstate.orchestration.policy import Outcome, Policy
+    from flowstate.store.base import StoreBackend
+
+__all__ = ["WorkerMethods"]
+
+
+class WorkerMethods:
+    """What a worker, a reaper and the late-runs service call (mixed into Orchestrator)."""
+
+    if TYPE_CHECKING:  # provided by Orchestrator
+        _store: StoreBackend
+
+        def _transaction(self) -> Any: ...
+        def _now(self) -> datetime: ...
+        def _read_flow_run(self, run_id: UUID, now: datetime) -> FlowRun: ...
+        def _orchestrate_flow(
+            self,
+            run_id: UUID,
+            proposed: State,
+            *,
+            force: bool,
+            now: datetime,
+            run: FlowRun | None = None,
+            policy: Policy | None = None,
+        ) -> Outcome: ...
+
+    def _at(self, now: datetime | None) -> datetime:
+        if now is None:
+            return self._now()
+        if not isinstance(now, datetime):
+            raise InvalidState(f"now={now!r} is not a datetime")
+        return as_utc(now)
+
+    def claim_due_flow_runs(
+        self, *, limit: int, now: datetime | None = None, worker: str | None = None
+    ) -> list[FlowRun]:
+        """Move up to ``limit`` due SCHEDULED runs (Late ones too) to PENDING, oldest first.
+
+        One transaction: concurrent claimers, in threads or processes, never get the same run.
+        Each claim goes through the flow policy; claimed runs get a first heartbeat (with
+        ``worker``, if given). Returns the claimed runs.
+        """
+        if not isinstance(limit, int) or limit < 1:
+            raise InvalidState(f"limit={limit!r}; expected a whole number >= 1")
+        message = None if worker is None else f"Claimed by {worker}"
+        with self._transaction():
+            at = self._at(now)
+            claimed: list[UUID] = []
+            for run_id in self._store.due_flow_run_ids(at, limit):
+                outcome = self._orchestrate_flow(
+                    run_id, State(type=StateType.PENDING, message=message), force=False, now=at
+                )
+                if outcome.result.status is SetStateStatus.ACCEPT:
+                    self._store.record_heartbeat(run_id, worker=worker, at=at)
+                    claimed.append(run_id)
+            return [self._read_flow_run(run_id, at) for run_id in claimed]
+
+    def iter_due_flow_runs(
+        self,
+        *,
+        limit: int = 1,
+        poll_interval: float = 1.0,
+        worker: str | None = None,
+        stop: threading.Event | None = None,
+    ) -> Iterator[FlowRun]:
+        """Claim and yield due runs forever (or until ``stop`` is set), polling when idle.
+
+        A minimal single-process worker::
+
+            for run in orc.iter_due_flow_runs(poll_interval=5, worker="w1"):
+                execute(run)   # then propose Running, Completed, ...
+        """
+        stop = stop or threading.Event()
+        while not stop.is_set():
+            runs = self.claim_due_flow_runs(limit=limit, worker=worker)
+            yield from runs
+            if not runs:
+                stop.wait(poll_interval)
+
+    def heartbeat(self, id: UUID | str, *, worker: str | None = None) -> None:
+        """Record that a PENDING or RUNNING flow run is alive (see :meth:`mark_lost_runs`)."""
+        run_id = validate.run_id(id)
+        with self._transaction():
+            now = self._now()
+            run = self._read_flow_run(run_id, now)
+            if run.state_type not in (StateType.PENDING, StateType.RUNNING):
+                state = "no state" if run.state_type is None else run.state_type.value
+                raise InvalidState(
+                    f"flow run {run_id} is in {state}; only PENDING or RUNNING runs send heartbeats"
+                )
+            self._store.record_heartbeat(run_id, worker=worker, at=now)
+
+    def set_heartbeat_timeout(self, id: UUID | str, timeout: float) -> None:
+        """Give a flow run its own heartbeat timeout, which overrides ``mark_lost_runs``'s."""
+        run_id = validate.run_id(id)
+        seconds = validate.positive_seconds(timeout, "timeout")
+        with self._transaction():
+            self._read_flow_run(run_id, self._now())
+            self._store.record_heartbeat(run_id, timeout_seconds=seconds)
+
+    def mark_lost_runs(
+        self, *, timeout: float, now: datetime | None = None
+    ) -> list[OrchestrationResult]:
+        """Propose CRASHED for every PENDING/RUNNING flow run silent for longer than ``timeout``.
+
+        Silence counts from the last heartbeat, or from the state's timestamp if the run never
+        sent one; a run's own heartbeat timeout wins over ``timeout``. Each proposal goes
+        through the flow policy (add ``flowstate.rules.retry_crashed_flows`` to retry crashed
+        runs). Idempotent, and safe from several processes at once (one transaction).
+        """
+        default = validate.positive_seconds(timeout, "timeout")
+        with self._transaction():
+            at = self._at(now)
+            results = []
+            for run_id, last_seen, own_timeout in self._store.active_flow_run_liveness():
+                allowed = default if own_timeout is None else own_timeout
+                silence = (at - last_seen).total_seconds()
+                if silence <= allowed:
+                    continue
+                crashed = State(
+                    type=StateType.CRASHED,
+                    message=(
+                        f"No heartbeat for {silence:.0f} s (more than the {allowed:g} s allowed); "
+                        "the process running this flow run is presumed lost."
+                    ),
+                )
+                results.append(self._orchestrate_flow(run_id, crashed, force=False, now=at).result)
+            return results
+
+    def mark_late_runs(
+        self, *, threshold: float = 15.0, now: datetime | None = None
+    ) -> list[OrchestrationResult]:
+        """Mark ``Late`` the runs still ``Scheduled`` more than ``threshold`` s past their time.
+
+        As Prefect's late-runs service: each gets ``Late(scheduled_time=<its scheduled time>)``
+        through the mark-late policy.
+        """
+        seconds = validate.positive_seconds(threshold, "threshold", allow_zero=True)
+        with self._transaction():
+            at = self._at(now)
+            results = []
+            for run_id in self._store.late_candidate_ids(at - timedelta(seconds=seconds)):
+                run = self._read_flow_run(run_id, at)
+                late = State(
+                    type=StateType.SCHEDULED,
+                    name="Late",
+                    state_details=StateDetails(scheduled_time=run.next_scheduled_start_time),
+                )
+                outcome = self._orchestrate_flow(
+                    run_id, late, force=False, now=at, run=run, policy=MARK_LATE
+                )
+                results.append(outcome.result)
+            return results
