@@ -75,3 +75,11 @@ def database(backend: Backend) -> Iterator[str]:
     made = backend.new_database()
     yield made
     backend.drop(made)
+
+
+@pytest.fixture
+def memory_database(backend: Backend) -> Iterator[str]:
+    """A fresh database of the backend under test, in memory where the backend has that."""
+    made = backend.new_database(memory=True)
+    yield made
+    backend.drop(made)

@@ -31,19 +31,11 @@ from flowstate.states import (
 )
 from flowstate.testing import FrozenClock
 
-from tests.backends import Backend
 
 
 @pytest.fixture
 def clock() -> FrozenClock:
     return FrozenClock(datetime(2026, 1, 1, tzinfo=timezone.utc))
-
-
-@pytest.fixture
-def memory_database(backend: Backend):
-    made = backend.new_database(memory=True)
-    yield made
-    backend.drop(made)
 
 
 @pytest.fixture

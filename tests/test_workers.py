@@ -15,7 +15,6 @@ from flowstate.rules import CORE_FLOW, retry_crashed_flows
 from flowstate.states import Completed, Pending, Running, Scheduled
 from flowstate.testing import FrozenClock
 
-from tests.backends import Backend
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -23,13 +22,6 @@ T0 = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
 @pytest.fixture
 def clock() -> FrozenClock:
     return FrozenClock(T0)
-
-
-@pytest.fixture
-def memory_database(backend: Backend):
-    made = backend.new_database(memory=True)
-    yield made
-    backend.drop(made)
 
 
 @pytest.fixture
