@@ -14,30 +14,31 @@ TASK_RUN_COLUMNS = (
 )
 STATE_COLUMNS = "id, type, name, timestamp, message, data, details"
 
-_S = "s.id, s.type, s.name, s.timestamp, s.message, s.data, s.details"
+JOINED_STATE_COLUMNS = "s.id, s.type, s.name, s.timestamp, s.message, s.data, s.details"
+"""A run's current state, joined as ``s``: the 7 columns after a run's 20."""
 
 INSERT_FLOW_RUN = f"INSERT INTO flow_run ({FLOW_RUN_COLUMNS}) VALUES ({', '.join('?' * 20)})"
 INSERT_FLOW_RUN_IF_NEW = f"{INSERT_FLOW_RUN} ON CONFLICT (id) DO NOTHING"
 INSERT_TASK_RUN = f"INSERT INTO task_run ({TASK_RUN_COLUMNS}) VALUES ({', '.join('?' * 20)})"
 
-_FLOW_RUN_R = ", ".join(f"r.{c.strip()}" for c in FLOW_RUN_COLUMNS.split(","))
-_TASK_RUN_R = ", ".join(f"r.{c.strip()}" for c in TASK_RUN_COLUMNS.split(","))
+JOINED_FLOW_RUN_COLUMNS = ", ".join(f"r.{c.strip()}" for c in FLOW_RUN_COLUMNS.split(","))
+JOINED_TASK_RUN_COLUMNS = ", ".join(f"r.{c.strip()}" for c in TASK_RUN_COLUMNS.split(","))
 
 SELECT_FLOW_RUN = (
-    f"SELECT {_FLOW_RUN_R}, {_S} FROM flow_run r "
+    f"SELECT {JOINED_FLOW_RUN_COLUMNS}, {JOINED_STATE_COLUMNS} FROM flow_run r "
     "LEFT JOIN flow_run_state s ON s.id = r.state_id WHERE r.id = ?"
 )
 SELECT_TASK_RUN = (
-    f"SELECT {_TASK_RUN_R}, {_S} FROM task_run r "
+    f"SELECT {JOINED_TASK_RUN_COLUMNS}, {JOINED_STATE_COLUMNS} FROM task_run r "
     "LEFT JOIN task_run_state s ON s.id = r.state_id WHERE r.id = ?"
 )
 SELECT_FLOW_RUNS = (
-    f"SELECT {_FLOW_RUN_R}, {_S} FROM flow_run r "
+    f"SELECT {JOINED_FLOW_RUN_COLUMNS}, {JOINED_STATE_COLUMNS} FROM flow_run r "
     "LEFT JOIN flow_run_state s ON s.id = r.state_id "
     "WHERE (? IS NULL OR r.state_type = ?) ORDER BY r.created, r.id LIMIT ? OFFSET ?"
 )
 SELECT_TASK_RUNS = (
-    f"SELECT {_TASK_RUN_R}, {_S} FROM task_run r "
+    f"SELECT {JOINED_TASK_RUN_COLUMNS}, {JOINED_STATE_COLUMNS} FROM task_run r "
     "LEFT JOIN task_run_state s ON s.id = r.state_id "
     "WHERE (? IS NULL OR r.flow_run_id = ?) AND (? IS NULL OR r.state_type = ?) "
     "ORDER BY r.created, r.id LIMIT ? OFFSET ?"
@@ -76,7 +77,7 @@ DELETE_TASK_RUN = "DELETE FROM task_run WHERE id = ?"
 
 INSERT_CACHE_ENTRY = "INSERT INTO task_cache (cache_key, expiration, state_id) VALUES (?, ?, ?)"
 SELECT_CACHED_STATE = (
-    f"SELECT {_S} FROM task_cache c JOIN task_run_state s ON s.id = c.state_id "
+    f"SELECT {JOINED_STATE_COLUMNS} FROM task_cache c JOIN task_run_state s ON s.id = c.state_id "
     "WHERE c.cache_key = ? AND (c.expiration IS NULL OR c.expiration > ?) "
     "ORDER BY c.id DESC LIMIT 1"
 )
