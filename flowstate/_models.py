@@ -27,11 +27,15 @@ set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
 set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
-def construct(cls: type[M], values: dict[str, Any]) -> M:
-    """``cls.model_construct(**values)`` when ``values`` holds every field of ``cls``."""
+def construct(cls: type[M], values: dict[str, Any], fields_set: set[str] | None = None) -> M:
+    """``cls.model_construct(**values)`` when ``values`` holds every field of ``cls``.
+
+    ``fields_set``: the fields counted as given (default: all of ``values``), for a model that
+    validation would build from only some of its fields, the rest being defaults.
+    """
     model = _new(cls)
     _set(model, "__dict__", values)
-    set_fields_set(model, set(values))
+    set_fields_set(model, set(values) if fields_set is None else fields_set)
     set_extra(model, None)
     set_private(model, None)
     return model

@@ -17,7 +17,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flowstate._ids import uuid7
-from flowstate._models import set_extra, set_fields_set, set_private
+from flowstate._models import construct
 from flowstate._time import UtcDateTime, utcnow
 
 __all__ = [
@@ -176,7 +176,6 @@ _PLAIN_DETAILS: dict[str, tuple[type, ...]] = {
 }
 """Detail arguments whose validation returns them unchanged: these exact types only."""
 _STATE_FIELDS_SET = frozenset({"type", "name", "message", "data", "state_details"})
-_set = object.__setattr__
 
 
 def _state(
@@ -217,17 +216,11 @@ def _build(
     fields_set: frozenset[str],
 ) -> State:
     """The state validation builds from already-valid arguments (``fields_set``: those given)."""
-    state_details = object.__new__(StateDetails)
     values = _DETAIL_DEFAULTS.copy()
     values.update(details)
-    _set(state_details, "__dict__", values)
-    set_fields_set(state_details, set(details))
-    set_extra(state_details, None)
-    set_private(state_details, None)
-    state = object.__new__(State)
-    _set(
-        state,
-        "__dict__",
+    state_details = construct(StateDetails, values, set(details))
+    return construct(
+        State,
         {
             "id": uuid7(),  # the default factories, in field order
             "type": type_,
@@ -237,11 +230,8 @@ def _build(
             "data": None,
             "state_details": state_details,
         },
+        set(fields_set),
     )
-    set_fields_set(state, set(fields_set))
-    set_extra(state, None)
-    set_private(state, None)
-    return state
 
 
 def Scheduled(

@@ -13,9 +13,9 @@ import math
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, SafeUUID
 
-from flowstate._models import construct, copy_with, set_extra, set_fields_set, set_private
+from flowstate._models import construct, copy_with
 from flowstate._time import UTC
 from flowstate.result_data import is_unpersisted
 from flowstate.runs import FlowRun, FlowRunPolicy, TaskRun, TaskRunPolicy
@@ -264,7 +264,7 @@ def flow_run_inserted(run: FlowRun, row: Sequence[Any]) -> FlowRun:
             "total_run_time": total_run_time,
             "expected_start_time": _time_as_read(run.expected_start_time, row[12]),
             "next_scheduled_start_time": _time_as_read(run.next_scheduled_start_time, row[13]),
-            "estimated_run_time": timedelta(seconds=row[11]),
+            "estimated_run_time": total_run_time,
             "empirical_policy": flow_policy_as_read(run.empirical_policy, row[14]),
             "deployment_id": _uuid(row[15]),
             "infrastructure_pid": row[16],
@@ -275,7 +275,7 @@ def flow_run_inserted(run: FlowRun, row: Sequence[Any]) -> FlowRun:
     )
 
 
-_UNKNOWN_SAFETY = __import__("uuid").SafeUUID.unknown
+_UNKNOWN_SAFETY = SafeUUID.unknown
 
 
 def flow_run_saved(
@@ -395,15 +395,7 @@ def details_as_read(details: StateDetails, text: str) -> StateDetails:
         and details.__pydantic_private__ is None
     ):
         return details  # frozen, and equal to what parsing builds: share it
-    model = object.__new__(StateDetails)
-    _setattr(model, "__dict__", dict(values))
-    set_fields_set(model, fields_set)
-    set_extra(model, None)
-    set_private(model, None)
-    return model
-
-
-_setattr = object.__setattr__
+    return construct(StateDetails, dict(values), fields_set)
 
 
 _POLICY_FIELDS = frozenset(FlowRunPolicy.model_fields)
