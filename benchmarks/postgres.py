@@ -13,6 +13,7 @@ is possible the scenario prints why and yields no figures.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from flowstate import Orchestrator
+from flowstate.store.postgres.sql import psycopg_form
 
 from benchmarks import flow_cycle, task_cycle
 from benchmarks.config import Config
@@ -75,7 +77,7 @@ def _fresh_database(admin_url: str, name: str) -> str:
 
 def _pg_op(op: Op) -> Op:
     """The op with psycopg's placeholders (recorded SQL uses SQLite's ``?``)."""
-    return Op(op.sql.replace("?", "%s"), op.values, op.id_slots, op.text_slots, op.now_slots, op.fetch)
+    return dataclasses.replace(op, sql=psycopg_form(op.sql))
 
 
 class PgReplayer(RawReplayer):

@@ -13,16 +13,17 @@ from __future__ import annotations
 from flowstate.store import sql as sqlite
 
 
-def _placeholders(statement: str) -> str:
-    """SQLite's statement with psycopg's placeholders (none of them has a literal ``?``)."""
+def psycopg_form(statement: str) -> str:
+    """A SQLite statement with psycopg's placeholders (for flowstate's statements, which hold
+    no literal ``?``)."""
     return statement.replace("?", "%s")
 
 
-INSERT_FLOW_RUN_IF_NEW = _placeholders(sqlite.INSERT_FLOW_RUN_IF_NEW)
-INSERT_TASK_RUN_IF_NEW = _placeholders(sqlite.INSERT_TASK_RUN) + " ON CONFLICT (id) DO NOTHING"
+INSERT_FLOW_RUN_IF_NEW = psycopg_form(sqlite.INSERT_FLOW_RUN_IF_NEW)
+INSERT_TASK_RUN_IF_NEW = psycopg_form(sqlite.INSERT_TASK_RUN) + " ON CONFLICT (id) DO NOTHING"
 
-SELECT_FLOW_RUN = _placeholders(sqlite.SELECT_FLOW_RUN)
-SELECT_TASK_RUN = _placeholders(sqlite.SELECT_TASK_RUN)
+SELECT_FLOW_RUN = psycopg_form(sqlite.SELECT_FLOW_RUN)
+SELECT_TASK_RUN = psycopg_form(sqlite.SELECT_TASK_RUN)
 
 # Reading a run inside a transaction locks its row. When the lock had to wait for another
 # transaction that changed the run, PostgreSQL re-reads the run's row (the newest version) but
@@ -48,25 +49,25 @@ SELECT_TASK_RUNS = (
     "ORDER BY r.created, r.id LIMIT %(limit)s OFFSET %(offset)s"
 )
 
-UPDATE_FLOW_RUN = _placeholders(sqlite.UPDATE_FLOW_RUN)
-UPDATE_TASK_RUN = _placeholders(sqlite.UPDATE_TASK_RUN)
+UPDATE_FLOW_RUN = psycopg_form(sqlite.UPDATE_FLOW_RUN)
+UPDATE_TASK_RUN = psycopg_form(sqlite.UPDATE_TASK_RUN)
 
-INSERT_FLOW_RUN_STATE = _placeholders(sqlite.INSERT_FLOW_RUN_STATE)
-INSERT_TASK_RUN_STATE = _placeholders(sqlite.INSERT_TASK_RUN_STATE)
-SELECT_FLOW_RUN_STATES = _placeholders(sqlite.SELECT_FLOW_RUN_STATES)
-SELECT_TASK_RUN_STATES = _placeholders(sqlite.SELECT_TASK_RUN_STATES)
+INSERT_FLOW_RUN_STATE = psycopg_form(sqlite.INSERT_FLOW_RUN_STATE)
+INSERT_TASK_RUN_STATE = psycopg_form(sqlite.INSERT_TASK_RUN_STATE)
+SELECT_FLOW_RUN_STATES = psycopg_form(sqlite.SELECT_FLOW_RUN_STATES)
+SELECT_TASK_RUN_STATES = psycopg_form(sqlite.SELECT_TASK_RUN_STATES)
 
-DELETE_FLOW_RUN = _placeholders(sqlite.DELETE_FLOW_RUN)
-DELETE_TASK_RUN = _placeholders(sqlite.DELETE_TASK_RUN)
+DELETE_FLOW_RUN = psycopg_form(sqlite.DELETE_FLOW_RUN)
+DELETE_TASK_RUN = psycopg_form(sqlite.DELETE_TASK_RUN)
 
-INSERT_CACHE_ENTRY = _placeholders(sqlite.INSERT_CACHE_ENTRY)
-SELECT_CACHED_STATE = _placeholders(sqlite.SELECT_CACHED_STATE)
+INSERT_CACHE_ENTRY = psycopg_form(sqlite.INSERT_CACHE_ENTRY)
+SELECT_CACHED_STATE = psycopg_form(sqlite.SELECT_CACHED_STATE)
 
 INSERT_RUN_INPUT_IF_NEW = (
-    _placeholders(sqlite.INSERT_RUN_INPUT) + " ON CONFLICT (flow_run_id, key) DO NOTHING"
+    psycopg_form(sqlite.INSERT_RUN_INPUT) + " ON CONFLICT (flow_run_id, key) DO NOTHING"
 )
-SELECT_RUN_INPUT = _placeholders(sqlite.SELECT_RUN_INPUT)
-DELETE_RUN_INPUT = _placeholders(sqlite.DELETE_RUN_INPUT)
+SELECT_RUN_INPUT = psycopg_form(sqlite.SELECT_RUN_INPUT)
+DELETE_RUN_INPUT = psycopg_form(sqlite.DELETE_RUN_INPUT)
 
 # Claims lock the runs they pick and skip those another claimer holds: concurrent workers get
 # disjoint batches instead of waiting for each other.
@@ -90,4 +91,4 @@ UPSERT_HEARTBEAT = (
     "last_heartbeat = COALESCE(excluded.last_heartbeat, h.last_heartbeat), "
     "timeout_seconds = COALESCE(excluded.timeout_seconds, h.timeout_seconds)"
 )
-SELECT_HEARTBEAT = _placeholders(sqlite.SELECT_HEARTBEAT)
+SELECT_HEARTBEAT = psycopg_form(sqlite.SELECT_HEARTBEAT)
