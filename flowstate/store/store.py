@@ -15,12 +15,12 @@ from typing import Any, Literal
 from uuid import UUID
 
 from flowstate._models import copy_with
-from flowstate.errors import DatabaseError
 from flowstate.runs import FlowRun, TaskRun
 from flowstate.states import State, StateType
 from flowstate.store import rows, sql
 from flowstate.store._sqlite_errors import describe, translate_sqlite_errors
 from flowstate.store.connection import Synchronous, configure, connect
+from flowstate.store.lifecycle import ConnectionLifecycle
 from flowstate.store.schema import ensure_schema
 
 __all__ = ["RunKind", "Store"]
@@ -69,22 +69,6 @@ def _immutable(state: State | None) -> bool:
     return state is None or (state.data is None and state.state_details.run_input_keyset is None)
 
 
-class _Transaction:
-    """The context manager :meth:`Store.transaction` returns (a class: cheaper than a generator)."""
-
-    __slots__ = ("_store", "_depth")
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-
-    def __enter__(self) -> sqlite3.Connection:
-        self._depth = self._store._begin()
-        return self._store._conn  # type: ignore[return-value]
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self._store._end(self._depth, exc)
-
-
 def _prepare(
     conn: sqlite3.Connection, path: str, *, synchronous: Synchronous, busy_timeout: float
 ) -> None:
@@ -110,16 +94,13 @@ def _prepare(
         pause = min(pause * 2, 0.1)
 
 
-class Store:
+class Store(ConnectionLifecycle[sqlite3.Connection]):
     """One SQLite database, opened, checked and migrated on construction."""
 
     def __init__(
         self, path: str, *, busy_timeout: float = 30.0, synchronous: Synchronous = "NORMAL"
     ) -> None:
-        self.path = path
-        self._lock = threading.RLock()
-        self._depth = 0
-        self._owner: int | None = None  # the thread inside transaction(), if any
+        self._init_lifecycle(path)
         # Flow runs as last read or written by this connection; valid while no other
         # connection has committed (PRAGMA data_version, checked at each BEGIN IMMEDIATE).
         self._runs: dict[UUID, _CachedFlowRun] = {}
@@ -133,38 +114,15 @@ class Store:
             raise
         self._conn: sqlite3.Connection | None = conn
 
-    # -- lifecycle -------------------------------------------------------------------------
-
-    @property
-    def conn(self) -> sqlite3.Connection:
-        """The open connection (raises once the store is closed)."""
-        if self._conn is None:
-            raise DatabaseError(f"the database {self.path} is closed")
-        return self._conn
-
-    def close(self) -> None:
-        """Close the connection; further use raises DatabaseError."""
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    @property
-    def in_transaction(self) -> bool:
-        """Whether the calling thread is inside :meth:`transaction`."""
-        return self._depth > 0 and self._owner == threading.get_ident()
-
-    def transaction(self) -> _Transaction:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (a SAVEPOINT when nested); rolled back on error.
-
-        The write lock is taken at the start, so a read-decide-write inside cannot race with
-        another connection. Calls from other threads wait for the block to finish. Any
-        ``sqlite3.Error`` raised inside leaves as a :class:`~flowstate.DatabaseError`.
-        """
-        return _Transaction(self)
+    # -- transactions (conn, close, in_transaction, transaction: ConnectionLifecycle) --------
 
     def _begin(self) -> int:
-        """Open a transaction (or a savepoint inside one); returns the depth to pass to _end."""
+        """Open a transaction (or a savepoint inside one); returns the depth to pass to _end.
+
+        ``BEGIN IMMEDIATE`` takes the write lock at the start, so a read-decide-write inside
+        cannot race with another connection. Any ``sqlite3.Error`` raised inside the block
+        leaves as a :class:`~flowstate.DatabaseError`.
+        """
         lock = self._lock
         lock.acquire()
         try:
@@ -352,7 +310,7 @@ class Store:
             row = rows.flow_run_update_row(run, state_id, now, policy_text, run_text)  # type: ignore[arg-type]
             conn.execute(sql.UPDATE_FLOW_RUN, row)
             if cached is not None:
-                self._remember_saved(cached, run, now, row, written, state_row, policy_text)
+                self._remember_saved(cached, run, now, row, written, state_row, policy_text)  # type: ignore[arg-type]
         else:
             if written is not None:
                 conn.execute(sql.INSERT_TASK_RUN_STATE, rows.state_insert_row(run.id, written))

@@ -17,12 +17,12 @@ from uuid import UUID
 
 import psycopg
 
-from flowstate.errors import DatabaseError
 from flowstate.runs import FlowRun, TaskRun
 from flowstate.states import State, StateType
 from flowstate.store import rows
 from flowstate.store.base import RunKind
 from flowstate.store.connection import Synchronous
+from flowstate.store.lifecycle import ConnectionLifecycle
 from flowstate.store.postgres import sql
 from flowstate.store.postgres.connection import check_busy_timeout, connect
 from flowstate.store.postgres.errors import describe, translate_postgres_errors
@@ -38,23 +38,7 @@ BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
 was committed before it (a stricter level would turn a wait for a run's lock into an error)."""
 
 
-class _Transaction:
-    """The context manager :meth:`PostgresStore.transaction` returns."""
-
-    __slots__ = ("_store", "_depth")
-
-    def __init__(self, store: PostgresStore) -> None:
-        self._store = store
-
-    def __enter__(self) -> psycopg.Connection[Any]:
-        self._depth = self._store._begin()
-        return self._store.conn
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self._store._end(self._depth, exc)
-
-
-class PostgresStore:
+class PostgresStore(ConnectionLifecycle[psycopg.Connection[Any]]):
     """One PostgreSQL database (or schema), connected, checked and migrated on construction.
 
     ``url`` is a ``postgresql://`` (or ``postgres://``) URL as libpq reads it. ``busy_timeout``
@@ -65,13 +49,10 @@ class PostgresStore:
     def __init__(
         self, url: str, *, busy_timeout: float = 30.0, synchronous: Synchronous = "NORMAL"
     ) -> None:
-        self.path = masked(url)
+        self._init_lifecycle(masked(url))
         self._url = url
         self._busy_timeout = check_busy_timeout(busy_timeout)
         self._synchronous: Synchronous = synchronous
-        self._lock = threading.RLock()
-        self._depth = 0
-        self._owner: int | None = None
         self._conn: psycopg.Connection[Any] | None = self._open()
 
     def _open(self) -> psycopg.Connection[Any]:
@@ -86,39 +67,14 @@ class PostgresStore:
             raise
         return conn
 
-    # -- lifecycle -------------------------------------------------------------------------
-
-    @property
-    def conn(self) -> psycopg.Connection[Any]:
-        """The open connection (raises once the store is closed)."""
-        if self._conn is None:
-            raise DatabaseError(f"the database {self.path} is closed")
-        return self._conn
-
-    def close(self) -> None:
-        """Close the connection; further use raises DatabaseError."""
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    @property
-    def in_transaction(self) -> bool:
-        """Whether the calling thread is inside :meth:`transaction`."""
-        return self._depth > 0 and self._owner == _get_ident()
-
-    def transaction(self) -> _Transaction:
-        """``BEGIN`` ... ``COMMIT`` (a SAVEPOINT when nested); rolled back on error.
-
-        Calls from other threads wait for the block to finish. Any ``psycopg.Error`` raised
-        inside leaves as a flowstate error.
-        """
-        return _Transaction(self)
+    # -- transactions (conn, close, in_transaction, transaction: ConnectionLifecycle) --------
 
     def _begin(self) -> int:
         """Open a transaction (or a savepoint inside one); returns the depth to pass to _end.
 
-        A connection lost since the last call is replaced first (a new connection, the same
+        ``BEGIN`` at READ COMMITTED: reads of a run inside lock its row (see
+        :meth:`_read_run`), and any ``psycopg.Error`` raised inside the block leaves as a
+        flowstate error. A connection lost since the last call is replaced first (a new connection, the same
         settings), so a server restart costs the calls that were running, not the store.
         """
         lock = self._lock
