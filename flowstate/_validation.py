@@ -16,7 +16,8 @@ from pydantic import ValidationError
 
 from flowstate.errors import InvalidState
 from flowstate.orchestration.policy import Policy
-from flowstate.runs import FlowRunPolicy, TaskRunPolicy
+from flowstate._models import construct
+from flowstate.runs import FlowRun, FlowRunPolicy, TaskRunPolicy
 from flowstate.states import State, StateType
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "check_text",
     "coerce_policy",
     "coerce_state",
+    "plain_flow_run",
     "positive_seconds",
     "run_id",
     "state_type_filter",
@@ -78,7 +80,10 @@ def _all_ascii(state: State) -> bool:
         isinstance(message, str) and not message.isascii()
     ):
         return False
-    for value in state.state_details.__dict__.values():
+    details = state.state_details
+    values = details.__dict__
+    for field in details.__pydantic_fields_set__:  # the others hold their defaults: no text
+        value = values[field]
         if isinstance(value, str):
             if not value.isascii():
                 return False
@@ -123,6 +128,43 @@ def coerce_state(value: Any) -> State:
         except (TypeError, ValueError, RecursionError) as exc:
             raise InvalidState(f"state.data must be JSON-serialisable: {exc}") from None
     return state
+
+
+_FLOW_RUN_DEFAULTS = {
+    name: field.get_default(call_default_factory=True)
+    for name, field in FlowRun.model_fields.items()
+    if name != "id" and name != "name"
+}
+_FLOW_RUN_FIELDS = tuple(FlowRun.model_fields)
+_POLICY_DEFAULTS = FlowRunPolicy().__dict__
+
+
+def plain_flow_run(fields: dict[str, Any]) -> FlowRun | None:
+    """What ``FlowRun(**fields)`` builds (``fields`` as ``create_flow_run`` gathers them, with
+    no policy given), built without pydantic; None when validation might change a value, or
+    with a policy given."""
+    if fields["empirical_policy"] is not None:
+        return None
+    name, flow_name, pid = fields["name"], fields["flow_name"], fields["infrastructure_pid"]
+    parameters, tags = fields["parameters"], fields["tags"]
+    if (
+        type(name) is not str
+        or type(flow_name) is not str
+        or (pid is not None and type(pid) is not str)
+        or type(parameters) is not dict
+        or type(tags) is not list
+        or any(type(key) is not str for key in parameters)
+        or any(type(tag) is not str for tag in tags)
+    ):
+        return None
+    values = _FLOW_RUN_DEFAULTS.copy()
+    values.update(fields)
+    values["parameters"] = dict(parameters)  # validation copies the containers
+    values["tags"] = list(tags)
+    values["empirical_policy"] = construct(
+        FlowRunPolicy, {**_POLICY_DEFAULTS, "pause_keys": set()}, set()
+    )
+    return construct(FlowRun, {name: values[name] for name in _FLOW_RUN_FIELDS}, set(fields))
 
 
 def coerce_policy(value: Any, model: type[FlowRunPolicy] | type[TaskRunPolicy]) -> Any:

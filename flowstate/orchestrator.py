@@ -30,6 +30,7 @@ from flowstate._time import as_utc, utcnow
 from flowstate._workers import WorkerMethods
 from flowstate.listeners import Listener, Listeners, Subscription, TransitionEvent
 from flowstate.errors import DatabaseError, InvalidState, ObjectAlreadyExists, ObjectNotFound
+from flowstate.orchestration.bookkeeping import flow_details_update
 from flowstate.orchestration.context import TransitionContext, stamp_proposal
 from flowstate.orchestration.decisions import (
     DeleteRunInputs,
@@ -231,24 +232,26 @@ class Orchestrator(WorkerMethods):
             if heartbeat_timeout is None
             else validate.positive_seconds(heartbeat_timeout, "heartbeat_timeout")
         )
+        fields = {
+            "id": uuid7() if id is None else validate.run_id(id),
+            "name": name or generate_run_name(),
+            "flow_name": flow_name,
+            "parameters": parameters or {},
+            "tags": tags or [],
+            "empirical_policy": empirical_policy,
+            "deployment_id": None
+            if deployment_id is None
+            else validate.run_id(deployment_id, "deployment_id"),
+            "infrastructure_pid": infrastructure_pid,
+            "parent_task_run_id": None
+            if parent_task_run_id is None
+            else validate.run_id(parent_task_run_id, "parent_task_run_id"),
+        }
         try:
-            run = FlowRun(
-                id=uuid7() if id is None else validate.run_id(id),
-                name=name or generate_run_name(),
-                flow_name=flow_name,
-                parameters=parameters or {},
-                tags=tags or [],
-                empirical_policy=validate.coerce_policy(empirical_policy, FlowRunPolicy),
-                deployment_id=None
-                if deployment_id is None
-                else validate.run_id(deployment_id, "deployment_id"),
-                infrastructure_pid=infrastructure_pid,
-                parent_task_run_id=(
-                    None
-                    if parent_task_run_id is None
-                    else validate.run_id(parent_task_run_id, "parent_task_run_id")
-                ),
-            )
+            run = validate.plain_flow_run(fields)
+            if run is None:
+                fields["empirical_policy"] = validate.coerce_policy(empirical_policy, FlowRunPolicy)
+                run = FlowRun(**fields)
             if run.parameters:  # an empty dict is always JSON
                 json.dumps(run.parameters)
         except ValidationError as exc:
@@ -340,7 +343,11 @@ class Orchestrator(WorkerMethods):
                 raise InvalidState(f"run_input must be JSON text-serialisable: {exc}") from None
         with self._transaction():
             now = self._now()
-            run = self._read_flow_run(run_id, now)
+            store = self._store
+            policy = self.flow_policy
+            run = store.working_flow_run(run_id) if policy.built_in else store.read_flow_run(run_id)
+            if run is None:
+                raise ObjectNotFound(f"Flow run with id {run_id} not found")
             given = run_input if isinstance(run_input, dict) else None
             plan = plan_resume(
                 run.state, given, lambda key: self._store.read_run_input(run_id, key), now
@@ -348,7 +355,9 @@ class Orchestrator(WorkerMethods):
             if plan.answer is not None:
                 return plan.answer
             assert plan.proposal is not None
-            outcome = self._orchestrate_flow(run_id, plan.proposal, force=False, now=now, run=run)
+            outcome = self._orchestrate_flow(
+                run_id, plan.proposal, force=False, now=now, run=run, policy=policy
+            )
             result = outcome.result
             if plan.response is not None and result.status is SetStateStatus.ACCEPT:
                 key = plan.response_key or ""
@@ -498,11 +507,6 @@ class Orchestrator(WorkerMethods):
 
     # -- the transition itself (inside a transaction) ---------------------------------------
 
-    @staticmethod
-    def _stamp(proposed: State, now: datetime) -> State:
-        """The proposal as written: a new id, timestamp now, and a default scheduled time."""
-        return stamp_proposal(proposed, now, uuid7)
-
     def _orchestrate_flow(
         self,
         run_id: UUID,
@@ -513,21 +517,25 @@ class Orchestrator(WorkerMethods):
         run: FlowRun | None = None,
         policy: Policy | None = None,
     ) -> Outcome:
+        if policy is None:
+            policy = MINIMAL_FLOW if force else self.flow_policy
         if run is None:
-            run = self._store.read_flow_run(run_id)
+            store = self._store
+            run = store.working_flow_run(run_id) if policy.built_in else store.read_flow_run(run_id)
             if run is None:
                 raise ObjectNotFound(f"Flow run with id {run_id} not found")
+        # Built-in rules never read a proposal's run ids: the bookkeeping's details are set
+        # in the stamping copy already, instead of in two more copies after the rules.
+        details = flow_details_update(run, proposed.state_details) if policy.built_in else None
         ctx = TransitionContext(
             kind="flow",
             run=run,
             initial=run.state,
-            proposed=self._stamp(proposed, now),
+            proposed=stamp_proposal(proposed, now, uuid7, details),
             now=now,
             new_id=uuid7,
             uniform=self._uniform,
         )
-        if policy is None:
-            policy = MINIMAL_FLOW if force else self.flow_policy
         outcome = policy.decide(ctx)
         self._save(outcome, now, force)
         return outcome
@@ -556,7 +564,7 @@ class Orchestrator(WorkerMethods):
             kind="task",
             run=run,
             initial=run.state,
-            proposed=self._stamp(proposed, now),
+            proposed=stamp_proposal(proposed, now, uuid7),
             now=now,
             new_id=uuid7,
             flow_run=flow_run,

@@ -19,13 +19,15 @@ from typing import Any
 from flowstate._models import copy_with
 from flowstate.orchestration.context import TransitionContext
 from flowstate.orchestration.decisions import MirrorToParentTask
-from flowstate.states import TERMINAL_TYPES, State, StateType
+from flowstate.runs import FlowRun
+from flowstate.states import TERMINAL_TYPES, State, StateDetails, StateType
 
 __all__ = [
     "FLOW_BOOKKEEPING",
     "TASK_BOOKKEEPING",
     "Bookkeeping",
     "flow_bookkeeping",
+    "flow_details_update",
     "task_bookkeeping",
 ]
 
@@ -101,15 +103,8 @@ def set_next_scheduled_start_time(ctx: TransitionContext, proposed: State) -> St
 
 def update_flow_state_details(ctx: TransitionContext, proposed: State) -> State:
     """A flow run's state names its run (and, for a subflow, the parent's tracking task)."""
-    run = ctx.run
-    task_run_id = getattr(run, "parent_task_run_id", None)
-    details = proposed.state_details
-    if details.flow_run_id == run.id and (task_run_id is None or details.task_run_id == task_run_id):
-        return proposed
-    update = {"flow_run_id": run.id}
-    if task_run_id is not None:
-        update["task_run_id"] = task_run_id
-    return ctx.with_details(proposed, **update)
+    update = flow_details_update(ctx.run, proposed.state_details)  # type: ignore[arg-type]
+    return proposed if update is None else ctx.with_details(proposed, **update)
 
 
 def update_task_state_details(ctx: TransitionContext, proposed: State) -> State:
@@ -202,19 +197,25 @@ def _save_changes(ctx: TransitionContext, changes: dict[str, Any]) -> None:
     ctx.run_changed = True
 
 
+def flow_details_update(run: FlowRun, details: StateDetails) -> dict[str, Any] | None:
+    """The detail values update_flow_state_details sets on a flow run's new state (its run id,
+    and its parent task run's), or None when ``details`` holds them already."""
+    task_run_id = getattr(run, "parent_task_run_id", None)
+    if details.flow_run_id == run.id and (task_run_id is None or details.task_run_id == task_run_id):
+        return None
+    if task_run_id is None:
+        return {"flow_run_id": run.id}
+    return {"flow_run_id": run.id, "task_run_id": task_run_id}
+
+
 def flow_bookkeeping(ctx: TransitionContext, proposed: State) -> State:
     """FLOW_BOOKKEEPING's before-steps in one pass (same result as applying them in order)."""
     changes: dict[str, Any] = {}
     proposed, to_type = _common(ctx, proposed, changes)
     run = ctx.run
-    task_run_id = getattr(run, "parent_task_run_id", None)
     details = proposed.state_details
-    if details.flow_run_id != run.id or (
-        task_run_id is not None and details.task_run_id != task_run_id
-    ):
-        update = {"flow_run_id": run.id}
-        if task_run_id is not None:
-            update["task_run_id"] = task_run_id
+    update = flow_details_update(run, details)  # type: ignore[arg-type]
+    if update is not None:
         proposed = copy_with(proposed, {"state_details": copy_with(details, update)})
     policy = run.empirical_policy
     if to_type is _RUNNING and not policy.resuming:

@@ -115,10 +115,19 @@ class TransitionContext:
         return copy_with(state, {"state_details": copy_with(state.state_details, details)})
 
 
-def stamp_proposal(proposed: State, now: datetime, new_id: Callable[[], UUID]) -> State:
+def stamp_proposal(
+    proposed: State,
+    now: datetime,
+    new_id: Callable[[], UUID],
+    details: dict[str, Any] | None = None,
+) -> State:
     """A proposal as it is written: a new id, timestamp ``now``, and — for a SCHEDULED state
-    without one — the scheduled time ``now`` (Prefect's default, on the engine's clock)."""
+    without one — the scheduled time ``now`` (Prefect's default, on the engine's clock).
+
+    ``details``: detail values to set as well (in the same copy), or None."""
     update: dict[str, Any] = {"id": new_id(), "timestamp": now}
     if proposed.type is StateType.SCHEDULED and proposed.state_details.scheduled_time is None:
-        update["state_details"] = copy_with(proposed.state_details, {"scheduled_time": now})
+        details = {**details, "scheduled_time": now} if details else {"scheduled_time": now}
+    if details:
+        update["state_details"] = copy_with(proposed.state_details, details)
     return copy_with(proposed, update)

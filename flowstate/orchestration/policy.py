@@ -84,6 +84,10 @@ class Policy:
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"policy {name!r} has duplicate rule names: {', '.join(duplicates)}")
+        self.built_in = all(_built_in(r) for r in self.rules)
+        """Whether every rule is one of flowstate's own, which change a run only through
+        ``ctx.update_run`` with new values and keep no reference to it after deciding: the
+        orchestrator may then let them work on its cached run instead of a copy."""
         self._table: dict[Pair, tuple[Rule, ...]] = {}
         states: list[StateType | None] = [None, *StateType]
         for from_type in states:
@@ -189,6 +193,16 @@ class Policy:
                     ) from exc
 
         return Outcome(result=_result(ctx), written=written, context=ctx)
+
+
+def _built_in(rule: Rule) -> bool:
+    return all(
+        step is None or getattr(step, "__module__", "").startswith(_OWN_RULES)
+        for step in (rule.before, rule.after)
+    )
+
+
+_OWN_RULES = "flowstate.orchestration."
 
 
 def _arriving(ctx: TransitionContext, state: State | None) -> State | None:

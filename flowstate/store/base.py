@@ -68,6 +68,12 @@ class StoreBackend(Protocol):
     def read_flow_run(self, run_id: UUID) -> FlowRun | None:
         """The flow run with its current state (locked until the transaction ends), or None."""
 
+    def working_flow_run(self, run_id: UUID) -> FlowRun | None:
+        """``read_flow_run`` for a transition decided by built-in rules only: the run may be
+        the store's own cached object, so the caller changes it only as a transition does (new
+        values, no in-place edits of its dicts, lists or policy) and, if it changed it, passes
+        it to ``save_transition`` in the same transaction; it must not keep it afterwards."""
+
     def read_task_run(self, run_id: UUID) -> TaskRun | None:
         """The task run with its current state (locked until the transaction ends), or None."""
 

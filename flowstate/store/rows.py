@@ -30,6 +30,7 @@ __all__ = [
     "flow_policy_as_read",
     "flow_run_insert_row",
     "flow_run_update_row",
+    "flow_run_values_as_saved",
     "parse_time",
     "state_from_row",
     "state_insert_row",
@@ -325,6 +326,40 @@ def flow_run_saved(
     )
 
 
+_SAVED_TIMES = ("start_time", "end_time", "expected_start_time", "next_scheduled_start_time")
+
+
+def flow_run_values_as_saved(
+    run: FlowRun, state: State | None, row: Sequence[Any], updated: datetime
+) -> dict[str, Any] | None:
+    """The fields a transition changes, as ``flow_run_from_row`` would build them once
+    UPDATE_FLOW_RUN wrote ``row`` (encoded from ``run`` and ``updated``) and the run's current
+    state became ``state`` (as read); the run's own values where reading gives them back as
+    they are. None when one would not come back as it is (a datetime not in plain UTC, ...).
+    ``empirical_policy`` is not included: see ``flow_policy_as_read``."""
+    run_count, total, name = row[3], row[6], row[2]
+    if type(run_count) is not int or type(total) is not float or not (
+        name is None or type(name) is str
+    ):
+        return None
+    values = run.__dict__
+    for field in _SAVED_TIMES:
+        value = values[field]
+        if value is not None and (type(value) is not datetime or value.tzinfo is not UTC):
+            return None
+    if type(updated) is not datetime or updated.tzinfo is not UTC:
+        return None
+    state_type = row[1]
+    total_run_time = timedelta(seconds=total)
+    return {
+        "state": state,
+        "state_type": None if state_type is None else _state_types[state_type],
+        "total_run_time": total_run_time,
+        "estimated_run_time": total_run_time,
+        "updated": updated,
+    }
+
+
 def state_saved(state: State, row: Sequence[Any]) -> State:
     """What ``state_from_row(row, 1)`` builds after ``state`` was written as ``row`` (a
     ``state_insert_row``), reusing the values that reading would give back unchanged."""
@@ -367,7 +402,8 @@ _STATE_FIELDS = frozenset(_STATE_KEYS)
 _DETAIL_DEFAULTS = tuple(
     (name, field.default) for name, field in StateDetails.model_fields.items()
 )
-_DETAIL_KEYS = tuple(StateDetails.model_fields)
+_DETAIL_DEFAULT = dict(_DETAIL_DEFAULTS)
+_DETAIL_COUNT = len(_DETAIL_DEFAULTS)
 _AS_IS = frozenset({str, bool, UUID, type(None)})
 """Types whose values JSON gives back equal and of the same type."""
 
@@ -375,31 +411,60 @@ _AS_IS = frozenset({str, bool, UUID, type(None)})
 def details_as_read(details: StateDetails, text: str) -> StateDetails:
     """What ``_validate_details(text)`` builds, where ``text`` is the stored JSON of ``details``
     (its non-default fields): the same values, with only those fields set. Parsed from ``text``
-    when a value might not come back as it is (a dict, a datetime not in UTC, ...)."""
+    when a value might not come back as it is (a dict, a datetime not in UTC, ...).
+
+    Only the fields counted as set are looked at: pydantic leaves every other field at its
+    default (validation, ``model_construct``, ``model_copy`` and ``flowstate._models`` all keep
+    that true), so they are not in ``text`` and reading leaves them unset too."""
     values = details.__dict__
-    fields_set = set()
-    for name, default in _DETAIL_DEFAULTS:
+    fields_set = details.__pydantic_fields_set__
+    if (
+        type(details) is not StateDetails
+        or len(values) != _DETAIL_COUNT
+        or details.__pydantic_extra__ is not None
+        or details.__pydantic_private__ is not None
+    ):
+        return _validate_details(text)
+    defaults = None
+    for name in fields_set:
         value = values[name]
-        if value is default:
-            continue
         kind = type(value)
         if kind not in _AS_IS and not (kind is datetime and value.tzinfo is UTC):
             return _validate_details(text)
-        if value != default:
-            fields_set.add(name)
-    if (
-        fields_set == details.__pydantic_fields_set__
-        and type(details) is StateDetails
-        and tuple(values) == _DETAIL_KEYS
-        and details.__pydantic_extra__ is None
-        and details.__pydantic_private__ is None
-    ):
+        if value == _DETAIL_DEFAULT[name]:
+            defaults = [name] if defaults is None else [*defaults, name]
+    if defaults is None:
         return details  # frozen, and equal to what parsing builds: share it
-    return construct(StateDetails, dict(values), fields_set)
+    return construct(StateDetails, dict(values), fields_set.difference(defaults))
 
 
 _POLICY_FIELDS = frozenset(FlowRunPolicy.model_fields)
 _RETRY_TYPES = (None, "in_process", "reschedule")
+
+
+_CHANGED_BY_TRANSITIONS = ("pause_keys", "resuming", "retry_type")
+
+
+def flow_policy_kept_as_read(policy: FlowRunPolicy, before: FlowRunPolicy) -> bool:
+    """Whether reading ``policy`` back would build an equal policy, when it is ``before`` (a
+    policy as read) with only the fields transitions change replaced by a ``copy_with``."""
+    values, old = policy.__dict__, before.__dict__
+    if (
+        type(policy) is not FlowRunPolicy
+        or len(values) != len(_POLICY_FIELDS)
+        or policy.__pydantic_fields_set__ != _POLICY_FIELDS  # as read: every field set
+        or policy.__pydantic_extra__ is not None
+        or policy.__pydantic_private__ is not None
+        or type(values["resuming"]) is not bool
+        or values["retry_type"] not in _RETRY_TYPES
+        or type(values["pause_keys"]) is not set
+        or any(type(key) is not str for key in values["pause_keys"])
+    ):
+        return False
+    for name, value in values.items():
+        if value is not old[name] and name not in _CHANGED_BY_TRANSITIONS:
+            return False
+    return True
 
 
 def flow_policy_as_read(policy: FlowRunPolicy, text: str) -> FlowRunPolicy:

@@ -37,12 +37,13 @@ RUN_CACHE_SIZE = 16
 class _CachedFlowRun:
     """A flow run exactly as reading its row would build it, with the JSON texts it came from.
 
-    Never handed out and never mutated: readers get :meth:`detached` copies. Only runs whose
-    current state is deeply immutable (no result data, no run input keyset) are kept, so the
-    copies can share the state object.
+    Readers get :meth:`detached` copies; only a transition by built-in rules works on ``run``
+    itself (:meth:`Store.working_flow_run`), and saving it brings it back to what reading the
+    row would build. Only runs whose current state is deeply immutable (no result data, no run
+    input keyset) are kept, so the copies can share the state object.
     """
 
-    __slots__ = ("run", "parameters", "tags", "policy", "id_text")
+    __slots__ = ("run", "parameters", "tags", "policy", "id_text", "policy_object")
 
     def __init__(self, run: FlowRun, parameters: str, tags: str, policy: str, id_text: str) -> None:
         self.run = run
@@ -50,6 +51,8 @@ class _CachedFlowRun:
         self.tags = tags
         self.policy = policy
         self.id_text = id_text
+        self.policy_object = run.empirical_policy
+        """The policy ``policy`` encodes: a transition that replaced it must encode the new one."""
 
     def detached(self) -> FlowRun:
         """A copy the caller may change freely: its mutable parts are new objects."""
@@ -239,6 +242,21 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
             return self._runs[run_id].detached()
         return run
 
+    def working_flow_run(self, run_id: UUID) -> FlowRun | None:
+        """The flow run for a transition by built-in rules: the cached run itself, when there
+        is one (see :meth:`StoreBackend.working_flow_run`), else a fresh read."""
+        if self._caching():
+            cached = self._runs.get(run_id)
+            if cached is not None:
+                return cached.run
+        row = self.conn.execute(sql.SELECT_FLOW_RUN, (str(run_id),)).fetchone()
+        if row is None:
+            return None
+        run = rows.flow_run_from_row(row)
+        if self._depth > 0 and _immutable(run.state):  # _caching() held just above
+            self._remember(run, row)
+        return run
+
     def read_task_run(self, run_id: UUID) -> TaskRun | None:
         """The task run with its current state, or None."""
         row = self.conn.execute(sql.SELECT_TASK_RUN, (str(run_id),)).fetchone()
@@ -294,7 +312,7 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         """Write a new state (if any) to the run's history and save the run's fields."""
         conn = self.conn
         if kind == "flow":
-            cached = self._runs.pop(run.id, None) if self._caching() else None
+            cached = self._runs.get(run.id) if self._caching() else None
             run_text = str(run.id) if cached is None else cached.id_text
             state_row = None
             state_id: UUID | str | None = current_state_id
@@ -303,19 +321,62 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
                 conn.execute(sql.INSERT_FLOW_RUN_STATE, state_row)
                 state_id = state_row[1]
             policy_text = None
-            if cached is not None:
-                old, new = cached.run.empirical_policy, run.empirical_policy
+            in_place = cached is not None and cached.run is run
+            if in_place:
+                if run.empirical_policy is cached.policy_object:  # type: ignore[union-attr]
+                    policy_text = cached.policy  # type: ignore[union-attr]
+            elif cached is not None:
+                old, new = cached.policy_object, run.empirical_policy
                 if new is old or (type(new) is type(old) and new.__dict__ == old.__dict__):
                     policy_text = cached.policy  # unchanged: no need to encode it again
             row = rows.flow_run_update_row(run, state_id, now, policy_text, run_text)  # type: ignore[arg-type]
             conn.execute(sql.UPDATE_FLOW_RUN, row)
             if cached is not None:
-                self._remember_saved(cached, run, now, row, written, state_row, policy_text)  # type: ignore[arg-type]
+                if in_place:
+                    self._refresh(cached, now, row, written, state_row, policy_text)
+                else:
+                    del self._runs[run.id]
+                    self._remember_saved(cached, run, now, row, written, state_row, policy_text)  # type: ignore[arg-type]
         else:
             if written is not None:
                 conn.execute(sql.INSERT_TASK_RUN_STATE, rows.state_insert_row(run.id, written))
             state_id = written.id if written is not None else current_state_id
             conn.execute(sql.UPDATE_TASK_RUN, rows.task_run_update_row(run, state_id, now))  # type: ignore[arg-type]
+
+    def _refresh(
+        self,
+        cached: _CachedFlowRun,
+        now: datetime,
+        row: tuple[Any, ...],
+        written: State | None,
+        state_row: tuple[Any, ...] | None,
+        policy_text: str | None,
+    ) -> None:
+        """Bring the cached run a transition changed in place back to what reading the row
+        just written would build; forget it where that would take parsing."""
+        runs = self._runs
+        run = cached.run
+        if written is not None:
+            if state_row[6] is not None:  # type: ignore[index]
+                del runs[run.id]  # result data: not cached (see _immutable)
+                return
+            state = rows.state_saved(written, state_row)  # type: ignore[arg-type]
+            if not _immutable(state):
+                del runs[run.id]
+                return
+        else:
+            state = run.state
+        values = rows.flow_run_values_as_saved(run, state, row, now)
+        if values is None:
+            del runs[run.id]
+            return
+        if policy_text is None:
+            policy = run.empirical_policy
+            if not rows.flow_policy_kept_as_read(policy, cached.policy_object):
+                policy = values["empirical_policy"] = rows.flow_policy_as_read(policy, row[9])
+            cached.policy, cached.policy_object = row[9], policy
+        run.__dict__.update(values)
+        runs[run.id] = runs.pop(run.id)  # the most recently used
 
     def _remember_saved(
         self,

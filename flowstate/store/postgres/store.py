@@ -171,6 +171,11 @@ class PostgresStore(ConnectionLifecycle[psycopg.Connection[Any]]):
         row = self._read_run(sql.SELECT_FLOW_RUN, sql.SELECT_FLOW_RUN_FOR_UPDATE, run_id)
         return None if row is None else rows.flow_run_from_row(row)
 
+    def working_flow_run(self, run_id: UUID) -> FlowRun | None:
+        """``read_flow_run``: this store keeps no runs between reads, so every run is the
+        caller's own."""
+        return self.read_flow_run(run_id)
+
     def read_task_run(self, run_id: UUID) -> TaskRun | None:
         """The task run with its current state, or None; inside a transaction, its row stays
         locked until the transaction ends."""
