@@ -206,6 +206,7 @@ def plain_state(type_: StateType) -> State:
 
 
 _TYPE_ONLY = frozenset({"type"})
+_NO_DETAILS = construct(StateDetails, _DETAIL_DEFAULTS.copy(), set())
 
 
 def _build(
@@ -216,9 +217,12 @@ def _build(
     fields_set: frozenset[str],
 ) -> State:
     """The state validation builds from already-valid arguments (``fields_set``: those given)."""
-    values = _DETAIL_DEFAULTS.copy()
-    values.update(details)
-    state_details = construct(StateDetails, values, set(details))
+    if details:
+        values = _DETAIL_DEFAULTS.copy()
+        values.update(details)
+        state_details = construct(StateDetails, values, set(details))
+    else:
+        state_details = _NO_DETAILS  # frozen: one instance serves every state without details
     return construct(
         State,
         {

@@ -201,7 +201,10 @@ def flow_details_update(run: FlowRun, details: StateDetails) -> dict[str, Any] |
     """The detail values update_flow_state_details sets on a flow run's new state (its run id,
     and its parent task run's), or None when ``details`` holds them already."""
     task_run_id = getattr(run, "parent_task_run_id", None)
-    if details.flow_run_id == run.id and (task_run_id is None or details.task_run_id == task_run_id):
+    flow_run_id, run_id = details.flow_run_id, run.id
+    if (flow_run_id is run_id or flow_run_id == run_id) and (
+        task_run_id is None or details.task_run_id == task_run_id
+    ):
         return None
     if task_run_id is None:
         return {"flow_run_id": run.id}

@@ -47,9 +47,25 @@ _validate_flow_policy = FlowRunPolicy.model_validate_json
 _validate_task_policy = TaskRunPolicy.model_validate_json
 
 
-def _details_json(details: StateDetails, *, exclude_defaults: bool) -> bytes:
-    # model_dump_json(...) is this call plus keyword handling (same defaults)
-    return StateDetails.__pydantic_serializer__.to_json(details, exclude_defaults=exclude_defaults)
+_serialize_details = StateDetails.__pydantic_serializer__.to_json
+_RUN_ID_ONLY = frozenset({"flow_run_id"})
+_last_run_id: tuple[object, str] = (None, "")
+
+
+def _stored_details(details: StateDetails) -> str:
+    """The stored JSON of ``details``: its non-default fields. Most states of a flow run's
+    life set only ``flow_run_id`` (the bookkeeping's), whose JSON is written out directly, its
+    text kept for the next state of the same run; pydantic encodes the others."""
+    global _last_run_id
+    if details.__pydantic_fields_set__ == _RUN_ID_ONLY and type(details) is StateDetails:
+        run_id = details.__dict__["flow_run_id"]
+        if type(run_id) is UUID:
+            last = _last_run_id
+            if last[0] is not run_id:
+                last = _last_run_id = (run_id, f'{{"flow_run_id":"{run_id}"}}')
+            return last[1]
+    # model_dump_json(exclude_defaults=True) is this call plus keyword handling
+    return _serialize_details(details, exclude_defaults=True).decode()
 
 
 def _flow_policy_json(policy: FlowRunPolicy) -> str:
@@ -135,7 +151,7 @@ def state_insert_row(run_id: UUID | str, state: State) -> tuple[Any, ...]:
         encode_data(state.data),
         # Only the details that differ from their defaults: a third of the bytes of a state
         # row, and less JSON to encode and parse (reading fills the defaults back in).
-        _details_json(state.state_details, exclude_defaults=True).decode(),
+        _stored_details(state.state_details),
     )
 
 

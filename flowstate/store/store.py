@@ -106,7 +106,7 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         self._init_lifecycle(path)
         # Flow runs as last read or written by this connection; valid while no other
         # connection has committed (PRAGMA data_version, checked at each BEGIN IMMEDIATE).
-        self._runs: dict[UUID, _CachedFlowRun] = {}
+        self._runs: dict[int, _CachedFlowRun] = {}  # by UUID.int: hashing an int is cheaper
         self._data_version: int | None = None
         conn = connect(path, busy_timeout=busy_timeout)
         try:
@@ -212,9 +212,10 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
     def _remember(self, run: FlowRun, row: Any) -> None:
         """Cache ``run``, decoded from ``row`` (a SELECT_FLOW_RUN or insert row)."""
         runs = self._runs
-        runs.pop(run.id, None)
+        key = run.id.int
+        runs.pop(key, None)
         if _immutable(run.state):
-            runs[run.id] = _CachedFlowRun(run, row[3], row[4], row[14], row[0])
+            runs[key] = _CachedFlowRun(run, row[3], row[4], row[14], row[0])
             if len(runs) > RUN_CACHE_SIZE:
                 del runs[next(iter(runs))]
 
@@ -230,7 +231,7 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         """The flow run with its current state, or None. The caller may change the run."""
         caching = self._caching()
         if caching:
-            cached = self._runs.get(run_id)
+            cached = self._runs.get(run_id.int)
             if cached is not None:
                 return cached.detached()
         row = self.conn.execute(sql.SELECT_FLOW_RUN, (str(run_id),)).fetchone()
@@ -239,14 +240,14 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         run = rows.flow_run_from_row(row)
         if caching and _immutable(run.state):
             self._remember(run, row)
-            return self._runs[run_id].detached()
+            return self._runs[run_id.int].detached()
         return run
 
     def working_flow_run(self, run_id: UUID) -> FlowRun | None:
         """The flow run for a transition by built-in rules: the cached run itself, when there
         is one (see :meth:`StoreBackend.working_flow_run`), else a fresh read."""
         if self._caching():
-            cached = self._runs.get(run_id)
+            cached = self._runs.get(run_id.int)
             if cached is not None:
                 return cached.run
         row = self.conn.execute(sql.SELECT_FLOW_RUN, (str(run_id),)).fetchone()
@@ -312,7 +313,7 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         """Write a new state (if any) to the run's history and save the run's fields."""
         conn = self.conn
         if kind == "flow":
-            cached = self._runs.get(run.id) if self._caching() else None
+            cached = self._runs.get(run.id.int) if self._caching() else None
             run_text = str(run.id) if cached is None else cached.id_text
             state_row = None
             state_id: UUID | str | None = current_state_id
@@ -335,7 +336,7 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
                 if in_place:
                     self._refresh(cached, now, row, written, state_row, policy_text)
                 else:
-                    del self._runs[run.id]
+                    del self._runs[run.id.int]
                     self._remember_saved(cached, run, now, row, written, state_row, policy_text)  # type: ignore[arg-type]
         else:
             if written is not None:
@@ -356,19 +357,20 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         just written would build; forget it where that would take parsing."""
         runs = self._runs
         run = cached.run
+        key = run.id.int
         if written is not None:
             if state_row[6] is not None:  # type: ignore[index]
-                del runs[run.id]  # result data: not cached (see _immutable)
+                del runs[key]  # result data: not cached (see _immutable)
                 return
             state = rows.state_saved(written, state_row)  # type: ignore[arg-type]
             if not _immutable(state):
-                del runs[run.id]
+                del runs[key]
                 return
         else:
             state = run.state
         values = rows.flow_run_values_as_saved(run, state, row, now)
         if values is None:
-            del runs[run.id]
+            del runs[key]
             return
         if policy_text is None:
             policy = run.empirical_policy
@@ -376,7 +378,7 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
                 policy = values["empirical_policy"] = rows.flow_policy_as_read(policy, row[9])
             cached.policy, cached.policy_object = row[9], policy
         run.__dict__.update(values)
-        runs[run.id] = runs.pop(run.id)  # the most recently used
+        runs[key] = runs.pop(key)  # the most recently used
 
     def _remember_saved(
         self,
@@ -399,7 +401,7 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         saved = rows.flow_run_saved(cached.run, state, row, policy, run, now)
         if saved is not None and _immutable(state):
             runs = self._runs
-            runs[saved.id] = _CachedFlowRun(saved, cached.parameters, cached.tags, row[9], row[11])
+            runs[saved.id.int] = _CachedFlowRun(saved, cached.parameters, cached.tags, row[9], row[11])
             if len(runs) > RUN_CACHE_SIZE:
                 del runs[next(iter(runs))]
 
