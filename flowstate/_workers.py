@@ -35,6 +35,7 @@ class WorkerMethods:
         _store: StoreBackend
 
         def _transaction(self) -> Any: ...
+        def transaction(self) -> Any: ...
         def _now(self) -> datetime: ...
         def _read_flow_run(self, run_id: UUID, now: datetime) -> FlowRun: ...
         def _orchestrate_flow(
@@ -67,7 +68,7 @@ class WorkerMethods:
         if not isinstance(limit, int) or limit < 1:
             raise InvalidState(f"limit={limit!r}; expected a whole number >= 1")
         message = None if worker is None else f"Claimed by {worker}"
-        with self._transaction():
+        with self.transaction():  # several decisions: undone together if one fails
             at = self._at(now)
             claimed: list[UUID] = []
             for run_id in self._store.due_flow_run_ids(at, limit):
@@ -133,7 +134,7 @@ class WorkerMethods:
         runs). Idempotent, and safe from several processes at once (one transaction).
         """
         default = validate.positive_seconds(timeout, "timeout")
-        with self._transaction():
+        with self.transaction():  # several decisions: undone together if one fails
             at = self._at(now)
             results = []
             for run_id, last_seen, own_timeout in self._store.active_flow_run_liveness():
@@ -160,7 +161,7 @@ class WorkerMethods:
         through the mark-late policy.
         """
         seconds = validate.positive_seconds(threshold, "threshold", allow_zero=True)
-        with self._transaction():
+        with self.transaction():  # several decisions: undone together if one fails
             at = self._at(now)
             results = []
             for run_id in self._store.late_candidate_ids(at - timedelta(seconds=seconds)):

@@ -74,26 +74,32 @@ def default_database_path() -> str:
 
 
 class _Transaction:
-    """One context manager for a call's transaction (a class: cheaper than nested generators).
+    """One context manager for a block's transaction (a class: cheaper than nested generators).
 
     The store's transaction (BEGIN IMMEDIATE, or a SAVEPOINT when nested; sqlite3 errors leave
     as DatabaseError with the cause chained; rollback on any exception), plus the listener
-    events: dropped with a rollback, told after the outermost commit.
+    events: dropped with a rollback, told after the outermost commit. With ``call``, the block
+    is one API call (the store's ``_begin_call``: no savepoint of its own when nested).
     """
 
-    __slots__ = ("_store", "_listeners", "_mark", "_depth")
+    __slots__ = ("_store", "_listeners", "_mark", "_depth", "_call")
 
-    def __init__(self, store: StoreBackend, listeners: Listeners) -> None:
+    def __init__(self, store: StoreBackend, listeners: Listeners, call: bool = False) -> None:
         self._store = store
         self._listeners = listeners
+        self._call = call
 
     def __enter__(self) -> None:
         self._mark = self._listeners.mark()
-        self._depth = self._store._begin()
+        store = self._store
+        self._depth = store._begin_call() if self._call else store._begin()
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
-            self._store._end(self._depth, exc)
+            if self._call:
+                self._store._end_call(self._depth, exc)
+            else:
+                self._store._end(self._depth, exc)
         except BaseException:
             self._listeners.rollback_to(self._mark)
             raise
@@ -173,8 +179,11 @@ class Orchestrator(WorkerMethods):
         return _Transaction(self._store, self._listeners)
 
     def _transaction(self) -> _Transaction:
-        """A store transaction that also releases (or drops) the listener events it made."""
-        return _Transaction(self._store, self._listeners)
+        """The transaction of one API call that makes at most one decision and checks all its
+        input before it writes: inside a ``transaction()`` block it takes no savepoint, and a
+        database error halfway through dooms the block (``Store._begin_call``). Calls that
+        decide for several runs use ``transaction()``, which undoes just the call."""
+        return _Transaction(self._store, self._listeners, call=True)
 
     # -- listeners -------------------------------------------------------------------------
 
@@ -355,16 +364,30 @@ class Orchestrator(WorkerMethods):
             if plan.answer is not None:
                 return plan.answer
             assert plan.proposal is not None
-            outcome = self._orchestrate_flow(
-                run_id, plan.proposal, force=False, now=now, run=run, policy=policy
-            )
-            result = outcome.result
-            if plan.response is not None and result.status is SetStateStatus.ACCEPT:
-                key = plan.response_key or ""
-                if not self._store.insert_run_input(run_id, key, plan.response, None, now):
+            response, key = plan.response, plan.response_key or ""
+
+            def refuse_a_taken_key(outcome: Outcome) -> None:  # checked before anything is written
+                if (
+                    response is not None
+                    and outcome.result.status is SetStateStatus.ACCEPT
+                    and store.read_run_input(run_id, key) is not None
+                ):
                     raise ObjectAlreadyExists(
                         f"run input {key!r} of flow run {run_id} already exists"
                     )
+
+            outcome = self._orchestrate_flow(
+                run_id,
+                plan.proposal,
+                force=False,
+                now=now,
+                run=run,
+                policy=policy,
+                before_save=refuse_a_taken_key,
+            )
+            result = outcome.result
+            if response is not None and result.status is SetStateStatus.ACCEPT:
+                store.insert_run_input(run_id, key, response, None, now)
             return result
 
     # -- run input -------------------------------------------------------------------------
@@ -516,6 +539,7 @@ class Orchestrator(WorkerMethods):
         now: datetime,
         run: FlowRun | None = None,
         policy: Policy | None = None,
+        before_save: Callable[[Outcome], None] | None = None,
     ) -> Outcome:
         if policy is None:
             policy = MINIMAL_FLOW if force else self.flow_policy
@@ -537,6 +561,8 @@ class Orchestrator(WorkerMethods):
             uniform=self._uniform,
         )
         outcome = policy.decide(ctx)
+        if before_save is not None:
+            before_save(outcome)
         self._save(outcome, now, force)
         return outcome
 

@@ -9,7 +9,8 @@ Contract, whatever the backend:
 
 - Every read and write runs inside a transaction opened with :meth:`StoreBackend.transaction`
   (or the ``_begin``/``_end`` pair the orchestrator's own context manager uses). Transactions
-  nest as savepoints; an exception rolls the innermost block back and leaves translated.
+  nest as savepoints; an exception rolls the innermost block back and leaves translated. One
+  API call inside a block uses ``_begin_call``/``_end_call``, which may skip its savepoint.
 - Inside a transaction, reading a run (``read_flow_run``/``read_task_run``) guarantees that no
   other connection can change that run until the transaction ends: the read-decide-write of one
   transition cannot race. (SQLite takes the database's write lock at BEGIN; PostgreSQL locks the
@@ -56,6 +57,15 @@ class StoreBackend(Protocol):
 
     def _end(self, depth: int, exc: BaseException | None) -> None:
         """Commit or release (``exc`` None), else roll back and re-raise ``exc`` translated."""
+
+    def _begin_call(self) -> int:
+        """``_begin`` for one API call that checks its input before its first write. Nested,
+        a store may open no savepoint for it; then a database error after the call's first
+        write dooms the enclosing block, which raises ``DatabaseError`` and rolls back when it
+        ends (SQLite does this; PostgreSQL keeps a savepoint per call)."""
+
+    def _end_call(self, token: int, exc: BaseException | None) -> None:
+        """End a ``_begin_call`` (``token`` is what it returned)."""
 
     # -- runs ------------------------------------------------------------------------------------
 

@@ -53,6 +53,16 @@ class ConnectionLifecycle(Generic[C]):
     def _end(self, depth: int, exc: BaseException | None) -> None:  # pragma: no cover
         raise NotImplementedError
 
+    def _begin_call(self) -> int:
+        """``_begin`` for one API call whose only failures after its first write are database
+        errors; a store may open no savepoint for it inside a transaction. Pass the result to
+        ``_end_call``."""
+        return self._begin()
+
+    def _end_call(self, token: int, exc: BaseException | None) -> None:
+        """``_end`` of a ``_begin_call``."""
+        self._end(token, exc)
+
     @property
     def conn(self) -> C:
         """The open connection (raises once the store is closed)."""
