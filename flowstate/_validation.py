@@ -121,7 +121,8 @@ def coerce_state(value: Any) -> State:
             )
     except ValidationError as exc:
         raise InvalidState(f"invalid state: {validation_message(exc)}") from None
-    check_state_text(state)
+    if not _all_ascii(state):
+        check_state_text(state)
     if state.data is not None:
         try:
             json.dumps(state.data)

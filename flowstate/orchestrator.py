@@ -149,6 +149,8 @@ class Orchestrator(WorkerMethods):
             raise InvalidState(f"synchronous={synchronous!r}; expected NORMAL, FULL, EXTRA or OFF")
         self._store = open_store(path, busy_timeout=busy_timeout, synchronous=synchronous)
         self._clock = clock or utcnow
+        # the engine's "now": the real clock gives UTC datetimes already, with nothing to check
+        self._now: Callable[[], datetime] = self._checked_clock if clock else utcnow
         self._uniform = uniform or random.Random().uniform
         self.flow_policy = validate.check_policy(flow_policy or CORE_FLOW, "flow")
         self.task_policy = validate.check_policy(task_policy or CORE_TASK, "task")
@@ -204,7 +206,8 @@ class Orchestrator(WorkerMethods):
         """Exceptions raised by listeners (which never undo a committed transition)."""
         return self._listeners.errors
 
-    def _now(self) -> datetime:
+    def _checked_clock(self) -> datetime:
+        """The injected clock's time, checked and in UTC (``_now`` when a clock is given)."""
         now = self._clock()
         if not isinstance(now, datetime):
             raise InvalidState(f"the clock returned {now!r}, not a datetime")

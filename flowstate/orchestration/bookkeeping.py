@@ -202,8 +202,10 @@ def flow_details_update(run: FlowRun, details: StateDetails) -> dict[str, Any] |
     and its parent task run's), or None when ``details`` holds them already."""
     task_run_id = getattr(run, "parent_task_run_id", None)
     flow_run_id, run_id = details.flow_run_id, run.id
-    if (flow_run_id is run_id or flow_run_id == run_id) and (
-        task_run_id is None or details.task_run_id == task_run_id
+    if (
+        flow_run_id is not None  # (None == a UUID would call UUID.__eq__)
+        and (flow_run_id is run_id or flow_run_id == run_id)
+        and (task_run_id is None or details.task_run_id == task_run_id)
     ):
         return None
     if task_run_id is None:
@@ -225,7 +227,9 @@ def flow_bookkeeping(ctx: TransitionContext, proposed: State) -> State:
         changes["run_count"] = run.run_count + 1
     if policy.resuming and (to_type is _RUNNING or to_type in TERMINAL_TYPES):
         changes["empirical_policy"] = copy_with(policy, {"resuming": False})
-    _save_changes(ctx, changes)
+    run.__dict__.update(changes)  # _save_changes, inlined: this runs for every transition
+    run.__pydantic_fields_set__.update(changes)
+    ctx.run_changed = True
     return proposed
 
 

@@ -84,7 +84,8 @@ def encode_time(value: datetime | None) -> str | None:
     hit = _ENCODED.get(id(value))
     if hit is not None and hit[0] is value:  # the entry holds the object: its id is not reused
         return hit[1]
-    text = value.isoformat(timespec="microseconds")
+    # isoformat() omits a zero microsecond, and is cheaper than asking for the fixed width
+    text = value.isoformat() if value.microsecond else value.isoformat(timespec="microseconds")
     if len(_ENCODED) >= 32:
         _ENCODED.clear()
     _ENCODED[id(value)] = (value, text)
@@ -144,7 +145,7 @@ def state_insert_row(run_id: UUID | str, state: State) -> tuple[Any, ...]:
     return (
         str(run_id),
         str(state.id),
-        state.type.value,
+        state.type._value_,  # .value is a Python-level property of Enum; _value_ the same str
         state.name,
         encode_time(state.timestamp),
         state.message,
@@ -210,17 +211,19 @@ def flow_run_update_row(
 ) -> tuple[Any, ...]:
     """Values for UPDATE_FLOW_RUN (``policy_text``: the run's policy, if already encoded;
     ``state_id`` may be text already; ``run_id``: ``str(run.id)``, if known)."""
+    values = run.__dict__  # (one dict, instead of pydantic's attribute hook per field)
+    state_type, end, next_start = values["state_type"], values["end_time"], values["next_scheduled_start_time"]
     return (
-        _str(state_id),
-        None if run.state_type is None else run.state_type.value,
-        run.state_name,
-        run.run_count,
-        encode_time(run.start_time),
-        encode_time(run.end_time),
-        run.total_run_time.total_seconds(),
-        encode_time(run.expected_start_time),
-        encode_time(run.next_scheduled_start_time),
-        _flow_policy_json(run.empirical_policy) if policy_text is None else policy_text,
+        state_id if state_id is None or type(state_id) is str else str(state_id),
+        None if state_type is None else state_type._value_,
+        values["state_name"],
+        values["run_count"],
+        encode_time(values["start_time"]),
+        None if end is None else encode_time(end),
+        values["total_run_time"].total_seconds(),
+        encode_time(values["expected_start_time"]),
+        None if next_start is None else encode_time(next_start),
+        _flow_policy_json(values["empirical_policy"]) if policy_text is None else policy_text,
         encode_time(updated),
         str(run.id) if run_id is None else run_id,
     )
@@ -557,7 +560,7 @@ def task_run_update_row(run: TaskRun, state_id: UUID | None, updated: datetime) 
     """Values for UPDATE_TASK_RUN."""
     return (
         _str(state_id),
-        None if run.state_type is None else run.state_type.value,
+        None if run.state_type is None else run.state_type._value_,
         run.state_name,
         run.run_count,
         run.flow_run_run_count,
