@@ -89,3 +89,22 @@ def test_a_rolled_back_transition_leaves_no_trace_in_later_reads(tmp_path: Any) 
         assert orc.read_flow_run(run.id).state.type.value == "PENDING"
         assert orc.set_flow_run_state(run.id, Running()).status.value == "ACCEPT"
         assert orc.read_flow_run(run.id).run_count == 1
+
+
+@pytest.mark.parametrize(("years", "microseconds"), [(1, 123_457), (200, 123_457), (285, 1)])
+def test_a_long_run_time_reads_back_from_the_cache_as_from_the_file(
+    tmp_path: Any, years: int, microseconds: int
+) -> None:
+    """The file keeps a run time as float seconds, which lose microseconds past ~285 years:
+    the cached run must hold what reading gives back, not the exact sum."""
+    path = str(tmp_path / "cache.db")
+    start = datetime(2000, 1, 1, tzinfo=timezone.utc)
+    later = start + timedelta(days=365.25 * years, microseconds=microseconds)
+    times = iter([start])
+    with Orchestrator(path, clock=lambda: next(times, later)) as orc:
+        run = orc.create_flow_run(state=Running())
+        orc.set_flow_run_state(run.id, Completed())  # at ``later``: the run time is the gap
+        with orc.transaction():  # inside a transaction, so the cached run is the one read
+            mine = orc.read_flow_run(run.id)
+        assert abs(mine.total_run_time - (later - start)) <= timedelta(microseconds=1)
+        assert _exact(mine) == _exact(_fresh(path, run.id))

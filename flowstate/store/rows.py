@@ -345,6 +345,8 @@ def flow_run_saved(
     )
 
 
+_EXACT_SECONDS = 2**31
+"""Below this many seconds (68 years) a float total_seconds() gives back every microsecond."""
 _SAVED_TIMES = ("start_time", "end_time", "expected_start_time", "next_scheduled_start_time")
 
 
@@ -368,11 +370,12 @@ def flow_run_values_as_saved(
             return None
     if type(updated) is not datetime or updated.tzinfo is not UTC:
         return None
-    state_type = row[1]
-    total_run_time = timedelta(seconds=total)
+    total_run_time = values["total_run_time"]
+    if type(total_run_time) is not timedelta or not -_EXACT_SECONDS < total < _EXACT_SECONDS:
+        total_run_time = timedelta(seconds=total)  # what reading gives back
+    # state_type is the member row[1] was taken from; reading maps the text back to it
     return {
         "state": state,
-        "state_type": None if state_type is None else _state_types[state_type],
         "total_run_time": total_run_time,
         "estimated_run_time": total_run_time,
         "updated": updated,
