@@ -212,7 +212,8 @@ def flow_run_update_row(
     """Values for UPDATE_FLOW_RUN (``policy_text``: the run's policy, if already encoded;
     ``state_id`` may be text already; ``run_id``: ``str(run.id)``, if known)."""
     values = run.__dict__  # (one dict, instead of pydantic's attribute hook per field)
-    state_type, end, next_start = values["state_type"], values["end_time"], values["next_scheduled_start_time"]
+    state_type, end = values["state_type"], values["end_time"]
+    next_start = values["next_scheduled_start_time"]
     return (
         state_id if state_id is None or type(state_id) is str else str(state_id),
         None if state_type is None else state_type._value_,
