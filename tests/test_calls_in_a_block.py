@@ -15,18 +15,23 @@ from typing import Any
 import pytest
 
 from flowstate import DatabaseError, ObjectAlreadyExists, ObjectNotFound, Orchestrator
-from flowstate.states import Paused, Pending, Running, StateType
+from flowstate.states import Completed, Paused, Pending, Running, Scheduled, StateType
 
-_FAIL_RUNNING = (
-    "CREATE TRIGGER fail_running BEFORE UPDATE ON flow_run WHEN NEW.state_type = 'RUNNING' "
+_FAIL_RUNNING_STATE = (
+    "CREATE TRIGGER fail_running BEFORE INSERT ON flow_run_state WHEN NEW.type = 'RUNNING' "
+    "BEGIN SELECT RAISE(ABORT, 'simulated disk failure'); END"
+)
+_FAIL_RUNNING_RUN = (
+    "CREATE TRIGGER fail_running_run BEFORE UPDATE ON flow_run WHEN NEW.state_type = 'RUNNING' "
     "BEGIN SELECT RAISE(ABORT, 'simulated disk failure'); END"
 )
 
 
-def _add_failing_trigger(path: str) -> None:
-    """Make every UPDATE that moves a flow run to RUNNING fail: after the state row's INSERT."""
+def _add_trigger(path: str, statement: str = _FAIL_RUNNING_STATE) -> None:
+    """Make writing a RUNNING state fail: ``create_flow_run(state=Running())`` then fails
+    after it inserted its run, i.e. halfway."""
     conn = sqlite3.connect(path)
-    conn.execute(_FAIL_RUNNING)
+    conn.execute(statement)
     conn.commit()
     conn.close()
 
@@ -74,12 +79,12 @@ def test_a_call_stopped_halfway_by_the_database_dooms_its_block(tmp_path: Any) -
     path = str(tmp_path / "block.db")
     with Orchestrator(path) as orc:
         run = orc.create_flow_run(state=Pending())
-        _add_failing_trigger(path)
+        _add_trigger(path)
         with pytest.raises(DatabaseError, match="rolled back"):
             with orc.transaction():
                 orc.create_flow_run(state=Pending())
                 with pytest.raises(DatabaseError, match="simulated disk failure"):
-                    orc.set_flow_run_state(run.id, Running())  # its state row was inserted
+                    orc.create_flow_run(state=Running())  # its run row was inserted
                 with pytest.raises(DatabaseError, match="cannot commit"):
                     orc.create_flow_run()
         # nothing of the block was kept: no half-written transition, no new run
@@ -96,26 +101,135 @@ def test_a_block_that_raises_after_a_halfway_call_rolls_back_with_its_own_error(
     path = str(tmp_path / "block.db")
     with Orchestrator(path) as orc:
         run = orc.create_flow_run(state=Pending())
-        _add_failing_trigger(path)
+        _add_trigger(path)
         with pytest.raises(DatabaseError, match="simulated disk failure"):
             with orc.transaction():
-                orc.set_flow_run_state(run.id, Running())
+                orc.create_flow_run(state=Running())
         assert _history(path, run.id) == [StateType.PENDING]
+        assert [r.id for r in orc.read_flow_runs()] == [run.id]
 
 
 def test_a_halfway_call_in_a_nested_block_undoes_only_that_block(tmp_path: Any) -> None:
     path = str(tmp_path / "block.db")
     with Orchestrator(path) as orc:
         run = orc.create_flow_run(state=Pending())
-        _add_failing_trigger(path)
+        _add_trigger(path)
         with orc.transaction():
             kept = orc.create_flow_run(state=Pending())
             with pytest.raises(DatabaseError, match="rolled back"):
                 with orc.transaction():
                     orc.create_flow_run()
                     with pytest.raises(DatabaseError):
-                        orc.set_flow_run_state(run.id, Running())
+                        orc.create_flow_run(state=Running())
             orc.set_flow_run_state(kept.id, Pending(name="Submitted"))
         assert _history(path, run.id) == [StateType.PENDING]
         assert {r.id for r in orc.read_flow_runs()} == {run.id, kept.id}
         assert [s.name for s in orc.read_flow_run_states(kept.id)] == ["Pending", "Submitted"]
+
+
+# -- a run's row is written once per block ------------------------------------------------------
+
+
+def _run_rows(path: str) -> dict[str, tuple[Any, ...]]:
+    conn = sqlite3.connect(path)
+    try:
+        return {row[0]: row[1:] for row in conn.execute(
+            "SELECT r.id, r.state_id, r.state_type, r.state_name, r.run_count, r.start_time, "
+            "r.end_time, r.total_run_time, r.empirical_policy, s.type FROM flow_run r "
+            "LEFT JOIN flow_run_state s ON s.id = r.state_id"
+        )}
+    finally:
+        conn.close()
+
+
+def _drive(orc: Orchestrator, runs: int) -> list[Any]:
+    made = []
+    for _ in range(runs):
+        run = orc.create_flow_run()
+        orc.set_flow_run_state(run.id, Pending())
+        orc.set_flow_run_state(run.id, Running())
+        orc.set_flow_run_state(run.id, Paused(pause_key="k"))
+        orc.resume_flow_run(run.id)
+        made.append(run.id)
+    return made
+
+
+def test_a_block_writes_the_same_run_rows_as_the_same_calls_one_by_one(tmp_path: Any) -> None:
+    """25 runs: more than the run cache holds (16), so some waiting updates are written when
+    their run leaves the cache, the others at the commit."""
+    one_by_one, in_a_block = str(tmp_path / "a.db"), str(tmp_path / "b.db")
+    with Orchestrator(one_by_one) as orc:
+        first = _drive(orc, 25)
+    with Orchestrator(in_a_block) as orc, orc.transaction():
+        second = _drive(orc, 25)
+    a, b = _run_rows(one_by_one), _run_rows(in_a_block)
+    assert len(a) == len(b) == 25
+    for one, other in zip(first, second):
+        row_a, row_b = a[str(one)], b[str(other)]
+        # state type and name, run count, policy (resuming after the resume), state row's type
+        assert (row_a[1], row_a[2], row_a[3], row_a[7]) == (row_b[1], row_b[2], row_b[3], row_b[7])
+        assert row_b[1] == "RUNNING" and row_b[-1] == "RUNNING"
+        assert '"resuming":true' in row_b[7]
+
+
+def test_reads_of_run_rows_inside_a_block_see_its_transitions(tmp_path: Any) -> None:
+    path = str(tmp_path / "block.db")
+    with Orchestrator(path) as orc, orc.transaction():
+        run = orc.create_flow_run()
+        orc.set_flow_run_state(run.id, Pending())
+        orc.set_flow_run_state(run.id, Running())
+        assert [r.id for r in orc.read_flow_runs(state_type="RUNNING")] == [run.id]
+        assert orc.read_flow_runs(state_type="PENDING") == []
+        orc.set_flow_run_state(run.id, Completed())
+        assert [r.id for r in orc.read_flow_runs(state_type="COMPLETED")] == [run.id]
+
+
+def test_a_run_scheduled_in_a_block_can_be_claimed_in_it(tmp_path: Any) -> None:
+    path = str(tmp_path / "block.db")
+    with Orchestrator(path) as orc, orc.transaction():
+        run = orc.create_flow_run()
+        orc.set_flow_run_state(run.id, Scheduled())
+        claimed = orc.claim_due_flow_runs(limit=5)
+        assert [r.id for r in claimed] == [run.id]
+    assert _run_rows(path)[str(run.id)][1] == "PENDING"
+
+
+def test_a_nested_block_rolled_back_keeps_the_outer_blocks_transitions(tmp_path: Any) -> None:
+    path = str(tmp_path / "block.db")
+    with Orchestrator(path) as orc:
+        with orc.transaction():
+            run = orc.create_flow_run()
+            orc.set_flow_run_state(run.id, Pending())  # its run row waits for the commit
+            with pytest.raises(RuntimeError), orc.transaction():
+                orc.set_flow_run_state(run.id, Running())
+                raise RuntimeError("undo the inner block")
+            assert orc.read_flow_run(run.id).state_type is StateType.PENDING
+        row = _run_rows(path)[str(run.id)]
+        assert row[1] == "PENDING" and row[-1] == "PENDING"
+        assert orc.set_flow_run_state(run.id, Running()).status.value == "ACCEPT"
+
+
+def test_a_run_update_failing_at_commit_rolls_the_block_back(tmp_path: Any) -> None:
+    path = str(tmp_path / "block.db")
+    with Orchestrator(path) as orc:
+        run = orc.create_flow_run(state=Pending())
+        _add_trigger(path, _FAIL_RUNNING_RUN)
+        with pytest.raises(DatabaseError, match="simulated disk failure"):
+            with orc.transaction():
+                other = orc.create_flow_run(state=Pending())
+                orc.set_flow_run_state(run.id, Running())
+        assert _history(path, run.id) == [StateType.PENDING]
+        assert [r.id for r in orc.read_flow_runs()] == [run.id]
+        assert other.id not in {r.id for r in orc.read_flow_runs()}
+
+
+def test_a_run_read_again_after_leaving_the_cache_shows_its_waiting_update(tmp_path: Any) -> None:
+    path = str(tmp_path / "block.db")
+    with Orchestrator(path) as orc, orc.transaction():
+        run = orc.create_flow_run()
+        orc.set_flow_run_state(run.id, Pending())
+        for _ in range(20):  # more runs than the cache holds: ``run`` leaves it
+            orc.create_flow_run()
+        assert orc.read_flow_run(run.id).state_type is StateType.PENDING  # read from its row
+        assert orc.set_flow_run_state(run.id, Running()).status.value == "ACCEPT"
+    assert _run_rows(path)[str(run.id)][1] == "RUNNING"

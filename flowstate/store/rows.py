@@ -28,6 +28,8 @@ __all__ = [
     "flow_run_from_row",
     "flow_run_inserted",
     "flow_policy_as_read",
+    "flow_policy_json",
+    "flow_policy_kept_as_read",
     "flow_run_insert_row",
     "flow_run_update_row",
     "flow_run_values_as_saved",
@@ -68,7 +70,8 @@ def _stored_details(details: StateDetails) -> str:
     return _serialize_details(details, exclude_defaults=True).decode()
 
 
-def _flow_policy_json(policy: FlowRunPolicy) -> str:
+def flow_policy_json(policy: FlowRunPolicy) -> str:
+    """A flow run policy's stored JSON."""
     return policy.model_dump_json()
 
 
@@ -224,7 +227,7 @@ def flow_run_update_row(
         values["total_run_time"].total_seconds(),
         encode_time(values["expected_start_time"]),
         None if next_start is None else encode_time(next_start),
-        _flow_policy_json(values["empirical_policy"]) if policy_text is None else policy_text,
+        flow_policy_json(values["empirical_policy"]) if policy_text is None else policy_text,
         encode_time(updated),
         str(run.id) if run_id is None else run_id,
     )
@@ -352,29 +355,31 @@ _SAVED_TIMES = ("start_time", "end_time", "expected_start_time", "next_scheduled
 
 
 def flow_run_values_as_saved(
-    run: FlowRun, state: State | None, row: Sequence[Any], updated: datetime
+    run: FlowRun, state: State | None, updated: datetime
 ) -> dict[str, Any] | None:
     """The fields a transition changes, as ``flow_run_from_row`` would build them once
-    UPDATE_FLOW_RUN wrote ``row`` (encoded from ``run`` and ``updated``) and the run's current
-    state became ``state`` (as read); the run's own values where reading gives them back as
-    they are. None when one would not come back as it is (a datetime not in plain UTC, ...).
-    ``empirical_policy`` is not included: see ``flow_policy_as_read``."""
-    run_count, total, name = row[3], row[6], row[2]
-    if type(run_count) is not int or type(total) is not float or not (
-        name is None or type(name) is str
+    UPDATE_FLOW_RUN wrote the row ``flow_run_update_row`` encodes from ``run`` and ``updated``,
+    and the run's current state became ``state`` (as read): the run's own values where reading
+    gives them back as they are. None when one would not come back as it is (a datetime not in
+    plain UTC, ...). ``empirical_policy`` is not included: see ``flow_policy_kept_as_read``;
+    ``state_type`` is the member whose text is written, which reading maps back to it."""
+    values = run.__dict__
+    name, total_run_time = values["state_name"], values["total_run_time"]
+    if (
+        type(values["run_count"]) is not int
+        or type(total_run_time) is not timedelta
+        or not (name is None or type(name) is str)
     ):
         return None
-    values = run.__dict__
     for field in _SAVED_TIMES:
         value = values[field]
         if value is not None and (type(value) is not datetime or value.tzinfo is not UTC):
             return None
     if type(updated) is not datetime or updated.tzinfo is not UTC:
         return None
-    total_run_time = values["total_run_time"]
-    if type(total_run_time) is not timedelta or not -_EXACT_SECONDS < total < _EXACT_SECONDS:
-        total_run_time = timedelta(seconds=total)  # what reading gives back
-    # state_type is the member row[1] was taken from; reading maps the text back to it
+    total = total_run_time.total_seconds()
+    if not -_EXACT_SECONDS < total < _EXACT_SECONDS:
+        total_run_time = timedelta(seconds=total)  # what reading the float back gives
     return {
         "state": state,
         "total_run_time": total_run_time,

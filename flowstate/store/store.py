@@ -49,16 +49,19 @@ class _CachedFlowRun:
     input keyset) are kept, so the copies can share the state object.
     """
 
-    __slots__ = ("run", "parameters", "tags", "policy", "id_text", "policy_object")
+    __slots__ = ("run", "parameters", "tags", "policy", "id_text", "policy_object", "pending")
 
     def __init__(self, run: FlowRun, parameters: str, tags: str, policy: str, id_text: str) -> None:
         self.run = run
         self.parameters = parameters
         self.tags = tags
-        self.policy = policy
+        self.policy: str | None = policy
+        """The policy's JSON (None: not encoded yet, after a deferred update)."""
         self.id_text = id_text
         self.policy_object = run.empirical_policy
         """The policy ``policy`` encodes: a transition that replaced it must encode the new one."""
+        self.pending: tuple[str | None, datetime] | None = None
+        """The run's UPDATE not executed yet (its state id and time), see Store._flush."""
 
     def detached(self) -> FlowRun:
         """A copy the caller may change freely: its mutable parts are new objects."""
@@ -115,6 +118,11 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         self._runs: dict[int, _CachedFlowRun] = {}  # by UUID.int: hashing an int is cheaper
         self._data_version: int | None = None
         self._doomed = False  # a call failed halfway inside the open block (see _begin_call)
+        # Inside a block of several calls, a cached run's UPDATE waits until the block commits
+        # (or anything else reads flow_run rows): a run that moves through several states in
+        # one block has its row written once. These entries hold such an update.
+        self._dirty: list[_CachedFlowRun] = []
+        self._defer = False
         conn = connect(path, busy_timeout=busy_timeout)
         try:
             with translate_sqlite_errors(path):
@@ -142,9 +150,12 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
                 if depth == 0:
                     conn.execute("BEGIN IMMEDIATE")
                     self._check_data_version(conn)
+                    self._defer = True  # a block (_begin_call says when it is one call)
                 else:
                     if self._doomed:
                         raise DatabaseError(_DOOMED)
+                    if self._dirty:  # a rollback to the savepoint must not lose them
+                        self._flush()
                     conn.execute(f"SAVEPOINT fs_{depth}")
             except sqlite3.Error as exc:
                 raise describe(exc, self.path) from exc
@@ -162,7 +173,9 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         changed rows, the enclosing block is doomed: further calls in it raise, and it rolls
         back when it ends (see ``_end``). Returns the token for ``_end_call``: negative there."""
         if self._depth == 0 or self._owner != _get_ident():
-            return self._begin()
+            depth = self._begin()
+            self._defer = False  # one call: its commit follows at once
+            return depth
         lock = self._lock
         lock.acquire()
         try:
@@ -182,7 +195,7 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         try:
             if exc is None:
                 return
-            self._runs.clear()
+            self._forget_all()
             conn = self._conn
             if conn is None or conn.total_changes != ~token or not conn.in_transaction:
                 self._doomed = True
@@ -211,20 +224,22 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
             if self._doomed:  # rolling this block back undoes the half-done call inside it
                 self._doomed = False
                 if exc is None:
-                    self._runs.clear()
+                    self._forget_all()
                     if conn is not None:
                         self._rollback(conn, depth, f"fs_{depth}")
                     raise DatabaseError(f"the transaction was rolled back: {_DOOMED}")
             if exc is None:
                 try:
+                    if depth == 0 and self._dirty:
+                        self._flush()
                     conn.execute("COMMIT" if depth == 0 else f"RELEASE SAVEPOINT fs_{depth}")  # type: ignore[union-attr]
                 except sqlite3.Error as error:
-                    self._runs.clear()
+                    self._forget_all()
                     self._rollback(conn, depth, f"fs_{depth}")  # type: ignore[arg-type]
                     raise describe(error, self.path) from error
                 return
             translated = describe(exc, self.path) if isinstance(exc, sqlite3.Error) else None
-            self._runs.clear()
+            self._forget_all()
             if conn is not None:
                 self._rollback(conn, depth, f"fs_{depth}")
             if translated is not None:
@@ -241,6 +256,37 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         else:
             conn.execute(f"ROLLBACK TO SAVEPOINT {savepoint}")
             conn.execute(f"RELEASE SAVEPOINT {savepoint}")
+
+    # -- deferred run updates --------------------------------------------------------------
+
+    def _flush(self) -> None:
+        """Execute the run UPDATEs still waiting (see ``_dirty``)."""
+        dirty, self._dirty = self._dirty, []
+        execute = self.conn.execute
+        for cached in dirty:
+            if cached.pending is None:
+                continue
+            state_id, updated = cached.pending
+            row = rows.flow_run_update_row(cached.run, state_id, updated, cached.policy, cached.id_text)
+            execute(sql.UPDATE_FLOW_RUN, row)
+            cached.pending = None
+            cached.policy = row[9]
+
+    def _forget_all(self) -> None:
+        """Drop the cache after a rollback, waiting updates included (they were rolled back)."""
+        self._runs.clear()
+        self._dirty.clear()
+
+    def _forget(self, key: int) -> None:
+        """Drop one run from the cache, writing its waiting update first."""
+        cached = self._runs.pop(key)
+        if cached.pending is not None:
+            self._flush()
+
+    def _evict_oldest(self) -> None:
+        runs = self._runs
+        while len(runs) > RUN_CACHE_SIZE:
+            self._forget(next(iter(runs)))
 
     # -- runs ------------------------------------------------------------------------------
 
@@ -265,11 +311,12 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         """Cache ``run``, decoded from ``row`` (a SELECT_FLOW_RUN or insert row)."""
         runs = self._runs
         key = run.id.int
-        runs.pop(key, None)
+        if key in runs:
+            self._forget(key)
         if _immutable(run.state):
             runs[key] = _CachedFlowRun(run, row[3], row[4], row[14], row[0])
             if len(runs) > RUN_CACHE_SIZE:
-                del runs[next(iter(runs))]
+                self._evict_oldest()
 
     def insert_task_run(self, run: TaskRun) -> bool:
         """Insert a new task run; False if its id is taken (nothing written)."""
@@ -319,6 +366,8 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         self, *, state_type: StateType | None, limit: int | None, offset: int
     ) -> list[FlowRun]:
         """Flow runs in creation order, optionally only those of one state type."""
+        if self._dirty:
+            self._flush()
         type_value = None if state_type is None else state_type.value
         cursor = self.conn.execute(
             sql.SELECT_FLOW_RUNS, (type_value, type_value, -1 if limit is None else limit, offset)
@@ -334,6 +383,8 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         offset: int,
     ) -> list[TaskRun]:
         """Task runs in creation order, optionally of one flow run and/or one state type."""
+        if self._dirty:
+            self._flush()
         flow_value = None if flow_run_id is None else str(flow_run_id)
         type_value = None if state_type is None else state_type.value
         cursor = self.conn.execute(
@@ -345,6 +396,8 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
     def delete_run(self, kind: RunKind, run_id: UUID) -> bool:
         """Delete a run with its history (and a flow run's task runs); False if there was none."""
         statement = sql.DELETE_FLOW_RUN if kind == "flow" else sql.DELETE_TASK_RUN
+        if self._dirty:
+            self._flush()
         self._runs.clear()
         return self.conn.execute(statement, (str(run_id),)).rowcount > 0
 
@@ -366,6 +419,11 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         conn = self.conn
         if kind == "flow":
             cached = self._runs.get(run.id.int) if self._caching() else None
+            if cached is not None and cached.run is run:
+                self._save_cached_flow_run(cached, written, current_state_id, now)
+                return
+            if self._dirty:
+                self._flush()
             run_text = str(run.id) if cached is None else cached.id_text
             state_row = None
             state_id: UUID | str | None = current_state_id
@@ -374,62 +432,88 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
                 conn.execute(sql.INSERT_FLOW_RUN_STATE, state_row)
                 state_id = state_row[1]
             policy_text = None
-            in_place = cached is not None and cached.run is run
-            if in_place:
-                if run.empirical_policy is cached.policy_object:  # type: ignore[union-attr]
-                    policy_text = cached.policy  # type: ignore[union-attr]
-            elif cached is not None:
+            if cached is not None:
                 old, new = cached.policy_object, run.empirical_policy
                 if new is old or (type(new) is type(old) and new.__dict__ == old.__dict__):
                     policy_text = cached.policy  # unchanged: no need to encode it again
             row = rows.flow_run_update_row(run, state_id, now, policy_text, run_text)  # type: ignore[arg-type]
             conn.execute(sql.UPDATE_FLOW_RUN, row)
             if cached is not None:
-                if in_place:
-                    self._refresh(cached, now, row, written, state_row, policy_text)
-                else:
-                    del self._runs[run.id.int]
-                    self._remember_saved(cached, run, now, row, written, state_row, policy_text)  # type: ignore[arg-type]
+                del self._runs[run.id.int]
+                self._remember_saved(cached, run, now, row, written, state_row, policy_text)  # type: ignore[arg-type]
         else:
             if written is not None:
                 conn.execute(sql.INSERT_TASK_RUN_STATE, rows.state_insert_row(run.id, written))
             state_id = written.id if written is not None else current_state_id
             conn.execute(sql.UPDATE_TASK_RUN, rows.task_run_update_row(run, state_id, now))  # type: ignore[arg-type]
 
+    def _save_cached_flow_run(
+        self,
+        cached: _CachedFlowRun,
+        written: State | None,
+        current_state_id: UUID | None,
+        now: datetime,
+    ) -> None:
+        """Save a transition that built-in rules made on the cached run itself: the new state's
+        row now; the run's row now, or, inside a block, when the block commits (``_dirty``);
+        then bring the cached run back to what reading its row would build."""
+        run = cached.run
+        state_row = None
+        if written is not None:
+            state_row = rows.state_insert_row(cached.id_text, written)
+            self.conn.execute(sql.INSERT_FLOW_RUN_STATE, state_row)
+            state_id = state_row[1]
+        else:
+            state_id = None if current_state_id is None else str(current_state_id)
+        policy_changed = run.empirical_policy is not cached.policy_object
+        if self._defer:
+            if cached.pending is None:
+                self._dirty.append(cached)
+            cached.pending = (state_id, now)
+            if policy_changed:
+                cached.policy = None  # encoded when the row is written
+        else:
+            policy_text = None if policy_changed else cached.policy
+            row = rows.flow_run_update_row(run, state_id, now, policy_text, cached.id_text)
+            self.conn.execute(sql.UPDATE_FLOW_RUN, row)
+            cached.policy = row[9]
+        self._refresh(cached, now, written, state_row, policy_changed)
+
     def _refresh(
         self,
         cached: _CachedFlowRun,
         now: datetime,
-        row: tuple[Any, ...],
         written: State | None,
         state_row: tuple[Any, ...] | None,
-        policy_text: str | None,
+        policy_changed: bool,
     ) -> None:
         """Bring the cached run a transition changed in place back to what reading the row
-        just written would build; forget it where that would take parsing."""
-        runs = self._runs
+        written for it would build; forget it where that would take parsing."""
         run = cached.run
         key = run.id.int
         if written is not None:
             if state_row[6] is not None:  # type: ignore[index]
-                del runs[key]  # result data: not cached (see _immutable)
+                self._forget(key)  # result data: not cached (see _immutable)
                 return
             state = rows.state_saved(written, state_row)  # type: ignore[arg-type]
             if not _immutable(state):
-                del runs[key]
+                self._forget(key)
                 return
         else:
             state = run.state
-        values = rows.flow_run_values_as_saved(run, state, row, now)
+        values = rows.flow_run_values_as_saved(run, state, now)
         if values is None:
-            del runs[key]
+            self._forget(key)
             return
-        if policy_text is None:
+        if policy_changed:
             policy = run.empirical_policy
             if not rows.flow_policy_kept_as_read(policy, cached.policy_object):
-                policy = values["empirical_policy"] = rows.flow_policy_as_read(policy, row[9])
-            cached.policy, cached.policy_object = row[9], policy
+                text = cached.policy or rows.flow_policy_json(policy)
+                policy = values["empirical_policy"] = rows.flow_policy_as_read(policy, text)
+                cached.policy = text
+            cached.policy_object = policy
         run.__dict__.update(values)
+        runs = self._runs
         runs[key] = runs.pop(key)  # the most recently used
 
     def _remember_saved(
@@ -455,7 +539,7 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
             runs = self._runs
             runs[saved.id.int] = _CachedFlowRun(saved, cached.parameters, cached.tags, row[9], row[11])
             if len(runs) > RUN_CACHE_SIZE:
-                del runs[next(iter(runs))]
+                self._evict_oldest()
 
     # -- task cache ------------------------------------------------------------------------
 
@@ -500,17 +584,23 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
 
     def due_flow_run_ids(self, now: datetime, limit: int) -> list[UUID]:
         """SCHEDULED flow runs whose scheduled time has come, oldest first."""
+        if self._dirty:
+            self._flush()
         cursor = self.conn.execute(sql.SELECT_DUE_FLOW_RUN_IDS, (rows.encode_time(now), limit))
         return [UUID(row[0]) for row in cursor]
 
     def late_candidate_ids(self, cutoff: datetime) -> list[UUID]:
         """Flow runs still named ``Scheduled`` whose scheduled time is at or before ``cutoff``."""
+        if self._dirty:
+            self._flush()
         cursor = self.conn.execute(sql.SELECT_LATE_CANDIDATE_IDS, (rows.encode_time(cutoff),))
         return [UUID(row[0]) for row in cursor]
 
     def active_flow_run_liveness(self) -> list[tuple[UUID, datetime, float | None]]:
         """PENDING/RUNNING flow runs with their last sign of life (heartbeat, else state time)
         and their own heartbeat timeout, the longest silent first."""
+        if self._dirty:
+            self._flush()
         cursor = self.conn.execute(sql.SELECT_SILENT_FLOW_RUNS)
         return [(UUID(r[0]), rows.parse_time(r[1]), r[2]) for r in cursor]  # type: ignore[misc]
 
