@@ -51,12 +51,14 @@ def uuid7() -> uuid.UUID:
     # uuid.UUID(int=value) without its argument checks (value is in range by construction):
     # the same two slots set, in a fifth of the time
     made = _new(_UUID)
-    _set(made, "int", value)
-    _set(made, "is_safe", _UNKNOWN)
+    _set_int(made, value)
+    _set_safety(made, _UNKNOWN)
     return made
 
 
 _UUID = uuid.UUID
 _UNKNOWN = uuid.SafeUUID.unknown
 _new = object.__new__
-_set = object.__setattr__
+# UUID's slots, set through their descriptors (what object.__setattr__ ends up calling)
+_set_int = _UUID.__dict__["int"].__set__
+_set_safety = _UUID.__dict__["is_safe"].__set__

@@ -145,17 +145,19 @@ def encode_data(data: Any) -> str | None:
 
 def state_insert_row(run_id: UUID | str, state: State) -> tuple[Any, ...]:
     """Values for INSERT_*_RUN_STATE (``run_id`` may be given as its text already)."""
+    values = state.__dict__  # (one dict, instead of pydantic's attribute hook per field)
+    data = values["data"]
     return (
-        str(run_id),
-        str(state.id),
-        state.type._value_,  # .value is a Python-level property of Enum; _value_ the same str
-        state.name,
-        encode_time(state.timestamp),
-        state.message,
-        encode_data(state.data),
+        run_id if type(run_id) is str else str(run_id),
+        str(values["id"]),
+        values["type"]._value_,  # .value is a Python-level property of Enum; _value_ the same
+        values["name"],
+        encode_time(values["timestamp"]),
+        values["message"],
+        None if data is None else encode_data(data),
         # Only the details that differ from their defaults: a third of the bytes of a state
         # row, and less JSON to encode and parse (reading fills the defaults back in).
-        _stored_details(state.state_details),
+        _stored_details(values["state_details"]),
     )
 
 
@@ -391,20 +393,23 @@ def flow_run_values_as_saved(
 def state_saved(state: State, row: Sequence[Any]) -> State:
     """What ``state_from_row(row, 1)`` builds after ``state`` was written as ``row`` (a
     ``state_insert_row``), reusing the values that reading would give back unchanged."""
-    timestamp = state.timestamp
-    if type(state.id) is not UUID or type(timestamp) is not datetime or timestamp.tzinfo is not UTC:
+    values = state.__dict__
+    timestamp, state_id = values["timestamp"], values["id"]
+    if type(state_id) is not UUID or type(timestamp) is not datetime or timestamp.tzinfo is not UTC:
         return state_from_row(row, 1)  # type: ignore[return-value]
     data = row[6]
-    details = details_as_read(state.state_details, row[7])
+    stated = values["state_details"]
+    details = details_as_read(stated, row[7])
+    message = values["message"]
     if (
-        details is state.state_details
+        details is stated
         and data is None
-        and state.data is None
+        and values["data"] is None
         and type(state) is State
-        and type(state.name) is str
-        and (state.message is None or type(state.message) is str)
+        and type(values["name"]) is str
+        and (message is None or type(message) is str)
         and state.__pydantic_fields_set__ == _STATE_FIELDS
-        and tuple(state.__dict__) == _STATE_KEYS
+        and len(values) == _STATE_COUNT  # (extra="forbid": no other keys)
         and state.__pydantic_extra__ is None
         and state.__pydantic_private__ is None
     ):
@@ -412,7 +417,7 @@ def state_saved(state: State, row: Sequence[Any]) -> State:
     return construct(
         State,
         {
-            "id": state.id,
+            "id": state_id,
             "type": _state_types[row[2]],
             "name": row[3],
             "timestamp": timestamp,  # UTC, as parsing its isoformat() gives back
@@ -425,6 +430,7 @@ def state_saved(state: State, row: Sequence[Any]) -> State:
 
 _STATE_KEYS = tuple(State.model_fields)
 _STATE_FIELDS = frozenset(_STATE_KEYS)
+_STATE_COUNT = len(_STATE_KEYS)
 
 
 _DETAIL_DEFAULTS = tuple(
