@@ -131,13 +131,19 @@ def coerce_state(value: Any) -> State:
     return state
 
 
+# Defaults read off the fields, without building a model: FlowRun and FlowRunPolicy defer
+# building their validators to first use, which importing flowstate should not pay for. The
+# fields with factories (parameters, tags, empirical_policy) are always given by the caller.
 _FLOW_RUN_DEFAULTS = {
-    name: field.get_default(call_default_factory=True)
+    name: field.default
     for name, field in FlowRun.model_fields.items()
-    if name != "id" and name != "name"
+    if field.default_factory is None and name != "id" and name != "name"
 }
 _FLOW_RUN_FIELDS = tuple(FlowRun.model_fields)
-_POLICY_DEFAULTS = FlowRunPolicy().__dict__
+_POLICY_DEFAULTS = {
+    name: set() if name == "pause_keys" else field.default
+    for name, field in FlowRunPolicy.model_fields.items()
+}
 
 
 def plain_flow_run(fields: dict[str, Any]) -> FlowRun | None:

@@ -49,7 +49,6 @@ _validate_flow_policy = FlowRunPolicy.model_validate_json
 _validate_task_policy = TaskRunPolicy.model_validate_json
 
 
-_serialize_details = StateDetails.__pydantic_serializer__.to_json
 _RUN_ID_ONLY = frozenset({"flow_run_id"})
 _last_run_id: tuple[object, str] = (None, "")
 
@@ -66,8 +65,9 @@ def _stored_details(details: StateDetails) -> str:
             if last[0] is not run_id:
                 last = _last_run_id = (run_id, f'{{"flow_run_id":"{run_id}"}}')
             return last[1]
-    # model_dump_json(exclude_defaults=True) is this call plus keyword handling
-    return _serialize_details(details, exclude_defaults=True).decode()
+    # model_dump_json(exclude_defaults=True) is this call plus keyword handling (looked up
+    # here: the model builds its serializer on first use, which import should not pay for)
+    return StateDetails.__pydantic_serializer__.to_json(details, exclude_defaults=True).decode()
 
 
 def flow_policy_json(policy: FlowRunPolicy) -> str:
