@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -75,38 +76,42 @@ def test_a_resume_whose_input_key_is_taken_writes_nothing_and_the_block_goes_on(
         assert orc.read_flow_run(other.id).state_type is StateType.PENDING
 
 
-def test_a_call_stopped_halfway_by_the_database_dooms_its_block(tmp_path: Any) -> None:
+@pytest.fixture
+def failing(tmp_path: Any) -> Iterator[tuple[str, Orchestrator, Any]]:
+    """A file with one PENDING run, where writing a RUNNING state fails; its orchestrator."""
     path = str(tmp_path / "block.db")
     with Orchestrator(path) as orc:
         run = orc.create_flow_run(state=Pending())
         _add_trigger(path)
-        with pytest.raises(DatabaseError, match="rolled back"):
-            with orc.transaction():
-                orc.create_flow_run(state=Pending())
-                with pytest.raises(DatabaseError, match="simulated disk failure"):
-                    orc.create_flow_run(state=Running())  # its run row was inserted
-                with pytest.raises(DatabaseError, match="cannot commit"):
-                    orc.create_flow_run()
-        # nothing of the block was kept: no half-written transition, no new run
+        yield path, orc, run
+        # whatever happened in the block: no half-written transition, no new run
         assert _history(path, run.id) == [StateType.PENDING]
         assert [r.id for r in orc.read_flow_runs()] == [run.id]
-        assert orc.read_flow_run(run.id).state_type is StateType.PENDING
-        # and the orchestrator works on
-        assert orc.set_flow_run_state(run.id, Pending()).status.value == "ABORT"
+
+
+def test_a_call_stopped_halfway_by_the_database_dooms_its_block(
+    failing: tuple[str, Orchestrator, Any],
+) -> None:
+    _, orc, run = failing
+    with pytest.raises(DatabaseError, match="rolled back"):
+        with orc.transaction():
+            orc.create_flow_run(state=Pending())
+            with pytest.raises(DatabaseError, match="simulated disk failure"):
+                orc.create_flow_run(state=Running())  # its run row was inserted
+            with pytest.raises(DatabaseError, match="cannot commit"):
+                orc.create_flow_run()
+    assert orc.read_flow_run(run.id).state_type is StateType.PENDING
+    # and the orchestrator works on
+    assert orc.set_flow_run_state(run.id, Pending()).status.value == "ABORT"
 
 
 def test_a_block_that_raises_after_a_halfway_call_rolls_back_with_its_own_error(
-    tmp_path: Any,
+    failing: tuple[str, Orchestrator, Any],
 ) -> None:
-    path = str(tmp_path / "block.db")
-    with Orchestrator(path) as orc:
-        run = orc.create_flow_run(state=Pending())
-        _add_trigger(path)
-        with pytest.raises(DatabaseError, match="simulated disk failure"):
-            with orc.transaction():
-                orc.create_flow_run(state=Running())
-        assert _history(path, run.id) == [StateType.PENDING]
-        assert [r.id for r in orc.read_flow_runs()] == [run.id]
+    _, orc, _ = failing
+    with pytest.raises(DatabaseError, match="simulated disk failure"):
+        with orc.transaction():
+            orc.create_flow_run(state=Running())
 
 
 def test_a_halfway_call_in_a_nested_block_undoes_only_that_block(tmp_path: Any) -> None:
