@@ -357,9 +357,7 @@ class Orchestrator(WorkerMethods):
             now = self._now()
             store = self._store
             policy = self.flow_policy
-            run = store.working_flow_run(run_id) if policy.built_in else store.read_flow_run(run_id)
-            if run is None:
-                raise ObjectNotFound(f"Flow run with id {run_id} not found")
+            run = self._run_for_transition(run_id, policy)
             given = run_input if isinstance(run_input, dict) else None
             plan = plan_resume(
                 run.state, given, lambda key: self._store.read_run_input(run_id, key), now
@@ -547,10 +545,7 @@ class Orchestrator(WorkerMethods):
         if policy is None:
             policy = MINIMAL_FLOW if force else self.flow_policy
         if run is None:
-            store = self._store
-            run = store.working_flow_run(run_id) if policy.built_in else store.read_flow_run(run_id)
-            if run is None:
-                raise ObjectNotFound(f"Flow run with id {run_id} not found")
+            run = self._run_for_transition(run_id, policy)
         # Built-in rules never read a proposal's run ids: the bookkeeping's details are set
         # in the stamping copy already, instead of in two more copies after the rules.
         details = flow_details_update(run, proposed.state_details) if policy.built_in else None
@@ -568,6 +563,15 @@ class Orchestrator(WorkerMethods):
             before_save(outcome)
         self._save(outcome, now, force)
         return outcome
+
+    def _run_for_transition(self, run_id: UUID, policy: Policy) -> FlowRun:
+        """The flow run a transition decided by ``policy`` works on: the store's own cached
+        run when every rule is built in (see ``Policy.built_in``), else a copy."""
+        store = self._store
+        run = store.working_flow_run(run_id) if policy.built_in else store.read_flow_run(run_id)
+        if run is None:
+            raise ObjectNotFound(f"Flow run with id {run_id} not found")
+        return run
 
     def _orchestrate_task(
         self, run_id: UUID, proposed: State, *, force: bool, now: datetime
