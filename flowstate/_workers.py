@@ -8,7 +8,7 @@ state change it makes goes through the orchestrator's policies like any other pr
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -47,6 +47,7 @@ class WorkerMethods:
             now: datetime,
             run: FlowRun | None = None,
             policy: Policy | None = None,
+            before_save: Callable[[Outcome], None] | None = None,
         ) -> Outcome: ...
 
     def _at(self, now: datetime | None) -> datetime:

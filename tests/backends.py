@@ -140,7 +140,7 @@ def stop_cluster(folder: Path) -> None:
 
 # -- whole-database checks ---------------------------------------------------------------------
 
-_MISMATCHED_RUNS = """
+MISMATCHED_RUNS = """
 WITH newest AS (
     SELECT {fk} AS run_id, id, type, name,
            ROW_NUMBER() OVER (PARTITION BY {fk} ORDER BY timestamp DESC, id DESC) AS rank
@@ -150,6 +150,8 @@ SELECT r.id, r.state_id, n.id FROM {table} r LEFT JOIN newest n ON n.run_id = r.
 WHERE r.state_id IS DISTINCT FROM n.id OR r.state_type IS DISTINCT FROM n.type
    OR r.state_name IS DISTINCT FROM n.name
 """
+"""Runs whose current state is not the newest entry of their history; ``{table}`` and ``{fk}``
+to fill in. The same SQL serves SQLite (3.39+ knows IS DISTINCT FROM) and PostgreSQL."""
 
 
 _checkers: dict[str, Any] = {}
@@ -177,7 +179,7 @@ def postgres_mismatched_runs(url: str) -> list[tuple[str, str | None, str | None
     found: list[tuple[str, str | None, str | None]] = []
     conn = checker(url)
     for table, fk in (("flow_run", "flow_run_id"), ("task_run", "task_run_id")):
-        found += conn.execute(_MISMATCHED_RUNS.format(table=table, fk=fk)).fetchall()
+        found += conn.execute(MISMATCHED_RUNS.format(table=table, fk=fk)).fetchall()
     return found
 
 

@@ -6,24 +6,19 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
-from tests.backends import is_postgres_url, postgres_assert_consistent, postgres_history_ids
-
-_MISMATCHED_RUNS = """
-WITH newest AS (
-    SELECT {fk} AS run_id, id, type, name,
-           ROW_NUMBER() OVER (PARTITION BY {fk} ORDER BY timestamp DESC, id DESC) AS rank
-    FROM {table}_state
+from tests.backends import (
+    MISMATCHED_RUNS,
+    is_postgres_url,
+    postgres_assert_consistent,
+    postgres_history_ids,
 )
-SELECT r.id, r.state_id, n.id FROM {table} r LEFT JOIN newest n ON n.run_id = r.id AND n.rank = 1
-WHERE r.state_id IS NOT n.id OR r.state_type IS NOT n.type OR r.state_name IS NOT n.name
-"""
 
 
 def mismatched_runs(conn: sqlite3.Connection) -> list[tuple[str, str | None, str | None]]:
     """Runs whose current state is not the newest entry of their history (should be none)."""
     found: list[tuple[str, str | None, str | None]] = []
     for table, fk in (("flow_run", "flow_run_id"), ("task_run", "task_run_id")):
-        found += conn.execute(_MISMATCHED_RUNS.format(table=table, fk=fk)).fetchall()
+        found += conn.execute(MISMATCHED_RUNS.format(table=table, fk=fk)).fetchall()
     return found
 
 
