@@ -244,7 +244,7 @@ class Orchestrator(WorkerMethods):
             if heartbeat_timeout is None
             else validate.positive_seconds(heartbeat_timeout, "heartbeat_timeout")
         )
-        fields = {
+        fields: dict[str, Any] = {
             "id": uuid7() if id is None else validate.run_id(id),
             "name": name or generate_run_name(),
             "flow_name": flow_name,

@@ -194,8 +194,8 @@ class Policy:
             bookkeeping.apply_before(ctx)
         written = ctx.proposed
         ctx.validated = written if written is not None else ctx.initial
-        for step in bookkeeping.after:
-            step(ctx)
+        for after_step in bookkeeping.after:
+            after_step(ctx)
 
         for step in reversed(entered):
             if step.to_type not in step.rule.to_states:

@@ -491,6 +491,7 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         written for it would build; forget it where that would take parsing."""
         run = cached.run
         key = run.id.int
+        state: State | None
         if written is not None:
             if state_row[6] is not None:  # type: ignore[index]
                 self._forget(key)  # result data: not cached (see _immutable)
