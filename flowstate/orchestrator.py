@@ -549,16 +549,14 @@ class Orchestrator(WorkerMethods):
         # Built-in rules never read a proposal's run ids: the bookkeeping's details are set
         # in the stamping copy already, instead of in two more copies after the rules.
         details = flow_details_update(run, proposed.state_details) if policy.built_in else None
-        ctx = TransitionContext(  # positional: kind, run, initial, proposed, now, new_id, ...
-            "flow",
-            run,
-            run.state,
-            stamp_proposal(proposed, now, uuid7, details),
-            now,
-            uuid7,
-            None,  # flow_run
-            None,  # cached_state
-            self._uniform,
+        ctx = TransitionContext(
+            kind="flow",
+            run=run,
+            initial=run.state,
+            proposed=stamp_proposal(proposed, now, uuid7, details),
+            now=now,
+            new_id=uuid7,
+            uniform=self._uniform,
         )
         outcome = policy.decide(ctx)
         if before_save is not None:

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -206,8 +206,6 @@ def plain_state(type_: StateType) -> State:
 
 
 _TYPE_ONLY = frozenset({"type"})
-_now = datetime.now
-_UTC = timezone.utc
 _NO_DETAILS = construct(StateDetails, _DETAIL_DEFAULTS.copy(), set())
 
 
@@ -230,8 +228,8 @@ def _build(
         {
             "id": uuid7(),  # the default factories, in field order
             "type": type_,
-            "name": _DEFAULT_NAMES[type_] if name is None else name,
-            "timestamp": _now(_UTC),  # utcnow(), one call less
+            "name": type_.default_name if name is None else name,
+            "timestamp": utcnow(),
             "message": message,
             "data": None,
             "state_details": state_details,

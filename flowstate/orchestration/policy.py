@@ -52,21 +52,6 @@ class Outcome:
         return self.context.run
 
 
-_set_result = Outcome.__dict__["result"].__set__
-_set_written = Outcome.__dict__["written"].__set__
-_set_context = Outcome.__dict__["context"].__set__
-
-
-def _outcome(result: OrchestrationResult, written: State | None, ctx: TransitionContext) -> Outcome:
-    """``Outcome(result, written, ctx)``, its slots set directly: a frozen dataclass's
-    ``__init__`` sets each field through ``object.__setattr__``, twice the cost per transition."""
-    outcome = object.__new__(Outcome)
-    _set_result(outcome, result)
-    _set_written(outcome, written)
-    _set_context(outcome, ctx)
-    return outcome
-
-
 @dataclass(slots=True)
 class _Entered:
     rule: Rule
@@ -212,7 +197,7 @@ class Policy:
                         f"Aborting orchestration due to an error in rule {step.rule.name!r}: {exc!r}"
                     ) from exc
 
-        return _outcome(_result(ctx), written, ctx)
+        return Outcome(result=_result(ctx), written=written, context=ctx)
 
 
 def _built_in(rule: Rule) -> bool:
