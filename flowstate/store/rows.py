@@ -112,7 +112,7 @@ def _uuid(text: str | None) -> UUID | None:
     return None if text is None else UUID(text)
 
 
-def _str(value: UUID | None) -> str | None:
+def _str(value: UUID | str | None) -> str | None:
     return None if value is None else str(value)
 
 
@@ -146,15 +146,14 @@ def encode_data(data: Any) -> str | None:
 def state_insert_row(run_id: UUID | str, state: State) -> tuple[Any, ...]:
     """Values for INSERT_*_RUN_STATE (``run_id`` may be given as its text already)."""
     values = state.__dict__  # (one dict, instead of pydantic's attribute hook per field)
-    data = values["data"]
     return (
-        run_id if type(run_id) is str else str(run_id),
+        str(run_id),
         str(values["id"]),
         values["type"]._value_,  # .value is a Python-level property of Enum; _value_ the same
         values["name"],
         encode_time(values["timestamp"]),
         values["message"],
-        None if data is None else encode_data(data),
+        encode_data(values["data"]),
         # Only the details that differ from their defaults: a third of the bytes of a state
         # row, and less JSON to encode and parse (reading fills the defaults back in).
         _stored_details(values["state_details"]),
@@ -217,18 +216,17 @@ def flow_run_update_row(
     """Values for UPDATE_FLOW_RUN (``policy_text``: the run's policy, if already encoded;
     ``state_id`` may be text already; ``run_id``: ``str(run.id)``, if known)."""
     values = run.__dict__  # (one dict, instead of pydantic's attribute hook per field)
-    state_type, end = values["state_type"], values["end_time"]
-    next_start = values["next_scheduled_start_time"]
+    state_type = values["state_type"]
     return (
-        state_id if state_id is None or type(state_id) is str else str(state_id),
+        _str(state_id),
         None if state_type is None else state_type._value_,
         values["state_name"],
         values["run_count"],
         encode_time(values["start_time"]),
-        None if end is None else encode_time(end),
+        encode_time(values["end_time"]),
         values["total_run_time"].total_seconds(),
         encode_time(values["expected_start_time"]),
-        None if next_start is None else encode_time(next_start),
+        encode_time(values["next_scheduled_start_time"]),
         flow_policy_json(values["empirical_policy"]) if policy_text is None else policy_text,
         encode_time(updated),
         str(run.id) if run_id is None else run_id,
@@ -433,11 +431,8 @@ _STATE_FIELDS = frozenset(_STATE_KEYS)
 _STATE_COUNT = len(_STATE_KEYS)
 
 
-_DETAIL_DEFAULTS = tuple(
-    (name, field.default) for name, field in StateDetails.model_fields.items()
-)
-_DETAIL_DEFAULT = dict(_DETAIL_DEFAULTS)
-_DETAIL_COUNT = len(_DETAIL_DEFAULTS)
+_DETAIL_DEFAULT = {name: field.default for name, field in StateDetails.model_fields.items()}
+_DETAIL_COUNT = len(_DETAIL_DEFAULT)
 _AS_IS = frozenset({str, bool, UUID, type(None)})
 """Types whose values JSON gives back equal and of the same type."""
 
@@ -479,22 +474,29 @@ _RETRY_TYPES = (None, "in_process", "reschedule")
 _CHANGED_BY_TRANSITIONS = ("pause_keys", "resuming", "retry_type")
 
 
+def _plain_policy(policy: FlowRunPolicy) -> bool:
+    """Whether ``policy`` is a FlowRunPolicy with only its fields, and the fields transitions
+    change hold what validation would give back as they are."""
+    values = policy.__dict__
+    pause_keys = values["pause_keys"]
+    return (
+        type(policy) is FlowRunPolicy
+        and len(values) == len(_POLICY_FIELDS)
+        and policy.__pydantic_extra__ is None
+        and policy.__pydantic_private__ is None
+        and type(values["resuming"]) is bool
+        and values["retry_type"] in _RETRY_TYPES
+        and type(pause_keys) is set
+        and all(type(key) is str for key in pause_keys)
+    )
+
+
 def flow_policy_kept_as_read(policy: FlowRunPolicy, before: FlowRunPolicy) -> bool:
     """Whether reading ``policy`` back would build an equal policy, when it is ``before`` (a
     policy as read) with only the fields transitions change replaced by a ``copy_with``."""
     values, old = policy.__dict__, before.__dict__
-    if (
-        type(policy) is not FlowRunPolicy
-        or len(values) != len(_POLICY_FIELDS)
-        or policy.__pydantic_fields_set__ != _POLICY_FIELDS  # as read: every field set
-        or policy.__pydantic_extra__ is not None
-        or policy.__pydantic_private__ is not None
-        or type(values["resuming"]) is not bool
-        or values["retry_type"] not in _RETRY_TYPES
-        or type(values["pause_keys"]) is not set
-        or any(type(key) is not str for key in values["pause_keys"])
-    ):
-        return False
+    if not _plain_policy(policy) or policy.__pydantic_fields_set__ != _POLICY_FIELDS:
+        return False  # (as read, every field is set)
     for name, value in values.items():
         if value is not old[name] and name not in _CHANGED_BY_TRANSITIONS:
             return False
@@ -514,21 +516,14 @@ def flow_policy_as_read(policy: FlowRunPolicy, text: str) -> FlowRunPolicy:
     resuming = values["resuming"]
     retry_type = values["retry_type"]
     if (
-        type(policy) is not FlowRunPolicy
+        not _plain_policy(policy)
         or type(max_retries) is not int
         or type(delay_seconds) not in (int, float)
         or not math.isfinite(delay_seconds)
         or (retries is not None and type(retries) is not int)
         or (retry_delay is not None and type(retry_delay) is not int)
-        or type(pause_keys) is not set
-        or type(resuming) is not bool
-        or retry_type not in _RETRY_TYPES
         or (not retries and max_retries != 0)  # the model validator would back-fill these
         or (not retry_delay and delay_seconds != 0)
-        or len(values) != len(_POLICY_FIELDS)
-        or policy.__pydantic_extra__
-        or policy.__pydantic_private__
-        or any(type(key) is not str for key in pause_keys)
     ):
         return _validate_flow_policy(text)
     return construct(
