@@ -227,9 +227,7 @@ def flow_bookkeeping(ctx: TransitionContext, proposed: State) -> State:
         changes["run_count"] = run.run_count + 1
     if policy.resuming and (to_type is _RUNNING or to_type in TERMINAL_TYPES):
         changes["empirical_policy"] = copy_with(policy, {"resuming": False})
-    run.__dict__.update(changes)  # _save_changes, inlined: this runs for every transition
-    run.__pydantic_fields_set__.update(changes)
-    ctx.run_changed = True
+    _save_changes(ctx, changes)
     return proposed
 
 

@@ -172,15 +172,10 @@ class Policy:
                 entered.append(_Entered(rule, ctx.proposed_type, changes))
                 changes = []
 
-        bookkeeping = self.bookkeeping
-        if bookkeeping.fused is not None and ctx.proposed is not None:
-            ctx.proposed = bookkeeping.fused(ctx, ctx.proposed)  # apply_before, one call less
-        else:
-            bookkeeping.apply_before(ctx)
+        self.bookkeeping.apply_before(ctx)
         written = ctx.proposed
         ctx.validated = written if written is not None else ctx.initial
-        for after_step in bookkeeping.after:
-            after_step(ctx)
+        self.bookkeeping.apply_after(ctx)
 
         for step in reversed(entered):
             if step.to_type not in step.rule.to_states:
