@@ -262,15 +262,16 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
     def _flush(self) -> None:
         """Execute the run UPDATEs still waiting (see ``_dirty``)."""
         dirty, self._dirty = self._dirty, []
-        execute = self.conn.execute
-        for cached in dirty:
-            if cached.pending is None:
-                continue
-            state_id, updated = cached.pending
-            row = rows.flow_run_update_row(cached.run, state_id, updated, cached.policy, cached.id_text)
-            execute(sql.UPDATE_FLOW_RUN, row)
-            cached.pending = None
-            cached.policy = row[9]
+        for cached in dirty:  # each holds a waiting update (see _forget)
+            self._write_pending(cached)
+
+    def _write_pending(self, cached: _CachedFlowRun) -> None:
+        """Execute one run's waiting UPDATE (``cached.pending``)."""
+        state_id, updated = cached.pending  # type: ignore[misc]
+        row = rows.flow_run_update_row(cached.run, state_id, updated, cached.policy, cached.id_text)
+        self.conn.execute(sql.UPDATE_FLOW_RUN, row)
+        cached.pending = None
+        cached.policy = row[9]
 
     def _forget_all(self) -> None:
         """Drop the cache after a rollback, waiting updates included (they were rolled back)."""
@@ -281,7 +282,8 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         """Drop one run from the cache, writing its waiting update first."""
         cached = self._runs.pop(key)
         if cached.pending is not None:
-            self._flush()
+            self._write_pending(cached)
+            self._dirty.remove(cached)  # (holding it there would keep the run alive till commit)
 
     def _evict_oldest(self) -> None:
         runs = self._runs
@@ -333,27 +335,28 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
             cached = self._runs.get(run_id.int)
             if cached is not None:
                 return cached.detached()
-        row = self.conn.execute(sql.SELECT_FLOW_RUN, (str(run_id),)).fetchone()
-        if row is None:
-            return None
-        run = rows.flow_run_from_row(row)
-        if caching and _immutable(run.state):
-            self._remember(run, row)
-            return self._runs[run_id.int].detached()
+        run = self._fetch_flow_run(run_id, caching)
+        if run is not None and caching and _immutable(run.state):
+            return self._runs[run_id.int].detached()  # the fetched run is the cache's now
         return run
 
     def working_flow_run(self, run_id: UUID) -> FlowRun | None:
         """The flow run for a transition by built-in rules: the cached run itself, when there
         is one (see :meth:`StoreBackend.working_flow_run`), else a fresh read."""
-        if self._caching():
+        caching = self._caching()
+        if caching:
             cached = self._runs.get(run_id.int)
             if cached is not None:
                 return cached.run
+        return self._fetch_flow_run(run_id, caching)
+
+    def _fetch_flow_run(self, run_id: UUID, caching: bool) -> FlowRun | None:
+        """Read a flow run from its row, and cache it when ``caching`` and its state allow."""
         row = self.conn.execute(sql.SELECT_FLOW_RUN, (str(run_id),)).fetchone()
         if row is None:
             return None
         run = rows.flow_run_from_row(row)
-        if self._depth > 0 and _immutable(run.state):  # _caching() held just above
+        if caching and _immutable(run.state):
             self._remember(run, row)
         return run
 
