@@ -240,7 +240,9 @@ def _apply(ctx: TransitionContext, decision: Decision, rule: Rule) -> None:
         raise RuleError(f"rule {rule.name!r} returned {decision!r}, which is not a decision")
 
 
-_ACCEPT_DETAILS = AcceptDetails()
+# built without validation: validating would build AcceptDetails' schema (and load pydantic's
+# plugins, which scans every installed distribution) at import time
+_ACCEPT_DETAILS = construct(AcceptDetails, {"type": "accept_details"}, set())
 
 
 def _result(ctx: TransitionContext) -> OrchestrationResult:
