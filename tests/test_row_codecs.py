@@ -80,6 +80,61 @@ def test_encoding_the_same_time_twice_gives_the_same_text() -> None:
         assert rows.encode_time(moment) == moment.isoformat(timespec="microseconds")
 
 
+
+class _OwnDatetime(datetime):
+    """A datetime subclass that formats itself otherwise: never given the UTC shortcut."""
+
+    def isoformat(self, sep: str = "T", timespec: str = "auto") -> str:
+        return super().isoformat(sep, timespec) + " (own)"
+
+
+_any_zone = st.sampled_from(
+    [None, _UTC, timezone(timedelta(hours=2)), timezone(-timedelta(hours=9, minutes=30)),
+     timezone(timedelta(0), "UTC"), timezone(timedelta(seconds=1, microseconds=5))]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.datetimes(timezones=st.just(_UTC)) | st.datetimes(timezones=_any_zone),
+    st.lists(st.integers(-3_000_000, 3_000_000), max_size=6),
+)
+def test_encode_time_gives_the_fixed_width_isoformat(start: datetime, steps: list[int]) -> None:
+    """Times near each other (the same second, the next, the one before ...) and far apart."""
+    moments = [start]
+    for step in steps:
+        try:
+            moments.append(moments[-1] + timedelta(microseconds=step))
+        except OverflowError:
+            pass
+    for moment in moments:
+        assert rows.encode_time(moment) == moment.isoformat(timespec="microseconds")
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(1, 1, 1, tzinfo=_UTC),
+        datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=_UTC),
+        datetime(999, 12, 31, 23, 59, 59, 999_999, tzinfo=_UTC),
+        datetime(2026, 5, 9, 7, 35, 25, tzinfo=_UTC),  # microsecond 0
+        datetime(2026, 5, 9, 7, 35, 25, 10, tzinfo=_UTC),
+        datetime(2026, 5, 9, 7, 35, 26, 0, fold=1, tzinfo=_UTC),
+        datetime(9999, 12, 31, 23, 59, 58, 999_999, tzinfo=_UTC),
+        datetime(9999, 12, 31, 23, 59, 59, tzinfo=_UTC),  # its next second does not exist
+        datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=_UTC),
+        datetime(2026, 5, 9, 9, 35, 25, 10, tzinfo=timezone(timedelta(hours=2))),
+        datetime(2026, 5, 9, 7, 35, 25, 10, tzinfo=timezone(timedelta(0), "UTC")),
+        datetime(2026, 5, 9, 7, 35, 25, 10),  # naive
+        _OwnDatetime(2026, 5, 9, 7, 35, 25, 10, tzinfo=_UTC),
+    ],
+)
+def test_encode_time_edge_cases(moment: datetime) -> None:
+    for neighbour in (moment.replace(microsecond=0), moment.replace(microsecond=999_999), moment):
+        assert rows.encode_time(neighbour) == neighbour.isoformat(timespec="microseconds")
+    assert rows.encode_time(moment) == moment.isoformat(timespec="microseconds")
+
+
 _policies = st.builds(
     FlowRunPolicy,
     max_retries=st.integers(0, 3),

@@ -79,6 +79,11 @@ _ENCODED: dict[int, tuple[datetime, str]] = {}
 """The last few datetimes encoded, by identity: a transition writes the same "now" object as
 the state's timestamp, the run's ``updated`` and often a start or end time."""
 
+_ONE_SECOND = timedelta(seconds=1)
+_second: tuple[datetime, datetime, str] | None = None
+"""The whole second last encoded: its start, the next second's start and the text before the
+microseconds (``YYYY-MM-DDTHH:MM:SS``). Times written close together share it."""
+
 
 def encode_time(value: datetime | None) -> str | None:
     """Fixed-width ISO text of an aware UTC datetime, or None."""
@@ -87,12 +92,36 @@ def encode_time(value: datetime | None) -> str | None:
     hit = _ENCODED.get(id(value))
     if hit is not None and hit[0] is value:  # the entry holds the object: its id is not reused
         return hit[1]
-    # isoformat() omits a zero microsecond, and is cheaper than asking for the fixed width
-    text = value.isoformat() if value.microsecond else value.isoformat(timespec="microseconds")
+    if type(value) is datetime and value.tzinfo is UTC:
+        text = _utc_text(value)
+    else:  # (another offset, or a subclass that may format itself otherwise)
+        text = _iso_text(value)
     if len(_ENCODED) >= 32:
         _ENCODED.clear()
     _ENCODED[id(value)] = (value, text)
     return text
+
+
+def _iso_text(value: datetime) -> str:
+    """``value.isoformat(timespec="microseconds")``."""
+    # isoformat() omits a zero microsecond, and is cheaper than asking for the fixed width
+    return value.isoformat() if value.microsecond else value.isoformat(timespec="microseconds")
+
+
+def _utc_text(value: datetime) -> str:
+    """``_iso_text(value)`` for a plain datetime in ``UTC``: the text of its whole second is
+    kept for the next one, so mostly only the microseconds are formatted."""
+    global _second
+    second = _second
+    # (datetimes with the same tzinfo object compare field by field, in C)
+    if second is None or not second[0] <= value < second[1]:
+        start = value.replace(microsecond=0)
+        try:
+            end = start + _ONE_SECOND
+        except OverflowError:  # the last second of year 9999
+            return _iso_text(value)
+        second = _second = (start, end, start.isoformat(timespec="seconds")[:-6])
+    return f"{second[2]}.{value.microsecond:06d}+00:00"
 
 
 def _time_as_read(value: datetime | None, text: str | None) -> datetime | None:
