@@ -314,3 +314,22 @@ def test_empty_json_shortcuts_give_what_json_gives(value: object) -> None:
     assert text == json.dumps(value)
     decoded = rows._from_json_text(text)
     assert decoded == json.loads(text) and type(decoded) is type(json.loads(text))
+
+
+class _OwnUUID(uuid.UUID):
+    """A UUID subclass that writes itself otherwise: never given the UUID shortcut."""
+
+    def __str__(self) -> str:
+        return super().__str__().upper()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [uuid.UUID(int=0), uuid.uuid4(), _OwnUUID(int=2**128 - 1), "not-a-uuid-text", None],
+    ids=repr,
+)
+def test_id_texts_are_str(value: object) -> None:
+    assert rows._str(value) == (None if value is None else str(value))  # type: ignore[arg-type]
+    state = State(type=StateType.RUNNING)
+    if value is not None:
+        assert rows.state_insert_row(value, state)[:2] == (str(value), str(state.id))  # type: ignore[arg-type]

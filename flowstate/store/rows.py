@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, SafeUUID
 
+from flowstate._ids import uuid_text
 from flowstate._models import construct, copy_with
 from flowstate._time import UTC
 from flowstate.result_data import is_unpersisted
@@ -146,7 +147,13 @@ def _uuid(text: str | None) -> UUID | None:
 
 
 def _str(value: UUID | str | None) -> str | None:
-    return None if value is None else str(value)
+    """``str(value)``, or None."""
+    return None if value is None else _id_text(value)
+
+
+def _id_text(value: UUID | str) -> str:
+    """``str(value)`` of an id, or of its text."""
+    return uuid_text(value) if type(value) is UUID else str(value)
 
 
 def _json_text(value: Any) -> str:
@@ -180,8 +187,8 @@ def state_insert_row(run_id: UUID | str, state: State) -> tuple[Any, ...]:
     """Values for INSERT_*_RUN_STATE (``run_id`` may be given as its text already)."""
     values = state.__dict__  # (one dict, instead of pydantic's attribute hook per field)
     return (
-        str(run_id),
-        str(values["id"]),
+        _id_text(run_id),
+        _id_text(values["id"]),
         values["type"]._value_,  # .value is a Python-level property of Enum; _value_ the same
         values["name"],
         encode_time(values["timestamp"]),
@@ -216,7 +223,7 @@ def state_from_row(row: Sequence[Any], start: int = 0) -> State | None:
 def flow_run_insert_row(run: FlowRun) -> tuple[Any, ...]:
     """Values for INSERT_FLOW_RUN (a new run has no state yet)."""
     return (
-        str(run.id),
+        _id_text(run.id),
         run.name,
         run.flow_name,
         _json_text(run.parameters),
@@ -262,7 +269,7 @@ def flow_run_update_row(
         encode_time(values["next_scheduled_start_time"]),
         flow_policy_json(values["empirical_policy"]) if policy_text is None else policy_text,
         encode_time(updated),
-        str(run.id) if run_id is None else run_id,
+        _id_text(run.id) if run_id is None else run_id,
     )
 
 
@@ -576,7 +583,7 @@ def flow_policy_as_read(policy: FlowRunPolicy, text: str) -> FlowRunPolicy:
 def task_run_insert_row(run: TaskRun) -> tuple[Any, ...]:
     """Values for INSERT_TASK_RUN (a new run has no state yet)."""
     return (
-        str(run.id),
+        _id_text(run.id),
         _str(run.flow_run_id),
         run.task_key,
         run.dynamic_key,
@@ -615,7 +622,7 @@ def task_run_update_row(run: TaskRun, state_id: UUID | None, updated: datetime) 
         run.cache_key,
         encode_time(run.cache_expiration),
         encode_time(updated),
-        str(run.id),
+        _id_text(run.id),
     )
 
 
