@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import uuid
+import warnings
+from collections.abc import Callable
+from typing import Any
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -80,6 +83,61 @@ def test_encoding_the_same_time_twice_gives_the_same_text() -> None:
         assert rows.encode_time(moment) == moment.isoformat(timespec="microseconds")
 
 
+
+class _OwnDatetime(datetime):
+    """A datetime subclass that formats itself otherwise: never given the UTC shortcut."""
+
+    def isoformat(self, sep: str = "T", timespec: str = "auto") -> str:
+        return super().isoformat(sep, timespec) + " (own)"
+
+
+_any_zone = st.sampled_from(
+    [None, _UTC, timezone(timedelta(hours=2)), timezone(-timedelta(hours=9, minutes=30)),
+     timezone(timedelta(0), "UTC"), timezone(timedelta(seconds=1, microseconds=5))]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.datetimes(timezones=st.just(_UTC)) | st.datetimes(timezones=_any_zone),
+    st.lists(st.integers(-3_000_000, 3_000_000), max_size=6),
+)
+def test_encode_time_gives_the_fixed_width_isoformat(start: datetime, steps: list[int]) -> None:
+    """Times near each other (the same second, the next, the one before ...) and far apart."""
+    moments = [start]
+    for step in steps:
+        try:
+            moments.append(moments[-1] + timedelta(microseconds=step))
+        except OverflowError:
+            pass
+    for moment in moments:
+        assert rows.encode_time(moment) == moment.isoformat(timespec="microseconds")
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(1, 1, 1, tzinfo=_UTC),
+        datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=_UTC),
+        datetime(999, 12, 31, 23, 59, 59, 999_999, tzinfo=_UTC),
+        datetime(2026, 5, 9, 7, 35, 25, tzinfo=_UTC),  # microsecond 0
+        datetime(2026, 5, 9, 7, 35, 25, 10, tzinfo=_UTC),
+        datetime(2026, 5, 9, 7, 35, 26, 0, fold=1, tzinfo=_UTC),
+        datetime(9999, 12, 31, 23, 59, 58, 999_999, tzinfo=_UTC),
+        datetime(9999, 12, 31, 23, 59, 59, tzinfo=_UTC),  # its next second does not exist
+        datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=_UTC),
+        datetime(2026, 5, 9, 9, 35, 25, 10, tzinfo=timezone(timedelta(hours=2))),
+        datetime(2026, 5, 9, 7, 35, 25, 10, tzinfo=timezone(timedelta(0), "UTC")),
+        datetime(2026, 5, 9, 7, 35, 25, 10),  # naive
+        _OwnDatetime(2026, 5, 9, 7, 35, 25, 10, tzinfo=_UTC),
+    ],
+)
+def test_encode_time_edge_cases(moment: datetime) -> None:
+    for neighbour in (moment.replace(microsecond=0), moment.replace(microsecond=999_999), moment):
+        assert rows.encode_time(neighbour) == neighbour.isoformat(timespec="microseconds")
+    assert rows.encode_time(moment) == moment.isoformat(timespec="microseconds")
+
+
 _policies = st.builds(
     FlowRunPolicy,
     max_retries=st.integers(0, 3),
@@ -149,6 +207,105 @@ def test_an_inserted_run_as_read_equals_the_run_read_from_its_row(run: FlowRun) 
                 type(value), value, getattr(value, "tzinfo", None))
 
 
+# Strings as users may write them: any code point, lone surrogates included (which pydantic
+# refuses to encode), JSON's special characters and non-ASCII often
+_texts = st.text(
+    st.characters(exclude_categories=()) | st.sampled_from('"\\/\b\f\n\r\t\x00\x1f\x7f\u2028é€😀'),
+    max_size=8,
+)
+_finite = st.floats(allow_nan=False, allow_infinity=False)
+_floats = st.floats() | st.floats(-1e-3, 1e-3) | st.floats(1e15, 1e17) | st.integers(-(2**60), 2**60)
+_ints = st.integers(-3, 3) | st.integers() | st.integers(-(2**70), 2**70)
+_odd = st.none() | st.booleans() | _ints | _floats | _texts | st.sets(_texts, max_size=2) | st.just(
+    frozenset({"a"})
+)
+_validated_policies = st.builds(
+    FlowRunPolicy,
+    max_retries=_ints,
+    retry_delay_seconds=_finite | st.floats(-1e-3, 1e-3) | st.integers(-(2**60), 2**60),
+    retries=st.none() | _ints,
+    retry_delay=st.none() | _ints,
+    pause_keys=st.sets(_texts, max_size=4),
+    resuming=st.booleans(),
+    retry_type=st.sampled_from([None, "in_process", "reschedule"]),
+)
+_constructed_policies = st.builds(
+    lambda fields: FlowRunPolicy.model_construct(**fields),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            name: _odd | st.sampled_from(["in_process", "reschedule"])
+            for name in FlowRunPolicy.model_fields
+        },
+    ),
+)
+
+
+def _outcome(encode: Callable[[], object]) -> object:
+    """What ``encode()`` returns, or the type and text of the error it raises."""
+    try:
+        return encode()
+    except Exception as error:  # noqa: BLE001 - the fallback must fail the same way
+        return type(error), str(error)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_validated_policies | _constructed_policies)
+def test_flow_policy_json_is_model_dump_json(policy: FlowRunPolicy) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydantic warns of values not of the declared type
+        assert _outcome(lambda: rows.flow_policy_json(policy)) == _outcome(policy.model_dump_json)
+
+
+class _OwnPolicy(FlowRunPolicy):
+    def model_dump_json(self, **kwargs: Any) -> str:
+        return super().model_dump_json(**kwargs) + " (own)"
+
+
+class _OwnStr(str):
+    pass
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        FlowRunPolicy(),
+        FlowRunPolicy(max_retries=2, retry_delay_seconds=0.25),  # deprecated fields back-filled
+        FlowRunPolicy(retry_delay_seconds=-0.0, max_retries=-(2**63)),
+        FlowRunPolicy(retry_delay_seconds=1e-5),  # repr "1e-05", pydantic "1e-5"
+        FlowRunPolicy(retry_delay_seconds=1e16),
+        FlowRunPolicy.model_construct(retry_delay_seconds=float("inf")),  # (validation fails)
+        FlowRunPolicy.model_construct(retry_delay_seconds=float("nan")),
+        FlowRunPolicy(retries=10**40, retry_delay=-1),
+        FlowRunPolicy(pause_keys=set()),
+        FlowRunPolicy(pause_keys={"", '"', "\\", "\x00\x1f\x7f", "é ü", "\u2028😀", "a\nb\tc"}),
+        FlowRunPolicy(pause_keys={"k"}, resuming=True, retry_type="in_process"),
+        FlowRunPolicy.model_construct(pause_keys={"a\ud800"}),  # pydantic refuses it
+        FlowRunPolicy.model_construct(pause_keys={"a", _OwnStr("b")}),
+        FlowRunPolicy.model_construct(pause_keys=frozenset({"a"})),
+        FlowRunPolicy.model_construct(pause_keys=["a", "a"]),
+        FlowRunPolicy.model_construct(pause_keys={1, 2}),
+        FlowRunPolicy.model_construct(retry_delay_seconds=2**60),
+        FlowRunPolicy.model_construct(retry_delay_seconds=True, resuming=1),
+        FlowRunPolicy.model_construct(max_retries=1.0, retry_type="other"),
+        FlowRunPolicy.model_construct(retry_type=_OwnStr("reschedule")),
+        FlowRunPolicy.model_construct(retry_type=["unhashable"]),
+        FlowRunPolicy.model_construct(extra_key=1),
+        _OwnPolicy(pause_keys={"k"}),
+    ],
+    ids=repr,
+)
+def test_flow_policy_json_edge_cases(policy: FlowRunPolicy) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert _outcome(lambda: rows.flow_policy_json(policy)) == _outcome(policy.model_dump_json)
+
+
+def test_a_new_run_row_holds_its_policy_json() -> None:
+    run = FlowRun(id=uuid.uuid4(), name="r", empirical_policy={"pause_keys": ["a", "\u00e9"]})
+    assert rows.flow_run_insert_row(run)[14] == run.empirical_policy.model_dump_json()
+
+
 @pytest.mark.parametrize("value", [{}, [], {"a": [1, 2]}, ["t"], 0, "", None, {"": {}}])
 def test_empty_json_shortcuts_give_what_json_gives(value: object) -> None:
     import json
@@ -157,3 +314,22 @@ def test_empty_json_shortcuts_give_what_json_gives(value: object) -> None:
     assert text == json.dumps(value)
     decoded = rows._from_json_text(text)
     assert decoded == json.loads(text) and type(decoded) is type(json.loads(text))
+
+
+class _OwnUUID(uuid.UUID):
+    """A UUID subclass that writes itself otherwise: never given the UUID shortcut."""
+
+    def __str__(self) -> str:
+        return super().__str__().upper()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [uuid.UUID(int=0), uuid.uuid4(), _OwnUUID(int=2**128 - 1), "not-a-uuid-text", None],
+    ids=repr,
+)
+def test_id_texts_are_str(value: object) -> None:
+    assert rows._str(value) == (None if value is None else str(value))  # type: ignore[arg-type]
+    state = State(type=StateType.RUNNING)
+    if value is not None:
+        assert rows.state_insert_row(value, state)[:2] == (str(value), str(state.id))  # type: ignore[arg-type]

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, SafeUUID
 
+from flowstate._ids import uuid_text
 from flowstate._models import construct, copy_with
 from flowstate._time import UTC
 from flowstate.result_data import is_unpersisted
@@ -71,13 +72,22 @@ def _stored_details(details: StateDetails) -> str:
 
 
 def flow_policy_json(policy: FlowRunPolicy) -> str:
-    """A flow run policy's stored JSON."""
+    """A flow run policy's stored JSON: ``policy.model_dump_json()``."""
+    if type(policy) is FlowRunPolicy:
+        # model_dump_json() is this call plus its keyword handling, which costs two thirds as
+        # much again (a subclass might override model_dump_json: it is asked itself)
+        return FlowRunPolicy.__pydantic_serializer__.to_json(policy).decode()
     return policy.model_dump_json()
 
 
 _ENCODED: dict[int, tuple[datetime, str]] = {}
 """The last few datetimes encoded, by identity: a transition writes the same "now" object as
 the state's timestamp, the run's ``updated`` and often a start or end time."""
+
+_ONE_SECOND = timedelta(seconds=1)
+_second: tuple[datetime, datetime, str] | None = None
+"""The whole second last encoded: its start, the next second's start and the text before the
+microseconds (``YYYY-MM-DDTHH:MM:SS``). Times written close together share it."""
 
 
 def encode_time(value: datetime | None) -> str | None:
@@ -87,12 +97,36 @@ def encode_time(value: datetime | None) -> str | None:
     hit = _ENCODED.get(id(value))
     if hit is not None and hit[0] is value:  # the entry holds the object: its id is not reused
         return hit[1]
-    # isoformat() omits a zero microsecond, and is cheaper than asking for the fixed width
-    text = value.isoformat() if value.microsecond else value.isoformat(timespec="microseconds")
+    if type(value) is datetime and value.tzinfo is UTC:
+        text = _utc_text(value)
+    else:  # (another offset, or a subclass that may format itself otherwise)
+        text = _iso_text(value)
     if len(_ENCODED) >= 32:
         _ENCODED.clear()
     _ENCODED[id(value)] = (value, text)
     return text
+
+
+def _iso_text(value: datetime) -> str:
+    """``value.isoformat(timespec="microseconds")``."""
+    # isoformat() omits a zero microsecond, and is cheaper than asking for the fixed width
+    return value.isoformat() if value.microsecond else value.isoformat(timespec="microseconds")
+
+
+def _utc_text(value: datetime) -> str:
+    """``_iso_text(value)`` for a plain datetime in ``UTC``: the text of its whole second is
+    kept for the next one, so mostly only the microseconds are formatted."""
+    global _second
+    second = _second
+    # (datetimes with the same tzinfo object compare field by field, in C)
+    if second is None or not second[0] <= value < second[1]:
+        start = value.replace(microsecond=0)
+        try:
+            end = start + _ONE_SECOND
+        except OverflowError:  # the last second of year 9999
+            return _iso_text(value)
+        second = _second = (start, end, start.isoformat(timespec="seconds")[:-6])
+    return f"{second[2]}.{value.microsecond:06d}+00:00"
 
 
 def _time_as_read(value: datetime | None, text: str | None) -> datetime | None:
@@ -113,7 +147,13 @@ def _uuid(text: str | None) -> UUID | None:
 
 
 def _str(value: UUID | str | None) -> str | None:
-    return None if value is None else str(value)
+    """``str(value)``, or None."""
+    return None if value is None else _id_text(value)
+
+
+def _id_text(value: UUID | str) -> str:
+    """``str(value)`` of an id, or of its text."""
+    return uuid_text(value) if type(value) is UUID else str(value)
 
 
 def _json_text(value: Any) -> str:
@@ -147,8 +187,8 @@ def state_insert_row(run_id: UUID | str, state: State) -> tuple[Any, ...]:
     """Values for INSERT_*_RUN_STATE (``run_id`` may be given as its text already)."""
     values = state.__dict__  # (one dict, instead of pydantic's attribute hook per field)
     return (
-        str(run_id),
-        str(values["id"]),
+        _id_text(run_id),
+        _id_text(values["id"]),
         values["type"]._value_,  # .value is a Python-level property of Enum; _value_ the same
         values["name"],
         encode_time(values["timestamp"]),
@@ -183,7 +223,7 @@ def state_from_row(row: Sequence[Any], start: int = 0) -> State | None:
 def flow_run_insert_row(run: FlowRun) -> tuple[Any, ...]:
     """Values for INSERT_FLOW_RUN (a new run has no state yet)."""
     return (
-        str(run.id),
+        _id_text(run.id),
         run.name,
         run.flow_name,
         _json_text(run.parameters),
@@ -197,7 +237,7 @@ def flow_run_insert_row(run: FlowRun) -> tuple[Any, ...]:
         run.total_run_time.total_seconds(),
         encode_time(run.expected_start_time),
         encode_time(run.next_scheduled_start_time),
-        run.empirical_policy.model_dump_json(),
+        flow_policy_json(run.empirical_policy),
         _str(run.deployment_id),
         run.infrastructure_pid,
         _str(run.parent_task_run_id),
@@ -229,7 +269,7 @@ def flow_run_update_row(
         encode_time(values["next_scheduled_start_time"]),
         flow_policy_json(values["empirical_policy"]) if policy_text is None else policy_text,
         encode_time(updated),
-        str(run.id) if run_id is None else run_id,
+        _id_text(run.id) if run_id is None else run_id,
     )
 
 
@@ -543,7 +583,7 @@ def flow_policy_as_read(policy: FlowRunPolicy, text: str) -> FlowRunPolicy:
 def task_run_insert_row(run: TaskRun) -> tuple[Any, ...]:
     """Values for INSERT_TASK_RUN (a new run has no state yet)."""
     return (
-        str(run.id),
+        _id_text(run.id),
         _str(run.flow_run_id),
         run.task_key,
         run.dynamic_key,
@@ -582,7 +622,7 @@ def task_run_update_row(run: TaskRun, state_id: UUID | None, updated: datetime) 
         run.cache_key,
         encode_time(run.cache_expiration),
         encode_time(updated),
-        str(run.id),
+        _id_text(run.id),
     )
 
 
