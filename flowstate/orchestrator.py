@@ -268,6 +268,8 @@ class Orchestrator(WorkerMethods):
                 json.dumps(run.parameters)
         except ValidationError as exc:
             raise InvalidState(f"invalid flow run: {validate.validation_message(exc)}") from None
+        except InvalidState:
+            raise  # (a ValueError too: its own message, not the parameters' one below)
         except (TypeError, ValueError, RecursionError) as exc:
             raise InvalidState(f"parameters must be JSON-serialisable: {exc}") from None
         with self._transaction():

@@ -292,3 +292,10 @@ def test_threads_racing_for_the_same_run_have_exactly_one_winner(database):
 
 def test_version_is_exposed():
     assert flowstate.__version__
+
+
+@pytest.mark.parametrize("policy", [{"retry_delay_seconds": float("inf")}, {"max_retries": "many"}])
+def test_an_invalid_flow_run_policy_is_named_as_such_and_creates_no_run(orc, policy):
+    with pytest.raises(InvalidState, match=r"^invalid empirical_policy: "):
+        orc.create_flow_run(empirical_policy=policy)
+    assert orc.read_flow_runs() == []
