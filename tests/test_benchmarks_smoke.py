@@ -70,3 +70,13 @@ def test_postgres_scenario_runs_and_both_sides_write_the_same_rows(
             )
     assert counts[0] == counts[1]
     assert counts[0][1][0] > 0  # the cache path ran
+
+
+def test_the_lean_floor_engine_writes_the_same_rows_as_flowstate(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from benchmarks import floor
+
+    figures = floor.main(["--rounds", "1", "--runs", "3", "--batches", "1", "--folder", str(tmp_path)])
+    assert set(figures) == {"flowstate", "lean", "raw"} and all(v > 0 for v in figures.values())
+    flowstate_rows, lean_rows = floor.same_rows(tmp_path)
+    assert flowstate_rows[1] and flowstate_rows == lean_rows
+    assert "ratio to raw" in capsys.readouterr().out
