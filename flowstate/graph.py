@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from flowstate.states import StateType
 
@@ -68,7 +68,11 @@ def _machine_transitions(triggers: Sequence[Trigger]) -> list[dict[str, Any]]:
     ]
 
 
-def to_machine(triggers: Sequence[Trigger] = TRIGGERS, *, graph_engine: str = "mermaid") -> Any:
+def to_machine(
+    triggers: Sequence[Trigger] = TRIGGERS,
+    *,
+    graph_engine: Literal["pygraphviz", "graphviz", "mermaid"] = "mermaid",
+) -> Any:
     """A ``transitions`` GraphMachine of the declared graph (built on demand, never cached)."""
     from transitions.extensions import GraphMachine
 

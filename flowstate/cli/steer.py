@@ -50,9 +50,9 @@ def set_state(
     database: str | None,
 ) -> None:
     """Propose a state of TYPE for the flow run or task run ID."""
-    from flowstate.states import State
+    from flowstate.states import State, StateType
 
-    proposed = State(type=state_type.upper(), name=name, message=message)
+    proposed = State(type=StateType(state_type.upper()), name=name, message=message)
     with open_orchestrator(database) as orc:
         kind, run = find_run(orc, run_id)
         if kind == "flow":
@@ -149,7 +149,8 @@ def _parse_run_input(text: str) -> dict[str, Any]:
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise fail(f"cannot read run input file {path}: {exc.strerror or exc}") from None
+            reason = exc.strerror if isinstance(exc, OSError) else None
+            raise fail(f"cannot read run input file {path}: {reason or exc}") from None
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -19,7 +19,7 @@ from typing import Any
 from flowstate._models import copy_with
 from flowstate.orchestration.context import TransitionContext
 from flowstate.orchestration.decisions import MirrorToParentTask
-from flowstate.runs import FlowRun
+from flowstate.runs import FlowRun, FlowRunPolicy
 from flowstate.states import TERMINAL_TYPES, State, StateDetails, StateType
 
 __all__ = [
@@ -119,14 +119,15 @@ def update_task_state_details(ctx: TransitionContext, proposed: State) -> State:
 
 def increment_flow_run_count(ctx: TransitionContext, proposed: State) -> State:
     """Entering RUNNING counts an attempt, except when continuing after a reschedule resume."""
-    if proposed.type is StateType.RUNNING and not ctx.run.empirical_policy.resuming:
+    policy: FlowRunPolicy = ctx.run.empirical_policy  # type: ignore[assignment]  # a flow run's
+    if proposed.type is StateType.RUNNING and not policy.resuming:
         ctx.update_run(run_count=ctx.run.run_count + 1)
     return proposed
 
 
 def remove_resuming_indicator(ctx: TransitionContext, proposed: State) -> State:
     """The ``resuming`` flag lasts until the next RUNNING or final state."""
-    policy = ctx.run.empirical_policy
+    policy: FlowRunPolicy = ctx.run.empirical_policy  # type: ignore[assignment]  # a flow run's
     if policy.resuming and (proposed.type is StateType.RUNNING or proposed.is_final):
         ctx.update_run(empirical_policy=copy_with(policy, {"resuming": False}))
     return proposed
@@ -222,7 +223,7 @@ def flow_bookkeeping(ctx: TransitionContext, proposed: State) -> State:
     update = flow_details_update(run, details)  # type: ignore[arg-type]
     if update is not None:
         proposed = copy_with(proposed, {"state_details": copy_with(details, update)})
-    policy = run.empirical_policy
+    policy: FlowRunPolicy = run.empirical_policy  # type: ignore[assignment]  # a flow run's
     if to_type is _RUNNING and not policy.resuming:
         changes["run_count"] = run.run_count + 1
     if policy.resuming and (to_type is _RUNNING or to_type in TERMINAL_TYPES):

@@ -13,6 +13,7 @@ from flowstate.orchestration.context import TransitionContext
 from flowstate.orchestration.decisions import Abort, Decision, DeleteRunInputs, Proceed, Reject
 from flowstate.result_data import has_persisted_result
 from flowstate.orchestration.rules import ANY_STATE, TERMINAL, rule
+from flowstate.runs import FlowRunPolicy
 from flowstate.states import StateType
 
 __all__ = [
@@ -166,7 +167,7 @@ def _record_pause(ctx: TransitionContext) -> None:
     """After a pause is written: remember its key, and clear stale input under its keyset."""
     key = ctx.parameters.get("pause_key")
     if key is not None:
-        policy = ctx.run.empirical_policy
+        policy: FlowRunPolicy = ctx.run.empirical_policy  # type: ignore[assignment]  # a flow run's
         ctx.update_run(
             empirical_policy=copy_with(policy, {"pause_keys": policy.pause_keys | {key}})
         )
@@ -187,7 +188,8 @@ def handle_pausing_flows(ctx: TransitionContext) -> Decision | None:
     if initial.type is not S.RUNNING:
         return Reject(f"Cannot {verb} flows that are not currently running.")
     key = proposed.state_details.pause_key or str(ctx.new_id())
-    if key in ctx.run.empirical_policy.pause_keys:
+    policy: FlowRunPolicy = ctx.run.empirical_policy  # type: ignore[assignment]  # a flow run's
+    if key in policy.pause_keys:
         return Reject(f"This {verb} has already fired.")
     if proposed.state_details.pause_reschedule:
         if ctx.run.parent_task_run_id is not None:  # type: ignore[union-attr]
@@ -244,7 +246,7 @@ def _retry_if_attempts_left(ctx: TransitionContext) -> Decision | None:
     initial, proposed = ctx.initial, ctx.proposed
     if initial is None or proposed is None:
         return None
-    policy = ctx.run.empirical_policy
+    policy: FlowRunPolicy = ctx.run.empirical_policy  # type: ignore[assignment]  # a flow run's
     if policy.retries is None or ctx.run.run_count > policy.retries:
         ctx.update_run(empirical_policy=copy_with(policy, {"retry_type": None}))
         return None

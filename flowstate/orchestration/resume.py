@@ -72,8 +72,8 @@ def hydrate(value: Any) -> Any:
 
 def validate_run_input(instance: Any, schema: Any) -> str | None:
     """None if ``instance`` satisfies the JSON schema, else Prefect's description of the failure."""
-    import jsonschema
-    from jsonschema.exceptions import best_match
+    import jsonschema  # type: ignore[import-untyped]
+    from jsonschema.exceptions import best_match  # type: ignore[import-untyped]
 
     try:
         validator_class = jsonschema.validators.validator_for(
