@@ -98,6 +98,9 @@ class Listeners:
         self._callbacks: list[Listener] = []
         self._lock = threading.Lock()
         self._local = threading.local()
+        # False until the first event is recorded: till then every thread's pending list is
+        # empty, and marking, rolling back and flushing need not look it up
+        self._recorded = False
         self.errors: list[tuple[Listener, TransitionEvent, BaseException]] = []
 
     def __bool__(self) -> bool:
@@ -128,18 +131,22 @@ class Listeners:
 
     def record(self, event: TransitionEvent) -> None:
         """Hold ``event`` until the transaction that made it commits."""
+        self._recorded = True
         self._pending().append(event)
 
     def mark(self) -> int:
         """Where the current thread's pending events stand (see :meth:`rollback_to`)."""
-        return len(self._pending())
+        return len(self._pending()) if self._recorded else 0
 
     def rollback_to(self, mark: int) -> None:
         """A (nested) transaction rolled back: forget the events it made."""
-        del self._pending()[mark:]
+        if self._recorded:
+            del self._pending()[mark:]
 
     def flush(self) -> None:
         """The transaction committed: tell every listener, in order, isolating failures."""
+        if not self._recorded:
+            return
         pending = self._pending()
         if not pending:
             return

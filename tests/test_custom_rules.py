@@ -11,7 +11,7 @@ from flowstate import InvalidState, Orchestrator, SetStateStatus, StateType
 from flowstate.rules import (
     ANY_STATE, CORE_FLOW, CORE_TASK, Policy, Reject, Wait, decide_transition, rule,
 )
-from flowstate.states import Cancelling, Completed, Paused, Pending, Running, Scheduled
+from flowstate.states import Cancelled, Cancelling, Completed, Paused, Pending, Running, Scheduled
 
 MONDAY_NIGHT = datetime(2026, 11, 30, 22, 30, tzinfo=timezone.utc)
 MONDAY_NOON = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
@@ -164,6 +164,22 @@ def test_listeners_hear_a_transaction_only_once_it_commits_and_never_if_it_rolls
                 orc.set_flow_run_state(run.id, Running())
                 raise RuntimeError("rolled back")
         assert len(heard) == 1
+
+
+def test_a_listener_added_inside_a_block_hears_what_commits_and_not_what_a_nested_block_undid():
+    with Orchestrator(":memory:") as orc:
+        run = orc.create_flow_run()
+        orc.set_flow_run_state(run.id, Pending())  # before any listener: nothing is held
+        heard = []
+        with orc.transaction():
+            orc.add_listener(lambda event: heard.append(event.state.type))
+            with pytest.raises(RuntimeError):
+                with orc.transaction():  # the first event ever held, then undone
+                    orc.set_flow_run_state(run.id, Running())
+                    raise RuntimeError("undo the nested block")
+            orc.set_flow_run_state(run.id, Cancelled())
+            assert heard == []
+        assert heard == [StateType.CANCELLED]
 
 
 def test_a_failing_listener_is_isolated_and_reported(caplog):
