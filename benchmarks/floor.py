@@ -12,7 +12,9 @@ transaction), in the same text encodings (the smoke test compares the rows).
 What it measures: how much of flowstate's time a Python engine doing this work needs at all,
 so that the cost of flowstate's generality (models, rule pipeline, cached runs brought back to
 what a read would build) can be told apart from the cost of orchestrating. It leaves out what
-the cycle does not exercise (other rules, listeners, text checks, run input, result data).
+the cycle does not exercise (other rules, listeners, text checks, run input, result data), and
+it answers with the status alone where flowstate returns a result holding the new state as a
+pydantic model, and the created run as one.
 """
 
 from __future__ import annotations
