@@ -264,14 +264,13 @@ class Orchestrator(WorkerMethods):
             if run is None:
                 fields["empirical_policy"] = validate.coerce_policy(empirical_policy, FlowRunPolicy)
                 run = FlowRun(**fields)
-            if run.parameters:  # an empty dict is always JSON
-                json.dumps(run.parameters)
         except ValidationError as exc:
             raise InvalidState(f"invalid flow run: {validate.validation_message(exc)}") from None
-        except InvalidState:
-            raise  # (a ValueError too: its own message, not the parameters' one below)
-        except (TypeError, ValueError, RecursionError) as exc:
-            raise InvalidState(f"parameters must be JSON-serialisable: {exc}") from None
+        if run.parameters:  # an empty dict is always JSON
+            try:
+                json.dumps(run.parameters)
+            except (TypeError, ValueError, RecursionError) as exc:
+                raise InvalidState(f"parameters must be JSON-serialisable: {exc}") from None
         with self._transaction():
             now = self._now()
             run.created = run.updated = now
