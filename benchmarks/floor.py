@@ -12,9 +12,10 @@ transaction), in the same text encodings (the smoke test compares the rows).
 What it measures: how much of flowstate's time a Python engine doing this work needs at all,
 so that the cost of flowstate's generality (models, rule pipeline, cached runs brought back to
 what a read would build) can be told apart from the cost of orchestrating. It leaves out what
-the cycle does not exercise (other rules, listeners, text checks, run input, result data), and
-it answers with the status alone where flowstate returns a result holding the new state as a
-pydantic model, and the created run as one.
+the cycle does not exercise (other rules, listeners, text checks, run input, result data). It
+answers with the same public pydantic models as flowstate (an ``OrchestrationResult`` holding
+the new ``State``, a ``FlowRun`` for a created run), built from its own objects without
+validation, as flowstate builds its own.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ from uuid import UUID
 
 from flowstate import Orchestrator
 from flowstate._ids import uuid7, uuid_text
+from flowstate._models import construct
+from flowstate.results import AcceptDetails, OrchestrationResult, SetStateStatus
+from flowstate.runs import FlowRun, FlowRunPolicy
+from flowstate.states import State, StateDetails, StateType
 from flowstate.store import sql
 from flowstate.store.connection import configure, connect
 from flowstate.store.rows import encode_time
@@ -50,6 +55,9 @@ _NAMES = {
 }
 _TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "CRASHED"})
 _ONE_MICROSECOND = timedelta(microseconds=1)
+_TYPES = {member.value: member for member in StateType}
+_DETAIL_DEFAULTS = {name: field.default for name, field in StateDetails.model_fields.items()}
+_ACCEPTED = construct(AcceptDetails, {"type": "accept_details"}, set())
 
 
 class LeanState:
@@ -71,6 +79,20 @@ class _LeanRun:
         "expected_start_time", "next_scheduled", "pause_keys", "resuming", "policy_text",
         "updated", "waiting",
     )
+    id: UUID
+    id_text: str
+    state: LeanState | None
+    run_count: int
+    start_time: datetime | None
+    end_time: datetime | None
+    total_run_time: timedelta
+    expected_start_time: datetime | None
+    next_scheduled: datetime | None
+    pause_keys: set[str]
+    resuming: bool
+    policy_text: str
+    updated: datetime
+    waiting: bool
 
 
 def _policy_json(pause_keys: set[str], resuming: bool) -> str:
@@ -78,6 +100,44 @@ def _policy_json(pause_keys: set[str], resuming: bool) -> str:
     return (
         '{"max_retries":0,"retry_delay_seconds":0.0,"retries":null,"retry_delay":null,'
         f'"pause_keys":[{keys}],"resuming":{"true" if resuming else "false"},"retry_type":null}}'
+    )
+
+
+def _public_state(state: LeanState) -> State:
+    """The state as the API returns it: flowstate's pydantic model, built without validation."""
+    details = state.details
+    return construct(
+        State,
+        {
+            "id": state.id,
+            "type": _TYPES[state.type],
+            "name": state.name,
+            "timestamp": state.timestamp,
+            "message": None,
+            "data": None,
+            "state_details": construct(StateDetails, {**_DETAIL_DEFAULTS, **details}, set(details)),
+        },
+    )
+
+
+def _public_run(run: _LeanRun, name: str, flow_name: str) -> FlowRun:
+    """A created run as the API returns it (no state yet), built without validation."""
+    policy = construct(
+        FlowRunPolicy,
+        {"max_retries": 0, "retry_delay_seconds": 0.0, "retries": None, "retry_delay": None,
+         "pause_keys": set(), "resuming": False, "retry_type": None},
+    )
+    return construct(
+        FlowRun,
+        {
+            "id": run.id, "name": name, "flow_name": flow_name, "parameters": {}, "tags": [],
+            "state": None, "state_type": None, "state_name": None, "run_count": 0,
+            "start_time": None, "end_time": None, "total_run_time": timedelta(0),
+            "expected_start_time": None, "next_scheduled_start_time": None,
+            "estimated_run_time": timedelta(0), "empirical_policy": policy,
+            "deployment_id": None, "infrastructure_pid": None, "parent_task_run_id": None,
+            "created": run.updated, "updated": run.updated,
+        },
     )
 
 
@@ -114,10 +174,12 @@ class LeanEngine:
         self._runs.clear()
 
     def _write_run(self, run: _LeanRun) -> None:
+        state = run.state
+        assert state is not None  # (a run waits for its UPDATE only after a transition)
         self.conn.execute(
             sql.UPDATE_FLOW_RUN,
             (
-                uuid_text(run.state.id), run.state.type, run.state.name, run.run_count,
+                uuid_text(state.id), state.type, state.name, run.run_count,
                 encode_time(run.start_time), encode_time(run.end_time),
                 run.total_run_time.total_seconds(), encode_time(run.expected_start_time),
                 encode_time(run.next_scheduled), run.policy_text, encode_time(run.updated),
@@ -126,7 +188,7 @@ class LeanEngine:
         )
         run.waiting = False
 
-    def create_flow_run(self, flow_name: str, name: str) -> _LeanRun:
+    def create_flow_run(self, flow_name: str, name: str) -> FlowRun:
         if type(flow_name) is not str or type(name) is not str:
             raise TypeError("flow_name and name must be text")
         run = _LeanRun()
@@ -148,15 +210,17 @@ class LeanEngine:
              None, None, run.policy_text, None, None, None, text, text),
         )
         self._runs[run.id.int] = run
-        return run
+        return _public_run(run, name, flow_name)
 
-    def resume_flow_run(self, run_id: UUID) -> str:
+    def resume_flow_run(self, run_id: UUID) -> OrchestrationResult | str:
         run = self._runs[run_id.int]
         if run.state is None or run.state.type != "PAUSED":
             return "ABORT"
         return self.set_flow_run_state(run_id, LeanState("RUNNING"))
 
-    def set_flow_run_state(self, run_id: UUID, proposed: LeanState) -> str:
+    def set_flow_run_state(self, run_id: UUID, proposed: LeanState) -> OrchestrationResult | str:
+        """The result of an accepted transition; the status alone for the refusals, which
+        the benchmark's cycle never meets."""
         if type(proposed) is not LeanState:
             raise TypeError("not a state")
         run = self._runs[run_id.int]
@@ -238,7 +302,10 @@ class LeanEngine:
         if not run.waiting:
             run.waiting = True
             self._waiting.append(run)
-        return "ACCEPT"
+        return construct(
+            OrchestrationResult,
+            {"state": _public_state(state), "status": SetStateStatus.ACCEPT, "details": _ACCEPTED},
+        )
 
 
 def lean_cycle(engine: LeanEngine) -> None:
