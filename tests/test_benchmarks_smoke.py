@@ -80,3 +80,18 @@ def test_the_lean_floor_engine_writes_the_same_rows_as_flowstate(tmp_path: Path,
     flowstate_rows, lean_rows = floor.same_rows(tmp_path)
     assert flowstate_rows[1] and flowstate_rows == lean_rows
     assert "ratio to raw" in capsys.readouterr().out
+
+
+def test_the_instruction_count_workload_runs_and_the_counter_names_what_it_lacks(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    from benchmarks import instructions
+
+    real_urandom = os.urandom
+    for side in ("fs", "raw"):
+        for mode in ("batched", "one"):
+            assert instructions.main([side, mode, "--worker", "2"]) == 0
+    assert os.urandom is real_urandom  # the seeded bytes were for the workload only
+    monkeypatch.setattr(instructions.shutil, "which", lambda tool: None)
+    assert instructions.main(["fs", "one"]) == 2
+    assert "needs valgrind and setarch" in capsys.readouterr().err
