@@ -469,17 +469,14 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         else:
             state_id = None if current_state_id is None else str(current_state_id)
         policy_changed = run.empirical_policy is not cached.policy_object
-        if self._defer:
-            if cached.pending is None:
-                self._dirty.append(cached)
-            cached.pending = (state_id, now)
-            if policy_changed:
-                cached.policy = None  # encoded when the row is written
-        else:
-            policy_text = None if policy_changed else cached.policy
-            row = rows.flow_run_update_row(run, state_id, now, policy_text, cached.id_text)
-            self.conn.execute(sql.UPDATE_FLOW_RUN, row)
-            cached.policy = row[9]
+        waiting = cached.pending is not None
+        cached.pending = (state_id, now)
+        if policy_changed:
+            cached.policy = None  # encoded when the row is written
+        if not self._defer:
+            self._write_pending(cached)
+        elif not waiting:
+            self._dirty.append(cached)
         self._refresh(cached, now, written, state_row, policy_changed)
 
     def _refresh(
