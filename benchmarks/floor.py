@@ -34,7 +34,7 @@ from flowstate._ids import uuid7, uuid_text
 from flowstate._models import construct
 from flowstate.results import AcceptDetails, OrchestrationResult, SetStateStatus
 from flowstate.runs import FlowRun, FlowRunPolicy
-from flowstate.states import State, StateDetails, StateType
+from flowstate.states import _DETAIL_DEFAULTS, State, StateDetails, StateType
 from flowstate.store import sql
 from flowstate.store.connection import configure, connect
 from flowstate.store.rows import encode_time
@@ -56,7 +56,6 @@ _NAMES = {
 _TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "CRASHED"})
 _ONE_MICROSECOND = timedelta(microseconds=1)
 _TYPES = {member.value: member for member in StateType}
-_DETAIL_DEFAULTS = {name: field.default for name, field in StateDetails.model_fields.items()}
 _ACCEPTED = construct(AcceptDetails, {"type": "accept_details"}, set())
 
 

@@ -20,7 +20,7 @@ from flowstate._models import construct, copy_with
 from flowstate._time import UTC
 from flowstate.result_data import is_unpersisted
 from flowstate.runs import FlowRun, FlowRunPolicy, TaskRun, TaskRunPolicy
-from flowstate.states import State, StateDetails, StateType
+from flowstate.states import _DETAIL_DEFAULTS, State, StateDetails, StateType
 
 __all__ = [
     "STATE_WIDTH",
@@ -471,8 +471,7 @@ _STATE_FIELDS = frozenset(_STATE_KEYS)
 _STATE_COUNT = len(_STATE_KEYS)
 
 
-_DETAIL_DEFAULT = {name: field.default for name, field in StateDetails.model_fields.items()}
-_DETAIL_COUNT = len(_DETAIL_DEFAULT)
+_DETAIL_COUNT = len(_DETAIL_DEFAULTS)
 _AS_IS = frozenset({str, bool, UUID, type(None)})
 """Types whose values JSON gives back equal and of the same type."""
 
@@ -500,7 +499,7 @@ def details_as_read(details: StateDetails, text: str) -> StateDetails:
         kind = type(value)
         if kind not in _AS_IS and not (kind is datetime and value.tzinfo is UTC):
             return _validate_details(text)
-        if value == _DETAIL_DEFAULT[name]:
+        if value == _DETAIL_DEFAULTS[name]:
             defaults = [name] if defaults is None else [*defaults, name]
     if defaults is None:
         return details  # frozen, and equal to what parsing builds: share it
