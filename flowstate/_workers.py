@@ -22,7 +22,7 @@ from flowstate.runs import FlowRun
 from flowstate.states import State, StateDetails, StateType
 
 if TYPE_CHECKING:
-    from flowstate.orchestration.policy import Outcome, Policy
+    from flowstate.orchestration.policy import Policy
     from flowstate.store.base import StoreBackend
 
 __all__ = ["WorkerMethods"]
@@ -47,8 +47,8 @@ class WorkerMethods:
             now: datetime,
             run: FlowRun | None = None,
             policy: Policy | None = None,
-            before_save: Callable[[Outcome], None] | None = None,
-        ) -> Outcome: ...
+            before_save: Callable[[OrchestrationResult], None] | None = None,
+        ) -> OrchestrationResult: ...
 
     def _at(self, now: datetime | None) -> datetime:
         if now is None:
@@ -73,10 +73,10 @@ class WorkerMethods:
             at = self._at(now)
             claimed: list[UUID] = []
             for run_id in self._store.due_flow_run_ids(at, limit):
-                outcome = self._orchestrate_flow(
+                result = self._orchestrate_flow(
                     run_id, State(type=StateType.PENDING, message=message), force=False, now=at
                 )
-                if outcome.result.status is SetStateStatus.ACCEPT:
+                if result.status is SetStateStatus.ACCEPT:
                     self._store.record_heartbeat(run_id, worker=worker, at=at)
                     claimed.append(run_id)
             return [self._read_flow_run(run_id, at) for run_id in claimed]
@@ -150,7 +150,7 @@ class WorkerMethods:
                         "the process running this flow run is presumed lost."
                     ),
                 )
-                results.append(self._orchestrate_flow(run_id, crashed, force=False, now=at).result)
+                results.append(self._orchestrate_flow(run_id, crashed, force=False, now=at))
             return results
 
     def mark_late_runs(
@@ -172,8 +172,8 @@ class WorkerMethods:
                     name="Late",
                     state_details=StateDetails(scheduled_time=run.next_scheduled_start_time),
                 )
-                outcome = self._orchestrate_flow(
+                result = self._orchestrate_flow(
                     run_id, late, force=False, now=at, run=run, policy=MARK_LATE
                 )
-                results.append(outcome.result)
+                results.append(result)
             return results

@@ -325,8 +325,7 @@ class Orchestrator(WorkerMethods):
         run_id = validate.run_id(id)
         proposed = validate.coerce_state(state)
         with self._transaction():
-            outcome = self._orchestrate_flow(run_id, proposed, force=force, now=self._now())
-        return outcome.result
+            return self._orchestrate_flow(run_id, proposed, force=force, now=self._now())
 
     def read_flow_run_states(self, id: UUID | str) -> list[State]:
         """A flow run's state history, oldest first."""
@@ -368,17 +367,17 @@ class Orchestrator(WorkerMethods):
             assert plan.proposal is not None
             response, key = plan.response, plan.response_key or ""
 
-            def refuse_a_taken_key(outcome: Outcome) -> None:  # checked before anything is written
+            def refuse_a_taken_key(result: OrchestrationResult) -> None:  # before any write
                 if (
                     response is not None
-                    and outcome.result.status is SetStateStatus.ACCEPT
+                    and result.status is SetStateStatus.ACCEPT
                     and store.read_run_input(run_id, key) is not None
                 ):
                     raise ObjectAlreadyExists(
                         f"run input {key!r} of flow run {run_id} already exists"
                     )
 
-            outcome = self._orchestrate_flow(
+            result = self._orchestrate_flow(
                 run_id,
                 plan.proposal,
                 force=False,
@@ -387,7 +386,6 @@ class Orchestrator(WorkerMethods):
                 policy=policy,
                 before_save=refuse_a_taken_key,
             )
-            result = outcome.result
             if response is not None and result.status is SetStateStatus.ACCEPT:
                 store.insert_run_input(run_id, key, response, None, now)
             return result
@@ -541,12 +539,29 @@ class Orchestrator(WorkerMethods):
         now: datetime,
         run: FlowRun | None = None,
         policy: Policy | None = None,
-        before_save: Callable[[Outcome], None] | None = None,
-    ) -> Outcome:
+        before_save: Callable[[OrchestrationResult], None] | None = None,
+    ) -> OrchestrationResult:
+        """Decide on ``proposed`` for a flow run and save the outcome; ``before_save`` sees the
+        result first and may raise to stop the call before anything is written."""
         if policy is None:
             policy = MINIMAL_FLOW if force else self.flow_policy
         if run is None:
             run = self._run_for_transition(run_id, policy)
+        fused = policy.fused
+        if fused is not None:
+            initial = run.state
+            answer = fused(run, proposed, now, uuid7)
+            if answer is not None:
+                written, result = answer
+                if before_save is not None:
+                    before_save(result)
+                initial_id = None if initial is None else initial.id
+                self._store.save_transition("flow", run, written, initial_id, now, as_read=True)
+                if self._listeners:
+                    self._listeners.record(
+                        TransitionEvent("flow", run.id, initial, written, result, force)
+                    )
+                return result
         # Built-in rules never read a proposal's run ids: the bookkeeping's details are set
         # in the stamping copy already, instead of in two more copies after the rules.
         details = flow_details_update(run, proposed.state_details) if policy.built_in else None
@@ -561,9 +576,9 @@ class Orchestrator(WorkerMethods):
         )
         outcome = policy.decide(ctx)
         if before_save is not None:
-            before_save(outcome)
+            before_save(outcome.result)
         self._save(outcome, now, force)
-        return outcome
+        return outcome.result
 
     def _run_for_transition(self, run_id: UUID, policy: Policy) -> FlowRun:
         """The flow run a transition decided by ``policy`` works on: the store's own cached

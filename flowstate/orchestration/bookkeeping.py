@@ -27,6 +27,7 @@ __all__ = [
     "TASK_BOOKKEEPING",
     "Bookkeeping",
     "flow_bookkeeping",
+    "common_bookkeeping",
     "flow_details_update",
     "task_bookkeeping",
 ]
@@ -151,13 +152,12 @@ def mirror_subflow_state_to_parent_task(ctx: TransitionContext) -> None:
         )
 
 
-def _common(
-    ctx: TransitionContext, proposed: State, changes: dict[str, Any]
+def common_bookkeeping(
+    initial: State | None, values: dict[str, Any], proposed: State, changes: dict[str, Any]
 ) -> tuple[State, StateType]:
-    """keep_timestamps_increasing then the _COMMON steps, fused: the run's new values go to
-    ``changes``; returns the (possibly re-stamped) proposal and its type."""
-    initial = ctx.initial
-    values = ctx.run.__dict__
+    """keep_timestamps_increasing then the _COMMON steps, fused, for a run whose fields are
+    ``values`` (its ``__dict__``) and whose current state is ``initial``: the run's new values
+    go to ``changes``; returns the (possibly re-stamped) proposal and its type."""
     timestamp = proposed.timestamp
     if initial is not None and timestamp <= initial.timestamp:
         timestamp = initial.timestamp + _ONE_MICROSECOND
@@ -217,7 +217,7 @@ def flow_details_update(run: FlowRun, details: StateDetails) -> dict[str, Any] |
 def flow_bookkeeping(ctx: TransitionContext, proposed: State) -> State:
     """FLOW_BOOKKEEPING's before-steps in one pass (same result as applying them in order)."""
     changes: dict[str, Any] = {}
-    proposed, to_type = _common(ctx, proposed, changes)
+    proposed, to_type = common_bookkeeping(ctx.initial, ctx.run.__dict__, proposed, changes)
     run = ctx.run
     details = proposed.state_details
     update = flow_details_update(run, details)  # type: ignore[arg-type]
@@ -235,7 +235,7 @@ def flow_bookkeeping(ctx: TransitionContext, proposed: State) -> State:
 def task_bookkeeping(ctx: TransitionContext, proposed: State) -> State:
     """TASK_BOOKKEEPING's before-steps in one pass (same result as applying them in order)."""
     changes: dict[str, Any] = {}
-    proposed, to_type = _common(ctx, proposed, changes)
+    proposed, to_type = common_bookkeeping(ctx.initial, ctx.run.__dict__, proposed, changes)
     run = ctx.run
     details = proposed.state_details
     flow_run_id = getattr(run, "flow_run_id", None)

@@ -15,6 +15,7 @@ from flowstate.orchestration.flow_rules import (
     prevent_result_data_loss,
     retry_failed_flows,
 )
+from flowstate.orchestration.fused_flow import fused_core_flow
 from flowstate.orchestration.policy import Policy
 from flowstate.orchestration.scheduling_rules import copy_scheduled_time, wait_for_scheduled_time
 from flowstate.orchestration.task_rules import (
@@ -46,6 +47,7 @@ CORE_FLOW = Policy(
         retry_failed_flows,
     ],
     kind="flow",
+    fused=fused_core_flow,
 )
 """Prefect's CoreFlowPolicy, less the deployment-concurrency rules (no such objects here)."""
 

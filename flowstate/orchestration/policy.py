@@ -12,8 +12,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
+from uuid import UUID
 
 from flowstate._models import construct, copy_with
 from flowstate.errors import RuleError
@@ -35,6 +37,9 @@ from flowstate.states import State, StateType
 __all__ = ["Outcome", "Policy"]
 
 Pair = tuple[StateType | None, StateType | None]
+FusedDecision = Callable[
+    [FlowRun, State, datetime, Callable[[], UUID]], "tuple[State, OrchestrationResult] | None"
+]
 _BOOKKEEPING: dict[str, Bookkeeping] = {"flow": FLOW_BOOKKEEPING, "task": TASK_BOOKKEEPING}
 
 
@@ -68,7 +73,14 @@ class Policy:
     :meth:`replace` and :meth:`remove` return new policies.
     """
 
-    def __init__(self, name: str, rules: Iterable[Rule], *, kind: RunKind) -> None:
+    def __init__(
+        self,
+        name: str,
+        rules: Iterable[Rule],
+        *,
+        kind: RunKind,
+        fused: FusedDecision | None = None,
+    ) -> None:
         if kind not in _BOOKKEEPING:
             raise ValueError(f"policy {name!r}: kind={kind!r}; expected 'flow' or 'task'")
         self.name = name
@@ -88,6 +100,10 @@ class Policy:
         """Whether every rule is one of flowstate's own, which change a run only through
         ``ctx.update_run`` with new values and keep no reference to it after deciding: the
         orchestrator may then let them work on its cached run instead of a copy."""
+        self.fused = fused
+        """For the built-in core flow policy: one function that answers the transitions it
+        takes on (stamping included) exactly as :meth:`decide` would, and None for the others
+        (``flowstate.orchestration.fused_flow``). Policies derived from it drop it."""
         self._table: dict[Pair, tuple[Rule, ...]] = {}
         states: list[StateType | None] = [None, *StateType]
         for from_type in states:

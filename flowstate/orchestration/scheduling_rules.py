@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime
 
 from flowstate.orchestration.context import TransitionContext
 from flowstate.orchestration.decisions import Decision, Proceed, Wait
 from flowstate.orchestration.rules import rule
 from flowstate.states import StateType
 
-__all__ = ["copy_scheduled_time", "wait_for_scheduled_time"]
+__all__ = ["copy_scheduled_time", "seconds_to_wait", "wait_for_scheduled_time"]
 
 SCHEDULED, PENDING, RUNNING = StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING
 
@@ -24,6 +25,13 @@ def copy_scheduled_time(ctx: TransitionContext) -> Decision | None:
     return Proceed(ctx.with_details(ctx.proposed, scheduled_time=scheduled_time))
 
 
+def seconds_to_wait(scheduled_time: datetime, now: datetime) -> int:
+    """The whole seconds a run scheduled for ``scheduled_time`` still has to wait at ``now``,
+    rounded as Prefect does: whole seconds plus the rounded fraction (0.5 s left is no wait)."""
+    remaining = scheduled_time - now
+    return math.floor(remaining.total_seconds()) + round(remaining.microseconds / 1e6)
+
+
 @rule(from_={SCHEDULED, PENDING}, to={RUNNING}, prefect="WaitForScheduledTime")
 def wait_for_scheduled_time(ctx: TransitionContext) -> Decision | None:
     """A run cannot start before its scheduled time: WAIT for the remaining whole seconds."""
@@ -31,9 +39,7 @@ def wait_for_scheduled_time(ctx: TransitionContext) -> Decision | None:
     scheduled_time = ctx.initial.state_details.scheduled_time
     if scheduled_time is None:
         return None
-    remaining = scheduled_time - ctx.now
-    # Prefect's rounding: whole seconds plus the rounded fraction (so 0.5 s left is no wait).
-    seconds = math.floor(remaining.total_seconds()) + round(remaining.microseconds / 1e6)
+    seconds = seconds_to_wait(scheduled_time, ctx.now)
     if seconds > 0:
         return Wait(seconds, "Scheduled time is in the future")
     return None

@@ -417,13 +417,16 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         written: State | None,
         current_state_id: UUID | None,
         now: datetime,
+        *,
+        as_read: bool = False,
     ) -> None:
-        """Write a new state (if any) to the run's history and save the run's fields."""
+        """Write a new state (if any) to the run's history and save the run's fields
+        (``as_read``: see :meth:`StoreBackend.save_transition`)."""
         conn = self.conn
         if kind == "flow":
             cached = self._runs.get(run.id.int) if self._caching() else None
             if cached is not None and cached.run is run:
-                self._save_cached_flow_run(cached, written, current_state_id, now)
+                self._save_cached_flow_run(cached, written, current_state_id, now, as_read)
                 return
             if self._dirty:
                 self._flush()
@@ -456,10 +459,12 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         written: State | None,
         current_state_id: UUID | None,
         now: datetime,
+        as_read: bool,
     ) -> None:
         """Save a transition that built-in rules made on the cached run itself: the new state's
         row now; the run's row now, or, inside a block, when the block commits (``_dirty``);
-        then bring the cached run back to what reading its row would build."""
+        then bring the cached run back to what reading its row would build (``as_read``: it
+        is in that form already but for the fields pydantic counts as set)."""
         run = cached.run
         state_row = None
         if written is not None:
@@ -477,7 +482,27 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
             self._write_pending(cached)
         elif not waiting:
             self._dirty.append(cached)
-        self._refresh(cached, now, written, state_row, policy_changed)
+        if as_read:
+            self._refresh_as_read(cached, now, written, state_row, policy_changed)
+        else:
+            self._refresh(cached, now, written, state_row, policy_changed)
+
+    def _refresh_as_read(
+        self,
+        cached: _CachedFlowRun,
+        now: datetime,
+        written: State | None,
+        state_row: tuple[Any, ...] | None,
+        policy_changed: bool,
+    ) -> None:
+        """``_refresh`` for a transition whose values are in the form reading gives already."""
+        run = cached.run
+        state = run.state if written is None else rows.state_as_read(written, state_row)  # type: ignore[arg-type]
+        if policy_changed:
+            cached.policy_object = run.empirical_policy
+        run.__dict__.update(rows.flow_run_fields_as_saved(run, state, now))
+        runs = self._runs
+        runs[run.id.int] = runs.pop(run.id.int)  # the most recently used
 
     def _refresh(
         self,

@@ -1,0 +1,194 @@
+"""The core flow policy's everyday transitions, fused into one pass.
+
+Most proposals a flow run meets in an ordinary life draw no objection from any rule of the core
+flow policy: the most a rule does is copy a scheduled time or note a pause key. For those,
+:func:`fused_core_flow` computes in one pass, on the run's own values, exactly what stamping the
+proposal, ``CORE_FLOW.decide`` (its rules, the bookkeeping, the rules' after-steps) and the result
+would: the state written, the run's new fields and the ACCEPT result. That is a fraction of the
+pipeline's cost, which goes on looking up and entering a dozen rules per transition.
+
+It answers None, having changed nothing, wherever a rule could do more — refuse, wait, abort,
+substitute a state — or where something is out of the ordinary (result data, details other than
+a scheduled time, a pause key or a pause timeout, a subflow, a deployment concurrency lease, a
+clock that is not plain UTC): the pipeline then decides as usual. Everything it accepts and
+everything it makes holds plain values (UTC datetimes, text, UUIDs), the form reading the rows
+back gives, which lets the store keep the run cached without checking it again.
+
+``tests/orchestration/test_fused_flow.py`` compares it with the pipeline on generated runs and
+proposals, and checks that the rules it stands in for are the ones ``CORE_FLOW`` compiles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from flowstate._models import construct, copy_with
+from flowstate._time import UTC
+from flowstate.orchestration.bookkeeping import common_bookkeeping
+from flowstate.orchestration.policy import _ACCEPT_DETAILS
+from flowstate.orchestration.scheduling_rules import seconds_to_wait
+from flowstate.results import OrchestrationResult, SetStateStatus
+from flowstate.runs import FlowRun
+from flowstate.states import _DETAIL_DEFAULTS, TERMINAL_TYPES, State, StateDetails, StateType
+
+__all__ = ["FUSED_PAIRS", "FUSED_RULES", "fused_core_flow"]
+
+S = StateType
+_ONE_MICROSECOND = timedelta(microseconds=1)
+_FROM: frozenset[StateType | None] = frozenset({None, S.SCHEDULED, S.PENDING, S.RUNNING, S.PAUSED})
+_TO: frozenset[StateType] = frozenset({S.SCHEDULED, S.PENDING, S.RUNNING, S.PAUSED, *TERMINAL_TYPES})
+_LEAVING_A_PAUSE_TO = frozenset({S.RUNNING, S.SCHEDULED, *TERMINAL_TYPES})
+_TIMES = frozenset({"scheduled_time", "pause_timeout"})
+_STATE_FIELD_COUNT = len(State.model_fields)
+_DETAIL_COUNT = len(_DETAIL_DEFAULTS)
+
+FUSED_PAIRS: frozenset[tuple[StateType | None, StateType]] = frozenset(
+    (from_type, to_type)
+    for from_type in _FROM
+    for to_type in _TO
+    if not (to_type is S.PAUSED and from_type is not S.RUNNING)
+    and not (to_type is S.PENDING and from_type in (S.PENDING, S.RUNNING))
+    and not (from_type is S.RUNNING and to_type is S.FAILED)
+    and not (from_type is S.PAUSED and to_type not in _LEAVING_A_PAUSE_TO)
+)
+"""The (from, to) pairs the fused path may answer; it answers None for every other."""
+
+FUSED_RULES = frozenset(
+    {
+        "preserve_deployment_concurrency_lease_id",
+        "prevent_duplicate_transitions",
+        "ensure_only_scheduled_flows_marked_late",
+        "handle_pausing_flows",
+        "handle_resuming_paused_flows",
+        "copy_scheduled_time",
+        "wait_for_scheduled_time",
+    }
+)
+"""The core flow rules whose effect the fused path reproduces (or falls back on)."""
+
+
+def _plain_proposal(proposed: State) -> bool:
+    """Whether the proposal holds only values the fused path handles, in their plain form."""
+    values = proposed.__dict__
+    details = values["state_details"]
+    message = values["message"]
+    if (
+        type(proposed) is not State
+        or type(details) is not StateDetails
+        or values["data"] is not None
+        or type(values["name"]) is not str
+        or not (message is None or type(message) is str)
+        or len(values) != _STATE_FIELD_COUNT
+        or proposed.__pydantic_extra__ is not None
+        or proposed.__pydantic_private__ is not None
+        or details.__pydantic_extra__ is not None
+        or details.__pydantic_private__ is not None
+        or len(details.__dict__) != _DETAIL_COUNT
+    ):
+        return False
+    stated = details.__dict__
+    for name in details.__pydantic_fields_set__:  # the others hold their defaults
+        value = stated[name]
+        if value is _DETAIL_DEFAULTS[name]:  # None or False: as good as not given
+            continue
+        if name in _TIMES:
+            if type(value) is not datetime or value.tzinfo is not UTC:
+                return False
+        elif name != "pause_key" or type(value) is not str:
+            return False
+    return True
+
+
+def fused_core_flow(
+    run: FlowRun, proposed: State, now: datetime, new_id: Callable[[], UUID]
+) -> tuple[State, OrchestrationResult] | None:
+    """What the core flow policy answers to ``proposed`` for ``run`` at ``now``, when it is an
+    ACCEPT no rule intervenes in: the state written and the result, the run's fields changed
+    in place as the pipeline changes them. None (nothing changed, no id drawn) otherwise."""
+    values = run.__dict__
+    initial: State | None = values["state"]
+    proposal = proposed.__dict__
+    to_type = proposal["type"]
+    if (
+        type(now) is not datetime
+        or now.tzinfo is not UTC
+        or values["parent_task_run_id"] is not None
+        or not _plain_proposal(proposed)
+    ):
+        return None
+    stated = proposal["state_details"].__dict__
+    policy = values["empirical_policy"]
+    pause_keys = policy.__dict__["pause_keys"]
+    if initial is None:
+        from_type = None
+        current: dict[str, Any] = _DETAIL_DEFAULTS
+    else:
+        from_type = initial.__dict__["type"]
+        current = initial.__dict__["state_details"].__dict__
+        if current["deployment_concurrency_lease_id"] is not None:
+            return None  # PreserveDeploymentConcurrencyLeaseId would copy it
+    if (from_type, to_type) not in FUSED_PAIRS:
+        return None
+    if initial is not None and to_type is S.SCHEDULED and proposal["name"] == "Late":
+        return None  # EnsureOnlyScheduledFlowsMarkedLate may refuse it
+    pause_key = stated["pause_key"]
+    if to_type is S.PAUSED and pause_key is not None and pause_key in pause_keys:
+        return None  # HandlePausingFlows: this pause has already fired
+    if from_type is S.PAUSED:
+        timeout = current["pause_timeout"]
+        if current["pause_reschedule"] or (timeout is not None and timeout < now):
+            return None  # HandleResumingPausedFlows may refuse it
+    elif to_type is S.RUNNING and (from_type is S.SCHEDULED or from_type is S.PENDING):
+        scheduled = current["scheduled_time"]
+        if scheduled is not None and seconds_to_wait(scheduled, now) > 0:
+            return None  # WaitForScheduledTime would answer WAIT
+
+    # stamping (with the bookkeeping's bump of a timestamp that would not increase)
+    timestamp = now
+    if initial is not None and now <= initial.__dict__["timestamp"]:
+        timestamp = initial.__dict__["timestamp"] + _ONE_MICROSECOND
+    update: dict[str, Any] = {"flow_run_id": values["id"]}
+    if stated["scheduled_time"] is None:
+        if to_type is S.SCHEDULED:
+            update["scheduled_time"] = now
+        elif from_type is S.SCHEDULED and to_type is S.PENDING:
+            update["scheduled_time"] = current["scheduled_time"]  # CopyScheduledTime
+    state_id = new_id()
+    if to_type is S.PAUSED and pause_key is None:
+        pause_key = str(new_id())  # HandlePausingFlows draws a key after the state's id
+    written = copy_with(
+        proposed,
+        {
+            "id": state_id,
+            "timestamp": timestamp,
+            "state_details": copy_with(proposal["state_details"], update),
+        },
+    )
+
+    changes: dict[str, Any] = {}
+    written, _ = common_bookkeeping(initial, values, written, changes)
+    resuming = policy.__dict__["resuming"]
+    if to_type is S.RUNNING and not resuming:
+        changes["run_count"] = values["run_count"] + 1
+    policy_update: dict[str, Any] = {}
+    if resuming and (to_type is S.RUNNING or to_type in TERMINAL_TYPES):
+        policy_update["resuming"] = False
+    # the rules' after-steps
+    if from_type is S.PAUSED:  # HandleResumingPausedFlows, leaving a blocking pause
+        if to_type is S.SCHEDULED:
+            policy_update.update(resuming=False, pause_keys=set(), retry_type="reschedule")
+        else:
+            policy_update["resuming"] = True
+    elif to_type is S.PAUSED:  # HandlePausingFlows records the key
+        policy_update["pause_keys"] = pause_keys | {pause_key}
+    if policy_update:
+        changes["empirical_policy"] = copy_with(policy, policy_update)
+    values.update(changes)
+    run.__pydantic_fields_set__.update(changes)
+    return written, construct(
+        OrchestrationResult,
+        {"state": written, "status": SetStateStatus.ACCEPT, "details": _ACCEPT_DETAILS},
+    )
