@@ -1,6 +1,6 @@
 """Instructions per API call of scenario 1's cycle, counted by valgrind: steady on a noisy VM.
 
-``python -m benchmarks.instructions [fs|raw] [batched|one]`` runs the cycle under
+``python -m benchmarks.instructions [fs|raw|lean] [batched|one]`` runs the cycle under
 ``valgrind --tool=callgrind`` twice, for 100 and for 900 cycles, and prints the difference
 divided by the 5,600 calls in between: the start-up cost cancels out. Address-space
 randomisation is turned off (``setarch -R``), the hash seed is fixed and ``os.urandom`` is
@@ -9,7 +9,8 @@ wall-clock figures on a shared VM move by 20 %. Each count takes about a minute.
 (and ``setarch``, from util-linux).
 
 ``fs`` is flowstate (``batched``: 100 runs per ``orc.transaction()``, as scenario 2; ``one``:
-one commit per call, as scenario 1); ``raw`` is the raw-sqlite3 replay of the same rows.
+one commit per call, as scenario 1); ``raw`` is the raw-sqlite3 replay of the same rows;
+``lean`` is ``benchmarks.floor``'s lean engine (batched only).
 """
 
 from __future__ import annotations
@@ -63,6 +64,17 @@ def _cycles(side: str, mode: str, cycles: int) -> None:
         else:
             for _ in range(cycles):
                 flow_cycle(orc)
+    elif side == "lean":  # benchmarks.floor's lean engine: batched only
+        from benchmarks.floor import LeanEngine, lean_cycle
+
+        Orchestrator(os.path.join(folder, "lean.db")).close()  # flowstate's schema
+        lean = LeanEngine(os.path.join(folder, "lean.db"))
+        with lean:
+            for _ in range(10):
+                lean_cycle(lean)
+        with lean:
+            for _ in range(cycles):
+                lean_cycle(lean)
     else:
         recording = record(os.path.join(folder, "recording.db"), _script())
         Orchestrator(os.path.join(folder, "raw.db")).close()
@@ -98,10 +110,12 @@ def count(side: str, mode: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.instructions", description=__doc__)
-    parser.add_argument("side", nargs="?", choices=["fs", "raw"], default="fs")
+    parser.add_argument("side", nargs="?", choices=["fs", "raw", "lean"], default="fs")
     parser.add_argument("mode", nargs="?", choices=["batched", "one"], default="batched")
     parser.add_argument("--worker", type=int, metavar="CYCLES", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.side == "lean" and args.mode != "batched":
+        parser.error("the lean engine runs batched only")
     if args.worker is not None:
         _work(args.side, args.mode, args.worker)
         return 0

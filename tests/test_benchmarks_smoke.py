@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from benchmarks.__main__ import main
 
 
@@ -91,6 +93,9 @@ def test_the_instruction_count_workload_runs_and_the_counter_names_what_it_lacks
     for side in ("fs", "raw"):
         for mode in ("batched", "one"):
             assert instructions.main([side, mode, "--worker", "2"]) == 0
+    assert instructions.main(["lean", "batched", "--worker", "2"]) == 0
+    with pytest.raises(SystemExit):  # the lean engine has no one-commit-per-call mode
+        instructions.main(["lean", "one"])
     assert os.urandom is real_urandom  # the seeded bytes were for the workload only
     monkeypatch.setattr(instructions.shutil, "which", lambda tool: None)
     assert instructions.main(["fs", "one"]) == 2
