@@ -160,8 +160,8 @@ def plain_flow_run(fields: dict[str, Any]) -> FlowRun | None:
         or (pid is not None and type(pid) is not str)
         or type(parameters) is not dict
         or type(tags) is not list
-        or any(type(key) is not str for key in parameters)
-        or any(type(tag) is not str for tag in tags)
+        or (parameters and any(type(key) is not str for key in parameters))
+        or (tags and any(type(tag) is not str for tag in tags))
     ):
         return None
     values = _FLOW_RUN_DEFAULTS.copy()

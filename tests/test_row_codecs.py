@@ -301,6 +301,33 @@ def test_flow_policy_json_edge_cases(policy: FlowRunPolicy) -> None:
         assert _outcome(lambda: rows.flow_policy_json(policy)) == _outcome(policy.model_dump_json)
 
 
+def _unset(values: dict[str, Any]) -> FlowRunPolicy:
+    """A policy holding ``values`` with no field counted as given (as a default one)."""
+    policy = FlowRunPolicy()
+    policy.__dict__.update(values)
+    return policy
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        FlowRunPolicy(),
+        FlowRunPolicy.model_construct(),
+        _unset({"retry_delay_seconds": 0.0, "pause_keys": frozenset()}),
+        _unset({"resuming": True}),  # changed behind pydantic's back: not the defaults
+        _unset({"pause_keys": {"k"}}),
+        _unset({"retry_delay_seconds": 1.5}),
+        FlowRunPolicy(retries=0),  # given: encoded, not taken for the defaults
+    ],
+    ids=repr,
+)
+def test_the_default_policy_shortcut_gives_model_dump_json(policy: FlowRunPolicy) -> None:
+    rows.flow_policy_json(FlowRunPolicy())  # the defaults' text is known from here on
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (a frozenset where pydantic expects a set)
+        assert rows.flow_policy_json(policy) == policy.model_dump_json()
+
+
 def test_a_new_run_row_holds_its_policy_json() -> None:
     run = FlowRun(id=uuid.uuid4(), name="r", empirical_policy={"pause_keys": ["a", "\u00e9"]})
     assert rows.flow_run_insert_row(run)[14] == run.empirical_policy.model_dump_json()

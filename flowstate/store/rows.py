@@ -73,9 +73,23 @@ def _stored_details(details: StateDetails) -> str:
     return StateDetails.__pydantic_serializer__.to_json(details, exclude_defaults=True).decode()
 
 
+_DEFAULT_POLICY = {
+    name: set() if name == "pause_keys" else field.default
+    for name, field in FlowRunPolicy.model_fields.items()
+}
+_default_policy_json: str | None = None
+"""The JSON of a default policy, once encoded (not at import: the serializer is built on use)."""
+
+
 def flow_policy_json(policy: FlowRunPolicy) -> str:
     """A flow run policy's stored JSON: ``policy.model_dump_json()``."""
+    global _default_policy_json
     if type(policy) is FlowRunPolicy:
+        if not policy.__pydantic_fields_set__ and policy.__dict__ == _DEFAULT_POLICY:
+            # nothing given (as for most new runs), and nothing changed since: the defaults
+            if _default_policy_json is None:
+                _default_policy_json = FlowRunPolicy.__pydantic_serializer__.to_json(policy).decode()
+            return _default_policy_json
         # model_dump_json() is this call plus its keyword handling, which costs two thirds as
         # much again (a subclass might override model_dump_json: it is asked itself)
         return FlowRunPolicy.__pydantic_serializer__.to_json(policy).decode()
@@ -224,27 +238,28 @@ def state_from_row(row: Sequence[Any], start: int = 0) -> State | None:
 
 def flow_run_insert_row(run: FlowRun) -> tuple[Any, ...]:
     """Values for INSERT_FLOW_RUN (a new run has no state yet)."""
+    values = run.__dict__  # (one dict, instead of pydantic's attribute hook per field)
     return (
-        _id_text(run.id),
-        run.name,
-        run.flow_name,
-        _json_text(run.parameters),
-        _json_text(run.tags),
+        _id_text(values["id"]),
+        values["name"],
+        values["flow_name"],
+        _json_text(values["parameters"]),
+        _json_text(values["tags"]),
         None,
         None,
         None,
-        run.run_count,
-        encode_time(run.start_time),
-        encode_time(run.end_time),
-        run.total_run_time.total_seconds(),
-        encode_time(run.expected_start_time),
-        encode_time(run.next_scheduled_start_time),
-        flow_policy_json(run.empirical_policy),
-        _str(run.deployment_id),
-        run.infrastructure_pid,
-        _str(run.parent_task_run_id),
-        encode_time(run.created),
-        encode_time(run.updated),
+        values["run_count"],
+        encode_time(values["start_time"]),
+        encode_time(values["end_time"]),
+        values["total_run_time"].total_seconds(),
+        encode_time(values["expected_start_time"]),
+        encode_time(values["next_scheduled_start_time"]),
+        flow_policy_json(values["empirical_policy"]),
+        _str(values["deployment_id"]),
+        values["infrastructure_pid"],
+        _str(values["parent_task_run_id"]),
+        encode_time(values["created"]),
+        encode_time(values["updated"]),
     )
 
 
@@ -309,7 +324,8 @@ def flow_run_from_row(row: Sequence[Any]) -> FlowRun:
 def flow_run_inserted(run: FlowRun, row: Sequence[Any]) -> FlowRun:
     """What ``flow_run_from_row`` builds for the run ``flow_run_insert_row(run)`` gave ``row``
     (no state yet), reusing ``run``'s plain UTC times and policy values instead of parsing."""
-    run_id = run.id
+    values = run.__dict__
+    run_id = values["id"]
     if type(run_id) is not UUID or run_id.is_safe is not _UNKNOWN_SAFETY:
         run_id = UUID(row[0])
     total_run_time = timedelta(seconds=row[11])
@@ -325,18 +341,18 @@ def flow_run_inserted(run: FlowRun, row: Sequence[Any]) -> FlowRun:
             "state_type": None,
             "state_name": None,
             "run_count": row[8],
-            "start_time": _time_as_read(run.start_time, row[9]),
-            "end_time": _time_as_read(run.end_time, row[10]),
+            "start_time": _time_as_read(values["start_time"], row[9]),
+            "end_time": _time_as_read(values["end_time"], row[10]),
             "total_run_time": total_run_time,
-            "expected_start_time": _time_as_read(run.expected_start_time, row[12]),
-            "next_scheduled_start_time": _time_as_read(run.next_scheduled_start_time, row[13]),
+            "expected_start_time": _time_as_read(values["expected_start_time"], row[12]),
+            "next_scheduled_start_time": _time_as_read(values["next_scheduled_start_time"], row[13]),
             "estimated_run_time": total_run_time,
-            "empirical_policy": flow_policy_as_read(run.empirical_policy, row[14]),
+            "empirical_policy": flow_policy_as_read(values["empirical_policy"], row[14]),
             "deployment_id": _uuid(row[15]),
             "infrastructure_pid": row[16],
             "parent_task_run_id": _uuid(row[17]),
-            "created": _time_as_read(run.created, row[18]),
-            "updated": _time_as_read(run.updated, row[19]),
+            "created": _time_as_read(values["created"], row[18]),
+            "updated": _time_as_read(values["updated"], row[19]),
         },
     )
 
