@@ -7,6 +7,7 @@ decide, and writes the outcome::
       └─ store.transaction()            BEGIN IMMEDIATE
            ├─ store.read_flow_run(id)    run + current state
            ├─ policy.decide(context)     pure: rules, then bookkeeping
+           │    (the core flow policy's everyday ACCEPTs: policy.fused, in one pass)
            └─ store.save_transition(...) COMMIT
 """
 
