@@ -79,34 +79,55 @@ class _Transaction:
 
     The store's transaction (BEGIN IMMEDIATE, or a SAVEPOINT when nested; sqlite3 errors leave
     as DatabaseError with the cause chained; rollback on any exception), plus the listener
-    events: dropped with a rollback, told after the outermost commit. With ``call``, the block
-    is one API call (the store's ``_begin_call``: no savepoint of its own when nested).
+    events: dropped with a rollback, told after the outermost commit.
     """
 
-    __slots__ = ("_store", "_listeners", "_mark", "_depth", "_call")
+    __slots__ = ("_store", "_listeners", "_mark", "_depth")
 
-    def __init__(self, store: StoreBackend, listeners: Listeners, call: bool = False) -> None:
+    def __init__(self, store: StoreBackend, listeners: Listeners) -> None:
         self._store = store
         self._listeners = listeners
-        self._call = call
 
     def __enter__(self) -> None:
         self._mark = self._listeners.mark()
-        store = self._store
-        self._depth = store._begin_call() if self._call else store._begin()
+        self._depth = self._store._begin()
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
-            if self._call:
-                self._store._end_call(self._depth, exc)
-            else:
-                self._store._end(self._depth, exc)
+            self._store._end(self._depth, exc)
         except BaseException:
             self._listeners.rollback_to(self._mark)
             raise
         if exc is not None:
             self._listeners.rollback_to(self._mark)
         elif self._depth == 0:
+            self._listeners.flush()
+
+
+class _CallTransaction(_Transaction):
+    """The transaction of one API call (the store's ``_begin_call``: no savepoint of its own
+    inside a block). A call that succeeds inside a block has nothing to do on leaving but let
+    the store go; its listener events wait for the block's commit."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        self._mark = self._listeners.mark()
+        self._depth = self._store._begin_call()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        token = self._depth
+        if exc is None and token < 0:
+            self._store._end_call(token, None)
+            return
+        try:
+            self._store._end_call(token, exc)
+        except BaseException:
+            self._listeners.rollback_to(self._mark)
+            raise
+        if exc is not None:
+            self._listeners.rollback_to(self._mark)
+        elif token == 0:
             self._listeners.flush()
 
 
@@ -181,12 +202,12 @@ class Orchestrator(WorkerMethods):
         """
         return _Transaction(self._store, self._listeners)
 
-    def _transaction(self) -> _Transaction:
+    def _transaction(self) -> _CallTransaction:
         """The transaction of one API call that makes at most one decision and checks all its
         input before it writes: inside a ``transaction()`` block it takes no savepoint, and a
         database error halfway through dooms the block (``Store._begin_call``). Calls that
         decide for several runs use ``transaction()``, which undoes just the call."""
-        return _Transaction(self._store, self._listeners, call=True)
+        return _CallTransaction(self._store, self._listeners)
 
     # -- listeners -------------------------------------------------------------------------
 
