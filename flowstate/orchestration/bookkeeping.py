@@ -26,8 +26,8 @@ __all__ = [
     "FLOW_BOOKKEEPING",
     "TASK_BOOKKEEPING",
     "Bookkeeping",
-    "flow_bookkeeping",
     "common_bookkeeping",
+    "flow_bookkeeping",
     "flow_details_update",
     "task_bookkeeping",
 ]

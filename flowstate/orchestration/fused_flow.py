@@ -21,7 +21,7 @@ proposals, and checks that the rules it stands in for are the ones ``CORE_FLOW``
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -37,7 +37,6 @@ from flowstate.states import _DETAIL_DEFAULTS, TERMINAL_TYPES, State, StateDetai
 __all__ = ["FUSED_PAIRS", "FUSED_RULES", "fused_core_flow"]
 
 S = StateType
-_ONE_MICROSECOND = timedelta(microseconds=1)
 _FROM: frozenset[StateType | None] = frozenset({None, S.SCHEDULED, S.PENDING, S.RUNNING, S.PAUSED})
 _TO: frozenset[StateType] = frozenset({S.SCHEDULED, S.PENDING, S.RUNNING, S.PAUSED, *TERMINAL_TYPES})
 _LEAVING_A_PAUSE_TO = frozenset({S.RUNNING, S.SCHEDULED, *TERMINAL_TYPES})
@@ -146,10 +145,8 @@ def fused_core_flow(
         if scheduled is not None and seconds_to_wait(scheduled, now) > 0:
             return None  # WaitForScheduledTime would answer WAIT
 
-    # stamping (with the bookkeeping's bump of a timestamp that would not increase)
-    timestamp = now
-    if initial is not None and now <= initial.__dict__["timestamp"]:
-        timestamp = initial.__dict__["timestamp"] + _ONE_MICROSECOND
+    # stamping: a new id, "now", the run's id and the scheduled time (the bookkeeping below
+    # moves a timestamp that would not increase)
     update: dict[str, Any] = {"flow_run_id": values["id"]}
     if stated["scheduled_time"] is None:
         if to_type is S.SCHEDULED:
@@ -163,7 +160,7 @@ def fused_core_flow(
         proposed,
         {
             "id": state_id,
-            "timestamp": timestamp,
+            "timestamp": now,
             "state_details": copy_with(proposal["state_details"], update),
         },
     )

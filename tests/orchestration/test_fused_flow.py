@@ -203,6 +203,14 @@ def test_the_fused_path_gives_way_where_a_rule_intervenes() -> None:
     assert not _compare(leased, Completed(), NOW)  # the lease is copied
 
 
+def test_a_timestamp_that_would_not_increase_is_moved_as_the_pipeline_moves_it() -> None:
+    run = _run(State(type=S.RUNNING, timestamp=NOW))
+    for now in (NOW, NOW - timedelta(seconds=5)):
+        assert _compare(run, Completed(), now)
+        written, _ = fused_core_flow(copy.deepcopy(run), Completed(), now, _ids())  # type: ignore[misc]
+        assert written.timestamp == NOW + timedelta(microseconds=1)
+
+
 def test_the_fused_path_gives_way_to_what_it_does_not_handle() -> None:
     running = _run(_at(S.RUNNING))
     assert not _compare(running, Completed(data={"x": 1}), NOW)  # result data
