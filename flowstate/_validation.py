@@ -139,7 +139,8 @@ _FLOW_RUN_DEFAULTS = {
     for name, field in FlowRun.model_fields.items()
     if field.default_factory is None and name != "id" and name != "name"
 }
-_FLOW_RUN_FIELDS = tuple(FlowRun.model_fields)
+_FLOW_RUN_TEMPLATE = {name: _FLOW_RUN_DEFAULTS.get(name) for name in FlowRun.model_fields}
+"""Every field of a FlowRun in order, with its default (None for those given by the caller)."""
 _POLICY_DEFAULTS = {
     name: set() if name == "pause_keys" else field.default
     for name, field in FlowRunPolicy.model_fields.items()
@@ -164,14 +165,14 @@ def plain_flow_run(fields: dict[str, Any]) -> FlowRun | None:
         or (tags and any(type(tag) is not str for tag in tags))
     ):
         return None
-    values = _FLOW_RUN_DEFAULTS.copy()
+    values = _FLOW_RUN_TEMPLATE.copy()  # every field, in field order
     values.update(fields)
     values["parameters"] = dict(parameters)  # validation copies the containers
     values["tags"] = list(tags)
     values["empirical_policy"] = construct(
         FlowRunPolicy, {**_POLICY_DEFAULTS, "pause_keys": set()}, set()
     )
-    return construct(FlowRun, {name: values[name] for name in _FLOW_RUN_FIELDS}, set(fields))
+    return construct(FlowRun, values, set(fields))
 
 
 def coerce_policy(value: Any, model: type[FlowRunPolicy] | type[TaskRunPolicy]) -> Any:

@@ -147,7 +147,9 @@ _policies = st.builds(
     pause_keys=st.sets(st.text(max_size=3), max_size=3),
     resuming=st.booleans(),
     retry_type=st.sampled_from([None, "in_process", "reschedule"]),
-) | st.builds(FlowRunPolicy, retries=st.none() | st.integers(0, 3))  # defaults: an int 0 delay
+) | st.builds(FlowRunPolicy, retries=st.none() | st.integers(0, 3)) | st.builds(
+    FlowRunPolicy  # nothing given: the defaults, an int 0 delay, no field counted as set
+)
 
 
 def _exact_policy(policy: FlowRunPolicy) -> tuple:
@@ -205,6 +207,30 @@ def test_an_inserted_run_as_read_equals_the_run_read_from_its_row(run: FlowRun) 
         else:
             assert (type(mine), mine, getattr(mine, "tzinfo", None)) == (
                 type(value), value, getattr(value, "tzinfo", None))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    name=st.text(max_size=4),
+    parameters=st.dictionaries(st.text(max_size=3), st.integers() | st.none(), max_size=2),
+    tags=st.lists(st.text(max_size=3), max_size=2),
+    deployment_id=st.none() | st.uuids(),
+    infrastructure_pid=st.none() | st.text(max_size=3),
+)
+def test_a_plain_flow_run_is_what_validation_builds(**given: Any) -> None:
+    from flowstate import _validation as validate
+
+    fields = {"id": uuid.uuid4(), "flow_name": "f", "empirical_policy": None,
+              "parent_task_run_id": None, **given}
+    mine = validate.plain_flow_run(dict(fields))
+    assert mine is not None
+    expected = FlowRun(**{k: v for k, v in fields.items() if k != "empirical_policy"},
+                       empirical_policy=FlowRunPolicy())
+    assert list(mine.__dict__) == list(expected.__dict__)
+    assert mine.__dict__ == expected.__dict__
+    assert mine.model_fields_set == expected.model_fields_set | {"empirical_policy"}
+    assert _exact_policy(mine.empirical_policy) == _exact_policy(expected.empirical_policy)
+    assert mine.parameters is not fields["parameters"] and mine.tags is not fields["tags"]
 
 
 # Strings as users may write them: any code point, lone surrogates included (which pydantic

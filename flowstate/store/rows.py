@@ -77,16 +77,27 @@ _DEFAULT_POLICY = {
     name: set() if name == "pause_keys" else field.default
     for name, field in FlowRunPolicy.model_fields.items()
 }
+_DEFAULT_POLICY_AS_READ = {**_DEFAULT_POLICY, "retry_delay_seconds": 0.0}
+"""What reading a default policy's JSON back gives: the delay as a float, every field set."""
 _default_policy_json: str | None = None
 """The JSON of a default policy, once encoded (not at import: the serializer is built on use)."""
+
+
+def _default_policy(policy: FlowRunPolicy) -> bool:
+    """Whether ``policy`` is a FlowRunPolicy with nothing given (as most new runs have) and
+    nothing changed since: it holds the defaults."""
+    return (
+        type(policy) is FlowRunPolicy
+        and not policy.__pydantic_fields_set__
+        and policy.__dict__ == _DEFAULT_POLICY
+    )
 
 
 def flow_policy_json(policy: FlowRunPolicy) -> str:
     """A flow run policy's stored JSON: ``policy.model_dump_json()``."""
     global _default_policy_json
     if type(policy) is FlowRunPolicy:
-        if not policy.__pydantic_fields_set__ and policy.__dict__ == _DEFAULT_POLICY:
-            # nothing given (as for most new runs), and nothing changed since: the defaults
+        if _default_policy(policy):
             if _default_policy_json is None:
                 _default_policy_json = FlowRunPolicy.__pydantic_serializer__.to_json(policy).decode()
             return _default_policy_json
@@ -584,6 +595,8 @@ def flow_policy_as_read(policy: FlowRunPolicy, text: str) -> FlowRunPolicy:
     """What ``_validate_flow_policy(text)`` builds, where ``text`` is ``policy``'s JSON: built
     from ``policy``'s values when validation would give them back as they are (with the float
     field as a float, every field set, and no deprecated field left to back-fill); else parsed."""
+    if _default_policy(policy):
+        return construct(FlowRunPolicy, {**_DEFAULT_POLICY_AS_READ, "pause_keys": set()})
     values = policy.__dict__
     max_retries = values["max_retries"]
     delay_seconds = values["retry_delay_seconds"]
