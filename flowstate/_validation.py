@@ -75,12 +75,13 @@ def check_text(value: Any, what: str) -> None:
 
 def _all_ascii(state: State) -> bool:
     """Whether no text of ``state`` needs checking (the common case, decided in one pass)."""
-    name, message = state.name, state.message
+    fields = state.__dict__  # (one dict, instead of pydantic's attribute hook per field)
+    name, message = fields["name"], fields["message"]
     if (isinstance(name, str) and not name.isascii()) or (
         isinstance(message, str) and not message.isascii()
     ):
         return False
-    details = state.state_details
+    details = fields["state_details"]
     values = details.__dict__
     for field in details.__pydantic_fields_set__:  # the others hold their defaults: no text
         value = values[field]
@@ -123,7 +124,7 @@ def coerce_state(value: Any) -> State:
         raise InvalidState(f"invalid state: {validation_message(exc)}") from None
     if not _all_ascii(state):
         check_state_text(state)
-    if state.data is not None:
+    if state.__dict__["data"] is not None:
         try:
             json.dumps(state.data)
         except (TypeError, ValueError, RecursionError) as exc:

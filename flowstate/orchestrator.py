@@ -571,13 +571,13 @@ class Orchestrator(WorkerMethods):
             run = self._run_for_transition(run_id, policy)
         fused = policy.fused
         if fused is not None:
-            initial = run.state
+            initial = run.__dict__["state"]
             answer = fused(run, proposed, now, uuid7)
             if answer is not None:
                 written, result = answer
                 if before_save is not None:
                     before_save(result)
-                initial_id = None if initial is None else initial.id
+                initial_id = None if initial is None else initial.__dict__["id"]
                 self._store.save_transition("flow", run, written, initial_id, now, as_read=True)
                 if self._listeners:
                     self._listeners.record(

@@ -158,14 +158,17 @@ def common_bookkeeping(
     """keep_timestamps_increasing then the _COMMON steps, fused, for a run whose fields are
     ``values`` (its ``__dict__``) and whose current state is ``initial``: the run's new values
     go to ``changes``; returns the (possibly re-stamped) proposal and its type."""
-    timestamp = proposed.timestamp
-    if initial is not None and timestamp <= initial.timestamp:
-        timestamp = initial.timestamp + _ONE_MICROSECOND
+    # (the states' __dict__: one lookup instead of pydantic's attribute hook per field)
+    stated = proposed.__dict__
+    current = None if initial is None else initial.__dict__
+    timestamp = stated["timestamp"]
+    if current is not None and timestamp <= current["timestamp"]:
+        timestamp = current["timestamp"] + _ONE_MICROSECOND
         proposed = copy_with(proposed, {"timestamp": timestamp})
-    to_type = proposed.type
-    from_type = None if initial is None else initial.type
+    to_type = stated["type"]
+    from_type = None if current is None else current["type"]
     changes["state_type"] = to_type
-    changes["state_name"] = proposed.name
+    changes["state_name"] = stated["name"]
     start_time = values["start_time"]
     if to_type is _RUNNING and start_time is None:
         changes["start_time"] = start_time = timestamp
@@ -178,13 +181,13 @@ def common_bookkeeping(
             changes["start_time"] = timestamp
         changes["end_time"] = timestamp
     if from_type is _RUNNING:
-        changes["total_run_time"] = values["total_run_time"] + (timestamp - initial.timestamp)  # type: ignore[union-attr]
+        changes["total_run_time"] = values["total_run_time"] + (timestamp - current["timestamp"])  # type: ignore[index]
     if values["expected_start_time"] is None:
         changes["expected_start_time"] = (
-            proposed.state_details.scheduled_time if to_type is _SCHEDULED else timestamp
+            stated["state_details"].scheduled_time if to_type is _SCHEDULED else timestamp
         )
     if to_type is _SCHEDULED:
-        changes["next_scheduled_start_time"] = proposed.state_details.scheduled_time
+        changes["next_scheduled_start_time"] = stated["state_details"].scheduled_time
     elif from_type is _SCHEDULED:
         changes["next_scheduled_start_time"] = None
     return proposed, to_type
