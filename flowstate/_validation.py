@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from flowstate.errors import InvalidState
 from flowstate.orchestration.policy import Policy
 from flowstate._models import construct
-from flowstate.runs import FlowRun, FlowRunPolicy, TaskRunPolicy
+from flowstate.runs import _FLOW_POLICY_DEFAULTS, FlowRun, FlowRunPolicy, TaskRunPolicy
 from flowstate.states import State, StateType
 
 __all__ = [
@@ -132,7 +132,7 @@ def coerce_state(value: Any) -> State:
     return state
 
 
-# Defaults read off the fields, without building a model: FlowRun and FlowRunPolicy defer
+# Defaults read off the fields, without building a model: FlowRun defers
 # building their validators to first use, which importing flowstate should not pay for. The
 # fields with factories (parameters, tags, empirical_policy) are always given by the caller.
 _FLOW_RUN_DEFAULTS = {
@@ -142,10 +142,6 @@ _FLOW_RUN_DEFAULTS = {
 }
 _FLOW_RUN_TEMPLATE = {name: _FLOW_RUN_DEFAULTS.get(name) for name in FlowRun.model_fields}
 """Every field of a FlowRun in order, with its default (None for those given by the caller)."""
-_POLICY_DEFAULTS = {
-    name: set() if name == "pause_keys" else field.default
-    for name, field in FlowRunPolicy.model_fields.items()
-}
 
 
 def plain_flow_run(fields: dict[str, Any]) -> FlowRun | None:
@@ -171,7 +167,7 @@ def plain_flow_run(fields: dict[str, Any]) -> FlowRun | None:
     values["parameters"] = dict(parameters)  # validation copies the containers
     values["tags"] = list(tags)
     values["empirical_policy"] = construct(
-        FlowRunPolicy, {**_POLICY_DEFAULTS, "pause_keys": set()}, set()
+        FlowRunPolicy, {**_FLOW_POLICY_DEFAULTS, "pause_keys": set()}, set()
     )
     return construct(FlowRun, values, set(fields))
 

@@ -36,6 +36,14 @@ class FlowRunPolicy(BaseModel):
         return self
 
 
+_FLOW_POLICY_DEFAULTS: dict[str, Any] = {
+    name: set() if name == "pause_keys" else field.default
+    for name, field in FlowRunPolicy.model_fields.items()
+}
+"""A default FlowRunPolicy's values, read off the fields without building a validator (for
+comparing; give each new policy a set of its own)."""
+
+
 class TaskRunPolicy(BaseModel):
     """A task run's retry settings: ``retry_delay`` is seconds or a list, one per retry."""
 

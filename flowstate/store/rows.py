@@ -19,7 +19,7 @@ from flowstate._ids import uuid_text
 from flowstate._models import construct, copy_with
 from flowstate._time import UTC
 from flowstate.result_data import is_unpersisted
-from flowstate.runs import FlowRun, FlowRunPolicy, TaskRun, TaskRunPolicy
+from flowstate.runs import _FLOW_POLICY_DEFAULTS, FlowRun, FlowRunPolicy, TaskRun, TaskRunPolicy
 from flowstate.states import _DETAIL_DEFAULTS, State, StateDetails, StateType
 
 __all__ = [
@@ -73,11 +73,7 @@ def _stored_details(details: StateDetails) -> str:
     return StateDetails.__pydantic_serializer__.to_json(details, exclude_defaults=True).decode()
 
 
-_DEFAULT_POLICY = {
-    name: set() if name == "pause_keys" else field.default
-    for name, field in FlowRunPolicy.model_fields.items()
-}
-_DEFAULT_POLICY_AS_READ = {**_DEFAULT_POLICY, "retry_delay_seconds": 0.0}
+_DEFAULT_POLICY_AS_READ = {**_FLOW_POLICY_DEFAULTS, "retry_delay_seconds": 0.0}
 """What reading a default policy's JSON back gives: the delay as a float, every field set."""
 _default_policy_json: str | None = None
 """The JSON of a default policy, once encoded (not at import: the serializer is built on use)."""
@@ -89,7 +85,7 @@ def _default_policy(policy: FlowRunPolicy) -> bool:
     return (
         type(policy) is FlowRunPolicy
         and not policy.__pydantic_fields_set__
-        and policy.__dict__ == _DEFAULT_POLICY
+        and policy.__dict__ == _FLOW_POLICY_DEFAULTS
     )
 
 
