@@ -133,7 +133,7 @@ def coerce_state(value: Any) -> State:
 
 
 # Defaults read off the fields, without building a model: FlowRun defers
-# building their validators to first use, which importing flowstate should not pay for. The
+# building its validator to first use, which importing flowstate should not pay for. The
 # fields with factories (parameters, tags, empirical_policy) are always given by the caller.
 _FLOW_RUN_DEFAULTS = {
     name: field.default
