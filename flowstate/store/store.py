@@ -482,27 +482,7 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
             self._write_pending(cached)
         elif not waiting:
             self._dirty.append(cached)
-        if as_read:
-            self._refresh_as_read(cached, now, written, state_row, policy_changed)
-        else:
-            self._refresh(cached, now, written, state_row, policy_changed)
-
-    def _refresh_as_read(
-        self,
-        cached: _CachedFlowRun,
-        now: datetime,
-        written: State | None,
-        state_row: tuple[Any, ...] | None,
-        policy_changed: bool,
-    ) -> None:
-        """``_refresh`` for a transition whose values are in the form reading gives already."""
-        run = cached.run
-        state = run.state if written is None else rows.state_as_read(written, state_row)  # type: ignore[arg-type]
-        if policy_changed:
-            cached.policy_object = run.empirical_policy
-        run.__dict__.update(rows.flow_run_fields_as_saved(run, state, now))
-        runs = self._runs
-        runs[run.id.int] = runs.pop(run.id.int)  # the most recently used
+        self._refresh(cached, now, written, state_row, policy_changed, as_read)
 
     def _refresh(
         self,
@@ -511,33 +491,43 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         written: State | None,
         state_row: tuple[Any, ...] | None,
         policy_changed: bool,
+        as_read: bool,
     ) -> None:
         """Bring the cached run a transition changed in place back to what reading the row
-        written for it would build; forget it where that would take parsing."""
+        written for it would build; forget it where that would take parsing. ``as_read``: its
+        values are in that form already (see ``StoreBackend.save_transition``), so only the
+        fields pydantic counts as set, and the run time's float, are brought in line."""
         run = cached.run
         key = run.id.int
         state: State | None
-        if written is not None:
-            if state_row[6] is not None:  # type: ignore[index]
-                self._forget(key)  # result data: not cached (see _immutable)
-                return
-            state = rows.state_saved(written, state_row)  # type: ignore[arg-type]
-            if not _immutable(state):
+        if as_read:
+            state = run.state if written is None else rows.state_as_read(written, state_row)  # type: ignore[arg-type]
+            values = rows.flow_run_fields_as_saved(run, state, now)
+            if policy_changed:
+                cached.policy_object = run.empirical_policy
+        else:
+            if written is not None:
+                if state_row[6] is not None:  # type: ignore[index]
+                    self._forget(key)  # result data: not cached (see _immutable)
+                    return
+                state = rows.state_saved(written, state_row)  # type: ignore[arg-type]
+                if not _immutable(state):
+                    self._forget(key)
+                    return
+            else:
+                state = run.state
+            checked = rows.flow_run_values_as_saved(run, state, now)
+            if checked is None:
                 self._forget(key)
                 return
-        else:
-            state = run.state
-        values = rows.flow_run_values_as_saved(run, state, now)
-        if values is None:
-            self._forget(key)
-            return
-        if policy_changed:
-            policy = run.empirical_policy
-            if not rows.flow_policy_kept_as_read(policy, cached.policy_object):
-                text = cached.policy or rows.flow_policy_json(policy)
-                policy = values["empirical_policy"] = rows.flow_policy_as_read(policy, text)
-                cached.policy = text
-            cached.policy_object = policy
+            values = checked
+            if policy_changed:
+                policy = run.empirical_policy
+                if not rows.flow_policy_kept_as_read(policy, cached.policy_object):
+                    text = cached.policy or rows.flow_policy_json(policy)
+                    policy = values["empirical_policy"] = rows.flow_policy_as_read(policy, text)
+                    cached.policy = text
+                cached.policy_object = policy
         run.__dict__.update(values)
         runs = self._runs
         runs[key] = runs.pop(key)  # the most recently used
