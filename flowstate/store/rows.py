@@ -92,15 +92,16 @@ def _default_policy(policy: FlowRunPolicy) -> bool:
 def flow_policy_json(policy: FlowRunPolicy) -> str:
     """A flow run policy's stored JSON: ``policy.model_dump_json()``."""
     global _default_policy_json
-    if type(policy) is FlowRunPolicy:
-        if _default_policy(policy):
-            if _default_policy_json is None:
-                _default_policy_json = FlowRunPolicy.__pydantic_serializer__.to_json(policy).decode()
-            return _default_policy_json
-        # model_dump_json() is this call plus its keyword handling, which costs two thirds as
-        # much again (a subclass might override model_dump_json: it is asked itself)
-        return FlowRunPolicy.__pydantic_serializer__.to_json(policy).decode()
-    return policy.model_dump_json()
+    if type(policy) is not FlowRunPolicy:  # (a subclass might override model_dump_json)
+        return policy.model_dump_json()
+    default = _default_policy(policy)
+    if default and _default_policy_json is not None:
+        return _default_policy_json
+    # model_dump_json() is this call plus its keyword handling, which costs two thirds as much
+    text = FlowRunPolicy.__pydantic_serializer__.to_json(policy).decode()
+    if default:
+        _default_policy_json = text
+    return text
 
 
 _ENCODED: dict[int, tuple[datetime, str]] = {}
