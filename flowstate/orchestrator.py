@@ -31,7 +31,6 @@ from flowstate._time import as_utc, utcnow
 from flowstate._workers import WorkerMethods
 from flowstate.listeners import Listener, Listeners, Subscription, TransitionEvent
 from flowstate.errors import DatabaseError, InvalidState, ObjectAlreadyExists, ObjectNotFound
-from flowstate.orchestration.bookkeeping import flow_details_update
 from flowstate.orchestration.context import TransitionContext, stamp_proposal
 from flowstate.orchestration.decisions import (
     DeleteRunInputs,
@@ -584,19 +583,7 @@ class Orchestrator(WorkerMethods):
                         TransitionEvent("flow", run.id, initial, written, result, force)
                     )
                 return result
-        # Built-in rules never read a proposal's run ids: the bookkeeping's details are set
-        # in the stamping copy already, instead of in two more copies after the rules.
-        details = flow_details_update(run, proposed.state_details) if policy.built_in else None
-        ctx = TransitionContext(
-            kind="flow",
-            run=run,
-            initial=run.state,
-            proposed=stamp_proposal(proposed, now, uuid7, details),
-            now=now,
-            new_id=uuid7,
-            uniform=self._uniform,
-        )
-        outcome = policy.decide(ctx)
+        outcome = policy.decide(policy.flow_context(run, proposed, now, uuid7, self._uniform))
         if before_save is not None:
             before_save(outcome.result)
         self._save(outcome, now, force)

@@ -19,8 +19,13 @@ from uuid import UUID
 
 from flowstate._models import construct, copy_with
 from flowstate.errors import RuleError
-from flowstate.orchestration.bookkeeping import FLOW_BOOKKEEPING, TASK_BOOKKEEPING, Bookkeeping
-from flowstate.orchestration.context import RunKind, TransitionContext
+from flowstate.orchestration.bookkeeping import (
+    FLOW_BOOKKEEPING,
+    TASK_BOOKKEEPING,
+    Bookkeeping,
+    flow_details_update,
+)
+from flowstate.orchestration.context import RunKind, TransitionContext, stamp_proposal
 from flowstate.orchestration.decisions import Abort, Decision, Proceed, Reject, Wait
 from flowstate.orchestration.rules import Rule
 from flowstate.results import (
@@ -158,6 +163,31 @@ class Policy:
         """A policy without the rules named ``targets``."""
         drop = {self._index(t) for t in targets}
         return self._derive((r for i, r in enumerate(self.rules) if i not in drop), name)
+
+    def flow_context(
+        self,
+        run: FlowRun,
+        proposed: State,
+        now: datetime,
+        new_id: Callable[[], UUID],
+        uniform: Callable[[float, float], float] | None = None,
+    ) -> TransitionContext:
+        """The context the orchestrator decides a flow run's transition in: ``proposed``
+        stamped with a new id and ``now``. Built-in rules never read a proposal's run ids, so
+        for a policy of built-in rules only, the ids the bookkeeping sets go into the stamping
+        copy already, instead of two more copies after the rules."""
+        details = flow_details_update(run, proposed.state_details) if self.built_in else None
+        ctx = TransitionContext(
+            kind="flow",
+            run=run,
+            initial=run.state,
+            proposed=stamp_proposal(proposed, now, new_id, details),
+            now=now,
+            new_id=new_id,
+        )
+        if uniform is not None:
+            ctx.uniform = uniform
+        return ctx
 
     def rules_for(self, from_type: StateType | None, to_type: StateType | None) -> Sequence[Rule]:
         """The rules compiled for a transition, in policy order."""

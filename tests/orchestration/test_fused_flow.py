@@ -12,8 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flowstate import Orchestrator
-from flowstate.orchestration.bookkeeping import flow_details_update
-from flowstate.orchestration.context import TransitionContext, stamp_proposal
+from flowstate.orchestration.context import TransitionContext
 from flowstate.orchestration.fused_flow import FUSED_PAIRS, FUSED_RULES, fused_core_flow
 from flowstate.orchestration.policies import CORE_FLOW, MARK_LATE, MINIMAL_FLOW
 from flowstate.orchestration.policy import Policy
@@ -40,17 +39,8 @@ _times = st.none() | st.integers(-7200, 7200).map(lambda s: NOW + timedelta(seco
 
 
 def _pipeline(run: FlowRun, proposed: State, now: datetime) -> tuple[Any, TransitionContext]:
-    """What the orchestrator does without the fused path: stamp, then CORE_FLOW.decide."""
-    details = flow_details_update(run, proposed.state_details)
-    new_id = _ids()
-    ctx = TransitionContext(
-        kind="flow",
-        run=run,
-        initial=run.state,
-        proposed=stamp_proposal(proposed, now, new_id, details),
-        now=now,
-        new_id=new_id,
-    )
+    """What the orchestrator does without the fused path: CORE_FLOW.decide in its context."""
+    ctx = CORE_FLOW.flow_context(run, proposed, now, _ids())
     return CORE_FLOW.decide(ctx), ctx
 
 
