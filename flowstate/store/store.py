@@ -269,7 +269,7 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         """Execute one run's waiting UPDATE (``cached.pending``)."""
         state_id, updated = cached.pending  # type: ignore[misc]
         row = rows.flow_run_update_row(cached.run, state_id, updated, cached.policy, cached.id_text)
-        self.conn.execute(sql.UPDATE_FLOW_RUN, row)
+        self.conn.execute(*sql.BIND_UPDATE_FLOW_RUN(row))
         cached.pending = None
         cached.policy = row[9]
 
@@ -295,7 +295,7 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
     def insert_flow_run(self, run: FlowRun) -> bool:
         """Insert a new flow run; False if its id is taken (nothing written)."""
         row = rows.flow_run_insert_row(run)
-        if self.conn.execute(sql.INSERT_FLOW_RUN_IF_NEW, row).rowcount == 0:
+        if self.conn.execute(*sql.BIND_INSERT_FLOW_RUN_IF_NEW(row)).rowcount == 0:
             return False
         if self._caching():
             # what reading the row back would build: the inserted values, and no state yet
@@ -325,7 +325,7 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         conn = self.conn
         if conn.execute(sql.TASK_RUN_EXISTS, (str(run.id),)).fetchone():
             return False
-        conn.execute(sql.INSERT_TASK_RUN, rows.task_run_insert_row(run))
+        conn.execute(*sql.BIND_INSERT_TASK_RUN(rows.task_run_insert_row(run)))
         return True
 
     def read_flow_run(self, run_id: UUID) -> FlowRun | None:
@@ -435,7 +435,7 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
             state_id: UUID | str | None = current_state_id
             if written is not None:
                 state_row = rows.state_insert_row(run_text, written)
-                conn.execute(sql.INSERT_FLOW_RUN_STATE, state_row)
+                conn.execute(*sql.BIND_INSERT_FLOW_RUN_STATE(state_row))
                 state_id = state_row[1]
             policy_text = None
             if cached is not None:
@@ -443,15 +443,15 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
                 if new is old or (type(new) is type(old) and new.__dict__ == old.__dict__):
                     policy_text = cached.policy  # unchanged: no need to encode it again
             row = rows.flow_run_update_row(run, state_id, now, policy_text, run_text)  # type: ignore[arg-type]
-            conn.execute(sql.UPDATE_FLOW_RUN, row)
+            conn.execute(*sql.BIND_UPDATE_FLOW_RUN(row))
             if cached is not None:
                 del self._runs[run.id.int]
                 self._remember_saved(cached, run, now, row, written, state_row, policy_text)  # type: ignore[arg-type]
         else:
             if written is not None:
-                conn.execute(sql.INSERT_TASK_RUN_STATE, rows.state_insert_row(run.id, written))
+                conn.execute(*sql.BIND_INSERT_TASK_RUN_STATE(rows.state_insert_row(run.id, written)))
             state_id = written.id if written is not None else current_state_id
-            conn.execute(sql.UPDATE_TASK_RUN, rows.task_run_update_row(run, state_id, now))  # type: ignore[arg-type]
+            conn.execute(*sql.BIND_UPDATE_TASK_RUN(rows.task_run_update_row(run, state_id, now)))  # type: ignore[arg-type]
 
     def _save_cached_flow_run(
         self,
@@ -469,7 +469,7 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         state_row = None
         if written is not None:
             state_row = rows.state_insert_row(cached.id_text, written)
-            self.conn.execute(sql.INSERT_FLOW_RUN_STATE, state_row)
+            self.conn.execute(*sql.BIND_INSERT_FLOW_RUN_STATE(state_row))
             state_id = state_row[1]
         else:
             state_id = None if current_state_id is None else str(current_state_id)
