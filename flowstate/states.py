@@ -17,8 +17,8 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flowstate._ids import uuid7
-from flowstate._models import construct
-from flowstate._time import UtcDateTime, utcnow
+from flowstate._models import construct, set_extra, set_fields_set, set_private
+from flowstate._time import UTC, UtcDateTime, utcnow
 
 __all__ = [
     "TERMINAL_TYPES",
@@ -66,6 +66,9 @@ class StateType(str, enum.Enum):
         return self in TERMINAL_TYPES
 
 
+_new_model = object.__new__
+_set = object.__setattr__
+_now = datetime.now
 _DEFAULT_NAMES = {t: " ".join(part.capitalize() for part in t.value.split("_")) for t in StateType}
 
 TERMINAL_TYPES: frozenset[StateType] = frozenset(
@@ -193,49 +196,74 @@ def _state(
         or (message is not None and type(message) is not str)
     ):
         return _validated_state(type_, name, message, data, **details)
+    if not details:  # (the usual call: Running(), Completed(), ...)
+        return _build(type_, name, message, _NO_DETAILS, _STATE_FIELDS_SET)
+    defaults_only = True
     for key, value in details.items():
         kinds = _PLAIN_DETAILS.get(key)
         if kinds is None or type(value) not in kinds:
             return _validated_state(type_, name, message, data, **details)
-    return _build(type_, name, message, details, _STATE_FIELDS_SET)
+        if value is not _DETAIL_DEFAULTS[key]:
+            defaults_only = False
+    return _build(type_, name, message, _details(details, defaults_only), _STATE_FIELDS_SET)
 
 
 def plain_state(type_: StateType) -> State:
     """``State(type=type_)``, built without validation (``type_`` must be a StateType)."""
-    return _build(type_, None, None, {}, _TYPE_ONLY)
+    return _build(type_, None, None, _NO_DETAILS, _TYPE_ONLY)
 
 
 _TYPE_ONLY = frozenset({"type"})
 _NO_DETAILS = construct(StateDetails, _DETAIL_DEFAULTS.copy(), set())
+_DEFAULTS_GIVEN: dict[frozenset[str], StateDetails] = {}
+"""Details built from arguments that all hold their defaults (``Scheduled()`` gives
+``scheduled_time=None``), by the names given: frozen, so one instance serves every state."""
+
+
+def _details(given: dict[str, Any], defaults_only: bool) -> StateDetails:
+    """``StateDetails(**given)`` for already-valid values (``defaults_only``: each is its
+    field's default object)."""
+    if defaults_only:
+        names = frozenset(given)
+        shared = _DEFAULTS_GIVEN.get(names)
+        if shared is None and len(_DEFAULTS_GIVEN) < 64:
+            shared = _DEFAULTS_GIVEN[names] = construct(
+                StateDetails, _DETAIL_DEFAULTS.copy(), set(given)
+            )
+        if shared is not None:
+            return shared
+    values = _DETAIL_DEFAULTS.copy()
+    values.update(given)
+    return construct(StateDetails, values, set(given))
 
 
 def _build(
     type_: StateType,
     name: str | None,
     message: str | None,
-    details: dict[str, Any],
+    details: StateDetails,
     fields_set: frozenset[str],
 ) -> State:
-    """The state validation builds from already-valid arguments (``fields_set``: those given)."""
-    if details:
-        values = _DETAIL_DEFAULTS.copy()
-        values.update(details)
-        state_details = construct(StateDetails, values, set(details))
-    else:
-        state_details = _NO_DETAILS  # frozen: one instance serves every state without details
-    return construct(
-        State,
+    """The state validation builds from already-valid arguments (``fields_set``: those given):
+    ``construct`` written out, with the default factories called in field order."""
+    state = _new_model(State)
+    _set(
+        state,
+        "__dict__",
         {
-            "id": uuid7(),  # the default factories, in field order
+            "id": uuid7(),
             "type": type_,
-            "name": type_.default_name if name is None else name,
-            "timestamp": utcnow(),
+            "name": _DEFAULT_NAMES[type_] if name is None else name,
+            "timestamp": _now(UTC),
             "message": message,
             "data": None,
-            "state_details": state_details,
+            "state_details": details,
         },
-        set(fields_set),
     )
+    set_fields_set(state, set(fields_set))
+    set_extra(state, None)
+    set_private(state, None)
+    return state
 
 
 def Scheduled(
