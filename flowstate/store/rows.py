@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from operator import itemgetter
+from typing import Any, overload
 from uuid import UUID, SafeUUID
 
 from flowstate._ids import uuid_text
@@ -52,25 +54,63 @@ _validate_flow_policy = FlowRunPolicy.model_validate_json
 _validate_task_policy = TaskRunPolicy.model_validate_json
 
 
-_RUN_ID_ONLY = frozenset({"flow_run_id"})
+_WRITTEN_BY_HAND = ("flow_run_id", "scheduled_time", "pause_timeout", "pause_reschedule", "pause_key")
+"""The details a flow run's states usually hold, in field order: their JSON is written out."""
+_OTHER_DETAILS = itemgetter(*(name for name in _DETAIL_DEFAULTS if name not in _WRITTEN_BY_HAND))
+_OTHER_DEFAULTS = _OTHER_DETAILS(_DETAIL_DEFAULTS)
+_plain_key = re.compile(r"[ !#-\[\]-~]*").fullmatch
+"""Printable ASCII but the quote and the backslash: text JSON writes as it is."""
 _last_run_id: tuple[object, str] = (None, "")
 
 
 def _stored_details(details: StateDetails) -> str:
-    """The stored JSON of ``details``: its non-default fields. Most states of a flow run's
-    life set only ``flow_run_id`` (the bookkeeping's), whose JSON is written out directly, its
-    text kept for the next state of the same run; pydantic encodes the others."""
-    global _last_run_id
-    if details.__pydantic_fields_set__ == _RUN_ID_ONLY and type(details) is StateDetails:
-        run_id = details.__dict__["flow_run_id"]
-        if type(run_id) is UUID:
-            last = _last_run_id
-            if last[0] is not run_id:
-                last = _last_run_id = (run_id, f'{{"flow_run_id":"{run_id}"}}')
-            return last[1]
+    """The stored JSON of ``details``: ``model_dump_json(exclude_defaults=True)``, its
+    non-default fields. A flow run's states mostly hold a run id, a scheduled time, a pause
+    key or timeout and nothing else: their JSON is written out directly (:func:`_details_json`);
+    pydantic encodes the others."""
+    if type(details) is StateDetails:
+        values = details.__dict__
+        if _OTHER_DETAILS(values) == _OTHER_DEFAULTS:  # (exclude_defaults compares with ==)
+            text = _details_json(values)
+            if text is not None:
+                return text
     # model_dump_json(exclude_defaults=True) is this call plus keyword handling (looked up
     # here: the model builds its serializer on first use, which import should not pay for)
     return StateDetails.__pydantic_serializer__.to_json(details, exclude_defaults=True).decode()
+
+
+def _details_json(values: dict[str, Any]) -> str | None:
+    """The JSON pydantic writes for details whose only non-default values are among
+    ``_WRITTEN_BY_HAND``, or None when one of those is not in its plain form."""
+    global _last_run_id
+    parts = []
+    run_id = values["flow_run_id"]
+    if run_id is not None:
+        if type(run_id) is not UUID:
+            return None
+        last = _last_run_id  # (the states of one run share it)
+        if last[0] is not run_id:
+            last = _last_run_id = (run_id, f'"flow_run_id":"{uuid_text(run_id)}"')
+        parts.append(last[1])
+    for name in ("scheduled_time", "pause_timeout"):
+        moment = values[name]
+        if moment is not None:
+            if type(moment) is not datetime or moment.tzinfo is not UTC:
+                return None
+            text = encode_time(moment)  # fixed width, "+00:00"; pydantic ends in "Z" and
+            text = text[:19] if moment.microsecond == 0 else text[:26]  # drops ".000000"
+            parts.append(f'"{name}":"{text}Z"')
+    reschedule = values["pause_reschedule"]
+    if reschedule is not False:
+        if reschedule is not True:
+            return None
+        parts.append('"pause_reschedule":true')
+    key = values["pause_key"]
+    if key is not None:
+        if type(key) is not str or _plain_key(key) is None:
+            return None
+        parts.append(f'"pause_key":"{key}"')
+    return "{" + ",".join(parts) + "}"
 
 
 _DEFAULT_POLICY_AS_READ = {**_FLOW_POLICY_DEFAULTS, "retry_delay_seconds": 0.0}
@@ -112,6 +152,14 @@ _ONE_SECOND = timedelta(seconds=1)
 _second: tuple[datetime, datetime, str] | None = None
 """The whole second last encoded: its start, the next second's start and the text before the
 microseconds (``YYYY-MM-DDTHH:MM:SS``). Times written close together share it."""
+
+
+@overload
+def encode_time(value: datetime) -> str: ...
+
+
+@overload
+def encode_time(value: None) -> None: ...
 
 
 def encode_time(value: datetime | None) -> str | None:
