@@ -11,15 +11,22 @@ from collections.abc import Iterator
 
 _last_ms = 0
 _counter = 0
-_random_words: Iterator[tuple[int]] = iter(())
+_high = 0
+"""The id's upper 64 bits, shifted into place: ``_last_ms``, the version and ``_counter``."""
+_random_words: Iterator[int] = iter(())
+_time_ns = time.time_ns
+_VARIANT = 0b10 << 62
+_RANDOM_BITS = (1 << 62) - 1
+_ONE_MORE = 1 << 64  # the counter's unit in the id's integer
 
 
 def _refill() -> None:
-    """Random bits for the next 512 ids, from the OS in one read. ``next()`` on the iterator is
-    one step under the GIL, so two threads never take the same word; a forked child starts
-    with fresh ones (the parent's would repeat)."""
+    """Random bits for the next 512 ids, from the OS in one read, each already holding the
+    variant bits. ``next()`` on the iterator is one step under the GIL, so two threads never
+    take the same word; a forked child starts with fresh ones (the parent's would repeat)."""
     global _random_words
-    _random_words = struct.iter_unpack(">Q", os.urandom(8 * 512))
+    words = struct.unpack(">512Q", os.urandom(8 * 512))
+    _random_words = map(_VARIANT.__or__, map(_RANDOM_BITS.__and__, words))
 
 
 os.register_at_fork(after_in_child=_refill)
@@ -31,28 +38,28 @@ def uuid7() -> uuid.UUID:
     Ids made in the same millisecond by this process still sort in creation order (a 12-bit
     counter fills ``rand_a``), which keeps state history ordering stable.
     """
-    global _last_ms, _counter
-    ms = time.time_ns() // 1_000_000
-    if ms <= _last_ms:
-        _counter += 1
-        if _counter > 0xFFF:  # counter overflow: borrow the next millisecond
-            _last_ms += 1
-            _counter = 0
-        ms = _last_ms
-    else:
+    global _last_ms, _counter, _high
+    ms = _time_ns() // 1_000_000
+    if ms > _last_ms:
         _last_ms = ms
         _counter = 0
-    while True:
-        try:
-            rand_b = next(_random_words)[0] & 0x3FFF_FFFF_FFFF_FFFF
-            break
-        except StopIteration:
-            _refill()
-    value = (ms << 80) | (0x7 << 76) | (_counter << 64) | (0b10 << 62) | rand_b
-    # uuid.UUID(int=value) without its argument checks (value is in range by construction):
+        _high = ((ms << 16) | 0x7000) << 64
+    elif _counter < 0xFFF:
+        _counter += 1
+        _high += _ONE_MORE
+    else:  # counter overflow: borrow the next millisecond
+        _last_ms += 1
+        _counter = 0
+        _high = ((_last_ms << 16) | 0x7000) << 64
+    try:
+        low = next(_random_words)
+    except StopIteration:
+        _refill()
+        low = next(_random_words)
+    # uuid.UUID(int=...) without its argument checks (the value is in range by construction):
     # the same two slots set, in a fifth of the time
     made = _new(_UUID)
-    _set_int(made, value)
+    _set_int(made, _high | low)
     _set_safety(made, _UNKNOWN)
     return made
 
