@@ -186,10 +186,11 @@ def _state(
     name: str | None,
     message: str | None,
     data: Any,
-    **details: Any,
+    details: dict[str, Any],
 ) -> State:
-    """What ``_validated_state`` builds, without pydantic when validation would change nothing:
-    text or None for name and message, no data, and plain detail values (``_PLAIN_DETAILS``)."""
+    """What ``_validated_state`` builds from the detail arguments ``details``, without pydantic
+    when validation would change nothing: text or None for name and message, no data, and
+    plain detail values (``_PLAIN_DETAILS``)."""
     if (
         data is not None
         or (name is not None and type(name) is not str)
@@ -278,7 +279,7 @@ def Scheduled(
     if scheduled_time is not None and "scheduled_time" in details:
         raise ValueError("pass scheduled_time once, not also inside the details")
     return _state(
-        StateType.SCHEDULED, name, message, data, scheduled_time=scheduled_time, **details
+        StateType.SCHEDULED, name, message, data, {"scheduled_time": scheduled_time, **details}
     )
 
 
@@ -294,22 +295,22 @@ def AwaitingRetry(scheduled_time: datetime | None = None, **kwargs: Any) -> Stat
 
 def Pending(*, name: str | None = None, message: str | None = None, data: Any = None, **details: Any) -> State:
     """A PENDING state (``name`` may be ``Submitting``, ``InfrastructurePending``, ...)."""
-    return _state(StateType.PENDING, name, message, data, **details)
+    return _state(StateType.PENDING, name, message, data, details)
 
 
 def Running(*, name: str | None = None, message: str | None = None, data: Any = None, **details: Any) -> State:
     """A RUNNING state."""
-    return _state(StateType.RUNNING, name, message, data, **details)
+    return _state(StateType.RUNNING, name, message, data, details)
 
 
 def Retrying(*, message: str | None = None, data: Any = None, **details: Any) -> State:
     """A RUNNING state named ``Retrying``."""
-    return _state(StateType.RUNNING, "Retrying", message, data, **details)
+    return _state(StateType.RUNNING, "Retrying", message, data, details)
 
 
 def Completed(*, name: str | None = None, message: str | None = None, data: Any = None, **details: Any) -> State:
     """A COMPLETED state; ``data`` is the result reference (a dict counts as persisted)."""
-    return _state(StateType.COMPLETED, name, message, data, **details)
+    return _state(StateType.COMPLETED, name, message, data, details)
 
 
 def Cached(
@@ -326,30 +327,28 @@ def Cached(
         "Cached",
         message,
         data,
-        cache_key=cache_key,
-        cache_expiration=cache_expiration,
-        **details,
+        {"cache_key": cache_key, "cache_expiration": cache_expiration, **details},
     )
 
 
 def Failed(*, name: str | None = None, message: str | None = None, data: Any = None, **details: Any) -> State:
     """A FAILED state."""
-    return _state(StateType.FAILED, name, message, data, **details)
+    return _state(StateType.FAILED, name, message, data, details)
 
 
 def Crashed(*, name: str | None = None, message: str | None = None, data: Any = None, **details: Any) -> State:
     """A CRASHED state."""
-    return _state(StateType.CRASHED, name, message, data, **details)
+    return _state(StateType.CRASHED, name, message, data, details)
 
 
 def Cancelled(*, name: str | None = None, message: str | None = None, data: Any = None, **details: Any) -> State:
     """A CANCELLED state."""
-    return _state(StateType.CANCELLED, name, message, data, **details)
+    return _state(StateType.CANCELLED, name, message, data, details)
 
 
 def Cancelling(*, name: str | None = None, message: str | None = None, data: Any = None, **details: Any) -> State:
     """A CANCELLING state."""
-    return _state(StateType.CANCELLING, name, message, data, **details)
+    return _state(StateType.CANCELLING, name, message, data, details)
 
 
 def Paused(
@@ -379,10 +378,12 @@ def Paused(
         name,
         message,
         data,
-        pause_timeout=pause_expiration_time,
-        pause_reschedule=reschedule,
-        pause_key=pause_key,
-        **details,
+        {
+            "pause_timeout": pause_expiration_time,
+            "pause_reschedule": reschedule,
+            "pause_key": pause_key,
+            **details,
+        },
     )
 
 

@@ -137,9 +137,9 @@ def test_constructors_build_what_validation_builds(type_, name, message, data, d
         expected = _validated_state(type_, name, message, data, **details)
     except ValidationError:
         with pytest.raises(ValidationError):
-            _state(type_, name, message, data, **details)
+            _state(type_, name, message, data, details)
         return
-    assert _as_built(_state(type_, name, message, data, **details)) == _as_built(expected)
+    assert _as_built(_state(type_, name, message, data, details)) == _as_built(expected)
 
 
 @pytest.mark.parametrize("type_", list(StateType))
