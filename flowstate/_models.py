@@ -43,7 +43,7 @@ def construct(cls: type[M], values: dict[str, Any], fields_set: set[str] | None 
 
 def copy_with(model: M, changes: dict[str, Any]) -> M:
     """``model.model_copy(update=changes)``: a shallow copy with ``changes`` applied."""
-    copy = _new(model.__class__)  # BaseModel has no __new__ of its own
+    copy = _new(type(model))  # (BaseModel has no __new__ of its own)
     _set(copy, "__dict__", {**model.__dict__, **changes})
     set_fields_set(copy, model.__pydantic_fields_set__ | changes.keys())
     set_extra(copy, model.__pydantic_extra__)
