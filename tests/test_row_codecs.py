@@ -464,3 +464,10 @@ def test_stored_details_write_run_ids_times_and_pause_keys_by_hand() -> None:
 def test_stored_details_escape_pause_keys_as_pydantic_does(key: str) -> None:
     details = StateDetails(flow_run_id=uuid.uuid4(), pause_key=key)
     assert rows._stored_details(details) == details.model_dump_json(exclude_defaults=True)
+
+
+def test_every_detail_default_is_none_or_false() -> None:
+    """``details_as_read`` tells a default value by identity, which holds only for these."""
+    from flowstate.states import _DETAIL_DEFAULTS
+
+    assert all(value is None or value is False for value in _DETAIL_DEFAULTS.values())

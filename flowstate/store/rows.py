@@ -593,7 +593,9 @@ def details_as_read(details: StateDetails, text: str) -> StateDetails:
         kind = type(value)
         if kind not in _AS_IS and not (kind is datetime and value.tzinfo is UTC):
             return _validate_details(text)
-        if value == _DETAIL_DEFAULTS[name]:
+        # (every default is None or False, so for these types equal means identical, and
+        # UUID.__eq__, Python code, is not called)
+        if value is _DETAIL_DEFAULTS[name]:
             defaults = [name] if defaults is None else [*defaults, name]
     if defaults is None:
         return details  # frozen, and equal to what parsing builds: share it
