@@ -95,7 +95,8 @@ class Listeners:
     """The registered callbacks, and the events of the current thread's open transaction."""
 
     def __init__(self) -> None:
-        self._callbacks: list[Listener] = []
+        self.callbacks: list[Listener] = []
+        """The registered callbacks: a new list on each change, so it may be read unlocked."""
         self._lock = threading.Lock()
         self._local = threading.local()
         # False until the first event is recorded: till then every thread's pending list is
@@ -104,18 +105,18 @@ class Listeners:
         self.errors: list[tuple[Listener, TransitionEvent, BaseException]] = []
 
     def __bool__(self) -> bool:
-        return bool(self._callbacks)
+        return bool(self.callbacks)
 
     def add(self, callback: Listener) -> Callable[[], None]:
         """Register ``callback``; returns a function that unregisters it."""
         with self._lock:
-            self._callbacks = [*self._callbacks, callback]
+            self.callbacks = [*self.callbacks, callback]
         return lambda: self.remove(callback)
 
     def remove(self, callback: Listener) -> None:
         """Unregister ``callback`` (no error if it is not registered)."""
         with self._lock:
-            self._callbacks = [c for c in self._callbacks if c is not callback]
+            self.callbacks = [c for c in self.callbacks if c is not callback]
 
     def subscribe(self, maxsize: int = 0) -> Subscription:
         """A new :class:`Subscription` receiving every later event."""
@@ -152,7 +153,7 @@ class Listeners:
             return
         events = list(pending)
         pending.clear()
-        callbacks = self._callbacks
+        callbacks = self.callbacks
         for event in events:
             for callback in callbacks:
                 try:

@@ -387,16 +387,17 @@ class Orchestrator(WorkerMethods):
                 return plan.answer
             assert plan.proposal is not None
             response, key = plan.response, plan.response_key or ""
+            refuse_a_taken_key = None
+            if response is not None:  # (a resume with no run input to store has no key)
 
-            def refuse_a_taken_key(result: OrchestrationResult) -> None:  # before any write
-                if (
-                    response is not None
-                    and result.status is SetStateStatus.ACCEPT
-                    and store.read_run_input(run_id, key) is not None
-                ):
-                    raise ObjectAlreadyExists(
-                        f"run input {key!r} of flow run {run_id} already exists"
-                    )
+                def refuse_a_taken_key(result: OrchestrationResult) -> None:  # before any write
+                    if (
+                        result.status is SetStateStatus.ACCEPT
+                        and store.read_run_input(run_id, key) is not None
+                    ):
+                        raise ObjectAlreadyExists(
+                            f"run input {key!r} of flow run {run_id} already exists"
+                        )
 
             result = self._orchestrate_flow(
                 run_id,
@@ -578,7 +579,7 @@ class Orchestrator(WorkerMethods):
                     before_save(result)
                 initial_id = None if initial is None else initial.__dict__["id"]
                 self._store.save_transition("flow", run, written, initial_id, now, as_read=True)
-                if self._listeners:
+                if self._listeners.callbacks:  # (an attribute: no call of __bool__)
                     self._listeners.record(
                         TransitionEvent("flow", run.id, initial, written, result, force)
                     )
