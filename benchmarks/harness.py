@@ -48,7 +48,10 @@ class Figure:
 
     ``flowstate`` and ``raw`` hold the per-round figures; ``unit`` says what they count.
     ``ratio`` is flowstate's median over raw's median for throughputs (higher is better) and
-    for latencies (where 1.0 is parity and lower is better): see ``ratio_kind``.
+    for latencies (where 1.0 is parity and lower is better): see ``ratio_kind``. The targets
+    are judged on it. ``paired_ratio``, in the JSON only, is the median of the rounds' own
+    ratios (each round's two sides ran back to back): it moves less when the machine speeds
+    up or slows down during a run.
     """
 
     scenario: str
@@ -76,9 +79,16 @@ class Figure:
             return None
         return self.flowstate_median / self.raw_median
 
+    @property
+    def paired_ratio(self) -> float | None:
+        if not self.raw or len(self.raw) != len(self.flowstate):
+            return None
+        return median([a / b for a, b in zip(self.flowstate, self.raw)])
+
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["flowstate_median"] = self.flowstate_median
         data["raw_median"] = self.raw_median if self.raw else None
         data["ratio"] = self.ratio
+        data["paired_ratio"] = self.paired_ratio
         return data

@@ -100,3 +100,16 @@ def test_the_instruction_count_workload_runs_and_the_counter_names_what_it_lacks
     monkeypatch.setattr(instructions.shutil, "which", lambda tool: None)
     assert instructions.main(["fs", "one"]) == 2
     assert "needs valgrind and setarch" in capsys.readouterr().err
+
+
+def test_the_paired_ratio_is_the_median_of_the_rounds_ratios() -> None:
+    from benchmarks.harness import Figure
+
+    # the machine speeds up during the run: medians taken apart give 10/25, rounds give 0.5
+    figure = Figure("x", "drifting", "ops/s", [5.0, 10.0, 20.0], [10.0, 20.0, 40.0])
+    assert figure.paired_ratio == 0.5 and figure.ratio == 0.5
+    figure = Figure("x", "drifting", "ops/s", [4.0, 10.0, 30.0], [10.0, 25.0, 50.0])
+    assert figure.paired_ratio == 0.4 and figure.ratio == 10.0 / 25.0
+    figure = Figure("x", "drifting", "ops/s", [6.0, 10.0, 12.0], [10.0, 25.0, 20.0])
+    assert figure.paired_ratio == 0.6 and figure.ratio == 10.0 / 20.0
+    assert Figure("x", "alone", "ops/s", [1.0]).paired_ratio is None
