@@ -17,8 +17,8 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flowstate._ids import uuid7
-from flowstate._models import construct, set_extra, set_fields_set, set_private
-from flowstate._time import UTC, UtcDateTime, utcnow
+from flowstate._models import construct
+from flowstate._time import UtcDateTime, utcnow
 
 __all__ = [
     "TERMINAL_TYPES",
@@ -66,9 +66,6 @@ class StateType(str, enum.Enum):
         return self in TERMINAL_TYPES
 
 
-_new_model = object.__new__
-_set = object.__setattr__
-_now = datetime.now
 _DEFAULT_NAMES = {t: " ".join(part.capitalize() for part in t.value.split("_")) for t in StateType}
 
 TERMINAL_TYPES: frozenset[StateType] = frozenset(
@@ -245,26 +242,20 @@ def _build(
     details: StateDetails,
     fields_set: frozenset[str],
 ) -> State:
-    """The state validation builds from already-valid arguments (``fields_set``: those given):
-    ``construct`` written out, with the default factories called in field order."""
-    state = _new_model(State)
-    _set(
-        state,
-        "__dict__",
+    """The state validation builds from already-valid arguments (``fields_set``: those given)."""
+    return construct(
+        State,
         {
-            "id": uuid7(),
+            "id": uuid7(),  # the default factories, in field order
             "type": type_,
             "name": _DEFAULT_NAMES[type_] if name is None else name,
-            "timestamp": _now(UTC),
+            "timestamp": utcnow(),
             "message": message,
             "data": None,
             "state_details": details,
         },
+        set(fields_set),
     )
-    set_fields_set(state, set(fields_set))
-    set_extra(state, None)
-    set_private(state, None)
-    return state
 
 
 def Scheduled(
