@@ -104,9 +104,6 @@ class Listeners:
         self._recorded = False
         self.errors: list[tuple[Listener, TransitionEvent, BaseException]] = []
 
-    def __bool__(self) -> bool:
-        return bool(self.callbacks)
-
     def add(self, callback: Listener) -> Callable[[], None]:
         """Register ``callback``; returns a function that unregisters it."""
         with self._lock:

@@ -579,7 +579,7 @@ class Orchestrator(WorkerMethods):
                     before_save(result)
                 initial_id = None if initial is None else initial.__dict__["id"]
                 self._store.save_transition("flow", run, written, initial_id, now, as_read=True)
-                if self._listeners.callbacks:  # (an attribute: no call of __bool__)
+                if self._listeners.callbacks:
                     self._listeners.record(
                         TransitionEvent("flow", run.id, initial, written, result, force)
                     )
@@ -641,7 +641,7 @@ class Orchestrator(WorkerMethods):
         if outcome.written is not None or ctx.run_changed:
             initial_id = None if ctx.initial is None else ctx.initial.id
             store.save_transition(ctx.kind, ctx.run, outcome.written, initial_id, now)
-        if outcome.written is not None and self._listeners:
+        if outcome.written is not None and self._listeners.callbacks:
             self._listeners.record(
                 TransitionEvent(
                     ctx.kind, ctx.run.id, ctx.initial, outcome.written, outcome.result, force
