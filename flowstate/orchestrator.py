@@ -574,11 +574,13 @@ class Orchestrator(WorkerMethods):
             initial = run.__dict__["state"]
             answer = fused(run, proposed, now, uuid7)
             if answer is not None:
-                written, result = answer
+                written, result, exact = answer
                 if before_save is not None:
                     before_save(result)
                 initial_id = None if initial is None else initial.__dict__["id"]
-                self._store.save_transition("flow", run, written, initial_id, now, as_read=True)
+                self._store.save_transition(
+                    "flow", run, written, initial_id, now, as_read=True, state_as_read=exact
+                )
                 if self._listeners.callbacks:
                     self._listeners.record(
                         TransitionEvent("flow", run.id, initial, written, result, force)

@@ -20,7 +20,7 @@ proposals, and checks that the rules it stands in for are the ones ``CORE_FLOW``
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Set as AbstractSet
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -43,6 +43,9 @@ _LEAVING_A_PAUSE_TO = frozenset({S.RUNNING, S.SCHEDULED, *TERMINAL_TYPES})
 _TIMES = frozenset({"scheduled_time", "pause_timeout"})
 _STATE_FIELD_COUNT = len(State.model_fields)
 _DETAIL_COUNT = len(_DETAIL_DEFAULTS)
+_NO_NAMES: frozenset[str] = frozenset()
+_GIVEN_BY_CONSTRUCTORS = frozenset({"type", "name", "message", "data"})
+"""The state fields ``Running()`` and the others count as given; stamping adds the rest."""
 
 FUSED_PAIRS: frozenset[tuple[StateType | None, StateType]] = frozenset(
     (from_type, to_type)
@@ -69,8 +72,10 @@ FUSED_RULES = frozenset(
 """The core flow rules whose effect the fused path reproduces (or falls back on)."""
 
 
-def _plain_proposal(proposed: State) -> bool:
-    """Whether the proposal holds only values the fused path handles, in their plain form."""
+def _plain_proposal(proposed: State) -> AbstractSet[str] | None:
+    """None unless the proposal holds only values the fused path handles, in their plain form;
+    else the detail fields it gives at their default value (``Scheduled()`` gives
+    ``scheduled_time=None``): reading the state back would count them as not given."""
     values = proposed.__dict__
     details = values["state_details"]
     message = values["message"]
@@ -87,36 +92,39 @@ def _plain_proposal(proposed: State) -> bool:
         or details.__pydantic_private__ is not None
         or len(details.__dict__) != _DETAIL_COUNT
     ):
-        return False
+        return None
     stated = details.__dict__
+    at_default: AbstractSet[str] = _NO_NAMES
     for name in details.__pydantic_fields_set__:  # the others hold their defaults
         value = stated[name]
         if value is _DETAIL_DEFAULTS[name]:  # None or False: as good as not given
+            at_default = at_default | {name}
             continue
         if name in _TIMES:
             if type(value) is not datetime or value.tzinfo is not UTC:
-                return False
+                return None
         elif name != "pause_key" or type(value) is not str:
-            return False
-    return True
+            return None
+    return at_default
 
 
 def fused_core_flow(
     run: FlowRun, proposed: State, now: datetime, new_id: Callable[[], UUID]
-) -> tuple[State, OrchestrationResult] | None:
+) -> tuple[State, OrchestrationResult, bool] | None:
     """What the core flow policy answers to ``proposed`` for ``run`` at ``now``, when it is an
-    ACCEPT no rule intervenes in: the state written and the result, the run's fields changed
-    in place as the pipeline changes them. None (nothing changed, no id drawn) otherwise."""
+    ACCEPT no rule intervenes in: the state written, the result, and whether the state written
+    is exactly what reading its row back builds (every field pydantic counts as given
+    included); the run's fields are changed in place as the pipeline changes them. None
+    (nothing changed, no id drawn) otherwise."""
     values = run.__dict__
     initial: State | None = values["state"]
     proposal = proposed.__dict__
+    proposal_fields_set = proposed.__pydantic_fields_set__
     to_type = proposal["type"]
-    if (
-        type(now) is not datetime
-        or now.tzinfo is not UTC
-        or values["parent_task_run_id"] is not None
-        or not _plain_proposal(proposed)
-    ):
+    if type(now) is not datetime or now.tzinfo is not UTC or values["parent_task_run_id"] is not None:
+        return None
+    at_default = _plain_proposal(proposed)
+    if at_default is None:
         return None
     stated = proposal["state_details"].__dict__
     policy = values["empirical_policy"]
@@ -147,12 +155,15 @@ def fused_core_flow(
 
     # stamping: a new id, "now", the run's id and the scheduled time (the bookkeeping below
     # moves a timestamp that would not increase)
-    update: dict[str, Any] = {"flow_run_id": values["id"]}
+    run_id = values["id"]
+    update: dict[str, Any] = {"flow_run_id": run_id}
+    copied_as_is = True  # (a copied time that reading back might not give as it is: False)
     if stated["scheduled_time"] is None:
         if to_type is S.SCHEDULED:
             update["scheduled_time"] = now
         elif from_type is S.SCHEDULED and to_type is S.PENDING:
-            update["scheduled_time"] = current["scheduled_time"]  # CopyScheduledTime
+            copied = update["scheduled_time"] = current["scheduled_time"]  # CopyScheduledTime
+            copied_as_is = type(copied) is datetime and copied.tzinfo is UTC
     state_id = new_id()
     if to_type is S.PAUSED and pause_key is None:
         pause_key = str(new_id())  # HandlePausingFlows draws a key after the state's id
@@ -185,7 +196,17 @@ def fused_core_flow(
         changes["empirical_policy"] = copy_with(policy, policy_update)
     values.update(changes)
     run.__pydantic_fields_set__.update(changes)
-    return written, construct(
+    # Reading the row back counts every state field as given, and only the details that hold
+    # something other than their default: the same, here, unless the proposal left a state
+    # field to its default or gave a detail its default value that stamping did not replace.
+    as_read = (
+        copied_as_is
+        and type(run_id) is UUID
+        and (not at_default or at_default <= update.keys())
+        and _GIVEN_BY_CONSTRUCTORS <= proposal_fields_set
+    )
+    result = construct(
         OrchestrationResult,
         {"state": written, "status": SetStateStatus.ACCEPT, "details": _ACCEPT_DETAILS},
     )
+    return written, result, as_read

@@ -43,7 +43,7 @@ __all__ = ["Outcome", "Policy"]
 
 Pair = tuple[StateType | None, StateType | None]
 FusedDecision = Callable[
-    [FlowRun, State, datetime, Callable[[], UUID]], "tuple[State, OrchestrationResult] | None"
+    [FlowRun, State, datetime, Callable[[], UUID]], "tuple[State, OrchestrationResult, bool] | None"
 ]
 _BOOKKEEPING: dict[str, Bookkeeping] = {"flow": FLOW_BOOKKEEPING, "task": TASK_BOOKKEEPING}
 

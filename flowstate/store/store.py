@@ -419,14 +419,17 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         now: datetime,
         *,
         as_read: bool = False,
+        state_as_read: bool = False,
     ) -> None:
         """Write a new state (if any) to the run's history and save the run's fields
-        (``as_read``: see :meth:`StoreBackend.save_transition`)."""
+        (``as_read``, ``state_as_read``: see :meth:`StoreBackend.save_transition`)."""
         conn = self.conn
         if kind == "flow":
             cached = self._runs.get(run.id.int) if self._caching() else None
             if cached is not None and cached.run is run:
-                self._save_cached_flow_run(cached, written, current_state_id, now, as_read)
+                self._save_cached_flow_run(
+                    cached, written, current_state_id, now, as_read, state_as_read
+                )
                 return
             if self._dirty:
                 self._flush()
@@ -460,6 +463,7 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         current_state_id: UUID | None,
         now: datetime,
         as_read: bool,
+        state_as_read: bool,
     ) -> None:
         """Save a transition that built-in rules made on the cached run itself: the new state's
         row now; the run's row now, or, inside a block, when the block commits (``_dirty``);
@@ -482,7 +486,7 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
             self._write_pending(cached)
         elif not waiting:
             self._dirty.append(cached)
-        self._refresh(cached, now, written, state_row, policy_changed, as_read)
+        self._refresh(cached, now, written, state_row, policy_changed, as_read, state_as_read)
 
     def _refresh(
         self,
@@ -492,16 +496,23 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         state_row: tuple[Any, ...] | None,
         policy_changed: bool,
         as_read: bool,
+        state_as_read: bool,
     ) -> None:
         """Bring the cached run a transition changed in place back to what reading the row
         written for it would build; forget it where that would take parsing. ``as_read``: its
         values are in that form already (see ``StoreBackend.save_transition``), so only the
-        fields pydantic counts as set, and the run time's float, are brought in line."""
+        fields pydantic counts as set, and the run time's float, are brought in line
+        (``state_as_read``: the written state's are in line already)."""
         run = cached.run
         key = run.id.int
         state: State | None
         if as_read:
-            state = run.state if written is None else rows.state_as_read(written, state_row)  # type: ignore[arg-type]
+            if written is None:
+                state = run.state
+            elif state_as_read:
+                state = written
+            else:
+                state = rows.state_as_read(written, state_row)  # type: ignore[arg-type]
             values = rows.flow_run_fields_as_saved(run, state, now)
             if policy_changed:
                 cached.policy_object = run.empirical_policy

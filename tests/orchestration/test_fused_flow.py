@@ -28,6 +28,7 @@ from flowstate.states import (
     StateDetails,
     StateType,
 )
+from flowstate.store import rows
 from flowstate.testing import states, transition_sequences
 from flowstate.testing.strategies import PAUSE_KEYS
 
@@ -68,7 +69,10 @@ def _compare(run: FlowRun, proposed: State, now: datetime) -> bool:
         assert _model(mine) == before, "the fused path changed the run and then gave up"
         assert new_id() == uuid.UUID(int=1), "the fused path drew an id and then gave up"
         return False
-    written, result = answer
+    written, result, as_read = answer
+    if as_read:  # the store keeps it as the run's state, unchecked: it must be what reading gives
+        row = rows.state_insert_row(run.id, written)
+        assert _model(written) == _model(rows.state_from_row(row, 1))
     assert outcome.result.status is SetStateStatus.ACCEPT, outcome.result
     assert _model(written) == _model(outcome.written)
     assert _model(result) == _model(outcome.result)
@@ -197,8 +201,28 @@ def test_a_timestamp_that_would_not_increase_is_moved_as_the_pipeline_moves_it()
     run = _run(State(type=S.RUNNING, timestamp=NOW))
     for now in (NOW, NOW - timedelta(seconds=5)):
         assert _compare(run, Completed(), now)
-        written, _ = fused_core_flow(copy.deepcopy(run), Completed(), now, _ids())  # type: ignore[misc]
+        written, _, _ = fused_core_flow(copy.deepcopy(run), Completed(), now, _ids())  # type: ignore[misc]
         assert written.timestamp == NOW + timedelta(microseconds=1)
+
+
+def _as_read(run: FlowRun, proposed: State) -> bool:
+    answer = fused_core_flow(copy.deepcopy(run), proposed, NOW, _ids())
+    assert answer is not None
+    return answer[2]
+
+
+def test_the_fused_path_tells_when_its_state_is_what_reading_the_row_gives() -> None:
+    # the constructors' states, once stamped: every field given, no detail at its default
+    assert _as_read(_run(None), Scheduled())  # scheduled_time=None, stamped with "now"
+    assert _as_read(_run(_at(S.SCHEDULED, scheduled_time=NOW)), Pending())  # the time copied
+    assert _as_read(_run(_at(S.PENDING)), Running())
+    assert _as_read(_run(_at(S.RUNNING)), Completed())
+    # reading back would count fewer fields as given
+    assert not _as_read(_run(_at(S.RUNNING)), State(type=S.COMPLETED))  # name, message, data
+    assert not _as_read(_run(_at(S.RUNNING)), Paused(pause_key="k"))  # pause_timeout=None, ...
+    assert not _as_read(_run(_at(S.RUNNING)), Paused(pause_key="k", timeout_seconds=60))
+    assert not _as_read(_run(_at(S.RUNNING)), Completed(pause_key=None))
+    assert not _as_read(_run(_at(S.SCHEDULED)), Pending())  # a copied scheduled_time of None
 
 
 def test_the_fused_path_gives_way_to_what_it_does_not_handle() -> None:
