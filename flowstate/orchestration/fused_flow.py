@@ -108,6 +108,32 @@ def _plain_proposal(proposed: State) -> AbstractSet[str] | None:
     return at_default
 
 
+_ABSENT: Any = object()
+_last_stamped: tuple[Any, Any, StateDetails | None] = (None, None, None)
+"""The details :func:`_stamped_details` built last: for this run id and scheduled time."""
+
+
+def _stamped_details(
+    details: StateDetails, update: dict[str, Any], at_default: AbstractSet[str]
+) -> StateDetails:
+    """``details`` with the stamped values ``update`` (a run id, maybe a scheduled time).
+
+    Where ``details`` gives nothing but defaults (``Running()``'s, ``Scheduled()``'s), and the
+    stamp replaces every one it gives, the result depends on ``update`` alone: successive
+    states of one run then share one instance (details are frozen), which lets the store
+    encode it once."""
+    global _last_stamped
+    if not at_default <= update.keys() or details.__pydantic_fields_set__ != at_default:
+        return copy_with(details, update)
+    run_id, scheduled = update["flow_run_id"], update.get("scheduled_time", _ABSENT)
+    last = _last_stamped
+    if last[0] is run_id and last[1] is scheduled:
+        return last[2]  # type: ignore[return-value]
+    made = construct(StateDetails, {**_DETAIL_DEFAULTS, **update}, set(update))
+    _last_stamped = (run_id, scheduled, made)
+    return made
+
+
 def fused_core_flow(
     run: FlowRun, proposed: State, now: datetime, new_id: Callable[[], UUID]
 ) -> tuple[State, OrchestrationResult, bool] | None:
@@ -172,7 +198,7 @@ def fused_core_flow(
         {
             "id": state_id,
             "timestamp": now,
-            "state_details": copy_with(proposal["state_details"], update),
+            "state_details": _stamped_details(proposal["state_details"], update, at_default),
         },
     )
 

@@ -68,12 +68,29 @@ def _stored_details(details: StateDetails) -> str:
     non-default fields. A flow run's states mostly hold a run id, a scheduled time, a pause
     key or timeout and nothing else: their JSON is written out directly (:func:`_details_json`);
     pydantic encodes the others."""
-    if type(details) is StateDetails:
-        values = details.__dict__
-        if _OTHER_DETAILS(values) == _OTHER_DEFAULTS:  # (exclude_defaults compares with ==)
-            text = _details_json(values)
-            if text is not None:
-                return text
+    if type(details) is not StateDetails:  # (a subclass may encode itself otherwise)
+        return _pydantic_details_json(details)
+    hit = _STORED.get(id(details))
+    if hit is not None and hit[0] is details:  # (the entry holds the object: its id is not reused)
+        return hit[1]
+    values = details.__dict__
+    text = None
+    if _OTHER_DETAILS(values) == _OTHER_DEFAULTS:  # (exclude_defaults compares with ==)
+        text = _details_json(values)
+    if text is None:
+        text = _pydantic_details_json(details)
+    if len(_STORED) >= 32:
+        _STORED.clear()
+    _STORED[id(details)] = (details, text)
+    return text
+
+
+_STORED: dict[int, tuple[StateDetails, str]] = {}
+"""The last few details encoded, by identity (they are frozen): successive states of a run
+often share theirs (see ``fused_flow._stamped_details``)."""
+
+
+def _pydantic_details_json(details: StateDetails) -> str:
     # model_dump_json(exclude_defaults=True) is this call plus keyword handling (looked up
     # here: the model builds its serializer on first use, which import should not pay for)
     return StateDetails.__pydantic_serializer__.to_json(details, exclude_defaults=True).decode()

@@ -176,33 +176,24 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
             depth = self._begin()
             self._defer = False  # one call: its commit follows at once
             return depth
-        lock = self._lock
-        lock.acquire()
-        try:
-            if self._doomed:
-                raise DatabaseError(_DOOMED)
-            changes = self.conn.total_changes
-        except BaseException:
-            lock.release()
-            raise
-        return ~changes
+        # this thread's block holds the lock until it ends: nothing to acquire
+        if self._doomed:
+            raise DatabaseError(_DOOMED)
+        return ~self.conn.total_changes
 
     def _end_call(self, token: int, exc: BaseException | None) -> None:
         """End a ``_begin_call``: nothing to do for a call that succeeded inside a block."""
         if token >= 0:
             self._end(token, exc)
             return
-        try:
-            if exc is None:
-                return
-            self._forget_all()
-            conn = self._conn
-            if conn is None or conn.total_changes != ~token or not conn.in_transaction:
-                self._doomed = True
-            if isinstance(exc, sqlite3.Error):
-                raise describe(exc, self.path) from exc
-        finally:
-            self._lock.release()
+        if exc is None:
+            return
+        self._forget_all()
+        conn = self._conn
+        if conn is None or conn.total_changes != ~token or not conn.in_transaction:
+            self._doomed = True
+        if isinstance(exc, sqlite3.Error):
+            raise describe(exc, self.path) from exc
 
     def _check_data_version(self, conn: sqlite3.Connection) -> None:
         """Forget the cached runs if another connection committed since this one last did."""

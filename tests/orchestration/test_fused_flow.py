@@ -225,6 +225,27 @@ def test_the_fused_path_tells_when_its_state_is_what_reading_the_row_gives() -> 
     assert not _as_read(_run(_at(S.SCHEDULED)), Pending())  # a copied scheduled_time of None
 
 
+def test_states_of_one_run_share_their_stamped_details_when_nothing_else_differs() -> None:
+    run = _run(None)
+    shared = []
+    for proposed in (Pending(), Running(), State(type=S.RUNNING), Completed()):
+        answer = fused_core_flow(run, proposed, NOW, _ids())
+        assert answer is not None
+        run.__dict__["state"] = answer[0]
+        shared.append(answer[0].state_details)
+    assert all(details is shared[0] for details in shared)
+    assert shared[0].model_fields_set == {"flow_run_id"}
+    # a run id that is another object, a scheduled time, or details of its own: a new one
+    other = FlowRun(id=uuid.UUID(int=1000), name="run")
+    assert fused_core_flow(other, Pending(), NOW, _ids())[0].state_details is not shared[0]  # type: ignore[index]
+    scheduled = fused_core_flow(run := _run(None), Scheduled(), NOW, _ids())
+    assert scheduled is not None and scheduled[0].state_details is not shared[0]
+    run.__dict__["state"] = scheduled[0]  # Pending copies its scheduled time: the same details
+    assert fused_core_flow(run, Pending(), NOW, _ids())[0].state_details is scheduled[0].state_details  # type: ignore[index]
+    paused = fused_core_flow(_run(_at(S.RUNNING)), Paused(pause_key="k"), NOW, _ids())
+    assert paused is not None and paused[0].state_details.pause_key == "k"
+
+
 def test_the_fused_path_gives_way_to_what_it_does_not_handle() -> None:
     running = _run(_at(S.RUNNING))
     assert not _compare(running, Completed(data={"x": 1}), NOW)  # result data
