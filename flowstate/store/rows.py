@@ -183,39 +183,49 @@ def encode_time(value: datetime | None) -> str | None:
     """Fixed-width ISO text of an aware UTC datetime, or None."""
     if value is None:
         return None
-    hit = _ENCODED.get(id(value))
+    key = id(value)
+    hit = _ENCODED.get(key)
     if hit is not None and hit[0] is value:  # the entry holds the object: its id is not reused
         return hit[1]
     if type(value) is datetime and value.tzinfo is UTC:
-        text = _utc_text(value)
+        # the text of the whole second is kept for the next time: mostly only the
+        # microseconds are formatted (datetimes with one tzinfo object compare in C)
+        second = _second
+        if second is None or not second[0] <= value < second[1]:
+            second = _whole_second(value)
+        if second is None:  # (the last second of year 9999)
+            text = _iso_text(value)
+        else:
+            micro = value.microsecond
+            text = f"{second[2]}.{_DIGITS[micro // 1000]}{_DIGITS[micro % 1000]}+00:00"
     else:  # (another offset, or a subclass that may format itself otherwise)
         text = _iso_text(value)
     if len(_ENCODED) >= 32:
         _ENCODED.clear()
-    _ENCODED[id(value)] = (value, text)
+    _ENCODED[key] = (value, text)
     return text
+
+
+_DIGITS = tuple(f"{number:03d}" for number in range(1000))
+"""Three digits of a microsecond count (a table: cheaper than a format spec)."""
+
+
+def _whole_second(value: datetime) -> tuple[datetime, datetime, str] | None:
+    """Keep (in ``_second``) and return the whole second ``value`` falls in."""
+    global _second
+    start = value.replace(microsecond=0)
+    try:
+        end = start + _ONE_SECOND
+    except OverflowError:
+        return None
+    second = _second = (start, end, start.isoformat(timespec="seconds")[:-6])
+    return second
 
 
 def _iso_text(value: datetime) -> str:
     """``value.isoformat(timespec="microseconds")``."""
     # isoformat() omits a zero microsecond, and is cheaper than asking for the fixed width
     return value.isoformat() if value.microsecond else value.isoformat(timespec="microseconds")
-
-
-def _utc_text(value: datetime) -> str:
-    """``_iso_text(value)`` for a plain datetime in ``UTC``: the text of its whole second is
-    kept for the next one, so mostly only the microseconds are formatted."""
-    global _second
-    second = _second
-    # (datetimes with the same tzinfo object compare field by field, in C)
-    if second is None or not second[0] <= value < second[1]:
-        start = value.replace(microsecond=0)
-        try:
-            end = start + _ONE_SECOND
-        except OverflowError:  # the last second of year 9999
-            return _iso_text(value)
-        second = _second = (start, end, start.isoformat(timespec="seconds")[:-6])
-    return f"{second[2]}.{value.microsecond:06d}+00:00"
 
 
 def _time_as_read(value: datetime | None, text: str | None) -> datetime | None:
