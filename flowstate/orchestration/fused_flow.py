@@ -77,17 +77,38 @@ def _plain_proposal(proposed: State) -> AbstractSet[str] | None:
     else the detail fields it gives at their default value (``Scheduled()`` gives
     ``scheduled_time=None``): reading the state back would count them as not given."""
     values = proposed.__dict__
-    details = values["state_details"]
     message = values["message"]
     if (
         type(proposed) is not State
-        or type(details) is not StateDetails
         or values["data"] is not None
         or type(values["name"]) is not str
         or not (message is None or type(message) is str)
         or len(values) != _STATE_FIELD_COUNT
         or proposed.__pydantic_extra__ is not None
         or proposed.__pydantic_private__ is not None
+    ):
+        return None
+    details = values["state_details"]
+    known = _PLAIN_DETAILS.get(id(details))
+    if known is not None and known[0] is details:  # (the entry holds it: its id is not reused)
+        return known[1]
+    at_default = _plain_details(details)
+    if at_default is not None:  # (a StateDetails: frozen, so the answer holds for good)
+        if len(_PLAIN_DETAILS) >= 16:
+            _PLAIN_DETAILS.clear()
+        _PLAIN_DETAILS[id(details)] = (details, at_default)
+    return at_default
+
+
+_PLAIN_DETAILS: dict[int, tuple[StateDetails, AbstractSet[str]]] = {}
+"""``_plain_details``' answers for the last few details it was asked about, by identity: the
+constructors' details without arguments are shared (``Running()``, ``Scheduled()``, ...)."""
+
+
+def _plain_details(details: StateDetails) -> AbstractSet[str] | None:
+    """``_plain_proposal`` for the proposal's details."""
+    if (
+        type(details) is not StateDetails
         or details.__pydantic_extra__ is not None
         or details.__pydantic_private__ is not None
         or len(details.__dict__) != _DETAIL_COUNT
