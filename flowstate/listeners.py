@@ -99,9 +99,9 @@ class Listeners:
         """The registered callbacks: a new list on each change, so it may be read unlocked."""
         self._lock = threading.Lock()
         self._local = threading.local()
-        # False until the first event is recorded: till then every thread's pending list is
-        # empty, and marking, rolling back and flushing need not look it up
-        self._recorded = False
+        self.recorded = False
+        """False until the first event is recorded: till then every thread's pending list is
+        empty, and marking, rolling back and flushing need not look it up."""
         self.errors: list[tuple[Listener, TransitionEvent, BaseException]] = []
 
     def add(self, callback: Listener) -> Callable[[], None]:
@@ -129,21 +129,21 @@ class Listeners:
 
     def record(self, event: TransitionEvent) -> None:
         """Hold ``event`` until the transaction that made it commits."""
-        self._recorded = True
+        self.recorded = True
         self._pending().append(event)
 
     def mark(self) -> int:
         """Where the current thread's pending events stand (see :meth:`rollback_to`)."""
-        return len(self._pending()) if self._recorded else 0
+        return len(self._pending()) if self.recorded else 0
 
     def rollback_to(self, mark: int) -> None:
         """A (nested) transaction rolled back: forget the events it made."""
-        if self._recorded:
+        if self.recorded:
             del self._pending()[mark:]
 
     def flush(self) -> None:
         """The transaction committed: tell every listener, in order, isolating failures."""
-        if not self._recorded:
+        if not self.recorded:
             return
         pending = self._pending()
         if not pending:

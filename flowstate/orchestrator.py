@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import random
+from functools import partial
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -111,14 +112,14 @@ class _CallTransaction(_Transaction):
     __slots__ = ()
 
     def __enter__(self) -> None:
-        self._mark = self._listeners.mark()
+        listeners = self._listeners
+        self._mark = listeners.mark() if listeners.recorded else 0
         self._depth = self._store._begin_call()
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         token = self._depth
         if exc is None and token < 0:
-            self._store._end_call(token, None)
-            return
+            return  # it succeeded inside its thread's block: nothing to end (_end_call)
         try:
             self._store._end_call(token, exc)
         except BaseException:
@@ -176,6 +177,14 @@ class Orchestrator(WorkerMethods):
         self.flow_policy = validate.check_policy(flow_policy or CORE_FLOW, "flow")
         self.task_policy = validate.check_policy(task_policy or CORE_TASK, "task")
         self._listeners = Listeners()
+        # The transaction of one API call that makes at most one decision and checks all its
+        # input before it writes: inside a ``transaction()`` block it takes no savepoint, and a
+        # database error halfway through dooms the block (``Store._begin_call``). Calls that
+        # decide for several runs use ``transaction()``, which undoes just the call. (A
+        # partial: one Python call fewer per API call than a method.)
+        self._transaction: Callable[[], _CallTransaction] = partial(
+            _CallTransaction, self._store, self._listeners
+        )
 
     @property
     def database(self) -> str:
@@ -200,13 +209,6 @@ class Orchestrator(WorkerMethods):
         Listeners hear of the transitions made inside once the whole block has committed.
         """
         return _Transaction(self._store, self._listeners)
-
-    def _transaction(self) -> _CallTransaction:
-        """The transaction of one API call that makes at most one decision and checks all its
-        input before it writes: inside a ``transaction()`` block it takes no savepoint, and a
-        database error halfway through dooms the block (``Store._begin_call``). Calls that
-        decide for several runs use ``transaction()``, which undoes just the call."""
-        return _CallTransaction(self._store, self._listeners)
 
     # -- listeners -------------------------------------------------------------------------
 

@@ -179,10 +179,11 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         # this thread's block holds the lock until it ends: nothing to acquire
         if self._doomed:
             raise DatabaseError(_DOOMED)
-        return ~self.conn.total_changes
+        return ~(self._conn or self.conn).total_changes  # (self.conn: raises once closed)
 
     def _end_call(self, token: int, exc: BaseException | None) -> None:
-        """End a ``_begin_call``: nothing to do for a call that succeeded inside a block."""
+        """End a ``_begin_call``: nothing to do for a call that succeeded inside a block (a
+        negative token), so such a call need not come here at all."""
         if token >= 0:
             self._end(token, exc)
             return
