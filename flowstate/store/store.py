@@ -335,12 +335,12 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
     def working_flow_run(self, run_id: UUID) -> FlowRun | None:
         """The flow run for a transition by built-in rules: the cached run itself, when there
         is one (see :meth:`StoreBackend.working_flow_run`), else a fresh read."""
-        caching = self._caching()
-        if caching:
+        if self._depth > 0 and self._owner == _get_ident():  # (_caching(), written out)
             cached = self._runs.get(run_id.int)
             if cached is not None:
                 return cached.run
-        return self._fetch_flow_run(run_id, caching)
+            return self._fetch_flow_run(run_id, True)
+        return self._fetch_flow_run(run_id, self._caching())
 
     def _fetch_flow_run(self, run_id: UUID, caching: bool) -> FlowRun | None:
         """Read a flow run from its row, and cache it when ``caching`` and its state allow."""
@@ -415,14 +415,19 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
     ) -> None:
         """Write a new state (if any) to the run's history and save the run's fields
         (``as_read``, ``state_as_read``: see :meth:`StoreBackend.save_transition`)."""
+        if kind == "flow":
+            cached = None
+            if self._depth > 0 and self._owner == _get_ident():  # (_caching(), written out)
+                cached = self._runs.get(run.id.int)
+                if cached is not None and cached.run is run:
+                    self._save_cached_flow_run(
+                        cached, written, current_state_id, now, as_read, state_as_read
+                    )
+                    return
+            else:
+                self._runs.clear()
         conn = self.conn
         if kind == "flow":
-            cached = self._runs.get(run.id.int) if self._caching() else None
-            if cached is not None and cached.run is run:
-                self._save_cached_flow_run(
-                    cached, written, current_state_id, now, as_read, state_as_read
-                )
-                return
             if self._dirty:
                 self._flush()
             run_text = str(run.id) if cached is None else cached.id_text
@@ -460,8 +465,11 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         """Save a transition that built-in rules made on the cached run itself: the new state's
         row now; the run's row now, or, inside a block, when the block commits (``_dirty``);
         then bring the cached run back to what reading its row would build (``as_read``: it
-        is in that form already but for the fields pydantic counts as set)."""
+        is in that form already but for the fields pydantic counts as set, and the run time's
+        float: see ``StoreBackend.save_transition``; ``state_as_read``: the written state's
+        are in line already)."""
         run = cached.run
+        values = run.__dict__
         state_row = None
         if written is not None:
             state_row = rows.state_insert_row(cached.id_text, written)
@@ -469,7 +477,8 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
             state_id = state_row[1]
         else:
             state_id = None if current_state_id is None else str(current_state_id)
-        policy_changed = run.empirical_policy is not cached.policy_object
+        policy = values["empirical_policy"]
+        policy_changed = policy is not cached.policy_object
         waiting = cached.pending is not None
         cached.pending = (state_id, now)
         if policy_changed:
@@ -478,7 +487,22 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
             self._write_pending(cached)
         elif not waiting:
             self._dirty.append(cached)
-        self._refresh(cached, now, written, state_row, policy_changed, as_read, state_as_read)
+        if not as_read:
+            self._refresh(cached, now, written, state_row, policy_changed)
+            return
+        state: State | None
+        if written is None:
+            state = values["state"]
+        elif state_as_read:
+            state = written
+        else:
+            state = rows.state_as_read(written, state_row)  # type: ignore[arg-type]
+        values.update(rows.flow_run_fields_as_saved(run, state, now))
+        if policy_changed:
+            cached.policy_object = policy
+        runs = self._runs
+        key = values["id"].int
+        runs[key] = runs.pop(key)  # the most recently used
 
     def _refresh(
         self,
@@ -487,50 +511,34 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         written: State | None,
         state_row: tuple[Any, ...] | None,
         policy_changed: bool,
-        as_read: bool,
-        state_as_read: bool,
     ) -> None:
         """Bring the cached run a transition changed in place back to what reading the row
-        written for it would build; forget it where that would take parsing. ``as_read``: its
-        values are in that form already (see ``StoreBackend.save_transition``), so only the
-        fields pydantic counts as set, and the run time's float, are brought in line
-        (``state_as_read``: the written state's are in line already)."""
+        written for it would build (for a run whose values may not be in that form yet: see
+        ``_save_cached_flow_run``); forget it where that would take parsing."""
         run = cached.run
         key = run.id.int
         state: State | None
-        if as_read:
-            if written is None:
-                state = run.state
-            elif state_as_read:
-                state = written
-            else:
-                state = rows.state_as_read(written, state_row)  # type: ignore[arg-type]
-            values = rows.flow_run_fields_as_saved(run, state, now)
-            if policy_changed:
-                cached.policy_object = run.empirical_policy
-        else:
-            if written is not None:
-                if state_row[6] is not None:  # type: ignore[index]
-                    self._forget(key)  # result data: not cached (see _immutable)
-                    return
-                state = rows.state_saved(written, state_row)  # type: ignore[arg-type]
-                if not _immutable(state):
-                    self._forget(key)
-                    return
-            else:
-                state = run.state
-            checked = rows.flow_run_values_as_saved(run, state, now)
-            if checked is None:
+        if written is not None:
+            if state_row[6] is not None:  # type: ignore[index]
+                self._forget(key)  # result data: not cached (see _immutable)
+                return
+            state = rows.state_saved(written, state_row)  # type: ignore[arg-type]
+            if not _immutable(state):
                 self._forget(key)
                 return
-            values = checked
-            if policy_changed:
-                policy = run.empirical_policy
-                if not rows.flow_policy_kept_as_read(policy, cached.policy_object):
-                    text = cached.policy or rows.flow_policy_json(policy)
-                    policy = values["empirical_policy"] = rows.flow_policy_as_read(policy, text)
-                    cached.policy = text
-                cached.policy_object = policy
+        else:
+            state = run.state
+        values = rows.flow_run_values_as_saved(run, state, now)
+        if values is None:
+            self._forget(key)
+            return
+        if policy_changed:
+            policy = run.empirical_policy
+            if not rows.flow_policy_kept_as_read(policy, cached.policy_object):
+                text = cached.policy or rows.flow_policy_json(policy)
+                policy = values["empirical_policy"] = rows.flow_policy_as_read(policy, text)
+                cached.policy = text
+            cached.policy_object = policy
         run.__dict__.update(values)
         runs = self._runs
         runs[key] = runs.pop(key)  # the most recently used
