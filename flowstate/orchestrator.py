@@ -296,7 +296,10 @@ class Orchestrator(WorkerMethods):
                 raise InvalidState(f"parameters must be JSON-serialisable: {exc}") from None
         with self._transaction():
             now = self._now()
-            run.created = run.updated = now
+            # (run.created = run.updated = now, without pydantic's __setattr__: FlowRun does
+            # not validate assignments)
+            run.__dict__.update(created=now, updated=now)
+            run.__pydantic_fields_set__.update(("created", "updated"))
             if not self._store.insert_flow_run(run):
                 raise ObjectAlreadyExists(f"Flow run with id {run.id} already exists")
             if timeout is not None:
