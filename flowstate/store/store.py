@@ -473,8 +473,7 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         state_row = None
         if written is not None:
             state_row = rows.state_insert_row(cached.id_text, written)
-            # (self.conn only when the connection is gone, to raise: the property costs a call)
-            (self._conn or self.conn).execute(*sql.BIND_INSERT_FLOW_RUN_STATE(state_row))
+            self.conn.execute(*sql.BIND_INSERT_FLOW_RUN_STATE(state_row))
             state_id = state_row[1]
         else:
             state_id = None if current_state_id is None else str(current_state_id)
