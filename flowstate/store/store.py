@@ -131,6 +131,9 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
             conn.close()
             raise
         self._conn: sqlite3.Connection | None = conn
+        # BEGIN, COMMIT and the data version check go through one cursor: conn.execute would
+        # make (and drop) a cursor for each, some 1.2k instructions a statement
+        self._control = conn.cursor()
 
     # -- transactions (conn, close, in_transaction, transaction: ConnectionLifecycle) --------
 
@@ -148,7 +151,7 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
             depth = self._depth
             try:
                 if depth == 0:
-                    conn.execute("BEGIN IMMEDIATE")
+                    self._control.execute("BEGIN IMMEDIATE")
                     self._check_data_version(conn)
                     self._defer = True  # a block (_begin_call says when it is one call)
                 else:
@@ -199,7 +202,8 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
     def _check_data_version(self, conn: sqlite3.Connection) -> None:
         """Forget the cached runs if another connection committed since this one last did."""
         try:
-            version = conn.execute(sql.DATA_VERSION).fetchone()[0]
+            # (fetchall: the statement runs to its end, so the cursor holds none in progress)
+            version = self._control.execute(sql.DATA_VERSION).fetchall()[0][0]
         except BaseException:
             self._runs.clear()
             self._rollback(conn, 0, "")
@@ -224,7 +228,10 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
                 try:
                     if depth == 0 and self._dirty:
                         self._flush()
-                    conn.execute("COMMIT" if depth == 0 else f"RELEASE SAVEPOINT fs_{depth}")  # type: ignore[union-attr]
+                    if depth == 0:
+                        self._control.execute("COMMIT")
+                    else:
+                        conn.execute(f"RELEASE SAVEPOINT fs_{depth}")  # type: ignore[union-attr]
                 except sqlite3.Error as error:
                     self._forget_all()
                     self._rollback(conn, depth, f"fs_{depth}")  # type: ignore[arg-type]
