@@ -358,16 +358,19 @@ def flow_run_update_row(
     ``state_id`` may be text already; ``run_id``: ``str(run.id)``, if known)."""
     values = run.__dict__  # (one dict, instead of pydantic's attribute hook per field)
     state_type = values["state_type"]
+    # (times are often None: no call for those)
+    start, end = values["start_time"], values["end_time"]
+    expected, following = values["expected_start_time"], values["next_scheduled_start_time"]
     return (
-        _str(state_id),
+        state_id if type(state_id) is str else _str(state_id),
         None if state_type is None else state_type._value_,
         values["state_name"],
         values["run_count"],
-        encode_time(values["start_time"]),
-        encode_time(values["end_time"]),
+        None if start is None else encode_time(start),
+        None if end is None else encode_time(end),
         values["total_run_time"].total_seconds(),
-        encode_time(values["expected_start_time"]),
-        encode_time(values["next_scheduled_start_time"]),
+        None if expected is None else encode_time(expected),
+        None if following is None else encode_time(following),
         flow_policy_json(values["empirical_policy"]) if policy_text is None else policy_text,
         encode_time(updated),
         _id_text(run.id) if run_id is None else run_id,
