@@ -16,9 +16,9 @@ from __future__ import annotations
 import json
 import os
 import random
-from functools import partial
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 from uuid import UUID

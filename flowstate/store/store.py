@@ -182,7 +182,7 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         # this thread's block holds the lock until it ends: nothing to acquire
         if self._doomed:
             raise DatabaseError(_DOOMED)
-        return ~(self._conn or self.conn).total_changes  # (self.conn: raises once closed)
+        return ~self.conn.total_changes
 
     def _end_call(self, token: int, exc: BaseException | None) -> None:
         """End a ``_begin_call``: nothing to do for a call that succeeded inside a block (a
