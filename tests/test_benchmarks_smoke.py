@@ -113,3 +113,23 @@ def test_the_paired_ratio_is_the_median_of_the_rounds_ratios() -> None:
     figure = Figure("x", "drifting", "ops/s", [6.0, 10.0, 12.0], [10.0, 25.0, 20.0])
     assert figure.paired_ratio == 0.6 and figure.ratio == 10.0 / 20.0
     assert Figure("x", "alone", "ops/s", [1.0]).paired_ratio is None
+
+
+def test_the_import_is_timed_with_current_bytecode() -> None:
+    """Scenario 6 brings flowstate's .pyc files up to date first, as installing does: each
+    module's cached bytecode then records its source's current mtime and size."""
+    import importlib.util
+    import struct
+
+    import flowstate
+    from benchmarks.startup import current_bytecode
+
+    current_bytecode()
+    sources = sorted(Path(flowstate.__file__).parent.rglob("*.py"))
+    assert len(sources) > 40
+    for source in sources:
+        cached = Path(importlib.util.cache_from_source(str(source)))
+        header = cached.read_bytes()[:16]
+        flags, mtime, size = struct.unpack("<3I", header[4:16])
+        stat = source.stat()
+        assert flags == 0 and (mtime, size) == (int(stat.st_mtime) & 0xFFFFFFFF, stat.st_size & 0xFFFFFFFF), source
