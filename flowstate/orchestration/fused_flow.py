@@ -134,17 +134,15 @@ _last_stamped: tuple[Any, Any, StateDetails | None] = (None, None, None)
 """The details :func:`_stamped_details` built last: for this run id and scheduled time."""
 
 
-def _stamped_details(
-    details: StateDetails, update: dict[str, Any], at_default: AbstractSet[str]
-) -> StateDetails:
+def _stamped_details(details: StateDetails, update: dict[str, Any], shared: bool) -> StateDetails:
     """``details`` with the stamped values ``update`` (a run id, maybe a scheduled time).
 
-    Where ``details`` gives nothing but defaults (``Running()``'s, ``Scheduled()``'s), and the
-    stamp replaces every one it gives, the result depends on ``update`` alone: successive
-    states of one run then share one instance (details are frozen), which lets the store
-    encode it once."""
+    ``shared``: ``details`` gives nothing but defaults (``Running()``'s, ``Scheduled()``'s) and
+    the stamp replaces every one it gives, so the result depends on ``update`` alone:
+    successive states of one run then share one instance (details are frozen), which lets the
+    store encode it once."""
     global _last_stamped
-    if not at_default <= update.keys() or details.__pydantic_fields_set__ != at_default:
+    if not shared:
         return copy_with(details, update)
     run_id, scheduled = update["flow_run_id"], update.get("scheduled_time", _ABSENT)
     last = _last_stamped
@@ -168,7 +166,11 @@ def fused_core_flow(
     proposal = proposed.__dict__
     proposal_fields_set = proposed.__pydantic_fields_set__
     to_type = proposal["type"]
-    if type(now) is not datetime or now.tzinfo is not UTC or values["parent_task_run_id"] is not None:
+    if (
+        type(now) is not datetime
+        or now.tzinfo is not UTC
+        or values["parent_task_run_id"] is not None
+    ):
         return None
     at_default = _plain_proposal(proposed)
     if at_default is None:
@@ -214,14 +216,12 @@ def fused_core_flow(
     state_id = new_id()
     if to_type is S.PAUSED and pause_key is None:
         pause_key = str(new_id())  # HandlePausingFlows draws a key after the state's id
-    written = copy_with(
-        proposed,
-        {
-            "id": state_id,
-            "timestamp": now,
-            "state_details": _stamped_details(proposal["state_details"], update, at_default),
-        },
-    )
+    # the details given at their default value are all replaced by the stamp
+    defaults_replaced = not at_default or at_default <= update.keys()
+    details = proposal["state_details"]
+    shared = defaults_replaced and details.__pydantic_fields_set__ == at_default
+    stamped = _stamped_details(details, update, shared)
+    written = copy_with(proposed, {"id": state_id, "timestamp": now, "state_details": stamped})
 
     changes: dict[str, Any] = {}
     written, _ = common_bookkeeping(initial, values, written, changes)
@@ -249,7 +249,7 @@ def fused_core_flow(
     as_read = (
         copied_as_is
         and type(run_id) is UUID
-        and (not at_default or at_default <= update.keys())
+        and defaults_replaced
         and _GIVEN_BY_CONSTRUCTORS <= proposal_fields_set
     )
     result = construct(

@@ -285,10 +285,10 @@ def encode_data(data: Any) -> str | None:
 def state_insert_row(run_id: UUID | str, state: State) -> tuple[Any, ...]:
     """Values for INSERT_*_RUN_STATE (``run_id`` may be given as its text already)."""
     values = state.__dict__  # (one dict, instead of pydantic's attribute hook per field)
-    state_id, data = values["id"], values["data"]
+    data = values["data"]
     return (
         run_id if type(run_id) is str else _id_text(run_id),
-        uuid_text(state_id) if type(state_id) is UUID else str(state_id),
+        _id_text(values["id"]),
         values["type"]._value_,  # .value is a Python-level property of Enum; _value_ the same
         values["name"],
         encode_time(values["timestamp"]),
