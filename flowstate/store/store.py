@@ -422,43 +422,43 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
     ) -> None:
         """Write a new state (if any) to the run's history and save the run's fields
         (``as_read``, ``state_as_read``: see :meth:`StoreBackend.save_transition`)."""
-        if kind == "flow":
-            cached = None
-            if self._depth > 0 and self._owner == _get_ident():  # (_caching(), written out)
-                cached = self._runs.get(run.id.int)
-                if cached is not None and cached.run is run:
-                    self._save_cached_flow_run(
-                        cached, written, current_state_id, now, as_read, state_as_read
-                    )
-                    return
-            else:
-                self._runs.clear()
-        conn = self.conn
-        if kind == "flow":
-            if self._dirty:
-                self._flush()
-            run_text = str(run.id) if cached is None else cached.id_text
-            state_row = None
-            state_id: UUID | str | None = current_state_id
-            if written is not None:
-                state_row = rows.state_insert_row(run_text, written)
-                conn.execute(*sql.BIND_INSERT_FLOW_RUN_STATE(state_row))
-                state_id = state_row[1]
-            policy_text = None
-            if cached is not None:
-                old, new = cached.policy_object, run.empirical_policy
-                if new is old or (type(new) is type(old) and new.__dict__ == old.__dict__):
-                    policy_text = cached.policy  # unchanged: no need to encode it again
-            row = rows.flow_run_update_row(run, state_id, now, policy_text, run_text)  # type: ignore[arg-type]
-            conn.execute(*sql.BIND_UPDATE_FLOW_RUN(row))
-            if cached is not None:
-                del self._runs[run.id.int]
-                self._remember_saved(cached, run, now, row, written, state_row, policy_text)  # type: ignore[arg-type]
-        else:
+        if kind != "flow":
+            conn = self.conn
             if written is not None:
                 conn.execute(*sql.BIND_INSERT_TASK_RUN_STATE(rows.state_insert_row(run.id, written)))
-            state_id = written.id if written is not None else current_state_id
-            conn.execute(*sql.BIND_UPDATE_TASK_RUN(rows.task_run_update_row(run, state_id, now)))  # type: ignore[arg-type]
+            task_state_id = written.id if written is not None else current_state_id
+            conn.execute(*sql.BIND_UPDATE_TASK_RUN(rows.task_run_update_row(run, task_state_id, now)))  # type: ignore[arg-type]
+            return
+        cached = None
+        if self._depth > 0 and self._owner == _get_ident():  # (_caching(), written out)
+            cached = self._runs.get(run.id.int)
+            if cached is not None and cached.run is run:
+                self._save_cached_flow_run(
+                    cached, written, current_state_id, now, as_read, state_as_read
+                )
+                return
+        else:
+            self._runs.clear()
+        conn = self.conn
+        if self._dirty:
+            self._flush()
+        run_text = str(run.id) if cached is None else cached.id_text
+        state_row = None
+        state_id: UUID | str | None = current_state_id
+        if written is not None:
+            state_row = rows.state_insert_row(run_text, written)
+            conn.execute(*sql.BIND_INSERT_FLOW_RUN_STATE(state_row))
+            state_id = state_row[1]
+        policy_text = None
+        if cached is not None:
+            old, new = cached.policy_object, run.empirical_policy
+            if new is old or (type(new) is type(old) and new.__dict__ == old.__dict__):
+                policy_text = cached.policy  # unchanged: no need to encode it again
+        row = rows.flow_run_update_row(run, state_id, now, policy_text, run_text)  # type: ignore[arg-type]
+        conn.execute(*sql.BIND_UPDATE_FLOW_RUN(row))
+        if cached is not None:
+            del self._runs[run.id.int]
+            self._remember_saved(cached, run, now, row, written, state_row, policy_text)  # type: ignore[arg-type]
 
     def _save_cached_flow_run(
         self,
