@@ -1,24 +1,29 @@
 """Conformance: replay every vector recorded from Prefect 3.9.1 and demand identical answers.
 
-The vectors are found at ``<repo>/../shared/conformance/*.jsonl`` or in ``$FLOWSTATE_CONFORMANCE_DIR``;
-see ``tests/conformance/README.md``. A missing vector file fails the run, it never skips it.
+The vectors ship with the repository in ``tests/conformance/vectors/*.jsonl``;
+``$FLOWSTATE_CONFORMANCE_DIR`` adds the files of another folder. See
+``tests/conformance/README.md``. A missing vector file fails the run, it never skips it.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.backends import Backend
+from tests.conformance import replay
 from tests.conformance.replay import (
     ENV_VAR,
+    MIN_VECTORS,
+    VECTOR_DIR,
     find_vector_files,
     load_vectors,
-    minimum_vectors,
+    override_location,
     replay_vector,
-    vector_dir,
 )
 
 VECTORS: list[dict[str, Any]] = load_vectors()
@@ -32,12 +37,60 @@ def _params() -> list[Any]:
 
 
 def test_vectors_found() -> None:
-    """The vector file exists and holds at least the recorded number of vectors."""
-    files = find_vector_files()
-    assert files, f"no *.jsonl conformance vectors at {vector_dir()} (set {ENV_VAR} to override)"
-    assert len(VECTORS) >= minimum_vectors(), (
-        f"only {len(VECTORS)} vectors in {[str(f) for f in files]}, expected >= {minimum_vectors()}"
+    """The repository ships the recorded vectors, and an override folder, when one is named,
+    exists and holds vector files."""
+    shipped = [path for path in find_vector_files() if path.parent == VECTOR_DIR]
+    assert shipped, f"no *.jsonl conformance vectors in {VECTOR_DIR}"
+    assert len(load_vectors(shipped)) >= MIN_VECTORS, (
+        f"only {len(load_vectors(shipped))} vectors in {VECTOR_DIR}, expected >= {MIN_VECTORS}"
     )
+    assert len(VECTORS) >= MIN_VECTORS
+    location = override_location()
+    if location is not None:
+        assert location.is_file() or any(location.glob("*.jsonl")), (
+            f"{ENV_VAR}={location}: no *.jsonl vector files there"
+        )
+
+
+def _vector_line(vector_id: str) -> str:
+    return json.dumps({"id": vector_id, "run": "flow", "setup": {}, "steps": [], "expect": []})
+
+
+def test_the_override_folder_adds_files_and_a_same_named_file_is_read_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    extra = tmp_path / "more.jsonl"
+    extra.write_text(_vector_line("extra-vector") + "\n", encoding="utf-8")
+    shipped_name = sorted(VECTOR_DIR.glob("*.jsonl"))[0].name
+    (tmp_path / shipped_name).write_text(_vector_line("same-named") + "\n", encoding="utf-8")
+    monkeypatch.setenv(ENV_VAR, str(tmp_path))
+
+    files = find_vector_files()
+
+    assert files[-1] == extra
+    assert [path for path in files if path.name == shipped_name] == [VECTOR_DIR / shipped_name]
+    shipped = sorted(VECTOR_DIR.glob("*.jsonl"))
+    assert [path for path in files if path.parent == VECTOR_DIR] == shipped
+    ids = {vector["id"] for vector in load_vectors(files)}
+    assert "extra-vector" in ids and "same-named" not in ids
+
+
+def test_the_override_may_name_a_single_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    extra = tmp_path / "one.jsonl"
+    extra.write_text(_vector_line("single") + "\n", encoding="utf-8")
+    monkeypatch.setenv(ENV_VAR, str(extra))
+    assert find_vector_files()[-1] == extra
+
+
+def test_without_an_override_only_the_repositorys_vectors_are_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    files = find_vector_files()
+    assert files and all(path.parent == VECTOR_DIR for path in files)
+    assert VECTOR_DIR.is_relative_to(replay.REPO_ROOT)
 
 
 def test_vector_ids_unique() -> None:
@@ -52,7 +105,7 @@ def test_vector_ids_unique() -> None:
 def test_conformance(vector: dict[str, Any] | None, backend: Backend) -> None:
     """Replaying the vector through flowstate gives Prefect's recorded answer at every step,
     on each backend (SQLite in memory, a fresh PostgreSQL schema)."""
-    assert vector is not None, f"no conformance vectors found at {vector_dir()} (set {ENV_VAR})"
+    assert vector is not None, f"no conformance vectors found in {VECTOR_DIR}"
     database = backend.new_database(memory=True)
     try:
         mismatches = replay_vector(vector, database)

@@ -1,8 +1,10 @@
-"""The public surface matches ../shared/API.md and README, and importing stays light."""
+"""The public surface matches docs/api.md and README, and importing stays light."""
 
 from __future__ import annotations
 
 import inspect
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +60,49 @@ def test_errors_are_also_builtin_kinds():
     assert issubclass(flowstate.ObjectNotFound, KeyError)
     for name in ("ObjectNotFound", "ObjectAlreadyExists", "InvalidState", "DatabaseError"):
         assert issubclass(getattr(flowstate, name), flowstate.FlowstateError)
+
+
+def _api_doc_section(title: str) -> str:
+    text = (REPO / "docs" / "api.md").read_text(encoding="utf-8")
+    return text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_every_model_and_error_of_the_api_doc_is_exported():
+    for title in ("Models (pydantic v2)", "Errors"):
+        named = re.findall(r"^- `([A-Z]\w+)`", _api_doc_section(title), flags=re.MULTILINE)
+        named += re.findall(r"`([A-Z]\w+)` is the", _api_doc_section(title))
+        assert len(named) >= 5
+        assert set(named) <= set(flowstate.__all__), title
+
+
+def test_every_call_of_the_api_doc_exists_with_the_documented_parameters():
+    engine = _api_doc_section("The engine")
+    calls = re.findall(r"`(\w+)\(([^`]*?)\)", engine)
+    assert len(calls) >= 15
+    for name, params in calls:
+        orchestrator = flowstate.Orchestrator
+        signature = inspect.signature(
+            orchestrator if name == "Orchestrator" else getattr(orchestrator, name))
+        for part in params.replace("\n", " ").split(","):
+            param = re.split(r"[=:]", part)[0].strip()
+            if param and param != "*":
+                assert param in signature.parameters, f"{name}({param}=...)"
+    for method in re.findall(r"`(\w+)`", engine.split("Workers", 1)[1]):
+        if not method.endswith("_policy"):
+            assert callable(getattr(flowstate.Orchestrator, method)), method
+        else:
+            assert method in inspect.signature(flowstate.Orchestrator).parameters
+    states_paragraph = _api_doc_section("Models (pydantic v2)").split("`flowstate.states`", 1)[1]
+    constructors = re.findall(r"`(\w+)\(", states_paragraph)
+    assert sorted(set(constructors)) == sorted(STATE_CONSTRUCTORS)
+
+
+def test_the_api_docs_prefect_json_round_trips():
+    block = _api_doc_section("Prefect's JSON").split("```json\n", 1)[1].split("```", 1)[0]
+    prefect_json = json.loads(block)
+    result = flowstate.OrchestrationResult.model_validate(prefect_json)
+    assert result.model_dump(mode="json").keys() == prefect_json.keys()
+    assert result.model_dump(mode="json")["state"].keys() == prefect_json["state"].keys()
 
 
 def test_readme_names_the_two_commands_and_the_public_api():

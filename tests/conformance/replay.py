@@ -1,16 +1,17 @@
 """Replay Prefect conformance vectors through flowstate's public API and compare the answers.
 
-The vectors (``shared/conformance/*.jsonl``, format in ``shared/conformance/README.md``) were
-recorded from a real Prefect 3.9.1 server. For each vector this module builds the setup runs on a
-fresh in-memory :class:`flowstate.Orchestrator`, performs every step, normalises the outcome the
-way the README describes (run ids -> ``<run:NAME>``, absolute times -> ``*_in`` seconds relative to
-the moment the step was issued, ...) and compares it with the step's ``expect`` entry.
+The vectors (``tests/conformance/vectors/*.jsonl``, provenance and format in that folder's
+``README.md``) were recorded from a real Prefect 3.9.1 server. For each vector this module builds
+the setup runs on a fresh in-memory :class:`flowstate.Orchestrator`, performs every step,
+normalises the outcome the way the README describes (run ids -> ``<run:NAME>``, absolute
+times -> ``*_in`` seconds relative to the moment the step was issued, ...) and compares it with
+the step's ``expect`` entry.
 
 The result of :func:`replay_vector` is a list of human-readable mismatch strings, each naming the
 step index, the op, the path of the differing field, the expected and the actual value. An empty
 list means the vector passes.
 
-Only the public API is used: ``import flowstate`` and the names listed in ``shared/API.md``.
+Only the public API is used: ``import flowstate`` and the names listed in ``docs/api.md``.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from uuid import UUID, uuid4
 __all__ = [
     "ENV_VAR",
     "MIN_VECTORS",
-    "minimum_vectors",
+    "VECTOR_DIR",
     "find_vector_files",
+    "override_location",
     "load_vectors",
     "replay_vector",
 ]
@@ -41,39 +43,45 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 
 ENV_VAR = "FLOWSTATE_CONFORMANCE_DIR"
-"""Environment variable overriding where the ``*.jsonl`` vector files are read from."""
+"""Environment variable naming a further folder (or single ``*.jsonl`` file) of vectors to replay
+in addition to the repository's own."""
 
 MIN_VECTORS = 306
-"""The recorded file holds this many vectors; fewer means the vectors were not found."""
-
-
-def minimum_vectors() -> int:
-    """How many vectors must load: all recorded ones by default, at least one from an override
-    (an acceptance set of another size may be pointed to with ``$FLOWSTATE_CONFORMANCE_DIR``)."""
-    return 1 if os.environ.get(ENV_VAR) else MIN_VECTORS
+"""The repository's recorded file holds this many vectors; fewer means they were not found."""
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 """``tests/conformance/replay.py`` -> ``tests/conformance`` -> ``tests`` -> the repository."""
 
-DEFAULT_VECTOR_DIR = REPO_ROOT.parent / "shared" / "conformance"
-"""The vectors live in ``shared/`` beside the repository (also in CI's fresh clone)."""
+VECTOR_DIR = REPO_ROOT / "tests" / "conformance" / "vectors"
+"""The vectors shipped with the repository (provenance and format in its ``README.md``)."""
 
 
-def vector_dir() -> Path:
-    """The directory (or single file) the vectors are read from: ``$FLOWSTATE_CONFORMANCE_DIR``
-    if set, else ``<repo_root>/../shared/conformance``."""
+def override_location() -> Path | None:
+    """The folder or file named by ``$FLOWSTATE_CONFORMANCE_DIR``, or None when it is unset."""
     override = os.environ.get(ENV_VAR)
-    return Path(override).expanduser() if override else DEFAULT_VECTOR_DIR
+    return Path(override).expanduser() if override else None
 
 
-def find_vector_files() -> list[Path]:
-    """All ``*.jsonl`` vector files, sorted by name; empty when none can be found."""
-    location = vector_dir()
+def _jsonl_files(location: Path) -> list[Path]:
+    """``location`` itself if it is a file, else its ``*.jsonl`` files sorted by name (not its
+    subfolders: those hold vectors of other formats)."""
     if location.is_file():
         return [location]
     if location.is_dir():
         return sorted(location.glob("*.jsonl"))
     return []
+
+
+def find_vector_files() -> list[Path]:
+    """The repository's ``*.jsonl`` vector files, then those of ``$FLOWSTATE_CONFORMANCE_DIR``
+    whose names the repository does not already ship (a same-named file is replayed once, from
+    the repository)."""
+    files = _jsonl_files(VECTOR_DIR)
+    location = override_location()
+    if location is not None:
+        shipped = {path.name for path in files}
+        files += [path for path in _jsonl_files(location) if path.name not in shipped]
+    return files
 
 
 def load_vectors(files: Iterable[Path] | None = None) -> list[dict[str, Any]]:
