@@ -212,3 +212,35 @@ def test_a_subscription_queues_events_for_another_thread():
         subscription.close()
         consumer.join(timeout=5)
         assert received == ["Pending", "Running", "Completed"]
+
+
+def test_a_single_calls_listeners_run_after_its_commit(database):
+    """A listener may read the run through another connection: the call that told it has
+    committed, so it sees the new state and waits for no lock (DatabaseBusy if it did)."""
+    with Orchestrator(database) as orc, Orchestrator(database, busy_timeout=0.2) as other:
+        seen = []
+
+        def read_elsewhere(event):
+            try:
+                if event.kind == "flow":
+                    stored = other.read_flow_run(event.run_id).state
+                else:
+                    stored = other.read_task_run(event.run_id).state
+                seen.append((event.state.type, stored.type, stored.id == event.state.id))
+            except Exception as exc:  # kept for the assertion below
+                seen.append((event.state.type, type(exc).__name__))
+
+        orc.add_listener(read_elsewhere)
+        run = orc.create_flow_run(state=Pending())
+        orc.set_flow_run_state(run.id, Running())  # the core policy's one-pass road
+        task = orc.create_task_run(flow_run_id=run.id, state=Pending())
+        orc.set_task_run_state(task.id, Running())
+        orc.set_flow_run_state(run.id, Paused(pause_key="k"))
+        orc.resume_flow_run(run.id)
+        orc.set_flow_run_state(run.id, Cancelling())  # the rule pipeline's road
+        orc.set_flow_run_state(run.id, Completed(), force=True)
+        S = StateType
+        expected = [S.PENDING, S.RUNNING, S.PENDING, S.RUNNING, S.PAUSED, S.RUNNING,
+                    S.CANCELLING, S.COMPLETED]
+        assert seen == [(t, t, True) for t in expected]
+        assert orc.listener_errors == []

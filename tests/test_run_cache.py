@@ -1,4 +1,7 @@
-"""The store's cache of decoded flow runs must be invisible: every read equals a fresh read."""
+"""The store's cache of decoded flow runs must be invisible: every read equals a fresh read.
+
+The tests that take ``database`` run on both backends (PostgreSQL keeps no cache: there they
+check the same behaviour through a plain store)."""
 
 from __future__ import annotations
 
@@ -7,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from flowstate import Orchestrator
+from flowstate import ObjectNotFound, Orchestrator, StateType
 from flowstate.states import Completed, Paused, Pending, Running, Scheduled
+from flowstate.testing import FrozenClock
 
 
 def _exact(run: Any) -> Any:
@@ -108,3 +112,79 @@ def test_a_long_run_time_reads_back_from_the_cache_as_from_the_file(
             mine = orc.read_flow_run(run.id)
         assert abs(mine.total_run_time - (later - start)) <= timedelta(microseconds=1)
         assert _exact(mine) == _exact(_fresh(path, run.id))
+
+
+def _gone(orc: Orchestrator, run_id: Any) -> None:
+    """Every way of reaching a flow run says it is not there."""
+    with pytest.raises(ObjectNotFound):
+        orc.read_flow_run(run_id)
+    with pytest.raises(ObjectNotFound):
+        orc.read_flow_run_states(run_id)
+    with pytest.raises(ObjectNotFound):
+        orc.set_flow_run_state(run_id, Running())
+    with pytest.raises(ObjectNotFound):
+        orc.set_flow_run_state(run_id, Completed(), force=True)
+    with pytest.raises(ObjectNotFound):
+        orc.resume_flow_run(run_id)
+    with pytest.raises(ObjectNotFound):
+        orc.heartbeat(run_id)
+    with pytest.raises(ObjectNotFound):
+        orc.create_task_run(flow_run_id=run_id)
+    assert run_id not in {r.id for r in orc.read_flow_runs()}
+
+
+def test_a_deleted_run_is_gone_for_the_orchestrator_that_deleted_it(database: str) -> None:
+    with Orchestrator(database) as orc:
+        run = orc.create_flow_run(state=Pending())
+        orc.set_flow_run_state(run.id, Running())  # read and written: the run is cached
+        assert orc.read_flow_run(run.id).state_type is StateType.RUNNING
+        orc.delete_flow_run(run.id)
+        _gone(orc, run.id)
+        with pytest.raises(ObjectNotFound):
+            orc.delete_flow_run(run.id)
+    with Orchestrator(database) as fresh:
+        _gone(fresh, run.id)
+
+
+def test_a_run_deleted_inside_a_block_is_gone_in_the_block_and_after(database: str) -> None:
+    with Orchestrator(database) as orc:
+        kept = orc.create_flow_run(state=Pending())
+        run = orc.create_flow_run(state=Pending())
+        with orc.transaction():
+            orc.set_flow_run_state(run.id, Running())  # its run row's update waits (SQLite)
+            orc.set_flow_run_state(kept.id, Running())
+            orc.delete_flow_run(run.id)
+            _gone(orc, run.id)
+            assert orc.read_flow_run(kept.id).state_type is StateType.RUNNING
+        _gone(orc, run.id)
+        assert orc.read_flow_run(kept.id).state_type is StateType.RUNNING
+
+
+def test_a_run_change_without_a_new_state_is_saved(database: str) -> None:
+    """A refused PAUSED -> PENDING writes no state, but leaving the pause flags the run as
+    resuming (Prefect's HandleResumingPausedFlows): that change is saved like any other."""
+    clock = FrozenClock(datetime(2026, 1, 1, tzinfo=timezone.utc))
+    with Orchestrator(database, clock=clock) as orc:
+        run = orc.create_flow_run(state=Running())
+        orc.set_flow_run_state(run.id, Paused(pause_key="k"))
+        assert orc.read_flow_run(run.id).empirical_policy.resuming is False
+        clock.advance(1)
+        refused = orc.set_flow_run_state(run.id, Pending())
+        assert (refused.status.value, refused.state.type) == ("REJECT", StateType.PAUSED)
+        mine = orc.read_flow_run(run.id)
+        assert mine.empirical_policy.resuming is True and mine.updated == clock.now
+    with Orchestrator(database) as reopened:
+        again = reopened.read_flow_run(run.id)
+        assert again.empirical_policy.resuming is True and again.updated == clock.now
+        assert len(reopened.read_flow_run_states(run.id)) == 2  # Running, Paused
+
+
+def test_a_run_change_without_a_new_state_inside_a_block_is_saved(database: str) -> None:
+    with Orchestrator(database) as orc:
+        run = orc.create_flow_run(state=Running())
+        with orc.transaction():
+            orc.set_flow_run_state(run.id, Paused(pause_key="k"))
+            assert orc.set_flow_run_state(run.id, Pending()).status.value == "REJECT"
+            assert orc.read_flow_run(run.id).empirical_policy.resuming is True
+    with Orchestrator(database) as reopened:
+        assert reopened.read_flow_run(run.id).empirical_policy.resuming is True
