@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from flowstate import InvalidState, Orchestrator, SetStateStatus, StateType
-from flowstate.rules import CORE_FLOW, retry_crashed_flows
+from flowstate.rules import CORE_FLOW, Reject, retry_crashed_flows, rule
 from flowstate.states import Completed, Pending, Running, Scheduled
 from flowstate.testing import FrozenClock
 
@@ -71,6 +71,21 @@ def test_a_silent_run_is_crashed_exactly_once(orc, clock):
     assert [s.type for s in orc.read_flow_run_states(run.id)].count(StateType.CRASHED) == 1
 
 
+def test_a_run_silent_for_exactly_the_timeout_is_not_lost(orc, clock):
+    """Lost means silent for *more* than the timeout (the run's own timeout, or the call's)."""
+    run = orc.create_flow_run(state=Running())
+    patient = orc.create_flow_run(state=Running(), heartbeat_timeout=90)
+    clock.advance(30)
+    orc.heartbeat(run.id)  # silence now counts from here
+    clock.advance(60)
+    assert orc.mark_lost_runs(timeout=60) == []  # 60 s and 90 s of silence: both at the limit
+    assert orc.read_flow_run(run.id).state_type is StateType.RUNNING
+    clock.advance(microseconds=1)
+    lost = orc.mark_lost_runs(timeout=60)
+    assert [r.state.state_details.flow_run_id for r in lost] == [patient.id, run.id]
+    assert all(r.state.type is StateType.CRASHED for r in lost)
+
+
 def test_heartbeats_keep_a_run_alive(orc, clock):
     run = orc.create_flow_run(state=Running())
     for _ in range(5):
@@ -122,6 +137,33 @@ def test_without_the_opt_in_rule_prefects_policy_does_not_retry_crashes(orc, clo
     [result] = orc.mark_lost_runs(timeout=60)
     assert result.state.type is StateType.CRASHED
     assert orc.read_flow_run(run.id).state_type is StateType.CRASHED
+
+
+def test_a_claimed_run_keeps_its_scheduled_time(orc):
+    [run_id] = schedule(orc, [-10])
+    [claimed] = orc.claim_due_flow_runs(limit=1, worker="w1")
+    assert claimed.state.state_details.scheduled_time == T0 - timedelta(seconds=10)
+    stored = orc.read_flow_run_states(run_id)[-1]
+    assert (stored.type, stored.state_details.scheduled_time) == (
+        StateType.PENDING, T0 - timedelta(seconds=10))
+
+
+@rule(from_=StateType.SCHEDULED, to=StateType.PENDING, name="no-claims-for-held-runs")
+def hold_runs_tagged_hold(ctx):
+    if "hold" in ctx.run.tags:
+        return Reject("This run is on hold.")
+    return None
+
+
+def test_claims_go_through_the_configured_flow_policy(clock, memory_database):
+    policy = CORE_FLOW.append(hold_runs_tagged_hold)
+    with Orchestrator(memory_database, clock=clock, flow_policy=policy) as orc:
+        held = orc.create_flow_run(tags=["hold"], state=Scheduled(T0 - timedelta(seconds=20)))
+        free = orc.create_flow_run(state=Scheduled(T0 - timedelta(seconds=10)))
+        assert [r.id for r in orc.claim_due_flow_runs(limit=5, worker="w1")] == [free.id]
+        assert orc.read_flow_run(held.id).state_type is StateType.SCHEDULED
+        assert [s.type for s in orc.read_flow_run_states(held.id)] == [StateType.SCHEDULED]
+        assert orc.claim_due_flow_runs(limit=5) == []  # still refused, still not claimed
 
 
 def test_iter_due_flow_runs_yields_claims_and_stops(orc):
