@@ -194,6 +194,60 @@ def test_resume_of_a_run_that_is_not_paused_aborts_without_a_state(orc):
         orc.resume_flow_run(run.id, run_input=["not", "an", "object"])
 
 
+def _no_input_stored(orc, run_id):
+    with pytest.raises(ObjectNotFound):
+        orc.read_flow_run_input(run_id, "paused-k-response")
+
+
+def test_a_resume_refused_for_an_expired_pause_stores_no_input(orc, clock):
+    run = paused_for_input(orc, clock)
+    clock.advance(hours=1, seconds=1)
+    result = orc.resume_flow_run(run.id, run_input={"approved": True})
+    assert (result.status, result.state.type) == (SetStateStatus.REJECT, StateType.FAILED)
+    assert result.details.reason == "The flow run pause has timed out and can no longer resume."
+    _no_input_stored(orc, run.id)
+
+
+def test_a_resume_refused_for_invalid_input_stores_nothing_and_a_valid_one_still_can(orc, clock):
+    run = paused_for_input(orc, clock)
+    for bad in ({"approved": "yes"}, {"approved": {"__prefect_kind": "jinja", "template": "x"}}):
+        result = orc.resume_flow_run(run.id, run_input=bad)
+        assert (result.status, result.state.type) == (SetStateStatus.REJECT, StateType.PAUSED)
+        _no_input_stored(orc, run.id)
+    assert [s.type for s in orc.read_flow_run_states(run.id)] == [StateType.RUNNING, StateType.PAUSED]
+    assert orc.resume_flow_run(run.id, run_input={"approved": True}).status is SetStateStatus.ACCEPT
+    assert orc.read_flow_run_input(run.id, "paused-k-response") == '{"approved":true}'
+
+
+def _paused_for_optional_input(orc, clock):
+    run = paused_for_input(orc, clock)
+    orc.delete_flow_run_input(run.id, "paused-k-schema")
+    orc.create_flow_run_input(run.id, "paused-k-schema", json.dumps({"type": "object"}))
+    return run
+
+
+@pytest.mark.parametrize("given", [None, {}, {"note": {"__prefect_kind": "json"}}],
+                         ids=["no-input", "empty", "emptied-by-hydration"])
+def test_a_resume_with_no_input_stores_nothing(orc, clock, given):
+    run = _paused_for_optional_input(orc, clock)
+    result = orc.resume_flow_run(run.id) if given is None else orc.resume_flow_run(run.id, given)
+    assert (result.status, result.state.type) == (SetStateStatus.ACCEPT, StateType.RUNNING)
+    _no_input_stored(orc, run.id)
+
+
+def test_a_json_placeholder_without_a_value_is_dropped_not_made_null(orc, clock):
+    run = paused_for_input(orc, clock)
+    given = {
+        "approved": True,
+        "note": {"__prefect_kind": "json"},
+        "items": [1, {"__prefect_kind": "json"}, {"__prefect_kind": "json", "value": "[2]"}],
+        "nested": {"a": {"__prefect_kind": "json"}, "b": {"__prefect_kind": "json", "value": 3}},
+    }
+    assert orc.resume_flow_run(run.id, run_input=given).status is SetStateStatus.ACCEPT
+    stored = orc.read_flow_run_input(run.id, "paused-k-response")
+    assert json.loads(stored) == {"approved": True, "items": [1, [2]], "nested": {"b": 3}}
+
+
 def test_tasks_cache_their_results_across_runs(orc):
     flow = orc.create_flow_run(state=Running())
     first = orc.create_task_run(flow_run_id=flow.id, task_key="t", state=Running())
