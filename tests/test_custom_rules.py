@@ -12,6 +12,7 @@ from flowstate.rules import (
     ANY_STATE, CORE_FLOW, CORE_TASK, Policy, Reject, Wait, decide_transition, rule,
 )
 from flowstate.states import Cancelled, Cancelling, Completed, Paused, Pending, Running, Scheduled
+from flowstate.testing import FrozenClock
 
 MONDAY_NIGHT = datetime(2026, 11, 30, 22, 30, tzinfo=timezone.utc)
 MONDAY_NOON = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
@@ -244,3 +245,53 @@ def test_a_single_calls_listeners_run_after_its_commit(database):
                     S.CANCELLING, S.COMPLETED]
         assert seen == [(t, t, True) for t in expected]
         assert orc.listener_errors == []
+
+
+@rule(from_=StateType.PAUSED, to=ANY_STATE, name="look-only")
+def look_only(ctx):
+    return None
+
+
+@pytest.mark.parametrize("late", [timedelta(0), timedelta(microseconds=1)], ids=["at", "after"])
+def test_a_resume_at_the_pause_timeout_gets_the_same_answer_from_core_and_derived_policies(
+    database, late
+):
+    """CORE_FLOW answers its everyday transitions in one pass; a policy derived from it runs
+    the rules one by one. A pause may be left up to and including its timeout."""
+    start = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    answers = []
+    for policy in (CORE_FLOW, CORE_FLOW.append(look_only, name="derived")):
+        clock = FrozenClock(start)
+        with Orchestrator(database, clock=clock, flow_policy=policy) as orc:
+            run = orc.create_flow_run(state=Running())
+            deadline = start + timedelta(minutes=5)
+            orc.set_flow_run_state(run.id, Paused(pause_expiration_time=deadline, pause_key="k"))
+            clock.set(deadline + late)
+            result = orc.resume_flow_run(run.id)
+            answers.append((result.status, result.state.type, getattr(result.details, "reason", None)))
+    assert answers[0] == answers[1]
+    if late:
+        assert answers[0][:2] == (SetStateStatus.REJECT, StateType.FAILED)
+    else:
+        assert answers[0] == (SetStateStatus.ACCEPT, StateType.RUNNING, None)
+
+
+def test_a_run_a_user_rule_keeps_is_its_own_copy(database):
+    """``ctx.run`` is a working copy: a rule may keep it, later transitions do not change it.
+    (A policy mixing user rules with flowstate's own is never treated as built in, which
+    would let the engine hand the rules the run it caches.)"""
+    kept = []
+
+    @rule(from_=ANY_STATE, to=ANY_STATE, name="keep-runs")
+    def keep_runs(ctx):
+        kept.append(ctx.run)
+
+    with Orchestrator(database, flow_policy=CORE_FLOW.append(keep_runs)) as orc:
+        run = orc.create_flow_run(state=Pending())
+        orc.set_flow_run_state(run.id, Running())
+        first = kept[-1].model_copy(deep=True)
+        orc.set_flow_run_state(run.id, Completed())
+        orc.set_flow_run_state(run.id, Running())
+        assert len(kept) == 3
+        assert kept[0] == first and kept[0].run_count == 1
+        assert orc.read_flow_run(run.id).run_count == 2

@@ -63,6 +63,13 @@ def test_flow_states_have_no_cache_keys_and_types_are_honoured(data: st.DataObje
     assert data.draw(states([type_, type_.value])).type is type_
 
 
+@pytest.mark.parametrize("type_", list(StateType), ids=lambda t: t.value)
+def test_states_with_no_argument_reach_every_state_type(type_: StateType) -> None:
+    found = find(states(), lambda s: s.type is type_,
+                 settings=settings(max_examples=500, database=None, phases=[Phase.generate]))
+    assert found.type is type_
+
+
 def test_states_are_relative_to_the_given_now() -> None:
     later = DEFAULT_START + timedelta(days=30)
     paused = find(states("PAUSED", now=later), lambda s: s.state_details.pause_timeout is not None)
