@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import partial
 from typing import Annotated, Any
 
@@ -43,3 +43,33 @@ def _coerce_utc(value: Any) -> Any:
 
 UtcDateTime = Annotated[datetime, BeforeValidator(_coerce_utc)]
 """A datetime field that always holds an aware UTC value (naive input is taken as UTC)."""
+
+
+class FromNow(datetime):
+    """A time given as ``seconds`` from "now" (``Paused(timeout_seconds=60)``).
+
+    Until a proposal holding it is stamped it shows the real clock's now plus ``seconds``;
+    stamping replaces it by the orchestrator's now plus ``seconds`` (:func:`resolve_from_now`),
+    so that an injected clock decides when it comes.
+    """
+
+    __slots__ = ("seconds",)
+    seconds: float
+
+
+def from_now(seconds: float) -> FromNow:
+    """A :class:`FromNow` ``seconds`` after the real clock's now (OverflowError past year 9999)."""
+    at = utcnow() + timedelta(seconds=seconds)
+    made = FromNow(
+        at.year, at.month, at.day, at.hour, at.minute, at.second, at.microsecond, tzinfo=UTC
+    )
+    made.seconds = seconds
+    return made
+
+
+def resolve_from_now(value: FromNow, now: datetime) -> datetime:
+    """``now`` plus the value's seconds, as a plain datetime (OverflowError past year 9999)."""
+    seconds = getattr(value, "seconds", None)  # (datetime arithmetic makes FromNow without any)
+    if seconds is None:
+        return datetime.fromisoformat(value.isoformat())
+    return now + timedelta(seconds=seconds)

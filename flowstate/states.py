@@ -10,7 +10,8 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime, timedelta
+import math
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -18,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flowstate._ids import uuid7
 from flowstate._models import construct
-from flowstate._time import UtcDateTime, utcnow
+from flowstate._time import FromNow, UtcDateTime, from_now, utcnow
+from flowstate.errors import InvalidState
 
 __all__ = [
     "TERMINAL_TYPES",
@@ -355,27 +357,47 @@ def Paused(
 ) -> State:
     """A PAUSED state: blocking by default, a suspension with ``reschedule=True``.
 
-    ``timeout_seconds`` counts from the real clock now; with an injected clock pass
-    ``pause_expiration_time`` instead.
+    ``timeout_seconds`` counts from the moment the orchestrator takes the proposal, on its own
+    clock (an injected ``FrozenClock`` too); ``pause_expiration_time`` is an absolute deadline.
+    A timeout that is not a finite number of seconds, or ends after the year 9999, is
+    :class:`~flowstate.InvalidState`.
     """
     if timeout_seconds is not None and pause_expiration_time is not None:
-        raise ValueError("pass timeout_seconds or pause_expiration_time, not both")
+        raise InvalidState("pass timeout_seconds or pause_expiration_time, not both")
     if "pause_timeout" in details:
-        raise ValueError("set the pause timeout with timeout_seconds or pause_expiration_time")
-    if pause_expiration_time is None and timeout_seconds is not None:
-        pause_expiration_time = utcnow() + timedelta(seconds=timeout_seconds)
+        raise InvalidState("set the pause timeout with timeout_seconds or pause_expiration_time")
+    deadline: datetime | None = pause_expiration_time
+    if timeout_seconds is not None:
+        deadline = _relative_timeout(timeout_seconds)  # (validation keeps it a FromNow)
     return _state(
         StateType.PAUSED,
         name,
         message,
         data,
         {
-            "pause_timeout": pause_expiration_time,
+            "pause_timeout": deadline,
             "pause_reschedule": reschedule,
             "pause_key": pause_key,
             **details,
         },
     )
+
+
+def _relative_timeout(seconds: Any) -> FromNow:
+    """``timeout_seconds`` checked: a finite real number whose deadline is representable."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise InvalidState(
+            f"timeout_seconds must be a number of seconds, not {type(seconds).__name__}: "
+            f"{seconds!r}"
+        )
+    if not math.isfinite(seconds):
+        raise InvalidState(f"timeout_seconds={seconds!r}: expected a finite number of seconds")
+    try:
+        return from_now(seconds)
+    except OverflowError:
+        raise InvalidState(
+            f"timeout_seconds={seconds!r} is too large: the pause would end after the year 9999"
+        ) from None
 
 
 def Suspended(

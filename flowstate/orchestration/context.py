@@ -14,6 +14,8 @@ from typing import Any, Literal
 from uuid import UUID
 
 from flowstate._models import construct, copy_with
+from flowstate._time import FromNow, resolve_from_now
+from flowstate.errors import InvalidState
 from flowstate.orchestration.decisions import Effect
 from flowstate.results import SetStateStatus
 from flowstate.runs import FlowRun, TaskRun
@@ -121,13 +123,23 @@ def stamp_proposal(
     new_id: Callable[[], UUID],
     details: dict[str, Any] | None = None,
 ) -> State:
-    """A proposal as it is written: a new id, timestamp ``now``, and — for a SCHEDULED state
-    without one — the scheduled time ``now`` (Prefect's default, on the engine's clock).
+    """A proposal as it is written: a new id, timestamp ``now``, for a SCHEDULED state without
+    one the scheduled time ``now`` (Prefect's default, on the engine's clock), and a pause
+    timeout given in seconds (``Paused(timeout_seconds=60)``) counted from ``now``.
 
     ``details``: detail values to set as well (in the same copy), or None."""
     update: dict[str, Any] = {"id": new_id(), "timestamp": now}
     if proposed.type is StateType.SCHEDULED and proposed.state_details.scheduled_time is None:
         details = {**details, "scheduled_time": now} if details else {"scheduled_time": now}
+    timeout = proposed.state_details.pause_timeout
+    if type(timeout) is FromNow:  # a relative pause timeout counts from the engine's "now"
+        try:
+            deadline = resolve_from_now(timeout, now)
+        except OverflowError:
+            raise InvalidState(
+                f"timeout_seconds={timeout.seconds!r} from {now.isoformat()} is after the year 9999"
+            ) from None
+        details = {**details, "pause_timeout": deadline} if details else {"pause_timeout": deadline}
     if details:
         update["state_details"] = copy_with(proposed.state_details, details)
     return copy_with(proposed, update)

@@ -26,7 +26,7 @@ from typing import Any
 from uuid import UUID
 
 from flowstate._models import construct, copy_with
-from flowstate._time import UTC
+from flowstate._time import UTC, FromNow, resolve_from_now
 from flowstate.orchestration.bookkeeping import common_bookkeeping
 from flowstate.orchestration.policy import _ACCEPT_DETAILS
 from flowstate.orchestration.scheduling_rules import seconds_to_wait
@@ -122,6 +122,8 @@ def _plain_details(details: StateDetails) -> AbstractSet[str] | None:
             at_default = at_default | {name}
             continue
         if name in _TIMES:
+            if type(value) is FromNow and name == "pause_timeout":
+                continue  # (stamping counts it from "now")
             if type(value) is not datetime or value.tzinfo is not UTC:
                 return None
         elif name != "pause_key" or type(value) is not str:
@@ -213,6 +215,13 @@ def fused_core_flow(
         elif from_type is S.SCHEDULED and to_type is S.PENDING:
             copied = update["scheduled_time"] = current["scheduled_time"]  # CopyScheduledTime
             copied_as_is = type(copied) is datetime and copied.tzinfo is UTC
+    if to_type is S.PAUSED:
+        timeout = stated["pause_timeout"]
+        if type(timeout) is FromNow:
+            try:
+                update["pause_timeout"] = resolve_from_now(timeout, now)
+            except OverflowError:
+                return None  # (the pipeline's stamping says what is wrong)
     state_id = new_id()
     if to_type is S.PAUSED and pause_key is None:
         pause_key = str(new_id())  # HandlePausingFlows draws a key after the state's id

@@ -98,7 +98,8 @@ def validate_run_input(instance: Any, schema: Any) -> str | None:
 def check_run_input(run_input: dict[str, Any], schema_text: str | None) -> tuple[Any, str | None]:
     """Hydrate ``run_input`` and validate it against the stored schema text.
 
-    Returns the hydrated input and None, or None and the reason the resume endpoint reports.
+    A schema that is not a JSON object, or not valid JSON Schema, refuses every input with a
+    reason that starts ``Invalid schema:``. Returns the hydrated input and None, or None and the reason the resume endpoint reports.
     """
     try:
         hydrated = hydrate(run_input)
@@ -108,12 +109,20 @@ def check_run_input(run_input: dict[str, Any], schema_text: str | None) -> tuple
         return None, "Run input schema not found."
     try:
         schema = json.loads(schema_text)
-    except (json.JSONDecodeError, TypeError):
+    except (json.JSONDecodeError, TypeError, RecursionError):
         return None, "Run input schema is not valid JSON."
+    if not isinstance(schema, dict):  # (Prefect's server fails on these, changing nothing)
+        return None, f"Invalid schema: {_json_text(schema)} is not of type 'object'"
     problem = validate_run_input(hydrated, schema)
     if problem is not None:
         return None, problem
     return hydrated, None
+
+
+def _json_text(value: Any) -> str:
+    """``value`` as short JSON text, for a message."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 NOT_PAUSED = "Cannot resume a flow run that is not paused."
