@@ -269,3 +269,12 @@ def test_python_dash_m_flowstate_pause_exits_with_the_status_code(database: Path
 
     assert process.returncode == 3, process.stderr
     assert OrchestrationResult.model_validate_json(process.stdout).status.value == "REJECT"
+
+
+@pytest.mark.parametrize("timeout", ["inf", "1e300", "1e13", "nan"])
+def test_a_pause_timeout_out_of_range_is_one_line(database: Path, timeout: str) -> None:
+    run_id = make_flow_run(database, Running())
+    result = invoke(database, "pause", run_id, "--timeout", timeout)
+    assert_one_line_error(result, "InvalidState", "timeout_seconds")
+    with Orchestrator(str(database)) as orc:
+        assert orc.read_flow_run(run_id).state.type.value == "RUNNING"

@@ -20,6 +20,7 @@ from flowstate.cli._common import (
     fail,
     find_run,
     json_option,
+    one_line,
     open_orchestrator,
     print_result,
     read_flow_run,
@@ -80,9 +81,13 @@ def pause(
     database: str | None,
 ) -> None:
     """Pause the running flow run ID."""
+    from flowstate import FlowstateError
     from flowstate.states import Paused
 
-    proposed = Paused(timeout_seconds=timeout, pause_key=pause_key, reschedule=reschedule)
+    try:
+        proposed = Paused(timeout_seconds=timeout, pause_key=pause_key, reschedule=reschedule)
+    except FlowstateError as exc:  # e.g. --timeout inf
+        raise fail(one_line(exc)) from None
     _propose_to_flow_run(run_id, proposed, database, as_json)
 
 
