@@ -19,6 +19,8 @@ from flowstate.errors import (
     ObjectAlreadyExists,
     ObjectNotFound,
     RuleError,
+    RunNotResumed,
+    WaitTimeout,
 )
 from flowstate.orchestrator import Orchestrator
 from flowstate.results import (
@@ -49,6 +51,9 @@ __all__ = [
     "Orchestrator",
     "RejectDetails",
     "RuleError",
+    "RunInput",
+    "RunInputMetadata",
+    "RunNotResumed",
     "SetStateStatus",
     "State",
     "StateDetails",
@@ -56,11 +61,31 @@ __all__ = [
     "TaskRun",
     "TaskRunPolicy",
     "WaitDetails",
+    "WaitTimeout",
     "states",
 ]
 
+_LAZY = {"RunInput": "flowstate.run_input", "RunInputMetadata": "flowstate.run_input"}
+"""Names loaded on first use: defining pydantic models at import would validate (and load
+pydantic's plugin machinery), which ``import flowstate`` never does."""
+
 for _name in __all__:
-    _obj = globals()[_name]
+    _obj = globals().get(_name)
     if isinstance(_obj, type):
         _obj.__module__ = "flowstate"
 del _name, _obj
+
+
+def __getattr__(name: str) -> object:
+    home = _LAZY.get(name)
+    if home is None:
+        raise AttributeError(f"module 'flowstate' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -10,7 +10,9 @@ working::
     ├── InvalidState (ValueError)          a state or argument that cannot be valid
     ├── DatabaseError (RuntimeError)       not a flowstate database, corrupt, read-only, newer schema
     │   └── DatabaseBusy                   the database stayed locked longer than busy_timeout
-    └── RuleError (RuntimeError)           a rule raised while deciding; nothing was written
+    ├── RuleError (RuntimeError)           a rule raised while deciding; nothing was written
+    ├── RunNotResumed (RuntimeError)       a waited-for pause ended otherwise: cancelled, failed, ...
+    └── WaitTimeout (TimeoutError)         a wait for a resume or for input ran out of time
 
 Orchestration outcomes (REJECT, WAIT, ABORT) are results, never exceptions.
 """
@@ -25,6 +27,8 @@ __all__ = [
     "ObjectAlreadyExists",
     "ObjectNotFound",
     "RuleError",
+    "RunNotResumed",
+    "WaitTimeout",
 ]
 
 
@@ -57,3 +61,16 @@ class DatabaseBusy(DatabaseError):
 
 class RuleError(FlowstateError, RuntimeError):
     """A rule raised or misbehaved while deciding; the whole transition was rolled back."""
+
+
+class RunNotResumed(FlowstateError, RuntimeError):
+    """The pause a caller waits on ended without a resume: the run was cancelled, failed or
+    crashed instead. ``state`` is the state it left the pause for."""
+
+    def __init__(self, message: str, state: object = None) -> None:
+        super().__init__(message)
+        self.state = state
+
+
+class WaitTimeout(FlowstateError, TimeoutError):
+    """A wait ran out of time: its own timeout passed, or the pause it waits on expired."""

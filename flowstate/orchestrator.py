@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from functools import partial
@@ -29,6 +30,7 @@ from flowstate._ids import uuid7
 from flowstate._names import generate_run_name
 from flowstate import _validation as validate
 from flowstate._time import as_utc, utcnow
+from flowstate._interaction import InteractionMethods
 from flowstate._workers import WorkerMethods
 from flowstate.listeners import Listener, Listeners, Subscription, TransitionEvent
 from flowstate.errors import DatabaseError, InvalidState, ObjectAlreadyExists, ObjectNotFound
@@ -131,7 +133,7 @@ class _CallTransaction(_Transaction):
             self._listeners.flush()
 
 
-class Orchestrator(WorkerMethods):
+class Orchestrator(WorkerMethods, InteractionMethods):
     """Orchestrates flow and task runs exactly as Prefect's server does, stored in SQLite.
 
     >>> from flowstate import Orchestrator
@@ -152,7 +154,10 @@ class Orchestrator(WorkerMethods):
     (default: a ``random.Random``; pass ``random.Random(seed).uniform`` for reproducible runs).
     ``busy_timeout`` bounds how long a call waits for another connection's write lock, in
     seconds. ``synchronous="FULL"`` survives power loss at some cost; the default ``"NORMAL"``
-    (with WAL) loses no committed transition when the process crashes.
+    (with WAL) loses no committed transition when the process crashes. ``sleep(seconds)`` is
+    how waits (:meth:`wait_for_resume`, :meth:`receive_input`) pass time between checks:
+    default the clock's own ``sleep`` if it has one (a ``FrozenClock`` advances itself, so a
+    test never really sleeps), else :func:`time.sleep`.
     """
 
     def __init__(
@@ -165,6 +170,7 @@ class Orchestrator(WorkerMethods):
         synchronous: Synchronous = "NORMAL",
         flow_policy: Policy | None = None,
         task_policy: Policy | None = None,
+        sleep: Callable[[float], object] | None = None,
     ) -> None:
         path = default_database_path() if database is None else _database_path(database)
         if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
@@ -174,6 +180,7 @@ class Orchestrator(WorkerMethods):
         # the engine's "now": the real clock gives UTC datetimes already, with nothing to check
         self._now: Callable[[], datetime] = self._checked_clock if clock else utcnow
         self._uniform = uniform or random.Random().uniform
+        self._sleep = _sleep_for(clock, sleep)
         self.flow_policy = validate.check_policy(flow_policy or CORE_FLOW, "flow")
         self.task_policy = validate.check_policy(task_policy or CORE_TASK, "task")
         self._listeners = Listeners()
@@ -678,6 +685,19 @@ def _with_estimated_run_time(run: FlowRun, now: datetime) -> FlowRun:
         running_for = max(now - run.state.timestamp, timedelta(0))
         run.estimated_run_time = run.total_run_time + running_for
     return run
+
+
+def _sleep_for(
+    clock: Callable[[], datetime] | None, sleep: Callable[[float], object] | None
+) -> Callable[[float], object]:
+    """The sleep waits use: ``sleep``, else the clock's own, else :func:`time.sleep`."""
+    if sleep is None:
+        sleep = getattr(clock, "sleep", None)
+        if sleep is None:
+            return time.sleep
+    if not callable(sleep):
+        raise InvalidState(f"sleep must be callable (seconds -> None), not {type(sleep).__name__}")
+    return sleep
 
 
 def _database_path(database: Any) -> str:

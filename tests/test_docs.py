@@ -9,6 +9,7 @@ import pytest
 
 import flowstate
 import flowstate.rules
+import flowstate.run_input
 import flowstate.states
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,7 +20,9 @@ def test_readme_examples_run():
     assert tried > 5 and failures == 0
 
 
-@pytest.mark.parametrize("module", [flowstate, flowstate.states, flowstate.rules])
+@pytest.mark.parametrize(
+    "module", [flowstate, flowstate.states, flowstate.rules, flowstate.run_input]
+)
 def test_docstring_examples_run(module):
     failures, tried = doctest.testmod(module)
     assert tried > 0 and failures == 0

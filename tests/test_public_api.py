@@ -17,13 +17,15 @@ API_NAMES = [
     "StateType", "StateDetails", "State", "SetStateStatus", "AcceptDetails", "RejectDetails",
     "AbortDetails", "WaitDetails", "OrchestrationResult", "FlowRunPolicy", "TaskRunPolicy",
     "FlowRun", "TaskRun", "Orchestrator", "FlowstateError", "ObjectNotFound",
-    "ObjectAlreadyExists", "InvalidState", "DatabaseError",
+    "ObjectAlreadyExists", "InvalidState", "DatabaseError", "RunInput", "RunInputMetadata",
+    "RunNotResumed", "WaitTimeout",
 ]
 ORCHESTRATOR_METHODS = {
     "create_flow_run", "read_flow_run", "read_flow_runs", "delete_flow_run", "set_flow_run_state",
     "resume_flow_run", "read_flow_run_states", "create_flow_run_input", "read_flow_run_input",
     "delete_flow_run_input", "create_task_run", "read_task_run", "read_task_runs",
     "set_task_run_state", "read_task_run_states", "transaction", "close",
+    "pause_flow_run", "read_pause_input", "wait_for_resume", "send_input", "receive_input",
 }
 STATE_CONSTRUCTORS = ["Scheduled", "Pending", "Running", "Completed", "Failed", "Crashed",
                       "Cancelled", "Cancelling", "Paused", "Suspended", "AwaitingRetry",
@@ -58,7 +60,10 @@ def test_state_constructors_exist():
 def test_errors_are_also_builtin_kinds():
     assert issubclass(flowstate.InvalidState, ValueError)
     assert issubclass(flowstate.ObjectNotFound, KeyError)
-    for name in ("ObjectNotFound", "ObjectAlreadyExists", "InvalidState", "DatabaseError"):
+    assert issubclass(flowstate.WaitTimeout, TimeoutError)
+    assert issubclass(flowstate.RunNotResumed, RuntimeError)
+    for name in ("ObjectNotFound", "ObjectAlreadyExists", "InvalidState", "DatabaseError",
+                 "RunNotResumed", "WaitTimeout"):
         assert issubclass(getattr(flowstate, name), flowstate.FlowstateError)
 
 
@@ -124,3 +129,23 @@ def test_importing_flowstate_loads_no_heavy_extras():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_run_input_is_loaded_on_first_use_and_the_new_methods_are_typed_and_documented():
+    code = (
+        "import sys, flowstate; before = 'flowstate.run_input' in sys.modules; "
+        "flowstate.RunInput; print(before, 'flowstate.run_input' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]
+    assert issubclass(flowstate.RunInput, __import__("pydantic").BaseModel)
+    for name in ("pause_flow_run", "read_pause_input", "wait_for_resume", "send_input",
+                 "receive_input"):
+        method = getattr(flowstate.Orchestrator, name)
+        assert method.__doc__, name
+        signature = inspect.signature(method)
+        assert signature.return_annotation is not inspect.Signature.empty, name
+        for parameter in signature.parameters.values():
+            if parameter.name in ("self", "id", "run_id", "value", "type_"):
+                continue
+            assert parameter.kind is inspect.Parameter.KEYWORD_ONLY, (name, parameter.name)

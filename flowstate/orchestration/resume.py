@@ -21,6 +21,7 @@ __all__ = [
     "check_run_input",
     "hydrate",
     "plan_resume",
+    "schema_problem",
     "validate_run_input",
 ]
 
@@ -95,6 +96,26 @@ def validate_run_input(instance: Any, schema: Any) -> str | None:
     return f"Reason: Validation failed. Failure reason: {error.message}"
 
 
+def schema_problem(schema: Any) -> str | None:
+    """None if ``schema`` is a JSON object that is valid JSON Schema, else what is wrong
+    (``Invalid schema: ...``, as a resume against it reports)."""
+    if not isinstance(schema, dict):
+        return f"Invalid schema: {_json_text(schema)} is not of type 'object'"
+    import jsonschema
+    from jsonschema.exceptions import SchemaError  # type: ignore[import-untyped]
+
+    try:
+        validator_class = jsonschema.validators.validator_for(
+            schema, default=jsonschema.Draft202012Validator
+        )
+        validator_class.check_schema(schema)
+    except RecursionError:
+        return "Invalid schema: Unable to validate schema with circular references."
+    except SchemaError as exc:
+        return f"Invalid schema: {exc.message}"
+    return None
+
+
 def check_run_input(run_input: dict[str, Any], schema_text: str | None) -> tuple[Any, str | None]:
     """Hydrate ``run_input`` and validate it against the stored schema text.
 
@@ -112,7 +133,7 @@ def check_run_input(run_input: dict[str, Any], schema_text: str | None) -> tuple
     except (json.JSONDecodeError, TypeError, RecursionError):
         return None, "Run input schema is not valid JSON."
     if not isinstance(schema, dict):  # (Prefect's server fails on these, changing nothing)
-        return None, f"Invalid schema: {_json_text(schema)} is not of type 'object'"
+        return None, schema_problem(schema)
     problem = validate_run_input(hydrated, schema)
     if problem is not None:
         return None, problem

@@ -145,6 +145,10 @@ class StoreBackend(Protocol):
     def read_run_input(self, flow_run_id: UUID, key: str) -> str | None:
         """The stored value, or None."""
 
+    def read_run_inputs(self, flow_run_id: UUID, prefix: str) -> list[tuple[str, str, str | None]]:
+        """(key, value, sender) of the inputs whose key starts with ``prefix``, oldest first
+        (ties in order of key)."""
+
     def delete_run_input(self, flow_run_id: UUID, key: str) -> bool:
         """Delete one key; False if there was none."""
 

@@ -89,6 +89,10 @@ INSERT_RUN_INPUT = (
 )
 SELECT_RUN_INPUT = "SELECT value FROM flow_run_input WHERE flow_run_id = ? AND key = ?"
 DELETE_RUN_INPUT = "DELETE FROM flow_run_input WHERE flow_run_id = ? AND key = ?"
+SELECT_RUN_INPUTS_BY_PREFIX = (
+    "SELECT key, value, sender FROM flow_run_input WHERE flow_run_id = ? "
+    "AND substr(key, 1, ?) = ? ORDER BY created, key"
+)
 
 SELECT_DUE_FLOW_RUN_IDS = (
     "SELECT id FROM flow_run WHERE state_type = 'SCHEDULED' AND next_scheduled_start_time <= ? "

@@ -65,6 +65,11 @@ class FrozenClock:
             self._now = self._now + step
             return self._now
 
+    def sleep(self, seconds: float) -> None:
+        """Pass ``seconds`` at once, by advancing the clock: an orchestrator given this clock
+        waits (``wait_for_resume``, ``receive_input``) without really sleeping."""
+        self.advance(seconds)
+
     def set(self, when: datetime) -> datetime:
         """Show ``when`` from now on (a naive datetime is taken as UTC). Returns it, in UTC."""
         value = _utc(when)

@@ -68,6 +68,10 @@ INSERT_RUN_INPUT_IF_NEW = (
 )
 SELECT_RUN_INPUT = psycopg_form(sqlite.SELECT_RUN_INPUT)
 DELETE_RUN_INPUT = psycopg_form(sqlite.DELETE_RUN_INPUT)
+SELECT_RUN_INPUTS_BY_PREFIX = (
+    "SELECT key, value, sender FROM flow_run_input WHERE flow_run_id = %s "
+    "AND left(key, %s) = %s ORDER BY created, key"
+)
 
 # Claims lock the runs they pick and skip those another claimer holds: concurrent workers get
 # disjoint batches instead of waiting for each other.

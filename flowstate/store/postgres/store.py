@@ -280,6 +280,12 @@ class PostgresStore(ConnectionLifecycle[psycopg.Connection[Any]]):
         row = self._execute(sql.SELECT_RUN_INPUT, (str(flow_run_id), key)).fetchone()
         return None if row is None else row[0]
 
+    def read_run_inputs(self, flow_run_id: UUID, prefix: str) -> list[tuple[str, str, str | None]]:
+        """(key, value, sender) of the inputs whose key starts with ``prefix``, oldest first."""
+        params = (str(flow_run_id), len(prefix), prefix)
+        found = self._execute(sql.SELECT_RUN_INPUTS_BY_PREFIX, params).fetchall()
+        return [(key, value, sender) for key, value, sender in found]
+
     def delete_run_input(self, flow_run_id: UUID, key: str) -> bool:
         """Delete one key; False if there was none."""
         return self._execute(sql.DELETE_RUN_INPUT, (str(flow_run_id), key)).rowcount > 0
