@@ -415,3 +415,20 @@ def test_values_that_cannot_be_sent_are_invalid_state(orc) -> None:
         orc.send_input(run.id, "x", sender=5)
     with pytest.raises(InvalidState):
         orc.send_input(run.id, "\ud800")
+
+
+def test_input_larger_than_the_database_accepts_is_a_clear_error(tmp_path) -> None:
+    import sqlite3
+
+    from flowstate import DatabaseError
+
+    with Orchestrator(str(tmp_path / "small.db")) as orc:
+        run = orc.create_flow_run(state=Running())
+        orc._store.conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 1000)  # instead of 1 GB of input
+        with pytest.raises(DatabaseError, match="larger than .* accepts .* nothing was written"):
+            orc.send_input(run.id, "x" * 2000)
+        big_schema = {"type": "object", "description": "y" * 2000}
+        with pytest.raises(DatabaseError, match="larger than"):
+            orc.pause_flow_run(run.id, wait_for_input=big_schema)
+        assert orc.read_flow_run(run.id).state.type is StateType.RUNNING
+        assert list(orc.receive_input(run.id, str, timeout=0)) == []

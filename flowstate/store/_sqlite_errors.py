@@ -40,6 +40,11 @@ def describe(exc: sqlite3.Error, path: str) -> DatabaseError:
             f"cannot open {path} (sqlite3: {text}); check that its folder exists and that the "
             "path is a file, not a directory"
         )
+    if "too big" in lowered:
+        return DatabaseError(
+            f"a value is larger than {path} accepts (sqlite3: {text}); nothing was written; "
+            "store a smaller value, e.g. a reference to the data instead of the data"
+        )
     return DatabaseError(f"database error on {path}: {text}")
 
 
