@@ -146,14 +146,15 @@ def test_pause_with_key_and_timeout_then_the_same_key_again_is_rejected(database
 
 
 def test_pause_reschedule_without_a_deployment_aborts(database: Path) -> None:
-    result = invoke(database, "pause", make_flow_run(database, Running()), "--reschedule")
+    result = invoke(database, "pause", make_flow_run(database, Running()), "--reschedule",
+                    "--key", "k")
     assert result.exit_code == 5
-    assert "Cannot pause flows without a deployment." in result.stdout
+    assert "Cannot suspend flows without a deployment." in result.stdout
 
 
 def test_pause_reschedule_with_a_deployment_suspends(database: Path) -> None:
     run_id = make_flow_run(database, Running(), deployment_id=uuid.uuid4())
-    result = invoke(database, "pause", run_id, "--reschedule", "--json")
+    result = invoke(database, "pause", run_id, "--reschedule", "--key", "k", "--json")
     assert result.exit_code == 0, result.output
     state = json_result(result).state
     assert state is not None and state.state_details.pause_reschedule is True
@@ -275,6 +276,6 @@ def test_python_dash_m_flowstate_pause_exits_with_the_status_code(database: Path
 def test_a_pause_timeout_out_of_range_is_one_line(database: Path, timeout: str) -> None:
     run_id = make_flow_run(database, Running())
     result = invoke(database, "pause", run_id, "--timeout", timeout)
-    assert_one_line_error(result, "InvalidState", "timeout_seconds")
+    assert_one_line_error(result, "InvalidState", "timeout")
     with Orchestrator(str(database)) as orc:
         assert orc.read_flow_run(run_id).state.type.value == "RUNNING"

@@ -5,10 +5,12 @@
     flowstate demo                              # walk one flow run through pause/resume
     flowstate runs ls [--state TYPE] [--limit N]
     flowstate runs show ID                      # fields and state history with durations
+    flowstate runs create FLOW_NAME [--name N] [--state TYPE]   # prints the new run's id
+    flowstate runs input ID                     # what each pause waits for, and its answer
     flowstate tasks ls [--flow-run ID]
     flowstate set-state ID TYPE [--name N] [--message M] [--force]
-    flowstate pause ID [--timeout S] [--key K] [--reschedule]
-    flowstate resume ID [--input JSON | --input @file.json]
+    flowstate pause ID [--key K] [--timeout S] [--schema JSON|@file] [--description T] [--reschedule]
+    flowstate resume ID [--input JSON | --input @file.json]   # on a terminal: asks for the input
     flowstate cancel ID
     flowstate diagram [--format mermaid|dot] [--run ID] [--no-policy]
     flowstate worker [--once | --loop] [--limit N] [--name W]   # claim due runs
@@ -31,6 +33,7 @@ import click
 from flowstate.cli._common import DATABASE_HELP, EXIT_CODES, CliConfig
 from flowstate.cli.demo import demo
 from flowstate.cli.diagram import diagram
+from flowstate.cli.inputs import create_run, run_inputs
 from flowstate.cli.runs import runs, tasks
 from flowstate.cli.steer import cancel, pause, resume, set_state
 from flowstate.cli.workers import reap, worker
@@ -58,5 +61,7 @@ def main(ctx: click.Context, database: str | None) -> None:
     ctx.obj = CliConfig(database=database)
 
 
+runs.add_command(create_run)
+runs.add_command(run_inputs)
 for _command in (demo, runs, tasks, set_state, pause, resume, cancel, diagram, worker, reap):
     main.add_command(_command)

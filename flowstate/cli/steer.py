@@ -7,6 +7,7 @@ of its status: 0 ACCEPT, 3 REJECT, 4 WAIT, 5 ABORT (:data:`flowstate.cli.EXIT_CO
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,6 @@ from flowstate.cli._common import (
     fail,
     find_run,
     json_option,
-    one_line,
     open_orchestrator,
     print_result,
     read_flow_run,
@@ -65,36 +65,55 @@ def set_state(
 
 @click.command()
 @click.argument("run_id", metavar="ID")
+@click.option("--key", "pause_key", metavar="K",
+              help="The pause key (a key can pause a run once; default: the pause's number).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="S",
               help="Seconds until the pause times out (default: none).")
-@click.option("--key", "pause_key", metavar="K", help="The pause key (a key can pause a run once).")
+@click.option("--schema", "schema_text", metavar="JSON|@FILE",
+              help="Wait for input: a JSON schema (an object) the resume's input must satisfy.")
+@click.option("--description", metavar="TEXT",
+              help="Shown above the input prompts of `flowstate resume` (needs --schema).")
 @click.option("--reschedule", is_flag=True,
-              help="Suspend: release the infrastructure, resume to Scheduled (needs a deployment).")
+              help="Suspend: release the infrastructure, resume to Scheduled (needs a "
+              "deployment and --key).")
 @json_option
 @database_override
 def pause(
     run_id: str,
-    timeout: float | None,
     pause_key: str | None,
+    timeout: float | None,
+    schema_text: str | None,
+    description: str | None,
     reschedule: bool,
     as_json: bool,
     database: str | None,
 ) -> None:
-    """Pause the running flow run ID."""
-    from flowstate import FlowstateError
-    from flowstate.states import Paused
+    """Pause the running flow run ID, optionally until it is resumed with input."""
+    from flowstate.cli.inputs import json_object
 
-    try:
-        proposed = Paused(timeout_seconds=timeout, pause_key=pause_key, reschedule=reschedule)
-    except FlowstateError as exc:  # e.g. --timeout inf
-        raise fail(one_line(exc)) from None
-    _propose_to_flow_run(run_id, proposed, database, as_json)
+    if reschedule and pause_key is None:
+        raise click.UsageError("--reschedule needs --key (the same key each time the run pauses)")
+    if description is not None and schema_text is None:
+        raise click.UsageError("--description goes with --schema")
+    schema = None if schema_text is None else json_object(schema_text, "--schema", "schema")
+    with open_orchestrator(database) as orc:
+        run = read_flow_run(orc, run_id)
+        result = orc.pause_flow_run(
+            run.id,
+            key=pause_key,
+            timeout=timeout,
+            wait_for_input=schema,
+            description=description,
+            reschedule=reschedule,
+        )
+    _report(result, before=run.state, subject=f"flow run {run.id} ({run.name})", as_json=as_json)
 
 
 @click.command()
 @click.argument("run_id", metavar="ID")
 @click.option("--input", "run_input", metavar="JSON|@FILE",
-              help="Run input: a JSON object, or @path to a file holding one.")
+              help="Run input: a JSON object, or @path to a file holding one. Without it, on a "
+              "terminal, a pause that waits for input asks for each field.")
 @json_option
 @database_override
 def resume(run_id: str, run_input: str | None, as_json: bool, database: str | None) -> None:
@@ -102,6 +121,12 @@ def resume(run_id: str, run_input: str | None, as_json: bool, database: str | No
     given = None if run_input is None else _parse_run_input(run_input)
     with open_orchestrator(database) as orc:
         run = read_flow_run(orc, run_id)
+        if given is None and sys.stdin.isatty():
+            from flowstate.cli.inputs import pending_input, prompt_for_input
+
+            wanted = pending_input(orc, run)
+            if wanted is not None:
+                given = prompt_for_input(*wanted)
         if given is None:
             result = orc.resume_flow_run(run.id)
         else:
