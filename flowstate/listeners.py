@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 from uuid import UUID
 
+from flowstate.errors import InvalidState
 from flowstate.results import OrchestrationResult
 from flowstate.states import State
 
@@ -39,50 +41,69 @@ Listener = Callable[[TransitionEvent], object]
 
 
 class Subscription:
-    """A queue of events: iterate it, or ``get(timeout=...)``; ``close()`` to stop listening."""
+    """A queue of events: iterate it, or ``get(timeout=...)``; ``close()`` to stop listening.
 
-    _CLOSED = object()
+    ``maxsize`` bounds the queue (0: no bound). A full subscription never makes a transition
+    wait: the oldest queued event is dropped to make room for the new one, and counted in
+    :attr:`dropped`, so a consumer that falls behind sees how many events it missed.
+    """
 
     def __init__(self, owner: Listeners, maxsize: int = 0) -> None:
         self._owner = owner
-        self._queue: queue.Queue[object] = queue.Queue(maxsize)
+        self._events: deque[TransitionEvent] = deque()
+        self._ready = threading.Condition(threading.Lock())
+        self.maxsize = maxsize
         self.closed = False
+        self.dropped = 0
+        """How many events were dropped, oldest first, because the queue was full."""
 
     def _put(self, event: TransitionEvent) -> None:
-        self._queue.put(event)
+        with self._ready:
+            if self.closed:
+                return
+            events = self._events
+            if self.maxsize and len(events) >= self.maxsize:
+                events.popleft()
+                self.dropped += 1
+            events.append(event)
+            self._ready.notify()
+
+    def _next(self, timeout: float | None) -> TransitionEvent | None:
+        """The next event, or None once the subscription is closed and drained; queue.Empty
+        after ``timeout`` seconds without one."""
+        with self._ready:
+            if not self._ready.wait_for(lambda: self._events or self.closed, timeout):
+                raise queue.Empty(f"no event within {timeout} s")
+            return self._events.popleft() if self._events else None
 
     def get(self, timeout: float | None = None) -> TransitionEvent:
-        """The next event; ``queue.Empty`` after ``timeout`` seconds without one."""
-        item = self._queue.get(timeout=timeout)
-        if item is self._CLOSED:
+        """The next event; ``queue.Empty`` after ``timeout`` seconds without one, or at once
+        when the subscription is closed and its queued events are taken."""
+        event = self._next(timeout)
+        if event is None:
             raise queue.Empty("the subscription is closed")
-        return item  # type: ignore[return-value]
+        return event
 
     def pending(self) -> list[TransitionEvent]:
         """Every event already queued, without waiting."""
-        items: list[TransitionEvent] = []
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return items
-            if item is not self._CLOSED:
-                items.append(item)  # type: ignore[arg-type]
+        with self._ready:
+            events = list(self._events)
+            self._events.clear()
+            return events
 
     def __iter__(self) -> Iterator[TransitionEvent]:
-        """Events as they come, until :meth:`close` is called."""
-        while True:
-            item = self._queue.get()
-            if item is self._CLOSED:
-                return
-            yield item  # type: ignore[misc]
+        """Events as they come, until :meth:`close` is called (and the queued ones are taken)."""
+        while (event := self._next(None)) is not None:
+            yield event
 
     def close(self) -> None:
         """Stop receiving events; an iteration in progress ends after the queued ones."""
-        if not self.closed:
+        with self._ready:
+            if self.closed:
+                return
             self.closed = True
-            self._owner.remove(self._put)
-            self._queue.put(self._CLOSED)
+            self._ready.notify_all()
+        self._owner.remove(self._put)
 
     def __enter__(self) -> Subscription:
         return self
@@ -116,7 +137,9 @@ class Listeners:
             self.callbacks = [c for c in self.callbacks if c is not callback]
 
     def subscribe(self, maxsize: int = 0) -> Subscription:
-        """A new :class:`Subscription` receiving every later event."""
+        """A new :class:`Subscription` receiving every later event (``maxsize``: see there)."""
+        if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 0:
+            raise InvalidState(f"maxsize={maxsize!r}; expected a whole number >= 0 (0: no bound)")
         subscription = Subscription(self, maxsize)
         self.add(subscription._put)
         return subscription

@@ -228,7 +228,11 @@ class Orchestrator(WorkerMethods, InteractionMethods):
         return self._listeners.add(callback)
 
     def subscribe(self, maxsize: int = 0) -> Subscription:
-        """A queue of :class:`~flowstate.listeners.TransitionEvent` for committed transitions."""
+        """A queue of :class:`~flowstate.listeners.TransitionEvent` for committed transitions.
+
+        ``maxsize`` bounds the queue (0, the default: no bound). A full subscription never
+        makes a transition wait: its oldest event is dropped and counted in its ``dropped``.
+        """
         return self._listeners.subscribe(maxsize)
 
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import queue
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -295,3 +296,68 @@ def test_a_run_a_user_rule_keeps_is_its_own_copy(database):
         assert len(kept) == 3
         assert kept[0] == first and kept[0].run_count == 1
         assert orc.read_flow_run(run.id).run_count == 2
+
+
+def _make_transitions(orc, pauses):
+    """Pending, Running, then ``pauses`` times Paused and Running again: 2 + 2 * pauses events."""
+    run = orc.create_flow_run()
+    orc.set_flow_run_state(run.id, Pending())
+    orc.set_flow_run_state(run.id, Running())
+    for _ in range(pauses):
+        orc.set_flow_run_state(run.id, Paused())
+        orc.set_flow_run_state(run.id, Running())
+
+
+def _in_a_daemon_thread(target, seconds=10.0):
+    """Run ``target``; whether it finished within ``seconds`` (a hang must fail, not stall)."""
+    import threading
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    worker.join(timeout=seconds)
+    return not worker.is_alive()
+
+
+def test_a_full_subscription_with_no_consumer_never_blocks_a_transition():
+    with Orchestrator(":memory:") as orc:
+        subscription = orc.subscribe(maxsize=2)
+        assert _in_a_daemon_thread(lambda: _make_transitions(orc, 3))
+        events = subscription.pending()
+        names = [(e.initial.name, e.state.name) for e in events]
+        assert names == [("Running", "Paused"), ("Paused", "Running")]  # the newest two
+        assert subscription.dropped == 6
+        assert subscription.pending() == []
+
+
+def test_closing_a_full_subscription_does_not_block_and_ends_after_the_queued_events():
+    with Orchestrator(":memory:") as orc:
+        subscription = orc.subscribe(maxsize=1)
+        assert _in_a_daemon_thread(lambda: _make_transitions(orc, 1))
+        assert _in_a_daemon_thread(subscription.close)
+        received = []
+        assert _in_a_daemon_thread(lambda: received.extend(e.state.name for e in subscription))
+        assert received == ["Running"] and subscription.dropped == 3
+        with pytest.raises(queue.Empty, match="closed"):
+            subscription.get(timeout=0)
+
+
+def test_a_subscription_with_room_drops_nothing_and_get_times_out_when_empty():
+    with Orchestrator(":memory:") as orc:
+        subscription = orc.subscribe(maxsize=10)
+        _make_transitions(orc, 1)
+        assert [subscription.get(timeout=1).state.name for _ in range(3)] == [
+            "Pending",
+            "Running",
+            "Paused",
+        ]
+        assert subscription.get(timeout=1).state.name == "Running"
+        with pytest.raises(queue.Empty):
+            subscription.get(timeout=0.01)
+        assert subscription.dropped == 0
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "3", True, None])
+def test_a_bad_subscription_maxsize_is_invalid(bad):
+    with Orchestrator(":memory:") as orc:
+        with pytest.raises(InvalidState, match="maxsize"):
+            orc.subscribe(maxsize=bad)
