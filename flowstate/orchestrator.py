@@ -53,6 +53,7 @@ from flowstate.runs import FlowRun, FlowRunPolicy, TaskRun, TaskRunPolicy
 from flowstate.states import State, StateType
 from flowstate.store.base import StoreBackend
 from flowstate.store.opening import open_store
+from flowstate.store.postgres.timeouts import check_call_timeout
 from flowstate.store.connection import Synchronous
 
 __all__ = ["Orchestrator", "default_database_path"]
@@ -158,6 +159,12 @@ class Orchestrator(WorkerMethods, InteractionMethods):
     how waits (:meth:`wait_for_resume`, :meth:`receive_input`) pass time between checks:
     default the clock's own ``sleep`` if it has one (a ``FrozenClock`` advances itself, so a
     test never really sleeps), else :func:`time.sleep`.
+
+    On PostgreSQL, ``call_timeout`` (seconds; default: the URL's ``call_timeout`` parameter,
+    else 30) bounds every wait for the server: a call that waits longer (a stopped server, a
+    network partition) fails with DatabaseError, and a later call reconnects. SQLite ignores it.
+    Heartbeats and :meth:`mark_lost_runs` use the PostgreSQL server's clock unless ``clock`` is
+    given.
     """
 
     def __init__(
@@ -171,12 +178,18 @@ class Orchestrator(WorkerMethods, InteractionMethods):
         flow_policy: Policy | None = None,
         task_policy: Policy | None = None,
         sleep: Callable[[float], object] | None = None,
+        call_timeout: float | None = None,
     ) -> None:
         path = default_database_path() if database is None else _database_path(database)
         if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise InvalidState(f"synchronous={synchronous!r}; expected NORMAL, FULL, EXTRA or OFF")
-        self._store = open_store(path, busy_timeout=busy_timeout, synchronous=synchronous)
+        if call_timeout is not None:
+            check_call_timeout(call_timeout)
+        self._store = open_store(
+            path, busy_timeout=busy_timeout, synchronous=synchronous, call_timeout=call_timeout
+        )
         self._clock = clock or utcnow
+        self._clock_given = clock is not None
         # the engine's "now": the real clock gives UTC datetimes already, with nothing to check
         self._now: Callable[[], datetime] = self._checked_clock if clock else utcnow
         self._uniform = uniform or random.Random().uniform

@@ -11,6 +11,7 @@ import flowstate
 import flowstate.rules
 import flowstate.run_input
 import flowstate.states
+import flowstate.store.postgres.timeouts
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,7 +22,14 @@ def test_readme_examples_run():
 
 
 @pytest.mark.parametrize(
-    "module", [flowstate, flowstate.states, flowstate.rules, flowstate.run_input]
+    "module",
+    [
+        flowstate,
+        flowstate.states,
+        flowstate.rules,
+        flowstate.run_input,
+        flowstate.store.postgres.timeouts,
+    ],
 )
 def test_docstring_examples_run(module):
     failures, tried = doctest.testmod(module)

@@ -152,7 +152,7 @@ def test_a_malformed_url_is_a_database_error(url: str) -> None:
         Orchestrator(url)
 
 
-def test_a_lost_connection_fails_one_call_clearly_and_the_next_reconnects(
+def test_a_connection_lost_while_idle_is_replaced_without_failing_the_next_call(
     postgres_backend: PostgresBackend,
 ) -> None:
     url = postgres_backend.new_database()
@@ -161,13 +161,29 @@ def test_a_lost_connection_fails_one_call_clearly_and_the_next_reconnects(
         pid = orc._store.conn.info.backend_pid  # type: ignore[attr-defined]
         with admin(url) as conn:
             conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        with pytest.raises(DatabaseError, match="connection failed or was lost"):
-            orc.set_flow_run_state(run.id, Pending())
         assert orc.set_flow_run_state(run.id, Pending()).status.value == "ACCEPT"
+        assert orc._store.conn.info.backend_pid != pid  # type: ignore[attr-defined]
         assert [s.type for s in orc.read_flow_run_states(run.id)] == [
             StateType.SCHEDULED,
             StateType.PENDING,
         ]
+
+
+def test_a_connection_lost_inside_a_transaction_fails_it_clearly_and_the_next_call_reconnects(
+    postgres_backend: PostgresBackend,
+) -> None:
+    url = postgres_backend.new_database()
+    with Orchestrator(url) as orc:
+        run = orc.create_flow_run(state=Scheduled())
+        with pytest.raises(DatabaseError, match="connection failed or was lost"):
+            with orc.transaction():
+                orc.set_flow_run_state(run.id, Pending())
+                pid = orc._store.conn.info.backend_pid  # type: ignore[attr-defined]
+                with admin(url) as conn:
+                    conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                orc.set_flow_run_state(run.id, Running())
+        assert orc.read_flow_run(run.id).state_type is StateType.SCHEDULED  # rolled back
+        assert orc.set_flow_run_state(run.id, Pending()).status.value == "ACCEPT"
 
 
 def test_without_psycopg_a_url_says_which_extra_to_install() -> None:
@@ -309,11 +325,16 @@ def test_synchronous_maps_onto_synchronous_commit(
         assert conn.execute("SHOW synchronous_commit").fetchone()[0] == expected
 
 
-@pytest.mark.parametrize("busy_timeout, expected", [(0, "1ms"), (0.2, "200ms"), (30, "30s")])
-def test_busy_timeout_is_the_lock_timeout(
-    postgres_backend: PostgresBackend, busy_timeout: float, expected: str
+@pytest.mark.parametrize(
+    "busy_timeout, call_timeout, expected",
+    [(0, None, "1ms"), (0.2, None, "200ms"), (30, 60, "30s"), (30, None, "29s"), (5, 2, "1800ms")],
+)
+def test_busy_timeout_is_the_lock_timeout_kept_under_the_call_timeout(
+    postgres_backend: PostgresBackend, busy_timeout: float, call_timeout: float | None, expected: str
 ) -> None:
-    with Orchestrator(postgres_backend.new_database(), busy_timeout=busy_timeout) as orc:
+    with Orchestrator(
+        postgres_backend.new_database(), busy_timeout=busy_timeout, call_timeout=call_timeout
+    ) as orc:
         conn = orc._store.conn  # type: ignore[attr-defined]
         assert conn.execute("SHOW lock_timeout").fetchone()[0] == expected
 

@@ -19,7 +19,7 @@ __all__ = ["is_postgres_url", "masked", "open_postgres_store"]
 
 
 def open_postgres_store(
-    url: str, *, busy_timeout: float, synchronous: Synchronous
+    url: str, *, busy_timeout: float, synchronous: Synchronous, call_timeout: float | None = None
 ) -> PostgresStore:
     """Connect to ``url``, check and migrate its schema; DatabaseError if it cannot be used."""
     from flowstate.store.postgres.connection import import_psycopg
@@ -27,4 +27,6 @@ def open_postgres_store(
     import_psycopg()  # a DatabaseError naming the extra to install, before anything else
     from flowstate.store.postgres.store import PostgresStore
 
-    return PostgresStore(url, busy_timeout=busy_timeout, synchronous=synchronous)
+    return PostgresStore(
+        url, busy_timeout=busy_timeout, synchronous=synchronous, call_timeout=call_timeout
+    )

@@ -11,10 +11,16 @@ another transaction locked; ``0`` waits 1 ms, since PostgreSQL's 0 would mean "f
 ``OFF``     ``off``: commits return before the flush; a server crash may lose the last few
             (never corrupts)
 =========== =====================================================================================
+
+``call_timeout`` bounds every wait for the server (see
+:mod:`flowstate.store.postgres.watchdog`); the connection also gets TCP keepalives and a
+``tcp_user_timeout`` of the same length, so a server that vanished from the network is noticed
+by the operating system too. Parameters the URL sets itself are kept.
 """
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from flowstate.errors import DatabaseError
@@ -23,10 +29,18 @@ from flowstate.store.connection import Synchronous, check_busy_timeout
 if TYPE_CHECKING:
     import psycopg
 
+    from flowstate.store.postgres.watchdog import Watchdog
+
 __all__ = ["CONNECT_TIMEOUT", "check_busy_timeout", "connect", "import_psycopg"]
 
 CONNECT_TIMEOUT = 10
-"""Seconds to wait for the server to answer when the URL sets no ``connect_timeout``."""
+"""Seconds to wait for the server to answer when the URL sets no ``connect_timeout`` (less
+when the call timeout is shorter, but at least libpq's minimum of 2)."""
+
+KEEPALIVES = {"keepalives": "1", "keepalives_idle": "10", "keepalives_interval": "5",
+              "keepalives_count": "3"}
+"""TCP keepalives when the URL sets none: an idle connection to a host that vanished is found
+dead after about 25 s."""
 
 _SYNCHRONOUS_COMMIT: dict[str, str | None] = {
     "NORMAL": None,
@@ -54,11 +68,19 @@ def lock_timeout_ms(busy_timeout: float) -> int:
 
 
 def connect(
-    url: str, shown: str, *, busy_timeout: float, synchronous: Synchronous
+    url: str,
+    shown: str,
+    *,
+    busy_timeout: float,
+    synchronous: Synchronous,
+    call_timeout: float,
+    watchdog: Watchdog | None = None,
 ) -> psycopg.Connection[Any]:
     """An autocommit connection (flowstate issues BEGIN itself) with the session settings.
 
-    ``shown`` is the URL with its password masked, for messages.
+    ``shown`` is the URL with its password masked, for messages. ``watchdog`` (armed by the
+    caller) is given the connection as soon as it exists, so that it can cut the session
+    settings' round trips too.
     """
     psycopg = import_psycopg()
     from psycopg.conninfo import conninfo_to_dict
@@ -72,15 +94,19 @@ def connect(
             f"{shown} is not a valid PostgreSQL URL ({' '.join(str(exc).split())}); expected "
             "postgresql://user[:password]@host[:port]/database[?param=value...]"
         ) from exc
-    extra: dict[str, Any] = {}
-    if "connect_timeout" not in given:
-        extra["connect_timeout"] = CONNECT_TIMEOUT
-    if "application_name" not in given:
-        extra["application_name"] = "flowstate"
+    defaults: dict[str, Any] = {
+        "connect_timeout": max(2, math.ceil(min(CONNECT_TIMEOUT, call_timeout))),
+        "application_name": "flowstate",
+        "tcp_user_timeout": str(max(1, round(call_timeout * 1000))),
+        **KEEPALIVES,
+    }
+    extra = {key: value for key, value in defaults.items() if key not in given}
     try:
         conn = psycopg.connect(url, autocommit=True, **extra)
     except psycopg.Error as exc:
         raise describe(exc, shown) from exc
+    if watchdog is not None:
+        watchdog.conn = conn
     try:
         configure(conn, busy_timeout=busy_timeout, synchronous=synchronous)
     except psycopg.Error as exc:

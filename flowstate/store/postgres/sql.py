@@ -96,3 +96,6 @@ UPSERT_HEARTBEAT = (
     "timeout_seconds = COALESCE(excluded.timeout_seconds, h.timeout_seconds)"
 )
 SELECT_HEARTBEAT = psycopg_form(sqlite.SELECT_HEARTBEAT)
+
+SELECT_SERVER_TIME = "SELECT now()"
+"""The server's clock at the start of the current transaction (a ``timestamptz``)."""

@@ -11,12 +11,14 @@ are never cached between calls: another host may have changed them.
 from __future__ import annotations
 
 import threading
-from datetime import datetime
+import weakref
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import psycopg
 
+from flowstate.errors import DatabaseError, FlowstateError
 from flowstate.runs import FlowRun, TaskRun
 from flowstate.states import State, StateType
 from flowstate.store import rows
@@ -25,9 +27,16 @@ from flowstate.store.connection import Synchronous
 from flowstate.store.lifecycle import ConnectionLifecycle
 from flowstate.store.postgres import sql
 from flowstate.store.postgres.connection import check_busy_timeout, connect
-from flowstate.store.postgres.errors import describe, translate_postgres_errors
+from flowstate.store.postgres.errors import describe
 from flowstate.store.postgres.schema import ensure_schema
+from flowstate.store.postgres.timeouts import (
+    DEFAULT_CALL_TIMEOUT,
+    check_call_timeout,
+    longest_lock_wait,
+    split_call_timeout,
+)
 from flowstate.store.postgres.url import masked
+from flowstate.store.postgres.watchdog import Watchdog
 
 __all__ = ["PostgresStore"]
 
@@ -41,58 +50,146 @@ was committed before it (a stricter level would turn a wait for a run's lock int
 class PostgresStore(ConnectionLifecycle[psycopg.Connection[Any]]):
     """One PostgreSQL database (or schema), connected, checked and migrated on construction.
 
-    ``url`` is a ``postgresql://`` (or ``postgres://``) URL as libpq reads it. ``busy_timeout``
-    is the session's ``lock_timeout``; ``synchronous`` its ``synchronous_commit`` (see
-    :mod:`flowstate.store.postgres.connection`).
+    ``url`` is a ``postgresql://`` (or ``postgres://``) URL as libpq reads it, plus an optional
+    ``call_timeout`` parameter. ``busy_timeout`` is the session's ``lock_timeout``;
+    ``synchronous`` its ``synchronous_commit`` (see :mod:`flowstate.store.postgres.connection`).
+    ``call_timeout`` (default: the URL's, else 30 s) bounds every wait for the server: a call
+    that waits longer fails with DatabaseError (see :mod:`flowstate.store.postgres.watchdog`);
+    ``lock_timeout`` is kept just under it (:func:`~flowstate.store.postgres.timeouts.
+    longest_lock_wait`).
+
+    A lost connection costs the calls that were using it, never the store: each later call
+    connects again until one succeeds. Only :meth:`close` closes the store.
     """
 
     def __init__(
-        self, url: str, *, busy_timeout: float = 30.0, synchronous: Synchronous = "NORMAL"
+        self,
+        url: str,
+        *,
+        busy_timeout: float = 30.0,
+        synchronous: Synchronous = "NORMAL",
+        call_timeout: float | None = None,
     ) -> None:
         self._init_lifecycle(masked(url))
-        self._url = url
-        self._busy_timeout = check_busy_timeout(busy_timeout)
+        self._url, from_url = split_call_timeout(url)
+        if call_timeout is None:
+            call_timeout = DEFAULT_CALL_TIMEOUT if from_url is None else from_url
+        self.call_timeout = check_call_timeout(call_timeout)
+        # a lock wait ends as DatabaseBusy before the call timeout could cut it
+        self._busy_timeout = min(
+            check_busy_timeout(busy_timeout), longest_lock_wait(self.call_timeout)
+        )
         self._synchronous: Synchronous = synchronous
-        self._conn: psycopg.Connection[Any] | None = self._open()
+        self._watchdog = Watchdog(self.call_timeout, f"flowstate call timeout {self.path}")
+        try:
+            self._conn: psycopg.Connection[Any] | None = self._open()
+        except BaseException:
+            self._watchdog.stop()
+            raise
+        weakref.finalize(self, self._watchdog.stop)
 
     def _open(self) -> psycopg.Connection[Any]:
-        conn = connect(
-            self._url, self.path, busy_timeout=self._busy_timeout, synchronous=self._synchronous
-        )
+        """A new connection with the session settings, its schema checked and migrated."""
+        watchdog = self._watchdog
+        watchdog.arm()
         try:
-            with translate_postgres_errors(self.path):
+            conn = connect(
+                self._url,
+                self.path,
+                busy_timeout=self._busy_timeout,
+                synchronous=self._synchronous,
+                call_timeout=self.call_timeout,
+                watchdog=watchdog,
+            )
+            try:
                 ensure_schema(conn, self.path)
-        except BaseException:
-            conn.close()
+            except BaseException as exc:
+                conn.close()
+                if isinstance(exc, psycopg.Error):
+                    raise self._describe(exc) from exc
+                raise
+        except DatabaseError as exc:
+            if watchdog.fired:
+                raise self._timed_out() from exc
             raise
+        finally:
+            watchdog.disarm()
         return conn
 
-    # -- transactions (conn, close, in_transaction, transaction: ConnectionLifecycle) --------
+    def _reconnect(self, old: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
+        """Replace a lost connection. If the server cannot be reached, the old (closed)
+        connection stays in place, so the next call tries again."""
+        old.close()
+        self._conn = conn = self._open()
+        return conn
+
+    def close(self) -> None:
+        """Close the connection; further use raises DatabaseError."""
+        with self._lock:
+            self._watchdog.stop()
+            super().close()
+
+    def server_time(self) -> datetime:
+        """The server's clock (``now()``: the start of the current transaction), in UTC."""
+        now: datetime = self._execute(sql.SELECT_SERVER_TIME).fetchone()[0]  # type: ignore[index]
+        return now.astimezone(UTC)
+
+    # -- errors ------------------------------------------------------------------------------
+
+    def _timed_out(self) -> DatabaseError:
+        return DatabaseError(
+            f"{self.path}: the server did not answer within the call timeout of "
+            f"{self.call_timeout:g} s, so the connection was dropped; nothing of the current call "
+            "was committed unless it timed out while committing; the next call reconnects "
+            "(raise call_timeout if the server is just slow)"
+        )
+
+    def _describe(self, exc: BaseException) -> FlowstateError:
+        """``exc`` as a flowstate error: a timeout if the watchdog cut the round trip."""
+        if self._watchdog.fired and isinstance(exc, psycopg.OperationalError):
+            return self._timed_out()
+        return describe(exc, self.path)
+
+    # -- transactions (conn, in_transaction, transaction: ConnectionLifecycle) ----------------
 
     def _begin(self) -> int:
         """Open a transaction (or a savepoint inside one); returns the depth to pass to _end.
 
         ``BEGIN`` at READ COMMITTED: reads of a run inside lock its row (see
         :meth:`_read_run`), and any ``psycopg.Error`` raised inside the block leaves as a
-        flowstate error. A connection lost since the last call is replaced first (a new connection, the same
-        settings), so a server restart costs the calls that were running, not the store.
+        flowstate error. A connection lost since the last call is replaced first (a new
+        connection, the same settings), and so is one found lost by the ``BEGIN`` itself
+        (nothing of the call was sent yet): a server restart between calls costs nothing,
+        one during a call costs that call, and while the server is down each call fails at
+        once with DatabaseError.
         """
         lock = self._lock
         lock.acquire()
         try:
             depth = self._depth
+            watchdog = self._watchdog
             try:
                 if depth == 0:
-                    conn = self.conn
-                    if conn.broken:
-                        conn.close()
-                        self._conn = None
-                        self._conn = conn = self._open()
-                    conn.execute(BEGIN)
+                    conn = self.conn  # raises once the store is closed
+                    if conn.closed or conn.broken:
+                        conn = self._reconnect(conn)
+                    watchdog.arm()
+                    try:
+                        conn.execute(BEGIN)
+                    except psycopg.OperationalError:
+                        if not conn.broken or watchdog.fired:
+                            raise
+                        watchdog.disarm()
+                        conn = self._reconnect(conn)  # it broke while idle
+                        watchdog.arm()
+                        conn.execute(BEGIN)
                 else:
+                    watchdog.arm()
                     self.conn.execute(f"SAVEPOINT fs_{depth}")
             except psycopg.Error as exc:
-                raise describe(exc, self.path) from exc
+                raise self._describe(exc) from exc
+            finally:
+                watchdog.disarm()
         except BaseException:
             lock.release()
             raise
@@ -103,29 +200,35 @@ class PostgresStore(ConnectionLifecycle[psycopg.Connection[Any]]):
     def _end(self, depth: int, exc: BaseException | None) -> None:
         """Commit (or release the savepoint); on ``exc``, roll back and re-raise it translated."""
         conn = self._conn
+        watchdog = self._watchdog
         try:
             self._depth = depth
             if exc is None:
+                watchdog.arm()
                 try:
                     self.conn.execute("COMMIT" if depth == 0 else f"RELEASE SAVEPOINT fs_{depth}")
                 except psycopg.Error as error:
+                    described = self._describe(error)
                     self._rollback(conn, depth)
-                    raise describe(error, self.path) from error
+                    raise described from error
+                finally:
+                    watchdog.disarm()
                 return
             if conn is not None:
                 self._rollback(conn, depth)
             if isinstance(exc, psycopg.Error):
-                raise describe(exc, self.path) from exc
+                raise self._describe(exc) from exc
         finally:
             self._lock.release()
 
-    @staticmethod
-    def _rollback(conn: psycopg.Connection[Any] | None, depth: int) -> None:
-        if conn is None or conn.closed:
+    def _rollback(self, conn: psycopg.Connection[Any] | None, depth: int) -> None:
+        if conn is None or conn.closed or conn.broken:
             return  # closed, or lost: the server rolled back
         status = conn.info.transaction_status
         if status == psycopg.pq.TransactionStatus.IDLE:
             return
+        watchdog = self._watchdog
+        watchdog.arm()
         try:
             if depth == 0:
                 conn.execute("ROLLBACK")
@@ -134,12 +237,18 @@ class PostgresStore(ConnectionLifecycle[psycopg.Connection[Any]]):
                 conn.execute(f"RELEASE SAVEPOINT fs_{depth}")
         except psycopg.OperationalError:
             pass  # the connection broke: the server rolls back; the next _begin reconnects
+        finally:
+            watchdog.disarm()
 
     def _execute(self, statement: str, params: Any = None) -> psycopg.Cursor[Any]:
+        watchdog = self._watchdog
+        watchdog.arm()
         try:
             return self.conn.execute(statement, params)
         except psycopg.Error as exc:
-            raise describe(exc, self.path) from exc
+            raise self._describe(exc) from exc
+        finally:
+            watchdog.disarm()
 
     # -- runs ------------------------------------------------------------------------------
 
