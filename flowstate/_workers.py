@@ -33,6 +33,7 @@ class WorkerMethods:
 
     if TYPE_CHECKING:  # provided by Orchestrator
         _store: StoreBackend
+        _clock_given: bool
 
         def _transaction(self) -> Any: ...
         def transaction(self) -> Any: ...
@@ -57,6 +58,17 @@ class WorkerMethods:
             raise InvalidState(f"now={now!r} is not a datetime")
         return as_utc(now)
 
+    def _liveness_time(self, now: datetime | None) -> datetime:
+        """The time heartbeats are stamped with and silence is measured at: ``now`` if given,
+        else the injected ``clock=`` if there is one, else the database server's clock when it
+        has one (PostgreSQL's ``now()``: hosts whose clocks disagree still agree on it), else
+        this host's. Inside a transaction."""
+        if now is None and not self._clock_given:
+            server = self._store.server_time()
+            if server is not None:
+                return server
+        return self._at(now)
+
     def claim_due_flow_runs(
         self, *, limit: int, now: datetime | None = None, worker: str | None = None
     ) -> list[FlowRun]:
@@ -72,12 +84,14 @@ class WorkerMethods:
         with self.transaction():  # several decisions: undone together if one fails
             at = self._at(now)
             claimed: list[UUID] = []
+            beat: datetime | None = None
             for run_id in self._store.due_flow_run_ids(at, limit):
                 result = self._orchestrate_flow(
                     run_id, State(type=StateType.PENDING, message=message), force=False, now=at
                 )
                 if result.status is SetStateStatus.ACCEPT:
-                    self._store.record_heartbeat(run_id, worker=worker, at=at)
+                    beat = beat or self._liveness_time(now)
+                    self._store.record_heartbeat(run_id, worker=worker, at=beat)
                     claimed.append(run_id)
             return [self._read_flow_run(run_id, at) for run_id in claimed]
 
@@ -104,10 +118,13 @@ class WorkerMethods:
                 stop.wait(poll_interval)
 
     def heartbeat(self, id: UUID | str, *, worker: str | None = None) -> None:
-        """Record that a PENDING or RUNNING flow run is alive (see :meth:`mark_lost_runs`)."""
+        """Record that a PENDING or RUNNING flow run is alive (see :meth:`mark_lost_runs`).
+
+        Stamped by the injected ``clock=`` if given, else by the database server's clock on
+        PostgreSQL, else by this host's."""
         run_id = validate.run_id(id)
         with self._transaction():
-            now = self._now()
+            now = self._liveness_time(None)
             run = self._read_flow_run(run_id, now)
             if run.state_type not in (StateType.PENDING, StateType.RUNNING):
                 state = "no state" if run.state_type is None else run.state_type.value
@@ -133,10 +150,13 @@ class WorkerMethods:
         sent one; a run's own heartbeat timeout wins over ``timeout``. Each proposal goes
         through the flow policy (add ``flowstate.rules.retry_crashed_flows`` to retry crashed
         runs). Idempotent, and safe from several processes at once (one transaction).
+
+        Silence is measured at ``now`` if given, else by the injected ``clock=``, else by the
+        database server's clock on PostgreSQL (which also stamps heartbeats), else this host's.
         """
         default = validate.positive_seconds(timeout, "timeout")
         with self.transaction():  # several decisions: undone together if one fails
-            at = self._at(now)
+            at = self._liveness_time(now)
             results = []
             for run_id, last_seen, own_timeout in self._store.active_flow_run_liveness():
                 allowed = default if own_timeout is None else own_timeout

@@ -177,3 +177,7 @@ class StoreBackend(Protocol):
         self, flow_run_id: UUID
     ) -> tuple[str | None, datetime | None, float | None] | None:
         """(worker, last heartbeat, timeout seconds) of a flow run, or None."""
+
+    def server_time(self) -> datetime | None:
+        """The database server's clock (UTC), inside a transaction; None when the database has
+        no clock of its own (SQLite: the process's clock is the database's)."""

@@ -662,3 +662,7 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         """(worker, last heartbeat, timeout seconds) of a flow run, or None."""
         row = self.conn.execute(sql.SELECT_HEARTBEAT, (str(flow_run_id),)).fetchone()
         return None if row is None else (row[0], rows.parse_time(row[1]), row[2])
+
+    def server_time(self) -> None:
+        """None: an embedded database has no clock but the process's."""
+        return None
