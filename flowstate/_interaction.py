@@ -173,6 +173,7 @@ class InteractionMethods:
         run_id = validate.run_id(id)
         _check_key(key, "key")
         as_model = None if model is None else _model_of(model, "model")
+        self._not_in_a_block("wait_for_resume")
         interval = _poll_interval(poll_interval)
         limit = None if timeout is None else _wait_seconds(timeout, "timeout")
         deadline = None if limit is None else self._now() + timedelta(seconds=limit)
@@ -279,6 +280,7 @@ class InteractionMethods:
                 f"exclude_keys must be a set (received keys are added to it), not "
                 f"{type(exclude_keys).__name__}"
             )
+        self._not_in_a_block("receive_input")
         with self._transaction():
             self._flow_run_exists(receiver)
         return self._receive(
@@ -329,6 +331,13 @@ class InteractionMethods:
             self._sleep(_next_nap(interval, now, deadline, None))
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def _not_in_a_block(self, what: str) -> None:
+        """Waiting inside ``transaction()`` would hold it open: no one else could answer."""
+        if self._store.in_transaction:
+            raise InvalidState(
+                f"{what} waits for other callers, so it cannot run inside a transaction() block"
+            )
 
     def _flow_run_exists(self, run_id: UUID) -> FlowRun:
         run = self._store.read_flow_run(run_id)

@@ -432,3 +432,13 @@ def test_input_larger_than_the_database_accepts_is_a_clear_error(tmp_path) -> No
             orc.pause_flow_run(run.id, wait_for_input=big_schema)
         assert orc.read_flow_run(run.id).state.type is StateType.RUNNING
         assert list(orc.receive_input(run.id, str, timeout=0)) == []
+
+
+def test_waiting_inside_a_transaction_block_is_refused(orc) -> None:
+    run = orc.create_flow_run(state=Running())
+    orc.pause_flow_run(run.id, key="k")
+    with orc.transaction():
+        with pytest.raises(InvalidState, match="inside a transaction"):
+            orc.wait_for_resume(run.id, key="k")
+        with pytest.raises(InvalidState, match="inside a transaction"):
+            orc.receive_input(run.id, str)
