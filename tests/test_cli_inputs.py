@@ -11,6 +11,7 @@ import select
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,11 +42,11 @@ def database(tmp_path: Path) -> Path:
     return tmp_path / "inputs.db"
 
 
-def invoke(database: Path, *args: str) -> Result:
+def invoke(database: Path | str, *args: str) -> Result:
     return CliRunner().invoke(main, ["--database", str(database), *args])
 
 
-def running_run(database: Path) -> str:
+def running_run(database: Path | str) -> str:
     result = invoke(database, "runs", "create", "nightly", "--state", "RUNNING")
     assert result.exit_code == 0, result.output
     return result.stdout.strip()
@@ -184,7 +185,16 @@ class Terminal:
         return os.waitstatus_to_exitcode(status), _NO_COLOURS.sub("", self.seen + rest)
 
 
-def test_resume_on_a_terminal_asks_for_each_field_and_again_when_refused(database: Path) -> None:
+@pytest.fixture
+def any_database(backend) -> Iterator[str]:
+    """A fresh database of each backend: a SQLite file, a PostgreSQL schema."""
+    made = backend.new_database()
+    yield made
+    backend.drop(made)
+
+
+def test_resume_on_a_terminal_asks_for_each_field_and_again_when_refused(any_database: str) -> None:
+    database = any_database
     run_id = running_run(database)
     invoke(database, "pause", run_id, "--key", "approval", "--schema", json.dumps(APPROVAL),
            "--description", "Approve the nightly load?")
@@ -218,7 +228,8 @@ def test_resume_on_a_terminal_asks_for_each_field_and_again_when_refused(databas
     assert json.loads(stored) == {"approved": True, "count": 3, "color": "blue", "comment": "none"}
 
 
-def test_on_a_terminal_input_given_with_the_option_is_not_asked_for(database: Path) -> None:
+def test_on_a_terminal_input_given_with_the_option_is_not_asked_for(any_database: str) -> None:
+    database = any_database
     run_id = running_run(database)
     invoke(database, "pause", run_id, "--schema", json.dumps(APPROVAL))
     env = {**os.environ, "PYTHONPATH": str(REPO), "TERM": "dumb", "NO_COLOR": "1"}
