@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from flowstate import states
 from flowstate.errors import (
     DatabaseBusy,
@@ -34,11 +36,15 @@ from flowstate.results import (
 from flowstate.runs import FlowRun, FlowRunPolicy, TaskRun, TaskRunPolicy
 from flowstate.states import State, StateDetails, StateType
 
+if TYPE_CHECKING:
+    from flowstate.aio import AsyncOrchestrator
+
 __version__ = "0.1.0"
 
 __all__ = [
     "AbortDetails",
     "AcceptDetails",
+    "AsyncOrchestrator",
     "DatabaseBusy",
     "DatabaseError",
     "FlowRun",
@@ -65,9 +71,14 @@ __all__ = [
     "states",
 ]
 
-_LAZY = {"RunInput": "flowstate.run_input", "RunInputMetadata": "flowstate.run_input"}
+_LAZY = {
+    "AsyncOrchestrator": "flowstate.aio",
+    "RunInput": "flowstate.run_input",
+    "RunInputMetadata": "flowstate.run_input",
+}
 """Names loaded on first use: defining pydantic models at import would validate (and load
-pydantic's plugin machinery), which ``import flowstate`` never does."""
+pydantic's plugin machinery), which ``import flowstate`` never does; and asyncio costs import
+time."""
 
 for _name in __all__:
     _obj = globals().get(_name)
@@ -83,6 +94,8 @@ def __getattr__(name: str) -> object:
     import importlib
 
     value = getattr(importlib.import_module(home), name)
+    if home == "flowstate.aio":  # (the run-input models keep their module: pydantic reads it)
+        value.__module__ = "flowstate"
     globals()[name] = value
     return value
 

@@ -179,5 +179,11 @@ class Listeners:
                 try:
                     callback(event)
                 except Exception as exc:  # a listener's bug must not undo a committed transition
-                    self.errors.append((callback, event, exc))
-                    _log.exception("flowstate listener %r failed on %s", callback, event.state)
+                    self.report(callback, event, exc)
+
+    def report(self, callback: Listener, event: TransitionEvent, exc: Exception) -> None:
+        """A listener raised: log it and keep it in :attr:`errors` (the transition stays)."""
+        self.errors.append((callback, event, exc))
+        _log.error(
+            "flowstate listener %r failed on %s", callback, event.state, exc_info=exc
+        )

@@ -18,7 +18,7 @@ API_NAMES = [
     "AbortDetails", "WaitDetails", "OrchestrationResult", "FlowRunPolicy", "TaskRunPolicy",
     "FlowRun", "TaskRun", "Orchestrator", "FlowstateError", "ObjectNotFound",
     "ObjectAlreadyExists", "InvalidState", "DatabaseError", "RunInput", "RunInputMetadata",
-    "RunNotResumed", "WaitTimeout",
+    "RunNotResumed", "WaitTimeout", "AsyncOrchestrator",
 ]
 ORCHESTRATOR_METHODS = {
     "create_flow_run", "read_flow_run", "read_flow_runs", "delete_flow_run", "set_flow_run_state",
@@ -41,6 +41,7 @@ def test_every_api_name_is_exported_and_all_is_sorted():
 
 def test_public_classes_present_themselves_as_flowstate():
     assert flowstate.Orchestrator.__module__ == "flowstate"
+    assert flowstate.AsyncOrchestrator.__module__ == "flowstate"
     assert repr(flowstate.StateType.RUNNING).startswith("<StateType.")
 
 
@@ -114,7 +115,8 @@ def test_readme_names_the_two_commands_and_the_public_api():
     readme = (REPO / "README.md").read_text()
     assert "flowstate demo" in readme
     assert "pytest" in readme
-    for name in ("Orchestrator", "set_flow_run_state", "resume_flow_run", "DatabaseError"):
+    for name in ("Orchestrator", "set_flow_run_state", "resume_flow_run", "DatabaseError",
+                 "AsyncOrchestrator"):
         assert name in readme
 
 
@@ -124,7 +126,7 @@ def test_importing_flowstate_loads_no_heavy_extras():
     code = (
         "import sys, flowstate; heavy = ['sqlite_utils', 'transitions', 'jsonschema', 'rich', "
         "'hypothesis', 'click', 'psycopg', 'flowstate.store.postgres.store', "
-        "'pydantic.plugin._loader']; "
+        "'pydantic.plugin._loader', 'asyncio', 'flowstate.aio']; "
         "print([m for m in heavy if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -1,0 +1,497 @@
+"""AsyncOrchestrator: the Orchestrator's calls as coroutines, for asyncio programs.
+
+One engine: an :class:`~flowstate.Orchestrator` lives in a thread of its own (``_worker.py``),
+which opens it and runs the calls queued to it one by one; the event loop only queues a call
+and awaits its answer, so a call waiting for another process's write lock never stops the loop.
+
+Cancellation: a call still queued when its task is cancelled is taken back and never runs; a
+call that has started runs to its end (committed with its listeners told, or rolled back), and
+only then does ``CancelledError`` leave the ``await``, with a note saying which happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import os
+import threading
+import weakref
+from collections.abc import AsyncIterator, Callable, Coroutine
+from datetime import datetime
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from flowstate.aio._worker import Job, Worker
+from flowstate.aio.subscription import AsyncSubscription
+from flowstate.errors import DatabaseError
+from flowstate.listeners import Listener, Listeners, TransitionEvent
+from flowstate.orchestration.policy import Policy
+from flowstate.orchestrator import Orchestrator
+from flowstate.runs import FlowRun
+from flowstate.store.connection import Synchronous
+
+__all__ = ["AsyncOrchestrator"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_log = logging.getLogger("flowstate.listeners")
+
+
+def _twin(
+    method: Callable[Concatenate[Orchestrator, P], R],
+) -> Callable[Concatenate[AsyncOrchestrator, P], Coroutine[Any, Any, R]]:
+    """The coroutine form of an Orchestrator method: same name, parameters and docstring."""
+
+    async def call(self: AsyncOrchestrator, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return await self._call(method, args, kwargs)  # type: ignore[no-any-return]
+
+    functools.update_wrapper(call, method)
+    return call
+
+
+class _Block:
+    """The outermost ``async with orc.transaction()`` open now, and the task that owns it."""
+
+    __slots__ = ("task", "ended")
+
+    def __init__(self, task: asyncio.Task[Any] | None) -> None:
+        self.task = task
+        self.ended = asyncio.Event()
+
+
+class AsyncTransaction:
+    """``async with orc.transaction():`` -- the calls inside commit together, or not at all.
+
+    Leaving the block by an exception, a cancellation or a timeout rolls the whole block back.
+    While it is open, calls from other tasks wait for it to end (as other threads wait for a
+    sync block); nested blocks in the owning task are savepoints.
+    """
+
+    __slots__ = ("_orc", "_block", "_inner")
+
+    def __init__(self, orc: AsyncOrchestrator) -> None:
+        self._orc = orc
+        self._block: _Block | None = None
+        self._inner: Any = None
+
+    async def __aenter__(self) -> None:
+        orc = self._orc
+        task = asyncio.current_task()
+        block = orc._block
+        if block is None or block.task is not task:
+            await orc._wait_for_block(task)
+            self._block = orc._block = _Block(task)
+        job = orc._submit(_enter_transaction, (), {})
+        try:
+            self._inner = await orc._outcome(job)
+        except BaseException as exc:
+            if job.done and job.error is None:  # opened, then the task was cancelled: undo it
+                exit_job = orc._submit(_exit_transaction, (job.value, exc, self._block is not None), {})
+                await orc._outcome(exit_job, shielded=True)
+            self._release()
+            raise
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        orc = self._orc
+        try:
+            outermost = self._block is not None
+            job = orc._submit(_exit_transaction, (self._inner, exc, outermost), {})
+            await orc._outcome(job, shielded=True)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        block = self._block
+        if block is not None:
+            self._block = None
+            if self._orc._block is block:
+                self._orc._block = None
+            block.ended.set()
+
+
+def _enter_transaction(orc: Orchestrator) -> Any:
+    inner = orc.transaction()
+    inner.__enter__()
+    return inner
+
+
+def _exit_transaction(
+    orc: Orchestrator, inner: Any, exc: BaseException | None, outermost: bool
+) -> None:
+    inner.__exit__(None if exc is None else type(exc), exc, None)
+
+
+class AsyncOrchestrator:
+    """The :class:`~flowstate.Orchestrator`'s calls as coroutines: same names, parameters and
+    results, the same engine and database underneath.
+
+    >>> import asyncio
+    >>> from flowstate import AsyncOrchestrator
+    >>> from flowstate.states import Pending
+    >>> async def main():
+    ...     async with AsyncOrchestrator(":memory:") as orc:
+    ...         run = await orc.create_flow_run(flow_name="etl")
+    ...         return (await orc.set_flow_run_state(run.id, Pending())).status.value
+    >>> asyncio.run(main())
+    'ACCEPT'
+
+    The options are the Orchestrator's. The database is opened in the orchestrator's own
+    thread as soon as it is made; an error opening it is raised by ``open()``, ``async with``
+    and every call. The calls run one at a time, in the order they were made; they may come
+    from any event loop (one at a time).
+    """
+
+    def __init__(
+        self,
+        database: str | os.PathLike[str] | None = None,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        uniform: Callable[[float, float], float] | None = None,
+        busy_timeout: float = 30.0,
+        synchronous: Synchronous = "NORMAL",
+        flow_policy: Policy | None = None,
+        task_policy: Policy | None = None,
+    ) -> None:
+        opener = functools.partial(
+            Orchestrator,
+            database,
+            clock=clock,
+            uniform=uniform,
+            busy_timeout=busy_timeout,
+            synchronous=synchronous,
+            flow_policy=flow_policy,
+            task_policy=task_policy,
+        )
+        self._worker = Worker(opener)
+        # an orchestrator dropped without close() still stops its thread and closes its database
+        self._finalizer = weakref.finalize(self, self._worker.stop)
+        self._block: _Block | None = None
+        self._listeners = Listeners()  # registry and errors only: events come from the worker
+        self._awaited_listeners = 0  # how many listeners are coroutine functions
+        self._subscriptions: list[AsyncSubscription] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> AsyncOrchestrator:
+        """Wait until the database is open (raises what opening it raised)."""
+        await self._call(_opened, (), {})
+        return self
+
+    async def __aenter__(self) -> AsyncOrchestrator:
+        return await self.open()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Release the database once the calls queued before are done; later calls raise
+        DatabaseError (as on a closed Orchestrator)."""
+        if self._worker.stopped:
+            return
+        try:
+            await self._call(Orchestrator.close, (), {})
+        finally:
+            self._worker.stop()
+
+    def _shutdown(self, timeout: float | None = None) -> None:
+        """Stop the thread and close the database without an event loop (the pytest fixture)."""
+        self._worker.stop()
+        self._worker.join(timeout)
+
+    @property
+    def database(self) -> str:
+        """The database path this orchestrator uses (a PostgreSQL URL with its password masked)."""
+        return self._opened_orchestrator().database
+
+    @property
+    def flow_policy(self) -> Policy:
+        """The flow policy deciding flow-run transitions."""
+        return self._opened_orchestrator().flow_policy
+
+    @property
+    def task_policy(self) -> Policy:
+        """The task policy deciding task-run transitions."""
+        return self._opened_orchestrator().task_policy
+
+    def _opened_orchestrator(self) -> Orchestrator:
+        worker = self._worker
+        if not worker.opened.is_set():
+            raise DatabaseError("the database is still opening: await orc.open() first")
+        if worker.orchestrator is None:
+            assert worker.open_error is not None
+            raise worker.open_error
+        return worker.orchestrator
+
+    def transaction(self) -> AsyncTransaction:
+        """Group calls: ``async with orc.transaction():`` -- everything inside commits together,
+        or nothing does (an exception, a cancellation or a timeout rolls it all back).
+
+        Listeners hear of the transitions made inside once the whole block has committed.
+        """
+        return AsyncTransaction(self)
+
+    # -- listeners -------------------------------------------------------------------------
+
+    def add_listener(self, callback: Listener) -> Callable[[], None]:
+        """Call ``callback(event)`` after each committed transition that wrote a state.
+
+        ``callback`` may be a coroutine function. Listeners run on the event loop after the
+        commit, in the task that made the call, before the call returns: plain functions are
+        called and coroutine functions awaited, in the order they were added. Their exceptions
+        are logged and kept in ``listener_errors``. Returns a function that removes the listener.
+        """
+        awaited = inspect.iscoroutinefunction(callback)
+        self._listeners.add(callback)
+        self._awaited_listeners += awaited
+        self._listening_changed()
+
+        def remove() -> None:
+            if any(c is callback for c in self._listeners.callbacks):
+                self._listeners.remove(callback)
+                self._awaited_listeners -= awaited
+                self._listening_changed()
+
+        return remove
+
+    def subscribe(self, maxsize: int = 0) -> AsyncSubscription:
+        """Committed transitions as an async iterator of
+        :class:`~flowstate.listeners.TransitionEvent`, in commit order::
+
+            async with orc.subscribe() as events:
+                async for event in events: ...
+        """
+        subscription = AsyncSubscription(maxsize, self._forget_subscription)
+        self._subscriptions = [*self._subscriptions, subscription]
+        self._listening_changed()
+        return subscription
+
+    def _forget_subscription(self, subscription: AsyncSubscription) -> None:
+        self._subscriptions = [s for s in self._subscriptions if s is not subscription]
+        self._listening_changed()
+
+    def _listening_changed(self) -> None:
+        self._worker.record_events(bool(self._listeners.callbacks or self._subscriptions))
+
+    @property
+    def listener_errors(self) -> list[tuple[Listener, TransitionEvent, BaseException]]:
+        """Exceptions raised by listeners (which never undo a committed transition)."""
+        return self._listeners.errors
+
+    # -- running calls ---------------------------------------------------------------------
+
+    async def _call(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """Run ``fn(orchestrator, *args, **kwargs)`` in the worker thread and return its result."""
+        block = self._block
+        if block is not None:
+            task = asyncio.current_task()
+            if block.task is not task:
+                try:
+                    await self._wait_for_block(task)
+                except asyncio.CancelledError as exc:
+                    exc.add_note(
+                        f"flowstate: {_name(fn)} was cancelled before it started: it did nothing "
+                        "(it was waiting for another task's transaction block to end)"
+                    )
+                    raise
+        return await self._outcome(self._submit(fn, args, kwargs))
+
+    def _submit(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Job:
+        job = Job(fn, args, kwargs, asyncio.get_running_loop(), self._deliver)
+        self._worker.submit(job)
+        return job
+
+    async def _wait_for_block(self, task: asyncio.Task[Any] | None) -> None:
+        """Wait while another task's ``transaction()`` block is open."""
+        while (block := self._block) is not None and block.task is not task:
+            await block.ended.wait()
+
+    def _deliver(self, job: Job) -> None:
+        """On the loop, in commit order: hand the job's events to the subscriptions."""
+        if job.events:
+            for subscription in self._subscriptions:
+                subscription._put(job.events)
+
+    async def _outcome(self, job: Job, *, shielded: bool = False) -> Any:
+        """The job's result, once it is done and its listeners have run.
+
+        If the awaiting task is cancelled while the job is queued, the job is taken back and
+        the cancellation goes on at once. If the job has started, it runs to its end and its
+        listeners run; then the cancellation goes on, noted with what the call did.
+        ``shielded``: the job may not be taken back (the end of a transaction block).
+        """
+        cancelled: asyncio.CancelledError | None = None
+        if not shielded:
+            try:
+                await job.future  # type: ignore[misc]
+            except asyncio.CancelledError as exc:
+                if self._worker.abandon(job):
+                    exc.add_note(
+                        f"flowstate: {_name(job)} was cancelled before it started: it did nothing"
+                    )
+                    raise
+                cancelled = exc
+        if not job.done:
+            cancelled = await _until_done(job) or cancelled
+        if job.events and self._listeners.callbacks:
+            cancelled = await self._tell(job.events) or cancelled
+        if cancelled is None and self._subscriptions:
+            try:
+                for subscription in self._subscriptions:
+                    await subscription._room()
+            except asyncio.CancelledError as exc:
+                cancelled = exc
+        if cancelled is not None:
+            block = self._block
+            in_block = block is not None and block.task is asyncio.current_task()
+            if job.fn is _exit_transaction or job.fn is _enter_transaction:
+                in_block = False
+            cancelled.add_note(
+                f"flowstate: {_name(job)} had started when its task was cancelled; it ran to its "
+                f"end first and {_what_it_did(job, in_block)}"
+            )
+            raise cancelled
+        if job.error is not None:
+            error, job.error = job.error, None
+            raise error
+        return job.value
+
+    async def _tell(self, events: list[TransitionEvent]) -> asyncio.CancelledError | None:
+        """Tell the listeners about ``events``; a cancellation meanwhile waits until all are
+        told (it is returned)."""
+        if not self._awaited_listeners:
+            _call_listeners(self._listeners, events)  # nothing to await: nothing to interrupt
+            return None
+        task = asyncio.ensure_future(_await_listeners(self._listeners, events))
+        return await _until_done_future(task)
+
+    # -- the calls -------------------------------------------------------------------------
+
+    create_flow_run = _twin(Orchestrator.create_flow_run)
+    read_flow_run = _twin(Orchestrator.read_flow_run)
+    read_flow_runs = _twin(Orchestrator.read_flow_runs)
+    delete_flow_run = _twin(Orchestrator.delete_flow_run)
+    set_flow_run_state = _twin(Orchestrator.set_flow_run_state)
+    read_flow_run_states = _twin(Orchestrator.read_flow_run_states)
+    resume_flow_run = _twin(Orchestrator.resume_flow_run)
+    create_flow_run_input = _twin(Orchestrator.create_flow_run_input)
+    read_flow_run_input = _twin(Orchestrator.read_flow_run_input)
+    delete_flow_run_input = _twin(Orchestrator.delete_flow_run_input)
+    create_task_run = _twin(Orchestrator.create_task_run)
+    read_task_run = _twin(Orchestrator.read_task_run)
+    read_task_runs = _twin(Orchestrator.read_task_runs)
+    delete_task_run = _twin(Orchestrator.delete_task_run)
+    set_task_run_state = _twin(Orchestrator.set_task_run_state)
+    read_task_run_states = _twin(Orchestrator.read_task_run_states)
+    claim_due_flow_runs = _twin(Orchestrator.claim_due_flow_runs)
+    heartbeat = _twin(Orchestrator.heartbeat)
+    set_heartbeat_timeout = _twin(Orchestrator.set_heartbeat_timeout)
+    mark_lost_runs = _twin(Orchestrator.mark_lost_runs)
+    mark_late_runs = _twin(Orchestrator.mark_late_runs)
+
+    async def iter_due_flow_runs(
+        self,
+        *,
+        limit: int = 1,
+        poll_interval: float = 1.0,
+        worker: str | None = None,
+        stop: threading.Event | asyncio.Event | None = None,
+    ) -> AsyncIterator[FlowRun]:
+        """Claim and yield due runs forever (or until ``stop`` is set), sleeping on the loop
+        for ``poll_interval`` seconds when none is due::
+
+            async for run in orc.iter_due_flow_runs(poll_interval=5, worker="w1"):
+                await execute(run)   # then propose Running, Completed, ...
+        """
+        while stop is None or not stop.is_set():
+            runs = await self.claim_due_flow_runs(limit=limit, worker=worker)
+            for run in runs:
+                yield run
+            if not runs:
+                await _pause(poll_interval, stop)
+
+
+def _opened(orc: Orchestrator) -> None:
+    """The job ``open()`` waits for: the first in the queue, so opening is over when it runs."""
+
+
+def _name(call: Job | Callable[..., Any]) -> str:
+    fn = call.fn if isinstance(call, Job) else call
+    return getattr(fn, "__name__", "the call").strip("_")
+
+
+def _what_it_did(job: Job, in_block: bool) -> str:
+    if job.error is not None:
+        return f"raised {type(job.error).__name__}: nothing of it was kept"
+    if job.fn is _enter_transaction:
+        return "opened the transaction, which was then rolled back"
+    if job.fn is _exit_transaction:
+        _inner, exc, outermost = job.args
+        if exc is not None:
+            return "rolled the transaction back"
+        return "committed the transaction" if outermost else "released the nested transaction"
+    status = getattr(job.value, "status", None)
+    done = "returned" if status is None else f"returned {status.value}"
+    if in_block:
+        return f"{done}, kept only if the transaction block around it commits"
+    return f"{done} (committed)"
+
+
+async def _until_done(job: Job) -> asyncio.CancelledError | None:
+    """Wait for a job that has started to end; cancellations meanwhile are held back (the first
+    is returned)."""
+    cancelled = None
+    while not job.done:
+        job.waiter = waiter = asyncio.get_running_loop().create_future()
+        try:
+            await waiter
+        except asyncio.CancelledError as exc:
+            cancelled = cancelled or exc
+    return cancelled
+
+
+async def _until_done_future(future: asyncio.Future[Any]) -> asyncio.CancelledError | None:
+    """Wait for ``future`` to end, holding back cancellations (the first is returned)."""
+    cancelled = None
+    while not future.done():
+        try:
+            await asyncio.shield(future)
+        except asyncio.CancelledError as exc:
+            if future.cancelled():
+                raise
+            cancelled = cancelled or exc
+    return cancelled
+
+
+def _call_listeners(listeners: Listeners, events: list[TransitionEvent]) -> None:
+    for event in events:
+        for callback in listeners.callbacks:
+            try:
+                callback(event)
+            except Exception as exc:  # a listener's bug must not undo a committed transition
+                listeners.report(callback, event, exc)
+
+
+async def _await_listeners(listeners: Listeners, events: list[TransitionEvent]) -> None:
+    for event in events:
+        for callback in listeners.callbacks:
+            try:
+                answer = callback(event)
+                if inspect.isawaitable(answer):
+                    await answer
+            except Exception as exc:
+                listeners.report(callback, event, exc)
+
+
+async def _pause(seconds: float, stop: threading.Event | asyncio.Event | None) -> None:
+    if isinstance(stop, asyncio.Event):
+        try:
+            async with asyncio.timeout(seconds):
+                await stop.wait()
+        except TimeoutError:
+            pass
+    else:
+        await asyncio.sleep(seconds)

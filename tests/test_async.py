@@ -1,0 +1,506 @@
+"""AsyncOrchestrator: the sync engine's calls as coroutines, cancellation, blocks, listeners.
+
+No async test plugin is used: each test drives its coroutine with ``asyncio.run``. The races,
+random cancellations and lock waits on both backends are in ``tests/reliability/test_async.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import queue
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import flowstate
+from flowstate import (
+    AsyncOrchestrator,
+    DatabaseError,
+    InvalidState,
+    ObjectNotFound,
+    Orchestrator,
+    SetStateStatus,
+    StateType,
+)
+from flowstate.aio import AsyncSubscription
+from flowstate.states import Completed, Paused, Pending, Running, Scheduled
+from flowstate.testing import FrozenClock
+
+NOT_COROUTINES = {
+    "transaction": "an async context manager",
+    "add_listener": "no I/O: registers at once",
+    "subscribe": "an async iterator",
+    "iter_due_flow_runs": "an async generator",
+    "receive_input": "an async iterator",
+}
+
+
+def public_methods(cls: type) -> dict[str, Any]:
+    return {
+        name: member
+        for name, member in inspect.getmembers(cls)
+        if not name.startswith("_") and inspect.isfunction(member)
+    }
+
+
+def parameters(function: Any) -> list[tuple[str, Any, Any]]:
+    """Names, kinds and defaults, without ``self`` (annotations may say ``asyncio.Event``)."""
+    params = list(inspect.signature(function).parameters.values())[1:]
+    return [(p.name, p.kind, p.default) for p in params]
+
+
+def test_every_public_orchestrator_method_has_an_async_twin_with_the_same_parameters():
+    sync = public_methods(Orchestrator)
+    twins = public_methods(flowstate.AsyncOrchestrator)
+    assert len(sync) > 20
+    missing = sorted(set(sync) - set(twins))
+    assert missing == [], f"Orchestrator methods without an AsyncOrchestrator twin: {missing}"
+    for name, method in sync.items():
+        twin = twins[name]
+        assert parameters(twin) == parameters(method), name
+        if name in NOT_COROUTINES:
+            continue
+        assert inspect.iscoroutinefunction(twin), f"AsyncOrchestrator.{name} is not a coroutine"
+    for name in ("database", "listener_errors", "flow_policy", "task_policy"):
+        assert hasattr(AsyncOrchestrator, name)
+    assert parameters(AsyncOrchestrator.__init__) == parameters(Orchestrator.__init__)
+
+
+def test_the_twins_without_a_coroutine_have_their_async_forms():
+    assert inspect.isasyncgenfunction(AsyncOrchestrator.iter_due_flow_runs)
+
+    async def main() -> None:
+        async with AsyncOrchestrator(":memory:") as orc:
+            assert hasattr(orc.transaction(), "__aenter__")
+            with orc.subscribe() as events:  # a plain ``with`` closes it too
+                assert hasattr(events, "__aiter__")
+            assert events.closed
+
+    asyncio.run(main())
+
+
+def test_calls_return_the_sync_engines_models_and_raise_its_errors():
+    async def main() -> None:
+        async with AsyncOrchestrator(":memory:") as orc:
+            run = await orc.create_flow_run(flow_name="etl", state=Scheduled())
+            assert isinstance(run, flowstate.FlowRun) and run.state_type is StateType.SCHEDULED
+            assert (await orc.set_flow_run_state(run.id, Pending())).status is SetStateStatus.ACCEPT
+            again = await orc.set_flow_run_state(run.id, Pending())
+            assert again.status is SetStateStatus.ABORT
+            assert "PENDING state" in (again.details.reason or "")
+            await orc.set_flow_run_state(run.id, Running())
+            await orc.set_flow_run_state(run.id, Paused(pause_key="k"))
+            assert (await orc.resume_flow_run(run.id)).state.type is StateType.RUNNING
+            history = [s.name for s in await orc.read_flow_run_states(run.id)]
+            assert history == ["Scheduled", "Pending", "Running", "Paused", "Running"]
+            task = await orc.create_task_run(flow_run_id=run.id, state=Running())
+            await orc.set_task_run_state(task.id, Completed())
+            assert (await orc.read_task_run(task.id)).state_type is StateType.COMPLETED
+            await orc.create_flow_run_input(run.id, "answer", '"yes"')
+            assert await orc.read_flow_run_input(run.id, "answer") == '"yes"'
+            with pytest.raises(InvalidState):
+                await orc.set_flow_run_state("not-a-uuid", Pending())
+            with pytest.raises(ObjectNotFound):
+                await orc.read_flow_run("00000000-0000-0000-0000-000000000000")
+            assert orc.database == ":memory:"
+            assert orc.flow_policy is not None and orc.task_policy is not None
+
+    asyncio.run(main())
+
+
+def test_an_async_orchestrator_shares_the_database_with_a_sync_one(tmp_path: Path):
+    path = tmp_path / "shared.db"
+    with Orchestrator(path) as sync:
+        run = sync.create_flow_run(state=Scheduled())
+
+        async def main() -> None:
+            async with AsyncOrchestrator(path) as orc:
+                assert (await orc.set_flow_run_state(run.id, Pending())).status.value == "ACCEPT"
+
+        asyncio.run(main())
+        assert sync.read_flow_run(run.id).state_type is StateType.PENDING
+
+
+def test_one_orchestrator_serves_one_event_loop_after_another():
+    orc = AsyncOrchestrator(":memory:")
+    run = asyncio.run(orc.create_flow_run(state=Scheduled()))
+    assert asyncio.run(orc.set_flow_run_state(run.id, Pending())).status.value == "ACCEPT"
+    asyncio.run(orc.close())
+
+
+def test_a_database_that_cannot_be_opened_raises_from_open_and_from_every_call(tmp_path: Path):
+    bad = tmp_path / "missing-folder" / "x.db"
+
+    async def main() -> None:
+        orc = AsyncOrchestrator(bad)
+        with pytest.raises(DatabaseError, match="missing-folder"):
+            await orc.open()
+        with pytest.raises(DatabaseError, match="missing-folder"):
+            await orc.create_flow_run()
+        with pytest.raises(DatabaseError):
+            orc.database
+        orc._shutdown()
+
+    asyncio.run(main())
+
+
+def test_an_orchestrator_dropped_without_close_stops_its_thread_and_closes_its_database(
+    tmp_path: Path,
+):
+    import gc
+
+    async def main() -> threading.Thread:
+        orc = await AsyncOrchestrator(tmp_path / "dropped.db").open()
+        await orc.create_flow_run()
+        return orc._worker._thread
+
+    thread = asyncio.run(main())
+    gc.collect()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    with Orchestrator(tmp_path / "dropped.db") as orc:
+        assert len(orc.read_flow_runs()) == 1
+
+
+def test_bad_options_raise_the_sync_engines_typed_error():
+    async def main() -> None:
+        with pytest.raises(InvalidState, match="synchronous"):
+            async with AsyncOrchestrator(":memory:", synchronous="SOMETIMES"):  # type: ignore[arg-type]
+                pass
+
+    asyncio.run(main())
+
+
+def test_calls_after_close_raise_database_error_at_once():
+    async def main() -> None:
+        orc = AsyncOrchestrator(":memory:")
+        run = await orc.create_flow_run()
+        await orc.close()
+        await orc.close()  # twice is fine
+        with pytest.raises(DatabaseError, match="closed"):
+            await orc.read_flow_run(run.id)
+        with pytest.raises(InvalidState):  # input is still checked first, as in the sync engine
+            await orc.read_flow_run("nope")
+
+    asyncio.run(main())
+
+
+# -- cancellation -------------------------------------------------------------------------------
+
+
+class GatedClock:
+    """A clock that makes the worker thread wait (inside a call) while the gate is closed."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+
+    def __call__(self) -> datetime:
+        self.entered.set()
+        self.gate.wait(30)
+        return datetime.now(timezone.utc)
+
+    def close_gate(self) -> None:
+        self.entered.clear()
+        self.gate.clear()
+
+
+async def until(condition: Any) -> None:
+    while not condition():
+        await asyncio.sleep(0.001)
+
+
+def notes(exc: BaseException) -> str:
+    return " ".join(getattr(exc, "__notes__", []))
+
+
+def test_a_cancelled_call_that_had_not_started_does_nothing():
+    clock = GatedClock()
+
+    async def main() -> None:
+        async with AsyncOrchestrator(":memory:", clock=clock) as orc:
+            run = await orc.create_flow_run(state=Scheduled())
+            clock.close_gate()
+            first = asyncio.create_task(orc.read_flow_run(run.id))  # holds the worker
+            await until(clock.entered.is_set)
+            second = asyncio.create_task(orc.set_flow_run_state(run.id, Pending()))
+            await asyncio.sleep(0.01)
+            second.cancel()
+            with pytest.raises(asyncio.CancelledError) as caught:
+                await second
+            assert "before it started: it did nothing" in notes(caught.value)
+            clock.gate.set()
+            await first
+            assert (await orc.read_flow_run(run.id)).state_type is StateType.SCHEDULED
+
+    asyncio.run(main())
+
+
+def test_a_cancelled_call_that_had_started_commits_whole_before_the_cancellation_goes_on():
+    clock = GatedClock()
+
+    async def main() -> None:
+        async with AsyncOrchestrator(":memory:", clock=clock) as orc:
+            told: list[StateType] = []
+            orc.add_listener(lambda event: told.append(event.state.type))
+            run = await orc.create_flow_run(state=Scheduled())
+            clock.close_gate()
+            call = asyncio.create_task(orc.set_flow_run_state(run.id, Pending()))
+            await until(clock.entered.is_set)  # the call is inside its transaction
+            call.cancel()
+            await asyncio.sleep(0.02)
+            assert not call.done()  # it waits for the call to end
+            clock.gate.set()
+            with pytest.raises(asyncio.CancelledError) as caught:
+                await call
+            assert "returned ACCEPT (committed)" in notes(caught.value)
+            assert told == [StateType.SCHEDULED, StateType.PENDING]  # its listeners ran
+            assert (await orc.read_flow_run(run.id)).state_type is StateType.PENDING
+
+    asyncio.run(main())
+
+
+def test_a_timeout_behaves_as_a_cancellation():
+    clock = GatedClock()
+
+    async def main() -> None:
+        async with AsyncOrchestrator(":memory:", clock=clock) as orc:
+            run = await orc.create_flow_run(state=Scheduled())
+            clock.close_gate()
+            threading.Timer(0.1, clock.gate.set).start()
+            with pytest.raises(TimeoutError) as caught:
+                async with asyncio.timeout(0.02):
+                    await orc.set_flow_run_state(run.id, Pending())
+            assert "(committed)" in notes(caught.value.__cause__)  # type: ignore[arg-type]
+            assert (await orc.read_flow_run(run.id)).state_type is StateType.PENDING
+
+    asyncio.run(main())
+
+
+def test_cancelling_inside_a_transaction_block_rolls_the_whole_block_back():
+    async def main() -> None:
+        async with AsyncOrchestrator(":memory:") as orc:
+            run = await orc.create_flow_run(state=Scheduled())
+            entered = asyncio.Event()
+
+            async def block() -> None:
+                async with orc.transaction():
+                    await orc.set_flow_run_state(run.id, Pending())
+                    await orc.set_flow_run_state(run.id, Running())
+                    entered.set()
+                    await asyncio.sleep(30)
+
+            task = asyncio.create_task(block())
+            await entered.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert [s.type for s in await orc.read_flow_run_states(run.id)] == [StateType.SCHEDULED]
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.05):
+                    async with orc.transaction():
+                        await orc.set_flow_run_state(run.id, Pending())
+                        await asyncio.sleep(30)
+            assert (await orc.read_flow_run(run.id)).state_type is StateType.SCHEDULED
+            async with orc.transaction():
+                await orc.set_flow_run_state(run.id, Pending())
+            assert (await orc.read_flow_run(run.id)).state_type is StateType.PENDING
+
+    asyncio.run(main())
+
+
+def test_a_cancellation_while_a_block_commits_waits_for_the_commit_and_says_so():
+    clock = GatedClock()
+
+    async def main() -> None:
+        async with AsyncOrchestrator(":memory:", clock=clock) as orc:
+            run = await orc.create_flow_run(state=Scheduled())
+            clock.close_gate()
+            done = threading.Event()
+
+            async def block() -> None:
+                async with orc.transaction():
+                    await orc.set_flow_run_state(run.id, Pending())
+                done.set()
+
+            task = asyncio.create_task(block())
+            await until(clock.entered.is_set)
+            task.cancel()  # lands in the call inside the block: the block rolls back
+            clock.gate.set()
+            with pytest.raises(asyncio.CancelledError) as caught:
+                await task
+            assert "kept only if the transaction block around it commits" in notes(caught.value)
+            assert (await orc.read_flow_run(run.id)).state_type is StateType.SCHEDULED
+
+    asyncio.run(main())
+
+
+def test_other_tasks_wait_while_a_block_is_open_and_nested_blocks_are_savepoints():
+    async def main() -> None:
+        async with AsyncOrchestrator(":memory:") as orc:
+            run = await orc.create_flow_run(state=Scheduled())
+            seen_by_other: list[Any] = []
+            inside = asyncio.Event()
+
+            async def other() -> None:
+                await inside.wait()
+                seen_by_other.append((await orc.read_flow_run(run.id)).state_type)
+
+            other_task = asyncio.create_task(other())
+            async with orc.transaction():
+                await orc.set_flow_run_state(run.id, Pending())
+                inside.set()
+                await asyncio.sleep(0.02)
+                assert seen_by_other == []  # the other task's read waits for the block
+                with pytest.raises(ValueError):
+                    async with orc.transaction():
+                        await orc.set_flow_run_state(run.id, Running())
+                        raise ValueError("undo the nested block only")
+                assert (await orc.read_flow_run(run.id)).state_type is StateType.PENDING
+            await other_task
+            assert seen_by_other == [StateType.PENDING]
+
+    asyncio.run(main())
+
+
+# -- listeners and subscriptions ------------------------------------------------------------------
+
+
+def test_coroutine_listeners_are_awaited_after_the_commit_and_their_failures_kept():
+    async def main() -> None:
+        async with AsyncOrchestrator(":memory:") as orc:
+            told: list[tuple[str, StateType]] = []
+
+            async def slow(event: Any) -> None:
+                await asyncio.sleep(0.01)
+                told.append(("slow", event.state.type))
+
+            async def broken(event: Any) -> None:
+                raise RuntimeError("listener bug")
+
+            orc.add_listener(slow)
+            remove = orc.add_listener(broken)
+            orc.add_listener(lambda event: told.append(("plain", event.state.type)))
+            run = await orc.create_flow_run(state=Scheduled())
+            assert told == [("slow", StateType.SCHEDULED), ("plain", StateType.SCHEDULED)]
+            result = await orc.set_flow_run_state(run.id, Pending())
+            assert result.status is SetStateStatus.ACCEPT
+            assert [type(e).__name__ for _, _, e in orc.listener_errors] == ["RuntimeError"] * 2
+            remove()
+            await orc.set_flow_run_state(run.id, Running())
+            assert len(orc.listener_errors) == 2
+            async with orc.transaction():
+                await orc.set_flow_run_state(run.id, Completed())
+                assert told[-1] == ("plain", StateType.RUNNING)  # not yet: the block is open
+            assert told[-1] == ("plain", StateType.COMPLETED)
+
+    asyncio.run(main())
+
+
+def test_a_listener_may_make_calls_itself():
+    async def main() -> None:
+        async with AsyncOrchestrator(":memory:") as orc:
+            async def start_when_pending(event: Any) -> None:
+                if event.state.type is StateType.PENDING:
+                    await orc.set_flow_run_state(event.run_id, Running())
+
+            orc.add_listener(start_when_pending)
+            run = await orc.create_flow_run(state=Scheduled())
+            await orc.set_flow_run_state(run.id, Pending())
+            assert (await orc.read_flow_run(run.id)).state_type is StateType.RUNNING
+
+    asyncio.run(main())
+
+
+def test_subscribe_is_an_async_iterator_of_committed_transitions_in_order():
+    async def main() -> None:
+        async with AsyncOrchestrator(":memory:") as orc:
+            events = orc.subscribe()
+            received: list[tuple[str, StateType]] = []
+
+            async def consume() -> None:
+                async for event in events:
+                    received.append((str(event.run_id), event.state.type))
+
+            consumer = asyncio.create_task(consume())
+            runs = [await orc.create_flow_run() for _ in range(4)]
+            expected = []
+
+            async def drive(run_id: Any) -> None:
+                for state in (Scheduled, Pending, Running, Completed):
+                    await orc.set_flow_run_state(run_id, state())
+
+            await asyncio.gather(*(drive(run.id) for run in runs))
+            async with orc.transaction():
+                await orc.set_flow_run_state(runs[0].id, Running(), force=True)
+                raise_later = False
+            assert not raise_later
+            await asyncio.sleep(0.01)
+            events.close()
+            await consumer
+            for run in runs:
+                mine = [t for r, t in received if r == str(run.id)]
+                expected = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING,
+                            StateType.COMPLETED]
+                if run is runs[0]:
+                    expected.append(StateType.RUNNING)
+                assert mine == expected
+            with pytest.raises(queue.Empty):
+                await events.get()
+
+    asyncio.run(main())
+
+
+def test_a_bounded_subscription_holds_callers_back_until_it_is_read():
+    async def main() -> None:
+        async with AsyncOrchestrator(":memory:") as orc:
+            events: AsyncSubscription = orc.subscribe(maxsize=1)
+            run = await orc.create_flow_run(state=Scheduled())  # one event: not over
+            call = asyncio.create_task(orc.set_flow_run_state(run.id, Pending()))
+            await asyncio.sleep(0.05)
+            assert not call.done()  # committed, but two events wait: the caller waits too
+            assert (await events.get()).state.type is StateType.SCHEDULED
+            assert (await call).status is SetStateStatus.ACCEPT
+            assert [e.state.type for e in events.pending()] == [StateType.PENDING]
+            with pytest.raises(queue.Empty):
+                await events.get(timeout=0.01)  # an empty, open subscription times out
+
+    asyncio.run(main())
+
+
+def test_iter_due_flow_runs_claims_due_runs_until_stopped():
+    async def main() -> None:
+        async with AsyncOrchestrator(":memory:") as orc:
+            runs = [await orc.create_flow_run(state=Scheduled()) for _ in range(3)]
+            stop = asyncio.Event()
+            claimed = []
+            async for run in orc.iter_due_flow_runs(poll_interval=0.01, worker="w", stop=stop):
+                claimed.append(run.id)
+                if len(claimed) == 3:
+                    stop.set()
+            assert claimed == [run.id for run in runs]
+            assert {r.state_type for r in await orc.read_flow_runs()} == {StateType.PENDING}
+
+    asyncio.run(main())
+
+
+# -- the pytest fixture -------------------------------------------------------------------------------
+
+
+def test_the_async_orchestrator_fixture_is_in_memory_on_the_frozen_clock(
+    async_orchestrator: AsyncOrchestrator, frozen_clock: FrozenClock
+):
+    async def main() -> None:
+        run = await async_orchestrator.create_flow_run(state=Scheduled())
+        frozen_clock.advance(60)
+        await async_orchestrator.set_flow_run_state(run.id, Pending())
+        history = await async_orchestrator.read_flow_run_states(run.id)
+        assert (history[1].timestamp - history[0].timestamp).total_seconds() == 60
+        assert async_orchestrator.database == ":memory:"
+
+    asyncio.run(main())
