@@ -11,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from benchmarks import (
+    async_cycle,
     claims,
     custom_rules,
     decide,
@@ -33,6 +34,7 @@ SCENARIOS = {
     "7": claims,
     "8": custom_rules,
     "9": postgres,  # 1P, 2P, 3P: scenarios 1, 2, 3 on PostgreSQL
+    "10": async_cycle,  # 10, 10C, 10L: AsyncOrchestrator against the sync engine, loop lag
 }
 
 
@@ -42,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="one round at toy size (smoke test)")
     parser.add_argument("--sizes", help="scenario 5 sizes, comma-separated (e.g. 1000,100000)")
     parser.add_argument("--rounds", type=int, help="interleaved rounds per scenario")
-    parser.add_argument("--only", help="scenarios to run, comma-separated: 1 (with 1F, 2), 3, 4, 5, 6, 7, 8, 9 (PostgreSQL)")
+    parser.add_argument("--only", help="scenarios to run, comma-separated: 1 (with 1F, 2), 3, 4, 5, 6, 7, 8, 9 (PostgreSQL), 10 (asyncio)")
     parser.add_argument("--out", default=str(Path(__file__).with_name("results.json")))
     parser.add_argument("--keep", help="build (and reuse) databases in this folder")
     args = parser.parse_args(argv)

@@ -25,6 +25,7 @@ class Config:
     import_runs: int = 15  # scenario 6: fresh interpreters
     durability: bool = True  # scenario 1 again with synchronous=FULL
     claim_sizes: list[int] = field(default_factory=lambda: [1_000_000])  # scenario 7
+    async_transitions: int = 10_000  # scenario 10L: transitions driven while the ticker runs
 
     @classmethod
     def quick(cls, workdir: Path) -> Config:
@@ -42,6 +43,7 @@ class Config:
             scale_rounds=5,
             import_runs=7,
             claim_sizes=[20_000],
+            async_transitions=2_000,
         )
 
     @classmethod
@@ -61,4 +63,5 @@ class Config:
             import_runs=1,
             durability=False,
             claim_sizes=[300],
+            async_transitions=100,
         )

@@ -22,6 +22,8 @@ def _fmt(value: float, unit: str) -> str:
         return f"{value * 1e6:,.0f} µs"
     if unit == "s":
         return f"{value:.3f} s"
+    if unit == "ms":
+        return f"{value:.2f} ms"
     if unit == "bytes":
         return f"{value / 1024:,.0f} KiB"
     return f"{value:,.0f}"
@@ -47,6 +49,10 @@ def check_targets(figures: list[Figure]) -> None:
             figure.met = figure.ratio is not None and figure.ratio <= 1.3
         elif figure.scenario == "6":
             figure.met = figure.flowstate_median < 0.25
+        elif figure.scenario == "10":
+            figure.met = figure.ratio is not None and figure.ratio >= 0.7
+        elif figure.scenario == "10L":
+            figure.met = figure.flowstate_median < 10.0
 
 
 def render(figures: list[Figure]) -> str:
@@ -74,7 +80,8 @@ def render(figures: list[Figure]) -> str:
     out.append(
         "ratio: throughput flowstate ÷ raw (higher is better); × rows: latency or memory "
         "flowstate ÷ reference (lower is better). Medians of interleaved rounds. raw: plain "
-        "sqlite3 doing the same writes; for the P rows (PostgreSQL), plain psycopg."
+        "sqlite3 doing the same writes; for the P rows (PostgreSQL), plain psycopg; for the 10 "
+        "rows (asyncio), the sync Orchestrator."
     )
     return "\n".join(out)
 

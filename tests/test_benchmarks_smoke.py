@@ -12,10 +12,10 @@ from benchmarks.__main__ import main
 
 def test_every_scenario_runs_once_at_tiny_size(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "results.json"
-    sqlite_scenarios = "1,3,4,5,6,7,8"  # 9 (PostgreSQL) has its own test below
+    sqlite_scenarios = "1,3,4,5,6,7,8,10"  # 9 (PostgreSQL) has its own test below
     assert main(["--tiny", "--only", sqlite_scenarios, "--out", str(out), "--keep", str(tmp_path / "work")]) == 0
     figures = json.loads(out.read_text())["figures"]
-    assert {f["scenario"] for f in figures} == {"1", "2", "3", "4", "5", "6", "7", "8"}
+    assert {f["scenario"] for f in figures} == {"1", "2", "3", "4", "5", "6", "7", "8", "10", "10C", "10L"}
     for figure in figures:
         assert figure["flowstate"] and all(v > 0 for v in figure["flowstate"]), figure["name"]
         if figure["raw"]:
