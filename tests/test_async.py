@@ -413,6 +413,11 @@ def test_a_listener_may_make_calls_itself():
             run = await orc.create_flow_run(state=Scheduled())
             await orc.set_flow_run_state(run.id, Pending())
             assert (await orc.read_flow_run(run.id)).state_type is StateType.RUNNING
+            other = await orc.create_flow_run(state=Scheduled())
+            async with asyncio.timeout(20):  # the listener's call must not wait for the block
+                async with orc.transaction():
+                    await orc.set_flow_run_state(other.id, Pending())
+            assert (await orc.read_flow_run(other.id)).state_type is StateType.RUNNING
 
     asyncio.run(main())
 

@@ -88,8 +88,9 @@ class AsyncTransaction:
             self._inner = await orc._outcome(job)
         except BaseException as exc:
             if job.done and job.error is None:  # opened, then the task was cancelled: undo it
-                exit_job = orc._submit(_exit_transaction, (job.value, exc, self._block is not None), {})
-                await orc._outcome(exit_job, shielded=True)
+                outermost = self._block is not None
+                exit_job = orc._submit(_exit_transaction, (job.value, exc, outermost), {})
+                await orc._outcome(exit_job, shielded=True, settled=self._release)
             self._release()
             raise
 
@@ -98,7 +99,8 @@ class AsyncTransaction:
         try:
             outermost = self._block is not None
             job = orc._submit(_exit_transaction, (self._inner, exc, outermost), {})
-            await orc._outcome(job, shielded=True)
+            # the block ends before its listeners run: they may make calls from other tasks
+            await orc._outcome(job, shielded=True, settled=self._release)
         finally:
             self._release()
 
@@ -315,13 +317,16 @@ class AsyncOrchestrator:
             for subscription in self._subscriptions:
                 subscription._put(job.events)
 
-    async def _outcome(self, job: Job, *, shielded: bool = False) -> Any:
+    async def _outcome(
+        self, job: Job, *, shielded: bool = False, settled: Callable[[], None] | None = None
+    ) -> Any:
         """The job's result, once it is done and its listeners have run.
 
         If the awaiting task is cancelled while the job is queued, the job is taken back and
         the cancellation goes on at once. If the job has started, it runs to its end and its
         listeners run; then the cancellation goes on, noted with what the call did.
-        ``shielded``: the job may not be taken back (the end of a transaction block).
+        ``shielded``: the job may not be taken back (the end of a transaction block);
+        ``settled`` is called once the job is done, before its listeners run.
         """
         cancelled: asyncio.CancelledError | None = None
         if not shielded:
@@ -336,6 +341,8 @@ class AsyncOrchestrator:
                 cancelled = exc
         if not job.done:
             cancelled = await _until_done(job) or cancelled
+        if settled is not None:
+            settled()
         if job.events and self._listeners.callbacks:
             cancelled = await self._tell(job.events) or cancelled
         if cancelled is None and self._subscriptions:
