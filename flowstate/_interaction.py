@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator, MutableSet
+from collections.abc import Callable, Generator, Iterator, MutableSet
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -27,10 +27,37 @@ if TYPE_CHECKING:
     from flowstate.run_input import RunInput, RunInputMetadata
     from flowstate.store.base import StoreBackend
 
-__all__ = ["InteractionMethods"]
+__all__ = ["InteractionMethods", "Nap", "Sleeping"]
 
 _RESUMED_TO = frozenset({StateType.RUNNING, StateType.SCHEDULED, StateType.PENDING})
 """The state types a resumed pause leaves for (a suspension resumes to Scheduled)."""
+
+
+class Nap:
+    """What the waits' step generators yield between two checks: seconds to wait. Each check is
+    a transaction of its own, so the caller may sleep anywhere (the AsyncOrchestrator sleeps on
+    its event loop instead of the engine's thread)."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+
+class Sleeping(Iterator[Any]):
+    """The iterator :meth:`InteractionMethods.receive_input` returns: the values of ``steps``,
+    sleeping through ``sleep`` at each :class:`Nap` between them."""
+
+    def __init__(self, steps: Iterator[Any], sleep: Callable[[float], object]) -> None:
+        self.steps = steps
+        self._sleep = sleep
+
+    def __next__(self) -> Any:
+        while True:
+            item = next(self.steps)
+            if not isinstance(item, Nap):
+                return item
+            self._sleep(item.seconds)
 
 
 class InteractionMethods:
@@ -170,6 +197,27 @@ class InteractionMethods:
         ``poll_interval`` seconds, sleeping through the orchestrator's ``sleep``; Ctrl-C stops
         the wait at once.
         """
+        steps = self._resume_steps(
+            id, key=key, model=model, timeout=timeout, poll_interval=poll_interval
+        )
+        while True:
+            try:
+                nap = next(steps)
+            except StopIteration as done:
+                return done.value
+            self._sleep(nap.seconds)
+
+    def _resume_steps(
+        self,
+        id: UUID | str,
+        *,
+        key: str,
+        model: Any,
+        timeout: float | None,
+        poll_interval: float,
+    ) -> Generator[Nap, None, Any]:
+        """:meth:`wait_for_resume` as steps: each check is one transaction; between two, the
+        generator yields how long to wait (the caller sleeps: the sync engine, or an event loop)."""
         run_id = validate.run_id(id)
         _check_key(key, "key")
         as_model = None if model is None else _model_of(model, "model")
@@ -203,7 +251,7 @@ class InteractionMethods:
                 raise WaitTimeout(
                     f"flow run {run_id} was not resumed from its pause {key!r} within {limit} s"
                 )
-            self._sleep(_next_nap(interval, now, deadline, expires))
+            yield Nap(_next_nap(interval, now, deadline, expires))
 
     # -- run-to-run input --------------------------------------------------------------------
 
@@ -283,10 +331,11 @@ class InteractionMethods:
         self._not_in_a_block("receive_input")
         with self._transaction():
             self._flow_run_exists(receiver)
-        return self._receive(
+        steps = self._receive(
             receiver, as_model, prefix, limit, interval, raise_timeout_error, exclude_keys,
             with_metadata,
         )
+        return Sleeping(steps, self._sleep)
 
     def _receive(
         self,
@@ -299,6 +348,7 @@ class InteractionMethods:
         exclude_keys: MutableSet[str],
         with_metadata: bool,
     ) -> Iterator[Any]:
+        """The inputs as they come, with a :class:`Nap` between two checks that found none."""
         from flowstate.run_input import RunInputMetadata, load_input
 
         deadline = None if limit is None else self._now() + timedelta(seconds=limit)
@@ -328,7 +378,7 @@ class InteractionMethods:
                         f"within {limit} s"
                     )
                 return
-            self._sleep(_next_nap(interval, now, deadline, None))
+            yield Nap(_next_nap(interval, now, deadline, None))
 
     # -- helpers -----------------------------------------------------------------------------
 

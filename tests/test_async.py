@@ -509,3 +509,82 @@ def test_the_async_orchestrator_fixture_is_in_memory_on_the_frozen_clock(
         assert async_orchestrator.database == ":memory:"
 
     asyncio.run(main())
+
+
+# -- human in the loop --------------------------------------------------------------------------------
+
+
+def test_wait_for_resume_waits_on_the_loop_while_other_calls_go_on():
+    async def main() -> None:
+        async with AsyncOrchestrator(":memory:") as orc:
+            run = await orc.create_flow_run(state=Running())
+            paused = await orc.pause_flow_run(run.id, key="approval", wait_for_input=bool)
+            assert paused.status is SetStateStatus.ACCEPT
+            waiting = asyncio.create_task(
+                orc.wait_for_resume(run.id, key="approval", model=bool, poll_interval=0.01)
+            )
+            ticks = 0
+            async with asyncio.timeout(20):
+                while ticks < 10:  # the loop goes on, and so do other calls (the thread is free)
+                    await asyncio.sleep(0.01)
+                    await orc.read_flow_run(run.id)
+                    assert not waiting.done()
+                    ticks += 1
+            resumed = await orc.resume_flow_run(run.id, run_input={"value": True})
+            assert resumed.status is SetStateStatus.ACCEPT
+            assert await waiting is True
+            assert await orc.read_pause_input(run.id, key="approval", model=bool) is True
+
+    asyncio.run(main())
+
+
+def test_wait_for_resume_raises_the_sync_engines_typed_errors(
+    async_orchestrator: AsyncOrchestrator,
+):
+    async def main() -> None:
+        orc = async_orchestrator
+        run = await orc.create_flow_run(state=Running())
+        await orc.pause_flow_run(run.id, key="k", timeout=None)
+        with pytest.raises(flowstate.WaitTimeout):  # on the frozen clock: no real sleep
+            await orc.wait_for_resume(run.id, key="k", timeout=3600, poll_interval=60)
+        await orc.set_flow_run_state(run.id, flowstate.states.Cancelled(), force=True)
+        with pytest.raises(flowstate.RunNotResumed):
+            await orc.wait_for_resume(run.id, key="k")
+        with pytest.raises(InvalidState):
+            await orc.wait_for_resume(run.id, key="k", poll_interval=0)
+        with pytest.raises(TypeError):
+            await orc.wait_for_resume(run.id, "k")  # type: ignore[misc]
+
+    asyncio.run(main())
+
+
+def test_receive_input_is_an_async_iterator_in_the_order_sent():
+    async def main() -> None:
+        async with AsyncOrchestrator(":memory:") as orc:
+            run = await orc.create_flow_run(state=Running())
+            sender = await orc.create_flow_run(state=Running())
+            await orc.send_input(run.id, "first", sender=sender.id)
+            got = []
+
+            async def receive() -> None:
+                async for value in orc.receive_input(run.id, str, timeout=0.3, poll_interval=0.01):
+                    got.append(value)
+
+            receiving = asyncio.create_task(receive())
+            await asyncio.sleep(0.05)
+            await orc.send_input(run.id, "second")
+            await receiving  # ends 0.3 s after the last input
+            assert got == ["first", "second"]
+            seen: set[str] = set()
+            with_meta = [
+                item async for item in orc.receive_input(
+                    run.id, str, timeout=0, exclude_keys=seen, with_metadata=True
+                )
+            ]
+            assert [m.value for m in with_meta] == ["first", "second"] and len(seen) == 2
+            assert with_meta[0].metadata.sender == f"prefect.flow-run.{sender.id}"
+            with pytest.raises(ObjectNotFound):
+                async for _ in orc.receive_input("00000000-0000-0000-0000-000000000000", str):
+                    pass
+
+    asyncio.run(main())

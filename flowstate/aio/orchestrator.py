@@ -17,17 +17,19 @@ import inspect
 import logging
 import os
 import threading
+import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from datetime import datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from flowstate._interaction import Nap
 from flowstate.aio._worker import Job, Worker
 from flowstate.aio.subscription import AsyncSubscription
-from flowstate.errors import DatabaseError
+from flowstate.errors import DatabaseError, FlowstateError
 from flowstate.listeners import Listener, Listeners, TransitionEvent
 from flowstate.orchestration.policy import Policy
-from flowstate.orchestrator import Orchestrator
+from flowstate.orchestrator import Orchestrator, _sleep_for
 from flowstate.runs import FlowRun
 from flowstate.store.connection import Synchronous
 
@@ -46,6 +48,43 @@ def _twin(
 
     async def call(self: AsyncOrchestrator, /, *args: P.args, **kwargs: P.kwargs) -> R:
         return await self._call(method, args, kwargs)  # type: ignore[no-any-return]
+
+    functools.update_wrapper(call, method)
+    return call
+
+
+def _waiting_twin(
+    method: Callable[Concatenate[Orchestrator, P], R],
+    steps: Callable[..., Iterator[Nap]],
+) -> Callable[Concatenate[AsyncOrchestrator, P], Coroutine[Any, Any, R]]:
+    """The coroutine form of a method that waits (``wait_for_resume``): ``steps`` (its checks,
+    each a transaction, with a :class:`Nap` between two) run in the engine's thread one by
+    one, and the naps pass on the event loop, so a wait holds up neither."""
+    signature = inspect.signature(method)
+
+    async def call(self: AsyncOrchestrator, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        bound = signature.bind(None, *args, **kwargs)  # (None: self) the defaults, as the sync
+        bound.apply_defaults()
+        checks = await self._call(steps, bound.args[1:], bound.kwargs)
+        while True:
+            done, value = await self._call(_next_step, (checks,), {})
+            if done:
+                return value  # type: ignore[no-any-return]
+            await self._nap(value.seconds)
+
+    functools.update_wrapper(call, method)
+    return call
+
+
+def _iterating_twin(
+    method: Callable[Concatenate[Orchestrator, P], Iterator[R]],
+) -> Callable[Concatenate[AsyncOrchestrator, P], AsyncIterator[R]]:
+    """The async-iterator form of a method that returns a waiting iterator (``receive_input``):
+    the call and each step of the iterator run in the engine's thread, the naps between two
+    steps on the event loop."""
+
+    def call(self: AsyncOrchestrator, /, *args: P.args, **kwargs: P.kwargs) -> AsyncIterator[R]:
+        return self._iterate(method, args, kwargs)
 
     functools.update_wrapper(call, method)
     return call
@@ -155,7 +194,13 @@ class AsyncOrchestrator:
         synchronous: Synchronous = "NORMAL",
         flow_policy: Policy | None = None,
         task_policy: Policy | None = None,
+        sleep: Callable[[float], object] | None = None,
     ) -> None:
+        try:
+            # waits pass time on the event loop, unless a clock or a sleep of its own is given
+            self._sleep = _sleep_for(clock, sleep)
+        except FlowstateError:
+            self._sleep = time.sleep  # (opening raises the same error)
         opener = functools.partial(
             Orchestrator,
             database,
@@ -165,6 +210,7 @@ class AsyncOrchestrator:
             synchronous=synchronous,
             flow_policy=flow_policy,
             task_policy=task_policy,
+            sleep=sleep,
         )
         self._worker = Worker(opener)
         # an orchestrator dropped without close() still stops its thread and closes its database
@@ -399,6 +445,34 @@ class AsyncOrchestrator:
     mark_lost_runs = _twin(Orchestrator.mark_lost_runs)
     mark_late_runs = _twin(Orchestrator.mark_late_runs)
 
+    pause_flow_run = _twin(Orchestrator.pause_flow_run)
+    read_pause_input = _twin(Orchestrator.read_pause_input)
+    wait_for_resume = _waiting_twin(Orchestrator.wait_for_resume, Orchestrator._resume_steps)
+    send_input = _twin(Orchestrator.send_input)
+    receive_input = _iterating_twin(Orchestrator.receive_input)
+
+    async def _iterate(
+        self, method: Callable[..., Iterator[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> AsyncIterator[Any]:
+        waiting = await self._call(method, args, kwargs)
+        steps = getattr(waiting, "steps", waiting)  # (Sleeping: its steps, naps included)
+        while True:
+            done, item = await self._call(_next_item, (steps,), {})
+            if done:
+                return
+            if isinstance(item, Nap):
+                await self._nap(item.seconds)
+            else:
+                yield item
+
+    async def _nap(self, seconds: float) -> None:
+        """Pass ``seconds`` between two checks of a wait: on the event loop, or through the
+        clock's own ``sleep`` or the one given (a FrozenClock advances itself at once)."""
+        if self._sleep is time.sleep:
+            await asyncio.sleep(seconds)
+        else:
+            await self._call(_sleep_through, (self._sleep, seconds), {})
+
     async def iter_due_flow_runs(
         self,
         *,
@@ -419,6 +493,26 @@ class AsyncOrchestrator:
                 yield run
             if not runs:
                 await _pause(poll_interval, stop)
+
+
+def _next_step(orc: Orchestrator, steps: Iterator[Nap]) -> tuple[bool, Any]:
+    """One check of a wait: (False, its Nap), or (True, what the wait returns)."""
+    try:
+        return False, next(steps)
+    except StopIteration as done:
+        return True, done.value
+
+
+def _next_item(orc: Orchestrator, items: Iterator[Any]) -> tuple[bool, Any]:
+    """One step of a waiting iterator: (False, a value or a Nap), or (True, None) at its end."""
+    try:
+        return False, next(items)
+    except StopIteration:
+        return True, None
+
+
+def _sleep_through(orc: Orchestrator, sleep: Callable[[float], object], seconds: float) -> None:
+    sleep(seconds)
 
 
 def _opened(orc: Orchestrator) -> None:
