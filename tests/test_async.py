@@ -171,6 +171,9 @@ def test_bad_options_raise_the_sync_engines_typed_error():
         with pytest.raises(InvalidState, match="synchronous"):
             async with AsyncOrchestrator(":memory:", synchronous="SOMETIMES"):  # type: ignore[arg-type]
                 pass
+        with pytest.raises(InvalidState, match="call_timeout"):
+            async with AsyncOrchestrator(":memory:", call_timeout=0):
+                pass
 
     asyncio.run(main())
 

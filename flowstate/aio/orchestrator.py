@@ -195,6 +195,7 @@ class AsyncOrchestrator:
         flow_policy: Policy | None = None,
         task_policy: Policy | None = None,
         sleep: Callable[[float], object] | None = None,
+        call_timeout: float | None = None,
     ) -> None:
         try:
             # waits pass time on the event loop, unless a clock or a sleep of its own is given
@@ -211,6 +212,7 @@ class AsyncOrchestrator:
             flow_policy=flow_policy,
             task_policy=task_policy,
             sleep=sleep,
+            call_timeout=call_timeout,
         )
         self._worker = Worker(opener)
         # an orchestrator dropped without close() still stops its thread and closes its database
