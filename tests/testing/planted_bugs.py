@@ -1,0 +1,211 @@
+"""How fast does ``OrchestrationMachine`` find a planted bug in a custom rule, and how small is
+the counterexample it shrinks to? A measurement, not a test (pytest does not collect it).
+
+Run from the repository root::
+
+    python -m tests.testing.planted_bugs                 # both planted bugs, 330 s cap each
+    python -m tests.testing.planted_bugs --cap 120 pause-limit
+    python -m tests.testing.planted_bugs --control       # the correct rules: nothing is found
+
+Each scenario is a user's subclass of ``OrchestrationMachine``, run as its ``TestCase`` would
+run it (its settings, with a fixed seed and no example database), in a child process that is
+killed at the cap. Scenarios:
+
+* ``pause-limit``: docs/custom-rules.md's "at most 2 pauses" rule with ``> 2`` for ``>= 2``,
+  and the invariant a user would write (no run has more than 2 pause keys);
+* ``business-hours``: the docs' business-hours WAIT rule with ``hour <= 17`` for
+  ``hour < 17``, and the invariant "no flow run starts RUNNING outside 09:00-17:00 unless
+  forced".
+
+For each it prints the time until the first failing example, the total time including
+shrinking (wall clock, and the CPU time of the process: the machine may be shared), the examples run, and the steps of the final counterexample (the ``state.…`` lines
+Hypothesis prints, the first run created by ``@initialize`` included), then the counterexample.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from typing import Any
+
+SCENARIOS = ("pause-limit", "business-hours")
+MAX_EXAMPLES = 1000
+
+
+def _machines(planted: bool) -> dict[str, Any]:
+    """The users' machines (imported lazily so the parent process stays light)."""
+    from hypothesis.stateful import invariant
+
+    from flowstate import Orchestrator, StateType
+    from flowstate.rules import ANY_STATE, CORE_FLOW, Reject, Wait, rule
+    from flowstate.testing import FrozenClock, OrchestrationMachine
+
+    limit = 3 if planted else 2
+
+    @rule(from_=StateType.RUNNING, to=StateType.PAUSED, name="max-2-pauses")
+    def at_most_two_pauses(ctx):  # type: ignore[no-untyped-def]
+        if len(ctx.run.empirical_policy.pause_keys) >= limit:
+            return Reject("This run has already paused 2 times.")
+        return None
+
+    closing = 18 if planted else 17
+
+    @rule(from_=ANY_STATE, to=StateType.RUNNING, name="business-hours")
+    def business_hours(ctx):  # type: ignore[no-untyped-def]
+        if 9 <= ctx.now.hour < closing:
+            return None
+        opening = ctx.now.replace(hour=9, minute=0, second=0, microsecond=0)
+        if ctx.now.hour >= 17:
+            opening += timedelta(days=1)
+        return Wait(int((opening - ctx.now).total_seconds()), "Outside business hours")
+
+    pause_policy = CORE_FLOW.insert_after("handle_pausing_flows", at_most_two_pauses)
+    hours_policy = CORE_FLOW.insert_before(
+        "wait_for_scheduled_time", business_hours, name="business"
+    )
+
+    class PauseLimitMachine(OrchestrationMachine):
+        def make_orchestrator(self, clock: FrozenClock) -> Orchestrator:
+            _seen["examples"] += 1
+            return Orchestrator(":memory:", clock=clock, flow_policy=pause_policy)
+
+        @invariant()
+        def at_most_two_pauses(self) -> None:
+            for run in self.orc.read_flow_runs():
+                _check(len(run.empirical_policy.pause_keys) <= 2, f"{run!r} paused 3 times")
+
+    class BusinessHoursMachine(OrchestrationMachine):
+        def make_orchestrator(self, clock: FrozenClock) -> Orchestrator:
+            _seen["examples"] += 1
+            return Orchestrator(":memory:", clock=clock, flow_policy=hours_policy)
+
+        @invariant()
+        def runs_start_in_business_hours(self) -> None:
+            for run_id in self.flow_run_ids:
+                for state in self.orc.read_flow_run_states(run_id):
+                    if state.type is StateType.RUNNING and state.id not in self.forced_state_ids:
+                        _check(9 <= state.timestamp.hour < 17, f"{state!r} started after hours")
+
+    return {"pause-limit": PauseLimitMachine, "business-hours": BusinessHoursMachine}
+
+
+_seen: dict[str, Any] = {"examples": 0, "first_failure": None, "started": (0.0, 0.0)}
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        if _seen["first_failure"] is None:
+            _seen["first_failure"] = time.perf_counter()
+            wall, cpu = _seen["started"]
+            found = {
+                "event": "found",
+                "find_s": round(_seen["first_failure"] - wall, 1),
+                "find_cpu_s": round(time.process_time() - cpu, 1),
+                "examples": _seen["examples"],
+            }
+            print(json.dumps(found), flush=True)
+        raise AssertionError(message)
+
+
+def run_one(name: str, planted: bool) -> dict[str, Any]:
+    """Run one scenario in this process; the figures as a dict."""
+    from hypothesis import settings
+    from hypothesis.reporting import with_reporter
+    from hypothesis.stateful import run_state_machine_as_test
+
+    machine = _machines(planted)[name]
+    chosen = settings(
+        machine.TestCase.settings,
+        max_examples=MAX_EXAMPLES,
+        derandomize=True,
+        database=None,
+        print_blob=False,
+    )
+    lines: list[str] = []
+    started = time.perf_counter()
+    _seen["started"] = (started, time.process_time())
+    error = None
+    with with_reporter(lines.append):
+        try:
+            run_state_machine_as_test(machine, settings=chosen)
+        except AssertionError as exc:
+            error = str(exc).splitlines()[0] if str(exc) else "AssertionError"
+        except Exception as exc:  # a health check, an error in the machine
+            error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    ended = time.perf_counter()
+    first = _seen["first_failure"]
+    steps = [line for line in lines if line.startswith("state.") and line != "state.teardown()"]
+    return {
+        "scenario": name,
+        "planted": planted,
+        "found": first is not None,
+        "error": error,
+        "find_s": None if first is None else round(first - started, 1),
+        "total_s": round(ended - started, 1),
+        "cpu_s": round(time.process_time() - _seen["started"][1], 1),
+        "examples": _seen["examples"],
+        "steps": len(steps) if first is not None else None,
+        "counterexample": lines,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("scenarios", nargs="*", help=f"some of {SCENARIOS} (default: all)")
+    parser.add_argument("--cap", type=float, default=330.0, help="seconds per scenario")
+    parser.add_argument("--control", action="store_true", help="the correct rules instead")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    unknown = set(args.scenarios) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenarios {sorted(unknown)}; choose from {SCENARIOS}")
+    if args.child:
+        print(json.dumps(run_one(args.child, not args.control)))
+        return 0
+    for name in args.scenarios or SCENARIOS:
+        command = [sys.executable, "-m", "tests.testing.planted_bugs", "--child", name]
+        if args.control:
+            command.append("--control")
+        started = time.perf_counter()
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=args.cap)
+        except subprocess.TimeoutExpired as exc:
+            out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+            found = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+            if found:
+                print(
+                    f"{name}: CAP HIT after {args.cap:.0f} s: found after {found[0]['find_s']} s "
+                    f"({found[0]['find_cpu_s']} s CPU, {found[0]['examples']} examples), "
+                    "not shrunk in time"
+                )
+            else:
+                print(f"{name}: CAP HIT after {args.cap:.0f} s: not found")
+            continue
+        if done.returncode != 0 or not done.stdout.strip():
+            print(f"{name}: the child failed ({done.returncode}):\n{done.stderr[-2000:]}")
+            continue
+        figures = json.loads(done.stdout.strip().splitlines()[-1])
+        wall = time.perf_counter() - started
+        if figures["found"]:
+            print(
+                f"{name}: found after {figures['find_s']} s, shrunk by {figures['total_s']} s "
+                f"({figures['cpu_s']} s CPU; {wall:.1f} s with start-up), {figures['examples']} "
+                "examples, "
+                f"{figures['steps']} steps in the counterexample"
+            )
+            print("    " + "\n    ".join(figures["counterexample"]))
+            print(f"    -> {figures['error']}")
+        else:
+            print(
+                f"{name}: nothing found in {figures['examples']} examples, {figures['total_s']} s"
+                + (f" ({figures['error']})" if figures["error"] else "")
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
