@@ -108,6 +108,13 @@ class FlowRun(BaseModel):
     created: UtcDateTime | None = None
     updated: UtcDateTime | None = None
 
+    def __repr__(self) -> str:
+        """The run's id, name, state, counters, times and retry/pause settings (not its
+        parameters, tags or bookkeeping times)."""
+        from flowstate._repr import run_repr
+
+        return run_repr(self)
+
 
 class TaskRun(BaseModel):
     """A task run, inside a flow run or standalone (``flow_run_id`` None)."""
@@ -134,3 +141,10 @@ class TaskRun(BaseModel):
     cache_expiration: UtcDateTime | None = None
     created: UtcDateTime | None = None
     updated: UtcDateTime | None = None
+
+    def __repr__(self) -> str:
+        """The run's id, name, state, counters, times and retry/pause settings (not its
+        parameters, tags or bookkeeping times)."""
+        from flowstate._repr import run_repr
+
+        return run_repr(self)

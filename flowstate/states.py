@@ -134,7 +134,11 @@ class State(BaseModel):
         return self.type in TERMINAL_TYPES
 
     def __repr__(self) -> str:
-        return f"State(type={self.type.value}, name={self.name!r}, id={self.id})"
+        """The constructor call that builds this state, with the details that decide
+        orchestration: ``Paused(pause_key='approval')``, ``Scheduled(scheduled_time='...')``."""
+        from flowstate._repr import state_repr
+
+        return state_repr(self)
 
 
 def _validated_state(

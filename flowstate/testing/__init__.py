@@ -1,8 +1,12 @@
 """flowstate.testing: property-based testing tools for code that uses flowstate.
 
 * strategies — :func:`state_types`, :func:`states`, :func:`proposals`,
-  :func:`plausible_proposals`, :func:`transition_sequences`, :func:`run_inputs`;
+  :func:`plausible_proposals`, :func:`transition_sequences`, :func:`run_inputs`,
+  :func:`runs_in` (runs already in a state, with a history);
+* :func:`orchestrators` — a fresh in-memory orchestrator and clock for every example;
 * :class:`FrozenClock` — a clock you move by hand, for ``Orchestrator(clock=...)``;
+* :func:`normalise`, :func:`assert_same_answers`, :func:`assert_matches_core` — comparing
+  answers without the ids and keys engines generate;
 * :class:`OrchestrationMachine` — a hypothesis state machine over an orchestrator that checks
   flowstate's invariants after every step; subclass it to add your own rules and invariants;
 * :class:`ReferenceOrchestrator` — an in-memory model of the engine (same policies, dict
@@ -37,12 +41,16 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from flowstate.testing.clock import FrozenClock
+    from flowstate.testing.compare import assert_matches_core, assert_same_answers, normalise
+    from flowstate.testing.factory import OrchestratorOnClock, orchestrators
     from flowstate.testing.machine import OrchestrationMachine
     from flowstate.testing.reference import ReferenceOrchestrator
     from flowstate.testing.strategies import (
+        Proposal,
         plausible_proposals,
         proposals,
         run_inputs,
+        runs_in,
         state_types,
         states,
         transition_sequences,
@@ -51,10 +59,17 @@ if TYPE_CHECKING:
 __all__ = [
     "FrozenClock",
     "OrchestrationMachine",
+    "OrchestratorOnClock",
+    "Proposal",
     "ReferenceOrchestrator",
+    "assert_matches_core",
+    "assert_same_answers",
+    "normalise",
+    "orchestrators",
     "plausible_proposals",
     "proposals",
     "run_inputs",
+    "runs_in",
     "state_types",
     "states",
     "transition_sequences",
@@ -63,10 +78,17 @@ __all__ = [
 _HOMES = {
     "FrozenClock": "flowstate.testing.clock",
     "OrchestrationMachine": "flowstate.testing.machine",
+    "OrchestratorOnClock": "flowstate.testing.factory",
+    "Proposal": "flowstate.testing.strategies",
     "ReferenceOrchestrator": "flowstate.testing.reference",
+    "assert_matches_core": "flowstate.testing.compare",
+    "assert_same_answers": "flowstate.testing.compare",
+    "normalise": "flowstate.testing.compare",
+    "orchestrators": "flowstate.testing.factory",
     "plausible_proposals": "flowstate.testing.strategies",
     "proposals": "flowstate.testing.strategies",
     "run_inputs": "flowstate.testing.strategies",
+    "runs_in": "flowstate.testing.strategies",
     "state_types": "flowstate.testing.strategies",
     "states": "flowstate.testing.strategies",
     "transition_sequences": "flowstate.testing.strategies",

@@ -1,7 +1,8 @@
 """``OrchestrationMachine``: a hypothesis state machine over an :class:`~flowstate.Orchestrator`.
 
-It creates flow and task runs (subflows too), proposes states (arbitrary ones and plausible
-ones along the state graph, sometimes forced), pauses for run input and resumes, and moves a
+It creates flow and task runs (subflows too) and moves them along their lives (schedule,
+start, pause, resume, finish, cancel, retry: each step for a run in a state it applies to),
+proposes arbitrary states (sometimes forced), probes guards, and moves a
 :class:`~flowstate.testing.clock.FrozenClock`. After every step it checks flowstate's
 invariants over every run:
 
@@ -34,6 +35,8 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 from uuid import UUID
 
@@ -41,6 +44,7 @@ from flowstate.testing._require import require_hypothesis
 
 require_hypothesis()
 
+from hypothesis import settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from hypothesis.stateful import (  # noqa: E402
     Bundle,
@@ -53,17 +57,14 @@ from hypothesis.stateful import (  # noqa: E402
 
 from flowstate import FlowRun, Orchestrator, OrchestrationResult, State, StateType, TaskRun  # noqa: E402
 from flowstate.results import SetStateStatus  # noqa: E402
-from flowstate.testing.clock import FrozenClock  # noqa: E402
-from flowstate.testing.strategies import (  # noqa: E402
-    PAUSE_KEYS,
-    plausible_proposals,
-    proposals,
-    run_inputs,
-)
+from flowstate.testing.clock import DEFAULT_START, FrozenClock  # noqa: E402
+from flowstate.states import Paused  # noqa: E402
+from flowstate.testing.strategies import PAUSE_KEYS, draw_state, run_inputs, type_choice  # noqa: E402
 
-__all__ = ["INPUT_SCHEMA", "OrchestrationMachine", "Snapshot"]
+__all__ = ["CLOCK_STEPS", "INPUT_SCHEMA", "OrchestrationMachine", "Snapshot"]
 
 Kind = Literal["flow", "task"]
+S = StateType
 
 INPUT_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -75,11 +76,109 @@ INPUT_SCHEMA: dict[str, Any] = {
 }
 """The JSON schema the machine's pauses for input ask their run input to satisfy."""
 
-_CLOCK_STEPS = st.one_of(st.integers(1, 120), st.integers(121, 7200), st.integers(-60, 0))
+CLOCK_STEPS: st.SearchStrategy[int] = st.one_of(
+    st.integers(1, 120),
+    st.sampled_from([3600 * hours for hours in range(1, 25)]),
+    st.integers(121, 7200),
+    st.integers(-60, -1),
+)
+"""The default :attr:`OrchestrationMachine.clock_steps`, in seconds: a few seconds to two
+minutes (WAIT delays, timeouts), whole hours up to a day (any hour of the day is one step
+away), up to two hours, or back up to a minute."""
+
+MACHINE_MODES: dict[str, dict[str, int]] = {
+    "plain": {},
+    "pauses": {"pause_flow_run": 4, "resume_flow_run": 3, "start_flow_run": 3},
+    "retries": {"end_flow_run": 3, "start_flow_run": 3, "finish_task_run": 3,
+                "start_task_run": 3},
+    "time": {"advance_clock": 4, "start_flow_run": 2, "queue_flow_run": 2},
+}
+"""Rule weights for :attr:`OrchestrationMachine.mode`, over the default weights
+(:attr:`OrchestrationMachine.rule_weights`): ``"pauses"`` pauses and resumes runs again and
+again, ``"retries"`` ends and restarts runs, ``"time"`` moves the clock more."""
+_MAX_WEIGHT = 8
+
+
+
+_FINAL = (S.COMPLETED, S.FAILED, S.CANCELLED, S.CRASHED)
+_RUNNER: st.SearchStrategy[Any] = st.runner()
+"""The machine running the step (one strategy object: a new one per draw is slow)."""
+
+
+class RunRef:
+    """A run a step acts on, printed as the steps name it: ``flow_runs_0``, ``task_runs_1``."""
+
+    __slots__ = ("id", "index", "kind")
+
+    def __init__(self, kind: Kind, index: int, id: UUID) -> None:
+        self.kind, self.index, self.id = kind, index, id
+
+    def __repr__(self) -> str:
+        return f"{self.kind}_runs_{self.index}"
+
+
+_WHICH = st.integers(0, 7)
+
+
+@st.composite
+def _runs_in(
+    draw: st.DrawFn, kind: Kind, types: tuple[StateType | None, ...]
+) -> RunRef | None:
+    """One of the machine's runs of ``kind`` in a state of one of ``types``, when the step is
+    taken (None when there is none: the step does nothing). The choice is a small number, the
+    same whatever the runs' states, so that removing an earlier step never turns this one
+    into a different kind of step: it acts on another run, or does nothing."""
+    machine = draw(_RUNNER)
+    return machine.pick(kind, frozenset(types), draw(_WHICH))
 
 
 class _Undo(Exception):
     """Raised inside a transaction to roll it back."""
+
+
+@st.composite
+def _at_machine_time(
+    draw: st.DrawFn, types: tuple[StateType, ...], kind: Kind | None
+) -> State:
+    machine = draw(_RUNNER)
+    return draw_state(draw, draw(type_choice(types)), kind, machine.clock(), PAUSE_KEYS)
+
+
+def _now_states(
+    types: StateType | tuple[StateType, ...] | None, kind: Kind | None
+) -> st.SearchStrategy[State]:
+    """:func:`~flowstate.testing.states` with times relative to the machine's clock when the
+    step is drawn (one strategy, built once: building one per step is slow)."""
+    chosen = tuple(StateType) if types is None else (types if isinstance(types, tuple) else (types,))
+    return _at_machine_time(chosen, kind)
+
+
+_FORCE = st.sampled_from([False, False, False, True])
+
+
+_TIMEOUT = st.sampled_from([None, None, "ahead", "expired"])
+_AHEAD = st.integers(1, 3600)
+_EXPIRED = st.integers(-600, 0)
+_RESCHEDULE = st.sampled_from([False, False, True])
+_POOL_KEY = st.none() | st.sampled_from(PAUSE_KEYS)
+
+
+@st.composite
+def _pause(draw: st.DrawFn) -> State:
+    """A pause a run could take: mostly with no timeout or one ahead, one time in four already
+    expired; a pause key from the pool or none (a fresh key); suspended one time in three."""
+    now = draw(_RUNNER).clock()
+    timeout = draw(_TIMEOUT)
+    seconds = None
+    if timeout == "ahead":
+        seconds = draw(_AHEAD)
+    elif timeout == "expired":
+        seconds = draw(_EXPIRED)
+    return Paused(
+        pause_expiration_time=None if seconds is None else now + timedelta(seconds=seconds),
+        reschedule=draw(_RESCHEDULE),
+        pause_key=draw(_POOL_KEY),
+    )
 
 
 @dataclass
@@ -91,12 +190,32 @@ class Snapshot:
     kinds: dict[UUID, Kind] = field(default_factory=dict)
 
 
+class _TestCaseSettings:
+    """``Machine.TestCase`` with settings that keep every health check on.
+
+    Hypothesis' own ``TestCase`` suppresses all health checks; the machine draws every step
+    valid by construction and needs none suppressed, so a subclass sees the warnings its own
+    rules would cause. ``deadline`` is off: an example is a whole sequence of calls.
+    """
+
+    def __get__(self, instance: Any, owner: type[RuleBasedStateMachine]) -> Any:
+        case = RuleBasedStateMachine.__dict__["TestCase"].__get__(instance, owner)
+        if "_flowstate_settings" not in case.__dict__:
+            case.settings = settings(deadline=None)
+            case._flowstate_settings = True
+        return case
+
+
 class OrchestrationMachine(RuleBasedStateMachine):
     """Random sequences of orchestrator calls, with flowstate's invariants after every step.
 
     Attributes for subclasses: ``orc`` (the orchestrator), ``clock`` (its
     :class:`~flowstate.testing.clock.FrozenClock`), ``flow_run_ids`` and ``task_run_ids``
     (every run created, in order), ``forced_state_ids`` (states written by forced proposals).
+
+    Every built-in step acts on a run that is in a state the step applies to (a pause on a
+    RUNNING flow run, a resume on a PAUSED one, ...): steps are chosen by the runs' current
+    states, so none is wasted and shrinking removes steps instead of redrawing them.
     """
 
     flow_runs = Bundle("flow_runs")
@@ -105,14 +224,35 @@ class OrchestrationMachine(RuleBasedStateMachine):
     """At most this many flow runs per example (few runs: each gets more steps)."""
     max_task_runs: int = 3
     """At most this many task runs per example."""
+    start: datetime = DEFAULT_START
+    """Where the clock starts in every example (default 2024-01-01T00:00Z, a Monday)."""
+    clock_steps: st.SearchStrategy[int] = CLOCK_STEPS
+    """How many seconds one ``advance_clock`` step moves the clock (see :data:`CLOCK_STEPS`)."""
+    mode: str = "plain"
+    """A preset of rule weights (:data:`MACHINE_MODES`): ``"pauses"``, ``"retries"``,
+    ``"time"``."""
+    rule_weights: Mapping[str, int] = {
+        "start_flow_run": 2, "pause_flow_run": 2, "resume_flow_run": 2,
+    }
+    """How often each rule is chosen, by rule name, relative to 1 for a rule not named (an int
+    from 1 to 8; your own rules may be named too). A mode's weights win over these. Steps
+    along a run's life are favoured a little by default, so runs get deep."""
+
+    TestCase = _TestCaseSettings()  # type: ignore[assignment]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _weigh_rules(cls)
 
     def __init__(self) -> None:
         super().__init__()
-        self.clock = FrozenClock()
+        self.clock = FrozenClock(self.start)
         self.orc = self.make_orchestrator(self.clock)
         self.flow_run_ids: list[UUID] = []
         self.task_run_ids: list[UUID] = []
         self.forced_state_ids: set[UUID] = set()
+        self._types: dict[UUID, StateType | None] = {}
+        self._histories: dict[UUID, tuple[UUID | None, list[State]]] = {}
         self._run_counts: dict[UUID, int] = {}
         self._seen: dict[UUID, int] = {}
 
@@ -137,7 +277,28 @@ class OrchestrationMachine(RuleBasedStateMachine):
     def current_type(self, kind: Kind, run_id: UUID) -> StateType | None:
         """The type of the run's current state (None: no state yet)."""
         run = self.orc.read_flow_run(run_id) if kind == "flow" else self.orc.read_task_run(run_id)
+        self._types[run_id] = run.state_type
         return run.state_type
+
+    def runs_in(self, kind: Kind, types: Iterable[StateType | None]) -> list[UUID]:
+        """The ids of the machine's runs of ``kind`` whose current state type is in ``types``
+        (None in it: no state yet), as of the last step: for your own rules' preconditions."""
+        wanted = set(types)
+        ids = self.flow_run_ids if kind == "flow" else self.task_run_ids
+        return [run_id for run_id in ids if self._types.get(run_id) in wanted]
+
+    def pick(self, kind: Kind, types: frozenset[StateType | None], n: int) -> RunRef | None:
+        """The ``n``-th (modulo their number) of the runs of ``kind`` whose state type is in
+        ``types``; None if there is none."""
+        ids = self.flow_run_ids if kind == "flow" else self.task_run_ids
+        found = [(i, run_id) for i, run_id in enumerate(ids) if self._types.get(run_id) in types]
+        if not found:
+            return None
+        index, run_id = found[n % len(found)]
+        return RunRef(kind, index, run_id)
+
+    def _kind(self, run_id: UUID) -> Kind:
+        return "flow" if run_id in self.flow_run_ids else "task"
 
     def propose(
         self, kind: Kind, run_id: UUID, state: State, *, force: bool = False
@@ -149,6 +310,7 @@ class OrchestrationMachine(RuleBasedStateMachine):
         else:
             result = self.orc.set_task_run_state(run_id, state, force=force)
         after = self.history(kind, run_id)
+        self._types[run_id] = after[-1].type if after else None
         if force:
             self.forced_state_ids |= {s.id for s in after} - {s.id for s in before}
         self.check_result(result, before, after)
@@ -192,11 +354,24 @@ class OrchestrationMachine(RuleBasedStateMachine):
                     else self.orc.read_task_run(run_id)
                 )
                 snap.runs[run_id] = run
-                snap.histories[run_id] = self.history(kind, run_id)  # type: ignore[arg-type]
+                # a history only grows by a write, which changes the current state: read it
+                # again only then
+                current = None if run.state is None else run.state.id
+                cached = self._histories.get(run_id)
+                if cached is None or cached[0] != current:
+                    cached = (current, self.history(kind, run_id))  # type: ignore[arg-type]
+                    self._histories[run_id] = cached
+                snap.histories[run_id] = cached[1]
                 snap.kinds[run_id] = kind  # type: ignore[assignment]
         return snap
 
-    # -- rules ------------------------------------------------------------------------------
+    def _created(self, kind: Kind, run: FlowRun | TaskRun) -> UUID:
+        ids = self.flow_run_ids if kind == "flow" else self.task_run_ids
+        ids.append(run.id)
+        self._types[run.id] = run.state_type
+        return run.id
+
+    # -- rules: runs ------------------------------------------------------------------------
 
     def _create_flow_run(
         self, retries: int | None, deployment: bool, infra: bool, parent: UUID | None
@@ -207,8 +382,7 @@ class OrchestrationMachine(RuleBasedStateMachine):
             infrastructure_pid="pid-1" if infra else None,
             parent_task_run_id=parent,
         )
-        self.flow_run_ids.append(run.id)
-        return run.id
+        return self._created("flow", run)
 
     @initialize(target=flow_runs)
     def first_flow_run(self) -> UUID:
@@ -227,16 +401,16 @@ class OrchestrationMachine(RuleBasedStateMachine):
         retries=st.none() | st.integers(0, 2),
         deployment=st.booleans(),
         infra=st.booleans(),
+        parent=st.none() | task_runs,
     )
-    def create_flow_run(self, retries: int | None, deployment: bool, infra: bool) -> UUID:
-        """A flow run with or without retries, deployment and infrastructure."""
+    def create_flow_run(
+        self, retries: int | None, deployment: bool, infra: bool, parent: UUID | None
+    ) -> UUID:
+        """A flow run with or without retries, deployment and infrastructure; or a subflow of
+        a task run (``parent``), which then mirrors its states."""
+        if parent is not None:
+            return self._create_flow_run(None, False, False, parent)
         return self._create_flow_run(retries, deployment, infra, None)
-
-    @precondition(_room_for_flow_runs)
-    @rule(target=flow_runs, parent=task_runs)
-    def create_subflow_run(self, parent: UUID) -> UUID:
-        """A subflow: its parent task run mirrors its states."""
-        return self._create_flow_run(None, False, False, parent)
 
     @precondition(_room_for_task_runs)
     @rule(
@@ -254,48 +428,104 @@ class OrchestrationMachine(RuleBasedStateMachine):
             flow_run_id=flow,
             empirical_policy={"retries": retries, "retry_delay": delay, "retry_jitter_factor": jitter},
         )
-        self.task_run_ids.append(run.id)
-        return run.id
+        return self._created("task", run)
 
-    @rule(run=flow_runs, data=st.data())
-    def propose_flow_state(self, run: UUID, data: st.DataObject) -> None:
-        """Any state, sometimes forced."""
-        state, force = data.draw(proposals("flow", now=self.clock()), label="proposal")
-        self.propose("flow", run, state, force=force)
+    # -- rules: flow runs along the state graph ---------------------------------------------
 
-    @rule(run=flow_runs, data=st.data())
-    def follow_flow_graph(self, run: UUID, data: st.DataObject) -> None:
-        """A plausible next state (submit, start, pause, cancel, retry, ...)."""
-        current = self.current_type("flow", run)
-        state, force = data.draw(
-            plausible_proposals(current, "flow", now=self.clock()), label="proposal"
-        )
-        self.propose("flow", run, state, force=force)
+    @rule(run=_runs_in("flow", (None, S.SCHEDULED, *_FINAL)), state=_now_states((S.SCHEDULED, S.PENDING), "flow"))
+    def queue_flow_run(self, run: RunRef | None, state: State) -> None:
+        """Schedule (or reschedule, or mark late) or submit a new, scheduled or finished flow
+        run."""
+        if run is None:  # no run is in a state this step applies to
+            return
+        self.propose("flow", run.id, state)
 
-    @rule(run=task_runs, data=st.data())
-    def task_step(self, run: UUID, data: st.DataObject) -> None:
-        """A plausible next task state, a probe of a guard, or any state (one rule for tasks,
-        so that flow runs, which have more to explore, get most of the steps)."""
-        current = self.current_type("task", run)
-        state, force = data.draw(
-            plausible_proposals(current, "task", now=self.clock()), label="proposal"
-        )
-        self.propose("task", run, state, force=force)
+    @rule(
+        run=_runs_in("flow", (None, S.SCHEDULED, S.PENDING, S.PAUSED, S.CANCELLING, *_FINAL)),
+        state=_now_states(S.RUNNING, "flow"),
+    )
+    def start_flow_run(self, run: RunRef | None, state: State) -> None:
+        """Start a flow run: a first start, a resume from a pause, a retry, or a run being
+        cancelled (which the policy should refuse)."""
+        if run is None:  # no run is in a state this step applies to
+            return
+        self.propose("flow", run.id, state)
 
-    @rule(run=flow_runs)
-    def probe_flow_guards(self, run: UUID) -> None:
-        """Propose every state type, unforced, each undone afterwards (see :meth:`probe`)."""
-        self.probe("flow", run)
+    @rule(run=_runs_in("flow", (S.RUNNING,)), state=_pause(),
+           for_input=st.sampled_from([False, False, True]))
+    def pause_flow_run(self, run: RunRef | None, state: State, for_input: bool) -> None:
+        """Pause or suspend a running flow run; ``for_input``: waiting for run input, whose
+        schema is stored on ACCEPT."""
+        if run is None:  # no run is in a state this step applies to
+            return
+        if for_input:
+            key = state.state_details.pause_key or "input"
+            keyset = {"description": f"{key}-description", "response": f"{key}-response",
+                      "schema": f"{key}-schema"}
+            details = state.state_details.model_copy(update={"run_input_keyset": keyset})
+            state = state.model_copy(update={"state_details": details})
+        result = self.propose("flow", run.id, state)
+        keyset_given = state.state_details.run_input_keyset
+        if keyset_given and result.status is SetStateStatus.ACCEPT:
+            self.orc.create_flow_run_input(run.id, keyset_given["schema"], json.dumps(INPUT_SCHEMA))
 
-    @rule(run=task_runs)
-    def probe_task_guards(self, run: UUID) -> None:
-        """Propose every state type to a task run, unforced, each undone afterwards."""
-        self.probe("task", run)
+    @rule(run=_runs_in("flow", (S.PAUSED,)), run_input=st.none() | run_inputs(INPUT_SCHEMA) | st.just({"approved": "yes"}))
+    def resume_flow_run(self, run: RunRef | None, run_input: dict[str, Any] | None) -> None:
+        """Resume a paused flow run, with valid input, invalid input or none."""
+        if run is None:  # no run is in a state this step applies to
+            return
+        before = self.history("flow", run.id)
+        result = self.orc.resume_flow_run(run.id, run_input)
+        after = self.history("flow", run.id)
+        self._types[run.id] = after[-1].type if after else None
+        self.check_result(result, before, after)
+
+    @rule(run=_runs_in("flow", (S.SCHEDULED, S.PENDING, S.RUNNING, S.CANCELLING)), state=_now_states((S.COMPLETED, S.FAILED, S.CRASHED, S.CANCELLING, S.CANCELLED),
+                             "flow"))
+    def end_flow_run(self, run: RunRef | None, state: State) -> None:
+        """Complete, fail or crash a flow run (a failure may be retried), cancel it, or
+        finish cancelling it."""
+        if run is None:  # no run is in a state this step applies to
+            return
+        self.propose("flow", run.id, state)
+
+    # -- rules: task runs -------------------------------------------------------------------
+
+    @rule(run=_runs_in("task", (None, S.SCHEDULED, S.PENDING, *_FINAL)), state=_now_states((S.RUNNING, S.SCHEDULED, S.PENDING), "task"))
+    def start_task_run(self, run: RunRef | None, state: State) -> None:
+        """Start a task run (maybe with a cache key), retry a finished one, or schedule or
+        submit it."""
+        if run is None:  # no run is in a state this step applies to
+            return
+        self.propose("task", run.id, state)
+
+    @rule(run=_runs_in("task", (S.RUNNING,)), state=_now_states((S.COMPLETED, S.FAILED, S.CRASHED, S.CANCELLED), "task"))
+    def finish_task_run(self, run: RunRef | None, state: State) -> None:
+        """Finish a running task run (a completion may be cached, a failure retried)."""
+        if run is None:  # no run is in a state this step applies to
+            return
+        self.propose("task", run.id, state)
+
+    # -- rules: anything --------------------------------------------------------------------
+
+    @rule(run=flow_runs | task_runs, state=_now_states(None, None), force=_FORCE)
+    def propose_state(self, run: UUID, state: State, force: bool) -> None:
+        """Any state to any run, forced one time in four."""
+        self.propose(self._kind(run), run, state, force=force)
+
+    # -- rules: probes and time -------------------------------------------------------------
+
+    @rule(run=flow_runs | task_runs)
+    def probe_guards(self, run: UUID) -> None:
+        """Propose every state type to a run, unforced, each undone afterwards (see
+        :meth:`probe`)."""
+        self.probe(self._kind(run), run)
 
     def probe(self, kind: Kind, run_id: UUID) -> None:
-        """Propose each of the nine state types to the run, unforced, inside a transaction
-        that is rolled back: whatever the policy lets through from the run's current state
-        must keep the invariants. The run is left as it was."""
+        """Propose each of the nine state types to the run, unforced, each inside a
+        transaction that is rolled back (``orc.transaction()``): whatever the policy lets
+        through from the run's current state must keep the invariants. The run is left as it
+        was, and listeners hear nothing."""
         for type_ in StateType:
             try:
                 with self.orc.transaction():
@@ -308,40 +538,11 @@ class OrchestrationMachine(RuleBasedStateMachine):
                     raise _Undo
             except _Undo:
                 pass
+        self.current_type(kind, run_id)
 
-    @rule(run=flow_runs, key=st.sampled_from(PAUSE_KEYS), reschedule=st.booleans())
-    def pause_for_input(self, run: UUID, key: str, reschedule: bool) -> None:
-        """Pause (or suspend) waiting for run input; on ACCEPT the input schema is stored."""
-        keyset = {"description": f"{key}-description", "response": f"{key}-response",
-                  "schema": f"{key}-schema"}
-        paused = State.model_validate(
-            {
-                "type": "PAUSED",
-                "name": "Suspended" if reschedule else "Paused",
-                "state_details": {
-                    "pause_key": key,
-                    "pause_reschedule": reschedule,
-                    "run_input_keyset": keyset,
-                },
-            }
-        )
-        result = self.propose("flow", run, paused)
-        if result.status is SetStateStatus.ACCEPT:
-            self.orc.create_flow_run_input(run, keyset["schema"], json.dumps(INPUT_SCHEMA))
-
-    @rule(run=flow_runs, data=st.data())
-    def resume_flow_run(self, run: UUID, data: st.DataObject) -> None:
-        """Resume, with valid input, arbitrary input or none."""
-        run_input = data.draw(
-            st.none() | run_inputs(INPUT_SCHEMA) | st.just({"approved": "yes"}), label="run_input"
-        )
-        before = self.history("flow", run)
-        result = self.orc.resume_flow_run(run, run_input)
-        self.check_result(result, before, self.history("flow", run))
-
-    @rule(seconds=_CLOCK_STEPS)
+    @rule(seconds=_RUNNER.flatmap(lambda machine: machine.clock_steps))
     def advance_clock(self, seconds: int) -> None:
-        """Time passes (and now and then goes back a little)."""
+        """Time passes (and now and then goes back a little): see :attr:`clock_steps`."""
         self.clock.advance(seconds)
 
     # -- invariants -------------------------------------------------------------------------
@@ -358,6 +559,7 @@ class OrchestrationMachine(RuleBasedStateMachine):
         self.check_run_fields_follow_state(snap)
         for run_id, history in snap.histories.items():
             self._seen[run_id] = len(history)
+            self._types[run_id] = snap.runs[run_id].state_type
 
     def check_current_state_is_last_in_history(self, snap: Snapshot) -> None:
         """A run's state is the last entry of its history (none for a run with no history)."""
@@ -431,3 +633,27 @@ class OrchestrationMachine(RuleBasedStateMachine):
                 f"run {run_id}: state_type/state_name {run.state_type}/{run.state_name} do not "
                 f"match its state {state!r}"
             )
+
+
+def _weigh_rules(cls: type[OrchestrationMachine]) -> None:
+    """Give each rule of ``cls`` its weight: a rule reachable under ``w`` attribute names is
+    listed ``w`` times among the rules hypothesis chooses from (and prints under its own
+    name)."""
+    if cls.mode not in MACHINE_MODES:
+        raise ValueError(f"mode must be one of {sorted(MACHINE_MODES)}, got {cls.mode!r}")
+    weights = {**cls.rule_weights, **MACHINE_MODES[cls.mode]}
+    for name, weight in weights.items():
+        function = getattr(cls, name, None)
+        if function is None or not callable(function):
+            raise ValueError(f"rule_weights names {name!r}, which is not a rule of {cls.__name__}")
+        if not isinstance(weight, int) or isinstance(weight, bool) or not 1 <= weight <= _MAX_WEIGHT:
+            raise ValueError(f"the weight of {name!r} must be an int from 1 to {_MAX_WEIGHT}")
+    for name in dir(cls):
+        if name.startswith("_weighted_"):
+            setattr(cls, name, None)
+    for name, weight in weights.items():
+        for copy in range(2, weight + 1):
+            setattr(cls, f"_weighted_{name}_{copy}", getattr(cls, name))
+
+
+_weigh_rules(OrchestrationMachine)

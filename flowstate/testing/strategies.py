@@ -14,7 +14,8 @@ import json
 from functools import lru_cache
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
+from uuid import UUID
 
 from flowstate.testing._require import require_hypothesis
 
@@ -23,6 +24,7 @@ require_hypothesis()
 from hypothesis import strategies as st  # noqa: E402
 
 from flowstate.graph import INITIAL, TRIGGERS, Trigger  # noqa: E402
+from flowstate.runs import FlowRun, FlowRunPolicy, TaskRun, TaskRunPolicy  # noqa: E402
 from flowstate.states import State, StateDetails, StateType  # noqa: E402
 from flowstate.testing.clock import DEFAULT_START  # noqa: E402
 
@@ -30,18 +32,39 @@ __all__ = [
     "CACHE_KEYS",
     "PAUSE_KEYS",
     "Kind",
+    "MODES",
     "Proposal",
     "plausible_proposals",
     "proposals",
     "run_inputs",
+    "runs_in",
     "state_types",
     "states",
     "transition_sequences",
 ]
 
 Kind = Literal["flow", "task"]
-Proposal = tuple[State, bool]
-"""A proposed state and whether it is forced: ``set_flow_run_state(id, state, force=force)``."""
+
+
+class Proposal(NamedTuple):
+    """A proposed state and whether it is forced: ``set_flow_run_state(id, state, force=force)``.
+
+    A tuple, so ``for state, force in steps`` works."""
+
+    state: State
+    force: bool = False
+
+
+MODES: dict[str, dict[str, int]] = {
+    "plain": {},
+    "pauses": {"pause": 8, "suspend": 2, "resume": 8, "start": 3},
+    "retries": {"fail": 6, "crash": 3, "retry": 6, "start": 3},
+    "cancels": {"cancel": 6, "cancelled": 4},
+}
+"""Trigger weights (:data:`flowstate.graph.TRIGGERS` names; 1 when not named) for the ``mode``
+of :func:`plausible_proposals` and :func:`transition_sequences`: ``"pauses"`` pauses and
+resumes runs again and again, ``"retries"`` fails, crashes and retries them, ``"cancels"``
+cancels them."""
 
 PAUSE_KEYS: tuple[str, ...] = ("approval", "review", "retry-gate")
 """The pause keys states are drawn with (a small pool, so a key is often used twice)."""
@@ -89,34 +112,49 @@ def state_types(*, exclude: Iterable[StateType | str] = ()) -> st.SearchStrategy
     return st.sampled_from(left)
 
 
-def _seconds(low: int, high: int) -> st.SearchStrategy[timedelta]:
-    return st.integers(low, high).map(lambda s: timedelta(seconds=s))
+_OFFSET = st.one_of(st.none(), st.just(0), st.integers(1, 3600), st.integers(-3600, -1))
+"""Seconds from ``now`` for a time: none (no time), exactly now, up to an hour later or
+earlier."""
+_NAME_OF = {t: st.sampled_from(names) for t, names in _NAMES.items()}
+_BOOLEANS = st.booleans()
+_MAYBE_FLAG = st.none() | st.booleans()
+_CACHE_KEY = st.sampled_from(CACHE_KEYS)
 
 
-@st.composite
-def _state_of(draw: st.DrawFn, type_: StateType, kind: Kind | None, now: datetime) -> State:
-    name = draw(st.sampled_from(_NAMES[type_]))
+@lru_cache(maxsize=64)
+def _pause_key(keys: tuple[str, ...]) -> st.SearchStrategy[str | None]:
+    return st.none() | st.sampled_from(keys) if keys else st.none()
+
+
+def _time(draw: st.DrawFn, now: datetime) -> datetime | None:
+    offset = draw(_OFFSET)
+    return None if offset is None else now + timedelta(seconds=offset)
+
+
+def draw_state(
+    draw: st.DrawFn, type_: StateType, kind: Kind | None, now: datetime, keys: tuple[str, ...]
+) -> State:
+    """One state of ``type_`` (see :func:`states`), drawn with ``draw`` from strategies built
+    once: for composite strategies that know ``now`` only when they draw."""
+    name = draw(_NAME_OF[type_])
     details: dict[str, Any] = {}
     data: Any = None
     if type_ is S.SCHEDULED:
-        details["scheduled_time"] = draw(st.none() | _seconds(-3600, 3600).map(lambda d: now + d))
+        details["scheduled_time"] = _time(draw, now)
     elif type_ is S.PAUSED:
-        suspended = name == "Suspended"
-        details["pause_reschedule"] = suspended
-        details["pause_key"] = draw(st.none() | st.sampled_from(PAUSE_KEYS))
-        details["pause_timeout"] = draw(st.none() | _seconds(1, 3600).map(lambda d: now + d))
+        details["pause_reschedule"] = name == "Suspended"
+        details["pause_key"] = draw(_pause_key(keys))
+        details["pause_timeout"] = _time(draw, now)
     elif type_ is S.COMPLETED:
         data = draw(_RESULTS)
-        if kind != "flow" and draw(st.booleans()):
-            details["cache_key"] = draw(st.sampled_from(CACHE_KEYS))
-            details["cache_expiration"] = draw(
-                st.none() | _seconds(1, 3600).map(lambda d: now + d)
-            )
-    elif type_ is S.RUNNING and kind != "flow" and draw(st.booleans()):
-        details["cache_key"] = draw(st.sampled_from(CACHE_KEYS))
-        details["refresh_cache"] = draw(st.none() | st.booleans())
+        if kind != "flow" and draw(_BOOLEANS):
+            details["cache_key"] = draw(_CACHE_KEY)
+            details["cache_expiration"] = _time(draw, now)
+    elif type_ is S.RUNNING and kind != "flow" and draw(_BOOLEANS):
+        details["cache_key"] = draw(_CACHE_KEY)
+        details["refresh_cache"] = draw(_MAYBE_FLAG)
     elif type_ is S.FAILED and kind != "flow":
-        details["retriable"] = draw(st.none() | st.booleans())
+        details["retriable"] = draw(_MAYBE_FLAG)
     return State(
         type=type_,
         name=name,
@@ -127,36 +165,68 @@ def _state_of(draw: st.DrawFn, type_: StateType, kind: Kind | None, now: datetim
     )
 
 
+@st.composite
+def _state_of(
+    draw: st.DrawFn, type_: StateType, kind: Kind | None, now: datetime, keys: tuple[str, ...]
+) -> State:
+    return draw_state(draw, type_, kind, now, keys)
+
+
 def states(
     type: StateType | str | Iterable[StateType | str] | None = None,
     *,
     kind: Kind | None = None,
     now: datetime | None = None,
+    pause_keys: Iterable[str] = PAUSE_KEYS,
 ) -> st.SearchStrategy[State]:
     """Valid states with coherent details, of ``type`` (a type, a name, or several; default any).
 
-    * SCHEDULED states are named Scheduled, Late or AwaitingRetry, with a scheduled time within
-      an hour of ``now`` (or none: the orchestrator then schedules them for its "now");
+    Every time is none, exactly ``now``, up to an hour after it, or up to an hour before it:
+
+    * SCHEDULED states are named Scheduled, Late or AwaitingRetry, with a scheduled time (or
+      none: the orchestrator then schedules them for its "now");
     * PAUSED states are Paused or Suspended (``pause_reschedule``), with a pause key from
-      :data:`PAUSE_KEYS` or none, and a pause timeout up to an hour after ``now`` or none;
+      ``pause_keys`` (default :data:`PAUSE_KEYS`; pass a run's used keys to propose one again)
+      or none, and a pause timeout (one in the past has already expired);
     * COMPLETED states carry result data (none, a persisted reference, an unpersisted marker,
       ``{}`` or a plain value); for task runs (``kind`` not ``"flow"``) they may have a cache key
-      from :data:`CACHE_KEYS` and an expiration; RUNNING task states may ask for a cache key;
+      from :data:`CACHE_KEYS` and an expiration (maybe already past); RUNNING task states may
+      ask for a cache key;
     * FAILED task states may say whether they are ``retriable``.
 
     >>> from flowstate.testing import states
     >>> states("PAUSED").example().type.value
     'PAUSED'
     """
-    return _states(tuple(_types(type)), kind, DEFAULT_START if now is None else now)
+    keys = tuple(pause_keys)
+    if any(not isinstance(key, str) or not key for key in keys):
+        raise ValueError(f"pause_keys are non-empty strings, got {keys!r}")
+    return _states(tuple(_types(type)), kind, DEFAULT_START if now is None else now, keys)
 
 
 @lru_cache(maxsize=512)  # strategies are immutable; building them anew each step is slow
-def _states(types: tuple[StateType, ...], kind: Kind | None, base: datetime) -> st.SearchStrategy[State]:
-    if len(types) == 1:
-        return _state_of(types[0], kind, base)
+def _states(
+    types: tuple[StateType, ...], kind: Kind | None, base: datetime, keys: tuple[str, ...]
+) -> st.SearchStrategy[State]:
+    return _state_among(types, kind, base, keys)
+
+
+@lru_cache(maxsize=256)
+def type_choice(types: tuple[StateType, ...]) -> st.SearchStrategy[StateType]:
+    """One of ``types``, uniformly (one strategy per tuple, built once)."""
+    return st.just(types[0]) if len(types) == 1 else st.sampled_from(types)
+
+
+@st.composite
+def _state_among(
+    draw: st.DrawFn,
+    types: tuple[StateType, ...],
+    kind: Kind | None,
+    now: datetime,
+    keys: tuple[str, ...],
+) -> State:
     # a type first, uniformly: one_of() would favour the types with more distinct states
-    return st.sampled_from(types).flatmap(lambda t: _state_of(t, kind, base))
+    return draw_state(draw, draw(type_choice(types)), kind, now, keys)
 
 
 def proposals(
@@ -165,11 +235,14 @@ def proposals(
     type: StateType | str | Iterable[StateType | str] | None = None,
     now: datetime | None = None,
     force: bool | None = None,
+    pause_keys: Iterable[str] = PAUSE_KEYS,
 ) -> st.SearchStrategy[Proposal]:
-    """``(state, force)`` pairs to propose; ``force`` is drawn (True one time in eight) unless
-    given."""
-    forces = st.just(force) if force is not None else st.integers(0, 7).map(lambda n: n == 0)
-    return st.tuples(states(type, kind=kind, now=now), forces)
+    """:class:`Proposal` ``(state, force)`` pairs of :func:`states`; ``force`` is drawn (True
+    one time in eight) unless given."""
+    forces = st.just(force) if force is not None else st.sampled_from([False] * 7 + [True])
+    return st.builds(
+        Proposal, states(type, kind=kind, now=now, pause_keys=pause_keys), force=forces
+    )
 
 
 def _has_placeholder(value: Any) -> bool:
@@ -211,11 +284,24 @@ def _triggers_for(kind: Kind) -> tuple[Trigger, ...]:
 def _trigger_state(draw: st.DrawFn, trigger: Trigger, kind: Kind, now: datetime) -> State:
     state = draw(states(trigger.dest, kind=kind, now=now))
     details = dict(trigger.details)
-    if "pause_key" in details:
-        details["pause_key"] = draw(st.sampled_from(PAUSE_KEYS))
+    if "pause_key" in details:  # none: the orchestrator makes a fresh key
+        details["pause_key"] = draw(st.none() | st.sampled_from(PAUSE_KEYS))
     update: dict[str, Any] = {"state_details": state.state_details.model_copy(update=details)}
     update["name"] = trigger.name or trigger.dest.default_name
     return state.model_copy(update=update)
+
+
+def _weights(mode: str, weights: Mapping[str, int] | None) -> tuple[tuple[str, int], ...]:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {sorted(MODES)}, got {mode!r}")
+    chosen = {**MODES[mode], **(weights or {})}
+    names = {t.trigger for t in TRIGGERS}
+    for name, weight in chosen.items():
+        if name not in names:
+            raise ValueError(f"no trigger named {name!r}; triggers: {sorted(names)}")
+        if not isinstance(weight, int) or isinstance(weight, bool) or weight < 0:
+            raise ValueError(f"the weight of {name!r} must be an int >= 0, got {weight!r}")
+    return tuple(sorted(chosen.items()))
 
 
 def plausible_proposals(
@@ -223,43 +309,65 @@ def plausible_proposals(
     kind: Kind = "flow",
     *,
     now: datetime | None = None,
+    mode: str = "plain",
+    weights: Mapping[str, int] | None = None,
 ) -> st.SearchStrategy[Proposal]:
     """A proposal for a run now in ``current`` (None: no state yet), plausible or probing.
 
     Three times in five it follows an edge of the declared state graph
     (:data:`flowstate.graph.TRIGGERS`) out of ``current``; one time in five it probes a guard
     with an unforced state of a type no edge leads to; otherwise it is any :func:`proposals`
-    draw. Task runs do not follow the pause edges.
+    draw. Task runs do not follow the pause edges. ``mode`` (see :data:`MODES`) and
+    ``weights`` (trigger name to a weight, 1 when not named, 0 to leave a trigger out) favour
+    some edges; with either, eight draws in ten follow the graph. A pause along the graph has
+    a key from :data:`PAUSE_KEYS` (so keys get used twice) or none (a fresh key).
     """
     return _plausible(
-        None if current is None else StateType(current), kind, DEFAULT_START if now is None else now
+        None if current is None else StateType(current),
+        kind,
+        DEFAULT_START if now is None else now,
+        _weights(mode, weights),
     )
 
 
 @lru_cache(maxsize=512)
-def _plausible(current: StateType | None, kind: Kind, base: datetime) -> st.SearchStrategy[Proposal]:
+def _plausible(
+    current: StateType | None, kind: Kind, base: datetime, weights: tuple[tuple[str, int], ...]
+) -> st.SearchStrategy[Proposal]:
     source = INITIAL if current is None else current.value
+    weight = dict(weights)
     possible = [t for t in _triggers_for(kind) if source in t.sources]
+    followed = [t for t in possible for _ in range(weight.get(t.trigger, 1))]
     anything = proposals(kind, now=base)
-    if not possible:
+    if not followed:
         return anything
-    along = st.sampled_from(possible).flatmap(lambda t: _trigger_state(t, kind, base))
+    along = st.sampled_from(followed).flatmap(lambda t: _trigger_state(t, kind, base))
     off_types = [t for t in StateType if t not in {p.dest for p in possible}]
     off = states(off_types, kind=kind, now=base) if off_types else along
-    choices = [along, along, along, off]
-    return st.integers(0, 4).flatmap(
-        lambda n: anything if n == 4 else choices[n].map(lambda s: (s, False))
-    )
+    # plain: 3 in 5 along the graph; a mode keeps to the graph 8 times in 10 (one_of() would
+    # weigh its branches equally, whatever the repeats)
+    share = 3 if not weights else 8
+    branches = [
+        *[st.builds(Proposal, along, force=st.just(False))] * share,
+        st.builds(Proposal, off, force=st.just(False)),
+        anything,
+    ]
+    return st.integers(0, len(branches) - 1).flatmap(branches.__getitem__)
 
 
 @st.composite
 def _walk(
-    draw: st.DrawFn, kind: Kind, min_size: int, max_size: int, now: datetime
+    draw: st.DrawFn,
+    kind: Kind,
+    min_size: int,
+    max_size: int,
+    now: datetime,
+    weights: tuple[tuple[str, int], ...],
 ) -> list[Proposal]:
     current: StateType | None = None
     steps: list[Proposal] = []
     for _ in range(draw(st.integers(min_size, max_size))):
-        step = draw(plausible_proposals(current, kind, now=now))
+        step = draw(_plausible(current, kind, now, weights))
         steps.append(step)
         current = step[0].type
     return steps
@@ -271,14 +379,113 @@ def transition_sequences(
     min_size: int = 1,
     max_size: int = 20,
     now: datetime | None = None,
+    mode: str = "plain",
+    weights: Mapping[str, int] | None = None,
 ) -> st.SearchStrategy[list[Proposal]]:
     """Plausible sequences of ``(state, force)`` proposals for one run.
 
     Most steps follow the declared state graph (:data:`flowstate.graph.TRIGGERS`: schedule,
     submit, start, pause, cancel, retry, ...) from where the previous proposal would have left
     the run; the others are arbitrary proposals, sometimes forced. Task sequences leave out
-    pausing. Whether each step is accepted is for the orchestrator to say.
+    pausing. Whether each step is accepted is for the orchestrator to say. ``mode`` and
+    ``weights`` favour some edges, as for :func:`plausible_proposals`::
+
+        transition_sequences("flow", mode="pauses")       # pause, resume, pause again, ...
+        transition_sequences("flow", weights={"cancel": 4, "pause": 0})
     """
     if not 0 <= min_size <= max_size:
         raise ValueError(f"need 0 <= min_size <= max_size, got {min_size} and {max_size}")
-    return _walk(kind, min_size, max_size, DEFAULT_START if now is None else now)
+    return _walk(
+        kind, min_size, max_size, DEFAULT_START if now is None else now, _weights(mode, weights)
+    )
+
+
+_HAS_RUN = frozenset({S.RUNNING, S.COMPLETED, S.FAILED, S.CRASHED, S.PAUSED, S.CANCELLING})
+
+
+def runs_in(
+    state: StateType | str | None,
+    *,
+    kind: Kind = "flow",
+    pauses: int | None = None,
+    run_count: int | None = None,
+    retries: int | None | Literal["any"] = "any",
+    now: datetime | None = None,
+) -> st.SearchStrategy[FlowRun | TaskRun]:
+    """Runs already in a state of type ``state`` (None: no state yet), with a history to match.
+
+    A flow run has paused ``pauses`` times (its ``empirical_policy.pause_keys``; default 0 to
+    3, and at least once when PAUSED, its state carrying one of the keys); ``run_count`` is
+    drawn to fit the state unless given (at least 1 once the run has run), ``retries`` too
+    (``None``: no retries). The runs are models, as ``read_flow_run`` returns them: give one to
+    :func:`flowstate.rules.decide_transition` as ``run=run, initial=run.state``::
+
+        @given(runs_in(StateType.RUNNING, pauses=2), proposals(type="PAUSED"))
+        def test_a_third_pause_is_refused(run, proposal):
+            outcome = decide_transition(MY_POLICY, run=run, initial=run.state,
+                                        proposed=proposal.state, now=DEFAULT_START)
+            ...
+    """
+    type_ = None if state is None else _types(state)[0]
+    if kind not in ("flow", "task"):
+        raise ValueError(f"kind is 'flow' or 'task', got {kind!r}")
+    if pauses is not None:
+        if kind == "task" and pauses:
+            raise ValueError("task runs do not pause")
+        if not isinstance(pauses, int) or pauses < 0:
+            raise ValueError(f"pauses must be an int >= 0, got {pauses!r}")
+        if pauses == 0 and type_ is S.PAUSED:
+            raise ValueError("a PAUSED run has paused at least once (pauses >= 1)")
+    if run_count is not None and (not isinstance(run_count, int) or run_count < 0):
+        raise ValueError(f"run_count must be an int >= 0, got {run_count!r}")
+    if retries != "any" and retries is not None and (not isinstance(retries, int) or retries < 0):
+        raise ValueError(f"retries must be None, an int >= 0 or 'any', got {retries!r}")
+    return _run_in(type_, kind, pauses, run_count, retries, DEFAULT_START if now is None else now)
+
+
+@st.composite
+def _run_in(
+    draw: st.DrawFn,
+    type_: StateType | None,
+    kind: Kind,
+    pauses: int | None,
+    run_count: int | None,
+    retries: int | None | str,
+    now: datetime,
+) -> FlowRun | TaskRun:
+    current = None if type_ is None else draw(states(type_, kind=kind, now=now))
+    if run_count is None:
+        low = 1 if type_ in _HAS_RUN else 0
+        run_count = draw(st.integers(low, low + 2)) if type_ is not None else 0
+    retry_count: int | None = (
+        draw(st.none() | st.integers(0, 3)) if retries == "any" else retries  # type: ignore[assignment]
+    )
+    name = f"{kind}-{'new' if type_ is None else type_.value.lower()}"
+    if kind == "task":
+        return TaskRun(
+            id=draw(st.uuids()), name=name, state=current, run_count=run_count,
+            state_type=None if current is None else current.type,
+            state_name=None if current is None else current.name,
+            empirical_policy=TaskRunPolicy(retries=retry_count, retry_delay=draw(st.sampled_from([0, 10]))),
+        )
+    if pauses is None:
+        pauses = draw(st.integers(1 if type_ is S.PAUSED else 0, 3))
+    pool = [*PAUSE_KEYS, *(f"pause-{n}" for n in range(len(PAUSE_KEYS), pauses))]
+    keys = draw(st.permutations(pool))[:pauses]
+    deployment = draw(st.none() | st.just(UUID(int=1)))
+    if current is not None and current.type is S.PAUSED:
+        details = {"pause_key": keys[-1]}
+        if current.state_details.pause_reschedule:
+            deployment = UUID(int=1)  # only a run with a deployment can be suspended
+        current = current.model_copy(
+            update={"state_details": current.state_details.model_copy(update=details)}
+        )
+    return FlowRun(
+        id=draw(st.uuids()), name=name, state=current, run_count=run_count,
+        state_type=None if current is None else current.type,
+        state_name=None if current is None else current.name,
+        empirical_policy=FlowRunPolicy(
+            retries=retry_count, retry_delay=draw(st.sampled_from([0, 10])), pause_keys=set(keys)
+        ),
+        deployment_id=deployment,
+    )

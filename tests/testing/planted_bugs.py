@@ -6,6 +6,7 @@ Run from the repository root::
     python -m tests.testing.planted_bugs                 # both planted bugs, 330 s cap each
     python -m tests.testing.planted_bugs --cap 120 pause-limit
     python -m tests.testing.planted_bugs --control       # the correct rules: nothing is found
+    python -m tests.testing.planted_bugs --corners       # corners the strategies reach in 1,000 draws
 
 Each scenario is a user's subclass of ``OrchestrationMachine``, run as its ``TestCase`` would
 run it (its settings, with a fixed seed and no example database), in a child process that is
@@ -134,6 +135,8 @@ def run_one(name: str, planted: bool) -> dict[str, Any]:
             run_state_machine_as_test(machine, settings=chosen)
         except AssertionError as exc:
             error = str(exc).splitlines()[0] if str(exc) else "AssertionError"
+            for note in getattr(exc, "__notes__", []):  # where hypothesis puts the steps
+                lines.extend(note.splitlines())
         except Exception as exc:  # a health check, an error in the machine
             error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     ended = time.perf_counter()
@@ -153,13 +156,90 @@ def run_one(name: str, planted: bool) -> dict[str, Any]:
     }
 
 
+def corners(draws: int = 1000) -> dict[str, dict[str, int]]:
+    """How many of ``draws`` draws of each strategy reach each corner (sequences are replayed
+    through an orchestrator to count the pauses they reach)."""
+    from collections import Counter
+    from uuid import UUID
+
+    from hypothesis import Phase, given, settings
+
+    from flowstate import Orchestrator, StateType
+    from flowstate.testing import runs_in, states, transition_sequences
+    from flowstate.testing.clock import DEFAULT_START
+
+    now = DEFAULT_START
+    S = StateType
+
+    def count(strategy: Any, classify: Any) -> dict[str, int]:
+        seen: Counter[str] = Counter()
+
+        @settings(max_examples=draws, database=None, deadline=None, phases=[Phase.generate])
+        @given(strategy)
+        def draw(value: Any) -> None:
+            seen["draws"] += 1
+            for corner in classify(value):
+                seen[corner] += 1
+
+        draw()
+        return dict(seen)
+
+    def state_corners(state: Any) -> list[str]:
+        d, found = state.state_details, []
+        for name, value in (("scheduled", d.scheduled_time), ("pause timeout", d.pause_timeout),
+                            ("cache expiration", d.cache_expiration)):
+            if value is not None:
+                found.append(f"{name} exactly now" if value == now else
+                             f"{name} already past" if value < now else f"{name} ahead")
+        if d.pause_key is not None:
+            found.append("pause key from the pool")
+        return found
+
+    def replay(steps: Any) -> list[str]:
+        with Orchestrator(":memory:") as orc:
+            run = orc.create_flow_run(deployment_id=UUID(int=1))
+            used: set[str] = set()
+            reused = False
+            for state, force in steps:
+                key = state.state_details.pause_key
+                if state.type is S.PAUSED and key is not None:
+                    reused = reused or key in used
+                    used.add(key)
+                orc.set_flow_run_state(run.id, state, force=force)
+            pauses = len(orc.read_flow_run(run.id).empirical_policy.pause_keys)
+            types = {s.type for s in orc.read_flow_run_states(run.id)}
+        found = [f"{n}+ pause keys" for n in (1, 2, 3) if pauses >= n]
+        found += ["a pause key proposed again"] if reused else []
+        found += [f"reached {t.value}" for t in (S.PAUSED, S.CANCELLING) if t in types]
+        return found
+
+    return {
+        "states()": count(states(), state_corners),
+        "states(kind='task')": count(states(kind="task"), state_corners),
+        "transition_sequences('flow')": count(transition_sequences("flow"), replay),
+        "transition_sequences('flow', mode='pauses')": count(
+            transition_sequences("flow", mode="pauses"), replay
+        ),
+        "runs_in(PAUSED, pauses=2)": count(
+            runs_in(S.PAUSED, pauses=2),
+            lambda run: [f"{len(run.empirical_policy.pause_keys)} pause keys"]
+            + (["suspended"] if run.state.state_details.pause_reschedule else []),
+        ),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("scenarios", nargs="*", help=f"some of {SCENARIOS} (default: all)")
     parser.add_argument("--cap", type=float, default=330.0, help="seconds per scenario")
     parser.add_argument("--control", action="store_true", help="the correct rules instead")
+    parser.add_argument("--corners", action="store_true", help="count corners in 1,000 draws")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.corners:
+        for strategy, counts in corners().items():
+            print(f"{strategy}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+        return 0
     unknown = set(args.scenarios) - set(SCENARIOS)
     if unknown:
         parser.error(f"unknown scenarios {sorted(unknown)}; choose from {SCENARIOS}")

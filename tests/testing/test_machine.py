@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import random
+import re
 import time
+from datetime import datetime, timezone
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, rule, run_state_machine_as_test
 
 from flowstate import Orchestrator, StateType
 from flowstate.rules import CORE_FLOW, Reject
 from flowstate.rules import rule as flow_rule
-from flowstate.states import Paused
+from flowstate.states import Paused, Running
 from flowstate.testing import FrozenClock, OrchestrationMachine
 
 from tests.backends import PostgresBackend
@@ -24,7 +26,6 @@ MACHINE = settings(
     deadline=None,
     derandomize=True,
     database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 
 
@@ -101,7 +102,7 @@ class LeakyMachine(OrchestrationMachine):
 def test_a_rule_letting_cancelling_runs_start_again_is_caught() -> None:
     LeakyMachine.examples = 0
     started = time.perf_counter()
-    with pytest.raises(AssertionError, match="went from CANCELLING to RUNNING"):
+    with pytest.raises(AssertionError, match="went from CANCELLING to RUNNING") as caught:
         run_state_machine_as_test(
             LeakyMachine,
             settings=settings(
@@ -111,6 +112,11 @@ def test_a_rule_letting_cancelling_runs_start_again_is_caught() -> None:
     elapsed = time.perf_counter() - started
     print(f"\nbroken rule caught after {LeakyMachine.examples} examples, {elapsed:.1f} s")
     assert LeakyMachine.examples < 1000
+    # the steps print as code a user can read: runs by name, states as constructor calls
+    printed = "\n".join(getattr(caught.value, "__notes__", [])).splitlines()
+    steps = [line for line in printed if line.startswith("state.")]
+    assert steps and not any("UUID(" in line or "lambda" in line for line in steps), printed
+    assert any(re.search(r"run=flow_runs_\d, state=(Cancelling|Running)\(", s) for s in steps)
 
 
 # -- subclassing: users add rules and invariants ---------------------------------------------
@@ -140,3 +146,67 @@ class TwoPausesMachine(OrchestrationMachine):
 
 TwoPausesMachine.TestCase.settings = settings(MACHINE, max_examples=30)
 TestAUsersSubclassRunsItsOwnRulesAndInvariants = TwoPausesMachine.TestCase
+
+
+# -- settings, steering and weights ------------------------------------------------------------
+
+def test_the_test_case_keeps_every_health_check_on() -> None:
+    for machine in (OrchestrationMachine, TwoPausesMachine, type("Fresh", (OrchestrationMachine,), {})):
+        if machine is TwoPausesMachine:  # its settings were set above, and are kept
+            assert machine.TestCase.settings.max_examples == 30
+        assert machine.TestCase.settings.suppress_health_check == ()
+        assert machine.TestCase.settings.deadline is None
+
+
+class SteeredMachine(OrchestrationMachine):
+    """Starts on a Friday afternoon and moves the clock by whole hours only."""
+
+    start = datetime(2024, 1, 5, 16, 30, tzinfo=timezone.utc)
+    clock_steps = st.sampled_from([3600, 7200])
+    rule_weights = {"advance_clock": 4}
+    mode = "time"
+    seen: set = set()
+
+    @invariant()
+    def the_clock_keeps_its_minutes(self) -> None:
+        now = self.clock.now
+        assert now >= self.start and now.minute == 30
+        SteeredMachine.seen.add(now)
+
+
+def test_start_and_clock_steps_are_honoured() -> None:
+    SteeredMachine.seen = set()
+    run_state_machine_as_test(SteeredMachine, settings=settings(MACHINE, max_examples=8))
+    assert len(SteeredMachine.seen) > 3
+
+
+def test_weights_list_a_rule_more_often_and_bad_weights_are_refused() -> None:
+    names = [r.function.__name__ for r in SteeredMachine.setup_state().rules]
+    assert names.count("advance_clock") == 4  # the "time" mode's weight wins over the class's
+    assert names.count("pause_flow_run") == 1  # the class's weights replace the default ones
+    plain = [r.function.__name__ for r in OrchestrationMachine.setup_state().rules]
+    assert plain.count("advance_clock") == 1 and plain.count("pause_flow_run") == 2
+    assert plain.count("propose_state") == 1
+    for bad in ({"no_such_rule": 2}, {"advance_clock": 0}, {"advance_clock": 9}):
+        with pytest.raises(ValueError):
+            type("Bad", (OrchestrationMachine,), {"rule_weights": bad})
+    with pytest.raises(ValueError, match="mode"):
+        type("Bad", (OrchestrationMachine,), {"mode": "sleepy"})
+
+
+def test_steps_pick_runs_by_their_current_state() -> None:
+    machine = OrchestrationMachine()
+    try:
+        first = machine.first_flow_run()
+        second = machine._create_flow_run(None, False, False, None)
+        new = frozenset({None})
+        assert [machine.pick("flow", new, n).id for n in range(3)] == [first, second, first]
+        assert repr(machine.pick("flow", new, 1)) == "flow_runs_1"
+        machine.propose("flow", second, Running())
+        running = frozenset({StateType.RUNNING})
+        assert machine.pick("flow", running, 5).id == second
+        assert machine.runs_in("flow", [StateType.RUNNING]) == [second]
+        assert machine.pick("flow", frozenset({StateType.PAUSED}), 0) is None
+        assert machine.pick("task", new, 0) is None
+    finally:
+        machine.teardown()

@@ -15,6 +15,8 @@ import pytest
 
 import flowstate.testing
 import flowstate.testing.clock
+import flowstate.testing.compare
+import flowstate.testing.factory
 import flowstate.testing.strategies
 
 REPO = Path(__file__).resolve().parents[2]
@@ -112,7 +114,11 @@ def test_the_public_names_are_sorted_and_resolve() -> None:
         flowstate.testing.nothing_here  # noqa: B018
 
 
-@pytest.mark.parametrize("module", [flowstate.testing.clock, flowstate.testing.strategies])
+@pytest.mark.parametrize(
+    "module",
+    [flowstate.testing.clock, flowstate.testing.strategies, flowstate.testing.compare,
+     flowstate.testing.factory],
+)
 def test_docstring_examples_run(module: object) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # hypothesis warns about .example() outside a REPL

@@ -1,0 +1,134 @@
+"""Readable reprs for states and runs: the constructor call a user would write, with the
+details that decide orchestration (pause key and timeout, scheduled time, run input keyset,
+cache key and expiry, retry settings) and without what does not (ids, timestamps, messages).
+
+Only used when a repr is asked for (failure printouts, the REPL): nothing here runs on the
+hot path, and nothing changes ``model_dump`` or JSON output.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+if TYPE_CHECKING:
+    from flowstate.runs import FlowRun, TaskRun
+    from flowstate.states import State
+
+_NAMED = {  # (type, name) -> a constructor that gives exactly that name
+    ("SCHEDULED", "Scheduled"): "Scheduled",
+    ("SCHEDULED", "Late"): "Late",
+    ("SCHEDULED", "AwaitingRetry"): "AwaitingRetry",
+    ("PENDING", "Pending"): "Pending",
+    ("RUNNING", "Running"): "Running",
+    ("RUNNING", "Retrying"): "Retrying",
+    ("COMPLETED", "Completed"): "Completed",
+    ("COMPLETED", "Cached"): "Cached",
+    ("FAILED", "Failed"): "Failed",
+    ("CANCELLED", "Cancelled"): "Cancelled",
+    ("CRASHED", "Crashed"): "Crashed",
+    ("PAUSED", "Paused"): "Paused",
+    ("PAUSED", "Suspended"): "Suspended",
+    ("CANCELLING", "Cancelling"): "Cancelling",
+}
+_BY_TYPE = {  # the constructor that takes name= for each type
+    "SCHEDULED": "Scheduled", "PENDING": "Pending", "RUNNING": "Running",
+    "COMPLETED": "Completed", "FAILED": "Failed", "CANCELLED": "Cancelled",
+    "CRASHED": "Crashed", "PAUSED": "Paused", "CANCELLING": "Cancelling",
+}
+_DETAILS = (  # the details shown when they differ from the default, in this order
+    "scheduled_time", "pause_key", "pause_timeout", "pause_reschedule", "run_input_keyset",
+    "cache_key", "cache_expiration", "refresh_cache", "retriable", "untrackable_result",
+    "deferred",
+)
+_DETAIL_DEFAULTS: dict[str, Any] = {
+    "deferred": False, "untrackable_result": False, "pause_reschedule": False,
+}
+_ARGUMENT = {"pause_timeout": "pause_expiration_time"}  # the constructors' names for details
+
+
+def value_repr(value: Any, limit: int = 60) -> str:
+    """A short repr: times as ISO text in UTC (``'2024-01-01T09:00:00Z'``, which the
+    constructors accept), ids as text, long values cut."""
+    if isinstance(value, datetime):
+        text = value.isoformat().replace("+00:00", "Z")
+        return repr(text)
+    if isinstance(value, UUID):
+        return repr(str(value))
+    if isinstance(value, set | frozenset):
+        text = "{" + ", ".join(repr(v) for v in sorted(value, key=str)) + "}" if value else "set()"
+    else:
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def state_repr(state: State) -> str:
+    """``Paused(pause_key='approval', pause_expiration_time='2024-01-01T01:00:00Z')``."""
+    type_ = state.type.value
+    constructor = _NAMED.get((type_, state.name or ""))
+    arguments: list[str] = []
+    if constructor is None:
+        constructor = _BY_TYPE[type_]
+        arguments.append(f"name={state.name!r}")
+    details = state.state_details
+    for name in _DETAILS:
+        value = getattr(details, name)
+        if value == _DETAIL_DEFAULTS.get(name):
+            continue
+        if name == "pause_reschedule" and constructor == "Suspended":
+            continue
+        if name == "pause_reschedule" and constructor == "Paused":
+            arguments.append("reschedule=True")
+            continue
+        arguments.append(f"{_ARGUMENT.get(name, name)}={value_repr(value)}")
+    if constructor == "Suspended" and not details.pause_reschedule:
+        arguments.append("pause_reschedule=False")
+    if state.data is not None:
+        arguments.append(f"data={value_repr(state.data)}")
+    return f"{constructor}({', '.join(arguments)})"
+
+
+def _fields(model: Any, names: tuple[str, ...], defaults: dict[str, Any]) -> list[str]:
+    shown = []
+    for name in names:
+        value = getattr(model, name)
+        if name in defaults and value == defaults[name]:
+            continue
+        shown.append(f"{name}={value_repr(value)}")
+    return shown
+
+
+_FLOW_POLICY = ("retries", "retry_delay", "pause_keys", "resuming", "retry_type")
+_TASK_POLICY = ("retries", "retry_delay", "retry_jitter_factor")
+_POLICY_DEFAULTS: dict[str, Any] = {
+    "retries": None, "retry_delay": None, "pause_keys": set(), "resuming": False,
+    "retry_type": None, "retry_jitter_factor": None,
+}
+_RUN_DEFAULTS: dict[str, Any] = {
+    "run_count": 0, "flow_run_run_count": 0, "expected_start_time": None,
+    "next_scheduled_start_time": None, "deployment_id": None, "infrastructure_pid": None,
+    "parent_task_run_id": None, "flow_run_id": None, "cache_key": None,
+    "cache_expiration": None,
+}
+
+
+def run_repr(run: FlowRun | TaskRun) -> str:
+    """``FlowRun(id='…', name='…', state=Running(), run_count=1, retries=1, pause_keys={'a'})``:
+    the run's current state, counters, scheduling times, retry settings and pause keys."""
+    kind = type(run).__name__
+    parts = [f"id={value_repr(run.id)}", f"name={run.name!r}"]
+    parts.append(f"state={'None' if run.state is None else state_repr(run.state)}")
+    fields: tuple[str, ...]
+    policy: tuple[str, ...]
+    if kind == "FlowRun":
+        fields = ("run_count", "expected_start_time", "next_scheduled_start_time",
+                  "deployment_id", "infrastructure_pid", "parent_task_run_id")
+        policy = _FLOW_POLICY
+    else:
+        fields = ("flow_run_id", "run_count", "flow_run_run_count", "expected_start_time",
+                  "next_scheduled_start_time", "cache_key", "cache_expiration")
+        policy = _TASK_POLICY
+    parts += _fields(run, fields, _RUN_DEFAULTS)
+    parts += _fields(run.empirical_policy, policy, _POLICY_DEFAULTS)
+    return f"{kind}({', '.join(parts)})"
