@@ -34,6 +34,7 @@ __all__ = [
     "plain_flow_run",
     "positive_seconds",
     "run_id",
+    "name_filter",
     "state_type_filter",
     "validation_message",
 ]
@@ -255,6 +256,14 @@ def is_whole_number(value: Any) -> bool:
 def check_limit(value: int | None) -> int | None:
     if value is not None and not is_whole_number(value):
         raise InvalidState(f"limit={value!r}; expected a whole number from 0 to 2**63-1, or None")
+    return value
+
+
+def name_filter(value: str | None, what: str) -> str | None:
+    """A name to filter on (``flow_name=``): text or None."""
+    if value is not None and not isinstance(value, str):
+        raise InvalidState(f"{what}={value!r}; expected a str or None")
+    check_text(value, what)
     return value
 
 

@@ -134,6 +134,17 @@ class _CallTransaction(_Transaction):
             self._listeners.flush()
 
 
+class _ReadTransaction(_CallTransaction):
+    """The transaction of one API call that only reads (the store's ``_begin_read``: on
+    SQLite a read transaction, which neither waits for nor blocks a writer)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        self._mark = 0
+        self._depth = self._store._begin_read()
+
+
 class Orchestrator(WorkerMethods, InteractionMethods):
     """Orchestrates flow and task runs exactly as Prefect's server does, stored in SQLite.
 
@@ -204,6 +215,9 @@ class Orchestrator(WorkerMethods, InteractionMethods):
         # partial: one Python call fewer per API call than a method.)
         self._transaction: Callable[[], _CallTransaction] = partial(
             _CallTransaction, self._store, self._listeners
+        )
+        self._read_transaction: Callable[[], _CallTransaction] = partial(
+            _ReadTransaction, self._store, self._listeners
         )
 
     @property
@@ -335,7 +349,7 @@ class Orchestrator(WorkerMethods, InteractionMethods):
     def read_flow_run(self, id: UUID | str) -> FlowRun:
         """The flow run with its current state; ObjectNotFound if there is none."""
         run_id = validate.run_id(id)
-        with self._transaction():
+        with self._read_transaction():
             return self._read_flow_run(run_id, self._now())
 
     def _read_flow_run(self, run_id: UUID, now: datetime) -> FlowRun:
@@ -350,14 +364,24 @@ class Orchestrator(WorkerMethods, InteractionMethods):
         state_type: StateType | str | None = None,
         limit: int | None = None,
         offset: int = 0,
+        flow_name: str | None = None,
+        newest_first: bool = False,
     ) -> list[FlowRun]:
-        """Flow runs in creation order, optionally only those in one state type."""
-        with self._transaction():
+        """Flow runs in creation order (``newest_first``: the newest first), optionally only
+        those in one state type and/or of one flow. Filters, order, ``limit`` and ``offset``
+        are applied by the database, so a page costs the same whatever the number of runs."""
+        type_filter = validate.state_type_filter(state_type)
+        checked_limit = validate.check_limit(limit)
+        checked_offset = validate.check_offset(offset)
+        name = validate.name_filter(flow_name, "flow_name")
+        with self._read_transaction():
             now = self._now()
             runs = self._store.read_flow_runs(
-                state_type=validate.state_type_filter(state_type),
-                limit=validate.check_limit(limit),
-                offset=validate.check_offset(offset),
+                state_type=type_filter,
+                limit=checked_limit,
+                offset=checked_offset,
+                flow_name=name,
+                newest_first=bool(newest_first),
             )
             return [_with_estimated_run_time(run, now) for run in runs]
 
@@ -380,7 +404,7 @@ class Orchestrator(WorkerMethods, InteractionMethods):
     def read_flow_run_states(self, id: UUID | str) -> list[State]:
         """A flow run's state history, oldest first."""
         run_id = validate.run_id(id)
-        with self._transaction():
+        with self._read_transaction():
             if self._store.read_flow_run(run_id) is None:
                 raise ObjectNotFound(f"Flow run with id {run_id} not found")
             return self._store.read_states("flow", run_id)
@@ -468,7 +492,7 @@ class Orchestrator(WorkerMethods, InteractionMethods):
         """The value stored under ``key``; ObjectNotFound if there is none."""
         run_id = validate.run_id(id)
         validate.check_run_input_key(key)
-        with self._transaction():
+        with self._read_transaction():
             value = self._store.read_run_input(run_id, key)
         if value is None:
             raise ObjectNotFound(f"run input {key!r} of flow run {run_id} not found")
@@ -527,7 +551,7 @@ class Orchestrator(WorkerMethods, InteractionMethods):
     def read_task_run(self, id: UUID | str) -> TaskRun:
         """The task run with its current state; ObjectNotFound if there is none."""
         run_id = validate.run_id(id)
-        with self._transaction():
+        with self._read_transaction():
             return self._read_task_run(run_id)
 
     def _read_task_run(self, run_id: UUID) -> TaskRun:
@@ -543,15 +567,25 @@ class Orchestrator(WorkerMethods, InteractionMethods):
         state_type: StateType | str | None = None,
         limit: int | None = None,
         offset: int = 0,
+        flow_name: str | None = None,
+        newest_first: bool = False,
     ) -> list[TaskRun]:
-        """Task runs in creation order, optionally of one flow run and/or one state type."""
+        """Task runs in creation order (``newest_first``: the newest first), optionally of one
+        flow run, of the flow runs of one flow (``flow_name``) and/or in one state type; done
+        by the database, as in :meth:`read_flow_runs`."""
         flow_id = None if flow_run_id is None else validate.run_id(flow_run_id, "flow_run_id")
-        with self._transaction():
+        type_filter = validate.state_type_filter(state_type)
+        checked_limit = validate.check_limit(limit)
+        checked_offset = validate.check_offset(offset)
+        name = validate.name_filter(flow_name, "flow_name")
+        with self._read_transaction():
             return self._store.read_task_runs(
                 flow_run_id=flow_id,
-                state_type=validate.state_type_filter(state_type),
-                limit=validate.check_limit(limit),
-                offset=validate.check_offset(offset),
+                state_type=type_filter,
+                limit=checked_limit,
+                offset=checked_offset,
+                flow_name=name,
+                newest_first=bool(newest_first),
             )
 
     def delete_task_run(self, id: UUID | str) -> None:
@@ -574,7 +608,7 @@ class Orchestrator(WorkerMethods, InteractionMethods):
     def read_task_run_states(self, id: UUID | str) -> list[State]:
         """A task run's state history, oldest first."""
         run_id = validate.run_id(id)
-        with self._transaction():
+        with self._read_transaction():
             if self._store.read_task_run(run_id) is None:
                 raise ObjectNotFound(f"Task run with id {run_id} not found")
             return self._store.read_states("task", run_id)

@@ -133,3 +133,16 @@ def test_the_import_is_timed_with_current_bytecode() -> None:
         flags, mtime, size = struct.unpack("<3I", header[4:16])
         stat = source.stat()
         assert flags == 0 and (mtime, size) == (int(stat.st_mtime) & 0xFFFFFFFF, stat.st_size & 0xFFFFFFFF), source
+
+
+def test_the_fault_benchmark_runs_at_toy_size(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from benchmarks import faults
+
+    out = tmp_path / "faults.json"
+    args = ["--writers", "2", "--seconds", "0.3", "--runs", "200", "--repeats", "1"]
+    assert faults.main([*args, "--keep", str(tmp_path / "work"), "--out", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    contended = figures["contention"]["contended"]
+    assert contended["writers"] == 2 and contended["calls"] > 0
+    assert contended["acknowledged_missing"] == 0 and contended["integrity"] == "ok"
+    assert figures["listing"]["runs"] == 200 and figures["listing"]["cli_wall_s"] > 0

@@ -102,6 +102,110 @@ def test_runs_ls_rejects_a_bad_limit_as_a_usage_error(database: Path) -> None:
     assert invoke(database, "runs", "ls", "--limit", "0").exit_code == 2
 
 
+def _many_runs(database: Path, count: int, flow_name: str = "many") -> list[str]:
+    with Orchestrator(str(database)) as orc:
+        with orc.transaction():
+            return [
+                str(orc.create_flow_run(flow_name=flow_name, state=Scheduled()).id)
+                for _ in range(count)
+            ]
+
+
+def test_runs_ls_shows_the_20_newest_by_default_and_the_rest_with_offset_or_all(
+    database: Path,
+) -> None:
+    ids = _many_runs(database, 25)[::-1]  # newest first
+
+    def listed(*args: str) -> list[str]:
+        result = invoke(database, "runs", "ls", *args, "--json")
+        assert_ok(result)
+        return [item["id"] for item in json.loads(result.stdout)]
+
+    assert listed() == ids[:20]
+    assert listed("--offset", "20") == ids[20:]
+    assert listed("--limit", "5", "--offset", "3") == ids[3:8]
+    assert listed("--all") == ids
+    table = invoke(database, "runs", "ls")
+    assert "Flow runs (20 shown, newest first; --offset 20 for the next, --all" in table.stdout
+    assert "Flow runs (25)" in invoke(database, "runs", "ls", "--all").stdout
+
+
+def test_runs_ls_and_tasks_ls_filter_by_flow_name(database: Path) -> None:
+    ours = _many_runs(database, 2, "ours")
+    _many_runs(database, 3, "theirs")
+    with Orchestrator(str(database)) as orc:
+        task = orc.create_task_run(flow_run_id=ours[0], state=Pending())
+        run = orc.read_flow_runs(flow_name="theirs", limit=1)[0]
+        orc.create_task_run(flow_run_id=run.id, state=Pending())
+
+    runs = json.loads(invoke(database, "runs", "ls", "--flow", "ours", "--json").stdout)
+    tasks = json.loads(invoke(database, "tasks", "ls", "--flow", "ours", "--json").stdout)
+
+    assert [item["id"] for item in runs] == ours[::-1]
+    assert [item["id"] for item in tasks] == [str(task.id)]
+    assert json.loads(invoke(database, "runs", "ls", "--flow", "nobody", "--json").stdout) == []
+
+
+def test_runs_ls_decodes_only_the_runs_it_shows(database: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The limit is applied by the database: listing 5 of 30 runs reads 5 rows, not 30."""
+    from flowstate.store import rows
+
+    _many_runs(database, 30)
+    decoded = []
+    original = rows.flow_run_from_row
+    monkeypatch.setattr(rows, "flow_run_from_row", lambda row: decoded.append(1) or original(row))
+
+    assert_ok(invoke(database, "runs", "ls", "--limit", "5"))
+    assert len(decoded) == 5
+
+
+def test_tasks_ls_shows_the_20_newest_by_default(database: Path) -> None:
+    with Orchestrator(str(database)) as orc:
+        ids = [str(orc.create_task_run(state=Pending()).id) for _ in range(22)][::-1]
+    data = json.loads(invoke(database, "tasks", "ls", "--json").stdout)
+    every = json.loads(invoke(database, "tasks", "ls", "--all", "--json").stdout)
+    page = json.loads(invoke(database, "tasks", "ls", "--offset", "20", "--json").stdout)
+    assert [item["id"] for item in data] == ids[:20]
+    assert [item["id"] for item in every] == ids
+    assert [item["id"] for item in page] == ids[20:]
+
+
+def test_a_command_waiting_for_the_write_lock_says_so_once_and_honours_busy_timeout(
+    database: Path,
+) -> None:
+    import sqlite3
+    import time
+
+    ids = make_runs(database)
+    holder = sqlite3.connect(database, isolation_level=None, timeout=0)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        result = invoke(database, "--busy-timeout", "1.5", "set-state", ids[0], "PENDING")
+        took = time.monotonic() - started
+    finally:
+        holder.close()
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2, lines
+    assert "waiting for the write lock" in lines[0] and str(database) in lines[0]
+    assert "DatabaseBusy" in lines[1]
+    assert 1.5 <= took < 3
+    # reading needs no write lock: it never waits
+    holder = sqlite3.connect(database, isolation_level=None, timeout=0)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        listed = invoke(database, "--busy-timeout", "0", "runs", "ls", "--json")
+    finally:
+        holder.close()
+    assert_ok(listed)
+    assert len(json.loads(listed.stdout)) == 3
+
+
+def test_a_negative_busy_timeout_is_a_usage_error(database: Path) -> None:
+    assert invoke(database, "--busy-timeout", "-1", "runs", "ls").exit_code == 2
+
+
 # -- runs show ------------------------------------------------------------------------------------
 
 

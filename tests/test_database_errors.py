@@ -140,13 +140,18 @@ def test_an_older_schema_is_migrated_in_place_keeping_its_runs(tmp_path):
         run = orc.create_flow_run(state=Running())
     with sqlite3.connect(path) as conn:  # turn it back into a version-1 database
         conn.execute("DROP TABLE flow_run_heartbeat")
-        conn.execute("DELETE FROM _sqlite_migrations WHERE name = '0002_heartbeats'")
+        conn.execute("DROP INDEX ix_flow_run_type_created")
+        conn.execute("DROP INDEX ix_flow_run_flow_name")
+        conn.execute("DELETE FROM _sqlite_migrations WHERE name != '0001_initial'")
         conn.execute("PRAGMA user_version=1")
     with Orchestrator(path) as orc:
         assert orc.read_flow_run(run.id).state_type is flowstate.StateType.RUNNING
         orc.heartbeat(run.id)
+        assert [r.id for r in orc.read_flow_runs(state_type="RUNNING", newest_first=True)] == [run.id]
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert {"ix_flow_run_type_created", "ix_flow_run_flow_name"} <= indexes
 
 
 # -- corruption at several positions, truncation, empty files, WAL leftovers --------------------
@@ -177,6 +182,8 @@ def read_everything(path: Path) -> None:
     with Orchestrator(path) as orc:
         for run in orc.read_flow_runs():
             orc.read_flow_run_states(run.id)
+        orc.read_flow_runs(flow_name="flow")  # (the listing indexes)
+        orc.read_flow_runs(state_type="RUNNING")
 
 
 @pytest.mark.parametrize(

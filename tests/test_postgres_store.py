@@ -114,8 +114,9 @@ def test_an_older_schema_is_migrated_keeping_its_runs(postgres_backend: Postgres
     url = postgres_backend.new_database()
     with Orchestrator(url) as orc:
         run = orc.create_flow_run(state=Scheduled())
-    with admin(url) as conn:  # back to version 1: no heartbeat table
+    with admin(url) as conn:  # back to version 1: no heartbeat table, no listing indexes
         conn.execute("DROP TABLE flow_run_heartbeat")
+        conn.execute("DROP INDEX ix_flow_run_type_created, ix_flow_run_flow_name")
         conn.execute("DELETE FROM flowstate_migration WHERE version > 1")
     with Orchestrator(url) as orc:
         assert orc.read_flow_run(run.id).state_type is StateType.SCHEDULED

@@ -3,11 +3,11 @@
 ::
 
     flowstate demo                              # walk one flow run through pause/resume
-    flowstate runs ls [--state TYPE] [--limit N]
+    flowstate runs ls [--state TYPE] [--flow NAME] [--limit N] [--offset N] [--all]
     flowstate runs show ID                      # fields and state history with durations
     flowstate runs create FLOW_NAME [--name N] [--state TYPE]   # prints the new run's id
     flowstate runs input ID                     # what each pause waits for, and its answer
-    flowstate tasks ls [--flow-run ID]
+    flowstate tasks ls [--flow-run ID] [--flow NAME] [--limit N] [--offset N] [--all]
     flowstate set-state ID TYPE [--name N] [--message M] [--force]
     flowstate pause ID [--key K] [--timeout S] [--schema JSON|@file] [--description T] [--reschedule]
     flowstate resume ID [--input JSON | --input @file.json]   # on a terminal: asks for the input
@@ -18,7 +18,9 @@
 
 Every command takes ``--json`` (Prefect-shaped JSON of results, states and runs) and
 ``--database PATH|URL`` (a SQLite file or a ``postgresql://`` URL, before or after the command
-name; default ``$FLOWSTATE_DATABASE``, else ``~/.flowstate/flowstate.db``). Commands that propose a state exit with the code of the
+name; default ``$FLOWSTATE_DATABASE``, else ``~/.flowstate/flowstate.db``). ``--busy-timeout
+SECONDS`` (before the command name) bounds the wait for another connection's write lock; after
+about a second of waiting, one line on stderr says so. Commands that propose a state exit with the code of the
 orchestration status: 0 ACCEPT, 3 REJECT, 4 WAIT, 5 ABORT. Errors (unknown id, unreadable
 database, invalid input) are one line on stderr with exit code 1; usage errors exit with 2.
 
@@ -30,7 +32,8 @@ from __future__ import annotations
 
 import click
 
-from flowstate.cli._common import DATABASE_HELP, EXIT_CODES, CliConfig
+from flowstate.cli._common import BUSY_TIMEOUT_HELP, DATABASE_HELP, EXIT_CODES, CliConfig
+from flowstate.store.connection import MAX_BUSY_TIMEOUT
 from flowstate.cli.demo import demo
 from flowstate.cli.diagram import diagram
 from flowstate.cli.inputs import create_run, run_inputs
@@ -50,15 +53,23 @@ __all__ = ["EXIT_CODES", "main"]
     default=None,
     help=DATABASE_HELP,
 )
+@click.option(
+    "--busy-timeout",
+    metavar="SECONDS",
+    type=click.FloatRange(min=0, max=MAX_BUSY_TIMEOUT),
+    default=30.0,
+    show_default=True,
+    help=BUSY_TIMEOUT_HELP,
+)
 @click.version_option(package_name="flowstate", prog_name="flowstate")
 @click.pass_context
-def main(ctx: click.Context, database: str | None) -> None:
+def main(ctx: click.Context, database: str | None, busy_timeout: float) -> None:
     """flowstate: Prefect's flow and task run orchestration, embedded in SQLite.
 
     Commands that propose a state exit with 0 ACCEPT, 3 REJECT, 4 WAIT, 5 ABORT;
     errors exit with 1, usage errors with 2.
     """
-    ctx.obj = CliConfig(database=database)
+    ctx.obj = CliConfig(database=database, busy_timeout=busy_timeout)
 
 
 runs.add_command(create_run)

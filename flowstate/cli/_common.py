@@ -6,6 +6,7 @@ Only ``click`` is imported here; ``rich`` is imported inside the functions that 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,6 +32,11 @@ DATABASE_HELP = (
     "SQLite database file, ':memory:', or a PostgreSQL URL (postgresql://user@host/db; needs "
     "pip install 'flowstate[postgres]'). Default: ~/.flowstate/flowstate.db."
 )
+BUSY_TIMEOUT_HELP = (
+    "How long to wait for the write lock while another connection holds it, in seconds, "
+    "before failing with DatabaseBusy. After about a second of waiting, one line on stderr "
+    "says so; Ctrl-C stops the wait at once."
+)
 STATUS_STYLES = {"ACCEPT": "green", "REJECT": "yellow", "WAIT": "blue", "ABORT": "red"}
 DASH = "—"
 
@@ -50,6 +56,7 @@ class CliConfig:
     """Options of the ``flowstate`` group, shared with every command."""
 
     database: str | None
+    busy_timeout: float = 30.0
 
 
 def database_override(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -86,15 +93,42 @@ def open_orchestrator(database: str | None) -> Iterator[Orchestrator]:
     """
     from flowstate import FlowstateError, Orchestrator
 
+    config = click.get_current_context().find_object(CliConfig)
+    busy_timeout = config.busy_timeout if config else 30.0
+    with lock_wait_notice():
+        try:
+            orc = Orchestrator(chosen_database(database), busy_timeout=busy_timeout)
+        except (FlowstateError, OSError) as exc:
+            raise click.ClickException(one_line(exc)) from exc
+        try:
+            with orc:
+                yield orc
+        except FlowstateError as exc:
+            raise click.ClickException(one_line(exc)) from exc
+
+
+class _StderrLine(logging.Handler):
+    """Each record as one line on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(record.getMessage(), err=True)
+
+
+@contextmanager
+def lock_wait_notice() -> Iterator[None]:
+    """Inside the block, a call that waits for another connection's write lock for about a
+    second says so on stderr, once (the library logs it at INFO on ``flowstate.lock``)."""
+    logger = logging.getLogger("flowstate.lock")
+    handler = _StderrLine(logging.INFO)
+    level = logger.level
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
     try:
-        orc = Orchestrator(chosen_database(database))
-    except (FlowstateError, OSError) as exc:
-        raise click.ClickException(one_line(exc)) from exc
-    try:
-        with orc:
-            yield orc
-    except FlowstateError as exc:
-        raise click.ClickException(one_line(exc)) from exc
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def one_line(exc: BaseException) -> str:

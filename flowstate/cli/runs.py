@@ -6,6 +6,7 @@ With ``--json``: ``runs ls`` and ``tasks ls`` print a JSON array of Prefect-shap
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +37,33 @@ if TYPE_CHECKING:
 __all__ = ["runs", "tasks"]
 
 LIMIT = click.IntRange(min=1)
+OFFSET = click.IntRange(min=0)
+DEFAULT_LIMIT = 20
 NO_WRAP = frozenset({"id", "timestamp", "state", "type", "duration"})
+
+
+def listing_options(noun: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--limit``, ``--offset``, ``--all`` and ``--flow`` of ``runs ls`` and ``tasks ls``."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(
+            (
+                click.option("--flow", "flow_name", metavar="NAME", help=f"Only {noun} of this flow."),
+                click.option(
+                    "--limit",
+                    type=LIMIT,
+                    default=DEFAULT_LIMIT,
+                    show_default=True,
+                    help=f"At most N {noun}, the newest.",
+                ),
+                click.option("--offset", type=OFFSET, default=0, help=f"Skip the N newest {noun} first."),
+                click.option("--all", "every", is_flag=True, help=f"Every {noun[:-1]}: no limit."),
+            )
+        ):
+            command = option(command)
+        return command
+
+    return decorate
 
 
 @click.group()
@@ -46,20 +73,33 @@ def runs() -> None:
 
 @runs.command("ls")
 @click.option("--state", "state_type", type=STATE_TYPE, help="Only runs in this state type.")
-@click.option("--limit", type=LIMIT, default=None, help="At most N runs (the newest).")
+@listing_options("flow runs")
 @json_option
 @database_override
-def list_runs(state_type: str | None, limit: int | None, as_json: bool, database: str | None) -> None:
-    """Flow runs, newest first."""
+def list_runs(
+    state_type: str | None,
+    flow_name: str | None,
+    limit: int,
+    offset: int,
+    every: bool,
+    as_json: bool,
+    database: str | None,
+) -> None:
+    """Flow runs, newest first (the 20 newest unless --limit or --all says otherwise)."""
     with open_orchestrator(database) as orc:
-        found = orc.read_flow_runs(state_type=state_type.upper() if state_type else None)
-    found = list(reversed(found))[:limit]
+        found = orc.read_flow_runs(
+            state_type=state_type.upper() if state_type else None,
+            flow_name=flow_name,
+            limit=None if every else limit,
+            offset=offset,
+            newest_first=True,
+        )
     if as_json:
         echo_json(found)
         return
     from flowstate.cli._common import console
 
-    console().print(_flow_runs_table(found))
+    console().print(_flow_runs_table(found, None if every else limit, offset))
 
 
 @runs.command("show")
@@ -92,30 +132,37 @@ def tasks() -> None:
 @tasks.command("ls")
 @click.option("--flow-run", "flow_run_id", metavar="ID", help="Only the task runs of this flow run.")
 @click.option("--state", "state_type", type=STATE_TYPE, help="Only task runs in this state type.")
-@click.option("--limit", type=LIMIT, default=None, help="At most N task runs (the newest).")
+@listing_options("task runs")
 @json_option
 @database_override
 def list_tasks(
     flow_run_id: str | None,
     state_type: str | None,
-    limit: int | None,
+    flow_name: str | None,
+    limit: int,
+    offset: int,
+    every: bool,
     as_json: bool,
     database: str | None,
 ) -> None:
-    """Task runs, newest first."""
+    """Task runs, newest first (the 20 newest unless --limit or --all says otherwise)."""
     with open_orchestrator(database) as orc:
         if flow_run_id is not None:
             orc.read_flow_run(flow_run_id)  # an unknown flow run is an error, not an empty list
         found = orc.read_task_runs(
-            flow_run_id=flow_run_id, state_type=state_type.upper() if state_type else None
+            flow_run_id=flow_run_id,
+            state_type=state_type.upper() if state_type else None,
+            flow_name=flow_name,
+            limit=None if every else limit,
+            offset=offset,
+            newest_first=True,
         )
-    found = list(reversed(found))[:limit]
     if as_json:
         echo_json(found)
         return
     from flowstate.cli._common import console
 
-    console().print(_task_runs_table(found))
+    console().print(_task_runs_table(found, None if every else limit, offset))
 
 
 # -- tables ---------------------------------------------------------------------------------------
@@ -130,11 +177,19 @@ def _table(title: str, columns: tuple[str, ...]) -> Table:
     return table
 
 
-def _flow_runs_table(found: list[FlowRun]) -> Table:
+def _title(noun: str, shown: int, limit: int | None, offset: int) -> str:
+    """``Flow runs (3)``; when the limit may have cut the list, how to see more."""
+    if limit is not None and shown == limit:
+        more = f"--offset {offset + limit} for the next, --all for every one"
+        return f"{noun} ({shown} shown, newest first; {more})"
+    return f"{noun} ({shown})"
+
+
+def _flow_runs_table(found: list[FlowRun], limit: int | None = None, offset: int = 0) -> Table:
     """One row per flow run."""
     from rich.text import Text
 
-    table = _table(f"Flow runs ({len(found)})", ("id", "flow/name", "state", "runs"))
+    table = _table(_title("Flow runs", len(found), limit, offset), ("id", "flow/name", "state", "runs"))
     for run in found:
         table.add_row(
             str(run.id), Text(f"{run.flow_name}/{run.name}"), short_state(run.state), str(run.run_count)
@@ -142,11 +197,11 @@ def _flow_runs_table(found: list[FlowRun]) -> Table:
     return table
 
 
-def _task_runs_table(found: list[TaskRun]) -> Table:
+def _task_runs_table(found: list[TaskRun], limit: int | None = None, offset: int = 0) -> Table:
     """One row per task run."""
     from rich.text import Text
 
-    table = _table(f"Task runs ({len(found)})", ("id", "name", "task_key", "state", "runs"))
+    table = _table(_title("Task runs", len(found), limit, offset), ("id", "name", "task_key", "state", "runs"))
     for run in found:
         table.add_row(
             str(run.id),

@@ -64,8 +64,12 @@ class StoreBackend(Protocol):
         write dooms the enclosing block, which raises ``DatabaseError`` and rolls back when it
         ends (SQLite does this; PostgreSQL keeps a savepoint per call)."""
 
+    def _begin_read(self) -> int:
+        """``_begin_call`` for a call that only reads: it need not lock anything a writer
+        waits for (SQLite: a read transaction, beside the writer in WAL mode)."""
+
     def _end_call(self, token: int, exc: BaseException | None) -> None:
-        """End a ``_begin_call`` (``token`` is what it returned)."""
+        """End a ``_begin_call`` or ``_begin_read`` (``token`` is what it returned)."""
 
     # -- runs ------------------------------------------------------------------------------------
 
@@ -88,9 +92,16 @@ class StoreBackend(Protocol):
         """The task run with its current state (locked until the transaction ends), or None."""
 
     def read_flow_runs(
-        self, *, state_type: StateType | None, limit: int | None, offset: int
+        self,
+        *,
+        state_type: StateType | None,
+        limit: int | None,
+        offset: int,
+        flow_name: str | None = None,
+        newest_first: bool = False,
     ) -> list[FlowRun]:
-        """Flow runs in creation order, optionally only those of one state type."""
+        """Flow runs in creation order (or newest first), optionally of one state type and/or
+        one flow; filters, order, limit and offset are applied in SQL."""
 
     def read_task_runs(
         self,
@@ -99,8 +110,11 @@ class StoreBackend(Protocol):
         state_type: StateType | None,
         limit: int | None,
         offset: int,
+        flow_name: str | None = None,
+        newest_first: bool = False,
     ) -> list[TaskRun]:
-        """Task runs in creation order, optionally of one flow run and/or one state type."""
+        """Task runs in creation order (or newest first), optionally of one flow run, of the
+        runs of one flow and/or of one state type; all in SQL."""
 
     def delete_run(self, kind: RunKind, run_id: UUID) -> bool:
         """Delete a run with its history; False if there was none."""

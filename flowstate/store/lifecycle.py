@@ -59,8 +59,12 @@ class ConnectionLifecycle(Generic[C]):
         ``_end_call``."""
         return self._begin()
 
+    def _begin_read(self) -> int:
+        """``_begin_call`` for a call that only reads; pass the result to ``_end_call``."""
+        return self._begin_call()
+
     def _end_call(self, token: int, exc: BaseException | None) -> None:
-        """``_end`` of a ``_begin_call``."""
+        """``_end`` of a ``_begin_call`` or ``_begin_read``."""
         self._end(token, exc)
 
     @property

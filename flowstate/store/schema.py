@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "ensure_schema"]
 
 APPLICATION_ID = 0x466C5374  # "FlSt"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _V1 = """
 CREATE TABLE flow_run (
@@ -123,6 +123,11 @@ CREATE TABLE flow_run_heartbeat (
 );
 """
 
+_V3_LISTING_INDEXES = """
+CREATE INDEX ix_flow_run_type_created ON flow_run (state_type, created, id);
+CREATE INDEX ix_flow_run_flow_name ON flow_run (flow_name, created, id);
+"""
+
 
 def _run_script(db: Database, script: str) -> None:
     for statement in script.split(";"):
@@ -142,6 +147,10 @@ def _migrations():  # type: ignore[no-untyped-def]
     @migrations(name="0002_heartbeats")
     def heartbeats(db: Database) -> None:
         _run_script(db, _V2_HEARTBEATS)
+
+    @migrations(name="0003_listing_indexes")
+    def listing_indexes(db: Database) -> None:
+        _run_script(db, _V3_LISTING_INDEXES)
 
     return migrations
 

@@ -34,17 +34,39 @@ SELECT_TASK_RUN = (
     f"SELECT {JOINED_TASK_RUN_COLUMNS}, {JOINED_STATE_COLUMNS} FROM task_run r "
     "LEFT JOIN task_run_state s ON s.id = r.state_id WHERE r.id = ?"
 )
-SELECT_FLOW_RUNS = (
-    f"SELECT {JOINED_FLOW_RUN_COLUMNS}, {JOINED_STATE_COLUMNS} FROM flow_run r "
-    "LEFT JOIN flow_run_state s ON s.id = r.state_id "
-    "WHERE (? IS NULL OR r.state_type = ?) ORDER BY r.created, r.id LIMIT ? OFFSET ?"
-)
-SELECT_TASK_RUNS = (
-    f"SELECT {JOINED_TASK_RUN_COLUMNS}, {JOINED_STATE_COLUMNS} FROM task_run r "
-    "LEFT JOIN task_run_state s ON s.id = r.state_id "
-    "WHERE (? IS NULL OR r.flow_run_id = ?) AND (? IS NULL OR r.state_type = ?) "
-    "ORDER BY r.created, r.id LIMIT ? OFFSET ?"
-)
+
+
+def select_runs(
+    kind: str,
+    *,
+    flow_run_id: bool = False,
+    state_type: bool = False,
+    flow_name: bool = False,
+    newest_first: bool = False,
+    placeholder: str = "?",
+) -> str:
+    """The listing of flow runs (``kind`` "flow") or task runs ("task") with the filters asked
+    for, each an equality an index can serve (no ``? IS NULL OR ...``), then ``LIMIT`` and
+    ``OFFSET``. Parameters, in order: flow run id, state type, flow name, limit, offset."""
+    columns = JOINED_FLOW_RUN_COLUMNS if kind == "flow" else JOINED_TASK_RUN_COLUMNS
+    where = []
+    if flow_run_id:
+        where.append(f"r.flow_run_id = {placeholder}")
+    if state_type:
+        where.append(f"r.state_type = {placeholder}")
+    if flow_name:
+        if kind == "flow":
+            where.append(f"r.flow_name = {placeholder}")
+        else:
+            where.append(f"r.flow_run_id IN (SELECT id FROM flow_run WHERE flow_name = {placeholder})")
+    order = " DESC" if newest_first else ""
+    return (
+        f"SELECT {columns}, {JOINED_STATE_COLUMNS} FROM {kind}_run r "
+        f"LEFT JOIN {kind}_run_state s ON s.id = r.state_id "
+        + (f"WHERE {' AND '.join(where)} " if where else "")
+        + f"ORDER BY r.created{order}, r.id{order} LIMIT {placeholder} OFFSET {placeholder}"
+    )
+
 
 UPDATE_FLOW_RUN = (
     "UPDATE flow_run SET state_id = ?, state_type = ?, state_name = ?, run_count = ?, "

@@ -22,7 +22,9 @@ from flowstate.store import rows, sql
 from flowstate.store._sqlite_errors import describe, translate_sqlite_errors
 from flowstate.store.connection import Synchronous, configure, connect
 from flowstate.store.lifecycle import ConnectionLifecycle
+from flowstate.store.lock_wait import is_busy, wait_for_lock
 from flowstate.store.schema import ensure_schema
+from flowstate.store.wal import CHECK_EVERY, IDLE_RETRY, limit_wal, shrink_wal, wal_path
 
 __all__ = ["RunKind", "Store"]
 
@@ -130,6 +132,15 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         except BaseException:
             conn.close()
             raise
+        # From now on a lock wait happens in Python, in slices a signal can interrupt (lock_wait)
+        conn.execute("PRAGMA busy_timeout = 0")
+        self._busy_timeout = busy_timeout
+        with translate_sqlite_errors(path):
+            limit_wal(conn)
+            self._wal = wal_path(conn)  # kept small after commits: see store.wal
+        self._commits = 0
+        self._shrink_pending = False  # the WAL passed its bound and could not be emptied yet
+        self._idle_timer: threading.Timer | None = None
         self._conn: sqlite3.Connection | None = conn
         # BEGIN, COMMIT and the data version check go through one cursor: conn.execute would
         # make (and drop) a cursor for each, some 1.2k instructions a statement
@@ -141,18 +152,23 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         """Open a transaction (or a savepoint inside one); returns the depth to pass to _end.
 
         ``BEGIN IMMEDIATE`` takes the write lock at the start, so a read-decide-write inside
-        cannot race with another connection. Any ``sqlite3.Error`` raised inside the block
-        leaves as a :class:`~flowstate.DatabaseError`.
+        cannot race with another connection."""
+        return self._open("BEGIN IMMEDIATE")
+
+    def _open(self, begin: str) -> int:
+        """``_begin`` with ``begin``: ``BEGIN IMMEDIATE``, or a plain ``BEGIN`` for a read
+        transaction that runs beside a writer (WAL). Any ``sqlite3.Error`` raised inside the block leaves
+        as a :class:`~flowstate.DatabaseError`. Any exception before this returns (an interrupt
+        too) leaves no transaction open.
         """
         lock = self._lock
         lock.acquire()
+        depth = self._depth
         try:
             conn = self.conn
-            depth = self._depth
             try:
                 if depth == 0:
-                    self._control.execute("BEGIN IMMEDIATE")
-                    self._check_data_version(conn)
+                    self._start(begin)
                     self._defer = True  # a block (_begin_call says when it is one call)
                 else:
                     if self._doomed:
@@ -162,12 +178,64 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
                     conn.execute(f"SAVEPOINT fs_{depth}")
             except sqlite3.Error as exc:
                 raise describe(exc, self.path) from exc
+            self._depth = depth + 1
+            self._owner = _get_ident()
         except BaseException:
+            self._depth = depth
+            if depth == 0:
+                self._abandon()
             lock.release()
             raise
-        self._depth = depth + 1
-        self._owner = _get_ident()
         return depth
+
+    def _start(self, begin: str) -> None:
+        """Run ``begin`` and check the data version; while another connection holds the lock,
+        wait for it in short slices (see ``lock_wait``) up to ``busy_timeout``."""
+        conn = self.conn
+        if conn.in_transaction:  # left open by an interrupt: never acknowledged, undo it
+            conn.execute("ROLLBACK")
+        try:
+            self._control.execute(begin)
+            self._check_data_version()
+            return
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc):
+                raise
+        self._abandon()
+
+        def attempt() -> bool:
+            try:
+                self._control.execute(begin)
+                self._check_data_version()
+                return True
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc):
+                    raise
+            self._abandon()
+            return False
+
+        wait_for_lock(attempt, self._busy_timeout, self.path)
+
+    def _abandon(self) -> None:
+        """Roll back the transaction a failed or interrupted BEGIN may have left open."""
+        self._runs.clear()
+        conn = self._conn
+        if conn is not None and conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+
+    def _begin_read(self) -> int:
+        """``_begin_call`` for a call that only reads: a read transaction (``BEGIN``), which
+        neither waits for nor blocks a writer; inside this thread's block, the block's."""
+        if self._depth == 0 or self._owner != _get_ident():
+            depth = self._open("BEGIN")
+            self._defer = False
+            return depth
+        if self._doomed:
+            raise DatabaseError(_DOOMED)
+        return ~self.conn.total_changes
 
     def _begin_call(self) -> int:
         """``_begin`` for one API call. Inside this thread's transaction it opens no savepoint
@@ -199,15 +267,10 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         if isinstance(exc, sqlite3.Error):
             raise describe(exc, self.path) from exc
 
-    def _check_data_version(self, conn: sqlite3.Connection) -> None:
+    def _check_data_version(self) -> None:
         """Forget the cached runs if another connection committed since this one last did."""
-        try:
-            # (fetchall: the statement runs to its end, so the cursor holds none in progress)
-            version = self._control.execute(sql.DATA_VERSION).fetchall()[0][0]
-        except BaseException:
-            self._runs.clear()
-            self._rollback(conn, 0, "")
-            raise
+        # (fetchall: the statement runs to its end, so the cursor holds none in progress)
+        version = self._control.execute(sql.DATA_VERSION).fetchall()[0][0]
         if version != self._data_version:
             self._runs.clear()
             self._data_version = version
@@ -230,6 +293,9 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
                         self._flush()
                     if depth == 0:
                         self._control.execute("COMMIT")
+                        self._commits += 1
+                        if self._shrink_pending or not self._commits % CHECK_EVERY:
+                            self._bound_wal()
                     else:
                         conn.execute(f"RELEASE SAVEPOINT fs_{depth}")  # type: ignore[union-attr]
                 except sqlite3.Error as error:
@@ -255,6 +321,45 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         else:
             conn.execute(f"ROLLBACK TO SAVEPOINT {savepoint}")
             conn.execute(f"RELEASE SAVEPOINT {savepoint}")
+
+    # -- the WAL's size (see store.wal) -----------------------------------------------------
+
+    def _bound_wal(self) -> None:
+        """After a commit: empty the WAL if it passed its bound; if that cannot be done now,
+        try again after the next commit, or once this connection has been idle a while."""
+        conn, wal = self._conn, self._wal
+        if conn is None or wal is None:
+            return
+        self._shrink_pending = not shrink_wal(conn, wal)
+        if self._shrink_pending and self._idle_timer is None:
+            timer = threading.Timer(IDLE_RETRY, self._bound_wal_when_idle)
+            timer.daemon = True
+            self._idle_timer = timer
+            timer.start()
+
+    def _bound_wal_when_idle(self) -> None:
+        """The idle timer: retry the checkpoint unless a call is using the connection."""
+        if not self._lock.acquire(blocking=False):
+            self._idle_timer = None
+            return  # a call is running: its commit checks again
+        try:
+            self._idle_timer = None
+            if self._depth == 0 and self._shrink_pending:
+                self._bound_wal()
+        finally:
+            self._lock.release()
+
+    def close(self) -> None:
+        """Close the connection (after emptying the WAL into the database if it can at once);
+        further use raises DatabaseError."""
+        with self._lock:
+            timer, self._idle_timer = self._idle_timer, None
+            if timer is not None:
+                timer.cancel()
+            self._shrink_pending = False
+            if self._conn is not None and self._wal is not None and self._depth == 0:
+                shrink_wal(self._conn, self._wal, bound=0)
+            super().close()
 
     # -- deferred run updates --------------------------------------------------------------
 
@@ -365,15 +470,26 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         return None if row is None else rows.task_run_from_row(row)
 
     def read_flow_runs(
-        self, *, state_type: StateType | None, limit: int | None, offset: int
+        self,
+        *,
+        state_type: StateType | None,
+        limit: int | None,
+        offset: int,
+        flow_name: str | None = None,
+        newest_first: bool = False,
     ) -> list[FlowRun]:
-        """Flow runs in creation order, optionally only those of one state type."""
+        """Flow runs in creation order (or newest first), optionally of one state type and/or
+        one flow."""
         if self._dirty:
             self._flush()
-        type_value = None if state_type is None else state_type.value
-        cursor = self.conn.execute(
-            sql.SELECT_FLOW_RUNS, (type_value, type_value, -1 if limit is None else limit, offset)
+        statement = sql.select_runs(
+            "flow", state_type=state_type is not None, flow_name=flow_name is not None,
+            newest_first=newest_first,
         )
+        parameters: list[Any] = [] if state_type is None else [state_type.value]
+        if flow_name is not None:
+            parameters.append(flow_name)
+        cursor = self.conn.execute(statement, (*parameters, -1 if limit is None else limit, offset))
         return [rows.flow_run_from_row(row) for row in cursor]
 
     def read_task_runs(
@@ -383,16 +499,23 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         state_type: StateType | None,
         limit: int | None,
         offset: int,
+        flow_name: str | None = None,
+        newest_first: bool = False,
     ) -> list[TaskRun]:
-        """Task runs in creation order, optionally of one flow run and/or one state type."""
+        """Task runs in creation order (or newest first), optionally of one flow run, of the
+        runs of one flow and/or of one state type."""
         if self._dirty:
             self._flush()
-        flow_value = None if flow_run_id is None else str(flow_run_id)
-        type_value = None if state_type is None else state_type.value
-        cursor = self.conn.execute(
-            sql.SELECT_TASK_RUNS,
-            (flow_value, flow_value, type_value, type_value, -1 if limit is None else limit, offset),
+        statement = sql.select_runs(
+            "task", flow_run_id=flow_run_id is not None, state_type=state_type is not None,
+            flow_name=flow_name is not None, newest_first=newest_first,
         )
+        parameters: list[Any] = [] if flow_run_id is None else [str(flow_run_id)]
+        if state_type is not None:
+            parameters.append(state_type.value)
+        if flow_name is not None:
+            parameters.append(flow_name)
+        cursor = self.conn.execute(statement, (*parameters, -1 if limit is None else limit, offset))
         return [rows.task_run_from_row(row) for row in cursor]
 
     def delete_run(self, kind: RunKind, run_id: UUID) -> bool:

@@ -125,9 +125,15 @@ CREATE TABLE flow_run_heartbeat (
 );
 """
 
+_V3_LISTING_INDEXES = """
+CREATE INDEX ix_flow_run_type_created ON flow_run (state_type, created, id);
+CREATE INDEX ix_flow_run_flow_name ON flow_run (flow_name, created, id);
+"""
+
 MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (1, "0001_initial", _V1),
     (2, "0002_heartbeats", _V2_HEARTBEATS),
+    (3, "0003_listing_indexes", _V3_LISTING_INDEXES),
 )
 """(version, name, DDL) in order; a new migration is appended, never edited."""
 

@@ -35,20 +35,6 @@ SELECT_FLOW_RUN_FOR_UPDATE = f"{SELECT_FLOW_RUN} FOR UPDATE OF r"
 SELECT_TASK_RUN_FOR_UPDATE = f"{SELECT_TASK_RUN} FOR UPDATE OF r"
 RUN_STATE_ID = 5
 STATE_ID = 20
-SELECT_FLOW_RUNS = (
-    f"SELECT {sqlite.JOINED_FLOW_RUN_COLUMNS}, {sqlite.JOINED_STATE_COLUMNS} FROM flow_run r "
-    "LEFT JOIN flow_run_state s ON s.id = r.state_id "
-    "WHERE (%(type)s::text IS NULL OR r.state_type = %(type)s) "
-    "ORDER BY r.created, r.id LIMIT %(limit)s OFFSET %(offset)s"
-)
-SELECT_TASK_RUNS = (
-    f"SELECT {sqlite.JOINED_TASK_RUN_COLUMNS}, {sqlite.JOINED_STATE_COLUMNS} FROM task_run r "
-    "LEFT JOIN task_run_state s ON s.id = r.state_id "
-    "WHERE (%(flow)s::text IS NULL OR r.flow_run_id = %(flow)s) "
-    "AND (%(type)s::text IS NULL OR r.state_type = %(type)s) "
-    "ORDER BY r.created, r.id LIMIT %(limit)s OFFSET %(offset)s"
-)
-
 UPDATE_FLOW_RUN = psycopg_form(sqlite.UPDATE_FLOW_RUN)
 UPDATE_TASK_RUN = psycopg_form(sqlite.UPDATE_TASK_RUN)
 

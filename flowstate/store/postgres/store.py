@@ -37,6 +37,7 @@ from flowstate.store.postgres.timeouts import (
 )
 from flowstate.store.postgres.url import masked
 from flowstate.store.postgres.watchdog import Watchdog
+from flowstate.store.sql import select_runs
 
 __all__ = ["PostgresStore"]
 
@@ -292,15 +293,24 @@ class PostgresStore(ConnectionLifecycle[psycopg.Connection[Any]]):
         return None if row is None else rows.task_run_from_row(row)
 
     def read_flow_runs(
-        self, *, state_type: StateType | None, limit: int | None, offset: int
+        self,
+        *,
+        state_type: StateType | None,
+        limit: int | None,
+        offset: int,
+        flow_name: str | None = None,
+        newest_first: bool = False,
     ) -> list[FlowRun]:
-        """Flow runs in creation order, optionally only those of one state type."""
-        params = {
-            "type": None if state_type is None else state_type.value,
-            "limit": limit,
-            "offset": offset,
-        }
-        cursor = self._execute(sql.SELECT_FLOW_RUNS, params)
+        """Flow runs in creation order (or newest first), optionally of one state type and/or
+        one flow."""
+        statement = select_runs(
+            "flow", state_type=state_type is not None, flow_name=flow_name is not None,
+            newest_first=newest_first, placeholder="%s",
+        )
+        params: list[Any] = [] if state_type is None else [state_type.value]
+        if flow_name is not None:
+            params.append(flow_name)
+        cursor = self._execute(statement, (*params, limit, offset))
         return [rows.flow_run_from_row(row) for row in cursor]
 
     def read_task_runs(
@@ -310,15 +320,21 @@ class PostgresStore(ConnectionLifecycle[psycopg.Connection[Any]]):
         state_type: StateType | None,
         limit: int | None,
         offset: int,
+        flow_name: str | None = None,
+        newest_first: bool = False,
     ) -> list[TaskRun]:
-        """Task runs in creation order, optionally of one flow run and/or one state type."""
-        params = {
-            "flow": None if flow_run_id is None else str(flow_run_id),
-            "type": None if state_type is None else state_type.value,
-            "limit": limit,
-            "offset": offset,
-        }
-        cursor = self._execute(sql.SELECT_TASK_RUNS, params)
+        """Task runs in creation order (or newest first), optionally of one flow run, of the
+        runs of one flow and/or of one state type."""
+        statement = select_runs(
+            "task", flow_run_id=flow_run_id is not None, state_type=state_type is not None,
+            flow_name=flow_name is not None, newest_first=newest_first, placeholder="%s",
+        )
+        params: list[Any] = [] if flow_run_id is None else [str(flow_run_id)]
+        if state_type is not None:
+            params.append(state_type.value)
+        if flow_name is not None:
+            params.append(flow_name)
+        cursor = self._execute(statement, (*params, limit, offset))
         return [rows.task_run_from_row(row) for row in cursor]
 
     def delete_run(self, kind: RunKind, run_id: UUID) -> bool:
