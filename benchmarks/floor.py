@@ -6,8 +6,8 @@ flowstate, and not a general engine: just enough to drive the benchmark's cycle 
 Scheduled → Pending → Running → Paused → resume → Completed) the way flowstate does, with plain
 slotted objects instead of pydantic models and no rule pipeline. It runs the checks the core
 flow policy makes on these transitions, the same bookkeeping, and writes the same rows with the
-same statements as flowstate (one run INSERT, six state INSERTs, one run UPDATE per run and
-transaction), in the same text encodings (the smoke test compares the rows).
+same statements as flowstate (run, payload and policy INSERTs, six state INSERTs, one run
+UPDATE and one policy UPDATE per run and transaction), in the same text encodings (the smoke test compares the rows).
 
 What it measures: how much of flowstate's time a Python engine doing this work needs at all,
 so that the cost of flowstate's generality (models, rule pipeline, cached runs brought back to
@@ -76,7 +76,7 @@ class _LeanRun:
     __slots__ = (
         "id", "id_text", "state", "run_count", "start_time", "end_time", "total_run_time",
         "expected_start_time", "next_scheduled", "pause_keys", "resuming", "policy_text",
-        "updated", "waiting",
+        "updated", "waiting", "policy_dirty",
     )
     id: UUID
     id_text: str
@@ -92,6 +92,7 @@ class _LeanRun:
     policy_text: str
     updated: datetime
     waiting: bool
+    policy_dirty: bool
 
 
 def _policy_json(pause_keys: set[str], resuming: bool) -> str:
@@ -181,10 +182,12 @@ class LeanEngine:
                 uuid_text(state.id), state.type, state.name, run.run_count,
                 encode_time(run.start_time), encode_time(run.end_time),
                 run.total_run_time.total_seconds(), encode_time(run.expected_start_time),
-                encode_time(run.next_scheduled), run.policy_text, encode_time(run.updated),
-                run.id_text,
+                encode_time(run.next_scheduled), encode_time(run.updated), run.id_text,
             ),
         )
+        if run.policy_dirty:
+            self.conn.execute(sql.UPDATE_FLOW_RUN_POLICY, (run.policy_text, run.id_text))
+            run.policy_dirty = False
         run.waiting = False
 
     def create_flow_run(self, flow_name: str, name: str) -> FlowRun:
@@ -200,14 +203,16 @@ class LeanEngine:
         run.pause_keys = set()
         run.resuming = False
         run.policy_text = _policy_json(run.pause_keys, False)
-        run.waiting = False
+        run.waiting = run.policy_dirty = False
         run.updated = now = datetime.now(_UTC)
         text = encode_time(now)
         self.conn.execute(
             sql.INSERT_FLOW_RUN_IF_NEW,
-            (run.id_text, name, flow_name, "{}", "[]", None, None, None, 0, None, None, 0.0,
-             None, None, run.policy_text, None, None, None, text, text),
+            (run.id_text, name, flow_name, "", "", None, None, None, 0, None, None, 0.0,
+             None, None, "", None, None, None, text, text),
         )
+        self.conn.execute(sql.INSERT_FLOW_RUN_PAYLOAD, (run.id_text, "{}", "[]"))
+        self.conn.execute(sql.INSERT_FLOW_RUN_POLICY, (run.id_text, run.policy_text))
         self._runs[run.id.int] = run
         return _public_run(run, name, flow_name)
 
@@ -292,6 +297,7 @@ class LeanEngine:
             run.resuming, policy_changed = True, True
         if policy_changed:
             run.policy_text = _policy_json(run.pause_keys, run.resuming)
+            run.policy_dirty = True
         self.conn.execute(
             sql.INSERT_FLOW_RUN_STATE,
             (run.id_text, uuid_text(state.id), to_type, state.name, encode_time(stamp), None,
@@ -376,9 +382,10 @@ def same_rows(folder: Path) -> tuple[list[Any], list[Any]]:
     for name in ("flowstate.db", "lean.db"):
         conn = sqlite3.connect(folder / name)
         runs = conn.execute(
-            "SELECT name, flow_name, parameters, tags, state_type, state_name, run_count, "
+            "SELECT name, flow_name, p.parameters, p.tags, state_type, state_name, run_count, "
             "start_time IS NULL, end_time IS NULL, expected_start_time IS NULL, "
-            "next_scheduled_start_time IS NULL, empirical_policy FROM flow_run ORDER BY created"
+            "next_scheduled_start_time IS NULL, q.empirical_policy "
+            f"FROM {sql.FLOW_RUN_WITH_PAYLOAD} ORDER BY created"
         ).fetchall()
         states = conn.execute(
             "SELECT type, name, message, data, length(details), "

@@ -37,7 +37,9 @@ def _template(path: Path, states: tuple[State, ...]) -> tuple[tuple, list[tuple]
         for state in states:
             orc.set_flow_run_state(run.id, state)
     conn = sqlite3.connect(path)
-    run_row = conn.execute(f"SELECT {sql.FLOW_RUN_COLUMNS} FROM flow_run").fetchone()
+    run_row = conn.execute(
+        f"SELECT {sql.PAYLOAD_FLOW_RUN_COLUMNS} FROM {sql.FLOW_RUN_WITH_PAYLOAD}"
+    ).fetchone()
     state_rows = conn.execute(
         f"SELECT flow_run_id, {sql.STATE_COLUMNS} FROM flow_run_state ORDER BY timestamp"
     ).fetchall()
@@ -69,15 +71,21 @@ def build_database(path: Path, runs: int, states: tuple[State, ...] = COMPLETED_
     conn.execute("BEGIN")
     for chunk_start in range(0, runs, _CHUNK):
         run_values = []
+        payload_values = []
+        policy_values = []
         state_values = []
         for index in range(chunk_start, min(runs, chunk_start + _CHUNK)):
             run_id, *state_ids = _ids(start_ms, index, per_run)
             last = state_ids[-1]
-            run_values.append((run_id, *run_row[1:5], last, *run_row[6:]))
+            run_values.append((run_id, *run_row[1:3], "", "", last, *run_row[6:14], "", *run_row[15:]))
+            payload_values.append((run_id, run_row[3], run_row[4]))
+            policy_values.append((run_id, run_row[14]))
             for new_id, row in zip(state_ids, state_rows):
                 details = row[7].replace(old_run_id, run_id)
                 state_values.append((run_id, new_id, *row[2:7], details))
         conn.executemany(sql.INSERT_FLOW_RUN, run_values)
+        conn.executemany(sql.INSERT_FLOW_RUN_PAYLOAD, payload_values)
+        conn.executemany(sql.INSERT_FLOW_RUN_POLICY, policy_values)
         conn.executemany(sql.INSERT_FLOW_RUN_STATE, state_values)
     conn.execute("COMMIT")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

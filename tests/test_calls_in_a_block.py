@@ -140,7 +140,8 @@ def _run_rows(path: str) -> dict[str, tuple[Any, ...]]:
     try:
         return {row[0]: row[1:] for row in conn.execute(
             "SELECT r.id, r.state_id, r.state_type, r.state_name, r.run_count, r.start_time, "
-            "r.end_time, r.total_run_time, r.empirical_policy, s.type FROM flow_run r "
+            "r.end_time, r.total_run_time, q.empirical_policy, s.type FROM flow_run r "
+            "JOIN flow_run_policy q ON q.flow_run_id = r.id "
             "LEFT JOIN flow_run_state s ON s.id = r.state_id"
         )}
     finally:

@@ -137,8 +137,20 @@ def test_an_uncreatable_default_folder_is_a_database_error(tmp_path, monkeypatch
 def test_an_older_schema_is_migrated_in_place_keeping_its_runs(tmp_path):
     path = tmp_path / "old.db"
     with Orchestrator(path) as orc:
-        run = orc.create_flow_run(state=Running())
+        run = orc.create_flow_run(
+            state=Running(), parameters={"x": 1}, tags=["t"], empirical_policy={"retries": 2}
+        )
     with sqlite3.connect(path) as conn:  # turn it back into a version-1 database
+        for column, table in (
+            ("parameters", "flow_run_payload"), ("tags", "flow_run_payload"),
+            ("empirical_policy", "flow_run_policy"),
+        ):
+            conn.execute(
+                f"UPDATE flow_run SET {column} = "
+                f"(SELECT {column} FROM {table} WHERE flow_run_id = flow_run.id)"
+            )
+        conn.execute("DROP TABLE flow_run_payload")
+        conn.execute("DROP TABLE flow_run_policy")
         conn.execute("DROP TABLE flow_run_heartbeat")
         conn.execute("DROP INDEX ix_flow_run_type_created")
         conn.execute("DROP INDEX ix_flow_run_flow_name")
@@ -148,6 +160,8 @@ def test_an_older_schema_is_migrated_in_place_keeping_its_runs(tmp_path):
         assert orc.read_flow_run(run.id).state_type is flowstate.StateType.RUNNING
         orc.heartbeat(run.id)
         assert [r.id for r in orc.read_flow_runs(state_type="RUNNING", newest_first=True)] == [run.id]
+        again = orc.read_flow_run(run.id)
+        assert (again.parameters, again.tags, again.empirical_policy.retries) == ({"x": 1}, ["t"], 2)
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}

@@ -386,7 +386,7 @@ def flow_run_from_row(row: Sequence[Any]) -> FlowRun:
             "id": UUID(row[0]),
             "name": row[1],
             "flow_name": row[2],
-            "parameters": json.loads(row[3]),
+            "parameters": {} if row[3] is None else json.loads(row[3]),  # (None: not read)
             "tags": json.loads(row[4]),
             "state": state_from_row(row, 20),
             "state_type": None if state_type is None else _state_types[state_type],

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "ensure_schema"]
 
 APPLICATION_ID = 0x466C5374  # "FlSt"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _V1 = """
 CREATE TABLE flow_run (
@@ -128,6 +128,26 @@ CREATE INDEX ix_flow_run_type_created ON flow_run (state_type, created, id);
 CREATE INDEX ix_flow_run_flow_name ON flow_run (flow_name, created, id);
 """
 
+# A run's parameters and tags, and its policy, each apart from its row: SQLite rewrites a whole
+# row on any UPDATE (overflow pages included), so a transition would otherwise rewrite megabytes
+# of parameters, or a policy holding thousands of pause keys, that it did not change. (Tags come
+# before parameters so that reading them does not walk the parameters' pages.) The columns of the
+# same names in flow_run are left empty.
+_V4_RUN_PAYLOAD = """
+CREATE TABLE flow_run_payload (
+    flow_run_id TEXT PRIMARY KEY REFERENCES flow_run (id) ON DELETE CASCADE,
+    tags TEXT NOT NULL,
+    parameters TEXT NOT NULL
+);
+CREATE TABLE flow_run_policy (
+    flow_run_id TEXT PRIMARY KEY REFERENCES flow_run (id) ON DELETE CASCADE,
+    empirical_policy TEXT NOT NULL
+);
+INSERT INTO flow_run_payload (flow_run_id, parameters, tags) SELECT id, parameters, tags FROM flow_run;
+INSERT INTO flow_run_policy (flow_run_id, empirical_policy) SELECT id, empirical_policy FROM flow_run;
+UPDATE flow_run SET parameters = '', tags = '', empirical_policy = ''
+"""
+
 
 def _run_script(db: Database, script: str) -> None:
     for statement in script.split(";"):
@@ -151,6 +171,10 @@ def _migrations():  # type: ignore[no-untyped-def]
     @migrations(name="0003_listing_indexes")
     def listing_indexes(db: Database) -> None:
         _run_script(db, _V3_LISTING_INDEXES)
+
+    @migrations(name="0004_run_payload")
+    def run_payload(db: Database) -> None:
+        _run_script(db, _V4_RUN_PAYLOAD)
 
     return migrations
 

@@ -26,10 +26,38 @@ INSERT_TASK_RUN = f"INSERT INTO task_run ({TASK_RUN_COLUMNS}) VALUES ({', '.join
 JOINED_FLOW_RUN_COLUMNS = ", ".join(f"r.{c.strip()}" for c in FLOW_RUN_COLUMNS.split(","))
 JOINED_TASK_RUN_COLUMNS = ", ".join(f"r.{c.strip()}" for c in TASK_RUN_COLUMNS.split(","))
 
+PAYLOAD_COLUMNS = {"parameters": "p", "tags": "p", "empirical_policy": "q"}
+"""Kept apart from the run's row (SQLite; parameters and tags in flow_run_payload as ``p``, the
+policy in flow_run_policy as ``q``): a transition rewrites neither unless it changed it."""
+PAYLOAD_POSITIONS = (3, 4, 14)
+"""Where they stand in a flow run's row (FLOW_RUN_COLUMNS)."""
+PAYLOAD_FLOW_RUN_COLUMNS = ", ".join(
+    f"{PAYLOAD_COLUMNS.get(c.strip(), 'r')}.{c.strip()}" for c in FLOW_RUN_COLUMNS.split(",")
+)
+"""A flow run's columns, in FLOW_RUN_COLUMNS order, joined with its payload and policy."""
+FLOW_RUN_WITH_PAYLOAD = (
+    "flow_run r JOIN flow_run_payload p ON p.flow_run_id = r.id "
+    "JOIN flow_run_policy q ON q.flow_run_id = r.id"
+)
+
 SELECT_FLOW_RUN = (
+    f"SELECT {PAYLOAD_FLOW_RUN_COLUMNS}, {JOINED_STATE_COLUMNS} FROM {FLOW_RUN_WITH_PAYLOAD} "
+    "LEFT JOIN flow_run_state s ON s.id = r.state_id WHERE r.id = ?"
+)
+SELECT_FLOW_RUN_LEAN = (
+    "SELECT "
+    + PAYLOAD_FLOW_RUN_COLUMNS.replace("p.parameters", "NULL")
+    + f", {JOINED_STATE_COLUMNS} FROM {FLOW_RUN_WITH_PAYLOAD} "
+    "LEFT JOIN flow_run_state s ON s.id = r.state_id WHERE r.id = ?"
+)
+"""SELECT_FLOW_RUN without the parameters (NULL): what a transition by built-in rules reads."""
+SELECT_FLOW_RUN_PARAMETERS = "SELECT parameters FROM flow_run_payload WHERE flow_run_id = ?"
+SELECT_FLOW_RUN_ONE_TABLE = (
     f"SELECT {JOINED_FLOW_RUN_COLUMNS}, {JOINED_STATE_COLUMNS} FROM flow_run r "
     "LEFT JOIN flow_run_state s ON s.id = r.state_id WHERE r.id = ?"
 )
+"""SELECT_FLOW_RUN where the payload is in the run's row (PostgreSQL, whose TOAST storage
+keeps large values out of the row already)."""
 SELECT_TASK_RUN = (
     f"SELECT {JOINED_TASK_RUN_COLUMNS}, {JOINED_STATE_COLUMNS} FROM task_run r "
     "LEFT JOIN task_run_state s ON s.id = r.state_id WHERE r.id = ?"
@@ -44,11 +72,17 @@ def select_runs(
     flow_name: bool = False,
     newest_first: bool = False,
     placeholder: str = "?",
+    payload_table: bool = True,
 ) -> str:
     """The listing of flow runs (``kind`` "flow") or task runs ("task") with the filters asked
     for, each an equality an index can serve (no ``? IS NULL OR ...``), then ``LIMIT`` and
-    ``OFFSET``. Parameters, in order: flow run id, state type, flow name, limit, offset."""
-    columns = JOINED_FLOW_RUN_COLUMNS if kind == "flow" else JOINED_TASK_RUN_COLUMNS
+    ``OFFSET``. Parameters, in order: flow run id, state type, flow name, limit, offset.
+    ``payload_table``: flow runs keep their payload in flow_run_payload (SQLite)."""
+    columns = JOINED_TASK_RUN_COLUMNS
+    source = "task_run r"
+    if kind == "flow":
+        columns = PAYLOAD_FLOW_RUN_COLUMNS if payload_table else JOINED_FLOW_RUN_COLUMNS
+        source = FLOW_RUN_WITH_PAYLOAD if payload_table else "flow_run r"
     where = []
     if flow_run_id:
         where.append(f"r.flow_run_id = {placeholder}")
@@ -61,18 +95,32 @@ def select_runs(
             where.append(f"r.flow_run_id IN (SELECT id FROM flow_run WHERE flow_name = {placeholder})")
     order = " DESC" if newest_first else ""
     return (
-        f"SELECT {columns}, {JOINED_STATE_COLUMNS} FROM {kind}_run r "
+        f"SELECT {columns}, {JOINED_STATE_COLUMNS} FROM {source} "
         f"LEFT JOIN {kind}_run_state s ON s.id = r.state_id "
         + (f"WHERE {' AND '.join(where)} " if where else "")
         + f"ORDER BY r.created{order}, r.id{order} LIMIT {placeholder} OFFSET {placeholder}"
     )
 
 
-UPDATE_FLOW_RUN = (
+UPDATE_FLOW_RUN_ONE_TABLE = (
     "UPDATE flow_run SET state_id = ?, state_type = ?, state_name = ?, run_count = ?, "
     "start_time = ?, end_time = ?, total_run_time = ?, expected_start_time = ?, "
     "next_scheduled_start_time = ?, empirical_policy = ?, updated = ? WHERE id = ?"
 )
+"""A run's bookkeeping and policy after a transition, in one row (PostgreSQL)."""
+UPDATE_FLOW_RUN = (
+    "UPDATE flow_run SET state_id = ?, state_type = ?, state_name = ?, run_count = ?, "
+    "start_time = ?, end_time = ?, total_run_time = ?, expected_start_time = ?, "
+    "next_scheduled_start_time = ?, updated = ? WHERE id = ?"
+)
+"""A run's bookkeeping after a transition (SQLite; its policy, if it changed: UPDATE_FLOW_RUN_POLICY)."""
+UPDATE_FLOW_RUN_POLICY = "UPDATE flow_run_policy SET empirical_policy = ? WHERE flow_run_id = ?"
+UPDATE_CHANGED_FLOW_RUN_POLICY = (
+    "UPDATE flow_run_policy SET empirical_policy = ?1 WHERE flow_run_id = ?2 "
+    "AND empirical_policy IS NOT ?1"
+)
+INSERT_FLOW_RUN_PAYLOAD = "INSERT INTO flow_run_payload (flow_run_id, parameters, tags) VALUES (?, ?, ?)"
+INSERT_FLOW_RUN_POLICY = "INSERT INTO flow_run_policy (flow_run_id, empirical_policy) VALUES (?, ?)"
 UPDATE_TASK_RUN = (
     "UPDATE task_run SET state_id = ?, state_type = ?, state_name = ?, run_count = ?, "
     "flow_run_run_count = ?, start_time = ?, end_time = ?, total_run_time = ?, "
@@ -158,7 +206,7 @@ _NEW_RUN_NULLS = (
 )
 _UPDATE_FLOW_RUN_PARAMETERS = (
     "state_id, state_type, state_name, run_count, start_time, end_time, total_run_time, "
-    "expected_start_time, next_scheduled_start_time, empirical_policy, updated, id"
+    "expected_start_time, next_scheduled_start_time, updated, id"
 )
 _UPDATE_TASK_RUN_PARAMETERS = (
     "state_id, state_type, state_name, run_count, flow_run_run_count, start_time, end_time, "

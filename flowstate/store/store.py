@@ -51,11 +51,16 @@ class _CachedFlowRun:
     input keyset) are kept, so the copies can share the state object.
     """
 
-    __slots__ = ("run", "parameters", "tags", "policy", "id_text", "policy_object", "pending")
+    __slots__ = (
+        "run", "parameters", "tags", "policy", "id_text", "policy_object", "pending", "policy_dirty",
+    )
 
-    def __init__(self, run: FlowRun, parameters: str, tags: str, policy: str, id_text: str) -> None:
+    def __init__(
+        self, run: FlowRun, parameters: str | None, tags: str, policy: str, id_text: str
+    ) -> None:
         self.run = run
-        self.parameters = parameters
+        self.parameters: str | None = parameters
+        """The parameters' JSON (None: not read yet, see Store._fetch_flow_run)."""
         self.tags = tags
         self.policy: str | None = policy
         """The policy's JSON (None: not encoded yet, after a deferred update)."""
@@ -64,6 +69,8 @@ class _CachedFlowRun:
         """The policy ``policy`` encodes: a transition that replaced it must encode the new one."""
         self.pending: tuple[str | None, datetime] | None = None
         """The run's UPDATE not executed yet (its state id and time), see Store._flush."""
+        self.policy_dirty = False
+        """Whether that update must write the policy too (a transition replaced it)."""
 
     def detached(self) -> FlowRun:
         """A copy the caller may change freely: its mutable parts are new objects."""
@@ -72,11 +79,22 @@ class _CachedFlowRun:
         return copy_with(
             run,
             {
-                "parameters": {} if self.parameters == "{}" else _loads(self.parameters),
+                "parameters": {} if self.parameters == "{}" else _loads(self.parameters),  # type: ignore[arg-type]
                 "tags": [] if self.tags == "[]" else _loads(self.tags),
                 "empirical_policy": copy_with(policy, {"pause_keys": set(policy.pause_keys)}),
             },
         )
+
+
+def _without_payload(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A new flow run's row for INSERT_FLOW_RUN, its payload columns left empty (the values go
+    to flow_run_payload: see sql.PAYLOAD_COLUMNS)."""
+    return (*row[:3], "", "", *row[5:14], "", *row[15:])
+
+
+def _bookkeeping(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A flow_run_update_row for UPDATE_FLOW_RUN: without the policy (position 9)."""
+    return row[:9] + row[10:]
 
 
 def _immutable(state: State | None) -> bool:
@@ -373,7 +391,11 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         """Execute one run's waiting UPDATE (``cached.pending``)."""
         state_id, updated = cached.pending  # type: ignore[misc]
         row = rows.flow_run_update_row(cached.run, state_id, updated, cached.policy, cached.id_text)
-        self.conn.execute(*sql.BIND_UPDATE_FLOW_RUN(row))
+        conn = self.conn
+        conn.execute(*sql.BIND_UPDATE_FLOW_RUN(_bookkeeping(row)))
+        if cached.policy_dirty:
+            conn.execute(sql.UPDATE_FLOW_RUN_POLICY, (row[9], row[11]))
+            cached.policy_dirty = False
         cached.pending = None
         cached.policy = row[9]
 
@@ -399,8 +421,11 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
     def insert_flow_run(self, run: FlowRun) -> bool:
         """Insert a new flow run; False if its id is taken (nothing written)."""
         row = rows.flow_run_insert_row(run)
-        if self.conn.execute(*sql.BIND_INSERT_FLOW_RUN_IF_NEW(row)).rowcount == 0:
+        conn = self.conn
+        if conn.execute(*sql.BIND_INSERT_FLOW_RUN_IF_NEW(_without_payload(row))).rowcount == 0:
             return False
+        conn.execute(sql.INSERT_FLOW_RUN_PAYLOAD, (row[0], row[3], row[4]))
+        conn.execute(sql.INSERT_FLOW_RUN_POLICY, (row[0], row[14]))
         if self._caching():
             # what reading the row back would build: the inserted values, and no state yet
             self._remember(rows.flow_run_inserted(run, row), row)
@@ -438,11 +463,19 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         if caching:
             cached = self._runs.get(run_id.int)
             if cached is not None:
-                return cached.detached()
+                return self._detached(cached)
         run = self._fetch_flow_run(run_id, caching)
         if run is not None and caching and _immutable(run.state):
-            return self._runs[run_id.int].detached()  # the fetched run is the cache's now
+            return self._detached(self._runs[run_id.int])  # the fetched run is the cache's now
         return run
+
+    def _detached(self, cached: _CachedFlowRun) -> FlowRun:
+        """``cached.detached()``, its parameters read first if a transition's read left them
+        out (see ``_fetch_flow_run``)."""
+        if cached.parameters is None:
+            row = self.conn.execute(sql.SELECT_FLOW_RUN_PARAMETERS, (cached.id_text,)).fetchone()
+            cached.parameters = row[0]
+        return cached.detached()
 
     def working_flow_run(self, run_id: UUID) -> FlowRun | None:
         """The flow run for a transition by built-in rules: the cached run itself, when there
@@ -451,12 +484,16 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
             cached = self._runs.get(run_id.int)
             if cached is not None:
                 return cached.run
-            return self._fetch_flow_run(run_id, True)
-        return self._fetch_flow_run(run_id, self._caching())
+            return self._fetch_flow_run(run_id, True, lean=True)
+        return self._fetch_flow_run(run_id, self._caching(), lean=True)
 
-    def _fetch_flow_run(self, run_id: UUID, caching: bool) -> FlowRun | None:
-        """Read a flow run from its row, and cache it when ``caching`` and its state allow."""
-        row = self.conn.execute(sql.SELECT_FLOW_RUN, (str(run_id),)).fetchone()
+    def _fetch_flow_run(self, run_id: UUID, caching: bool, lean: bool = False) -> FlowRun | None:
+        """Read a flow run from its row, and cache it when ``caching`` and its state allow.
+        ``lean``: for a transition by built-in rules, which never look at the parameters: they
+        are not read (the run has none; its cache entry reads them when a copy needs them), so
+        a transition's cost does not grow with them."""
+        statement = sql.SELECT_FLOW_RUN_LEAN if lean else sql.SELECT_FLOW_RUN
+        row = self.conn.execute(statement, (str(run_id),)).fetchone()
         if row is None:
             return None
         run = rows.flow_run_from_row(row)
@@ -578,7 +615,9 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
             if new is old or (type(new) is type(old) and new.__dict__ == old.__dict__):
                 policy_text = cached.policy  # unchanged: no need to encode it again
         row = rows.flow_run_update_row(run, state_id, now, policy_text, run_text)  # type: ignore[arg-type]
-        conn.execute(*sql.BIND_UPDATE_FLOW_RUN(row))
+        conn.execute(*sql.BIND_UPDATE_FLOW_RUN(_bookkeeping(row)))
+        if policy_text is None:  # (written only if it differs from the stored one)
+            conn.execute(sql.UPDATE_CHANGED_FLOW_RUN_POLICY, (row[9], row[11]))
         if cached is not None:
             del self._runs[run.id.int]
             self._remember_saved(cached, run, now, row, written, state_row, policy_text)  # type: ignore[arg-type]
@@ -613,6 +652,7 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         cached.pending = (state_id, now)
         if policy_changed:
             cached.policy = None  # encoded when the row is written
+            cached.policy_dirty = True
         if not self._defer:
             self._write_pending(cached)
         elif not waiting:

@@ -22,7 +22,7 @@ def psycopg_form(statement: str) -> str:
 INSERT_FLOW_RUN_IF_NEW = psycopg_form(sqlite.INSERT_FLOW_RUN_IF_NEW)
 INSERT_TASK_RUN_IF_NEW = psycopg_form(sqlite.INSERT_TASK_RUN) + " ON CONFLICT (id) DO NOTHING"
 
-SELECT_FLOW_RUN = psycopg_form(sqlite.SELECT_FLOW_RUN)
+SELECT_FLOW_RUN = psycopg_form(sqlite.SELECT_FLOW_RUN_ONE_TABLE)
 SELECT_TASK_RUN = psycopg_form(sqlite.SELECT_TASK_RUN)
 
 # Reading a run inside a transaction locks its row. When the lock had to wait for another
@@ -35,7 +35,7 @@ SELECT_FLOW_RUN_FOR_UPDATE = f"{SELECT_FLOW_RUN} FOR UPDATE OF r"
 SELECT_TASK_RUN_FOR_UPDATE = f"{SELECT_TASK_RUN} FOR UPDATE OF r"
 RUN_STATE_ID = 5
 STATE_ID = 20
-UPDATE_FLOW_RUN = psycopg_form(sqlite.UPDATE_FLOW_RUN)
+UPDATE_FLOW_RUN = psycopg_form(sqlite.UPDATE_FLOW_RUN_ONE_TABLE)
 UPDATE_TASK_RUN = psycopg_form(sqlite.UPDATE_TASK_RUN)
 
 INSERT_FLOW_RUN_STATE = psycopg_form(sqlite.INSERT_FLOW_RUN_STATE)

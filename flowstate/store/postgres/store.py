@@ -305,7 +305,7 @@ class PostgresStore(ConnectionLifecycle[psycopg.Connection[Any]]):
         one flow."""
         statement = select_runs(
             "flow", state_type=state_type is not None, flow_name=flow_name is not None,
-            newest_first=newest_first, placeholder="%s",
+            newest_first=newest_first, placeholder="%s", payload_table=False,
         )
         params: list[Any] = [] if state_type is None else [state_type.value]
         if flow_name is not None:
@@ -327,7 +327,7 @@ class PostgresStore(ConnectionLifecycle[psycopg.Connection[Any]]):
         runs of one flow and/or of one state type."""
         statement = select_runs(
             "task", flow_run_id=flow_run_id is not None, state_type=state_type is not None,
-            flow_name=flow_name is not None, newest_first=newest_first, placeholder="%s",
+            flow_name=flow_name is not None, newest_first=newest_first, placeholder="%s", payload_table=False,
         )
         params: list[Any] = [] if flow_run_id is None else [str(flow_run_id)]
         if state_type is not None:
