@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from functools import partial
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -33,7 +32,7 @@ from flowstate._time import as_utc, utcnow
 from flowstate._interaction import InteractionMethods
 from flowstate._workers import WorkerMethods
 from flowstate.listeners import Listener, Listeners, Subscription, TransitionEvent
-from flowstate.errors import DatabaseError, InvalidState, ObjectAlreadyExists, ObjectNotFound
+from flowstate.errors import InvalidState, ObjectAlreadyExists, ObjectNotFound
 from flowstate.orchestration.context import TransitionContext, stamp_proposal
 from flowstate.orchestration.decisions import (
     DeleteRunInputs,
@@ -52,6 +51,7 @@ from flowstate.results import OrchestrationResult, SetStateStatus
 from flowstate.runs import FlowRun, FlowRunPolicy, TaskRun, TaskRunPolicy
 from flowstate.states import State, StateType
 from flowstate.store.base import StoreBackend
+from flowstate.store.location import database_location, default_database_path
 from flowstate.store.opening import open_store
 from flowstate.store.postgres.timeouts import check_call_timeout
 from flowstate.store.connection import Synchronous
@@ -59,22 +59,6 @@ from flowstate.store.connection import Synchronous
 __all__ = ["Orchestrator", "default_database_path"]
 
 _MISSING: Any = object()
-
-
-def default_database_path() -> str:
-    """``$FLOWSTATE_DATABASE`` if set, else ``~/.flowstate/flowstate.db`` (folder created)."""
-    env = os.environ.get("FLOWSTATE_DATABASE")
-    if env:
-        return env
-    folder = Path.home() / ".flowstate"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DatabaseError(
-            f"cannot create the default database folder {folder} ({exc.strerror}); set "
-            "FLOWSTATE_DATABASE or pass a database path"
-        ) from exc
-    return str(folder / "flowstate.db")
 
 
 class _Transaction:
@@ -157,9 +141,9 @@ class Orchestrator(WorkerMethods, InteractionMethods):
     'ACCEPT'
     'This run is in a PENDING state and cannot transition to a PENDING state.'
 
-    ``database`` is a path, ``":memory:"``, or None for the embedded default
-    (``$FLOWSTATE_DATABASE``, else ``~/.flowstate/flowstate.db``); a
-    ``postgresql://user@host/db`` URL uses a PostgreSQL server instead (``pip install
+    ``database`` is a path (``sqlite:///path`` too), ``":memory:"``, or None for the embedded
+    default (``$FLOWSTATE_DATABASE``, else ``~/.flowstate/flowstate.db``); an empty string is
+    InvalidState. A ``postgresql://user@host/db`` URL uses a PostgreSQL server instead (``pip install
     'flowstate[postgres]'``), where ``busy_timeout`` is the ``lock_timeout`` and ``synchronous``
     maps onto ``synchronous_commit`` (``flowstate.store.postgres.connection``). ``clock`` returns the current
     time as an aware UTC datetime (default: the real clock). ``uniform`` draws retry jitter
@@ -191,7 +175,7 @@ class Orchestrator(WorkerMethods, InteractionMethods):
         sleep: Callable[[float], object] | None = None,
         call_timeout: float | None = None,
     ) -> None:
-        path = default_database_path() if database is None else _database_path(database)
+        path = database_location(database)
         if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise InvalidState(f"synchronous={synchronous!r}; expected NORMAL, FULL, EXTRA or OFF")
         if call_timeout is not None:
@@ -749,14 +733,3 @@ def _sleep_for(
     if not callable(sleep):
         raise InvalidState(f"sleep must be callable (seconds -> None), not {type(sleep).__name__}")
     return sleep
-
-
-def _database_path(database: Any) -> str:
-    if isinstance(database, str | os.PathLike):
-        path = os.fspath(database)
-        if isinstance(path, str):
-            return path
-    raise InvalidState(
-        f"database={database!r}; expected a path (str or os.PathLike), ':memory:', a "
-        "postgresql:// URL, or None"
-    )

@@ -77,10 +77,16 @@ def json_option(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def chosen_database(database: str | None) -> str | None:
     """The command's ``--database``, else the group's (itself from ``$FLOWSTATE_DATABASE``)."""
-    if database is not None:
-        return database
-    config = click.get_current_context().find_object(CliConfig)
-    return config.database if config else None
+    if database is None:
+        config = click.get_current_context().find_object(CliConfig)
+        database = config.database if config else None
+    if database is not None and not database.strip():
+        raise click.BadParameter(
+            "is empty; pass ':memory:' for a throwaway database in memory, a file path, or "
+            "leave the option out for the default database (~/.flowstate/flowstate.db)",
+            param_hint="'--database'",
+        )
+    return database
 
 
 @contextmanager

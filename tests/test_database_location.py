@@ -1,0 +1,150 @@
+"""Which database a ``database`` argument names: an empty one is refused, sqlite:// URLs are paths.
+
+An unset shell variable gives an empty string; it must never open a throwaway database that
+loses every run. A ``sqlite:///path`` URL (as SQLAlchemy users write it) names that path, never
+a folder called ``sqlite:``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from flowstate import AsyncOrchestrator, DatabaseError, InvalidState, Orchestrator
+from flowstate.cli import main
+from flowstate.store.location import sqlite_url_path
+
+ASKS_FOR_MEMORY_OR_DEFAULT = r"(?s)':memory:'.*default"
+
+
+@pytest.mark.parametrize("empty", ["", "   ", Path("")])
+def test_an_empty_database_is_refused_saying_how_to_ask_for_memory_or_the_default(
+    empty, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    if isinstance(empty, Path):  # Path("") is ".", the current folder: a directory, refused too
+        with pytest.raises(DatabaseError, match="directory"):
+            Orchestrator(empty)
+        return
+    with pytest.raises(InvalidState, match=ASKS_FOR_MEMORY_OR_DEFAULT) as caught:
+        Orchestrator(empty)
+    assert "None" in str(caught.value)
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_async_orchestrator_refuses_an_empty_database_the_same_way():
+    async def open_empty() -> None:
+        async with AsyncOrchestrator(""):
+            pass
+
+    with pytest.raises(InvalidState, match=ASKS_FOR_MEMORY_OR_DEFAULT):
+        asyncio.run(open_empty())
+
+
+def test_an_empty_flowstate_database_variable_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLOWSTATE_DATABASE", "")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(InvalidState, match=r"FLOWSTATE_DATABASE.*empty.*unset it.*':memory:'"):
+        Orchestrator()
+    assert not (tmp_path / ".flowstate").exists()
+
+
+def test_the_cli_refuses_an_empty_database_option_as_a_usage_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for args in (["--database", "", "demo"], ["demo", "--database", ""], ["--database", " ", "runs", "ls"]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "'--database'" in result.output and "':memory:'" in result.output
+        assert "Traceback" not in result.output
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_cli_refuses_an_empty_flowstate_database_variable_in_one_line(tmp_path):
+    result = CliRunner().invoke(
+        main, ["runs", "ls"], env={"FLOWSTATE_DATABASE": "", "HOME": str(tmp_path)}
+    )
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "FLOWSTATE_DATABASE" in lines[0] and "empty" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        ("sqlite:///runs.db", "runs.db"),
+        ("sqlite:///data/runs.db", "data/runs.db"),
+        ("sqlite:////srv/runs.db", "/srv/runs.db"),
+        ("sqlite:///:memory:", ":memory:"),
+        ("sqlite://", ":memory:"),
+        ("SQLite:///runs.db", "runs.db"),
+        ("sqlite+pysqlite:///runs.db", "runs.db"),
+        ("sqlite:///my%20runs.db", "my runs.db"),
+        ("runs.db", "runs.db"),
+        ("sqlite_runs.db", "sqlite_runs.db"),
+        (":memory:", ":memory:"),
+        ("file:runs.db?mode=ro", "file:runs.db?mode=ro"),
+    ],
+)
+def test_sqlite_urls_name_the_path_sqlalchemy_gives_them(url, path):
+    assert sqlite_url_path(url) == path
+
+
+def test_a_sqlite_url_opens_that_file_relative_or_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with Orchestrator("sqlite:///relative.db") as orc:
+        run = orc.create_flow_run(flow_name="kept")
+        assert orc.database == "relative.db"
+    with Orchestrator(f"sqlite:///{tmp_path / 'absolute.db'}") as orc:  # four slashes in all
+        assert orc.database == str(tmp_path / "absolute.db")
+        orc.create_flow_run()
+    assert not (tmp_path / "sqlite:").exists()
+    assert (tmp_path / "relative.db").is_file() and (tmp_path / "absolute.db").is_file()
+    with Orchestrator(tmp_path / "relative.db") as orc:
+        assert orc.read_flow_run(run.id).flow_name == "kept"
+
+
+def test_sqlite_memory_urls_open_a_database_in_memory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for url in ("sqlite://", "sqlite:///:memory:"):
+        with Orchestrator(url) as orc:
+            assert orc.database == ":memory:"
+            orc.create_flow_run()
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_environment_variable_takes_a_sqlite_url_too(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FLOWSTATE_DATABASE", "sqlite:///env.db")
+    with Orchestrator() as orc:
+        assert orc.database == "env.db"
+    assert (tmp_path / "env.db").is_file() and not (tmp_path / "sqlite:").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("sqlite://host/runs.db", "no host"),
+        ("sqlite:runs.db", "sqlite:///relative"),
+        ("sqlite:///runs.db?timeout=5", "no options"),
+        ("mysql://user@host/db", "not mysql://"),
+        ("http://example.invalid/runs.db", "not http://"),
+    ],
+)
+def test_urls_flowstate_cannot_open_are_refused_clearly(text, says, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InvalidState, match=says):
+        Orchestrator(text)
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_cli_opens_a_sqlite_url_as_its_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    made = CliRunner().invoke(main, ["--database", "sqlite:///cli.db", "runs", "create", "etl"])
+    assert made.exit_code == 0, made.output
+    listed = CliRunner().invoke(main, ["--database", str(tmp_path / "cli.db"), "runs", "ls"])
+    assert made.output.strip() in listed.output
+    assert sorted(os.listdir(tmp_path))[0] == "cli.db" and not (tmp_path / "sqlite:").exists()
