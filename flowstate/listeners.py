@@ -138,9 +138,7 @@ class Listeners:
 
     def subscribe(self, maxsize: int = 0) -> Subscription:
         """A new :class:`Subscription` receiving every later event (``maxsize``: see there)."""
-        if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 0:
-            raise InvalidState(f"maxsize={maxsize!r}; expected a whole number >= 0 (0: no bound)")
-        subscription = Subscription(self, maxsize)
+        subscription = Subscription(self, checked_maxsize(maxsize))
         self.add(subscription._put)
         return subscription
 
@@ -187,3 +185,10 @@ class Listeners:
         _log.error(
             "flowstate listener %r failed on %s", callback, event.state, exc_info=exc
         )
+
+
+def checked_maxsize(maxsize: object) -> int:
+    """A subscription's ``maxsize`` (a whole number >= 0), or :class:`InvalidState`."""
+    if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 0:
+        raise InvalidState(f"maxsize={maxsize!r}; expected a whole number >= 0 (0: no bound)")
+    return maxsize

@@ -464,19 +464,31 @@ def test_subscribe_is_an_async_iterator_of_committed_transitions_in_order():
     asyncio.run(main())
 
 
-def test_a_bounded_subscription_holds_callers_back_until_it_is_read():
+def test_a_full_subscription_drops_its_oldest_event_and_never_holds_a_caller_back():
     async def main() -> None:
         async with AsyncOrchestrator(":memory:") as orc:
-            events: AsyncSubscription = orc.subscribe(maxsize=1)
-            run = await orc.create_flow_run(state=Scheduled())  # one event: not over
-            call = asyncio.create_task(orc.set_flow_run_state(run.id, Pending()))
-            await asyncio.sleep(0.05)
-            assert not call.done()  # committed, but two events wait: the caller waits too
-            assert (await events.get()).state.type is StateType.SCHEDULED
-            assert (await call).status is SetStateStatus.ACCEPT
-            assert [e.state.type for e in events.pending()] == [StateType.PENDING]
+            events: AsyncSubscription = orc.subscribe(maxsize=2)
+            run = await orc.create_flow_run(state=Scheduled())
+            for state in (Pending(), Running(), Completed()):  # nobody reads meanwhile
+                result = await asyncio.wait_for(orc.set_flow_run_state(run.id, state), 5)
+                assert result.status is SetStateStatus.ACCEPT
+            assert events.dropped == 2  # SCHEDULED and PENDING made room for the newer two
+            assert [e.state.type for e in events.pending()] == [
+                StateType.RUNNING,
+                StateType.COMPLETED,
+            ]
             with pytest.raises(queue.Empty):
                 await events.get(timeout=0.01)  # an empty, open subscription times out
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("maxsize", [-1, 1.5, True, "2"])
+def test_a_bad_maxsize_is_an_invalid_state_as_in_the_sync_engine(maxsize: object):
+    async def main() -> None:
+        async with AsyncOrchestrator(":memory:") as orc:
+            with pytest.raises(InvalidState, match="maxsize"):
+                orc.subscribe(maxsize=maxsize)  # type: ignore[arg-type]
 
     asyncio.run(main())
 

@@ -27,7 +27,7 @@ from flowstate._interaction import Nap
 from flowstate.aio._worker import Job, Worker
 from flowstate.aio.subscription import AsyncSubscription
 from flowstate.errors import DatabaseError, FlowstateError
-from flowstate.listeners import Listener, Listeners, TransitionEvent
+from flowstate.listeners import Listener, Listeners, TransitionEvent, checked_maxsize
 from flowstate.orchestration.policy import Policy
 from flowstate.orchestrator import Orchestrator, _sleep_for
 from flowstate.runs import FlowRun
@@ -311,8 +311,11 @@ class AsyncOrchestrator:
 
             async with orc.subscribe() as events:
                 async for event in events: ...
+
+        ``maxsize`` (0: no bound) caps the events held for a slow subscriber: the oldest is
+        dropped and counted in ``dropped``; a call never waits for the subscriber.
         """
-        subscription = AsyncSubscription(maxsize, self._forget_subscription)
+        subscription = AsyncSubscription(checked_maxsize(maxsize), self._forget_subscription)
         self._subscriptions = [*self._subscriptions, subscription]
         self._listening_changed()
         return subscription
@@ -393,12 +396,6 @@ class AsyncOrchestrator:
             settled()
         if job.events and self._listeners.callbacks:
             cancelled = await self._tell(job.events) or cancelled
-        if cancelled is None and self._subscriptions:
-            try:
-                for subscription in self._subscriptions:
-                    await subscription._room()
-            except asyncio.CancelledError as exc:
-                cancelled = exc
         if cancelled is not None:
             block = self._block
             in_block = block is not None and block.task is asyncio.current_task()

@@ -17,21 +17,28 @@ class AsyncSubscription:
     """Events of committed transitions, in commit order: ``async for event in sub``, or
     ``await sub.get()``; ``close()`` (or leaving ``async with``) stops it.
 
-    With ``maxsize`` > 0, a call whose events find the subscription holding more than
-    ``maxsize`` waits, after its commit, until the subscriber has taken enough of them.
+    With ``maxsize`` > 0 the subscription holds at most ``maxsize`` events. A full subscription
+    never makes a call wait: the oldest event is dropped to make room for the new one and
+    counted in :attr:`dropped`, as the sync ``Subscription`` does, so a subscriber that falls
+    behind sees how many events it missed.
     """
 
     def __init__(self, maxsize: int, forget: Callable[[AsyncSubscription], None]) -> None:
         self.maxsize = maxsize
         self.closed = False
         self._forget = forget
+        self.dropped = 0
+        """How many events were dropped, oldest first, because the subscription was full."""
         self._events: deque[TransitionEvent] = deque()
         self._arrived: asyncio.Future[None] | None = None  # a reader waiting for an event
-        self._taken: asyncio.Future[None] | None = None  # callers waiting for room
 
     def _put(self, events: Iterable[TransitionEvent]) -> None:
         """On the loop, in commit order (from the call's delivery, before its caller resumes)."""
-        self._events.extend(events)
+        for event in events:
+            if self.maxsize and len(self._events) >= self.maxsize:
+                self._events.popleft()
+                self.dropped += 1
+            self._events.append(event)
         self._wake("_arrived")
 
     def _wake(self, name: str) -> None:
@@ -40,18 +47,6 @@ class AsyncSubscription:
             setattr(self, name, None)
             if not future.done():
                 future.set_result(None)
-
-    @property
-    def full(self) -> bool:
-        """Whether callers must wait for the subscriber (only with a ``maxsize``)."""
-        return 0 < self.maxsize < len(self._events) and not self.closed
-
-    async def _room(self) -> None:
-        """Wait until the subscription holds at most ``maxsize`` events (or is closed)."""
-        while self.full:
-            if self._taken is None or self._taken.done():
-                self._taken = asyncio.get_running_loop().create_future()
-            await asyncio.shield(self._taken)
 
     async def get(self, timeout: float | None = None) -> TransitionEvent:
         """The next event; ``queue.Empty`` after ``timeout`` seconds without one, or when the
@@ -66,16 +61,12 @@ class AsyncSubscription:
                     await asyncio.shield(self._arrived)
         except TimeoutError:
             raise queue.Empty(f"no event within {timeout} s") from None
-        event = self._events.popleft()
-        if not self.full:
-            self._wake("_taken")
-        return event
+        return self._events.popleft()
 
     def pending(self) -> list[TransitionEvent]:
         """Every event already here, without waiting."""
         events = list(self._events)
         self._events.clear()
-        self._wake("_taken")
         return events
 
     def __aiter__(self) -> AsyncSubscription:
@@ -94,7 +85,6 @@ class AsyncSubscription:
             self.closed = True
             self._forget(self)
             self._wake("_arrived")
-            self._wake("_taken")
 
     def __enter__(self) -> AsyncSubscription:
         return self
