@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from flowstate import states
 from flowstate.errors import (
+    ConcurrencyLimitReached,
     DatabaseBusy,
     DatabaseError,
     FlowstateError,
@@ -38,6 +39,11 @@ from flowstate.states import State, StateDetails, StateType
 
 if TYPE_CHECKING:
     from flowstate.aio import AsyncOrchestrator
+    from flowstate.concurrency import (
+        ConcurrencyLease,
+        ConcurrencyLeaseHolder,
+        GlobalConcurrencyLimit,
+    )
 
 __version__ = "0.1.0"
 
@@ -45,11 +51,15 @@ __all__ = [
     "AbortDetails",
     "AcceptDetails",
     "AsyncOrchestrator",
+    "ConcurrencyLease",
+    "ConcurrencyLeaseHolder",
+    "ConcurrencyLimitReached",
     "DatabaseBusy",
     "DatabaseError",
     "FlowRun",
     "FlowRunPolicy",
     "FlowstateError",
+    "GlobalConcurrencyLimit",
     "InvalidState",
     "ObjectAlreadyExists",
     "ObjectNotFound",
@@ -73,6 +83,9 @@ __all__ = [
 
 _LAZY = {
     "AsyncOrchestrator": "flowstate.aio",
+    "ConcurrencyLease": "flowstate.concurrency",
+    "ConcurrencyLeaseHolder": "flowstate.concurrency",
+    "GlobalConcurrencyLimit": "flowstate.concurrency",
     "RunInput": "flowstate.run_input",
     "RunInputMetadata": "flowstate.run_input",
 }

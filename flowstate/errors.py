@@ -12,6 +12,7 @@ working::
     │   └── DatabaseBusy                   the database stayed locked longer than busy_timeout
     ├── RuleError (RuntimeError)           a rule raised while deciding; nothing was written
     ├── RunNotResumed (RuntimeError)       a waited-for pause ended otherwise: cancelled, failed, ...
+    ├── ConcurrencyLimitReached (RuntimeError)  no free slot now; ``retry_after`` says when to ask again
     └── WaitTimeout (TimeoutError)         a wait for a resume or for input ran out of time
 
 Orchestration outcomes (REJECT, WAIT, ABORT) are results, never exceptions.
@@ -20,6 +21,7 @@ Orchestration outcomes (REJECT, WAIT, ABORT) are results, never exceptions.
 from __future__ import annotations
 
 __all__ = [
+    "ConcurrencyLimitReached",
     "DatabaseBusy",
     "DatabaseError",
     "FlowstateError",
@@ -70,6 +72,17 @@ class RunNotResumed(FlowstateError, RuntimeError):
     def __init__(self, message: str, state: object = None) -> None:
         super().__init__(message)
         self.state = state
+
+
+class ConcurrencyLimitReached(FlowstateError, RuntimeError):
+    """A concurrency or rate limit has no free slot now (Prefect's HTTP 423); nothing was
+    taken. ``retry_after`` is an estimate, in seconds, of when asking again may succeed, and
+    ``limits`` the names of the limits that are full."""
+
+    def __init__(self, message: str, retry_after: float, limits: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.limits = limits
 
 
 class WaitTimeout(FlowstateError, TimeoutError):

@@ -29,6 +29,7 @@ from flowstate._ids import uuid7
 from flowstate._names import generate_run_name
 from flowstate import _validation as validate
 from flowstate._time import as_utc, utcnow
+from flowstate._concurrency import ConcurrencyMethods
 from flowstate._interaction import InteractionMethods
 from flowstate._workers import WorkerMethods
 from flowstate.listeners import Listener, Listeners, Subscription, TransitionEvent
@@ -129,7 +130,7 @@ class _ReadTransaction(_CallTransaction):
         self._depth = self._store._begin_read()
 
 
-class Orchestrator(WorkerMethods, InteractionMethods):
+class Orchestrator(WorkerMethods, InteractionMethods, ConcurrencyMethods):
     """Orchestrates flow and task runs exactly as Prefect's server does, stored in SQLite.
 
     >>> from flowstate import Orchestrator

@@ -36,6 +36,7 @@ NOT_COROUTINES = {
     "subscribe": "an async iterator",
     "iter_due_flow_runs": "an async generator",
     "receive_input": "an async iterator",
+    "concurrency": "an async context manager",
 }
 
 

@@ -152,6 +152,8 @@ def test_an_older_schema_is_migrated_in_place_keeping_its_runs(tmp_path):
         conn.execute("DROP TABLE flow_run_payload")
         conn.execute("DROP TABLE flow_run_policy")
         conn.execute("DROP TABLE flow_run_heartbeat")
+        for table in ("concurrency_lease_limit", "concurrency_lease", "concurrency_limit"):
+            conn.execute(f"DROP TABLE {table}")
         conn.execute("DROP INDEX ix_flow_run_type_created")
         conn.execute("DROP INDEX ix_flow_run_flow_name")
         conn.execute("DELETE FROM _sqlite_migrations WHERE name != '0001_initial'")
@@ -162,6 +164,8 @@ def test_an_older_schema_is_migrated_in_place_keeping_its_runs(tmp_path):
         assert [r.id for r in orc.read_flow_runs(state_type="RUNNING", newest_first=True)] == [run.id]
         again = orc.read_flow_run(run.id)
         assert (again.parameters, again.tags, again.empirical_policy.retries) == ({"x": 1}, ["t"], 2)
+        orc.create_global_concurrency_limit("db", 1)
+        orc.increment_concurrency_slots_with_lease("db", 1)
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}

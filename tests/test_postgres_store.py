@@ -117,12 +117,14 @@ def test_an_older_schema_is_migrated_keeping_its_runs(postgres_backend: Postgres
     with admin(url) as conn:  # back to version 1: no heartbeat table, no listing indexes
         conn.execute("DROP TABLE flow_run_heartbeat")
         conn.execute("DROP INDEX ix_flow_run_type_created, ix_flow_run_flow_name")
+        conn.execute("DROP TABLE concurrency_lease_limit, concurrency_lease, concurrency_limit")
         conn.execute("DELETE FROM flowstate_migration WHERE version > 1")
     with Orchestrator(url) as orc:
         assert orc.read_flow_run(run.id).state_type is StateType.SCHEDULED
         orc.set_flow_run_state(run.id, Pending())
         orc.heartbeat(run.id, worker="w1")  # needs the table of migration 2
-    assert "flow_run_heartbeat" in tables(url)
+        orc.create_global_concurrency_limit("db", 1)  # and those of migration 4
+    assert {"flow_run_heartbeat", "concurrency_limit", "concurrency_lease"} <= set(tables(url))
 
 
 def test_a_search_path_schema_that_does_not_exist_is_a_database_error(

@@ -25,7 +25,9 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from flowstate._interaction import Nap
 from flowstate.aio._worker import Job, Worker
+from flowstate.aio.concurrency import AsyncHeldSlots
 from flowstate.aio.subscription import AsyncSubscription
+from flowstate.concurrency import checks
 from flowstate.errors import DatabaseError, FlowstateError
 from flowstate.listeners import Listener, Listeners, TransitionEvent, checked_maxsize
 from flowstate.orchestration.policy import Policy
@@ -449,6 +451,47 @@ class AsyncOrchestrator:
     wait_for_resume = _waiting_twin(Orchestrator.wait_for_resume, Orchestrator._resume_steps)
     send_input = _twin(Orchestrator.send_input)
     receive_input = _iterating_twin(Orchestrator.receive_input)
+
+    create_global_concurrency_limit = _twin(Orchestrator.create_global_concurrency_limit)
+    read_global_concurrency_limit = _twin(Orchestrator.read_global_concurrency_limit)
+    read_global_concurrency_limits = _twin(Orchestrator.read_global_concurrency_limits)
+    update_global_concurrency_limit = _twin(Orchestrator.update_global_concurrency_limit)
+    delete_global_concurrency_limit = _twin(Orchestrator.delete_global_concurrency_limit)
+    reset_global_concurrency_limit = _twin(Orchestrator.reset_global_concurrency_limit)
+    increment_concurrency_slots = _twin(Orchestrator.increment_concurrency_slots)
+    decrement_concurrency_slots = _twin(Orchestrator.decrement_concurrency_slots)
+    increment_concurrency_slots_with_lease = _twin(
+        Orchestrator.increment_concurrency_slots_with_lease
+    )
+    renew_concurrency_lease = _twin(Orchestrator.renew_concurrency_lease)
+    release_concurrency_lease = _twin(Orchestrator.release_concurrency_lease)
+    read_concurrency_leases = _twin(Orchestrator.read_concurrency_leases)
+    expire_leases = _twin(Orchestrator.expire_leases)
+    rate_limit = _waiting_twin(Orchestrator.rate_limit, Orchestrator._rate_limit_steps)
+
+    def concurrency(
+        self,
+        names: str | list[str],
+        occupy: int = 1,
+        *,
+        timeout: float | None = None,
+        lease_duration: float = 300,
+        strict: bool = False,
+        holder: Any = None,
+    ) -> AsyncHeldSlots:
+        """``async with orc.concurrency("warehouse", occupy=1, timeout=30):`` -- hold the
+        slots for the block, as :meth:`Orchestrator.concurrency <flowstate.Orchestrator.
+        concurrency>` does: the waits pass on the event loop, a task renews the lease while
+        the block runs, and leaving it (also by an exception or a cancellation) releases it."""
+        options = {
+            "mode": "concurrency",
+            "timeout": checks.timeout(timeout),
+            "lease_duration": checks.lease_duration(lease_duration),
+            "strict": bool(strict),
+            "holder": holder,
+        }
+        checks.holder(holder)
+        return AsyncHeldSlots(self, checks.names(names), checks.count(occupy, "occupy", 1), options)
 
     async def _iterate(
         self, method: Callable[..., Iterator[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "ensure_schema"]
 
 APPLICATION_ID = 0x466C5374  # "FlSt"
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _V1 = """
 CREATE TABLE flow_run (
@@ -148,6 +148,39 @@ INSERT INTO flow_run_policy (flow_run_id, empirical_policy) SELECT id, empirical
 UPDATE flow_run SET parameters = '', tags = '', empirical_policy = ''
 """
 
+# Global concurrency limits (Prefect's V2 limits) and the leases that hold their slots. A lease
+# records the slots it took on each limit (0 on a limit that was inactive then), so releasing it
+# gives back exactly those. Deleting a limit lets go of its links, not of the leases.
+_V5_CONCURRENCY = """
+CREATE TABLE concurrency_limit (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    slot_limit INTEGER NOT NULL,
+    active INTEGER NOT NULL,
+    active_slots INTEGER NOT NULL,
+    slot_decay_per_second REAL NOT NULL,
+    avg_slot_occupancy_seconds REAL NOT NULL,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL
+);
+CREATE TABLE concurrency_lease (
+    id TEXT PRIMARY KEY,
+    slots INTEGER NOT NULL,
+    holder_type TEXT,
+    holder_id TEXT,
+    created TEXT NOT NULL,
+    expiration TEXT NOT NULL
+);
+CREATE INDEX ix_concurrency_lease_expiration ON concurrency_lease (expiration, id);
+CREATE TABLE concurrency_lease_limit (
+    lease_id TEXT NOT NULL REFERENCES concurrency_lease (id) ON DELETE CASCADE,
+    limit_id TEXT NOT NULL REFERENCES concurrency_limit (id) ON DELETE CASCADE,
+    slots INTEGER NOT NULL,
+    PRIMARY KEY (lease_id, limit_id)
+);
+CREATE INDEX ix_concurrency_lease_limit ON concurrency_lease_limit (limit_id, lease_id)
+"""
+
 
 def _run_script(db: Database, script: str) -> None:
     for statement in script.split(";"):
@@ -175,6 +208,10 @@ def _migrations():  # type: ignore[no-untyped-def]
     @migrations(name="0004_run_payload")
     def run_payload(db: Database) -> None:
         _run_script(db, _V4_RUN_PAYLOAD)
+
+    @migrations(name="0005_concurrency")
+    def concurrency(db: Database) -> None:
+        _run_script(db, _V5_CONCURRENCY)
 
     return migrations
 

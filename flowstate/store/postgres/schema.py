@@ -130,10 +130,42 @@ CREATE INDEX ix_flow_run_type_created ON flow_run (state_type, created, id);
 CREATE INDEX ix_flow_run_flow_name ON flow_run (flow_name, created, id);
 """
 
+# Global concurrency limits and their leases (as SQLite's 0005_concurrency).
+_V4_CONCURRENCY = f"""
+CREATE TABLE concurrency_limit (
+    id {_T} PRIMARY KEY,
+    name {_T} NOT NULL UNIQUE,
+    slot_limit bigint NOT NULL,
+    active integer NOT NULL,
+    active_slots bigint NOT NULL,
+    slot_decay_per_second double precision NOT NULL,
+    avg_slot_occupancy_seconds double precision NOT NULL,
+    created {_T} NOT NULL,
+    updated {_T} NOT NULL
+);
+CREATE TABLE concurrency_lease (
+    id {_T} PRIMARY KEY,
+    slots bigint NOT NULL,
+    holder_type {_T},
+    holder_id {_T},
+    created {_T} NOT NULL,
+    expiration {_T} NOT NULL
+);
+CREATE INDEX ix_concurrency_lease_expiration ON concurrency_lease (expiration, id);
+CREATE TABLE concurrency_lease_limit (
+    lease_id {_T} NOT NULL REFERENCES concurrency_lease (id) ON DELETE CASCADE,
+    limit_id {_T} NOT NULL REFERENCES concurrency_limit (id) ON DELETE CASCADE,
+    slots bigint NOT NULL,
+    PRIMARY KEY (lease_id, limit_id)
+);
+CREATE INDEX ix_concurrency_lease_limit ON concurrency_lease_limit (limit_id, lease_id)
+"""
+
 MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (1, "0001_initial", _V1),
     (2, "0002_heartbeats", _V2_HEARTBEATS),
     (3, "0003_listing_indexes", _V3_LISTING_INDEXES),
+    (4, "0004_concurrency", _V4_CONCURRENCY),
 )
 """(version, name, DDL) in order; a new migration is appended, never edited."""
 

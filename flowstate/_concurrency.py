@@ -1,0 +1,503 @@
+"""The Orchestrator's global concurrency limits: Prefect's V2 limits, slots, rate limits and
+leases, and the blocking helpers ``concurrency()`` and ``rate_limit()``.
+
+A mixin of :class:`flowstate.Orchestrator`. Each call is one transaction of the orchestrator's
+store; the limit rows it changes are locked for it (SQLite: the write lock; PostgreSQL: the
+rows, in id order), so two processes never both take the last slot. Times are those of the
+heartbeats: the injected ``clock=`` if given, else the PostgreSQL server's clock, else this
+host's. A refused request writes nothing and raises
+:class:`~flowstate.ConcurrencyLimitReached` once its transaction has ended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from flowstate._ids import uuid7
+from flowstate._interaction import Nap
+from flowstate.concurrency import checks
+from flowstate.concurrency.holding import Acquired, HeldSlots
+from flowstate.concurrency.models import ConcurrencyLease, GlobalConcurrencyLimit
+from flowstate.concurrency.slots import (
+    DEFAULT_OCCUPANCY_SECONDS,
+    LeaseRow,
+    LimitRow,
+    after_decay,
+    check_request,
+    moved_average,
+    retry_after,
+)
+from flowstate.errors import (
+    ConcurrencyLimitReached,
+    InvalidState,
+    ObjectAlreadyExists,
+    ObjectNotFound,
+    WaitTimeout,
+)
+from flowstate.store.limits import LimitStore, limit_store
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from flowstate.store.base import StoreBackend
+
+__all__ = ["ConcurrencyMethods"]
+
+_UNSET: Any = object()
+
+
+class ConcurrencyMethods:
+    """Global concurrency limits, their slots and leases (mixed into Orchestrator)."""
+
+    if TYPE_CHECKING:  # provided by Orchestrator
+        _store: StoreBackend
+        _sleep: Callable[[float], object]
+
+        def _transaction(self) -> Any: ...
+        def _read_transaction(self) -> Any: ...
+        def _now(self) -> datetime: ...
+        def _liveness_time(self, now: datetime | None) -> datetime: ...
+
+    @property
+    def _limits(self) -> LimitStore:
+        limits: LimitStore | None = self.__dict__.get("_limit_store")
+        if limits is None:
+            limits = self.__dict__["_limit_store"] = limit_store(self._store)
+        return limits
+
+    # -- the limits ---------------------------------------------------------------------------
+
+    def create_global_concurrency_limit(
+        self,
+        name: str,
+        limit: int,
+        *,
+        active: bool = True,
+        active_slots: int = 0,
+        slot_decay_per_second: float = 0.0,
+    ) -> GlobalConcurrencyLimit:
+        """Create a limit of ``limit`` slots named ``name`` (ObjectAlreadyExists if the name is
+        taken). ``slot_decay_per_second > 0`` makes it a rate limit (see :meth:`rate_limit`);
+        an inactive limit restricts nothing."""
+        checked_name = checks.limit_name(name)
+        row_limit = checks.count(limit, "limit", 0)
+        is_active = checks.active(active)
+        held = checks.count(active_slots, "active_slots", 0)
+        decay = checks.decay(slot_decay_per_second)
+        with self._transaction():
+            now = self._liveness_time(None)
+            row = LimitRow(
+                id=str(uuid7()),
+                name=checked_name,
+                limit=row_limit,
+                active=is_active,
+                active_slots=held,
+                slot_decay_per_second=decay,
+                avg_slot_occupancy_seconds=DEFAULT_OCCUPANCY_SECONDS,
+                created=now,
+                updated=now,
+            )
+            if not self._limits.insert_limit(row):
+                raise ObjectAlreadyExists(
+                    f"a global concurrency limit named {checked_name!r} already exists"
+                )
+            return row.model(now)
+
+    def read_global_concurrency_limit(self, name: str) -> GlobalConcurrencyLimit:
+        """The limit named ``name``, its ``active_slots`` counted after decay."""
+        checked_name = checks.limit_name(name)
+        with self._read_transaction():
+            now = self._liveness_time(None)
+            return self._limit_named(checked_name).model(now)
+
+    def read_global_concurrency_limits(self) -> list[GlobalConcurrencyLimit]:
+        """Every limit, by name."""
+        with self._read_transaction():
+            now = self._liveness_time(None)
+            return [row.model(now) for row in self._limits.read_limits()]
+
+    def update_global_concurrency_limit(
+        self,
+        name: str,
+        *,
+        limit: int = _UNSET,
+        active: bool = _UNSET,
+        active_slots: int = _UNSET,
+        slot_decay_per_second: float = _UNSET,
+    ) -> GlobalConcurrencyLimit:
+        """Change the given fields of a limit; the slots held stay held unless
+        ``active_slots`` is given. Returns the limit as changed."""
+        checked_name = checks.limit_name(name)
+        changes: dict[str, Any] = {}
+        if limit is not _UNSET:
+            changes["limit"] = checks.count(limit, "limit", 0)
+        if active is not _UNSET:
+            changes["active"] = checks.active(active)
+        if active_slots is not _UNSET:
+            changes["active_slots"] = checks.count(active_slots, "active_slots", 0)
+        if slot_decay_per_second is not _UNSET:
+            changes["slot_decay_per_second"] = checks.decay(slot_decay_per_second)
+        with self._transaction():
+            now = self._liveness_time(None)
+            row = self._limit_named(checked_name, for_update=True)
+            _hold(row, *after_decay(row, now), now)
+            for field, value in changes.items():
+                setattr(row, field, value)
+            if "active_slots" in changes or "slot_decay_per_second" in changes:
+                row.updated = now
+            self._limits.update_limit(row)
+            return row.model(now)
+
+    def delete_global_concurrency_limit(self, name: str) -> None:
+        """Delete a limit. Leases on it stay (they still renew) but no longer hold it."""
+        checked_name = checks.limit_name(name)
+        with self._transaction():
+            row = self._limit_named(checked_name, for_update=True)
+            self._limits.delete_limit(row.id)
+
+    def reset_global_concurrency_limit(self, name: str) -> GlobalConcurrencyLimit:
+        """Empty a limit: no slot held, and no lease holds it any more (a lease that held only
+        this limit is gone; releasing it later does nothing)."""
+        checked_name = checks.limit_name(name)
+        with self._transaction():
+            now = self._liveness_time(None)
+            limits = self._limits
+            row = self._limit_named(checked_name, for_update=True)
+            holders = limits.read_leases(row.id)
+            limits.drop_links_of_limit(row.id)
+            for lease in holders:
+                if set(lease.taken) == {row.id}:
+                    limits.delete_lease(lease.id)
+            _hold(row, 0, now, now)
+            limits.update_limit(row)
+            return row.model(now)
+
+    def _limit_named(self, name: str, *, for_update: bool = False) -> LimitRow:
+        row = self._limits.read_limit(name, for_update=for_update)
+        if row is None:
+            raise ObjectNotFound(f"Global concurrency limit {name!r} not found")
+        return row
+
+    # -- slots ---------------------------------------------------------------------------------
+
+    def increment_concurrency_slots(
+        self, names: str | list[str], slots: int, *, mode: str = "concurrency"
+    ) -> list[str]:
+        """Take ``slots`` slots on every active limit named, all or none; returns the names of
+        the limits found (names without a limit are ignored, inactive limits take nothing).
+
+        Raises :class:`~flowstate.ConcurrencyLimitReached` (with ``retry_after``) when one is
+        full, InvalidState when ``slots`` exceeds an active limit (no wait could grant it), and
+        InvalidState when ``mode`` does not fit a limit: ``"rate_limit"`` needs limits with
+        ``slot_decay_per_second > 0``, ``"concurrency"`` (the default) limits without.
+        """
+        wanted = checks.names(names)
+        count = checks.count(slots, "slots", 1)
+        how = checks.mode(mode)
+        with self._transaction():
+            found, refused = self._take(wanted, count, how, self._liveness_time(None))
+        if refused is not None:
+            raise refused
+        return [row.name for row in found]
+
+    def decrement_concurrency_slots(
+        self, names: str | list[str], slots: int, *, occupancy_seconds: float | None = None
+    ) -> list[str]:
+        """Give back ``slots`` slots of every active limit named (never below 0); returns the
+        names of the limits found. ``occupancy_seconds``: how long the slots were held, which
+        moves the limits' average occupancy (and so the ``retry_after`` of later refusals)."""
+        wanted = checks.names(names)
+        count = checks.count(slots, "slots", 1)
+        occupied = checks.occupancy(occupancy_seconds)
+        with self._transaction():
+            now = self._liveness_time(None)
+            found = self._sorted_by_name(self._limits.lock_limits_by_name(wanted), wanted)
+            for row in found:
+                if not row.active:
+                    continue
+                held, anchor = after_decay(row, now)
+                _hold(row, max(held - count, 0), anchor, now)
+                if occupied is not None:
+                    row.avg_slot_occupancy_seconds = moved_average(row, occupied, count)
+                self._limits.update_limit(row)
+            return [row.name for row in found]
+
+    def _take(
+        self, wanted: list[str], count: int, mode: str, now: datetime
+    ) -> tuple[list[LimitRow], ConcurrencyLimitReached | None]:
+        """Inside a transaction: lock the limits named and take ``count`` slots on the active
+        ones, or (nothing written) return why not."""
+        found = self._sorted_by_name(self._limits.lock_limits_by_name(wanted), wanted)
+        active = [row for row in found if row.active]
+        check_request(active, count, mode)
+        held = {row.id: after_decay(row, now) for row in active}
+        blocking = [(row, held[row.id][0]) for row in active if held[row.id][0] + count > row.limit]
+        if blocking:
+            full = ", ".join(f"{row.name!r} ({now_held} of {row.limit} taken)" for row, now_held in blocking)
+            return found, ConcurrencyLimitReached(
+                f"no {count} free slot{'s' if count > 1 else ''} on {full}",
+                retry_after(blocking, count),
+                tuple(row.name for row, _ in blocking),
+            )
+        for row in active:
+            now_held, anchor = held[row.id]
+            _hold(row, now_held + count, anchor, now)
+            self._limits.update_limit(row)
+        return found, None
+
+    @staticmethod
+    def _sorted_by_name(rows: list[LimitRow], wanted: list[str]) -> list[LimitRow]:
+        order = {name: index for index, name in enumerate(wanted)}
+        return sorted(rows, key=lambda row: order[row.name])
+
+    # -- leases --------------------------------------------------------------------------------
+
+    def increment_concurrency_slots_with_lease(
+        self,
+        names: str | list[str],
+        slots: int,
+        *,
+        mode: str = "concurrency",
+        lease_duration: float = 300,
+        holder: Any = None,
+    ) -> ConcurrencyLease:
+        """:meth:`increment_concurrency_slots`, held by a lease that lasts ``lease_duration``
+        seconds (60 to 86400) unless renewed (:meth:`renew_concurrency_lease`). Release it with
+        :meth:`release_concurrency_lease`; if nobody does, :meth:`expire_leases` gives its
+        slots back after it expires. ``holder``: ``{"type": "task_run", "id": run_id}`` (or
+        ``"flow_run"``, ``"deployment"``), shown with the lease."""
+        wanted = checks.names(names)
+        count = checks.count(slots, "slots", 1)
+        how = checks.mode(mode)
+        duration = checks.lease_duration(lease_duration)
+        held_by = checks.holder(holder)
+        with self._transaction():
+            now = self._liveness_time(None)
+            found, refused = self._take(wanted, count, how, now)
+            if refused is None:
+                lease = LeaseRow(
+                    id=str(uuid7()),
+                    slots=count,
+                    holder_type=None if held_by is None else held_by[0],
+                    holder_id=None if held_by is None else held_by[1],
+                    created=now,
+                    expiration=now + timedelta(seconds=duration),
+                    taken={row.id: count if row.active else 0 for row in found},
+                    names=sorted(row.name for row in found),
+                )
+                self._limits.insert_lease(lease)
+        if refused is not None:
+            raise refused
+        return lease.model()
+
+    def renew_concurrency_lease(
+        self, lease_id: UUID | str, lease_duration: float = 300
+    ) -> ConcurrencyLease:
+        """Make a lease last ``lease_duration`` more seconds from now (60 to 86400); an expired
+        lease not yet released renews too. ObjectNotFound when the lease is gone (released, or
+        expired and released by :meth:`expire_leases`)."""
+        lease_key = checks.lease_id(lease_id)
+        duration = checks.lease_duration(lease_duration)
+        with self._transaction():
+            now = self._liveness_time(None)
+            limits = self._limits
+            if not limits.renew_lease(lease_key, now + timedelta(seconds=duration)):
+                raise ObjectNotFound(
+                    f"Lease {lease_key} not found: it was released, or it expired and its slots "
+                    "were given back"
+                )
+            lease = limits.read_lease(lease_key)
+            assert lease is not None
+            return lease.model()
+
+    def release_concurrency_lease(self, lease_id: UUID | str) -> None:
+        """Give back the slots of a lease and end it; a lease that is gone is a quiet no-op."""
+        lease_key = checks.lease_id(lease_id)
+        with self._transaction():
+            now = self._liveness_time(None)
+            lease = self._limits.read_lease(lease_key, for_update=True)
+            if lease is not None:
+                self._give_back([lease], now)
+
+    def read_concurrency_leases(self, name: str | None = None) -> list[ConcurrencyLease]:
+        """The leases (oldest first) holding slots of the limit ``name``, or every lease."""
+        checked_name = None if name is None else checks.limit_name(name)
+        with self._read_transaction():
+            limits = self._limits
+            if checked_name is None:
+                return [lease.model() for lease in limits.read_leases()]
+            row = self._limit_named(checked_name)
+            return [lease.model() for lease in limits.read_leases(row.id)]
+
+    def expire_leases(self, *, now: datetime | None = None) -> list[ConcurrencyLease]:
+        """Release every lease that was not renewed before its expiration, giving its slots
+        back: a holder that crashed keeps its slots no longer than its lease. Returns the
+        leases released. Safe from several processes at once; ``flowstate reap`` and
+        ``flowstate worker`` call it."""
+        with self._transaction():
+            at = self._liveness_time(now)
+            leases = self._limits.lock_expired_leases(at)
+            self._give_back(leases, at)
+        return [lease.model() for lease in leases]
+
+    def _give_back(self, leases: list[LeaseRow], now: datetime) -> None:
+        """Inside a transaction: return the slots each lease took (on each limit, active or
+        not now) and delete the leases."""
+        limits = self._limits
+        rows = {row.id: row for row in limits.lock_limits_by_id(
+            limit_id for lease in leases for limit_id in lease.taken
+        )}
+        changed: dict[str, LimitRow] = {}
+        for lease in leases:
+            until = min(now, lease.expiration)  # an expired lease held nothing after it expired
+            occupied = max((until - lease.created).total_seconds(), 0.0)
+            for limit_id, taken in lease.taken.items():
+                row = rows.get(limit_id)
+                if row is None or taken <= 0:
+                    continue
+                held, anchor = after_decay(row, now)
+                _hold(row, max(held - taken, 0), anchor, now)
+                row.avg_slot_occupancy_seconds = moved_average(row, occupied * taken, taken)
+                changed[row.id] = row
+            limits.delete_lease(lease.id)
+        for row in changed.values():
+            limits.update_limit(row)
+
+    # -- blocking helpers ------------------------------------------------------------------------
+
+    def concurrency(
+        self,
+        names: str | list[str],
+        occupy: int = 1,
+        *,
+        timeout: float | None = None,
+        lease_duration: float = 300,
+        strict: bool = False,
+        holder: Any = None,
+    ) -> HeldSlots:
+        """``with orc.concurrency("warehouse", occupy=1, timeout=30):`` -- hold ``occupy``
+        slots of each limit named for the block (Prefect's ``concurrency()``).
+
+        Entering waits until the slots are free (sleeping through the orchestrator's ``sleep``,
+        ``retry_after`` seconds at a time) and raises :class:`~flowstate.WaitTimeout` after
+        ``timeout`` seconds on the orchestrator's clock (None: no timeout). A lease holds the
+        slots; a background thread renews it every third of ``lease_duration`` while the block
+        runs, and leaving the block releases it, also on an exception or Ctrl-C. If the
+        process dies, the slots come back once the lease expires (:meth:`expire_leases`; a
+        waiting ``concurrency()`` calls it too). Names without a limit are ignored unless
+        ``strict`` (ObjectNotFound). ``occupy`` larger than a limit: InvalidState at once.
+        """
+        wanted = checks.names(names)
+        count = checks.count(occupy, "occupy", 1)
+        wait = checks.timeout(timeout)
+        duration = checks.lease_duration(lease_duration)
+        checks.holder(holder)
+        return HeldSlots(
+            self,  # type: ignore[arg-type]
+            wanted,
+            count,
+            timeout=wait,
+            lease_duration=duration,
+            strict=bool(strict),
+            holder=holder,
+        )
+
+    def rate_limit(
+        self,
+        names: str | list[str],
+        occupy: int = 1,
+        *,
+        timeout: float | None = None,
+        strict: bool = False,
+    ) -> list[str]:
+        """Wait until ``occupy`` slots of each rate limit named are free and take them (they
+        free themselves at the limit's ``slot_decay_per_second``): Prefect's ``rate_limit()``.
+        Returns the names of the limits found. WaitTimeout after ``timeout`` seconds on the
+        orchestrator's clock; the other arguments as in :meth:`concurrency`."""
+        steps = self._rate_limit_steps(names, occupy, timeout=timeout, strict=strict)
+        while True:
+            try:
+                nap = next(steps)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            self._sleep(nap.seconds)
+
+    def _rate_limit_steps(
+        self,
+        names: str | list[str],
+        occupy: int = 1,
+        *,
+        timeout: float | None = None,
+        strict: bool = False,
+    ) -> Generator[Nap, None, list[str]]:
+        """:meth:`rate_limit` as steps: each attempt a transaction, a Nap between two."""
+        wanted = checks.names(names)
+        count = checks.count(occupy, "occupy", 1)
+        wait = checks.timeout(timeout)
+        box = Acquired()
+        yield from self._acquire_steps(
+            wanted, count, mode="rate_limit", timeout=wait, lease_duration=None,
+            strict=bool(strict), holder=None, box=box,
+        )
+        return box.names
+
+    def _acquire_steps(
+        self,
+        wanted: list[str],
+        count: int,
+        *,
+        mode: str,
+        timeout: float | None,
+        lease_duration: float | None,
+        strict: bool,
+        holder: Any,
+        box: Acquired,
+    ) -> Generator[Nap, None, None]:
+        """Attempt after attempt until the slots are taken (put in ``box``, so that a caller
+        interrupted right after can still give them back); a Nap of ``retry_after`` seconds
+        between two. A refused ``concurrency`` attempt first releases expired leases."""
+        if self._store.in_transaction:
+            raise InvalidState(
+                "concurrency() and rate_limit() wait for other holders, who cannot release "
+                "their slots while this transaction() block is open; call them outside it"
+            )
+        if strict:
+            with self._read_transaction():
+                missing = [name for name in wanted if self._limits.read_limit(name) is None]
+            if missing:
+                raise ObjectNotFound(
+                    f"no global concurrency limit named {', '.join(map(repr, missing))}"
+                )
+        deadline = None if timeout is None else self._now() + timedelta(seconds=timeout)
+        while True:
+            try:
+                if lease_duration is None:
+                    box.names = self.increment_concurrency_slots(wanted, count, mode=mode)
+                else:
+                    box.lease = self.increment_concurrency_slots_with_lease(
+                        wanted, count, mode=mode, lease_duration=lease_duration, holder=holder
+                    )
+                    box.names = box.lease.limits
+                return
+            except ConcurrencyLimitReached as refused:
+                if mode == "concurrency" and self.expire_leases():
+                    continue  # a crashed holder's slots came back: try again at once
+                now = self._now()
+                nap = refused.retry_after
+                if deadline is not None:
+                    if now >= deadline:
+                        raise WaitTimeout(
+                            f"no free slots on {', '.join(map(repr, refused.limits))} within "
+                            f"{timeout:g} s"
+                        ) from None
+                    nap = min(nap, (deadline - now).total_seconds())
+            yield Nap(nap)
+
+
+def _hold(row: LimitRow, held: int, anchor: datetime, now: datetime) -> None:
+    """Set the slots a limit holds; decay counts from ``anchor`` (from now once none is held)."""
+    row.active_slots = held
+    row.updated = anchor if held > 0 else now

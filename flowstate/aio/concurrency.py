@@ -1,0 +1,116 @@
+"""``async with orc.concurrency(...)``: :class:`~flowstate.concurrency.HeldSlots` for an
+:class:`~flowstate.AsyncOrchestrator`.
+
+The same steps as the sync form run in the engine's thread, one transaction each; the waits
+between two attempts pass on the event loop (or through the clock's own ``sleep``). While the
+block runs, a task renews the lease every third of its duration; leaving the block (also by an
+exception or a cancellation) cancels that task and releases the lease, which is not undone by a
+second cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from flowstate.concurrency.holding import RENEWALS_PER_LEASE, Acquired
+from flowstate.concurrency.models import ConcurrencyLease
+from flowstate.errors import FlowstateError, ObjectNotFound
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from flowstate._interaction import Nap
+    from flowstate.aio.orchestrator import AsyncOrchestrator
+    from flowstate.orchestrator import Orchestrator
+
+__all__ = ["AsyncHeldSlots"]
+
+_log = logging.getLogger("flowstate.concurrency")
+
+
+class AsyncHeldSlots:
+    """``async with orc.concurrency(names, occupy):`` -- inside, ``lease`` is the
+    :class:`~flowstate.concurrency.ConcurrencyLease` held and ``lost`` tells whether it was
+    lost to expiry while the block ran."""
+
+    def __init__(
+        self, orc: AsyncOrchestrator, names: list[str], occupy: int, options: dict[str, Any]
+    ) -> None:
+        self._orc = orc
+        self.names = names
+        self.occupy = occupy
+        self._options = options
+        self.lease: ConcurrencyLease | None = None
+        self.lost = False
+        self._renewal: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> AsyncHeldSlots:
+        orc = self._orc
+        box = Acquired()
+        try:
+            steps = await orc._call(_acquire_steps, (self.names, self.occupy, box, self._options), {})
+            while True:
+                done, nap = await orc._call(_next_nap, (steps,), {})
+                if done:
+                    break
+                await orc._nap(nap.seconds)
+        except BaseException:
+            if box.lease is not None:  # taken, then cancelled before the block began
+                await self._release(box.lease)
+            raise
+        self.lease = box.lease
+        if box.lease is not None and box.lease.limits:
+            self._renewal = asyncio.ensure_future(self._keep(box.lease))
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        renewal, self._renewal = self._renewal, None
+        lease, self.lease = self.lease, None
+        try:
+            if renewal is not None:
+                renewal.cancel()
+                await asyncio.wait([renewal])
+        finally:
+            if lease is not None:
+                await self._release(lease)
+
+    async def _release(self, lease: ConcurrencyLease) -> None:
+        orc = self._orc
+        job = orc._submit(_release, (lease.lease_id,), {})
+        await orc._outcome(job, shielded=True)
+
+    async def _keep(self, lease: ConcurrencyLease) -> None:
+        duration = self._options["lease_duration"]
+        while True:
+            await asyncio.sleep(duration / RENEWALS_PER_LEASE)
+            try:
+                await self._orc.renew_concurrency_lease(lease.lease_id, duration)
+            except ObjectNotFound:
+                self.lost = True
+                _log.warning(
+                    "the lease of %s is gone (it expired and its slots were given back, or the "
+                    "limit was reset): the block no longer holds its slots",
+                    ", ".join(lease.limits),
+                )
+                return
+            except FlowstateError as exc:
+                _log.warning("renewing the lease of %s failed (retrying): %s", lease.lease_id, exc)
+
+
+def _acquire_steps(
+    orc: Orchestrator, names: list[str], occupy: int, box: Acquired, options: dict[str, Any]
+) -> Iterator[Nap]:
+    return orc._acquire_steps(names, occupy, box=box, **options)
+
+
+def _next_nap(orc: Orchestrator, steps: Iterator[Nap]) -> tuple[bool, Any]:
+    try:
+        return False, next(steps)
+    except StopIteration:
+        return True, None
+
+
+def _release(orc: Orchestrator, lease_id: Any) -> None:
+    orc.release_concurrency_lease(lease_id)

@@ -1,0 +1,157 @@
+"""Holding slots for the length of a ``with`` block: ``orc.concurrency(...)``.
+
+Entering takes the slots with a lease (waiting while they are taken); while the block runs, a
+:class:`LeaseKeeper` thread renews the lease every third of its duration, so a block may run
+for as long as it needs; leaving stops the keeper and releases the lease, whatever ends the
+block (an exception, Ctrl-C). A process that dies cannot release: its lease simply stops being
+renewed, and :meth:`~flowstate.Orchestrator.expire_leases` gives the slots back once it expires.
+
+Why a thread and not renewal on demand: the block is the user's code, which may run for hours
+without calling back; a renewal that depends on it would let the lease expire under a holder
+that is still working. The keeper shares the orchestrator (its calls wait for each other).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from flowstate.concurrency.models import ConcurrencyLease
+from flowstate.errors import FlowstateError, ObjectNotFound
+
+if TYPE_CHECKING:
+    from flowstate.orchestrator import Orchestrator
+
+__all__ = ["Acquired", "HeldSlots", "LeaseKeeper", "RENEWALS_PER_LEASE"]
+
+_log = logging.getLogger("flowstate.concurrency")
+
+RENEWALS_PER_LEASE = 3
+"""How often a held lease is renewed within its duration: two renewals may fail (a database
+briefly unreachable) before it expires."""
+
+
+class Acquired:
+    """What an acquisition took, filled in as soon as it is taken."""
+
+    __slots__ = ("lease", "names")
+
+    def __init__(self) -> None:
+        self.lease: ConcurrencyLease | None = None
+        self.names: list[str] = []
+
+
+class LeaseKeeper:
+    """Calls ``renew()`` every ``interval`` seconds in a daemon thread until :meth:`stop`.
+
+    A renewal that finds the lease gone sets ``lost`` and ends the thread (logged as a warning
+    on ``flowstate.concurrency``); other errors are logged and the next renewal tries again.
+    """
+
+    def __init__(self, renew: Callable[[], object], interval: float, what: str) -> None:
+        self._renew = renew
+        self.interval = interval
+        self._what = what
+        self._stopped = threading.Event()
+        self.lost = False
+        self.renewals = 0
+        self._thread = threading.Thread(target=self._run, name=f"flowstate-lease {what}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop renewing; returns once a renewal in progress has ended."""
+        self._stopped.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self.interval):
+            try:
+                self._renew()
+                self.renewals += 1
+            except ObjectNotFound:
+                self.lost = True
+                _log.warning(
+                    "the lease of %s is gone (it expired and its slots were given back, or the "
+                    "limit was reset): the block no longer holds its slots",
+                    self._what,
+                )
+                return
+            except FlowstateError as exc:
+                _log.warning("renewing the lease of %s failed (retrying): %s", self._what, exc)
+
+
+class HeldSlots:
+    """``with orc.concurrency(names, occupy):`` -- the context manager; inside, ``lease`` is
+    the :class:`~flowstate.concurrency.ConcurrencyLease` held (its ``limits`` empty when no
+    limit named exists) and ``lost`` tells whether it was lost to expiry while the block ran."""
+
+    def __init__(
+        self,
+        orc: Orchestrator,
+        names: list[str],
+        occupy: int,
+        *,
+        timeout: float | None,
+        lease_duration: float,
+        strict: bool,
+        holder: Any,
+    ) -> None:
+        self._orc = orc
+        self.names = names
+        self.occupy = occupy
+        self._options: dict[str, Any] = {
+            "mode": "concurrency",
+            "timeout": timeout,
+            "lease_duration": lease_duration,
+            "strict": strict,
+            "holder": holder,
+        }
+        self.lease: ConcurrencyLease | None = None
+        self._keeper: LeaseKeeper | None = None
+
+    @property
+    def lost(self) -> bool:
+        return self._keeper is not None and self._keeper.lost
+
+    def __enter__(self) -> HeldSlots:
+        orc = self._orc
+        box = Acquired()
+        try:
+            steps = orc._acquire_steps(self.names, self.occupy, box=box, **self._options)
+            for nap in steps:
+                orc._sleep(nap.seconds)
+        except BaseException:
+            if box.lease is not None:  # taken, then interrupted before the block began
+                orc.release_concurrency_lease(box.lease.lease_id)
+            raise
+        self.lease = box.lease
+        if box.lease is not None and box.lease.limits:
+            self._keeper = keeper_for(orc, box.lease, self._options["lease_duration"])
+            self._keeper.start()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        keeper, self._keeper = self._keeper, None
+        lease, self.lease = self.lease, None
+        try:
+            if keeper is not None:
+                keeper.stop()
+        finally:
+            if lease is not None:
+                self._orc.release_concurrency_lease(lease.lease_id)
+
+
+def keeper_for(orc: Orchestrator, lease: ConcurrencyLease, lease_duration: float) -> LeaseKeeper:
+    """A keeper renewing ``lease`` for ``lease_duration`` every third of it (not started)."""
+
+    def renew() -> None:
+        orc.renew_concurrency_lease(lease.lease_id, lease_duration)
+
+    return LeaseKeeper(
+        renew, lease_duration / RENEWALS_PER_LEASE, f"{', '.join(lease.limits)} ({lease.lease_id})"
+    )

@@ -1,0 +1,162 @@
+"""The arithmetic of slots, decay and occupancy: pure functions over limit rows, no I/O.
+
+A limit row holds ``active_slots`` as last written and ``updated``, the moment decay counts
+from. Slots decay by whole slots: ``floor(slot_decay_per_second * seconds since updated)``. When
+a write keeps some slots, ``updated`` moves forward only by the time the decayed slots took, so
+the fraction of a slot already decayed is not lost (a rate limit asked every 0.5 s with a decay
+of 1/s still frees one slot a second).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from flowstate.concurrency.models import (
+    ConcurrencyLease,
+    ConcurrencyLeaseHolder,
+    GlobalConcurrencyLimit,
+)
+from flowstate.errors import InvalidState
+
+__all__ = [
+    "DEFAULT_OCCUPANCY_SECONDS",
+    "LeaseRow",
+    "LimitRow",
+    "MIN_RETRY_AFTER",
+    "after_decay",
+    "check_request",
+    "moved_average",
+    "retry_after",
+]
+
+DEFAULT_OCCUPANCY_SECONDS = 2.0
+"""A new limit's average slot occupancy (Prefect's default)."""
+
+MIN_RETRY_AFTER = 0.01
+"""The shortest ``retry_after`` given: a fast rate limit is still not asked in a busy loop."""
+
+SLOTS_OVER_LIMIT = "Slots requested is greater than the limit"
+"""Prefect's answer (HTTP 422) to more slots than an active limit has."""
+
+
+@dataclass
+class LimitRow:
+    """One limit as stored (``active_slots`` before decay; ``updated``: decay's anchor)."""
+
+    id: str
+    name: str
+    limit: int
+    active: bool
+    active_slots: int
+    slot_decay_per_second: float
+    avg_slot_occupancy_seconds: float
+    created: datetime
+    updated: datetime
+
+    def model(self, now: datetime) -> GlobalConcurrencyLimit:
+        """The limit as the API shows it at ``now`` (slots after decay)."""
+        slots, _anchor = after_decay(self, now)
+        return GlobalConcurrencyLimit(
+            id=UUID(self.id),
+            name=self.name,
+            limit=self.limit,
+            active=self.active,
+            active_slots=slots,
+            slot_decay_per_second=self.slot_decay_per_second,
+            avg_slot_occupancy_seconds=self.avg_slot_occupancy_seconds,
+            created=self.created,
+            updated=self.updated,
+        )
+
+
+@dataclass
+class LeaseRow:
+    """One lease as stored, with the slots it took on each limit (0 on a limit that was
+    inactive when it was taken) and those limits' names (a deleted limit is not there)."""
+
+    id: str
+    slots: int
+    holder_type: str | None
+    holder_id: str | None
+    created: datetime
+    expiration: datetime
+    taken: dict[str, int] = field(default_factory=dict)
+    """limit id -> slots taken on it."""
+    names: list[str] = field(default_factory=list)
+
+    def model(self) -> ConcurrencyLease:
+        holder = None
+        if self.holder_type is not None and self.holder_id is not None:
+            holder = ConcurrencyLeaseHolder(type=self.holder_type, id=UUID(self.holder_id))  # type: ignore[arg-type]
+        return ConcurrencyLease(
+            lease_id=UUID(self.id),
+            limits=list(self.names),
+            slots=self.slots,
+            holder=holder,
+            created=self.created,
+            expiration=self.expiration,
+        )
+
+
+def after_decay(row: LimitRow, now: datetime) -> tuple[int, datetime]:
+    """(slots held at ``now``, the anchor decay counts from afterwards)."""
+    rate = row.slot_decay_per_second
+    held = row.active_slots
+    if rate <= 0 or held <= 0:
+        return max(held, 0), now
+    elapsed = (now - row.updated).total_seconds()
+    if elapsed <= 0:
+        return held, row.updated
+    decayed = math.floor(rate * elapsed)
+    if decayed >= held:
+        return 0, now
+    return held - decayed, row.updated + timedelta(seconds=decayed / rate)
+
+
+def check_request(active: list[LimitRow], slots: int, mode: str) -> None:
+    """Refuse a request no wait could ever grant, or one in the wrong mode (InvalidState)."""
+    if any(row.limit < slots for row in active):
+        raise InvalidState(SLOTS_OVER_LIMIT)
+    if mode == "rate_limit":
+        plain = [row.name for row in active if row.slot_decay_per_second <= 0]
+        if plain:
+            raise InvalidState(
+                "mode='rate_limit' takes slots that free themselves: every active limit needs "
+                f"slot_decay_per_second > 0, and these have none: {', '.join(plain)}"
+            )
+    else:
+        decaying = [row.name for row in active if row.slot_decay_per_second > 0]
+        if decaying:
+            raise InvalidState(
+                "mode='concurrency' takes slots that are given back, but these limits free "
+                "their slots by themselves (slot_decay_per_second > 0): "
+                f"{', '.join(decaying)}; use mode='rate_limit' (orc.rate_limit)"
+            )
+
+
+def retry_after(blocking: list[tuple[LimitRow, int]], slots: int) -> float:
+    """Seconds until ``slots`` more may fit, estimated from the fullest of the ``blocking``
+    limits (each with the slots it holds now): a rate limit frees ``slot_decay_per_second``
+    slots a second; a concurrency limit about ``limit`` slots per average occupancy."""
+    longest = MIN_RETRY_AFTER
+    for row, held in blocking:
+        missing = held + slots - row.limit
+        if row.slot_decay_per_second > 0:
+            wait = missing / row.slot_decay_per_second
+        else:
+            wait = row.avg_slot_occupancy_seconds * missing / max(row.limit, 1)
+        longest = max(longest, wait)
+    return longest
+
+
+def moved_average(row: LimitRow, occupancy_seconds: float, slots: int) -> float:
+    """The limit's average occupancy after slots were held ``occupancy_seconds`` in all: it
+    moves toward the seconds per slot by a step of ``1 / (2 * limit)``."""
+    if row.limit <= 0 or slots <= 0:
+        return row.avg_slot_occupancy_seconds
+    per_slot = max(occupancy_seconds / slots, 0.0)
+    average = row.avg_slot_occupancy_seconds
+    return average + (per_slot - average) / (row.limit * 2)

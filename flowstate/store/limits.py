@@ -1,0 +1,199 @@
+"""Reading and writing global concurrency limits and leases, on either database.
+
+:class:`LimitStore` runs inside the caller's transaction (an orchestrator call) and knows SQL
+only; what the numbers mean is ``flowstate.concurrency.slots``. The two stores differ in their
+placeholders and in locking: on PostgreSQL a read for a change locks the limit rows
+(``FOR UPDATE``, always in id order, so two calls never wait for each other in a circle); on
+SQLite the transaction holds the database's write lock from its start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+from flowstate.concurrency.slots import LeaseRow, LimitRow
+from flowstate.store import limits_sql as sql
+from flowstate.store.rows import encode_time, parse_time
+
+__all__ = ["LimitStore", "limit_store"]
+
+Execute = Callable[[str, Any], Any]
+
+
+class LimitStore:
+    """The limit and lease rows of one store; ``execute(statement, params)`` runs SQL written
+    with ``?`` placeholders (converted by ``form``); ``lock`` is appended to reads made for a
+    change, ``skip_locked`` to the reaper's read of expired leases."""
+
+    def __init__(
+        self,
+        execute: Execute,
+        *,
+        form: Callable[[str], str] = str,
+        lock: str = "",
+        skip_locked: str = "",
+    ) -> None:
+        self._run = execute
+        self._form = form
+        self._lock = lock
+        self._skip_locked = skip_locked
+
+    def _execute(self, statement: str, params: Any = ()) -> Any:
+        return self._run(self._form(statement), params)
+
+    # -- limits ----------------------------------------------------------------------------
+
+    def insert_limit(self, row: LimitRow) -> bool:
+        """Insert a new limit; False if its name is taken (nothing written)."""
+        cursor = self._execute(sql.INSERT_LIMIT, _limit_params(row))
+        return bool(cursor.rowcount > 0)
+
+    def read_limit(self, name: str, *, for_update: bool = False) -> LimitRow | None:
+        statement = sql.SELECT_LIMIT_BY_NAME + (self._lock if for_update else "")
+        row = self._execute(statement, (name,)).fetchone()
+        return None if row is None else _limit(row)
+
+    def read_limits(self) -> list[LimitRow]:
+        return [_limit(row) for row in self._execute(sql.SELECT_LIMITS).fetchall()]
+
+    def lock_limits_by_name(self, names: list[str]) -> list[LimitRow]:
+        """The limits with these names (unknown names are left out), locked, in id order."""
+        statement = sql.select_limits_by_names(len(names)) + self._lock
+        return [_limit(row) for row in self._execute(statement, tuple(names)).fetchall()]
+
+    def lock_limits_by_id(self, ids: Iterable[str]) -> list[LimitRow]:
+        wanted = sorted(set(ids))
+        if not wanted:
+            return []
+        statement = sql.select_limits_by_ids(len(wanted)) + self._lock
+        return [_limit(row) for row in self._execute(statement, tuple(wanted)).fetchall()]
+
+    def update_limit(self, row: LimitRow) -> None:
+        self._execute(
+            sql.UPDATE_LIMIT,
+            (
+                row.limit,
+                int(row.active),
+                row.active_slots,
+                row.slot_decay_per_second,
+                row.avg_slot_occupancy_seconds,
+                encode_time(row.updated),
+                row.id,
+            ),
+        )
+
+    def delete_limit(self, limit_id: str) -> None:
+        self._execute(sql.DELETE_LIMIT, (limit_id,))
+
+    # -- leases ----------------------------------------------------------------------------
+
+    def insert_lease(self, lease: LeaseRow) -> None:
+        self._execute(
+            sql.INSERT_LEASE,
+            (
+                lease.id,
+                lease.slots,
+                lease.holder_type,
+                lease.holder_id,
+                encode_time(lease.created),
+                encode_time(lease.expiration),
+            ),
+        )
+        for limit_id, slots in lease.taken.items():
+            self._execute(sql.INSERT_LEASE_LIMIT, (lease.id, limit_id, slots))
+
+    def read_lease(self, lease_id: str, *, for_update: bool = False) -> LeaseRow | None:
+        statement = sql.SELECT_LEASE + (self._lock if for_update else "")
+        row = self._execute(statement, (lease_id,)).fetchone()
+        return None if row is None else self._with_links([_lease(row)])[0]
+
+    def read_leases(self, limit_id: str | None = None) -> list[LeaseRow]:
+        """Every lease (oldest first), or those holding slots of one limit."""
+        if limit_id is None:
+            found = self._execute(sql.SELECT_LEASES).fetchall()
+        else:
+            found = self._execute(sql.SELECT_LEASES_OF_LIMIT, (limit_id,)).fetchall()
+        return self._with_links([_lease(row) for row in found])
+
+    def lock_expired_leases(self, now: datetime) -> list[LeaseRow]:
+        """Leases whose expiration is before ``now``, locked (on PostgreSQL, leases another
+        call is releasing right now are skipped: that call deals with them)."""
+        statement = sql.SELECT_EXPIRED_LEASES + self._skip_locked
+        found = self._execute(statement, (encode_time(now),)).fetchall()
+        return self._with_links([_lease(row) for row in found])
+
+    def renew_lease(self, lease_id: str, expiration: datetime) -> bool:
+        cursor = self._execute(sql.RENEW_LEASE, (encode_time(expiration), lease_id))
+        return bool(cursor.rowcount > 0)
+
+    def delete_lease(self, lease_id: str) -> bool:
+        return bool(self._execute(sql.DELETE_LEASE, (lease_id,)).rowcount > 0)
+
+    def drop_links_of_limit(self, limit_id: str) -> None:
+        """Let every lease go of one limit (the leases stay, with their other limits)."""
+        self._execute(sql.DELETE_LINKS_OF_LIMIT, (limit_id,))
+
+    def _with_links(self, leases: list[LeaseRow]) -> list[LeaseRow]:
+        if not leases:
+            return leases
+        by_id = {lease.id: lease for lease in leases}
+        statement = sql.select_lease_links(len(by_id))
+        for lease_id, limit_id, slots, name in self._execute(statement, tuple(by_id)).fetchall():
+            lease = by_id[lease_id]
+            lease.taken[limit_id] = slots
+            lease.names.append(name)
+        return leases
+
+
+def limit_store(store: Any) -> LimitStore:
+    """The :class:`LimitStore` of an orchestrator's store (SQLite or PostgreSQL)."""
+    from flowstate.store.store import Store
+
+    if isinstance(store, Store):
+        return LimitStore(lambda statement, params: store.conn.execute(statement, params))
+    from flowstate.store.postgres.limits_sql import FOR_UPDATE, SKIP_LOCKED, psycopg_form
+
+    return LimitStore(
+        store._execute, form=psycopg_form, lock=FOR_UPDATE, skip_locked=SKIP_LOCKED
+    )
+
+
+def _limit_params(row: LimitRow) -> tuple[Any, ...]:
+    return (
+        row.id,
+        row.name,
+        row.limit,
+        int(row.active),
+        row.active_slots,
+        row.slot_decay_per_second,
+        row.avg_slot_occupancy_seconds,
+        encode_time(row.created),
+        encode_time(row.updated),
+    )
+
+
+def _limit(row: Any) -> LimitRow:
+    return LimitRow(
+        id=row[0],
+        name=row[1],
+        limit=row[2],
+        active=bool(row[3]),
+        active_slots=row[4],
+        slot_decay_per_second=float(row[5]),
+        avg_slot_occupancy_seconds=float(row[6]),
+        created=parse_time(row[7]),  # type: ignore[arg-type]
+        updated=parse_time(row[8]),  # type: ignore[arg-type]
+    )
+
+
+def _lease(row: Any) -> LeaseRow:
+    return LeaseRow(
+        id=row[0],
+        slots=row[1],
+        holder_type=row[2],
+        holder_id=row[3],
+        created=parse_time(row[4]),  # type: ignore[arg-type]
+        expiration=parse_time(row[5]),  # type: ignore[arg-type]
+    )
