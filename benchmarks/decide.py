@@ -12,7 +12,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from flowstate._ids import uuid7
-from flowstate.orchestration.context import TransitionContext, stamp_proposal
 from flowstate.orchestration.fused_flow import fused_core_flow
 from flowstate.orchestration.policies import CORE_FLOW
 from flowstate.orchestration.policy import Policy
@@ -39,14 +38,7 @@ def decide_runs(count: int, policy: Policy = CORE_FLOW) -> int:
         current = None
         for proposal in _PROPOSALS:
             now += _STEP
-            ctx = TransitionContext(
-                kind="flow",
-                run=run,
-                initial=current,
-                proposed=stamp_proposal(proposal, now, uuid7),
-                now=now,
-                new_id=uuid7,
-            )
+            ctx = policy.context(run, proposal, now, uuid7, initial=current)
             outcome = policy.decide(ctx)
             if outcome.written is not None:
                 current = outcome.written

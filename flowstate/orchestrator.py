@@ -34,12 +34,6 @@ from flowstate._interaction import InteractionMethods
 from flowstate._workers import WorkerMethods
 from flowstate.listeners import Listener, Listeners, Subscription, TransitionEvent
 from flowstate.errors import InvalidState, ObjectAlreadyExists, ObjectNotFound
-from flowstate.orchestration.context import TransitionContext, stamp_proposal
-from flowstate.orchestration.decisions import (
-    DeleteRunInputs,
-    InsertCacheEntry,
-    MirrorToParentTask,
-)
 from flowstate.orchestration.policies import (
     CORE_FLOW,
     CORE_TASK,
@@ -78,11 +72,11 @@ class _Transaction:
 
     def __enter__(self) -> None:
         self._mark = self._listeners.mark()
-        self._depth = self._store._begin()
+        self._depth = self._store.begin()
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
-            self._store._end(self._depth, exc)
+            self._store.end(self._depth, exc)
         except BaseException:
             self._listeners.rollback_to(self._mark)
             raise
@@ -93,7 +87,7 @@ class _Transaction:
 
 
 class _CallTransaction(_Transaction):
-    """The transaction of one API call (the store's ``_begin_call``: no savepoint of its own
+    """The transaction of one API call (the store's ``begin_call``: no savepoint of its own
     inside a block). A call that succeeds inside a block has nothing to do on leaving but let
     the store go; its listener events wait for the block's commit."""
 
@@ -102,14 +96,14 @@ class _CallTransaction(_Transaction):
     def __enter__(self) -> None:
         listeners = self._listeners
         self._mark = listeners.mark() if listeners.recorded else 0
-        self._depth = self._store._begin_call()
+        self._depth = self._store.begin_call()
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         token = self._depth
         if exc is None and token < 0:
-            return  # it succeeded inside its thread's block: nothing to end (_end_call)
+            return  # it succeeded inside its thread's block: nothing to end (end_call)
         try:
-            self._store._end_call(token, exc)
+            self._store.end_call(token, exc)
         except BaseException:
             self._listeners.rollback_to(self._mark)
             raise
@@ -120,14 +114,14 @@ class _CallTransaction(_Transaction):
 
 
 class _ReadTransaction(_CallTransaction):
-    """The transaction of one API call that only reads (the store's ``_begin_read``: on
+    """The transaction of one API call that only reads (the store's ``begin_read``: on
     SQLite a read transaction, which neither waits for nor blocks a writer)."""
 
     __slots__ = ()
 
     def __enter__(self) -> None:
         self._mark = 0
-        self._depth = self._store._begin_read()
+        self._depth = self._store.begin_read()
 
 
 class Orchestrator(WorkerMethods, InteractionMethods, ConcurrencyMethods):
@@ -195,7 +189,7 @@ class Orchestrator(WorkerMethods, InteractionMethods, ConcurrencyMethods):
         self._listeners = Listeners()
         # The transaction of one API call that makes at most one decision and checks all its
         # input before it writes: inside a ``transaction()`` block it takes no savepoint, and a
-        # database error halfway through dooms the block (``Store._begin_call``). Calls that
+        # database error halfway through dooms the block (``Store.begin_call``). Calls that
         # decide for several runs use ``transaction()``, which undoes just the call. (A
         # partial: one Python call fewer per API call than a method.)
         self._transaction: Callable[[], _CallTransaction] = partial(
@@ -634,7 +628,7 @@ class Orchestrator(WorkerMethods, InteractionMethods, ConcurrencyMethods):
                         TransitionEvent("flow", run.id, initial, written, result, force)
                     )
                 return result
-        outcome = policy.decide(policy.flow_context(run, proposed, now, uuid7, self._uniform))
+        outcome = policy.decide(policy.context(run, proposed, now, uuid7, uniform=self._uniform))
         if before_save is not None:
             before_save(outcome.result)
         self._save(outcome, now, force)
@@ -669,18 +663,11 @@ class Orchestrator(WorkerMethods, InteractionMethods, ConcurrencyMethods):
             details = proposed.state_details
             if not force and details.cache_key and not details.refresh_cache:
                 cached_state = store.read_cached_state(details.cache_key, now)
-        ctx = TransitionContext(
-            kind="task",
-            run=run,
-            initial=run.state,
-            proposed=stamp_proposal(proposed, now, uuid7),
-            now=now,
-            new_id=uuid7,
-            flow_run=flow_run,
-            cached_state=cached_state,
+        policy = MINIMAL_TASK if force else self.task_policy
+        ctx = policy.context(
+            run, proposed, now, uuid7, flow_run=flow_run, cached_state=cached_state,
             uniform=self._uniform,
         )
-        policy = MINIMAL_TASK if force else self.task_policy
         outcome = policy.decide(ctx)
         self._save(outcome, now, force)
         return outcome
@@ -697,22 +684,28 @@ class Orchestrator(WorkerMethods, InteractionMethods, ConcurrencyMethods):
                     ctx.kind, ctx.run.id, ctx.initial, outcome.written, outcome.result, force
                 )
             )
-        for effect in ctx.effects:
-            if isinstance(effect, InsertCacheEntry):
-                store.insert_cache_entry(effect.cache_key, effect.expiration, effect.state_id)
-            elif isinstance(effect, DeleteRunInputs):
-                for key in effect.keys:
-                    store.delete_run_input(effect.flow_run_id, key)
-            elif isinstance(effect, MirrorToParentTask):
-                if store.read_task_run(effect.task_run_id) is not None:
-                    mirrored = effect.state.model_copy(
-                        update={
-                            "state_details": effect.state.state_details.model_copy(
-                                update={"child_flow_run_id": effect.child_flow_run_id}
-                            )
-                        }
-                    )
-                    self._orchestrate_task(effect.task_run_id, mirrored, force=True, now=now)
+        if ctx.effects:
+            target = _EffectTarget(self, now)
+            for effect in ctx.effects:
+                effect.apply_to(target)
+
+
+class _EffectTarget:
+    """Where a transition's effects land (an ``EffectTarget``): the store, and for a subflow's
+    parent task run a forced transition at the same time, in the same transaction."""
+
+    __slots__ = ("_orchestrator", "_now", "insert_cache_entry", "delete_run_input")
+
+    def __init__(self, orchestrator: Orchestrator, now: datetime) -> None:
+        store = orchestrator._store
+        self._orchestrator, self._now = orchestrator, now
+        self.insert_cache_entry = store.insert_cache_entry
+        self.delete_run_input = store.delete_run_input
+
+    def mirror_to_parent_task(self, task_run_id: UUID, state: State) -> None:
+        orchestrator = self._orchestrator
+        if orchestrator._store.read_task_run(task_run_id) is not None:
+            orchestrator._orchestrate_task(task_run_id, state, force=True, now=self._now)
 
 
 def _with_estimated_run_time(run: FlowRun, now: datetime) -> FlowRun:

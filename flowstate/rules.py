@@ -32,7 +32,7 @@ from datetime import datetime
 
 from flowstate._ids import uuid7
 from flowstate._time import as_utc, utcnow
-from flowstate.orchestration.context import TransitionContext, stamp_proposal
+from flowstate.orchestration.context import TransitionContext
 from flowstate.orchestration.decisions import Abort, Decision, Proceed, Reject, Wait
 from flowstate.orchestration.flow_rules import retry_crashed_flows
 from flowstate.orchestration.policies import CORE_FLOW, CORE_TASK, MINIMAL_FLOW, MINIMAL_TASK
@@ -90,16 +90,14 @@ def decide_transition(
         else:
             flow_id = None if flow_run is None else flow_run.id
             run = TaskRun(id=uuid.uuid4(), name="test-task", state=initial, flow_run_id=flow_id)
-    context = TransitionContext(
-        kind=policy.kind,
-        run=run,
+    context = policy.context(
+        run,
+        proposed,
+        now,
+        uuid7,
         initial=initial,
-        proposed=stamp_proposal(proposed, now, uuid7),
-        now=now,
-        new_id=uuid7,
         flow_run=flow_run,
         cached_state=cached_state,
+        uniform=uniform,
     )
-    if uniform is not None:
-        context.uniform = uniform
     return policy.decide(context)

@@ -366,7 +366,7 @@ def test_both_stores_implement_every_member_of_the_interface() -> None:
     from flowstate.store.postgres.store import PostgresStore
 
     interface = _members(StoreBackend)
-    assert "read_flow_run" in interface and "_begin" in interface
+    assert "read_flow_run" in interface and "begin" in interface
     for cls in (Store, PostgresStore):
         mine = _members(cls)
         for name, signature in interface.items():

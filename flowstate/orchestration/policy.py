@@ -46,6 +46,8 @@ FusedDecision = Callable[
     [FlowRun, State, datetime, Callable[[], UUID]], "tuple[State, OrchestrationResult, bool] | None"
 ]
 _BOOKKEEPING: dict[str, Bookkeeping] = {"flow": FLOW_BOOKKEEPING, "task": TASK_BOOKKEEPING}
+_RUN_STATE = object()
+"""``Policy.context``'s default ``initial``: the run's own current state."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,26 +166,38 @@ class Policy:
         drop = {self._index(t) for t in targets}
         return self._derive((r for i, r in enumerate(self.rules) if i not in drop), name)
 
-    def flow_context(
+    def context(
         self,
-        run: FlowRun,
+        run: FlowRun | TaskRun,
         proposed: State,
         now: datetime,
         new_id: Callable[[], UUID],
+        *,
+        initial: State | None | object = _RUN_STATE,
+        flow_run: FlowRun | None = None,
+        cached_state: State | None = None,
         uniform: Callable[[float, float], float] | None = None,
     ) -> TransitionContext:
-        """The context the orchestrator decides a flow run's transition in: ``proposed``
-        stamped with a new id and ``now``. Built-in rules never read a proposal's run ids, so
-        for a policy of built-in rules only, the ids the bookkeeping sets go into the stamping
-        copy already, instead of two more copies after the rules."""
-        details = flow_details_update(run, proposed.state_details) if self.built_in else None
+        """The one way a transition's context is built: ``proposed`` stamped with a new id and
+        ``now``, for ``run`` whose current state is ``initial`` (default: the run's own).
+
+        Built-in rules never read a proposal's run ids, so for a flow policy of built-in rules
+        only, the ids the bookkeeping sets go into the stamping copy already, instead of two
+        more copies after the rules."""
+        details = (
+            flow_details_update(run, proposed.state_details)  # type: ignore[arg-type]
+            if self.built_in and self.kind == "flow"
+            else None
+        )
         ctx = TransitionContext(
-            kind="flow",
+            kind=self.kind,
             run=run,
-            initial=run.state,
+            initial=run.state if initial is _RUN_STATE else initial,  # type: ignore[arg-type]
             proposed=stamp_proposal(proposed, now, new_id, details),
             now=now,
             new_id=new_id,
+            flow_run=flow_run,
+            cached_state=cached_state,
         )
         if uniform is not None:
             ctx.uniform = uniform

@@ -8,9 +8,9 @@ that both backends satisfy it.
 Contract, whatever the backend:
 
 - Every read and write runs inside a transaction opened with :meth:`StoreBackend.transaction`
-  (or the ``_begin``/``_end`` pair the orchestrator's own context manager uses). Transactions
+  (or the ``begin``/``end`` pair the orchestrator's own context manager uses). Transactions
   nest as savepoints; an exception rolls the innermost block back and leaves translated. One
-  API call inside a block uses ``_begin_call``/``_end_call``, which may skip its savepoint.
+  API call inside a block uses ``begin_call``/``end_call``, which may skip its savepoint.
 - Inside a transaction, reading a run (``read_flow_run``/``read_task_run``) guarantees that no
   other connection can change that run until the transaction ends: the read-decide-write of one
   transition cannot race. (SQLite takes the database's write lock at BEGIN; PostgreSQL locks the
@@ -52,24 +52,24 @@ class StoreBackend(Protocol):
     def transaction(self) -> AbstractContextManager[Any]:
         """BEGIN ... COMMIT (a savepoint when nested); rolled back on error."""
 
-    def _begin(self) -> int:
-        """Open a transaction or savepoint; returns the depth to hand to :meth:`_end`."""
+    def begin(self) -> int:
+        """Open a transaction or savepoint; returns the depth to hand to :meth:`end`."""
 
-    def _end(self, depth: int, exc: BaseException | None) -> None:
+    def end(self, depth: int, exc: BaseException | None) -> None:
         """Commit or release (``exc`` None), else roll back and re-raise ``exc`` translated."""
 
-    def _begin_call(self) -> int:
-        """``_begin`` for one API call that checks its input before its first write. Nested,
+    def begin_call(self) -> int:
+        """``begin`` for one API call that checks its input before its first write. Nested,
         a store may open no savepoint for it; then a database error after the call's first
         write dooms the enclosing block, which raises ``DatabaseError`` and rolls back when it
         ends (SQLite does this; PostgreSQL keeps a savepoint per call)."""
 
-    def _begin_read(self) -> int:
-        """``_begin_call`` for a call that only reads: it need not lock anything a writer
+    def begin_read(self) -> int:
+        """``begin_call`` for a call that only reads: it need not lock anything a writer
         waits for (SQLite: a read transaction, beside the writer in WAL mode)."""
 
-    def _end_call(self, token: int, exc: BaseException | None) -> None:
-        """End a ``_begin_call`` or ``_begin_read`` (``token`` is what it returned)."""
+    def end_call(self, token: int, exc: BaseException | None) -> None:
+        """End a ``begin_call`` or ``begin_read`` (``token`` is what it returned)."""
 
     # -- runs ------------------------------------------------------------------------------------
 

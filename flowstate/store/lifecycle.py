@@ -1,6 +1,6 @@
 """What both stores do alike around their one connection: closing it, and the transaction block.
 
-Each store opens its transactions its own way (``_begin``/``_end``: ``BEGIN IMMEDIATE`` on
+Each store opens its transactions its own way (``begin``/``end``: ``BEGIN IMMEDIATE`` on
 SQLite, ``BEGIN`` with row locks on PostgreSQL); this base class gives them the same
 ``conn``/``close``/``in_transaction``/``transaction`` around those two methods.
 """
@@ -27,11 +27,11 @@ class StoreTransaction:
         self._store = store
 
     def __enter__(self) -> Any:
-        self._depth = self._store._begin()
+        self._depth = self._store.begin()
         return self._store.conn
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self._store._end(self._depth, exc)
+        self._store.end(self._depth, exc)
 
 
 class ConnectionLifecycle(Generic[C]):
@@ -47,25 +47,25 @@ class ConnectionLifecycle(Generic[C]):
         self._depth = 0  # transaction nesting: 0 outside, 1 inside, 2+ in savepoints
         self._owner: int | None = None  # the thread inside transaction(), if any
 
-    def _begin(self) -> int:  # pragma: no cover - each store defines it
+    def begin(self) -> int:  # pragma: no cover - each store defines it
         raise NotImplementedError
 
-    def _end(self, depth: int, exc: BaseException | None) -> None:  # pragma: no cover
+    def end(self, depth: int, exc: BaseException | None) -> None:  # pragma: no cover
         raise NotImplementedError
 
-    def _begin_call(self) -> int:
-        """``_begin`` for one API call whose only failures after its first write are database
+    def begin_call(self) -> int:
+        """``begin`` for one API call whose only failures after its first write are database
         errors; a store may open no savepoint for it inside a transaction. Pass the result to
-        ``_end_call``."""
-        return self._begin()
+        ``end_call``."""
+        return self.begin()
 
-    def _begin_read(self) -> int:
-        """``_begin_call`` for a call that only reads; pass the result to ``_end_call``."""
-        return self._begin_call()
+    def begin_read(self) -> int:
+        """``begin_call`` for a call that only reads; pass the result to ``end_call``."""
+        return self.begin_call()
 
-    def _end_call(self, token: int, exc: BaseException | None) -> None:
-        """``_end`` of a ``_begin_call`` or ``_begin_read``."""
-        self._end(token, exc)
+    def end_call(self, token: int, exc: BaseException | None) -> None:
+        """``end`` of a ``begin_call`` or ``begin_read``."""
+        self.end(token, exc)
 
     @property
     def conn(self) -> C:
@@ -89,5 +89,5 @@ class ConnectionLifecycle(Generic[C]):
     def transaction(self) -> StoreTransaction:
         """One transaction (a SAVEPOINT when nested), committed at the end of the block and
         rolled back on error, which leaves as a flowstate error. Calls from other threads wait
-        for the block to finish. How it locks is the store's: see its ``_begin``."""
+        for the block to finish. How it locks is the store's: see its ``begin``."""
         return StoreTransaction(self)

@@ -11,11 +11,12 @@ Waiting longer makes the slices shorter, never longer (see :data:`LONG_WAIT_SLIC
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 
-__all__ = ["LONG_WAIT_SLICES", "NOTICE_AFTER", "SLICE", "is_busy", "wait_for_lock"]
+from flowstate.store._sqlite_errors import busy_error
+
+__all__ = ["LONG_WAIT_SLICES", "NOTICE_AFTER", "SLICE", "wait_for_lock"]
 
 SLICE = 0.001
 """Seconds between the first attempts to take the lock."""
@@ -29,12 +30,6 @@ NOTICE_AFTER = 1.0
 """Seconds of waiting after which one INFO message is logged (the CLI prints it)."""
 
 logger = logging.getLogger("flowstate.lock")
-
-
-def is_busy(exc: sqlite3.Error) -> bool:
-    """Whether ``exc`` is SQLITE_BUSY or SQLITE_LOCKED: another connection holds the lock."""
-    text = str(exc).lower()
-    return "locked" in text or "busy" in text
 
 
 def wait_for_lock(attempt: Callable[[], bool], busy_timeout: float, path: str) -> None:
@@ -52,7 +47,7 @@ def wait_for_lock(attempt: Callable[[], bool], busy_timeout: float, path: str) -
     while True:
         now = monotonic()
         if now >= deadline:
-            raise sqlite3.OperationalError("database is locked")
+            raise busy_error()
         if not noticed and now - started >= NOTICE_AFTER:
             noticed = True
             logger.info(

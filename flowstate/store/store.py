@@ -19,10 +19,10 @@ from flowstate.errors import DatabaseError
 from flowstate.runs import FlowRun, TaskRun
 from flowstate.states import State, StateType
 from flowstate.store import rows, sql
-from flowstate.store._sqlite_errors import describe, translate_sqlite_errors
+from flowstate.store._sqlite_errors import describe, is_busy, translate_sqlite_errors
 from flowstate.store.connection import Synchronous, configure, connect
 from flowstate.store.lifecycle import ConnectionLifecycle
-from flowstate.store.lock_wait import is_busy, wait_for_lock
+from flowstate.store.lock_wait import wait_for_lock
 from flowstate.store.schema import ensure_schema
 from flowstate.store.wal import CHECK_EVERY, IDLE_RETRY, limit_wal, shrink_wal, wal_path
 
@@ -119,8 +119,7 @@ def _prepare(
             configure(conn, path, synchronous=synchronous)
             return
         except sqlite3.OperationalError as exc:
-            text = str(exc).lower()
-            if ("locked" not in text and "busy" not in text) or time.monotonic() + pause > deadline:
+            if not is_busy(exc) or time.monotonic() + pause > deadline:
                 raise
         time.sleep(pause)
         pause = min(pause * 2, 0.1)
@@ -137,7 +136,7 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         # connection has committed (PRAGMA data_version, checked at each BEGIN IMMEDIATE).
         self._runs: dict[int, _CachedFlowRun] = {}  # by UUID.int: hashing an int is cheaper
         self._data_version: int | None = None
-        self._doomed = False  # a call failed halfway inside the open block (see _begin_call)
+        self._doomed = False  # a call failed halfway inside the open block (see begin_call)
         # Inside a block of several calls, a cached run's UPDATE waits until the block commits
         # (or anything else reads flow_run rows): a run that moves through several states in
         # one block has its row written once. These entries hold such an update.
@@ -166,15 +165,15 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
 
     # -- transactions (conn, close, in_transaction, transaction: ConnectionLifecycle) --------
 
-    def _begin(self) -> int:
-        """Open a transaction (or a savepoint inside one); returns the depth to pass to _end.
+    def begin(self) -> int:
+        """Open a transaction (or a savepoint inside one); returns the depth to pass to end.
 
         ``BEGIN IMMEDIATE`` takes the write lock at the start, so a read-decide-write inside
         cannot race with another connection."""
         return self._open("BEGIN IMMEDIATE")
 
     def _open(self, begin: str) -> int:
-        """``_begin`` with ``begin``: ``BEGIN IMMEDIATE``, or a plain ``BEGIN`` for a read
+        """``begin`` with ``begin``: ``BEGIN IMMEDIATE``, or a plain ``BEGIN`` for a read
         transaction that runs beside a writer (WAL). Any ``sqlite3.Error`` raised inside the block leaves
         as a :class:`~flowstate.DatabaseError`. Any exception before this returns (an interrupt
         too) leaves no transaction open.
@@ -183,17 +182,15 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         lock.acquire()
         depth = self._depth
         try:
-            conn = self.conn
             try:
                 if depth == 0:
                     self._start(begin)
-                    self._defer = True  # a block (_begin_call says when it is one call)
+                    self._defer = True  # a block (begin_call says when it is one call)
                 else:
                     if self._doomed:
                         raise DatabaseError(_DOOMED)
-                    if self._dirty:  # a rollback to the savepoint must not lose them
-                        self._flush()
-                    conn.execute(f"SAVEPOINT fs_{depth}")
+                    # (a rollback to the savepoint must not lose the waiting updates)
+                    self._flushed().execute(f"SAVEPOINT fs_{depth}")
             except sqlite3.Error as exc:
                 raise describe(exc, self.path) from exc
             self._depth = depth + 1
@@ -244,8 +241,8 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
             except sqlite3.Error:
                 pass
 
-    def _begin_read(self) -> int:
-        """``_begin_call`` for a call that only reads: a read transaction (``BEGIN``), which
+    def begin_read(self) -> int:
+        """``begin_call`` for a call that only reads: a read transaction (``BEGIN``), which
         neither waits for nor blocks a writer; inside this thread's block, the block's."""
         if self._depth == 0 or self._owner != _get_ident():
             depth = self._open("BEGIN")
@@ -255,14 +252,14 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
             raise DatabaseError(_DOOMED)
         return ~self.conn.total_changes
 
-    def _begin_call(self) -> int:
-        """``_begin`` for one API call. Inside this thread's transaction it opens no savepoint
+    def begin_call(self) -> int:
+        """``begin`` for one API call. Inside this thread's transaction it opens no savepoint
         (two statements fewer per call): the call's checks all come before its first write, so
         only a database error (or an interrupt) can stop it halfway. If one does after the call
         changed rows, the enclosing block is doomed: further calls in it raise, and it rolls
-        back when it ends (see ``_end``). Returns the token for ``_end_call``: negative there."""
+        back when it ends (see ``end``). Returns the token for ``end_call``: negative there."""
         if self._depth == 0 or self._owner != _get_ident():
-            depth = self._begin()
+            depth = self.begin()
             self._defer = False  # one call: its commit follows at once
             return depth
         # this thread's block holds the lock until it ends: nothing to acquire
@@ -270,11 +267,11 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
             raise DatabaseError(_DOOMED)
         return ~self.conn.total_changes
 
-    def _end_call(self, token: int, exc: BaseException | None) -> None:
-        """End a ``_begin_call``: nothing to do for a call that succeeded inside a block (a
+    def end_call(self, token: int, exc: BaseException | None) -> None:
+        """End a ``begin_call``: nothing to do for a call that succeeded inside a block (a
         negative token), so such a call need not come here at all."""
         if token >= 0:
-            self._end(token, exc)
+            self.end(token, exc)
             return
         if exc is None:
             return
@@ -293,7 +290,7 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
             self._runs.clear()
             self._data_version = version
 
-    def _end(self, depth: int, exc: BaseException | None) -> None:
+    def end(self, depth: int, exc: BaseException | None) -> None:
         """Commit (or release the savepoint); on ``exc``, roll back and re-raise it translated."""
         conn = self._conn
         try:
@@ -307,9 +304,8 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
                     raise DatabaseError(f"the transaction was rolled back: {_DOOMED}")
             if exc is None:
                 try:
-                    if depth == 0 and self._dirty:
-                        self._flush()
                     if depth == 0:
+                        self._flushed()
                         self._control.execute("COMMIT")
                         self._commits += 1
                         if self._shrink_pending or not self._commits % CHECK_EVERY:
@@ -380,6 +376,14 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
             super().close()
 
     # -- deferred run updates --------------------------------------------------------------
+
+    def _flushed(self) -> sqlite3.Connection:
+        """The connection, once the run UPDATEs still waiting (see ``_dirty``) are executed:
+        the one point they are flushed, before a statement that reads or deletes flow_run rows
+        beyond the cache, a savepoint, or the commit."""
+        if self._dirty:
+            self._flush()
+        return self.conn
 
     def _flush(self) -> None:
         """Execute the run UPDATEs still waiting (see ``_dirty``)."""
@@ -517,8 +521,7 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
     ) -> list[FlowRun]:
         """Flow runs in creation order (or newest first), optionally of one state type and/or
         one flow."""
-        if self._dirty:
-            self._flush()
+        conn = self._flushed()
         statement = sql.select_runs(
             "flow", state_type=state_type is not None, flow_name=flow_name is not None,
             newest_first=newest_first,
@@ -526,7 +529,7 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         parameters: list[Any] = [] if state_type is None else [state_type.value]
         if flow_name is not None:
             parameters.append(flow_name)
-        cursor = self.conn.execute(statement, (*parameters, -1 if limit is None else limit, offset))
+        cursor = conn.execute(statement, (*parameters, -1 if limit is None else limit, offset))
         return [rows.flow_run_from_row(row) for row in cursor]
 
     def read_task_runs(
@@ -541,8 +544,7 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
     ) -> list[TaskRun]:
         """Task runs in creation order (or newest first), optionally of one flow run, of the
         runs of one flow and/or of one state type."""
-        if self._dirty:
-            self._flush()
+        conn = self._flushed()
         statement = sql.select_runs(
             "task", flow_run_id=flow_run_id is not None, state_type=state_type is not None,
             flow_name=flow_name is not None, newest_first=newest_first,
@@ -552,16 +554,15 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
             parameters.append(state_type.value)
         if flow_name is not None:
             parameters.append(flow_name)
-        cursor = self.conn.execute(statement, (*parameters, -1 if limit is None else limit, offset))
+        cursor = conn.execute(statement, (*parameters, -1 if limit is None else limit, offset))
         return [rows.task_run_from_row(row) for row in cursor]
 
     def delete_run(self, kind: RunKind, run_id: UUID) -> bool:
         """Delete a run with its history (and a flow run's task runs); False if there was none."""
         statement = sql.DELETE_FLOW_RUN if kind == "flow" else sql.DELETE_TASK_RUN
-        if self._dirty:
-            self._flush()
+        conn = self._flushed()
         self._runs.clear()
-        return self.conn.execute(statement, (str(run_id),)).rowcount > 0
+        return conn.execute(statement, (str(run_id),)).rowcount > 0
 
     def read_states(self, kind: RunKind, run_id: UUID) -> list[State]:
         """A run's state history, oldest first."""
@@ -599,9 +600,7 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
                 return
         else:
             self._runs.clear()
-        conn = self.conn
-        if self._dirty:
-            self._flush()
+        conn = self._flushed()
         run_text = str(run.id) if cached is None else cached.id_text
         state_row = None
         state_id: UUID | str | None = current_state_id
@@ -787,24 +786,18 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
 
     def due_flow_run_ids(self, now: datetime, limit: int) -> list[UUID]:
         """SCHEDULED flow runs whose scheduled time has come, oldest first."""
-        if self._dirty:
-            self._flush()
-        cursor = self.conn.execute(sql.SELECT_DUE_FLOW_RUN_IDS, (rows.encode_time(now), limit))
+        cursor = self._flushed().execute(sql.SELECT_DUE_FLOW_RUN_IDS, (rows.encode_time(now), limit))
         return [UUID(row[0]) for row in cursor]
 
     def late_candidate_ids(self, cutoff: datetime) -> list[UUID]:
         """Flow runs still named ``Scheduled`` whose scheduled time is at or before ``cutoff``."""
-        if self._dirty:
-            self._flush()
-        cursor = self.conn.execute(sql.SELECT_LATE_CANDIDATE_IDS, (rows.encode_time(cutoff),))
+        cursor = self._flushed().execute(sql.SELECT_LATE_CANDIDATE_IDS, (rows.encode_time(cutoff),))
         return [UUID(row[0]) for row in cursor]
 
     def active_flow_run_liveness(self) -> list[tuple[UUID, datetime, float | None]]:
         """PENDING/RUNNING flow runs with their last sign of life (heartbeat, else state time)
         and their own heartbeat timeout, the longest silent first."""
-        if self._dirty:
-            self._flush()
-        cursor = self.conn.execute(sql.SELECT_SILENT_FLOW_RUNS)
+        cursor = self._flushed().execute(sql.SELECT_SILENT_FLOW_RUNS)
         return [(UUID(r[0]), rows.parse_time(r[1]), r[2]) for r in cursor]  # type: ignore[misc]
 
     def record_heartbeat(

@@ -23,8 +23,6 @@ from uuid import UUID
 from flowstate._ids import uuid7
 from flowstate._names import generate_run_name
 from flowstate.errors import ObjectAlreadyExists, ObjectNotFound
-from flowstate.orchestration.context import TransitionContext, stamp_proposal
-from flowstate.orchestration.decisions import DeleteRunInputs, InsertCacheEntry, MirrorToParentTask
 from flowstate.orchestration.policies import CORE_FLOW, CORE_TASK, MINIMAL_FLOW, MINIMAL_TASK
 from flowstate.orchestration.policy import Outcome, Policy
 from flowstate.orchestration.resume import plan_resume
@@ -247,21 +245,14 @@ class ReferenceOrchestrator:
             details = proposed.state_details
             if not force and details.cache_key and not details.refresh_cache:
                 cached = self._cached_state(details.cache_key, now)
-        ctx = TransitionContext(
-            kind="flow" if kind == "flow" else "task",
-            run=run,
-            initial=run.state,
-            proposed=stamp_proposal(proposed, now, self._new_id),
-            now=now,
-            new_id=self._new_id,
-            flow_run=flow_run,  # type: ignore[arg-type]
-            cached_state=cached,
-            uniform=self._uniform,
-        )
         if kind == "flow":
             policy = MINIMAL_FLOW if force else self.flow_policy
         else:
             policy = MINIMAL_TASK if force else self.task_policy
+        ctx = policy.context(
+            run, proposed, now, self._new_id, flow_run=flow_run,  # type: ignore[arg-type]
+            cached_state=cached, uniform=self._uniform,
+        )
         outcome = policy.decide(ctx)
         self._save(kind, outcome, now)
         return outcome
@@ -277,19 +268,7 @@ class ReferenceOrchestrator:
                 setattr(stored, name, getattr(ctx.run, name))
             stored.updated = now
         for effect in ctx.effects:
-            if isinstance(effect, InsertCacheEntry):
-                state = next(s for s in self._histories[stored.id] if s.id == effect.state_id)
-                self._cache.append((effect.cache_key, effect.expiration, state))
-            elif isinstance(effect, DeleteRunInputs):
-                for key in effect.keys:
-                    self._inputs.pop((effect.flow_run_id, key), None)
-            elif isinstance(effect, MirrorToParentTask):
-                if isinstance(self._runs.get(effect.task_run_id), TaskRun):
-                    details = effect.state.state_details.model_copy(
-                        update={"child_flow_run_id": effect.child_flow_run_id}
-                    )
-                    mirrored = effect.state.model_copy(update={"state_details": details})
-                    self._orchestrate("task", effect.task_run_id, mirrored, force=True, now=now)
+            effect.apply_to(_EffectTarget(self, stored.id, now))
 
     def _cached_state(self, key: str, now: datetime) -> State | None:
         for cache_key, expiration, state in reversed(self._cache):
@@ -329,3 +308,23 @@ class ReferenceOrchestrator:
             return self._inputs[(id, key)]
         except KeyError:
             raise ObjectNotFound(f"run input {key!r} of flow run {id} not found") from None
+
+
+class _EffectTarget:
+    """Where a transition's effects land in the reference engine's dicts (an ``EffectTarget``)."""
+
+    def __init__(self, engine: ReferenceOrchestrator, run_id: UUID, now: datetime) -> None:
+        self._engine, self._run_id, self._now = engine, run_id, now
+
+    def insert_cache_entry(self, cache_key: str, expiration: datetime | None, state_id: UUID) -> None:
+        engine = self._engine
+        state = next(s for s in engine._histories[self._run_id] if s.id == state_id)
+        engine._cache.append((cache_key, expiration, state))
+
+    def delete_run_input(self, flow_run_id: UUID, key: str) -> bool:
+        return self._engine._inputs.pop((flow_run_id, key), None) is not None
+
+    def mirror_to_parent_task(self, task_run_id: UUID, state: State) -> None:
+        engine = self._engine
+        if isinstance(engine._runs.get(task_run_id), TaskRun):
+            engine._orchestrate("task", task_run_id, state, force=True, now=self._now)

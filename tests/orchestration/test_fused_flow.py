@@ -41,7 +41,7 @@ _times = st.none() | st.integers(-7200, 7200).map(lambda s: NOW + timedelta(seco
 
 def _pipeline(run: FlowRun, proposed: State, now: datetime) -> tuple[Any, TransitionContext]:
     """What the orchestrator does without the fused path: CORE_FLOW.decide in its context."""
-    ctx = CORE_FLOW.flow_context(run, proposed, now, _ids())
+    ctx = CORE_FLOW.context(run, proposed, now, _ids())
     return CORE_FLOW.decide(ctx), ctx
 
 

@@ -153,8 +153,8 @@ class PostgresStore(ConnectionLifecycle[psycopg.Connection[Any]]):
 
     # -- transactions (conn, in_transaction, transaction: ConnectionLifecycle) ----------------
 
-    def _begin(self) -> int:
-        """Open a transaction (or a savepoint inside one); returns the depth to pass to _end.
+    def begin(self) -> int:
+        """Open a transaction (or a savepoint inside one); returns the depth to pass to end.
 
         ``BEGIN`` at READ COMMITTED: reads of a run inside lock its row (see
         :meth:`_read_run`), and any ``psycopg.Error`` raised inside the block leaves as a
@@ -198,7 +198,7 @@ class PostgresStore(ConnectionLifecycle[psycopg.Connection[Any]]):
         self._owner = _get_ident()
         return depth
 
-    def _end(self, depth: int, exc: BaseException | None) -> None:
+    def end(self, depth: int, exc: BaseException | None) -> None:
         """Commit (or release the savepoint); on ``exc``, roll back and re-raise it translated."""
         conn = self._conn
         watchdog = self._watchdog
@@ -237,7 +237,7 @@ class PostgresStore(ConnectionLifecycle[psycopg.Connection[Any]]):
                 conn.execute(f"ROLLBACK TO SAVEPOINT fs_{depth}")
                 conn.execute(f"RELEASE SAVEPOINT fs_{depth}")
         except psycopg.OperationalError:
-            pass  # the connection broke: the server rolls back; the next _begin reconnects
+            pass  # the connection broke: the server rolls back; the next begin reconnects
         finally:
             watchdog.disarm()
 
