@@ -38,6 +38,7 @@ class WorkerMethods:
         def _transaction(self) -> Any: ...
         def transaction(self) -> Any: ...
         def _now(self) -> datetime: ...
+        def expire_leases(self, *, now: datetime | None = None) -> list[Any]: ...
         def _read_flow_run(self, run_id: UUID, now: datetime) -> FlowRun: ...
         def _orchestrate_flow(
             self,
@@ -103,7 +104,8 @@ class WorkerMethods:
         worker: str | None = None,
         stop: threading.Event | None = None,
     ) -> Iterator[FlowRun]:
-        """Claim and yield due runs forever (or until ``stop`` is set), polling when idle.
+        """Claim and yield due runs forever (or until ``stop`` is set), polling when idle. Each
+        poll also releases expired concurrency leases (:meth:`expire_leases`).
 
         A minimal single-process worker::
 
@@ -112,6 +114,7 @@ class WorkerMethods:
         """
         stop = stop or threading.Event()
         while not stop.is_set():
+            self.expire_leases()
             runs = self.claim_due_flow_runs(limit=limit, worker=worker)
             yield from runs
             if not runs:

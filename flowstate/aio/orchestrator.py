@@ -524,12 +524,14 @@ class AsyncOrchestrator:
         stop: threading.Event | asyncio.Event | None = None,
     ) -> AsyncIterator[FlowRun]:
         """Claim and yield due runs forever (or until ``stop`` is set), sleeping on the loop
-        for ``poll_interval`` seconds when none is due::
+        for ``poll_interval`` seconds when none is due; each poll also releases expired
+        concurrency leases::
 
             async for run in orc.iter_due_flow_runs(poll_interval=5, worker="w1"):
                 await execute(run)   # then propose Running, Completed, ...
         """
         while stop is None or not stop.is_set():
+            await self.expire_leases()
             runs = await self.claim_due_flow_runs(limit=limit, worker=worker)
             for run in runs:
                 yield run

@@ -14,7 +14,8 @@
     flowstate cancel ID
     flowstate diagram [--format mermaid|dot] [--run ID] [--no-policy]
     flowstate worker [--once | --loop] [--limit N] [--name W]   # claim due runs
-    flowstate reap --timeout S [--late-threshold S]            # crash silent runs
+    flowstate reap --timeout S [--late-threshold S]            # crash silent runs, expire leases
+    flowstate limits ls | create NAME LIMIT [--decay R] | inspect NAME | reset NAME | delete NAME
 
 Every command takes ``--json`` (Prefect-shaped JSON of results, states and runs) and
 ``--database PATH|URL`` (a SQLite file or a ``postgresql://`` URL, before or after the command
@@ -37,6 +38,7 @@ from flowstate.store.connection import MAX_BUSY_TIMEOUT
 from flowstate.cli.demo import demo
 from flowstate.cli.diagram import diagram
 from flowstate.cli.inputs import create_run, run_inputs
+from flowstate.cli.limits import limits
 from flowstate.cli.runs import runs, tasks
 from flowstate.cli.steer import cancel, pause, resume, set_state
 from flowstate.cli.workers import reap, worker
@@ -74,5 +76,5 @@ def main(ctx: click.Context, database: str | None, busy_timeout: float) -> None:
 
 runs.add_command(create_run)
 runs.add_command(run_inputs)
-for _command in (demo, runs, tasks, set_state, pause, resume, cancel, diagram, worker, reap):
+for _command in (demo, runs, tasks, set_state, pause, resume, cancel, diagram, worker, reap, limits):
     main.add_command(_command)

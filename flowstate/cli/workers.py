@@ -1,7 +1,8 @@
-"""``flowstate worker`` and ``flowstate reap``: claim due runs, crash silent ones.
+"""``flowstate worker`` and ``flowstate reap``: claim due runs, crash silent ones, and give back
+the slots of concurrency leases nobody renewed in time.
 
 With ``--json``: ``worker`` prints each claimed run (Prefect-shaped) on its own line; ``reap``
-prints each orchestration result on its own line.
+prints each orchestration result on its own line, then each expired lease it released.
 """
 
 from __future__ import annotations
@@ -35,12 +36,18 @@ __all__ = ["reap", "worker"]
 @database_override
 def worker(mode: str, limit: int, poll_interval: float, max_polls: int | None, worker_name: str,
            as_json: bool, database: str | None) -> None:
-    """Claim due SCHEDULED flow runs (moving them to PENDING) and print them."""
+    """Claim due SCHEDULED flow runs (moving them to PENDING) and print them; each poll also
+    releases expired concurrency leases."""
     import time
+
+    from flowstate.cli.limits import describe_lease
 
     polls = 0
     with open_orchestrator(database) as orc:
         while True:
+            for lease in orc.expire_leases():
+                if not as_json:
+                    click.echo(f"released expired lease {describe_lease(lease)}")
             claimed = orc.claim_due_flow_runs(limit=limit, worker=worker_name)
             polls += 1
             for run in claimed:
@@ -64,17 +71,25 @@ def worker(mode: str, limit: int, poll_interval: float, max_polls: int | None, w
 @json_option
 @database_override
 def reap(timeout: float, late_threshold: float | None, as_json: bool, database: str | None) -> None:
-    """Propose CRASHED for flow runs silent longer than --timeout (and mark late runs)."""
+    """Propose CRASHED for flow runs silent longer than --timeout (and mark late runs); release
+    the concurrency leases not renewed before they expired."""
+    from flowstate.cli.limits import describe_lease
+
     with open_orchestrator(database) as orc:
         results = orc.mark_lost_runs(timeout=timeout)
         if late_threshold is not None:
             results += orc.mark_late_runs(threshold=late_threshold)
+        expired = orc.expire_leases()
     if as_json:
         for result in results:
             echo_json(result)
+        for lease in expired:
+            echo_json(lease)
         return
-    if not results:
+    if not results and not expired:
         click.echo("nothing to reap")
     for result in results:
         run_id = result.state.state_details.flow_run_id if result.state else None
         print_result(result, before=None, subject=f"flow run {run_id}")
+    for lease in expired:
+        click.echo(f"released expired lease {describe_lease(lease)}")

@@ -1,0 +1,183 @@
+"""``flowstate limits ls|create|inspect|reset|delete``: global concurrency limits and rate limits,
+with the leases that hold their slots.
+
+With ``--json``: ``ls`` prints a JSON array of limits (Prefect's shape); ``create`` and
+``reset`` print the limit; ``inspect`` prints ``{"limit": ..., "holders": [leases]}``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
+
+import click
+
+from flowstate.cli._common import DASH, database_override, duration, echo_json, json_option, open_orchestrator
+
+if TYPE_CHECKING:
+    from rich.table import Table
+    from rich.text import Text
+
+    from flowstate.concurrency import ConcurrencyLease, GlobalConcurrencyLimit
+
+__all__ = ["limits"]
+
+
+@click.group()
+def limits() -> None:
+    """Global concurrency limits and rate limits, and who holds their slots."""
+
+
+@limits.command("ls")
+@json_option
+@database_override
+def list_limits(as_json: bool, database: str | None) -> None:
+    """Every limit, by name, with the slots held and the number of holders (leases)."""
+    with open_orchestrator(database) as orc:
+        found = orc.read_global_concurrency_limits()
+        leases = orc.read_concurrency_leases()
+    if as_json:
+        echo_json(found)
+        return
+    from flowstate.cli._common import console
+
+    holders = {limit.name: 0 for limit in found}
+    for lease in leases:
+        for name in lease.limits:
+            holders[name] = holders.get(name, 0) + 1
+    table = _table(f"Concurrency limits ({len(found)})",
+                   ("name", "held", "limit", "active", "decay/s", "holders"))
+    for limit in found:
+        table.add_row(
+            _text(limit.name),
+            str(limit.active_slots),
+            str(limit.limit),
+            "yes" if limit.active else "no",
+            f"{limit.slot_decay_per_second:g}" if limit.slot_decay_per_second else DASH,
+            str(holders.get(limit.name, 0)),
+        )
+    console().print(table)
+
+
+@limits.command("create")
+@click.argument("name")
+@click.argument("limit", type=int)
+@click.option("--decay", type=float, default=0.0, metavar="R",
+              help="Slots freed per second by themselves: a rate limit (taken with rate_limit()).")
+@click.option("--inactive", is_flag=True, help="Create it inactive: it restricts nothing until activated.")
+@json_option
+@database_override
+def create_limit(name: str, limit: int, decay: float, inactive: bool, as_json: bool,
+                 database: str | None) -> None:
+    """Create the limit NAME of LIMIT slots."""
+    with open_orchestrator(database) as orc:
+        created = orc.create_global_concurrency_limit(
+            name, limit, slot_decay_per_second=decay, active=not inactive)
+    if as_json:
+        echo_json(created)
+        return
+    kind = f"rate limit ({decay:g} slots/s)" if decay else "concurrency limit"
+    click.echo(f"created {kind} {name!r}: {limit} slot{'s' if limit != 1 else ''}")
+
+
+@limits.command("inspect")
+@click.argument("name")
+@json_option
+@database_override
+def inspect_limit(name: str, as_json: bool, database: str | None) -> None:
+    """A limit's fields and the leases holding its slots."""
+    with open_orchestrator(database) as orc:
+        limit = orc.read_global_concurrency_limit(name)
+        holders = orc.read_concurrency_leases(name)
+    if as_json:
+        echo_json({"limit": limit, "holders": holders})
+        return
+    from flowstate.cli._common import console
+
+    out = console()
+    out.print(_fields(limit))
+    out.print(_holders(holders))
+
+
+@limits.command("reset")
+@click.argument("name")
+@json_option
+@database_override
+def reset_limit(name: str, as_json: bool, database: str | None) -> None:
+    """Empty a limit: no slot held, and its holders' leases no longer hold it."""
+    with open_orchestrator(database) as orc:
+        before = len(orc.read_concurrency_leases(name))
+        limit = orc.reset_global_concurrency_limit(name)
+    if as_json:
+        echo_json(limit)
+        return
+    click.echo(f"reset {name!r}: 0 of {limit.limit} slots held; {before} holder"
+               f"{'s' if before != 1 else ''} let go")
+
+
+@limits.command("delete")
+@click.argument("name")
+@database_override
+def delete_limit(name: str, database: str | None) -> None:
+    """Delete a limit (the leases on it stay, holding nothing of it)."""
+    with open_orchestrator(database) as orc:
+        orc.delete_global_concurrency_limit(name)
+    click.echo(f"deleted {name!r}")
+
+
+def describe_lease(lease: ConcurrencyLease) -> str:
+    """``<lease id> (2 slots of db, api; held by task_run <id>)``, one line."""
+    limits_held = ", ".join(lease.limits) or "no limit"
+    holder = "" if lease.holder is None else f"; held by {lease.holder.type} {lease.holder.id}"
+    return f"{lease.lease_id} ({lease.slots} slot{'s' if lease.slots != 1 else ''} of {limits_held}{holder})"
+
+
+def _table(title: str, columns: tuple[str, ...]) -> Table:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
+def _text(value: str) -> Text:
+    from rich.text import Text
+
+    return Text(value)  # (a name is shown as written, never read as markup)
+
+
+def _fields(limit: GlobalConcurrencyLimit) -> Table:
+    from rich.table import Table
+
+    table = Table(title="Concurrency limit", title_justify="left", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    rows = {
+        "name": limit.name,
+        "id": str(limit.id),
+        "held": f"{limit.active_slots} of {limit.limit}",
+        "active": "yes" if limit.active else "no (restricts nothing)",
+        "decay": f"{limit.slot_decay_per_second:g} slots/s (a rate limit)"
+        if limit.slot_decay_per_second else DASH,
+        "avg occupancy": f"{limit.avg_slot_occupancy_seconds:.3f} s",
+        "updated": limit.updated.isoformat(timespec="milliseconds"),
+    }
+    for field, value in rows.items():
+        table.add_row(field, _text(value))
+    return table
+
+
+def _holders(leases: list[ConcurrencyLease]) -> Table:
+    table = _table(f"Holders ({len(leases)})", ("lease", "slots", "holder", "held for", "expires in"))
+    now = datetime.now(timezone.utc)
+    for lease in leases:
+        left = lease.expiration - now
+        table.add_row(
+            str(lease.lease_id),
+            str(lease.slots),
+            DASH if lease.holder is None else f"{lease.holder.type} {lease.holder.id}",
+            duration(max(now - lease.created, timedelta(0))),
+            "expired" if left.total_seconds() < 0 else duration(left),
+        )
+    return table

@@ -1,0 +1,112 @@
+"""``flowstate limits ...``, and ``reap`` / ``worker`` releasing expired leases."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime, timedelta, timezone
+from uuid import uuid4
+
+from click.testing import CliRunner
+
+from flowstate import ConcurrencyLease, GlobalConcurrencyLimit, Orchestrator
+from flowstate.cli import main
+from flowstate.testing import FrozenClock
+
+
+def cli(path: str, *args: str):
+    return CliRunner().invoke(main, ["--database", path, "limits", *args])
+
+
+def test_create_ls_inspect_reset_delete(tmp_path):
+    path = str(tmp_path / "l.db")
+    assert cli(path, "create", "warehouse", "2").output == "created concurrency limit 'warehouse': 2 slots\n"
+    made = cli(path, "create", "api", "10", "--decay", "5", "--json")
+    assert made.exit_code == 0
+    api = GlobalConcurrencyLimit.model_validate(json.loads(made.output))
+    assert (api.limit, api.slot_decay_per_second) == (10, 5.0)
+    run = uuid4()
+    with Orchestrator(path) as orc:
+        lease = orc.increment_concurrency_slots_with_lease(
+            "warehouse", 1, holder={"type": "task_run", "id": run})
+    listed = cli(path, "ls")
+    assert listed.exit_code == 0
+    rows = {line.split("│")[1].strip(): line for line in listed.output.splitlines() if "│" in line}
+    assert [cell.strip() for cell in rows["warehouse"].split("│")[1:-1]] == [
+        "warehouse", "1", "2", "yes", "—", "1"]
+    assert [cell.strip() for cell in rows["api"].split("│")[1:-1]] == ["api", "0", "10", "yes", "5", "0"]
+    as_json = json.loads(cli(path, "ls", "--json").output)
+    assert [limit["name"] for limit in as_json] == ["api", "warehouse"]
+    shown = cli(path, "inspect", "warehouse")
+    assert shown.exit_code == 0 and "1 of 2" in shown.output and "Holders (1)" in shown.output
+    detail = json.loads(cli(path, "inspect", "warehouse", "--json").output)
+    [holder] = [ConcurrencyLease.model_validate(item) for item in detail["holders"]]
+    assert holder.lease_id == lease.lease_id and holder.holder.id == run
+    assert detail["limit"]["active_slots"] == 1
+    reset = cli(path, "reset", "warehouse")
+    assert reset.output == "reset 'warehouse': 0 of 2 slots held; 1 holder let go\n"
+    assert json.loads(cli(path, "inspect", "warehouse", "--json").output)["holders"] == []
+    assert cli(path, "delete", "api").output == "deleted 'api'\n"
+    assert [limit["name"] for limit in json.loads(cli(path, "ls", "--json").output)] == ["warehouse"]
+
+
+def test_errors_are_one_line_with_exit_code_1(tmp_path):
+    path = str(tmp_path / "l.db")
+    cli(path, "create", "warehouse", "2")
+    for args, message in (
+        (("create", "warehouse", "3"), "ObjectAlreadyExists: a global concurrency limit named 'warehouse'"),
+        (("inspect", "nope"), "ObjectNotFound: Global concurrency limit 'nope' not found"),
+        (("reset", "nope"), "ObjectNotFound"),
+        (("delete", "nope"), "ObjectNotFound"),
+        (("create", "api", "2", "--decay", "-1"), "InvalidState: slot_decay_per_second=-1.0"),
+    ):
+        result = cli(path, *args)
+        assert result.exit_code == 1, args
+        assert message in result.output and "Traceback" not in result.output
+    assert cli(path, "create", "x", "two").exit_code == 2
+
+
+def _expired_lease(path: str) -> ConcurrencyLease:
+    """A lease taken two hours ago for a minute, by a holder that never came back."""
+    clock = FrozenClock(datetime.now(timezone.utc) - timedelta(hours=2))
+    with Orchestrator(path, clock=clock) as orc:
+        orc.create_global_concurrency_limit("warehouse", 1)
+        return orc.increment_concurrency_slots_with_lease("warehouse", 1, lease_duration=60)
+
+
+def test_reap_releases_expired_leases(tmp_path):
+    path = str(tmp_path / "r.db")
+    lease = _expired_lease(path)
+    result = CliRunner().invoke(main, ["--database", path, "reap", "--timeout", "3600", "--json"])
+    assert result.exit_code == 0, result.output
+    [line] = result.output.splitlines()
+    assert ConcurrencyLease.model_validate(json.loads(line)).lease_id == lease.lease_id
+    with Orchestrator(path) as orc:
+        assert orc.read_global_concurrency_limit("warehouse").active_slots == 0
+    again = CliRunner().invoke(main, ["--database", path, "reap", "--timeout", "3600"])
+    assert again.output == "nothing to reap\n"
+
+
+def test_reap_says_which_lease_it_released(tmp_path):
+    path = str(tmp_path / "r.db")
+    lease = _expired_lease(path)
+    result = CliRunner().invoke(main, ["--database", path, "reap", "--timeout", "3600"])
+    assert result.output == f"released expired lease {lease.lease_id} (1 slot of warehouse)\n"
+
+
+def test_the_worker_loop_releases_expired_leases(tmp_path):
+    path = str(tmp_path / "w.db")
+    _expired_lease(path)
+    result = CliRunner().invoke(main, ["--database", path, "worker", "--once"])
+    assert result.exit_code == 0 and "released expired lease" in result.output
+    _expired_lease(str(tmp_path / "w2.db"))
+    with Orchestrator(str(tmp_path / "w2.db")) as orc:
+        stop = threading.Event()
+        stop.set()  # one poll: none
+        assert list(orc.iter_due_flow_runs(stop=stop)) == []
+        assert orc.read_global_concurrency_limit("warehouse").active_slots == 1
+        polls = orc.iter_due_flow_runs(poll_interval=0.05, stop=stop)
+        stop.clear()
+        threading.Timer(0.2, stop.set).start()
+        assert list(polls) == []
+        assert orc.read_global_concurrency_limit("warehouse").active_slots == 0
