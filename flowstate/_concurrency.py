@@ -236,9 +236,11 @@ class ConcurrencyMethods:
         held = {row.id: after_decay(row, now) for row in active}
         blocking = [(row, held[row.id][0]) for row in active if held[row.id][0] + count > row.limit]
         if blocking:
-            full = ", ".join(f"{row.name!r} ({now_held} of {row.limit} taken)" for row, now_held in blocking)
+            full = ", ".join(
+                f"{row.name!r} has {now_held} of {row.limit} slots taken" for row, now_held in blocking
+            )
             return found, ConcurrencyLimitReached(
-                f"no {count} free slot{'s' if count > 1 else ''} on {full}",
+                f"no room for {count} more slot{'s' if count > 1 else ''}: {full}",
                 retry_after(blocking, count),
                 tuple(row.name for row, _ in blocking),
             )
