@@ -44,11 +44,21 @@ RUN_INPUT_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTU
 
 
 def validation_message(exc: ValidationError) -> str:
+    """Each of pydantic's errors as ``field: what is wrong (got value)``, the value cut short."""
     parts = []
     for error in exc.errors():
         location = ".".join(str(p) for p in error["loc"]) or "value"
-        parts.append(f"{location}: {error['msg']} (got {error.get('input')!r:.80})")
+        parts.append(f"{location}: {error['msg']} (got {short_repr(error.get('input'))})")
     return "; ".join(parts)
+
+
+def short_repr(value: Any, width: int = 80) -> str:
+    """``repr(value)`` cut to ``width`` characters; a value nested too deeply to show is named
+    by its type."""
+    try:
+        return f"{value!r:.{width}}"
+    except RecursionError:
+        return f"a {type(value).__name__} nested too deeply to show"
 
 
 def run_id(value: Any, what: str = "run id") -> UUID:

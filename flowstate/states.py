@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from flowstate._ids import uuid7
 from flowstate._models import construct
@@ -148,13 +148,21 @@ def _validated_state(
     data: Any,
     **details: Any,
 ) -> State:
-    return State(
-        type=type_,
-        name=name,
-        message=message,
-        data=data,
-        state_details=StateDetails(**details),
-    )
+    """The state a constructor builds, validated; bad arguments are InvalidState naming them."""
+    try:
+        return State(
+            type=type_,
+            name=name,
+            message=message,
+            data=data,
+            state_details=StateDetails(**details),
+        )
+    except ValidationError as exc:
+        from flowstate._validation import validation_message
+
+        raise InvalidState(
+            f"invalid {type_.value} state: {validation_message(exc)}"
+        ) from None
 
 
 _OPTIONAL_TEXT = (str, type(None))
@@ -274,7 +282,7 @@ def Scheduled(
 ) -> State:
     """A SCHEDULED state. Without ``scheduled_time`` the orchestrator schedules it for "now"."""
     if scheduled_time is not None and "scheduled_time" in details:
-        raise ValueError("pass scheduled_time once, not also inside the details")
+        raise InvalidState("pass scheduled_time once, not also inside the details")
     return _state(
         StateType.SCHEDULED, name, message, data, {"scheduled_time": scheduled_time, **details}
     )

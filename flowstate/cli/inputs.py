@@ -101,7 +101,7 @@ def _pauses_with_input(orc: Orchestrator, run: FlowRun) -> list[dict[str, Any]]:
                 continue
             try:
                 stored[part] = json.loads(text)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 stored[part] = text
         found.append(
             {
@@ -158,7 +158,7 @@ def pending_input(orc: Orchestrator, run: FlowRun) -> tuple[dict[str, Any], str 
         return None
     try:
         schema = json.loads(orc.read_flow_run_input(run.id, keyset["schema"]))
-    except (ObjectNotFound, json.JSONDecodeError):
+    except (ObjectNotFound, json.JSONDecodeError, RecursionError):
         return None  # the resume reports it
     if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
         return None
@@ -166,7 +166,7 @@ def pending_input(orc: Orchestrator, run: FlowRun) -> tuple[dict[str, Any], str 
     try:
         text = json.loads(orc.read_flow_run_input(run.id, keyset.get("description", "")))
         description = text if isinstance(text, str) else None
-    except (ObjectNotFound, json.JSONDecodeError, KeyError):
+    except (ObjectNotFound, json.JSONDecodeError, RecursionError, KeyError):
         pass
     return schema, description
 
@@ -255,7 +255,7 @@ def _parse(text: str, field: dict[str, Any]) -> Any:
         return text.strip().lower() in _YES
     try:
         return json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return text  # the schema check says what is wrong with it
 
 
@@ -276,7 +276,7 @@ def json_object(text: str, source: str, what: str) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise fail(f"{source} is not valid JSON: {exc}") from None
     except RecursionError:
-        raise fail(f"{source} is nested too deeply to read") from None
+        raise fail(f"{source} is nested too deeply to read (more than Python's recursion limit)") from None
     if not isinstance(value, dict):
         raise fail(f"{source} must be a JSON object, not {type(value).__name__}")
     return value

@@ -6,10 +6,8 @@ of its status: 0 ACCEPT, 3 REJECT, 4 WAIT, 5 ABORT (:data:`flowstate.cli.EXIT_CO
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -18,7 +16,6 @@ from flowstate.cli._common import (
     database_override,
     echo_json,
     exit_for,
-    fail,
     find_run,
     json_option,
     open_orchestrator,
@@ -118,7 +115,9 @@ def pause(
 @database_override
 def resume(run_id: str, run_input: str | None, as_json: bool, database: str | None) -> None:
     """Resume the paused flow run ID, as Prefect's /resume endpoint does."""
-    given = None if run_input is None else _parse_run_input(run_input)
+    from flowstate.cli.inputs import json_object
+
+    given = None if run_input is None else json_object(run_input, "--input", "run input")
     with open_orchestrator(database) as orc:
         run = read_flow_run(orc, run_id)
         if given is None and sys.stdin.isatty():
@@ -169,22 +168,3 @@ def _report(result: OrchestrationResult, *, before: State | None, subject: str, 
         print_result(result, before=before, subject=subject)
     exit_for(result)
 
-
-def _parse_run_input(text: str) -> dict[str, Any]:
-    """``--input``: JSON text, or ``@path`` to a JSON file; it must hold a JSON object."""
-    source = "--input"
-    if text.startswith("@"):
-        path = Path(text[1:])
-        source = str(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else None
-            raise fail(f"cannot read run input file {path}: {reason or exc}") from None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise fail(f"{source} is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise fail(f"{source} must be a JSON object, not {type(value).__name__}")
-    return value

@@ -45,6 +45,8 @@ def _hydrate_placeholder(value: dict[str, Any]) -> Any:
             return json.loads(raw)
         except json.JSONDecodeError as exc:
             raise HydrationError(f"Invalid JSON: {exc}") from exc
+        except RecursionError:
+            raise HydrationError("Invalid JSON: nested too deeply to read") from None
     if kind == "workspace_variable":
         name = value.get("variable_name")
         raise HydrationError(f"Variable '{name}' not found in workspace.")
