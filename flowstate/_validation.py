@@ -18,7 +18,7 @@ from flowstate.errors import InvalidState
 from flowstate.orchestration.policy import Policy
 from flowstate._models import construct
 from flowstate.runs import _FLOW_POLICY_DEFAULTS, FlowRun, FlowRunPolicy, TaskRunPolicy
-from flowstate.states import State, StateType
+from flowstate.states import State, StateType, plain_state
 
 __all__ = [
     "MAX_RETRY_DELAY",
@@ -119,11 +119,16 @@ def check_state_text(state: State) -> None:
 
 
 def coerce_state(value: Any) -> State:
-    """Validate a user's proposal: a State, a dict or JSON text in Prefect's shape."""
+    """Validate a user's proposal: a State, a dict or JSON text in Prefect's shape, or a state
+    type (``StateType.RUNNING``, ``"RUNNING"``, ``"running"``: that type's default state)."""
     try:
         if isinstance(value, State):
             state = value
+        elif isinstance(value, StateType):
+            return plain_state(value)
         elif isinstance(value, str | bytes):
+            if isinstance(value, str) and not value.lstrip().startswith(("{", "[", '"')):
+                return _state_of_type_named(value)
             state = State.model_validate_json(value)
         elif isinstance(value, Mapping):
             state = State.model_validate(value)
@@ -141,6 +146,20 @@ def coerce_state(value: Any) -> State:
         except (TypeError, ValueError, RecursionError) as exc:
             raise InvalidState(f"state.data must be JSON-serialisable: {exc}") from None
     return state
+
+
+_TYPE_NAMES = ", ".join(t.value for t in StateType)
+
+
+def _state_of_type_named(name: str) -> State:
+    """``"RUNNING"`` (any case) as a RUNNING state with its default name, as the CLI reads it."""
+    member = StateType.__members__.get(name.strip().upper())
+    if member is None:
+        raise InvalidState(
+            f"state {short_repr(name)} is not a state type; pass one of {_TYPE_NAMES} (in any "
+            "case), a StateType, a flowstate.State, a dict or JSON text"
+        )
+    return plain_state(member)
 
 
 # Defaults read off the fields, without building a model: FlowRun defers
