@@ -101,6 +101,19 @@ def test_an_exception_or_ctrl_c_in_the_block_releases_the_slots(orc, error):
     assert held(orc, "warehouse") == 0 and orc.read_concurrency_leases() == []
 
 
+def test_an_interrupt_right_after_the_slots_were_taken_gives_them_back(orc, monkeypatch):
+    orc.create_global_concurrency_limit("warehouse", 1)
+
+    def interrupted(self) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(LeaseKeeper, "start", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        with orc.concurrency("warehouse"):
+            pytest.fail("the block ran")
+    assert held(orc, "warehouse") == 0 and orc.read_concurrency_leases() == []
+
+
 def test_occupying_more_than_the_limit_fails_at_once(orc, sleeps):
     orc.create_global_concurrency_limit("warehouse", 2)
     with pytest.raises(InvalidState, match="Slots requested is greater than the limit"):
@@ -252,3 +265,45 @@ def test_async_concurrency_holds_waits_and_releases(database, clock, sleeps):
                     pass
 
     asyncio.run(main())
+
+
+# -- a holder killed with SIGKILL -------------------------------------------------------------
+
+HOLDER = """
+import sys, time
+from flowstate import Orchestrator
+with Orchestrator(sys.argv[1]) as orc:
+    with orc.concurrency("warehouse", lease_duration=60):
+        print("holding", flush=True)
+        time.sleep(600)
+"""
+
+
+def test_a_holder_killed_with_sigkill_loses_its_slot_once_its_lease_expires(database):
+    import signal
+    import subprocess
+    import sys
+    from datetime import datetime, timedelta, timezone
+
+    from flowstate import ConcurrencyLimitReached
+
+    with Orchestrator(database) as orc:
+        orc.create_global_concurrency_limit("warehouse", 1)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, database], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "holding\n"
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    with Orchestrator(database) as orc:
+        assert orc.expire_leases() == []  # not expired yet: the slot stays taken
+        with pytest.raises(ConcurrencyLimitReached):
+            orc.increment_concurrency_slots("warehouse", 1)
+    later = FrozenClock(datetime.now(timezone.utc) + timedelta(seconds=61))
+    with Orchestrator(database, clock=later) as orc:
+        [expired] = orc.expire_leases()
+        assert expired.limits == ["warehouse"]
+        with orc.concurrency("warehouse", timeout=0):
+            assert held(orc, "warehouse") == 1
+        assert held(orc, "warehouse") == 0

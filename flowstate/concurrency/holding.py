@@ -125,14 +125,15 @@ class HeldSlots:
             steps = orc._acquire_steps(self.names, self.occupy, box=box, **self._options)
             for nap in steps:
                 orc._sleep(nap.seconds)
+            if box.lease is not None and box.lease.limits:
+                keeper = keeper_for(orc, box.lease, self._options["lease_duration"])
+                keeper.start()
+                self._keeper = keeper
         except BaseException:
             if box.lease is not None:  # taken, then interrupted before the block began
                 orc.release_concurrency_lease(box.lease.lease_id)
             raise
         self.lease = box.lease
-        if box.lease is not None and box.lease.limits:
-            self._keeper = keeper_for(orc, box.lease, self._options["lease_duration"])
-            self._keeper.start()
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
