@@ -18,6 +18,7 @@ from uuid import UUID
 
 from flowstate import _validation as validate
 from flowstate._ids import uuid7
+from flowstate._models import copy_with
 from flowstate.errors import InvalidState, ObjectNotFound, RunNotResumed, WaitTimeout
 from flowstate.results import OrchestrationResult, SetStateStatus
 from flowstate.runs import FlowRun
@@ -58,6 +59,33 @@ class Sleeping(Iterator[Any]):
             if not isinstance(item, Nap):
                 return item
             self._sleep(item.seconds)
+
+
+def _pause_input_arguments(
+    key: str | None, reschedule: Any, wait_for_input: Any, description: Any
+) -> tuple[str | None, str | None]:
+    """Check ``pause_flow_run``'s arguments about the pause and its input; return the input's
+    JSON schema (None: no input asked for) and the description to store with it."""
+    if key is not None:
+        _check_key(key, "key")
+    elif reschedule:
+        raise InvalidState(
+            "a suspension (reschedule=True) needs a key that stays the same when the run is "
+            "executed again, so that the same pause is not fired twice"
+        )
+    if not isinstance(reschedule, bool):
+        raise InvalidState(f"reschedule must be True or False, not {reschedule!r:.40}")
+    schema, model_description = (None, None) if wait_for_input is None else _schema_of(
+        wait_for_input
+    )
+    if description is None:
+        return schema, model_description
+    if not isinstance(description, str):
+        raise InvalidState(f"description must be a str, not {type(description).__name__}")
+    validate.check_text(description, "description")
+    if schema is None:
+        raise InvalidState("a description is shown with the input form: pass wait_for_input too")
+    return schema, description
 
 
 class InteractionMethods:
@@ -105,27 +133,7 @@ class InteractionMethods:
         """
         run_id = validate.run_id(id)
         seconds = _pause_timeout(timeout)
-        if key is not None:
-            _check_key(key, "key")
-        elif reschedule:
-            raise InvalidState(
-                "a suspension (reschedule=True) needs a key that stays the same when the run is "
-                "executed again, so that the same pause is not fired twice"
-            )
-        if not isinstance(reschedule, bool):
-            raise InvalidState(f"reschedule must be True or False, not {reschedule!r:.40}")
-        schema, model_description = (None, None) if wait_for_input is None else _schema_of(
-            wait_for_input
-        )
-        if description is not None:
-            if not isinstance(description, str):
-                raise InvalidState(
-                    f"description must be a str, not {type(description).__name__}"
-                )
-            validate.check_text(description, "description")
-            if schema is None:
-                raise InvalidState("a description is shown with the input form: pass wait_for_input too")
-        description = description if description is not None else model_description
+        schema, description = _pause_input_arguments(key, reschedule, wait_for_input, description)
         with self._transaction():
             now = self._now()
             store = self._store
@@ -138,21 +146,15 @@ class InteractionMethods:
                 key = str(pauses + 1)
             make = Suspended if reschedule else Paused
             proposed = make(timeout_seconds=seconds, pause_key=key)
-            keyset = None
-            if schema is not None:
-                from flowstate.run_input import keyset_from_paused_state
+            if schema is None:
+                return self._orchestrate_flow(run_id, proposed, force=False, now=now)
+            from flowstate.run_input import keyset_from_paused_state
 
-                keyset = keyset_from_paused_state(proposed)
-                proposed = proposed.model_copy(
-                    update={
-                        "state_details": proposed.state_details.model_copy(
-                            update={"run_input_keyset": keyset}
-                        )
-                    }
-                )
+            keyset = keyset_from_paused_state(proposed)
+            details = copy_with(proposed.state_details, {"run_input_keyset": keyset})
+            proposed = copy_with(proposed, {"state_details": details})
             result = self._orchestrate_flow(run_id, proposed, force=False, now=now)
-            if keyset is not None and result.status is SetStateStatus.ACCEPT:
-                assert schema is not None
+            if result.status is SetStateStatus.ACCEPT:
                 stored = [(keyset["schema"], schema)]
                 if description is not None:
                     stored.append(

@@ -11,11 +11,12 @@ the boundary (``State.model_validate`` and the constructors).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-__all__ = ["construct", "copy_with"]
+__all__ = ["construct", "copy_with", "set_fields"]
 
 M = TypeVar("M", bound=BaseModel)
 _set = object.__setattr__
@@ -49,3 +50,12 @@ def copy_with(model: M, changes: dict[str, Any]) -> M:
     set_extra(copy, model.__pydantic_extra__)
     set_private(copy, model.__pydantic_private__)
     return copy
+
+
+def set_fields(model: BaseModel, changes: Mapping[str, Any]) -> None:
+    """Set fields of an engine-made model in place, as pydantic's ``__setattr__`` does for a
+    model that does not validate assignments: the values replaced, the fields counted as given.
+
+    The one place outside construction where the engine writes into a model's internals."""
+    model.__dict__.update(changes)
+    model.__pydantic_fields_set__.update(changes)

@@ -26,6 +26,7 @@ from uuid import UUID
 from pydantic import ValidationError
 
 from flowstate._ids import uuid7
+from flowstate._models import set_fields
 from flowstate._names import generate_run_name
 from flowstate import _validation as validate
 from flowstate._time import as_utc, utcnow
@@ -315,8 +316,7 @@ class Orchestrator(WorkerMethods, InteractionMethods, ConcurrencyMethods):
             now = self._now()
             # (run.created = run.updated = now, without pydantic's __setattr__: FlowRun does
             # not validate assignments)
-            run.__dict__.update(created=now, updated=now)
-            run.__pydantic_fields_set__.update(("created", "updated"))
+            set_fields(run, {"created": now, "updated": now})
             if not self._store.insert_flow_run(run):
                 raise ObjectAlreadyExists(f"Flow run with id {run.id} already exists")
             if timeout is not None:

@@ -102,3 +102,45 @@ def test_busy_and_locked_are_lock_waits_whatever_the_message_says() -> None:
     # an error SQLite did not report (a closed connection, a Python-made one): the plain message
     closed = describe(_error(None, "Cannot operate on a closed database."), "db.sqlite")
     assert type(closed) is DatabaseError and str(closed).startswith("database error on db.sqlite")
+
+
+_INTERNALS = {"__dict__", "__pydantic_fields_set__"}
+_CHANGING = {"update", "add", "discard", "remove", "clear", "pop", "setdefault", "__setitem__"}
+
+
+def _internal(node: ast.expr) -> bool:
+    """Whether ``node`` is ``x.__dict__`` or ``x.__pydantic_fields_set__`` of another object
+    (a class's own ``self.__dict__`` is its business)."""
+    return (
+        isinstance(node, ast.Attribute)
+        and node.attr in _INTERNALS
+        and not (isinstance(node.value, ast.Name) and node.value.id == "self")
+    )
+
+
+def _internals_written(path: Path) -> list[int]:
+    """Lines of ``path`` that change a model's ``__dict__`` or ``__pydantic_fields_set__``."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in _CHANGING
+            and _internal(node.func.value)
+        ):
+            lines.append(node.lineno)
+        elif isinstance(node, ast.Assign | ast.AugAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Subscript) and _internal(target.value):
+                    lines.append(node.lineno)
+    return lines
+
+
+def test_only_one_small_module_writes_into_pydantic_internals() -> None:
+    writers = {
+        str(path.relative_to(PACKAGE)): found
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if (found := _internals_written(path))
+    }
+    assert writers.keys() == {"_models.py"}, writers

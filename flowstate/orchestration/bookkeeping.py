@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from flowstate._models import copy_with
+from flowstate._models import copy_with, set_fields
 from flowstate.orchestration.context import TransitionContext
 from flowstate.orchestration.decisions import MirrorToParentTask
 from flowstate.runs import FlowRun, FlowRunPolicy
@@ -195,9 +195,7 @@ def common_bookkeeping(
 
 def _save_changes(ctx: TransitionContext, changes: dict[str, Any]) -> None:
     """Apply ``changes`` to the run as :meth:`TransitionContext.update_run` would."""
-    run = ctx.run
-    run.__dict__.update(changes)
-    run.__pydantic_fields_set__.update(changes)
+    set_fields(ctx.run, changes)
     ctx.run_changed = True
 
 

@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from flowstate._models import construct, copy_with
+from flowstate._models import construct, copy_with, set_fields
 from flowstate._time import UTC, FromNow, resolve_from_now
 from flowstate.orchestration.bookkeeping import common_bookkeeping
 from flowstate.orchestration.policy import _ACCEPT_DETAILS
@@ -165,9 +165,6 @@ def fused_core_flow(
     (nothing changed, no id drawn) otherwise."""
     values = run.__dict__
     initial: State | None = values["state"]
-    proposal = proposed.__dict__
-    proposal_fields_set = proposed.__pydantic_fields_set__
-    to_type = proposal["type"]
     if (
         type(now) is not datetime
         or now.tzinfo is not UTC
@@ -177,35 +174,91 @@ def fused_core_flow(
     at_default = _plain_proposal(proposed)
     if at_default is None:
         return None
-    stated = proposal["state_details"].__dict__
+    proposal = proposed.__dict__
+    from_type = None if initial is None else initial.__dict__["type"]
+    if _a_rule_may_intervene(values, initial, from_type, proposal, now):
+        return None
+    stamped = _stamp(values, initial, from_type, proposed, now, new_id, at_default)
+    if stamped is None:
+        return None
+    written, pause_key, as_read = stamped
+    changes: dict[str, Any] = {}
+    written, to_type = common_bookkeeping(initial, values, written, changes)
+    # the run count, and the policy as the resuming and pausing rules' after-steps leave it
     policy = values["empirical_policy"]
-    pause_keys = policy.__dict__["pause_keys"]
+    resuming = policy.__dict__["resuming"]
+    if to_type is S.RUNNING and not resuming:
+        changes["run_count"] = values["run_count"] + 1
+    policy_update: dict[str, Any] = {}
+    if resuming and (to_type is S.RUNNING or to_type in TERMINAL_TYPES):
+        policy_update["resuming"] = False
+    if from_type is S.PAUSED:
+        if to_type is S.SCHEDULED:  # HandleResumingPausedFlows, leaving a blocking pause
+            policy_update.update(resuming=False, pause_keys=set(), retry_type="reschedule")
+        else:
+            policy_update["resuming"] = True
+    elif to_type is S.PAUSED:  # HandlePausingFlows records the key
+        policy_update["pause_keys"] = policy.__dict__["pause_keys"] | {pause_key}
+    if policy_update:
+        changes["empirical_policy"] = copy_with(policy, policy_update)
+    set_fields(run, changes)
+    result = construct(
+        OrchestrationResult,
+        {"state": written, "status": SetStateStatus.ACCEPT, "details": _ACCEPT_DETAILS},
+    )
+    return written, result, as_read
+
+
+def _a_rule_may_intervene(
+    values: dict[str, Any],
+    initial: State | None,
+    from_type: StateType | None,
+    proposal: dict[str, Any],
+    now: datetime,
+) -> bool:
+    """Whether a rule of the core flow policy could do more than copy a scheduled time or note
+    a pause key for this proposal: refuse, wait, abort or substitute a state."""
+    to_type = proposal["type"]
     if initial is None:
-        from_type = None
         current: dict[str, Any] = _DETAIL_DEFAULTS
     else:
-        from_type = initial.__dict__["type"]
         current = initial.__dict__["state_details"].__dict__
         if current["deployment_concurrency_lease_id"] is not None:
-            return None  # PreserveDeploymentConcurrencyLeaseId would copy it
+            return True  # PreserveDeploymentConcurrencyLeaseId would copy it
+        if to_type is S.SCHEDULED and proposal["name"] == "Late":
+            return True  # EnsureOnlyScheduledFlowsMarkedLate may refuse it
     if (from_type, to_type) not in FUSED_PAIRS:
-        return None
-    if initial is not None and to_type is S.SCHEDULED and proposal["name"] == "Late":
-        return None  # EnsureOnlyScheduledFlowsMarkedLate may refuse it
-    pause_key = stated["pause_key"]
+        return True
+    pause_key = proposal["state_details"].__dict__["pause_key"]
+    pause_keys = values["empirical_policy"].__dict__["pause_keys"]
     if to_type is S.PAUSED and pause_key is not None and pause_key in pause_keys:
-        return None  # HandlePausingFlows: this pause has already fired
+        return True  # HandlePausingFlows: this pause has already fired
     if from_type is S.PAUSED:
         timeout = current["pause_timeout"]
-        if current["pause_reschedule"] or (timeout is not None and timeout < now):
-            return None  # HandleResumingPausedFlows may refuse it
-    elif to_type is S.RUNNING and (from_type is S.SCHEDULED or from_type is S.PENDING):
+        # HandleResumingPausedFlows may refuse it
+        return bool(current["pause_reschedule"]) or (timeout is not None and timeout < now)
+    if to_type is S.RUNNING and (from_type is S.SCHEDULED or from_type is S.PENDING):
         scheduled = current["scheduled_time"]
-        if scheduled is not None and seconds_to_wait(scheduled, now) > 0:
-            return None  # WaitForScheduledTime would answer WAIT
+        # WaitForScheduledTime would answer WAIT
+        return scheduled is not None and seconds_to_wait(scheduled, now) > 0
+    return False
 
-    # stamping: a new id, "now", the run's id and the scheduled time (the bookkeeping below
-    # moves a timestamp that would not increase)
+
+def _stamp(
+    values: dict[str, Any],
+    initial: State | None,
+    from_type: StateType | None,
+    proposed: State,
+    now: datetime,
+    new_id: Callable[[], UUID],
+    at_default: AbstractSet[str],
+) -> tuple[State, str | None, bool] | None:
+    """The proposal stamped (a new id, "now", the run's id, the scheduled time), the pause key
+    (drawn after the state's id when a pause has none), and whether the stamped state is what
+    reading its row back builds; None where the pipeline's stamping must say what is wrong."""
+    proposal = proposed.__dict__
+    to_type = proposal["type"]
+    stated = proposal["state_details"].__dict__
     run_id = values["id"]
     update: dict[str, Any] = {"flow_run_id": run_id}
     copied_as_is = True  # (a copied time that reading back might not give as it is: False)
@@ -213,15 +266,17 @@ def fused_core_flow(
         if to_type is S.SCHEDULED:
             update["scheduled_time"] = now
         elif from_type is S.SCHEDULED and to_type is S.PENDING:
+            current = initial.__dict__["state_details"].__dict__  # type: ignore[union-attr]
             copied = update["scheduled_time"] = current["scheduled_time"]  # CopyScheduledTime
             copied_as_is = type(copied) is datetime and copied.tzinfo is UTC
+    pause_key = stated["pause_key"]
     if to_type is S.PAUSED:
         timeout = stated["pause_timeout"]
         if type(timeout) is FromNow:
             try:
                 update["pause_timeout"] = resolve_from_now(timeout, now)
             except OverflowError:
-                return None  # (the pipeline's stamping says what is wrong)
+                return None
     state_id = new_id()
     if to_type is S.PAUSED and pause_key is None:
         pause_key = str(new_id())  # HandlePausingFlows draws a key after the state's id
@@ -231,27 +286,6 @@ def fused_core_flow(
     shared = defaults_replaced and details.__pydantic_fields_set__ == at_default
     stamped = _stamped_details(details, update, shared)
     written = copy_with(proposed, {"id": state_id, "timestamp": now, "state_details": stamped})
-
-    changes: dict[str, Any] = {}
-    written, _ = common_bookkeeping(initial, values, written, changes)
-    resuming = policy.__dict__["resuming"]
-    if to_type is S.RUNNING and not resuming:
-        changes["run_count"] = values["run_count"] + 1
-    policy_update: dict[str, Any] = {}
-    if resuming and (to_type is S.RUNNING or to_type in TERMINAL_TYPES):
-        policy_update["resuming"] = False
-    # the rules' after-steps
-    if from_type is S.PAUSED:  # HandleResumingPausedFlows, leaving a blocking pause
-        if to_type is S.SCHEDULED:
-            policy_update.update(resuming=False, pause_keys=set(), retry_type="reschedule")
-        else:
-            policy_update["resuming"] = True
-    elif to_type is S.PAUSED:  # HandlePausingFlows records the key
-        policy_update["pause_keys"] = pause_keys | {pause_key}
-    if policy_update:
-        changes["empirical_policy"] = copy_with(policy, policy_update)
-    values.update(changes)
-    run.__pydantic_fields_set__.update(changes)
     # Reading the row back counts every state field as given, and only the details that hold
     # something other than their default: the same, here, unless the proposal left a state
     # field to its default or gave a detail its default value that stamping did not replace.
@@ -259,10 +293,6 @@ def fused_core_flow(
         copied_as_is
         and type(run_id) is UUID
         and defaults_replaced
-        and _GIVEN_BY_CONSTRUCTORS <= proposal_fields_set
+        and _GIVEN_BY_CONSTRUCTORS <= proposed.__pydantic_fields_set__
     )
-    result = construct(
-        OrchestrationResult,
-        {"state": written, "status": SetStateStatus.ACCEPT, "details": _ACCEPT_DETAILS},
-    )
-    return written, result, as_read
+    return written, pause_key, as_read

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from flowstate._models import copy_with
+from flowstate._models import copy_with, set_fields
 from flowstate.errors import DatabaseError
 from flowstate.runs import FlowRun, TaskRun
 from flowstate.states import State, StateType
@@ -666,7 +666,7 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
             state = written
         else:
             state = rows.state_as_read(written, state_row)  # type: ignore[arg-type]
-        values.update(rows.flow_run_fields_as_saved(run, state, now))
+        set_fields(run, rows.flow_run_fields_as_saved(run, state, now))
         if policy_changed:
             cached.policy_object = policy
         runs = self._runs
@@ -708,7 +708,7 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
                 policy = values["empirical_policy"] = rows.flow_policy_as_read(policy, text)
                 cached.policy = text
             cached.policy_object = policy
-        run.__dict__.update(values)
+        set_fields(run, values)
         runs = self._runs
         runs[key] = runs.pop(key)  # the most recently used
 
