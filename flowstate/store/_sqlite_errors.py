@@ -23,8 +23,8 @@ _ADVICE = {
     "`sqlite3 PATH .recover` on a copy",
     "READONLY": "{path} is read-only (sqlite3: {text}); open a writable copy, or fix the "
     "file's permissions",
-    "CANTOPEN": "cannot open {path} (sqlite3: {text}); check that its folder exists and that the "
-    "path is a file, not a directory",
+    "CANTOPEN": "cannot open {path} (sqlite3: {text}); check that its folder exists, that you "
+    "may read the file and its folder, and that the path is a file, not a directory",
     "TOOBIG": "a value is larger than {path} accepts (sqlite3: {text}); nothing was written; "
     "store a smaller value, e.g. a reference to the data instead of the data",
 }

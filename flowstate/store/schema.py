@@ -11,6 +11,8 @@ import sqlite3
 from typing import TYPE_CHECKING
 
 from flowstate.errors import DatabaseError
+from flowstate.store._sqlite_errors import primary_code
+from flowstate.store.connection import read_only_reason
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -246,14 +248,37 @@ def _check_identity(path: str, application_id: int, user_version: int, tables: i
     )
 
 
+def _cannot_migrate(path: str, version: int, reason: str) -> DatabaseError:
+    """The error for a database that needs writing before it can be used, and may not be."""
+    what = (
+        "is a new, empty database, which must be created"
+        if version == 0
+        else f"needs an upgrade from schema version {version} to {SCHEMA_VERSION}"
+    )
+    return DatabaseError(
+        f"{path} {what}, which writes to it, but it can only be read ({reason}); open it once "
+        "with write access (any flowstate command does it), or read a copy you may write"
+    )
+
+
 def ensure_schema(conn: sqlite3.Connection, path: str) -> None:
     """Check the file is a usable flowstate database and apply pending migrations.
 
-    Nothing is written to a file that turns out not to be flowstate's.
+    Nothing is written to a file that turns out not to be flowstate's, nor to one opened
+    read-only (a pending migration is then a DatabaseError that says so).
     """
-    if not _check_identity(path, *_read_identity(conn)):
+    identity = _read_identity(conn)
+    if not _check_identity(path, *identity):
         return
-    conn.execute("BEGIN IMMEDIATE")
+    reason = read_only_reason(path)
+    if reason is not None:
+        raise _cannot_migrate(path, identity[1], reason)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if primary_code(exc) != "READONLY":
+            raise
+        raise _cannot_migrate(path, identity[1], f"sqlite3: {exc}") from exc
     try:
         # Another process may have migrated between the check and the lock: check again.
         if _check_identity(path, *_read_identity(conn)):
