@@ -54,9 +54,6 @@ from flowstate.store.connection import Synchronous
 
 __all__ = ["Orchestrator", "default_database_path"]
 
-_MISSING: Any = object()
-
-
 class _Transaction:
     """One context manager for a block's transaction (a class: cheaper than nested generators).
 
@@ -388,7 +385,9 @@ class Orchestrator(WorkerMethods, InteractionMethods, ConcurrencyMethods):
                 raise ObjectNotFound(f"Flow run with id {run_id} not found")
             return self._store.read_states("flow", run_id)
 
-    def resume_flow_run(self, id: UUID | str, run_input: Any = _MISSING) -> OrchestrationResult:
+    def resume_flow_run(
+        self, id: UUID | str, run_input: dict[str, Any] | None = None
+    ) -> OrchestrationResult:
         """Resume a paused flow run, as Prefect's ``/resume`` endpoint does.
 
         Not paused: ABORT with no state. With a ``run_input_keyset`` on the pause, the input is
@@ -397,7 +396,7 @@ class Orchestrator(WorkerMethods, InteractionMethods, ConcurrencyMethods):
         suspension (``pause_reschedule``) resumes to Scheduled "Resuming", a pause to Running.
         """
         run_id = validate.run_id(id)
-        if run_input is not _MISSING and run_input is not None and not isinstance(run_input, dict):
+        if run_input is not None and not isinstance(run_input, dict):
             raise InvalidState(
                 f"run_input must be a dict (a JSON object), not {type(run_input).__name__}"
             )

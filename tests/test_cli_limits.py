@@ -79,8 +79,10 @@ def test_reap_releases_expired_leases(tmp_path):
     lease = _expired_lease(path)
     result = CliRunner().invoke(main, ["--database", path, "reap", "--timeout", "3600", "--json"])
     assert result.exit_code == 0, result.output
-    [line] = result.output.splitlines()
-    assert ConcurrencyLease.model_validate(json.loads(line)).lease_id == lease.lease_id
+    results, leases = result.output.splitlines()  # no run to reap: [], then the leases
+    assert json.loads(results) == []
+    [released] = json.loads(leases)
+    assert ConcurrencyLease.model_validate(released).lease_id == lease.lease_id
     with Orchestrator(path) as orc:
         assert orc.read_global_concurrency_limit("warehouse").active_slots == 0
     again = CliRunner().invoke(main, ["--database", path, "reap", "--timeout", "3600"])

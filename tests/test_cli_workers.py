@@ -31,10 +31,13 @@ def test_worker_once_claims_the_due_runs_and_prints_them(tmp_path):
     path = make_db(tmp_path)
     result = CliRunner().invoke(main, ["--database", path, "worker", "--once", "--json"])
     assert result.exit_code == 0, result.output
-    runs = [FlowRun.model_validate(json.loads(line)) for line in result.output.splitlines()]
+    [line] = result.output.splitlines()
+    runs = [FlowRun.model_validate(run) for run in json.loads(line)]
     assert len(runs) == 2 and all(r.state_type is StateType.PENDING for r in runs)
     again = CliRunner().invoke(main, ["--database", path, "worker"])
     assert again.exit_code == 0 and "no due runs" in again.output
+    as_json = CliRunner().invoke(main, ["--database", path, "worker", "--json"])
+    assert as_json.exit_code == 0 and as_json.output == "[]\n"
 
 
 def test_worker_loop_stops_after_max_polls(tmp_path):
@@ -50,9 +53,45 @@ def test_reap_crashes_silent_runs_once(tmp_path):
     result = CliRunner().invoke(main, ["--database", path, "reap", "--timeout", "3600", "--json"])
     assert result.exit_code == 0, result.output
     [line] = result.output.splitlines()
-    crashed = OrchestrationResult.model_validate(json.loads(line))
+    [crashed] = [OrchestrationResult.model_validate(item) for item in json.loads(line)]
     assert crashed.state.type is StateType.CRASHED  # the run's own 1 ms timeout applied
     assert "nothing to reap" in CliRunner().invoke(main, ["--database", path, "reap", "--timeout", "1"]).output
+    nothing = CliRunner().invoke(main, ["--database", path, "reap", "--timeout", "1", "--json"])
+    assert nothing.exit_code == 0 and nothing.output == "[]\n"
+
+
+def test_reap_shows_the_run_by_name_and_the_state_it_left(tmp_path):
+    path = str(tmp_path / "w.db")
+    with Orchestrator(path) as orc:
+        run = orc.create_flow_run(name="silent-otter", state=Running(), heartbeat_timeout=0.001)
+    result = CliRunner().invoke(main, ["--database", path, "reap", "--timeout", "3600"])
+    assert result.exit_code == 0, result.output
+    assert f"flow run {run.id} (silent-otter)" in result.output
+    assert "RUNNING (Running) → CRASHED (Crashed)" in result.output
+    assert "—" not in result.output
+
+
+def test_worker_loop_stopped_by_ctrl_c_exits_0_after_a_one_line_summary(tmp_path):
+    import signal
+
+    path = make_db(tmp_path, due=1, future=0, running=0)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowstate", "--database", path, "worker", "--loop",
+         "--poll-interval", "0.05"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # Ctrl-C as at a terminal, even if this process was started with SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        first = proc.stdout.readline()  # it claimed the due run: it is in its loop now
+        assert first.startswith("claimed"), first
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert out.splitlines()[-1].startswith("stopped: claimed 1 run in ")
+    assert "Traceback" not in err and "Aborted" not in err + out
 
 
 def test_reap_needs_a_positive_timeout(tmp_path):

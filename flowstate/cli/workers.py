@@ -1,11 +1,15 @@
 """``flowstate worker`` and ``flowstate reap``: claim due runs, crash silent ones, and give back
 the slots of concurrency leases nobody renewed in time.
 
-With ``--json``: ``worker`` prints each claimed run (Prefect-shaped) on its own line; ``reap``
-prints each orchestration result on its own line, then each expired lease it released.
+With ``--json``: ``worker`` prints the claimed runs (Prefect-shaped) as a list, ``[]`` when none
+was due (with ``--loop``: one list per poll that claimed any); ``reap`` prints the orchestration
+results as a list, ``[]`` when there was nothing to reap, then, if it released any expired
+leases, their list on a second line.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import click
 
@@ -18,12 +22,17 @@ from flowstate.cli._common import (
     state_label,
 )
 
+if TYPE_CHECKING:
+    from flowstate.results import OrchestrationResult
+    from flowstate.states import State
+
 __all__ = ["reap", "worker"]
 
 
 @click.command()
 @click.option("--once", "mode", flag_value="once", default=True, help="Claim once, then exit (default).")
-@click.option("--loop", "mode", flag_value="loop", help="Keep claiming, polling when idle (Ctrl-C stops).")
+@click.option("--loop", "mode", flag_value="loop",
+              help="Keep claiming, polling when idle; Ctrl-C stops it (exit 0, with a summary).")
 @click.option("--limit", type=click.IntRange(min=1), default=10, show_default=True,
               help="Runs claimed per poll.")
 @click.option("--poll-interval", type=click.FloatRange(min=0), default=5.0, show_default=True,
@@ -37,28 +46,39 @@ __all__ = ["reap", "worker"]
 def worker(mode: str, limit: int, poll_interval: float, max_polls: int | None, worker_name: str,
            as_json: bool, database: str | None) -> None:
     """Claim due SCHEDULED flow runs (moving them to PENDING) and print them; each poll also
-    releases expired concurrency leases."""
+    releases expired concurrency leases.
+
+    With --json: the claimed runs as a list ([] when none is due); with --loop, one list per
+    poll that claimed any.
+    """
     import time
 
     from flowstate.cli.limits import describe_lease
 
-    polls = 0
+    polls = claimed_in_all = 0
     with open_orchestrator(database) as orc:
-        while True:
-            for lease in orc.expire_leases():
-                if not as_json:
-                    click.echo(f"released expired lease {describe_lease(lease)}")
-            claimed = orc.claim_due_flow_runs(limit=limit, worker=worker_name)
-            polls += 1
-            for run in claimed:
+        try:
+            while True:
+                for lease in orc.expire_leases():
+                    if not as_json:
+                        click.echo(f"released expired lease {describe_lease(lease)}")
+                claimed = orc.claim_due_flow_runs(limit=limit, worker=worker_name)
+                polls += 1
+                claimed_in_all += len(claimed)
                 if as_json:
-                    echo_json(run)
+                    if claimed or mode == "once":
+                        echo_json(claimed)
                 else:
-                    click.echo(f"claimed  {run.id}  {run.name}  {state_label(run.state)}")
-            if mode == "once" or (max_polls is not None and polls >= max_polls):
-                break
-            if not claimed:
-                time.sleep(poll_interval)
+                    for run in claimed:
+                        click.echo(f"claimed  {run.id}  {run.name}  {state_label(run.state)}")
+                if mode == "once" or (max_polls is not None and polls >= max_polls):
+                    break
+                if not claimed:
+                    time.sleep(poll_interval)
+        except KeyboardInterrupt:
+            runs = "run" if claimed_in_all == 1 else "runs"
+            click.echo(f"stopped: claimed {claimed_in_all} {runs} in {polls} polls", err=as_json)
+            return
         if mode == "once" and not claimed and not as_json:
             click.echo("no due runs")
 
@@ -72,7 +92,11 @@ def worker(mode: str, limit: int, poll_interval: float, max_polls: int | None, w
 @database_override
 def reap(timeout: float, late_threshold: float | None, as_json: bool, database: str | None) -> None:
     """Propose CRASHED for flow runs silent longer than --timeout (and mark late runs); release
-    the concurrency leases not renewed before they expired."""
+    the concurrency leases not renewed before they expired.
+
+    Each run is shown with its name and the state it left; with --json, the orchestration
+    results as a list ([] when there is nothing to reap).
+    """
     from flowstate.cli.limits import describe_lease
 
     with open_orchestrator(database) as orc:
@@ -80,16 +104,31 @@ def reap(timeout: float, late_threshold: float | None, as_json: bool, database: 
         if late_threshold is not None:
             results += orc.mark_late_runs(threshold=late_threshold)
         expired = orc.expire_leases()
-    if as_json:
+        if as_json:
+            echo_json(results)
+            if expired:
+                echo_json(expired)
+            return
+        if not results and not expired:
+            click.echo("nothing to reap")
         for result in results:
-            echo_json(result)
+            run_id = result.state.state_details.flow_run_id if result.state else None
+            if run_id is None:
+                print_result(result, before=None, subject="flow run (unknown)")
+                continue
+            run = orc.read_flow_run(run_id)
+            print_result(
+                result,
+                before=_state_left(orc.read_flow_run_states(run_id), result),
+                subject=f"flow run {run_id} ({run.name})",
+            )
         for lease in expired:
-            echo_json(lease)
-        return
-    if not results and not expired:
-        click.echo("nothing to reap")
-    for result in results:
-        run_id = result.state.state_details.flow_run_id if result.state else None
-        print_result(result, before=None, subject=f"flow run {run_id}")
-    for lease in expired:
-        click.echo(f"released expired lease {describe_lease(lease)}")
+            click.echo(f"released expired lease {describe_lease(lease)}")
+
+
+def _state_left(history: list[State], result: OrchestrationResult) -> State | None:
+    """The state a run was in before ``result``: the one before the state it wrote (the last
+    of the history), else the run's current state (nothing was written)."""
+    if result.state is not None and history and history[-1].id == result.state.id:
+        return history[-2] if len(history) > 1 else None
+    return history[-1] if history else None

@@ -49,7 +49,10 @@ def _hydrate_placeholder(value: dict[str, Any]) -> Any:
             raise HydrationError("Invalid JSON: nested too deeply to read") from None
     if kind == "workspace_variable":
         name = value.get("variable_name")
-        raise HydrationError(f"Variable '{name}' not found in workspace.")
+        raise HydrationError(
+            f"Variable '{name}' not found in workspace: flowstate has no workspace variables "
+            "(a Prefect server feature); put the value itself in the run input"
+        )
     if kind == "jinja":
         raise HydrationError("Invalid jinja: flowstate does not render Jinja templates")
     if "value" not in value:
