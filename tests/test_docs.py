@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import re
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,64 @@ def test_the_readme_state_diagram_matches_the_declared_graph():
     shown = sorted(line.strip() for line in block.splitlines() if "-->" in line)
     drawn = sorted(line.strip() for line in to_mermaid().splitlines() if "-->" in line)
     assert shown == drawn
+
+
+def _user_docs() -> list[Path]:
+    return [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
+def _fenced_blocks(text: str) -> list[tuple[str, str]]:
+    """Each fenced block of a markdown text as (its info string, its body)."""
+    blocks, info, body = [], None, []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if info is None and stripped.startswith("```"):
+            info, body = stripped[3:], []
+        elif info is not None and stripped == "```":
+            blocks.append((info, "\n".join(body)))
+            info = None
+        elif info is not None:
+            body.append(line)
+    return blocks
+
+
+@pytest.mark.parametrize("doc", _user_docs(), ids=lambda p: p.name)
+def test_code_blocks_in_doctest_form_are_fenced_pycon(doc):
+    for info, body in _fenced_blocks(doc.read_text()):
+        if any(line.lstrip().startswith(">>> ") for line in body.splitlines()):
+            assert info == "pycon", f"{doc.name}: a ```{info} block holds >>> examples"
+
+
+def test_the_readme_has_a_pycon_block_and_doctest_runs_it():
+    readme = (REPO / "README.md").read_text()
+    pycon = [body for info, body in _fenced_blocks(readme) if info == "pycon"]
+    assert pycon and "Orchestrator(\":memory:\")" in pycon[0]
+    parsed = doctest.DocTestParser().get_examples(pycon[0])
+    assert len(parsed) > 5
+
+
+# How the work was done belongs in commit messages, not in what users read.
+_DIARY = re.compile(
+    r"(?i)\b(first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth) round\b"
+    r"|\bsession \d|\bthis session\b|\bwe tuned\b|\bused to\b|\btuning\b"
+)
+_FIGURES_HISTORY = re.compile(
+    r"(?i)\btargets?\b|\bmet\b|\bmissed\b|\b(the|this|that|last|next) round\b"
+    r"|\bbefore (the|this) (change|round|work)|\bafter (the|this) (change|round|work)"
+    r"|\b[0-9a-f]{7}\b|\b20\d\d-\d\d-\d\d\b"
+)
+
+
+@pytest.mark.parametrize("doc", _user_docs(), ids=lambda p: p.name)
+def test_user_docs_tell_no_story_of_how_the_work_was_done(doc):
+    found = _DIARY.findall(doc.read_text())
+    assert not found, f"{doc.name}: {found}"
+
+
+def test_the_performance_texts_speak_of_results_not_of_how_they_were_reached():
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Performance", 1)[1].split("\n## ", 1)[0]
+    for name, text in (("README", section), ("performance.md", (REPO / "docs" / "performance.md").read_text())):
+        found = _FIGURES_HISTORY.findall(text)
+        assert not found, f"{name}: {found}"
+    assert "python -m benchmarks" in section and "| scenario |" in section
