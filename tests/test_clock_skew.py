@@ -106,3 +106,17 @@ def test_an_explicit_clock_stamps_heartbeats_and_measures_silence(url) -> None:
         clock.advance(seconds=61)
         (result,) = orc.mark_lost_runs(timeout=60)
         assert result.state.type is StateType.CRASHED
+
+
+def test_leases_are_stamped_and_expired_by_the_servers_clock(url, host):
+    behind = host(url, -SKEW)  # a host two minutes slow takes a one-minute lease
+    ahead = host(url, SKEW)  # a reaper two minutes fast must not take it for expired
+    behind.create_global_concurrency_limit("warehouse", 1)
+    lease = behind.increment_concurrency_slots_with_lease("warehouse", 1, lease_duration=60)
+    assert abs(lease.created - server_now(url)) < timedelta(seconds=10)
+    assert ahead.expire_leases() == []
+    assert ahead.read_global_concurrency_limit("warehouse").active_slots == 1
+    # an explicit clock still wins, as for heartbeats
+    later = FrozenClock(server_now(url) + timedelta(seconds=61))
+    with Orchestrator(url, clock=later) as reaper:
+        assert [expired.lease_id for expired in reaper.expire_leases()] == [lease.lease_id]
