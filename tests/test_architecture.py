@@ -144,3 +144,15 @@ def test_only_one_small_module_writes_into_pydantic_internals() -> None:
         if (found := _internals_written(path))
     }
     assert writers.keys() == {"_models.py"}, writers
+
+
+def test_no_module_keeps_a_cache_keyed_by_object_identity() -> None:
+    """``id()`` keys are right only while the object lives: no cache of the engine uses them
+    (``diagram.py`` reads the ``transitions`` library's own graphs, which it keys that way)."""
+    callers = sorted(
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "id"
+    )
+    assert callers == ["diagram.py"]

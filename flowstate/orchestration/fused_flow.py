@@ -88,21 +88,7 @@ def _plain_proposal(proposed: State) -> AbstractSet[str] | None:
         or proposed.__pydantic_private__ is not None
     ):
         return None
-    details = values["state_details"]
-    known = _PLAIN_DETAILS.get(id(details))
-    if known is not None and known[0] is details:  # (the entry holds it: its id is not reused)
-        return known[1]
-    at_default = _plain_details(details)
-    if at_default is not None:  # (a StateDetails: frozen, so the answer holds for good)
-        if len(_PLAIN_DETAILS) >= 16:
-            _PLAIN_DETAILS.clear()
-        _PLAIN_DETAILS[id(details)] = (details, at_default)
-    return at_default
-
-
-_PLAIN_DETAILS: dict[int, tuple[StateDetails, AbstractSet[str]]] = {}
-"""``_plain_details``' answers for the last few details it was asked about, by identity: the
-constructors' details without arguments are shared (``Running()``, ``Scheduled()``, ...)."""
+    return _plain_details(values["state_details"])
 
 
 def _plain_details(details: StateDetails) -> AbstractSet[str] | None:

@@ -70,24 +70,11 @@ def _stored_details(details: StateDetails) -> str:
     pydantic encodes the others."""
     if type(details) is not StateDetails:  # (a subclass may encode itself otherwise)
         return _pydantic_details_json(details)
-    hit = _STORED.get(id(details))
-    if hit is not None and hit[0] is details:  # (the entry holds the object: its id is not reused)
-        return hit[1]
     values = details.__dict__
     text = None
     if _OTHER_DETAILS(values) == _OTHER_DEFAULTS:  # (exclude_defaults compares with ==)
         text = _details_json(values)
-    if text is None:
-        text = _pydantic_details_json(details)
-    if len(_STORED) >= 32:
-        _STORED.clear()
-    _STORED[id(details)] = (details, text)
-    return text
-
-
-_STORED: dict[int, tuple[StateDetails, str]] = {}
-"""The last few details encoded, by identity (they are frozen): successive states of a run
-often share theirs (see ``fused_flow._stamped_details``)."""
+    return _pydantic_details_json(details) if text is None else text
 
 
 def _pydantic_details_json(details: StateDetails) -> str:
@@ -161,10 +148,6 @@ def flow_policy_json(policy: FlowRunPolicy) -> str:
     return text
 
 
-_ENCODED: dict[int, tuple[datetime, str]] = {}
-"""The last few datetimes encoded, by identity: a transition writes the same "now" object as
-the state's timestamp, the run's ``updated`` and often a start or end time."""
-
 _ONE_SECOND = timedelta(seconds=1)
 _second: tuple[datetime, datetime, str] | None = None
 """The whole second last encoded: its start, the next second's start and the text before the
@@ -183,27 +166,17 @@ def encode_time(value: datetime | None) -> str | None:
     """Fixed-width ISO text of an aware UTC datetime, or None."""
     if value is None:
         return None
-    key = id(value)
-    hit = _ENCODED.get(key)
-    if hit is not None and hit[0] is value:  # the entry holds the object: its id is not reused
-        return hit[1]
     if type(value) is datetime and value.tzinfo is UTC:
         # the text of the whole second is kept for the next time: mostly only the
         # microseconds are formatted (datetimes with one tzinfo object compare in C)
         second = _second
         if second is None or not second[0] <= value < second[1]:
             second = _whole_second(value)
-        if second is None:  # (the last second of year 9999)
-            text = _iso_text(value)
-        else:
+        if second is not None:  # (None: the last second of year 9999)
             micro = value.microsecond
-            text = f"{second[2]}.{_DIGITS[micro // 1000]}{_DIGITS[micro % 1000]}+00:00"
-    else:  # (another offset, or a subclass that may format itself otherwise)
-        text = _iso_text(value)
-    if len(_ENCODED) >= 32:
-        _ENCODED.clear()
-    _ENCODED[key] = (value, text)
-    return text
+            return f"{second[2]}.{_DIGITS[micro // 1000]}{_DIGITS[micro % 1000]}+00:00"
+    # (another offset, or a subclass that may format itself otherwise)
+    return _iso_text(value)
 
 
 _DIGITS = tuple(f"{number:03d}" for number in range(1000))
