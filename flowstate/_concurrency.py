@@ -46,7 +46,19 @@ if TYPE_CHECKING:
 
 __all__ = ["ConcurrencyMethods"]
 
-_UNSET: Any = object()
+
+
+class _Unchanged:
+    """The default of an update's argument that was not given: the field keeps its value
+    (shown as ``<unchanged>`` in ``help()``)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<unchanged>"
+
+
+_UNSET: Any = _Unchanged()
 
 
 class ConcurrencyMethods:

@@ -18,6 +18,15 @@ def test_help_shows_resume_flow_runs_signature_readably():
         assert "object at 0x" not in pydoc.render_doc(method, renderer=pydoc.plaintext)
 
 
+def test_no_public_method_shows_a_bare_object_as_a_default():
+    for owner in (Orchestrator, AsyncOrchestrator):
+        for name, method in inspect.getmembers(owner, callable):
+            if not name.startswith("_"):
+                assert "object at 0x" not in str(inspect.signature(method)), name
+    signature = str(inspect.signature(Orchestrator.update_global_concurrency_limit))
+    assert "limit: 'int' = <unchanged>" in signature
+
+
 def test_a_workspace_variable_in_run_input_says_flowstate_has_none():
     with Orchestrator(":memory:") as orc:
         run = orc.create_flow_run(state=Running())

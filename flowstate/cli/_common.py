@@ -29,8 +29,9 @@ if TYPE_CHECKING:
 
 DEFAULT_DATABASE = Path("~/.flowstate/flowstate.db")
 DATABASE_HELP = (
-    "SQLite database file, ':memory:', or a PostgreSQL URL (postgresql://user@host/db; needs "
-    "pip install 'flowstate[postgres]'). Default: ~/.flowstate/flowstate.db."
+    "SQLite database file (or sqlite:///path), ':memory:', or a PostgreSQL URL "
+    "(postgresql://user@host/db; needs pip install 'flowstate[postgres]'). "
+    "Default: ~/.flowstate/flowstate.db."
 )
 BUSY_TIMEOUT_HELP = (
     "How long to wait for the write lock while another connection holds it, in seconds, "
