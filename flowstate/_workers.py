@@ -8,7 +8,7 @@ state change it makes goes through the orchestrator's policies like any other pr
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -49,7 +49,6 @@ class WorkerMethods:
             now: datetime,
             run: FlowRun | None = None,
             policy: Policy | None = None,
-            before_save: Callable[[OrchestrationResult], None] | None = None,
         ) -> OrchestrationResult: ...
 
     def _at(self, now: datetime | None) -> datetime:

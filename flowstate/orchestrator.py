@@ -54,6 +54,11 @@ from flowstate.store.connection import Synchronous
 
 __all__ = ["Orchestrator", "default_database_path"]
 
+FusedOutcome = tuple[FlowRun, "State | None", State, OrchestrationResult, bool]
+"""What the fused core flow path decided: the run (changed in place), its state before, the
+state to write, the ACCEPT result, and whether the state written is exactly what reading its
+row back builds (a tuple: built at no cost on the hot path)."""
+
 class _Transaction:
     """One context manager for a block's transaction (a class: cheaper than nested generators).
 
@@ -418,29 +423,15 @@ class Orchestrator(WorkerMethods, InteractionMethods, ConcurrencyMethods):
                 return plan.answer
             assert plan.proposal is not None
             response, key = plan.response, plan.response_key or ""
-            refuse_a_taken_key = None
-            if response is not None:  # (a resume with no run input to store has no key)
-
-                def refuse_a_taken_key(result: OrchestrationResult) -> None:  # before any write
-                    if (
-                        result.status is SetStateStatus.ACCEPT
-                        and store.read_run_input(run_id, key) is not None
-                    ):
-                        raise ObjectAlreadyExists(
-                            f"run input {key!r} of flow run {run_id} already exists"
-                        )
-
-            result = self._orchestrate_flow(
-                run_id,
-                plan.proposal,
-                force=False,
-                now=now,
-                run=run,
-                policy=policy,
-                before_save=refuse_a_taken_key,
-            )
-            if response is not None and result.status is SetStateStatus.ACCEPT:
-                store.insert_run_input(run_id, key, response, None, now)
+            decided = self._decide_flow(run_id, plan.proposal, False, now, run, policy)
+            result = decided[3] if isinstance(decided, tuple) else decided.result
+            store_input = response is not None and result.status is SetStateStatus.ACCEPT
+            if store_input and store.read_run_input(run_id, key) is not None:
+                # refused before anything is written: a block around this call goes on
+                raise ObjectAlreadyExists(f"run input {key!r} of flow run {run_id} already exists")
+            self._save_flow(decided, now, False)
+            if store_input:
+                store.insert_run_input(run_id, key, response, None, now)  # type: ignore[arg-type]
             return result
 
     # -- run input -------------------------------------------------------------------------
@@ -602,10 +593,22 @@ class Orchestrator(WorkerMethods, InteractionMethods, ConcurrencyMethods):
         now: datetime,
         run: FlowRun | None = None,
         policy: Policy | None = None,
-        before_save: Callable[[OrchestrationResult], None] | None = None,
     ) -> OrchestrationResult:
-        """Decide on ``proposed`` for a flow run and save the outcome; ``before_save`` sees the
-        result first and may raise to stop the call before anything is written."""
+        """Decide on ``proposed`` for a flow run and save the outcome."""
+        decided = self._decide_flow(run_id, proposed, force, now, run, policy)
+        return self._save_flow(decided, now, force)
+
+    def _decide_flow(
+        self,
+        run_id: UUID,
+        proposed: State,
+        force: bool,
+        now: datetime,
+        run: FlowRun | None = None,
+        policy: Policy | None = None,
+    ) -> Outcome | FusedOutcome:
+        """The policy's decision on ``proposed`` for a flow run, nothing written yet (for the
+        core flow policy's everyday ACCEPTs, the fused path's: see ``Policy.fused``)."""
         if policy is None:
             policy = MINIMAL_FLOW if force else self.flow_policy
         if run is None:
@@ -615,23 +618,24 @@ class Orchestrator(WorkerMethods, InteractionMethods, ConcurrencyMethods):
             initial = run.__dict__["state"]
             answer = fused(run, proposed, now, uuid7)
             if answer is not None:
-                written, result, exact = answer
-                if before_save is not None:
-                    before_save(result)
-                initial_id = None if initial is None else initial.__dict__["id"]
-                self._store.save_transition(
-                    "flow", run, written, initial_id, now, as_read=True, state_as_read=exact
-                )
-                if self._listeners.callbacks:
-                    self._listeners.record(
-                        TransitionEvent("flow", run.id, initial, written, result, force)
-                    )
-                return result
-        outcome = policy.decide(policy.context(run, proposed, now, uuid7, uniform=self._uniform))
-        if before_save is not None:
-            before_save(outcome.result)
-        self._save(outcome, now, force)
-        return outcome.result
+                return (run, initial, *answer)
+        return policy.decide(policy.context(run, proposed, now, uuid7, uniform=self._uniform))
+
+    def _save_flow(
+        self, decided: Outcome | FusedOutcome, now: datetime, force: bool
+    ) -> OrchestrationResult:
+        """Write what :meth:`_decide_flow` decided, hold its listener event, return its result."""
+        if type(decided) is not tuple:
+            self._save(decided, now, force)  # type: ignore[arg-type]
+            return decided.result  # type: ignore[union-attr]
+        run, initial, written, result, exact = decided
+        initial_id = None if initial is None else initial.__dict__["id"]
+        self._store.save_transition(
+            "flow", run, written, initial_id, now, as_read=True, state_as_read=exact
+        )
+        if self._listeners.callbacks:
+            self._listeners.record(TransitionEvent("flow", run.id, initial, written, result, force))
+        return result
 
     def _run_for_transition(self, run_id: UUID, policy: Policy) -> FlowRun:
         """The flow run a transition decided by ``policy`` works on: the store's own cached
