@@ -28,6 +28,8 @@ _CHILD = textwrap.dedent(
     from flowstate.states import Running
     if sys.argv[3] == "SIGTERM":
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a graceful shutdown
+    else:  # as in a terminal, even when the suite runs as a background job that ignores SIGINT
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     orc = Orchestrator(sys.argv[1], busy_timeout=30)
     print("ready", flush=True)
     try:
