@@ -165,6 +165,29 @@ def test_a_frozen_server_turns_a_call_into_a_database_error_after_the_call_timeo
         assert orc.read_flow_run(run.id).state_type is StateType.RUNNING
 
 
+def test_the_timeout_is_named_even_when_the_cut_call_wakes_before_the_watchdog_returns(
+    cluster: OwnCluster, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On a loaded machine the call whose socket was shut down may run before the watchdog's
+    # thread does again: it must still learn that the watchdog cut it.
+    from flowstate.store.postgres.watchdog import Watchdog
+
+    cut = Watchdog._cut
+
+    def slow_to_return(conn: Any) -> bool:
+        done = cut(conn)
+        time.sleep(0.5)
+        return done
+
+    monkeypatch.setattr(Watchdog, "_cut", staticmethod(slow_to_return))
+    with Orchestrator(url, call_timeout=1) as orc:
+        run = orc.create_flow_run(state=Pending())
+        with cluster.frozen():
+            ended, outcome = in_a_thread(lambda: orc.read_flow_run(run.id), 20)
+        assert ended and isinstance(outcome, DatabaseError)
+        assert "did not answer within the call timeout of 1 s" in str(outcome)
+
+
 def test_a_server_frozen_inside_a_transaction_fails_it_and_nothing_of_it_is_written(
     cluster: OwnCluster, url: str
 ) -> None:

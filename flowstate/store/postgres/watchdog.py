@@ -66,6 +66,9 @@ class Watchdog:
             with self._lock:
                 if self._deadline is not None and monotonic() >= self._deadline:
                     self._deadline = None
+                    # set before the cut: the waiting call wakes the moment the socket shuts
+                    # down and asks at once whether the watchdog cut it
+                    self.fired = True
                     self.fired = self._cut(self.conn)
 
     @staticmethod
