@@ -60,6 +60,10 @@ class _Unchanged:
 
 _UNSET: Any = _Unchanged()
 
+MAX_NAP_SECONDS = 60.0
+"""A waiting ``concurrency()`` or ``rate_limit()`` asks again at least once a minute, however
+long the ``retry_after`` estimate (a limit changed meanwhile is noticed)."""
+
 
 class ConcurrencyMethods:
     """Global concurrency limits, their slots and leases (mixed into Orchestrator)."""
@@ -472,7 +476,8 @@ class ConcurrencyMethods:
     ) -> Generator[Nap, None, None]:
         """Attempt after attempt until the slots are taken (put in ``box``, so that a caller
         interrupted right after can still give them back); a Nap of ``retry_after`` seconds
-        between two. A refused ``concurrency`` attempt first releases expired leases."""
+        between two (at most :data:`MAX_NAP_SECONDS`). A refused ``concurrency`` attempt first
+        releases expired leases."""
         if self._store.in_transaction:
             raise InvalidState(
                 "concurrency() and rate_limit() wait for other holders, who cannot release "
@@ -500,7 +505,7 @@ class ConcurrencyMethods:
                 if mode == "concurrency" and self.expire_leases():
                     continue  # a crashed holder's slots came back: try again at once
                 now = self._now()
-                nap = refused.retry_after
+                nap = min(refused.retry_after, MAX_NAP_SECONDS)
                 if deadline is not None:
                     if now >= deadline:
                         raise WaitTimeout(

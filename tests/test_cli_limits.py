@@ -59,10 +59,14 @@ def test_errors_are_one_line_with_exit_code_1(tmp_path):
         (("reset", "nope"), "ObjectNotFound"),
         (("delete", "nope"), "ObjectNotFound"),
         (("create", "api", "2", "--decay", "-1"), "InvalidState: slot_decay_per_second=-1.0"),
+        (("create", "api", "--", "-1"), "InvalidState: limit=-1; expected a whole number"),
+        (("create", "api", str(2**63)), "InvalidState: limit=9223372036854775808; expected"),
+        (("create", "api", "9" * 30), "InvalidState: limit=999"),
     ):
         result = cli(path, *args)
         assert result.exit_code == 1, args
-        assert message in result.output and "Traceback" not in result.output
+        assert isinstance(result.exception, SystemExit), (args, result.exception)  # not a crash
+        assert message in result.output and result.output.count("\n") == 1, result.output
     assert cli(path, "create", "x", "two").exit_code == 2
 
 

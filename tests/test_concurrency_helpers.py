@@ -114,6 +114,34 @@ def test_an_interrupt_right_after_the_slots_were_taken_gives_them_back(orc, monk
     assert held(orc, "warehouse") == 0 and orc.read_concurrency_leases() == []
 
 
+def test_entering_the_same_block_again_before_leaving_it_is_refused(orc):
+    orc.create_global_concurrency_limit("warehouse", 2)
+    block = orc.concurrency("warehouse")
+    with block:
+        with pytest.raises(InvalidState, match="already entered"):
+            with block:
+                pytest.fail("the block was entered twice")
+        assert held(orc, "warehouse") == 1
+    assert held(orc, "warehouse") == 0 and orc.read_concurrency_leases() == []
+    with block:  # entered again once left: a new lease
+        assert held(orc, "warehouse") == 1
+    assert held(orc, "warehouse") == 0
+    assert not [t for t in threading.enumerate() if t.name.startswith("flowstate-lease")]
+
+
+def test_a_long_retry_after_is_asked_again_within_a_minute(orc, sleeps):
+    orc.create_global_concurrency_limit("slow", 1, active_slots=1, slot_decay_per_second=1e-300)
+    orc.create_global_concurrency_limit("db", 1, active_slots=1)
+    orc.decrement_concurrency_slots("db", 1, occupancy_seconds=1e308)  # a huge average occupancy
+    orc.increment_concurrency_slots("db", 1)
+    sleeps.then = lambda count: count == 2 and orc.reset_global_concurrency_limit("slow")
+    assert orc.rate_limit("slow") == ["slow"]  # retry_after: 1e300 s
+    sleeps.then = lambda count: count == 4 and orc.reset_global_concurrency_limit("db")
+    with orc.concurrency("db"):
+        pass
+    assert sleeps.naps == [60.0] * 4
+
+
 def test_occupying_more_than_the_limit_fails_at_once(orc, sleeps):
     orc.create_global_concurrency_limit("warehouse", 2)
     with pytest.raises(InvalidState, match="Slots requested is greater than the limit"):
@@ -149,6 +177,9 @@ def test_bad_arguments_fail_before_anything_is_taken(orc):
         (lambda: orc.concurrency("warehouse", lease_duration=5), "lease_duration=5"),
         (lambda: orc.concurrency([], 1), "at least one"),
         (lambda: orc.rate_limit("warehouse", occupy=True), "occupy=True"),
+        (lambda: orc.concurrency("warehouse", occupy=2**64), "occupy=18446744073709551616"),
+        (lambda: orc.concurrency("warehouse", timeout=1e12), "timeout=1000000000000.0"),
+        (lambda: orc.rate_limit("warehouse", timeout=1e300), "timeout=1e\\+300"),
     ):
         with pytest.raises(InvalidState, match=message):
             call()
@@ -263,6 +294,14 @@ def test_async_concurrency_holds_waits_and_releases(database, clock, sleeps):
             with pytest.raises(ObjectNotFound):
                 async with orc.concurrency("nothing-here", strict=True):
                     pass
+
+            block = orc.concurrency("warehouse")
+            async with block:
+                with pytest.raises(InvalidState, match="already entered"):
+                    async with block:
+                        pytest.fail("the block was entered twice")
+            assert (await orc.read_global_concurrency_limit("warehouse")).active_slots == 0
+            assert await orc.read_concurrency_leases() == []
 
     asyncio.run(main())
 

@@ -208,6 +208,14 @@ def test_slots_decay_whole_and_a_started_slot_is_not_lost(frozen, clock):
     assert slots(frozen, "api") == 0
 
 
+def test_a_huge_decay_frees_every_slot_and_a_tiny_one_none(frozen, clock):
+    frozen.create_global_concurrency_limit("fast", 2, active_slots=2, slot_decay_per_second=1e308)
+    frozen.create_global_concurrency_limit("slow", 2, active_slots=2, slot_decay_per_second=1e-300)
+    clock.advance(1000)  # 1e308 slots/s for 1000 s is more than a float holds
+    assert slots(frozen, "fast") == 0 and slots(frozen, "slow") == 2
+    assert frozen.increment_concurrency_slots("fast", 2, mode="rate_limit") == ["fast"]
+
+
 def test_rate_limit_mode_needs_decay_and_concurrency_mode_refuses_it(orc):
     orc.create_global_concurrency_limit("db", 2)
     orc.create_global_concurrency_limit("api", 2, slot_decay_per_second=1.0)
@@ -389,6 +397,8 @@ def test_expire_leases_at_a_given_time(orc):
         ((7, 1), "name must be a str"),
         (("a\x00b", 1), "NUL"),
         (("\ud800", 1), "lone surrogate"),
+        (("db", 2**63), "limit=9223372036854775808; expected a whole number from 0 to 2\\*\\*63-1"),
+        (("db", 10**30), "limit=10{30}"),
     ],
 )
 def test_bad_limits_are_refused(orc, arguments, message):
@@ -404,6 +414,7 @@ def test_bad_limits_are_refused(orc, arguments, message):
         ({"slot_decay_per_second": -0.5}, "slot_decay_per_second=-0.5"),
         ({"slot_decay_per_second": math.inf}, "slot_decay_per_second=inf"),
         ({"active": "yes"}, "active='yes'"),
+        ({"active_slots": 2**63}, "active_slots=9223372036854775808"),
     ],
 )
 def test_bad_fields_are_refused_on_create_and_update(orc, options, message):

@@ -14,7 +14,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from flowstate.concurrency.holding import RENEWALS_PER_LEASE, Acquired
+from flowstate.concurrency.holding import RENEWALS_PER_LEASE, Acquired, refuse_reentry
 from flowstate.concurrency.models import ConcurrencyLease
 from flowstate.errors import FlowstateError, ObjectNotFound
 
@@ -45,8 +45,18 @@ class AsyncHeldSlots:
         self.lease: ConcurrencyLease | None = None
         self.lost = False
         self._renewal: asyncio.Task[None] | None = None
+        self._entered = False
 
     async def __aenter__(self) -> AsyncHeldSlots:
+        refuse_reentry(self._entered)
+        self._entered = True
+        try:
+            return await self._enter()
+        except BaseException:
+            self._entered = False
+            raise
+
+    async def _enter(self) -> AsyncHeldSlots:
         orc = self._orc
         box = Acquired()
         try:
@@ -66,6 +76,7 @@ class AsyncHeldSlots:
         return self
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self._entered = False
         renewal, self._renewal = self._renewal, None
         lease, self.lease = self.lease, None
         try:

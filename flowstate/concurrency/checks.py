@@ -13,6 +13,7 @@ from flowstate.errors import InvalidState
 
 __all__ = [
     "MAX_LEASE_SECONDS",
+    "MAX_WAIT_SECONDS",
     "MIN_LEASE_SECONDS",
     "count",
     "decay",
@@ -56,11 +57,20 @@ def names(value: Any) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+MAX_WAIT_SECONDS = 100 * 365.25 * 86400
+"""The longest ``timeout`` (a century): longer is no different from None (no timeout)."""
+
+
 def count(value: Any, what: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidState(f"{what}={value!r:.40}; expected a whole number >= {minimum}")
-    if value < minimum:
-        raise InvalidState(f"{what}={value}; expected a whole number >= {minimum}")
+    """A whole number from ``minimum`` to 2**63-1 (what a database column holds)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not minimum <= value <= validate.MAX_SQL_INT
+    ):
+        raise InvalidState(
+            f"{what}={value!r:.40}; expected a whole number from {minimum} to 2**63-1"
+        )
     return value
 
 
@@ -118,8 +128,11 @@ def timeout(value: Any) -> float | None:
     if value is None:
         return None
     seconds = _seconds(value)
-    if seconds is None or seconds < 0:
-        raise InvalidState(f"timeout={value!r:.40}; expected seconds >= 0, or None (no timeout)")
+    if seconds is None or not 0 <= seconds <= MAX_WAIT_SECONDS:
+        raise InvalidState(
+            f"timeout={value!r:.40}; expected seconds from 0 to {MAX_WAIT_SECONDS:.0f} (a "
+            "century), or None (no timeout)"
+        )
     return seconds
 
 

@@ -19,12 +19,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from flowstate.concurrency.models import ConcurrencyLease
-from flowstate.errors import FlowstateError, ObjectNotFound
+from flowstate.errors import FlowstateError, InvalidState, ObjectNotFound
 
 if TYPE_CHECKING:
     from flowstate.orchestrator import Orchestrator
 
-__all__ = ["Acquired", "HeldSlots", "LeaseKeeper", "RENEWALS_PER_LEASE"]
+__all__ = ["Acquired", "HeldSlots", "LeaseKeeper", "RENEWALS_PER_LEASE", "refuse_reentry"]
 
 _log = logging.getLogger("flowstate.concurrency")
 
@@ -113,12 +113,22 @@ class HeldSlots:
         }
         self.lease: ConcurrencyLease | None = None
         self._keeper: LeaseKeeper | None = None
+        self._entered = False
 
     @property
     def lost(self) -> bool:
         return self._keeper is not None and self._keeper.lost
 
     def __enter__(self) -> HeldSlots:
+        refuse_reentry(self._entered)
+        self._entered = True
+        try:
+            return self._enter()
+        except BaseException:
+            self._entered = False
+            raise
+
+    def _enter(self) -> HeldSlots:
         orc = self._orc
         box = Acquired()
         try:
@@ -137,6 +147,7 @@ class HeldSlots:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self._entered = False
         keeper, self._keeper = self._keeper, None
         lease, self.lease = self.lease, None
         try:
@@ -145,6 +156,16 @@ class HeldSlots:
         finally:
             if lease is not None:
                 self._orc.release_concurrency_lease(lease.lease_id)
+
+
+def refuse_reentry(entered: bool) -> None:
+    """InvalidState when a block is entered again before it was left: its second lease would
+    replace the first, which then nobody releases or stops renewing."""
+    if entered:
+        raise InvalidState(
+            "this concurrency() block is already entered; call orc.concurrency() again for a "
+            "nested block"
+        )
 
 
 def keeper_for(orc: Orchestrator, lease: ConcurrencyLease, lease_duration: float) -> LeaseKeeper:

@@ -110,9 +110,10 @@ def after_decay(row: LimitRow, now: datetime) -> tuple[int, datetime]:
     elapsed = (now - row.updated).total_seconds()
     if elapsed <= 0:
         return held, row.updated
-    decayed = math.floor(rate * elapsed)
-    if decayed >= held:
+    freed = rate * elapsed
+    if not freed < held:  # (also when a huge rate times the seconds overflows to inf)
         return 0, now
+    decayed = math.floor(freed)
     return held - decayed, row.updated + timedelta(seconds=decayed / rate)
 
 
