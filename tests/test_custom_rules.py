@@ -298,6 +298,26 @@ def test_a_run_a_user_rule_keeps_is_its_own_copy(database):
         assert orc.read_flow_run(run.id).run_count == 2
 
 
+def test_a_user_rule_is_never_built_in_whatever_module_its_function_names(database):
+    """Only flowstate's own rule objects count as built in: a user's function that names one
+    of flowstate's modules as its own still gets a working copy of the run."""
+    kept = []
+
+    def keep_runs(ctx):
+        kept.append(ctx.run)
+
+    keep_runs.__module__ = "flowstate.orchestration.flow_rules"
+    keeper = rule(from_=ANY_STATE, to=ANY_STATE, name="keep-runs")(keep_runs)
+    policy = CORE_FLOW.append(keeper)
+    assert not policy.built_in and CORE_FLOW.remove("copy_scheduled_time").built_in
+    with Orchestrator(database, flow_policy=policy) as orc:
+        run = orc.create_flow_run(state=Pending())
+        orc.set_flow_run_state(run.id, Running())
+        first = kept[-1].model_copy(deep=True)
+        orc.set_flow_run_state(run.id, Completed())
+        assert kept[0] == first and kept[0].run_count == 1
+
+
 def _make_transitions(orc, pauses):
     """Pending, Running, then ``pauses`` times Paused and Running again: 2 + 2 * pauses events."""
     run = orc.create_flow_run()

@@ -15,8 +15,10 @@ from flowstate.orchestration.flow_rules import (
     prevent_result_data_loss,
     retry_failed_flows,
 )
+from flowstate.orchestration import flow_rules, scheduling_rules, task_rules
 from flowstate.orchestration.fused_flow import fused_core_flow
-from flowstate.orchestration.policy import Policy
+from flowstate.orchestration.policy import Policy, register_built_in
+from flowstate.orchestration.rules import Rule
 from flowstate.orchestration.scheduling_rules import copy_scheduled_time, wait_for_scheduled_time
 from flowstate.orchestration.task_rules import (
     cache_insertion,
@@ -29,6 +31,13 @@ from flowstate.orchestration.task_rules import (
 )
 
 __all__ = ["CORE_FLOW", "CORE_TASK", "MARK_LATE", "MINIMAL_FLOW", "MINIMAL_TASK"]
+
+register_built_in(
+    found
+    for module in (flow_rules, scheduling_rules, task_rules)
+    for found in vars(module).values()
+    if isinstance(found, Rule)
+)
 
 CORE_FLOW = Policy(
     "core-flow",

@@ -39,7 +39,7 @@ from flowstate.results import (
 from flowstate.runs import FlowRun, TaskRun
 from flowstate.states import State, StateType
 
-__all__ = ["Outcome", "Policy"]
+__all__ = ["Outcome", "Policy", "register_built_in"]
 
 Pair = tuple[StateType | None, StateType | None]
 FusedDecision = Callable[
@@ -103,7 +103,7 @@ class Policy:
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"policy {name!r} has duplicate rule names: {', '.join(duplicates)}")
-        self.built_in = all(_built_in(r) for r in self.rules)
+        self.built_in = all(r in _BUILT_IN_RULES for r in self.rules)
         """Whether every rule is one of flowstate's own, which change a run only through
         ``ctx.update_run`` with new values and keep no reference to it after deciding: the
         orchestrator may then let them work on its cached run instead of a copy."""
@@ -255,14 +255,14 @@ class Policy:
         return Outcome(result=_result(ctx), written=written, context=ctx)
 
 
-def _built_in(rule: Rule) -> bool:
-    return all(
-        step is None or getattr(step, "__module__", "").startswith(_OWN_RULES)
-        for step in (rule.before, rule.after)
-    )
+_BUILT_IN_RULES: set[Rule] = set()
+"""flowstate's own rules, which change a run only through ``ctx.update_run`` with new values and
+keep no reference to it (registered by ``policies`` from the rule modules, at import)."""
 
 
-_OWN_RULES = "flowstate.orchestration."
+def register_built_in(rules: Iterable[Rule]) -> None:
+    """Count ``rules`` among flowstate's own (see ``Policy.built_in``)."""
+    _BUILT_IN_RULES.update(rules)
 
 
 def _arriving(ctx: TransitionContext, state: State | None) -> State | None:
