@@ -402,7 +402,9 @@ class ConcurrencyMethods:
         Entering waits until the slots are free (sleeping through the orchestrator's ``sleep``,
         ``retry_after`` seconds at a time) and raises :class:`~flowstate.WaitTimeout` after
         ``timeout`` seconds on the orchestrator's clock (None: no timeout). A lease holds the
-        slots; a background thread renews it every third of ``lease_duration`` while the block
+        slots; a background thread renews it every third of ``lease_duration`` (real seconds,
+        whatever the orchestrator's clock: with a FrozenClock, renew by hand with
+        :meth:`renew_concurrency_lease` before moving the clock past the lease) while the block
         runs, and leaving the block releases it, also on an exception or Ctrl-C. If the
         process dies, the slots come back once the lease expires (:meth:`expire_leases`; a
         waiting ``concurrency()`` calls it too). Names without a limit are ignored unless

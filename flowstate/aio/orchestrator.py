@@ -482,7 +482,7 @@ class AsyncOrchestrator:
         """``async with orc.concurrency("warehouse", occupy=1, timeout=30):`` -- hold the
         slots for the block, as :meth:`Orchestrator.concurrency <flowstate.Orchestrator.
         concurrency>` does: the waits pass on the event loop, a task renews the lease while
-        the block runs, and leaving it (also by an exception or a cancellation) releases it."""
+        the block runs (every third of ``lease_duration`` in real seconds, as there), and leaving it (also by an exception or a cancellation) releases it."""
         options = {
             "mode": "concurrency",
             "timeout": checks.timeout(timeout),

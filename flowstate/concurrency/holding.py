@@ -9,6 +9,8 @@ renewed, and :meth:`~flowstate.Orchestrator.expire_leases` gives the slots back 
 Why a thread and not renewal on demand: the block is the user's code, which may run for hours
 without calling back; a renewal that depends on it would let the lease expire under a holder
 that is still working. The keeper shares the orchestrator (its calls wait for each other).
+It waits real seconds, not the orchestrator's clock: a FrozenClock moved past the lease's
+expiration lets the lease expire (a test renews by hand with ``renew_concurrency_lease``).
 """
 
 from __future__ import annotations
