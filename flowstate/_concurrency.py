@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from flowstate._ids import uuid7
-from flowstate._interaction import Nap
+from flowstate._interaction import Nap, run_steps
 from flowstate.concurrency import checks
 from flowstate.concurrency.holding import Acquired, HeldSlots
 from flowstate.concurrency.models import ConcurrencyLease, GlobalConcurrencyLimit
@@ -410,20 +410,10 @@ class ConcurrencyMethods:
         waiting ``concurrency()`` calls it too). Names without a limit are ignored unless
         ``strict`` (ObjectNotFound). ``occupy`` larger than a limit: InvalidState at once.
         """
-        wanted = checks.names(names)
-        count = checks.count(occupy, "occupy", 1)
-        wait = checks.timeout(timeout)
-        duration = checks.lease_duration(lease_duration)
-        checks.holder(holder)
-        return HeldSlots(
-            self,  # type: ignore[arg-type]
-            wanted,
-            count,
-            timeout=wait,
-            lease_duration=duration,
-            strict=bool(strict),
-            holder=holder,
+        wanted, count, options = checks.block_arguments(
+            names, occupy, wait=timeout, duration=lease_duration, strict=strict, held_by=holder
         )
+        return HeldSlots(self, wanted, count, options)  # type: ignore[arg-type]
 
     def rate_limit(
         self,
@@ -438,12 +428,7 @@ class ConcurrencyMethods:
         Returns the names of the limits found. WaitTimeout after ``timeout`` seconds on the
         orchestrator's clock; the other arguments as in :meth:`concurrency`."""
         steps = self._rate_limit_steps(names, occupy, timeout=timeout, strict=strict)
-        while True:
-            try:
-                nap = next(steps)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-            self._sleep(nap.seconds)
+        return run_steps(steps, self._sleep)  # type: ignore[no-any-return]
 
     def _rate_limit_steps(
         self,

@@ -45,6 +45,17 @@ class Nap:
         self.seconds = seconds
 
 
+def run_steps(steps: Generator[Nap, None, Any], sleep: Callable[[float], object]) -> Any:
+    """Run a wait's steps to their end, sleeping through ``sleep`` at each :class:`Nap`;
+    returns what the steps return."""
+    while True:
+        try:
+            nap = next(steps)
+        except StopIteration as done:
+            return done.value
+        sleep(nap.seconds)
+
+
 class Sleeping(Iterator[Any]):
     """The iterator :meth:`InteractionMethods.receive_input` returns: the values of ``steps``,
     sleeping through ``sleep`` at each :class:`Nap` between them."""
@@ -202,12 +213,7 @@ class InteractionMethods:
         steps = self._resume_steps(
             id, key=key, model=model, timeout=timeout, poll_interval=poll_interval
         )
-        while True:
-            try:
-                nap = next(steps)
-            except StopIteration as done:
-                return done.value
-            self._sleep(nap.seconds)
+        return run_steps(steps, self._sleep)
 
     def _resume_steps(
         self,

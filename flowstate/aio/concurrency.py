@@ -11,10 +11,16 @@ second cancellation.
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import TYPE_CHECKING, Any
 
-from flowstate.concurrency.holding import RENEWALS_PER_LEASE, Acquired, refuse_reentry
+from flowstate.concurrency.holding import (
+    RENEWALS_PER_LEASE,
+    Acquired,
+    Block,
+    lease_label,
+    warn_lost,
+    warn_renewal_failed,
+)
 from flowstate.concurrency.models import ConcurrencyLease
 from flowstate.errors import FlowstateError, ObjectNotFound
 
@@ -27,45 +33,24 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncHeldSlots"]
 
-_log = logging.getLogger("flowstate.concurrency")
 
-
-class AsyncHeldSlots:
+class AsyncHeldSlots(Block["AsyncOrchestrator"]):
     """``async with orc.concurrency(names, occupy):`` -- inside, ``lease`` is the
     :class:`~flowstate.concurrency.ConcurrencyLease` held and ``lost`` tells whether it was
     lost to expiry while the block ran."""
 
-    def __init__(
-        self, orc: AsyncOrchestrator, names: list[str], occupy: int, options: dict[str, Any]
-    ) -> None:
-        self._orc = orc
-        self.names = names
-        self.occupy = occupy
-        self._options = options
-        self.lease: ConcurrencyLease | None = None
-        self.lost = False
-        self._renewal: asyncio.Task[None] | None = None
-        self._entered = False
+    lost = False
+    _renewal: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> AsyncHeldSlots:
-        refuse_reentry(self._entered)
-        self._entered = True
-        try:
+        with self._entering():
             return await self._enter()
-        except BaseException:
-            self._entered = False
-            raise
 
     async def _enter(self) -> AsyncHeldSlots:
         orc = self._orc
         box = Acquired()
         try:
-            steps = await orc._call(_acquire_steps, (self.names, self.occupy, box, self._options), {})
-            while True:
-                done, nap = await orc._call(_next_nap, (steps,), {})
-                if done:
-                    break
-                await orc._nap(nap.seconds)
+            await orc._run_steps(_acquire_steps, (self.names, self.occupy, box, self._options), {})
         except BaseException:
             if box.lease is not None:  # taken, then cancelled before the block began
                 await self._release(box.lease)
@@ -100,27 +85,16 @@ class AsyncHeldSlots:
                 await self._orc.renew_concurrency_lease(lease.lease_id, duration)
             except ObjectNotFound:
                 self.lost = True
-                _log.warning(
-                    "the lease of %s is gone (it expired and its slots were given back, or the "
-                    "limit was reset): the block no longer holds its slots",
-                    ", ".join(lease.limits),
-                )
+                warn_lost(lease_label(lease))
                 return
             except FlowstateError as exc:
-                _log.warning("renewing the lease of %s failed (retrying): %s", lease.lease_id, exc)
+                warn_renewal_failed(lease_label(lease), exc)
 
 
 def _acquire_steps(
     orc: Orchestrator, names: list[str], occupy: int, box: Acquired, options: dict[str, Any]
 ) -> Iterator[Nap]:
     return orc._acquire_steps(names, occupy, box=box, **options)
-
-
-def _next_nap(orc: Orchestrator, steps: Iterator[Nap]) -> tuple[bool, Any]:
-    try:
-        return False, next(steps)
-    except StopIteration:
-        return True, None
 
 
 def _release(orc: Orchestrator, lease_id: Any) -> None:

@@ -67,12 +67,8 @@ def _waiting_twin(
     async def call(self: AsyncOrchestrator, /, *args: P.args, **kwargs: P.kwargs) -> R:
         bound = signature.bind(None, *args, **kwargs)  # (None: self) the defaults, as the sync
         bound.apply_defaults()
-        checks = await self._call(steps, bound.args[1:], bound.kwargs)
-        while True:
-            done, value = await self._call(_next_step, (checks,), {})
-            if done:
-                return value  # type: ignore[no-any-return]
-            await self._nap(value.seconds)
+        waited: R = await self._run_steps(steps, bound.args[1:], bound.kwargs)
+        return waited
 
     functools.update_wrapper(call, method)
     return call
@@ -483,15 +479,22 @@ class AsyncOrchestrator:
         slots for the block, as :meth:`Orchestrator.concurrency <flowstate.Orchestrator.
         concurrency>` does: the waits pass on the event loop, a task renews the lease while
         the block runs (every third of ``lease_duration`` in real seconds, as there), and leaving it (also by an exception or a cancellation) releases it."""
-        options = {
-            "mode": "concurrency",
-            "timeout": checks.timeout(timeout),
-            "lease_duration": checks.lease_duration(lease_duration),
-            "strict": bool(strict),
-            "holder": holder,
-        }
-        checks.holder(holder)
-        return AsyncHeldSlots(self, checks.names(names), checks.count(occupy, "occupy", 1), options)
+        wanted, count, options = checks.block_arguments(
+            names, occupy, wait=timeout, duration=lease_duration, strict=strict, held_by=holder
+        )
+        return AsyncHeldSlots(self, wanted, count, options)
+
+    async def _run_steps(
+        self, steps: Callable[..., Iterator[Nap]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """Run a wait's steps to their end: each check in the engine's thread, each nap on the
+        event loop; returns what the steps return."""
+        checks = await self._call(steps, args, kwargs)
+        while True:
+            done, value = await self._call(_next_step, (checks,), {})
+            if done:
+                return value
+            await self._nap(value.seconds)
 
     async def _iterate(
         self, method: Callable[..., Iterator[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]

@@ -12,9 +12,11 @@ from flowstate import _validation as validate
 from flowstate.errors import InvalidState
 
 __all__ = [
+    "BLOCK_MODE",
     "MAX_LEASE_SECONDS",
     "MAX_WAIT_SECONDS",
     "MIN_LEASE_SECONDS",
+    "block_arguments",
     "count",
     "decay",
     "holder",
@@ -156,3 +158,25 @@ def holder(value: Any) -> tuple[str, str] | None:
         raise InvalidState(f"holder type {kind!r:.40}; expected one of {', '.join(HOLDER_TYPES)}")
     ident = value["id"]
     return str(kind), str(ident if isinstance(ident, UUID) else validate.run_id(ident, "holder id"))
+
+
+BLOCK_MODE = "concurrency"
+"""The mode of the slots a ``concurrency()`` block holds: given back when it ends."""
+
+
+def block_arguments(
+    wanted: Any, occupy: Any, *, wait: Any, duration: Any, strict: Any, held_by: Any
+) -> tuple[list[str], int, dict[str, Any]]:
+    """``concurrency()``'s arguments, checked: the names, the slots to occupy on each, and the
+    options its acquisition takes (``Orchestrator._acquire_steps``)."""
+    checked_names = names(wanted)
+    slots = count(occupy, "occupy", 1)
+    options = {
+        "mode": BLOCK_MODE,
+        "timeout": timeout(wait),
+        "lease_duration": lease_duration(duration),
+        "strict": bool(strict),
+        "holder": held_by,
+    }
+    holder(held_by)
+    return checked_names, slots, options

@@ -17,18 +17,32 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from flowstate._interaction import run_steps
 from flowstate.concurrency.models import ConcurrencyLease
 from flowstate.errors import FlowstateError, InvalidState, ObjectNotFound
 
 if TYPE_CHECKING:
     from flowstate.orchestrator import Orchestrator
 
-__all__ = ["Acquired", "HeldSlots", "LeaseKeeper", "RENEWALS_PER_LEASE", "refuse_reentry"]
+__all__ = [
+    "RENEWALS_PER_LEASE",
+    "Acquired",
+    "Block",
+    "HeldSlots",
+    "LeaseKeeper",
+    "lease_label",
+    "warn_lost",
+    "warn_renewal_failed",
+]
 
 _log = logging.getLogger("flowstate.concurrency")
+
+O = TypeVar("O")
+"""The orchestrator a block holds its slots through (sync or async)."""
 
 RENEWALS_PER_LEASE = 3
 """How often a held lease is renewed within its duration: two renewals may fail (a database
@@ -77,66 +91,61 @@ class LeaseKeeper:
                 self.renewals += 1
             except ObjectNotFound:
                 self.lost = True
-                _log.warning(
-                    "the lease of %s is gone (it expired and its slots were given back, or the "
-                    "limit was reset): the block no longer holds its slots",
-                    self._what,
-                )
+                warn_lost(self._what)
                 return
             except FlowstateError as exc:
-                _log.warning("renewing the lease of %s failed (retrying): %s", self._what, exc)
+                warn_renewal_failed(self._what, exc)
 
 
-class HeldSlots:
+class Block(Generic[O]):
+    """What the sync and async blocks share: the request, the lease held, and a guard against
+    entering a block again before it was left (its second lease would replace the first, which
+    then nobody releases or stops renewing)."""
+
+    def __init__(self, orc: O, names: list[str], occupy: int, options: dict[str, Any]) -> None:
+        self._orc = orc
+        self.names = names
+        self.occupy = occupy
+        self._options = options
+        self.lease: ConcurrencyLease | None = None
+        self._entered = False
+
+    @contextmanager
+    def _entering(self) -> Iterator[None]:
+        if self._entered:
+            raise InvalidState(
+                "this concurrency() block is already entered; call orc.concurrency() again for "
+                "a nested block"
+            )
+        self._entered = True
+        try:
+            yield
+        except BaseException:
+            self._entered = False
+            raise
+
+
+class HeldSlots(Block["Orchestrator"]):
     """``with orc.concurrency(names, occupy):`` -- the context manager; inside, ``lease`` is
     the :class:`~flowstate.concurrency.ConcurrencyLease` held (its ``limits`` empty when no
     limit named exists) and ``lost`` tells whether it was lost to expiry while the block ran."""
 
-    def __init__(
-        self,
-        orc: Orchestrator,
-        names: list[str],
-        occupy: int,
-        *,
-        timeout: float | None,
-        lease_duration: float,
-        strict: bool,
-        holder: Any,
-    ) -> None:
-        self._orc = orc
-        self.names = names
-        self.occupy = occupy
-        self._options: dict[str, Any] = {
-            "mode": "concurrency",
-            "timeout": timeout,
-            "lease_duration": lease_duration,
-            "strict": strict,
-            "holder": holder,
-        }
-        self.lease: ConcurrencyLease | None = None
-        self._keeper: LeaseKeeper | None = None
-        self._entered = False
+    _keeper: LeaseKeeper | None = None
 
     @property
     def lost(self) -> bool:
         return self._keeper is not None and self._keeper.lost
 
     def __enter__(self) -> HeldSlots:
-        refuse_reentry(self._entered)
-        self._entered = True
-        try:
+        with self._entering():
             return self._enter()
-        except BaseException:
-            self._entered = False
-            raise
 
     def _enter(self) -> HeldSlots:
         orc = self._orc
         box = Acquired()
         try:
             steps = orc._acquire_steps(self.names, self.occupy, box=box, **self._options)
-            for nap in steps:
-                orc._sleep(nap.seconds)
+            run_steps(steps, orc._sleep)
             if box.lease is not None and box.lease.limits:
                 keeper = keeper_for(orc, box.lease, self._options["lease_duration"])
                 keeper.start()
@@ -160,14 +169,23 @@ class HeldSlots:
                 self._orc.release_concurrency_lease(lease.lease_id)
 
 
-def refuse_reentry(entered: bool) -> None:
-    """InvalidState when a block is entered again before it was left: its second lease would
-    replace the first, which then nobody releases or stops renewing."""
-    if entered:
-        raise InvalidState(
-            "this concurrency() block is already entered; call orc.concurrency() again for a "
-            "nested block"
-        )
+def warn_lost(what: str) -> None:
+    """Log (a warning on ``flowstate.concurrency``) that the lease of a running block is gone."""
+    _log.warning(
+        "the lease of %s is gone (it expired and its slots were given back, or the limit was "
+        "reset): the block no longer holds its slots",
+        what,
+    )
+
+
+def warn_renewal_failed(what: str, error: FlowstateError) -> None:
+    """Log that a renewal failed; the next one tries again."""
+    _log.warning("renewing the lease of %s failed (retrying): %s", what, error)
+
+
+def lease_label(lease: ConcurrencyLease) -> str:
+    """How the warnings name a lease: its limits and its id."""
+    return f"{', '.join(lease.limits)} ({lease.lease_id})"
 
 
 def keeper_for(orc: Orchestrator, lease: ConcurrencyLease, lease_duration: float) -> LeaseKeeper:
@@ -176,6 +194,4 @@ def keeper_for(orc: Orchestrator, lease: ConcurrencyLease, lease_duration: float
     def renew() -> None:
         orc.renew_concurrency_lease(lease.lease_id, lease_duration)
 
-    return LeaseKeeper(
-        renew, lease_duration / RENEWALS_PER_LEASE, f"{', '.join(lease.limits)} ({lease.lease_id})"
-    )
+    return LeaseKeeper(renew, lease_duration / RENEWALS_PER_LEASE, lease_label(lease))
