@@ -116,3 +116,31 @@ def test_the_worker_loop_releases_expired_leases(tmp_path):
         threading.Timer(0.2, stop.set).start()
         assert list(polls) == []
         assert orc.read_global_concurrency_limit("warehouse").active_slots == 0
+
+
+def test_update_changes_a_limit_and_keeps_the_slots_held(tmp_path):
+    path = str(tmp_path / "l.db")
+    assert cli(path, "create", "warehouse", "2", "--inactive").exit_code == 0
+    with Orchestrator(path) as orc:
+        orc.update_global_concurrency_limit("warehouse", active_slots=1)
+    activated = cli(path, "update", "warehouse", "--active")
+    assert activated.output == "updated 'warehouse': 1 of 2 slots held; active\n"
+    changed = cli(path, "update", "warehouse", "--limit", "3", "--json")
+    assert changed.exit_code == 0
+    limit = GlobalConcurrencyLimit.model_validate(json.loads(changed.output))
+    assert (limit.limit, limit.active, limit.active_slots) == (3, True, 1)
+    assert cli(path, "update", "warehouse", "--inactive").output.endswith(
+        "1 of 3 slots held; inactive (restricts nothing)\n")
+    nothing = cli(path, "update", "warehouse")
+    assert nothing.exit_code == 2 and "nothing to change" in nothing.output
+    for args, message in (
+        (("update", "nope", "--active"), "ObjectNotFound: Global concurrency limit 'nope'"),
+        (("update", "warehouse", "--limit=-1"), "InvalidState: limit=-1"),
+        (("update", "warehouse", "--decay", "nan"), "InvalidState: slot_decay_per_second=nan"),
+    ):
+        result = cli(path, *args)
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), args
+        assert message in result.output and result.output.count("\n") == 1, result.output
+    with Orchestrator(path) as orc:
+        kept = orc.read_global_concurrency_limit("warehouse")
+    assert (kept.limit, kept.active, kept.active_slots) == (3, False, 1)

@@ -1,8 +1,8 @@
-"""``flowstate limits ls|create|inspect|reset|delete``: global concurrency limits and rate limits,
-with the leases that hold their slots.
+"""``flowstate limits ls|create|update|inspect|reset|delete``: global concurrency limits and rate
+limits, with the leases that hold their slots.
 
-With ``--json``: ``ls`` prints a JSON array of limits (Prefect's shape); ``create`` and
-``reset`` print the limit; ``inspect`` prints ``{"limit": ..., "holders": [leases]}``.
+With ``--json``: ``ls`` prints a JSON array of limits (Prefect's shape); ``create``,
+``update`` and ``reset`` print the limit; ``inspect`` prints ``{"limit": ..., "holders": [leases]}``.
 """
 
 from __future__ import annotations
@@ -64,7 +64,9 @@ def list_limits(as_json: bool, database: str | None) -> None:
 @click.argument("limit", type=int)
 @click.option("--decay", type=float, default=0.0, metavar="R",
               help="Slots freed per second by themselves: a rate limit (taken with rate_limit()).")
-@click.option("--inactive", is_flag=True, help="Create it inactive: it restricts nothing until activated.")
+@click.option("--inactive", is_flag=True,
+              help="Create it inactive: it restricts nothing until "
+              "'flowstate limits update NAME --active'.")
 @json_option
 @database_override
 def create_limit(name: str, limit: int, decay: float, inactive: bool, as_json: bool,
@@ -78,6 +80,37 @@ def create_limit(name: str, limit: int, decay: float, inactive: bool, as_json: b
         return
     kind = f"rate limit ({decay:g} slots/s)" if decay else "concurrency limit"
     click.echo(f"created {kind} {name!r}: {limit} slot{'s' if limit != 1 else ''}")
+
+
+@limits.command("update")
+@click.argument("name")
+@click.option("--limit", "new_limit", type=int, metavar="N", help="The number of slots.")
+@click.option("--decay", type=float, metavar="R",
+              help="Slots freed per second by themselves (0: none).")
+@click.option("--active/--inactive", default=None, help="Make it restrict, or restrict nothing.")
+@json_option
+@database_override
+def update_limit(name: str, new_limit: int | None, decay: float | None, active: bool | None,
+                 as_json: bool, database: str | None) -> None:
+    """Change a limit's slots, decay or activity; the slots held stay held."""
+    changes: dict[str, object] = {}
+    if new_limit is not None:
+        changes["limit"] = new_limit
+    if decay is not None:
+        changes["slot_decay_per_second"] = decay
+    if active is not None:
+        changes["active"] = active
+    if not changes:
+        raise click.UsageError("nothing to change: give --limit, --decay, --active or --inactive")
+    with open_orchestrator(database) as orc:
+        limit = orc.update_global_concurrency_limit(name, **changes)  # type: ignore[arg-type]
+    if as_json:
+        echo_json(limit)
+        return
+    state = "active" if limit.active else "inactive (restricts nothing)"
+    decay = limit.slot_decay_per_second
+    rate = f"; a rate limit ({decay:g} slots/s)" if decay else ""
+    click.echo(f"updated {name!r}: {limit.active_slots} of {limit.limit} slots held; {state}{rate}")
 
 
 @limits.command("inspect")
