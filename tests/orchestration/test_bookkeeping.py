@@ -1,4 +1,5 @@
-"""The fused bookkeeping (one function per kind of run) does exactly what its steps do."""
+"""The engine's bookkeeping (one pass per kind of run) does exactly what Prefect's steps do,
+one by one (``bookkeeping_spec``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from flowstate.runs import FlowRun, FlowRunPolicy, TaskRun
 from flowstate.states import State
 from flowstate.testing import states
 
+from tests.orchestration.bookkeeping_spec import FLOW_STEPS, TASK_STEPS, apply_steps
 from tests.orchestration.builders import NOW, _ids
 
 _times = st.none() | st.integers(-7200, 7200).map(lambda s: NOW + timedelta(seconds=s))
@@ -67,21 +69,20 @@ def _snapshot(ctx: TransitionContext) -> tuple:
     )
 
 
-def _check(ctx: TransitionContext, bookkeeping) -> None:  # type: ignore[no-untyped-def]
+def _check(ctx: TransitionContext, bookkeeping, steps) -> None:  # type: ignore[no-untyped-def]
     other = copy.deepcopy(ctx)
     bookkeeping.apply_before(ctx)
-    bookkeeping.stepwise().apply_before(other)
-    assert bookkeeping.fused is not None
+    apply_steps(steps, other)
     assert _snapshot(ctx) == _snapshot(other)
 
 
 @settings(max_examples=400, deadline=None)
 @given(_contexts("flow"))
 def test_fused_flow_bookkeeping_equals_its_steps(ctx: TransitionContext) -> None:
-    _check(ctx, FLOW_BOOKKEEPING)
+    _check(ctx, FLOW_BOOKKEEPING, FLOW_STEPS)
 
 
 @settings(max_examples=400, deadline=None)
 @given(_contexts("task"))
 def test_fused_task_bookkeeping_equals_its_steps(ctx: TransitionContext) -> None:
-    _check(ctx, TASK_BOOKKEEPING)
+    _check(ctx, TASK_BOOKKEEPING, TASK_STEPS)
