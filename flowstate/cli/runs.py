@@ -86,20 +86,10 @@ def list_runs(
     database: str | None,
 ) -> None:
     """Flow runs, newest first (the 20 newest unless --limit or --all says otherwise)."""
+    cut = None if every else limit
     with open_orchestrator(database) as orc:
-        found = orc.read_flow_runs(
-            state_type=state_type.upper() if state_type else None,
-            flow_name=flow_name,
-            limit=None if every else limit,
-            offset=offset,
-            newest_first=True,
-        )
-    if as_json:
-        echo_json(found)
-        return
-    from flowstate.cli._common import console
-
-    console().print(_flow_runs_table(found, None if every else limit, offset))
+        found = orc.read_flow_runs(**_listing(state_type, flow_name, cut, offset))
+    _print_listing(found, as_json, lambda: _flow_runs_table(found, cut, offset))
 
 
 @runs.command("show")
@@ -146,23 +136,37 @@ def list_tasks(
     database: str | None,
 ) -> None:
     """Task runs, newest first (the 20 newest unless --limit or --all says otherwise)."""
+    cut = None if every else limit
     with open_orchestrator(database) as orc:
         if flow_run_id is not None:
             orc.read_flow_run(flow_run_id)  # an unknown flow run is an error, not an empty list
         found = orc.read_task_runs(
-            flow_run_id=flow_run_id,
-            state_type=state_type.upper() if state_type else None,
-            flow_name=flow_name,
-            limit=None if every else limit,
-            offset=offset,
-            newest_first=True,
+            flow_run_id=flow_run_id, **_listing(state_type, flow_name, cut, offset)
         )
+    _print_listing(found, as_json, lambda: _task_runs_table(found, cut, offset))
+
+
+def _listing(
+    state_type: str | None, flow_name: str | None, limit: int | None, offset: int
+) -> dict[str, Any]:
+    """The filters and page of ``runs ls`` / ``tasks ls``, as ``read_*_runs`` takes them."""
+    return {
+        "state_type": state_type.upper() if state_type else None,
+        "flow_name": flow_name,
+        "limit": limit,
+        "offset": offset,
+        "newest_first": True,
+    }
+
+
+def _print_listing(found: list[Any], as_json: bool, table: Callable[[], Table]) -> None:
+    """The runs found, as JSON or as the table ``table()`` makes."""
     if as_json:
         echo_json(found)
         return
     from flowstate.cli._common import console
 
-    console().print(_task_runs_table(found, None if every else limit, offset))
+    console().print(table())
 
 
 # -- tables ---------------------------------------------------------------------------------------
