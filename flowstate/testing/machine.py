@@ -44,7 +44,7 @@ from flowstate.testing._require import require_hypothesis
 
 require_hypothesis()
 
-from hypothesis import settings  # noqa: E402
+from hypothesis import Phase, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from hypothesis.stateful import (  # noqa: E402
     Bundle,
@@ -57,9 +57,18 @@ from hypothesis.stateful import (  # noqa: E402
 
 from flowstate import FlowRun, Orchestrator, OrchestrationResult, State, StateType, TaskRun  # noqa: E402
 from flowstate.results import SetStateStatus  # noqa: E402
+from flowstate.testing._steps import (  # noqa: E402
+    ANY_RUN,
+    PAUSES,
+    RUN_INPUTS,
+    RunRef,
+    now_states,
+    one_choice_rules,
+    a_run_in,
+    run_or_none,
+)
 from flowstate.testing.clock import DEFAULT_START, FrozenClock  # noqa: E402
-from flowstate.states import Paused  # noqa: E402
-from flowstate.testing.strategies import PAUSE_KEYS, draw_state, run_inputs, type_choice  # noqa: E402
+from flowstate.testing.strategies import run_inputs  # noqa: E402
 
 __all__ = ["CLOCK_STEPS", "INPUT_SCHEMA", "OrchestrationMachine", "Snapshot"]
 
@@ -83,8 +92,9 @@ CLOCK_STEPS: st.SearchStrategy[int] = st.one_of(
     st.integers(-60, -1),
 )
 """The default :attr:`OrchestrationMachine.clock_steps`, in seconds: a few seconds to two
-minutes (WAIT delays, timeouts), whole hours up to a day (any hour of the day is one step
-away), up to two hours, or back up to a minute."""
+minutes (WAIT delays, timeouts), whole hours up to a day, up to two hours, or back up to a
+minute. With it, the machine's ``advance_clock_to`` step also moves the clock to the next
+whole hour of the day."""
 
 MACHINE_MODES: dict[str, dict[str, int]] = {
     "plain": {},
@@ -101,84 +111,43 @@ _MAX_WEIGHT = 8
 
 
 _FINAL = (S.COMPLETED, S.FAILED, S.CANCELLED, S.CRASHED)
-_RUNNER: st.SearchStrategy[Any] = st.runner()
-"""The machine running the step (one strategy object: a new one per draw is slow)."""
-
-
-class RunRef:
-    """A run a step acts on, printed as the steps name it: ``flow_runs_0``, ``task_runs_1``."""
-
-    __slots__ = ("id", "index", "kind")
-
-    def __init__(self, kind: Kind, index: int, id: UUID) -> None:
-        self.kind, self.index, self.id = kind, index, id
-
-    def __repr__(self) -> str:
-        return f"{self.kind}_runs_{self.index}"
-
-
-_WHICH = st.integers(0, 7)
-
-
-@st.composite
-def _runs_in(
-    draw: st.DrawFn, kind: Kind, types: tuple[StateType | None, ...]
-) -> RunRef | None:
-    """One of the machine's runs of ``kind`` in a state of one of ``types``, when the step is
-    taken (None when there is none: the step does nothing). The choice is a small number, the
-    same whatever the runs' states, so that removing an earlier step never turns this one
-    into a different kind of step: it acts on another run, or does nothing."""
-    machine = draw(_RUNNER)
-    return machine.pick(kind, frozenset(types), draw(_WHICH))
 
 
 class _Undo(Exception):
     """Raised inside a transaction to roll it back."""
 
 
-@st.composite
-def _at_machine_time(
-    draw: st.DrawFn, types: tuple[StateType, ...], kind: Kind | None
-) -> State:
-    machine = draw(_RUNNER)
-    return draw_state(draw, draw(type_choice(types)), kind, machine.clock(), PAUSE_KEYS)
+def _when_runs_in(kind: Kind, types: tuple[StateType | None, ...]) -> Any:
+    """A precondition: some run of ``kind`` is in a state of one of ``types``."""
 
+    def some_run_in(machine: OrchestrationMachine) -> bool:
+        return bool(machine.runs_in(kind, types))
 
-def _now_states(
-    types: StateType | tuple[StateType, ...] | None, kind: Kind | None
-) -> st.SearchStrategy[State]:
-    """:func:`~flowstate.testing.states` with times relative to the machine's clock when the
-    step is drawn (one strategy, built once: building one per step is slow)."""
-    chosen = tuple(StateType) if types is None else (types if isinstance(types, tuple) else (types,))
-    return _at_machine_time(chosen, kind)
+    some_run_in.__name__ = f"some_{kind}_run_in_{'_'.join(str(t and t.value) for t in types)}"
+    return precondition(some_run_in)
 
 
 _FORCE = st.sampled_from([False, False, False, True])
+_QUEUE_FROM = (None, S.SCHEDULED, *_FINAL)
+_START_FROM = (None, S.SCHEDULED, S.PENDING, S.PAUSED, S.CANCELLING, *_FINAL)
+_END_FROM = (S.SCHEDULED, S.PENDING, S.RUNNING, S.CANCELLING)
+_TASK_START_FROM = (None, S.SCHEDULED, S.PENDING, *_FINAL)
+_CLOCK_STEP = st.runner().flatmap(lambda machine: machine.clock_steps)
 
 
-_TIMEOUT = st.sampled_from([None, None, "ahead", "expired"])
-_AHEAD = st.integers(1, 3600)
-_EXPIRED = st.integers(-600, 0)
-_RESCHEDULE = st.sampled_from([False, False, True])
-_POOL_KEY = st.none() | st.sampled_from(PAUSE_KEYS)
-
-
-@st.composite
-def _pause(draw: st.DrawFn) -> State:
-    """A pause a run could take: mostly with no timeout or one ahead, one time in four already
-    expired; a pause key from the pool or none (a fresh key); suspended one time in three."""
-    now = draw(_RUNNER).clock()
-    timeout = draw(_TIMEOUT)
-    seconds = None
-    if timeout == "ahead":
-        seconds = draw(_AHEAD)
-    elif timeout == "expired":
-        seconds = draw(_EXPIRED)
-    return Paused(
-        pause_expiration_time=None if seconds is None else now + timedelta(seconds=seconds),
-        reschedule=draw(_RESCHEDULE),
-        pause_key=draw(_POOL_KEY),
-    )
+_RESUME_INPUTS: tuple[st.SearchStrategy[dict[str, Any] | None], ...] = (
+    *(st.just(value) for value in RUN_INPUTS),
+    run_inputs(INPUT_SCHEMA),
+)
+"""A resume's input: one of :data:`RUN_INPUTS`, or (the last choice) input drawn from the
+schema."""
+_RESUME_INPUT = st.integers(0, len(RUN_INPUTS))
+_FLOW_RETRIES = st.sampled_from([None, 0, 1, 2])
+_TASK_POLICIES = st.sampled_from([
+    {"retries": retries, "retry_delay": delay, "retry_jitter_factor": jitter}
+    for retries in (None, 0, 1, 2)
+    for delay, jitter in ((0, None), (5, None), ([1, 30], None), (20, 0.5))
+])
 
 
 @dataclass
@@ -195,13 +164,17 @@ class _TestCaseSettings:
 
     Hypothesis' own ``TestCase`` suppresses all health checks; the machine draws every step
     valid by construction and needs none suppressed, so a subclass sees the warnings its own
-    rules would cause. ``deadline`` is off: an example is a whole sequence of calls.
+    rules would cause. ``deadline`` is off: an example is a whole sequence of calls. The
+    ``explain`` phase is left out: it traces every line run while shrinking (with
+    ``sys.settrace`` before Python 3.12, which makes each step several times slower) only to
+    list the lines failing examples ran, which say little about a sequence of calls.
     """
 
     def __get__(self, instance: Any, owner: type[RuleBasedStateMachine]) -> Any:
         case = RuleBasedStateMachine.__dict__["TestCase"].__get__(instance, owner)
         if "_flowstate_settings" not in case.__dict__:
-            case.settings = settings(deadline=None)
+            phases = [phase for phase in settings().phases if phase is not Phase.explain]
+            case.settings = settings(deadline=None, phases=phases)
             case._flowstate_settings = True
         return case
 
@@ -227,12 +200,13 @@ class OrchestrationMachine(RuleBasedStateMachine):
     start: datetime = DEFAULT_START
     """Where the clock starts in every example (default 2024-01-01T00:00Z, a Monday)."""
     clock_steps: st.SearchStrategy[int] = CLOCK_STEPS
-    """How many seconds one ``advance_clock`` step moves the clock (see :data:`CLOCK_STEPS`)."""
+    """How many seconds one ``advance_clock`` step moves the clock (see :data:`CLOCK_STEPS`;
+    with a strategy of your own the clock moves by it only: ``advance_clock_to`` is off)."""
     mode: str = "plain"
     """A preset of rule weights (:data:`MACHINE_MODES`): ``"pauses"``, ``"retries"``,
     ``"time"``."""
     rule_weights: Mapping[str, int] = {
-        "start_flow_run": 2, "pause_flow_run": 2, "resume_flow_run": 2,
+        "start_flow_run": 2, "pause_flow_run": 2, "resume_flow_run": 2, "advance_clock": 2,
     }
     """How often each rule is chosen, by rule name, relative to 1 for a rule not named (an int
     from 1 to 8; your own rules may be named too). A mode's weights win over these. Steps
@@ -240,12 +214,25 @@ class OrchestrationMachine(RuleBasedStateMachine):
 
     TestCase = _TestCaseSettings()  # type: ignore[assignment]
 
+    step_order: tuple[str, ...] = (
+        "advance_clock", "advance_clock_to", "start_flow_run", "pause_flow_run", "resume_flow_run",
+        "queue_flow_run", "end_flow_run", "start_task_run", "finish_task_run",
+        "create_flow_run", "create_task_run", "create_subflow_run", "propose_state",
+        "probe_guards",
+    )
+    """The order the machine lists its rules in; rules not named (your own) come after.
+    Shrinking prefers earlier rules, so a counterexample is made of the plainest steps that
+    still fail."""
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _weigh_rules(cls)
 
     def __init__(self) -> None:
         super().__init__()
+        rules = one_choice_rules(self)
+        if rules is not None:  # each step's rule is one choice (see _steps.OneChoiceRules)
+            self._rules_strategy = rules
         self.clock = FrozenClock(self.start)
         self.orc = self.make_orchestrator(self.clock)
         self.flow_run_ids: list[UUID] = []
@@ -287,30 +274,57 @@ class OrchestrationMachine(RuleBasedStateMachine):
         ids = self.flow_run_ids if kind == "flow" else self.task_run_ids
         return [run_id for run_id in ids if self._types.get(run_id) in wanted]
 
-    def pick(self, kind: Kind, types: frozenset[StateType | None], n: int) -> RunRef | None:
+    def pick(
+        self, kind: Kind, types: frozenset[StateType | None] | None, n: int
+    ) -> RunRef | None:
         """The ``n``-th (modulo their number) of the runs of ``kind`` whose state type is in
-        ``types``; None if there is none."""
+        ``types`` (None: any run of ``kind``); None if there is none."""
         ids = self.flow_run_ids if kind == "flow" else self.task_run_ids
+        if types is None:
+            return RunRef(kind, n % len(ids), ids[n % len(ids)]) if ids else None
         found = [(i, run_id) for i, run_id in enumerate(ids) if self._types.get(run_id) in types]
         if not found:
             return None
         index, run_id = found[n % len(found)]
         return RunRef(kind, index, run_id)
 
+    def pick_any(self, n: int) -> RunRef:
+        """The ``n``-th (modulo their number) of all the machine's runs, flow runs first."""
+        n %= len(self.flow_run_ids) + len(self.task_run_ids)
+        if n < len(self.flow_run_ids):
+            return RunRef("flow", n, self.flow_run_ids[n])
+        n -= len(self.flow_run_ids)
+        return RunRef("task", n, self.task_run_ids[n])
+
     def _kind(self, run_id: UUID) -> Kind:
         return "flow" if run_id in self.flow_run_ids else "task"
+
+    def history_now(self, kind: Kind, run_id: UUID) -> list[State]:
+        """The run's state history, read again only if its current state changed since the
+        machine last read it (a history grows only by a write, which changes the current
+        state)."""
+        run = self.orc.read_flow_run(run_id) if kind == "flow" else self.orc.read_task_run(run_id)
+        return self._history_of(kind, run)
+
+    def _history_of(self, kind: Kind, run: FlowRun | TaskRun) -> list[State]:
+        current = None if run.state is None else run.state.id
+        cached = self._histories.get(run.id)
+        if cached is None or cached[0] != current:
+            cached = (current, self.history(kind, run.id))
+            self._histories[run.id] = cached
+        self._types[run.id] = run.state_type
+        return cached[1]
 
     def propose(
         self, kind: Kind, run_id: UUID, state: State, *, force: bool = False
     ) -> OrchestrationResult:
         """Propose ``state`` to a run, then check the answer against the run's history."""
-        before = self.history(kind, run_id)
+        before = self.history_now(kind, run_id)
         if kind == "flow":
             result = self.orc.set_flow_run_state(run_id, state, force=force)
         else:
             result = self.orc.set_task_run_state(run_id, state, force=force)
-        after = self.history(kind, run_id)
-        self._types[run_id] = after[-1].type if after else None
+        after = self.history_now(kind, run_id)
         if force:
             self.forced_state_ids |= {s.id for s in after} - {s.id for s in before}
         self.check_result(result, before, after)
@@ -354,14 +368,7 @@ class OrchestrationMachine(RuleBasedStateMachine):
                     else self.orc.read_task_run(run_id)
                 )
                 snap.runs[run_id] = run
-                # a history only grows by a write, which changes the current state: read it
-                # again only then
-                current = None if run.state is None else run.state.id
-                cached = self._histories.get(run_id)
-                if cached is None or cached[0] != current:
-                    cached = (current, self.history(kind, run_id))  # type: ignore[arg-type]
-                    self._histories[run_id] = cached
-                snap.histories[run_id] = cached[1]
+                snap.histories[run_id] = self._history_of(kind, run)  # type: ignore[arg-type]
                 snap.kinds[run_id] = kind  # type: ignore[assignment]
         return snap
 
@@ -395,68 +402,56 @@ class OrchestrationMachine(RuleBasedStateMachine):
     def _room_for_task_runs(self) -> bool:
         return len(self.task_run_ids) < self.max_task_runs
 
+    def _room_for_a_subflow(self) -> bool:
+        return bool(self.task_run_ids) and len(self.flow_run_ids) < self.max_flow_runs
+
     @precondition(_room_for_flow_runs)
-    @rule(
-        target=flow_runs,
-        retries=st.none() | st.integers(0, 2),
-        deployment=st.booleans(),
-        infra=st.booleans(),
-        parent=st.none() | task_runs,
-    )
-    def create_flow_run(
-        self, retries: int | None, deployment: bool, infra: bool, parent: UUID | None
-    ) -> UUID:
-        """A flow run with or without retries, deployment and infrastructure; or a subflow of
-        a task run (``parent``), which then mirrors its states."""
-        if parent is not None:
-            return self._create_flow_run(None, False, False, parent)
+    @rule(target=flow_runs, retries=_FLOW_RETRIES, deployment=st.booleans(), infra=st.booleans())
+    def create_flow_run(self, retries: int | None, deployment: bool, infra: bool) -> UUID:
+        """A flow run with or without retries, deployment and infrastructure."""
         return self._create_flow_run(retries, deployment, infra, None)
 
+    @precondition(_room_for_a_subflow)
+    @rule(target=flow_runs, parent=a_run_in("task", None))
+    def create_subflow_run(self, parent: RunRef) -> UUID:
+        """A subflow of a task run: the task run then mirrors its states."""
+        return self._create_flow_run(None, False, False, parent.id)
+
     @precondition(_room_for_task_runs)
-    @rule(
-        target=task_runs,
-        flow=st.none() | flow_runs,
-        retries=st.none() | st.integers(0, 2),
-        delay=st.sampled_from([0, 5, [1, 30], 20]),
-        jitter=st.sampled_from([None, 0.5]),
-    )
-    def create_task_run(
-        self, flow: UUID | None, retries: int | None, delay: Any, jitter: float | None
-    ) -> UUID:
-        """A task run in a flow run or standalone, with or without retries and jitter."""
+    @rule(target=task_runs, flow=run_or_none("flow"), policy=_TASK_POLICIES)
+    def create_task_run(self, flow: RunRef | None, policy: dict[str, Any]) -> UUID:
+        """A task run in a flow run or standalone (``flow`` None), with or without retries,
+        retry delays and jitter (``policy``: its ``empirical_policy``)."""
         run = self.orc.create_task_run(
-            flow_run_id=flow,
-            empirical_policy={"retries": retries, "retry_delay": delay, "retry_jitter_factor": jitter},
+            flow_run_id=None if flow is None else flow.id, empirical_policy=policy
         )
         return self._created("task", run)
 
     # -- rules: flow runs along the state graph ---------------------------------------------
+    # each applies to runs in some states, and is chosen only when a run is in one of them
 
-    @rule(run=_runs_in("flow", (None, S.SCHEDULED, *_FINAL)), state=_now_states((S.SCHEDULED, S.PENDING), "flow"))
+    @_when_runs_in("flow", _QUEUE_FROM)
+    @rule(run=a_run_in("flow", _QUEUE_FROM), state=now_states((S.SCHEDULED, S.PENDING), "flow"))
     def queue_flow_run(self, run: RunRef | None, state: State) -> None:
         """Schedule (or reschedule, or mark late) or submit a new, scheduled or finished flow
         run."""
-        if run is None:  # no run is in a state this step applies to
-            return
-        self.propose("flow", run.id, state)
+        if run is not None:
+            self.propose("flow", run.id, state)
 
-    @rule(
-        run=_runs_in("flow", (None, S.SCHEDULED, S.PENDING, S.PAUSED, S.CANCELLING, *_FINAL)),
-        state=_now_states(S.RUNNING, "flow"),
-    )
+    @_when_runs_in("flow", _START_FROM)
+    @rule(run=a_run_in("flow", _START_FROM), state=now_states((S.RUNNING,), "flow"))
     def start_flow_run(self, run: RunRef | None, state: State) -> None:
         """Start a flow run: a first start, a resume from a pause, a retry, or a run being
         cancelled (which the policy should refuse)."""
-        if run is None:  # no run is in a state this step applies to
-            return
-        self.propose("flow", run.id, state)
+        if run is not None:
+            self.propose("flow", run.id, state)
 
-    @rule(run=_runs_in("flow", (S.RUNNING,)), state=_pause(),
-           for_input=st.sampled_from([False, False, True]))
+    @_when_runs_in("flow", (S.RUNNING,))
+    @rule(run=a_run_in("flow", (S.RUNNING,)), state=PAUSES, for_input=st.booleans())
     def pause_flow_run(self, run: RunRef | None, state: State, for_input: bool) -> None:
         """Pause or suspend a running flow run; ``for_input``: waiting for run input, whose
         schema is stored on ACCEPT."""
-        if run is None:  # no run is in a state this step applies to
+        if run is None:
             return
         if for_input:
             key = state.state_details.pause_key or "input"
@@ -469,57 +464,65 @@ class OrchestrationMachine(RuleBasedStateMachine):
         if keyset_given and result.status is SetStateStatus.ACCEPT:
             self.orc.create_flow_run_input(run.id, keyset_given["schema"], json.dumps(INPUT_SCHEMA))
 
-    @rule(run=_runs_in("flow", (S.PAUSED,)), run_input=st.none() | run_inputs(INPUT_SCHEMA) | st.just({"approved": "yes"}))
+    @_when_runs_in("flow", (S.PAUSED,))
+    @rule(run=a_run_in("flow", (S.PAUSED,)), run_input=_RESUME_INPUT.flatmap(_RESUME_INPUTS.__getitem__))
     def resume_flow_run(self, run: RunRef | None, run_input: dict[str, Any] | None) -> None:
         """Resume a paused flow run, with valid input, invalid input or none."""
-        if run is None:  # no run is in a state this step applies to
+        if run is None:
             return
-        before = self.history("flow", run.id)
+        before = self.history_now("flow", run.id)
         result = self.orc.resume_flow_run(run.id, run_input)
-        after = self.history("flow", run.id)
-        self._types[run.id] = after[-1].type if after else None
+        after = self.history_now("flow", run.id)
         self.check_result(result, before, after)
 
-    @rule(run=_runs_in("flow", (S.SCHEDULED, S.PENDING, S.RUNNING, S.CANCELLING)), state=_now_states((S.COMPLETED, S.FAILED, S.CRASHED, S.CANCELLING, S.CANCELLED),
-                             "flow"))
+    @_when_runs_in("flow", _END_FROM)
+    @rule(
+        run=a_run_in("flow", _END_FROM),
+        state=now_states((S.COMPLETED, S.FAILED, S.CRASHED, S.CANCELLING, S.CANCELLED), "flow"),
+    )
     def end_flow_run(self, run: RunRef | None, state: State) -> None:
         """Complete, fail or crash a flow run (a failure may be retried), cancel it, or
         finish cancelling it."""
-        if run is None:  # no run is in a state this step applies to
-            return
-        self.propose("flow", run.id, state)
+        if run is not None:
+            self.propose("flow", run.id, state)
 
     # -- rules: task runs -------------------------------------------------------------------
 
-    @rule(run=_runs_in("task", (None, S.SCHEDULED, S.PENDING, *_FINAL)), state=_now_states((S.RUNNING, S.SCHEDULED, S.PENDING), "task"))
+    @_when_runs_in("task", _TASK_START_FROM)
+    @rule(
+        run=a_run_in("task", _TASK_START_FROM),
+        state=now_states((S.RUNNING, S.SCHEDULED, S.PENDING), "task"),
+    )
     def start_task_run(self, run: RunRef | None, state: State) -> None:
         """Start a task run (maybe with a cache key), retry a finished one, or schedule or
         submit it."""
-        if run is None:  # no run is in a state this step applies to
-            return
-        self.propose("task", run.id, state)
+        if run is not None:
+            self.propose("task", run.id, state)
 
-    @rule(run=_runs_in("task", (S.RUNNING,)), state=_now_states((S.COMPLETED, S.FAILED, S.CRASHED, S.CANCELLED), "task"))
+    @_when_runs_in("task", (S.RUNNING,))
+    @rule(
+        run=a_run_in("task", (S.RUNNING,)),
+        state=now_states((S.COMPLETED, S.FAILED, S.CRASHED, S.CANCELLED), "task"),
+    )
     def finish_task_run(self, run: RunRef | None, state: State) -> None:
         """Finish a running task run (a completion may be cached, a failure retried)."""
-        if run is None:  # no run is in a state this step applies to
-            return
-        self.propose("task", run.id, state)
+        if run is not None:
+            self.propose("task", run.id, state)
 
     # -- rules: anything --------------------------------------------------------------------
 
-    @rule(run=flow_runs | task_runs, state=_now_states(None, None), force=_FORCE)
-    def propose_state(self, run: UUID, state: State, force: bool) -> None:
+    @rule(run=ANY_RUN, state=now_states(None, None), force=_FORCE)
+    def propose_state(self, run: RunRef, state: State, force: bool) -> None:
         """Any state to any run, forced one time in four."""
-        self.propose(self._kind(run), run, state, force=force)
+        self.propose(run.kind, run.id, state, force=force)
 
     # -- rules: probes and time -------------------------------------------------------------
 
-    @rule(run=flow_runs | task_runs)
-    def probe_guards(self, run: UUID) -> None:
+    @rule(run=ANY_RUN)
+    def probe_guards(self, run: RunRef) -> None:
         """Propose every state type to a run, unforced, each undone afterwards (see
         :meth:`probe`)."""
-        self.probe(self._kind(run), run)
+        self.probe(run.kind, run.id)
 
     def probe(self, kind: Kind, run_id: UUID) -> None:
         """Propose each of the nine state types to the run, unforced, each inside a
@@ -540,7 +543,22 @@ class OrchestrationMachine(RuleBasedStateMachine):
                 pass
         self.current_type(kind, run_id)
 
-    @rule(seconds=_RUNNER.flatmap(lambda machine: machine.clock_steps))
+    def _default_clock(self) -> bool:
+        return self.clock_steps is CLOCK_STEPS
+
+    @precondition(_default_clock)
+    @rule(hour=st.integers(0, 23))
+    def advance_clock_to(self, hour: int) -> None:
+        """Time passes to the next ``hour``:00:00 (only with the default :attr:`clock_steps`):
+        the hour boundaries time-of-day rules turn on are one step away, whatever the
+        clock read before."""
+        now = self.clock.now
+        target = now.replace(hour=hour, minute=0, second=0, microsecond=0)
+        if target <= now:
+            target += timedelta(days=1)
+        self.clock.set(target)
+
+    @rule(seconds=_CLOCK_STEP)
     def advance_clock(self, seconds: int) -> None:
         """Time passes (and now and then goes back a little): see :attr:`clock_steps`."""
         self.clock.advance(seconds)
@@ -648,6 +666,10 @@ def _weigh_rules(cls: type[OrchestrationMachine]) -> None:
             raise ValueError(f"rule_weights names {name!r}, which is not a rule of {cls.__name__}")
         if not isinstance(weight, int) or isinstance(weight, bool) or not 1 <= weight <= _MAX_WEIGHT:
             raise ValueError(f"the weight of {name!r} must be an int from 1 to {_MAX_WEIGHT}")
+    for name in cls.step_order:
+        function = getattr(cls, name, None)
+        if function is None or not callable(function):
+            raise ValueError(f"step_order names {name!r}, which is not a rule of {cls.__name__}")
     for name in dir(cls):
         if name.startswith("_weighted_"):
             setattr(cls, name, None)

@@ -116,6 +116,8 @@ def test_a_rule_letting_cancelling_runs_start_again_is_caught() -> None:
     printed = "\n".join(getattr(caught.value, "__notes__", [])).splitlines()
     steps = [line for line in printed if line.startswith("state.")]
     assert steps and not any("UUID(" in line or "lambda" in line for line in steps), printed
+    # every step acts on a run it applies to: none is wasted on no run
+    assert not any("run=None" in line for line in steps), printed
     assert any(re.search(r"run=flow_runs_\d, state=(Cancelling|Running)\(", s) for s in steps)
 
 
@@ -160,6 +162,10 @@ def test_the_test_case_keeps_every_health_check_on() -> None:
         assert set(machine.TestCase.settings.suppress_health_check) <= profile
         assert len(profile) < len(list(HealthCheck))
         assert machine.TestCase.settings.deadline is None
+        if machine is not TwoPausesMachine:
+            # the explain phase traces every line while shrinking, for little use with steps
+            assert Phase.explain not in machine.TestCase.settings.phases
+            assert Phase.shrink in machine.TestCase.settings.phases
 
 
 class SteeredMachine(OrchestrationMachine):
@@ -189,13 +195,35 @@ def test_weights_list_a_rule_more_often_and_bad_weights_are_refused() -> None:
     assert names.count("advance_clock") == 4  # the "time" mode's weight wins over the class's
     assert names.count("pause_flow_run") == 1  # the class's weights replace the default ones
     plain = [r.function.__name__ for r in OrchestrationMachine.setup_state().rules]
-    assert plain.count("advance_clock") == 1 and plain.count("pause_flow_run") == 2
+    assert plain.count("advance_clock") == 2 and plain.count("pause_flow_run") == 2
     assert plain.count("propose_state") == 1
     for bad in ({"no_such_rule": 2}, {"advance_clock": 0}, {"advance_clock": 9}):
         with pytest.raises(ValueError):
             type("Bad", (OrchestrationMachine,), {"rule_weights": bad})
     with pytest.raises(ValueError, match="mode"):
         type("Bad", (OrchestrationMachine,), {"mode": "sleepy"})
+    with pytest.raises(ValueError, match="step_order"):
+        type("Bad", (OrchestrationMachine,), {"step_order": ("advance_clock", "nap")})
+
+
+def test_the_clock_moves_to_the_next_whole_hour_unless_clock_steps_are_your_own() -> None:
+    machine = OrchestrationMachine()
+    try:
+        machine.clock.set(datetime(2024, 1, 1, 16, 59, 59, tzinfo=timezone.utc))
+        machine.advance_clock_to(17)
+        assert machine.clock.now == datetime(2024, 1, 1, 17, tzinfo=timezone.utc)
+        machine.advance_clock_to(17)  # already there: the next day's
+        assert machine.clock.now == datetime(2024, 1, 2, 17, tzinfo=timezone.utc)
+        machine.advance_clock_to(3)
+        assert machine.clock.now == datetime(2024, 1, 3, 3, tzinfo=timezone.utc)
+        assert machine._default_clock()
+    finally:
+        machine.teardown()
+    steered = SteeredMachine()
+    try:
+        assert not steered._default_clock()  # the rule's precondition: never chosen
+    finally:
+        steered.teardown()
 
 
 def test_steps_pick_runs_by_their_current_state() -> None:
@@ -214,3 +242,37 @@ def test_steps_pick_runs_by_their_current_state() -> None:
         assert machine.pick("task", new, 0) is None
     finally:
         machine.teardown()
+
+
+# -- shrinking: a planted off-by-one shrinks to the few steps that show it ---------------------
+
+@flow_rule(from_={StateType.RUNNING}, to={StateType.PAUSED}, name="one-pause-only")
+def one_pause_off_by_one(ctx):  # type: ignore[no-untyped-def]
+    """Broken on purpose: meant to allow one pause, it allows two (``>= 2`` for ``>= 1``)."""
+    if len(ctx.run.empirical_policy.pause_keys) >= 2:
+        return Reject("This run has paused once already.")
+    return None
+
+
+class OnePauseOffByOne(OrchestrationMachine):
+    def make_orchestrator(self, clock: FrozenClock) -> Orchestrator:
+        policy = CORE_FLOW.append(one_pause_off_by_one)
+        return Orchestrator(":memory:", clock=clock, uniform=random.Random(0).uniform, flow_policy=policy)
+
+    @invariant()
+    def at_most_one_pause(self) -> None:
+        for run in self.orc.read_flow_runs():
+            assert len(run.empirical_policy.pause_keys) <= 1, "paused twice"
+
+
+def test_a_planted_off_by_one_shrinks_to_the_steps_that_show_it() -> None:
+    # the TestCase's own settings (shrinking on), seeded and without the example database
+    chosen = settings(OnePauseOffByOne.TestCase.settings, derandomize=True, database=None,
+                      print_blob=False)
+    with pytest.raises(AssertionError, match="paused twice") as caught:
+        run_state_machine_as_test(OnePauseOffByOne, settings=chosen)
+    printed = "\n".join(getattr(caught.value, "__notes__", [])).splitlines()
+    steps = [line for line in printed if re.match(r"(\w+ = )?state\.(?!at_most_one_pause|flowstate_invariants|teardown)", line)]
+    # the first run, started, paused, started (or resumed) and paused again: nothing else
+    assert len(steps) == 5, printed
+    assert [re.search(r"state\.(\w+)", s).group(1) for s in steps[2::2]] == ["pause_flow_run"] * 2
