@@ -445,7 +445,7 @@ class ConcurrencyMethods:
         box = Acquired()
         yield from self._acquire_steps(
             wanted, count, mode="rate_limit", timeout=wait, lease_duration=None,
-            strict=bool(strict), holder=None, box=box,
+            strict=checks.active(strict, "strict"), holder=None, box=box,
         )
         return box.names
 

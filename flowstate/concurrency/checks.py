@@ -89,9 +89,9 @@ def decay(value: Any) -> float:
     return float(value)
 
 
-def active(value: Any) -> bool:
+def active(value: Any, what: str = "active") -> bool:
     if not isinstance(value, bool):
-        raise InvalidState(f"active={value!r:.40}; expected True or False")
+        raise InvalidState(f"{what}={value!r:.40}; expected True or False")
     return value
 
 
@@ -175,7 +175,7 @@ def block_arguments(
         "mode": BLOCK_MODE,
         "timeout": timeout(wait),
         "lease_duration": lease_duration(duration),
-        "strict": bool(strict),
+        "strict": active(strict, "strict"),
         "holder": held_by,
     }
     holder(held_by)
