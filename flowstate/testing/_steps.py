@@ -162,9 +162,8 @@ def a_run_in(
 ) -> st.SearchStrategy[RunRef | None]:
     """One of the machine's runs of ``kind`` in a state of one of ``types`` when the step is
     drawn (``types`` None: in any state; None if there is none: the machine's preconditions
-    make sure there is one). The
-    choice is a small number, the same whatever the runs' states, so removing an earlier step
-    leaves it meaning "the n-th run in such a state"."""
+    make sure there is one). The choice is a small number, the same whatever the runs' states,
+    so removing an earlier step leaves it meaning "the n-th run in such a state"."""
     return _runs_in(kind, None if types is None else frozenset(types))
 
 
@@ -178,14 +177,14 @@ ANY_RUN: st.SearchStrategy[RunRef] = _any_run()
 """Any of the machine's runs, flow runs first (one choice)."""
 
 
+_NONE_OR_WHICH = st.integers(0, 4)
+
+
 @st.composite
 def _run_or_none(draw: st.DrawFn, kind: Kind) -> RunRef | None:
     machine = draw(_RUNNER)
     which = draw(_NONE_OR_WHICH)
     return None if which == 0 else machine.pick(kind, None, which - 1)
-
-
-_NONE_OR_WHICH = st.integers(0, 4)
 
 
 @lru_cache(maxsize=4)

@@ -6,7 +6,8 @@ Run from the repository root::
     python -m tests.testing.planted_bugs                 # both planted bugs, 330 s cap each
     python -m tests.testing.planted_bugs --cap 120 pause-limit
     python -m tests.testing.planted_bugs --control       # the correct rules: nothing is found
-    python -m tests.testing.planted_bugs --corners       # corners the strategies reach in 1,000 draws
+    python -m tests.testing.planted_bugs --corners       # corners the strategies (and the
+                                                         # machine's steps) reach in 1,000 draws
 
 Each scenario is a user's subclass of ``OrchestrationMachine``, run as its ``TestCase`` would
 run it (its settings, with a fixed seed and no example database), in a child process that is
@@ -229,7 +230,18 @@ def corners(draws: int = 1000) -> dict[str, dict[str, int]]:
         found += [f"reached {t.value}" for t in (S.PAUSED, S.CANCELLING) if t in types]
         return found
 
+    from flowstate.testing._steps import _table
+
+    def machine_states(types: tuple[StateType, ...], kind: Any) -> Any:
+        """What the machine's steps draw (one choice into a table, times from its clock)."""
+        table = _table(types, kind)
+        return table.choice.map(lambda index: table.state(index, now))
+
     return {
+        "machine: propose_state's states": count(machine_states(tuple(StateType), None),
+                                                 state_corners),
+        "machine: pause_flow_run's pauses": count(machine_states((S.PAUSED,), "flow"),
+                                                  state_corners),
         "states()": count(states(), state_corners),
         "states(kind='task')": count(states(kind="task"), state_corners),
         "transition_sequences('flow')": count(transition_sequences("flow"), replay),
