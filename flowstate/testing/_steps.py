@@ -21,7 +21,7 @@ from uuid import UUID
 from hypothesis import strategies as st
 
 from flowstate.states import State, StateDetails, StateType
-from flowstate.testing.strategies import CACHE_KEYS, PAUSE_KEYS
+from flowstate.testing.strategies import _NAMES, CACHE_KEYS, PAUSE_KEYS
 
 Kind = Literal["flow", "task"]
 S = StateType
@@ -39,17 +39,6 @@ _RESULTS: tuple[Any, ...] = (
     {},
     "a plain value",
 )
-_NAMES: dict[StateType, tuple[str, ...]] = {
-    S.SCHEDULED: ("Scheduled", "Late", "AwaitingRetry"),
-    S.PENDING: ("Pending",),
-    S.RUNNING: ("Running", "Retrying"),
-    S.COMPLETED: ("Completed", "Cached"),
-    S.FAILED: ("Failed",),
-    S.CANCELLED: ("Cancelled",),
-    S.CRASHED: ("Crashed",),
-    S.PAUSED: ("Paused", "Suspended"),
-    S.CANCELLING: ("Cancelling",),
-}
 
 # A variant is (name, data, details) with every time as an offset in seconds (or None).
 Variant = tuple[str, Any, tuple[tuple[str, Any], ...]]
