@@ -115,3 +115,58 @@ def test_conformance(vector: dict[str, Any] | None, backend: Backend) -> None:
         f"{vector['id']}: {vector.get('description', '')}\n"
         f"{len(mismatches)} mismatch(es):\n  " + "\n  ".join(mismatches)
     )
+
+
+# -- the replayer's concurrency format (prefect-3.9.1-concurrency.jsonl) --------------------------
+
+
+def _limit_vector(expect_after: dict[str, Any], http_status: int = 201) -> dict[str, Any]:
+    return {
+        "id": "limit-check",
+        "run": "task",
+        "setup": {"run": {"tags": []}, "parent_flow": {"state": {"type": "RUNNING"}}},
+        "steps": [{"op": "create_global_concurrency_limit", "name": "db", "limit": 2}],
+        "expect": [
+            {
+                "http_status": http_status,
+                "limit": {"name": "db", "limit": 2, "active": True, "active_slots": 0,
+                          "slot_decay_per_second": 0.0},
+                "limits_after": expect_after,
+            }
+        ],
+    }
+
+
+def test_the_replayer_compares_limits_after_and_http_status() -> None:
+    assert replay_vector(_limit_vector({"db": {"active_slots": 0}})) == []
+    wrong_count = replay_vector(_limit_vector({"db": {"active_slots": 1}}))
+    assert len(wrong_count) == 1 and "limits_after" in wrong_count[0]
+    wrong_status = replay_vector(_limit_vector({"db": {"active_slots": 0}}, http_status=409))
+    assert len(wrong_status) == 1 and "http_status" in wrong_status[0]
+
+
+def test_the_replayer_checks_a_wait_delay_against_its_range() -> None:
+    check = replay.Comparison("step 0:", 2, {})
+    details = {"type": "wait_details", "delay_seconds": 2, "reason": "r"}
+    replay.compare_details(check, details, {**details, "delay_seconds": 3}, False, [2, 3])
+    assert check.mismatches == []
+    replay.compare_details(check, details, {**details, "delay_seconds": 4}, False, [2, 3])
+    assert len(check.mismatches) == 1 and "range [2, 3]" in check.mismatches[0]
+
+
+def test_the_replayer_numbers_leases_and_names_deployments_as_the_vectors_do() -> None:
+    from uuid import uuid4
+
+    replayer = replay.VectorReplay(_limit_vector({}))
+    try:
+        first, second = uuid4(), uuid4()
+        assert [replayer.lease_label(x) for x in (first, second, first, None)] == [
+            "<lease:1>", "<lease:2>", "<lease:1>", None,
+        ]
+        assert replayer.real_name("deployment:<deployment:d1>") is None
+        deployment_id = uuid4()
+        replayer.deployments["d1"] = deployment_id
+        assert replayer.real_name("deployment:<deployment:d1>") == f"deployment:{deployment_id}"
+        assert replayer.vector_name(f"deployment:{deployment_id}") == "deployment:<deployment:d1>"
+    finally:
+        replayer.close()

@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
+from tests.conformance.limits import LimitSteps, compare_op
+
 __all__ = [
     "ENV_VAR",
     "MIN_VECTORS",
@@ -204,6 +206,8 @@ class Comparison:
     tolerance: float
     run_ids: dict[str, UUID]
     mismatches: list[str] = field(default_factory=list)
+    missing: Any = _MISSING
+    """What stands for an absent field."""
 
     def report(self, path: str, expected: Any, actual: Any) -> None:
         """Record that ``path`` differs."""
@@ -272,8 +276,15 @@ def compare_mapping(
         compare_field(f"{path}.{key}", expected[key], actual.get(key, _MISSING))
 
 
-def compare_details(check: Comparison, expected: Any, actual: Any, delay_approx: bool) -> None:
-    """``details``: type exactly, reason as text, WAIT ``delay_seconds`` approximately."""
+def compare_details(
+    check: Comparison,
+    expected: Any,
+    actual: Any,
+    delay_approx: bool,
+    delay_range: list[int] | None = None,
+) -> None:
+    """``details``: type exactly, reason as text, WAIT ``delay_seconds`` approximately (or,
+    given ``delay_range`` ``[lo, hi]``, within it, both ends included)."""
     if not isinstance(expected, dict) or not isinstance(actual, dict):
         check.exact("details", expected, actual)
         return
@@ -282,6 +293,10 @@ def compare_details(check: Comparison, expected: Any, actual: Any, delay_approx:
         path = f"details.{key}"
         if key == "reason":
             check.text(path, want, got)
+        elif key == "delay_seconds" and delay_range is not None:
+            low, high = delay_range
+            if not isinstance(got, int | float) or not low <= got <= high:
+                check.report(f"{path} (range [{low}, {high}])", want, got)
         elif key == "delay_seconds" and delay_approx:
             check.approx(path, want, got)
         else:
@@ -329,6 +344,8 @@ ORCHESTRATION_KEYS = {
     "state",
     "state_is_previous",
     "run_after",
+    "limits_after",
+    "delay_seconds_range",
 }
 """Keys of a set_state/resume ``expect`` entry the replayer understands."""
 
@@ -343,16 +360,13 @@ def compare_orchestration(check: Comparison, expected: dict[str, Any], actual: d
         expected.get("details"),
         actual["details"],
         delay_approx=bool(expected.get("delay_seconds_approx")),
+        delay_range=expected.get("delay_seconds_range"),
     )
     compare_state(check, expected.get("state"), actual["state"])
     check.exact("state_is_previous", expected.get("state_is_previous"), actual["state_is_previous"])
     compare_run_after(check, expected.get("run_after"), actual["run_after"])
-
-
-def compare_run_input(check: Comparison, expected: dict[str, Any], actual: dict[str, Any]) -> None:
-    """Compare a run-input outcome: its http_status and, for reads, the stored value."""
-    for key in sorted(set(expected) | set(actual)):
-        check.exact(key, expected.get(key, _MISSING), actual.get(key, _MISSING))
+    if "limits_after" in expected:
+        check.exact("limits_after", expected["limits_after"], actual.get("limits_after", _MISSING))
 
 
 # --------------------------------------------------------------------------------------------
@@ -403,7 +417,7 @@ class Run:
     id: UUID
 
 
-class VectorReplay:
+class VectorReplay(LimitSteps):
     """Replays one vector on a fresh orchestrator (in memory unless a database is given)."""
 
     def __init__(self, vector: dict[str, Any], database: str = ":memory:") -> None:
@@ -414,6 +428,7 @@ class VectorReplay:
         self.kind: str = vector["run"]
         self.tolerance: float = float(vector.get("oracle", {}).get("approx_tolerance_seconds", 2))
         self.runs: dict[str, Run] = {}
+        self.init_limits()
         self.orc = flowstate.Orchestrator(database)
 
     # -- setup --------------------------------------------------------------------------------
@@ -423,12 +438,24 @@ class VectorReplay:
         parent_task_run_id = self.create_subflow_parent() if options.get("is_subflow") else None
         run = self.orc.create_flow_run(
             empirical_policy=options.get("empirical_policy"),
-            deployment_id=uuid4() if options.get("has_deployment") else None,
+            deployment_id=self.run_deployment(name, options),
             infrastructure_pid=options.get("infrastructure_pid"),
             parent_task_run_id=parent_task_run_id,
         )
         self.runs[name] = Run("flow", run.id)
         return run.id
+
+    def run_deployment(self, name: str, options: dict[str, Any]) -> UUID | None:
+        """The deployment of a setup flow run: ``deployment`` names one made in
+        ``setup.before``; ``has_deployment`` (main file) asks for one without a limit, created
+        with ``create_deployment`` when flowstate has it, else a bare id."""
+        if options.get("deployment") is not None:
+            return self.deployment_id_for(options["deployment"])
+        if not options.get("has_deployment"):
+            return None
+        if hasattr(self.orc, "create_deployment"):
+            return self.orc.create_deployment(f"deployment-of-{name}").id  # type: ignore[no-any-return]
+        return uuid4()
 
     def create_subflow_parent(self) -> UUID:
         """A RUNNING flow run with a task run inside it; returns the task run's id."""
@@ -439,11 +466,14 @@ class VectorReplay:
         return task.id
 
     def create_task_run(self, name: str, options: dict[str, Any], flow_run_id: UUID | None) -> UUID:
-        """Create a task run with no state (distinct dynamic key per run) and register it."""
+        """Create a task run with no state (distinct dynamic key per run) and register it.
+        Tags are passed only when there are some (``tags: []`` is the default)."""
+        tags = {"tags": options["tags"]} if options.get("tags") else {}
         run = self.orc.create_task_run(
             flow_run_id=flow_run_id,
             dynamic_key=str(sum(run.kind == "task" for run in self.runs.values())),
             empirical_policy=options.get("empirical_policy"),
+            **tags,
         )
         self.runs[name] = Run("task", run.id)
         return run.id
@@ -466,8 +496,16 @@ class VectorReplay:
             self.orc.set_task_run_state(run_id, state, force=True)
 
     def setup(self) -> None:
-        """Create every run of ``vector.setup`` (all with no state, except forced parents)."""
+        """Perform ``setup.before`` (limits and deployments, not compared), then create every
+        run of ``vector.setup`` (all with no state, except forced parents)."""
         setup = self.vector.get("setup", {})
+        handlers = self.limit_handlers()
+        for step in setup.get("before") or []:
+            if step.get("op") not in handlers:
+                raise ValueError(f"setup.before: unknown op {step.get('op')!r}")
+            outcome = handlers[step["op"]](step, None)
+            if outcome.get("http_status", 200) >= 300:
+                raise RuntimeError(f"setup.before: {step} answered {outcome}")
         others: dict[str, dict[str, Any]] = setup.get("other_runs") or {}
         if self.kind == "flow":
             self.create_flow_run("main", setup.get("run") or {})
@@ -523,6 +561,9 @@ class VectorReplay:
             normalised[relative] = seconds_from(t0, getattr(details, absolute, None))
         for key in LITERAL_DETAIL_FIELDS:
             normalised[key] = as_json(getattr(details, key, None))
+        normalised["deployment_concurrency_lease_id"] = self.lease_label(
+            getattr(details, "deployment_concurrency_lease_id", None)
+        )
         return normalised
 
     def normalise_state(self, state: Any, t0: datetime) -> dict[str, Any] | None:
@@ -650,6 +691,7 @@ class VectorReplay:
             "delete_run_input": self.delete_run_input,
             "read_run_input": self.read_run_input,
             "sleep": self.sleep,
+            **self.limit_handlers(),
         }
         op = step.get("op")
         if op not in handlers:
@@ -664,7 +706,7 @@ class VectorReplay:
         elif step.get("op") in ("set_state", "resume"):
             compare_orchestration(check, expected, actual)
         else:
-            compare_run_input(check, expected, actual)
+            compare_op(check, expected, actual)
         return check.mismatches
 
     # -- driver -------------------------------------------------------------------------------
@@ -687,6 +729,8 @@ class VectorReplay:
         for index, (step, expected) in enumerate(zip(steps, expects)):
             try:
                 actual = self.perform(step)
+                if isinstance(expected, dict) and "limits_after" in expected:
+                    actual["limits_after"] = self.limits_after()
             except Exception as exc:  # noqa: BLE001 - reported, not hidden
                 mismatches.append(f"step {index} ({step.get('op')}): raised {describe_exception(exc)}")
                 if index + 1 < len(steps):
