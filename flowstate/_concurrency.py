@@ -21,12 +21,14 @@ from flowstate._interaction import Nap, run_steps
 from flowstate.concurrency import checks
 from flowstate.concurrency.holding import Acquired, HeldSlots
 from flowstate.concurrency.models import ConcurrencyLease, GlobalConcurrencyLimit
+from flowstate.concurrency.run_slots import give_back
 from flowstate.concurrency.slots import (
     DEFAULT_OCCUPANCY_SECONDS,
     LeaseRow,
     LimitRow,
     after_decay,
     check_request,
+    hold,
     moved_average,
     retry_after,
 )
@@ -159,7 +161,7 @@ class ConcurrencyMethods:
         with self._transaction():
             now = self._liveness_time(None)
             row = self._limit_named(checked_name, for_update=True)
-            _hold(row, *after_decay(row, now), now)
+            hold(row, *after_decay(row, now), now)
             for field, value in changes.items():
                 setattr(row, field, value)
             if "active_slots" in changes or "slot_decay_per_second" in changes:
@@ -187,7 +189,7 @@ class ConcurrencyMethods:
             for lease in holders:
                 if set(lease.taken) == {row.id}:
                     limits.delete_lease(lease.id)
-            _hold(row, 0, now, now)
+            hold(row, 0, now, now)
             limits.update_limit(row)
             return row.model(now)
 
@@ -235,7 +237,7 @@ class ConcurrencyMethods:
                 if not row.active:
                     continue
                 held, anchor = after_decay(row, now)
-                _hold(row, max(held - count, 0), anchor, now)
+                hold(row, max(held - count, 0), anchor, now)
                 if occupied is not None:
                     row.avg_slot_occupancy_seconds = moved_average(row, occupied, count)
                 self._limits.update_limit(row)
@@ -262,7 +264,7 @@ class ConcurrencyMethods:
             )
         for row in active:
             now_held, anchor = held[row.id]
-            _hold(row, now_held + count, anchor, now)
+            hold(row, now_held + count, anchor, now)
             self._limits.update_limit(row)
         return found, None
 
@@ -362,27 +364,8 @@ class ConcurrencyMethods:
         return [lease.model() for lease in leases]
 
     def _give_back(self, leases: list[LeaseRow], now: datetime) -> None:
-        """Inside a transaction: return the slots each lease took (on each limit, active or
-        not now) and delete the leases."""
-        limits = self._limits
-        rows = {row.id: row for row in limits.lock_limits_by_id(
-            limit_id for lease in leases for limit_id in lease.taken
-        )}
-        changed: dict[str, LimitRow] = {}
-        for lease in leases:
-            until = min(now, lease.expiration)  # an expired lease held nothing after it expired
-            occupied = max((until - lease.created).total_seconds(), 0.0)
-            for limit_id, taken in lease.taken.items():
-                row = rows.get(limit_id)
-                if row is None or taken <= 0:
-                    continue
-                held, anchor = after_decay(row, now)
-                _hold(row, max(held - taken, 0), anchor, now)
-                row.avg_slot_occupancy_seconds = moved_average(row, occupied * taken, taken)
-                changed[row.id] = row
-            limits.delete_lease(lease.id)
-        for row in changed.values():
-            limits.update_limit(row)
+        """Inside a transaction: return the slots each lease took and delete the leases."""
+        give_back(self._limits, leases, now)
 
     # -- blocking helpers ------------------------------------------------------------------------
 
@@ -501,9 +484,3 @@ class ConcurrencyMethods:
                         ) from None
                     nap = min(nap, (deadline - now).total_seconds())
             yield Nap(nap)
-
-
-def _hold(row: LimitRow, held: int, anchor: datetime, now: datetime) -> None:
-    """Set the slots a limit holds; decay counts from ``anchor`` (from now once none is held)."""
-    row.active_slots = held
-    row.updated = anchor if held > 0 else now

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -12,7 +13,10 @@ from flowstate import InvalidState, Orchestrator, SetStateStatus, StateType
 from flowstate.rules import (
     ANY_STATE, CORE_FLOW, CORE_TASK, Policy, Reject, Wait, decide_transition, rule,
 )
-from flowstate.states import Cancelled, Cancelling, Completed, Paused, Pending, Running, Scheduled
+from flowstate.runs import FlowRun, FlowRunPolicy
+from flowstate.states import (
+    Cancelled, Cancelling, Completed, Failed, Paused, Pending, Running, Scheduled,
+)
 from flowstate.testing import FrozenClock
 
 MONDAY_NIGHT = datetime(2026, 11, 30, 22, 30, tzinfo=timezone.utc)
@@ -381,3 +385,50 @@ def test_a_bad_subscription_maxsize_is_invalid(bad):
     with Orchestrator(":memory:") as orc:
         with pytest.raises(InvalidState, match="maxsize"):
             orc.subscribe(maxsize=bad)
+
+
+def test_a_rules_cleanup_runs_when_a_later_rule_changes_the_proposal():
+    seen: list[str] = []
+
+    @rule(from_=ANY_STATE, to=StateType.RUNNING, name="take-something",
+          after=lambda ctx: seen.append("after"), cleanup=lambda ctx: seen.append("cleanup"))
+    def take_something(ctx):
+        seen.append("before")
+        return None
+
+    policy = CORE_FLOW.insert_before("wait_for_scheduled_time", take_something)
+    decide_transition(policy, initial=Pending(), proposed=Running())
+    assert seen == ["before", "after"]
+    seen.clear()
+    late = datetime.now(timezone.utc) + timedelta(hours=1)
+    outcome = decide_transition(policy, initial=Scheduled(late), proposed=Running())
+    assert outcome.result.status is SetStateStatus.WAIT  # the proposal fizzled: cleanup instead
+    assert seen == ["before", "cleanup"]
+
+
+def test_a_universal_rule_runs_after_whatever_earlier_rules_made_of_the_proposal():
+    seen: list[object] = []
+
+    @rule(from_=ANY_STATE, to=ANY_STATE, name="audit", universal=True,
+          after=lambda ctx: seen.append(ctx.proposed_type))
+    def audit(ctx):
+        return None
+
+    @rule(from_=ANY_STATE, to=ANY_STATE, name="plain-after",
+          after=lambda ctx: seen.append("plain"))
+    def plain(ctx):
+        return None
+
+    def retried_run() -> FlowRun:
+        return FlowRun(id=uuid.uuid4(), name="r", state=Running(),
+                       empirical_policy=FlowRunPolicy(retries=1))
+
+    policy = CORE_FLOW.append(plain, audit)
+    cancelled = decide_transition(policy, initial=Running(), proposed=Cancelled(), run=retried_run())
+    assert cancelled.result.status is SetStateStatus.ACCEPT
+    assert seen == [StateType.CANCELLED, "plain"]
+    seen.clear()
+    outcome = decide_transition(
+        policy, initial=Running(), proposed=Failed(), run=retried_run())
+    assert outcome.result.status is SetStateStatus.REJECT  # FAILED became AwaitingRetry
+    assert seen == [StateType.SCHEDULED]  # the universal rule still ran; the plain one did not

@@ -28,6 +28,7 @@ __all__ = [
     "MIN_RETRY_AFTER",
     "after_decay",
     "check_request",
+    "hold",
     "moved_average",
     "retry_after",
 ]
@@ -161,3 +162,9 @@ def moved_average(row: LimitRow, occupancy_seconds: float, slots: int) -> float:
     per_slot = max(occupancy_seconds / slots, 0.0)
     average = row.avg_slot_occupancy_seconds
     return average + (per_slot - average) / (row.limit * 2)
+
+
+def hold(row: LimitRow, held: int, anchor: datetime, now: datetime) -> None:
+    """Set the slots a limit holds; decay counts from ``anchor`` (from now once none is held)."""
+    row.active_slots = held
+    row.updated = anchor if held > 0 else now

@@ -2,7 +2,8 @@
 
 A context is built per proposed transition by the orchestrator, from data it read inside the
 transaction. Deciding is pure: nothing here touches the database, the real clock or randomness
-except through the callables the orchestrator passes in (``new_id``, ``uniform``).
+except through what the orchestrator passes in (``new_id``, ``uniform``, and ``slots`` for the
+rules that hold concurrency slots).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from uuid import UUID
 
 from flowstate._models import construct, copy_with, set_fields
 from flowstate._time import FromNow, resolve_from_now
+from flowstate.concurrency.run_slots import NO_SLOTS, RunSlots
 from flowstate.errors import InvalidState
 from flowstate.orchestration.decisions import Effect
 from flowstate.results import SetStateStatus
@@ -52,6 +54,9 @@ class TransitionContext:
     """For task RUNNING proposals with a cache key: the newest unexpired cached state, if any."""
     uniform: Callable[[float, float], float] = _no_randomness
     """A uniform draw in [low, high]: the only source of chance (retry jitter)."""
+    slots: RunSlots = NO_SLOTS
+    """The concurrency limits, inside the transition's transaction: the only way a rule
+    reaches them (slots taken, leases renewed or released)."""
     parameters: dict[str, Any] = field(default_factory=dict)
     status: SetStateStatus = SetStateStatus.ACCEPT
     reason: str | None = None

@@ -18,6 +18,7 @@ from datetime import datetime
 from uuid import UUID
 
 from flowstate._models import construct, copy_with
+from flowstate.concurrency.run_slots import RunSlots
 from flowstate.errors import RuleError
 from flowstate.orchestration.bookkeeping import (
     FLOW_BOOKKEEPING,
@@ -177,13 +178,15 @@ class Policy:
         flow_run: FlowRun | None = None,
         cached_state: State | None = None,
         uniform: Callable[[float, float], float] | None = None,
+        slots: RunSlots | None = None,
     ) -> TransitionContext:
         """The one way a transition's context is built: ``proposed`` stamped with a new id and
         ``now``, for ``run`` whose current state is ``initial`` (default: the run's own).
 
         Built-in rules never read a proposal's run ids, so for a flow policy of built-in rules
         only, the ids the bookkeeping sets go into the stamping copy already, instead of two
-        more copies after the rules."""
+        more copies after the rules. ``slots``: the concurrency limits the rules may take
+        slots of (default: none)."""
         details = (
             flow_details_update(run, proposed.state_details)  # type: ignore[arg-type]
             if self.built_in and self.kind == "flow"
@@ -201,6 +204,8 @@ class Policy:
         )
         if uniform is not None:
             ctx.uniform = uniform
+        if slots is not None:
+            ctx.slots = slots
         return ctx
 
     def rules_for(self, from_type: StateType | None, to_type: StateType | None) -> Sequence[Rule]:
@@ -215,7 +220,7 @@ class Policy:
         changes: list[tuple[str, object]] = []
         for rule in self._table.get((None if initial is None else initial.type, intended_to), ()):
             proposed = ctx.proposed
-            if (None if proposed is None else proposed.type) is not intended_to:
+            if (None if proposed is None else proposed.type) is not intended_to and not rule.universal:
                 continue  # an earlier rule changed the proposal: this rule no longer applies
             ctx._changes = changes
             try:
@@ -228,7 +233,8 @@ class Policy:
                 ctx._changes = None
             if decision is not None:
                 _apply(ctx, decision, rule)
-            if changes or rule.after is not None:  # else exiting it would do nothing
+            if changes or rule.after is not None or rule.cleanup is not None:
+                # (else exiting it would do nothing)
                 entered.append(_Entered(rule, ctx.proposed_type, changes))
                 changes = []
 
@@ -238,21 +244,32 @@ class Policy:
         self.bookkeeping.apply_after(ctx)
 
         for step in reversed(entered):
-            if step.to_type not in step.rule.to_states:
+            rule = step.rule
+            if rule.universal:
+                _exit(rule, rule.after, ctx)
+                continue
+            if step.to_type not in rule.to_states:
                 continue
             if ctx.proposed_type is not step.to_type:
                 for field, old in reversed(step.changes):  # fizzled: undo its run changes
                     setattr(ctx.run, field, old)
+                _exit(rule, rule.cleanup, ctx)
                 continue
-            if step.rule.after is not None:
-                try:
-                    step.rule.after(ctx)
-                except Exception as exc:
-                    raise RuleError(
-                        f"Aborting orchestration due to an error in rule {step.rule.name!r}: {exc!r}"
-                    ) from exc
+            _exit(rule, rule.after, ctx)
 
         return Outcome(result=_result(ctx), written=written, context=ctx)
+
+
+def _exit(rule: Rule, step: Callable[[TransitionContext], None] | None, ctx: TransitionContext) -> None:
+    """Run a rule's after-step or cleanup, if it has one."""
+    if step is None:
+        return
+    try:
+        step(ctx)
+    except Exception as exc:
+        raise RuleError(
+            f"Aborting orchestration due to an error in rule {rule.name!r}: {exc!r}"
+        ) from exc
 
 
 _BUILT_IN_RULES: set[Rule] = set()

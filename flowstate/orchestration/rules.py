@@ -60,6 +60,14 @@ class Rule:
     prefect: str | None = None
     """The name of the Prefect rule this one reproduces, if any."""
     description: str = ""
+    cleanup: AfterStep | None = None
+    """Runs instead of the after-step when the rule's transition fizzled (a later rule
+    changed the proposal's type): undoes what the before-step did outside the run, such as a
+    slot it took."""
+    universal: bool = False
+    """A universal rule (Prefect's universal transform) is entered for every transition of
+    the policy, whatever earlier rules made of the proposal, and its after-step always runs
+    (it never fizzles); it decides nothing."""
 
     def applies_to(self, from_type: StateType | None, to_type: StateType | None) -> bool:
         """Whether the rule is compiled for a transition from ``from_type`` to ``to_type``."""
@@ -91,10 +99,14 @@ def rule(
     prefect: str | None = None,
     name: str | None = None,
     after: AfterStep | None = None,
+    cleanup: AfterStep | None = None,
+    universal: bool = False,
 ) -> Callable[[BeforeStep], Rule]:
     """Turn a before-step function into a :class:`Rule` applying from ``from_`` to ``to``.
 
-    ``name`` defaults to the function's name; ``after`` is the optional after-step.
+    ``name`` defaults to the function's name; ``after`` is the optional after-step;
+    ``cleanup`` runs instead of it if the transition fizzled; ``universal`` makes it a
+    universal rule (see :class:`Rule`).
     """
     from_states, to_states = _state_set(from_), _state_set(to)
 
@@ -107,6 +119,8 @@ def rule(
             after=after,
             prefect=prefect,
             description=(before.__doc__ or "").strip(),
+            cleanup=cleanup,
+            universal=universal,
         )
 
     return make

@@ -1,0 +1,160 @@
+"""Slots held by runs: what orchestration rules may do with concurrency limits while deciding.
+
+A transition's rules reach the limits only through the :class:`RunSlots` their context carries
+(``ctx.slots``), which works inside the transition's own transaction: a slot taken by a
+transition that is then rolled back was never taken. A run holds its slots through a lease whose
+holder is the run, and gives back only those: a lease that is gone (released, or expired and
+released by ``expire_leases``) or that another run holds frees nothing.
+
+:data:`NO_SLOTS` is the context's default: no deployment has a limit and nothing can be taken
+(the reference engine, and runs that belong to no deployment).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+from flowstate._ids import uuid7
+from flowstate.concurrency.slots import LeaseRow, LimitRow, after_decay, hold, moved_average
+
+if TYPE_CHECKING:
+    from flowstate.store.deployments import DeploymentStore
+    from flowstate.store.limits import LimitStore
+
+__all__ = ["NO_SLOTS", "DeploymentLimit", "RunSlots", "give_back"]
+
+Holder = tuple[str, UUID]
+"""(``"flow_run"`` or ``"task_run"``, the run's id)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentLimit:
+    """A deployment's limit as its runs' rules see it, with what a run does when it is full."""
+
+    limit: LimitRow
+    collision_strategy: str | None
+    grace_period_seconds: int | None
+
+
+class RunSlots:
+    """Concurrency limits as the rules of one transition see them (inside its transaction).
+
+    ``limits`` and ``deployments`` are the store's; ``clock`` gives the time leases are
+    stamped with (asked once, when first needed).
+    """
+
+    def __init__(
+        self,
+        limits: LimitStore | None,
+        deployments: DeploymentStore | None,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._limits = limits
+        self._deployments = deployments
+        self._clock = clock
+        self._at: datetime | None = None
+
+    @property
+    def now(self) -> datetime:
+        """The time of this transition's lease changes."""
+        if self._at is None:
+            self._at = self._clock()
+        return self._at
+
+    def deployment_limit(self, deployment_id: UUID | None) -> DeploymentLimit | None:
+        """The limit the runs of a deployment share, locked for this transaction; None when the
+        run has no deployment, ``create_deployment`` did not make it, or it has no limit."""
+        if deployment_id is None or self._deployments is None or self._limits is None:
+            return None
+        row = self._deployments.read(str(deployment_id))
+        if row is None or row.concurrency_limit_id is None:
+            return None
+        found = self._limits.lock_limits_by_id([row.concurrency_limit_id])
+        if not found:
+            return None
+        return DeploymentLimit(found[0], row.collision_strategy, row.grace_period_seconds)
+
+    def take(self, limits: list[LimitRow], holder: Holder, duration: float) -> UUID | None:
+        """One slot of each limit (locked rows, all active), held by a new lease of ``holder``
+        for ``duration`` seconds; None (nothing written) when one of them is full."""
+        assert self._limits is not None
+        now = self.now
+        held = {row.id: after_decay(row, now) for row in limits}
+        if any(held[row.id][0] + 1 > row.limit for row in limits):
+            return None
+        for row in limits:
+            slots, anchor = held[row.id]
+            hold(row, slots + 1, anchor, now)
+            self._limits.update_limit(row)
+        lease = LeaseRow(
+            id=str(uuid7()),
+            slots=1,
+            holder_type=holder[0],
+            holder_id=str(holder[1]),
+            created=now,
+            expiration=now + timedelta(seconds=duration),
+            taken={row.id: 1 for row in limits},
+            names=sorted(row.name for row in limits),
+        )
+        self._limits.insert_lease(lease)
+        return UUID(lease.id)
+
+    def _own(self, lease_id: UUID | None, holder: Holder) -> LeaseRow | None:
+        if lease_id is None or self._limits is None:
+            return None
+        lease = self._limits.read_lease(str(lease_id), for_update=True)
+        if lease is None or (lease.holder_type, lease.holder_id) != (holder[0], str(holder[1])):
+            return None
+        return lease
+
+    def holds(self, lease_id: UUID | None, holder: Holder) -> bool:
+        """Whether the lease exists and ``holder`` holds it."""
+        return self._own(lease_id, holder) is not None
+
+    def renew(self, lease_id: UUID | None, holder: Holder, duration: float) -> bool:
+        """Make ``holder``'s lease last ``duration`` more seconds; False if it holds none such."""
+        if self._own(lease_id, holder) is None:
+            return False
+        assert self._limits is not None
+        return self._limits.renew_lease(str(lease_id), self.now + timedelta(seconds=duration))
+
+    def release(self, lease_id: UUID | None, holder: Holder) -> bool:
+        """Give back the slots of ``holder``'s lease and end it; False (nothing changed) if it
+        holds no such lease."""
+        lease = self._own(lease_id, holder)
+        if lease is None:
+            return False
+        assert self._limits is not None
+        give_back(self._limits, [lease], self.now)
+        return True
+
+
+NO_SLOTS = RunSlots(None, None, lambda: datetime.min)
+"""No limits at all: no deployment has one, nothing is taken or held."""
+
+
+def give_back(limits: LimitStore, leases: list[LeaseRow], now: datetime) -> None:
+    """Inside a transaction: return the slots each lease took (on each limit, active or not
+    now) and delete the leases."""
+    rows = {row.id: row for row in limits.lock_limits_by_id(
+        limit_id for lease in leases for limit_id in lease.taken
+    )}
+    changed: dict[str, LimitRow] = {}
+    for lease in leases:
+        until = min(now, lease.expiration)  # an expired lease held nothing after it expired
+        occupied = max((until - lease.created).total_seconds(), 0.0)
+        for limit_id, taken in lease.taken.items():
+            row = rows.get(limit_id)
+            if row is None or taken <= 0:
+                continue
+            held, anchor = after_decay(row, now)
+            hold(row, max(held - taken, 0), anchor, now)
+            row.avg_slot_occupancy_seconds = moved_average(row, occupied * taken, taken)
+            changed[row.id] = row
+        limits.delete_lease(lease.id)
+    for row in changed.values():
+        limits.update_limit(row)
