@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from flowstate.concurrency import (
         ConcurrencyLease,
         ConcurrencyLeaseHolder,
+        ConcurrencyOptions,
+        Deployment,
         GlobalConcurrencyLimit,
     )
 
@@ -54,8 +56,10 @@ __all__ = [
     "ConcurrencyLease",
     "ConcurrencyLeaseHolder",
     "ConcurrencyLimitReached",
+    "ConcurrencyOptions",
     "DatabaseBusy",
     "DatabaseError",
+    "Deployment",
     "FlowRun",
     "FlowRunPolicy",
     "FlowstateError",
@@ -85,6 +89,8 @@ _LAZY = {
     "AsyncOrchestrator": "flowstate.aio",
     "ConcurrencyLease": "flowstate.concurrency",
     "ConcurrencyLeaseHolder": "flowstate.concurrency",
+    "ConcurrencyOptions": "flowstate.concurrency",
+    "Deployment": "flowstate.concurrency",
     "GlobalConcurrencyLimit": "flowstate.concurrency",
     "RunInput": "flowstate.run_input",
     "RunInputMetadata": "flowstate.run_input",

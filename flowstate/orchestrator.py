@@ -31,6 +31,7 @@ from flowstate._names import generate_run_name
 from flowstate import _validation as validate
 from flowstate._time import as_utc, utcnow
 from flowstate._concurrency import ConcurrencyMethods
+from flowstate._deployments import DeploymentMethods
 from flowstate._interaction import InteractionMethods
 from flowstate._workers import WorkerMethods
 from flowstate.listeners import Listener, Listeners, Subscription, TransitionEvent
@@ -127,7 +128,7 @@ class _ReadTransaction(_CallTransaction):
         self._depth = self._store.begin_read()
 
 
-class Orchestrator(WorkerMethods, InteractionMethods, ConcurrencyMethods):
+class Orchestrator(WorkerMethods, InteractionMethods, ConcurrencyMethods, DeploymentMethods):
     """Orchestrates flow and task runs exactly as Prefect's server does, stored in SQLite.
 
     >>> from flowstate import Orchestrator
@@ -619,7 +620,10 @@ class Orchestrator(WorkerMethods, InteractionMethods, ConcurrencyMethods):
             answer = fused(run, proposed, now, uuid7)
             if answer is not None:
                 return (run, initial, *answer)
-        return policy.decide(policy.context(run, proposed, now, uuid7, uniform=self._uniform))
+        slots = None if run.deployment_id is None else self._run_slots()
+        return policy.decide(
+            policy.context(run, proposed, now, uuid7, uniform=self._uniform, slots=slots)
+        )
 
     def _save_flow(
         self, decided: Outcome | FusedOutcome, now: datetime, force: bool

@@ -111,7 +111,7 @@ def test_an_after_step_runs_only_for_kept_transitions():
 def test_policies_can_be_edited_by_rule_name():
     assert "prevent_pending_transitions" not in CORE_FLOW.remove("prevent_pending_transitions").names
     replaced = CORE_FLOW.replace("retry_failed_flows", business_hours)
-    assert replaced.names[-1] == "business-hours"
+    assert replaced.names[-2:] == ("business-hours", "release_flow_concurrency_slots")
     assert CORE_FLOW["retry_failed_flows"].prefect == "RetryFailedFlows"
     with pytest.raises(KeyError, match="no rule named 'nope'"):
         CORE_FLOW.remove("nope")

@@ -152,7 +152,7 @@ def test_an_older_schema_is_migrated_in_place_keeping_its_runs(tmp_path):
         conn.execute("DROP TABLE flow_run_payload")
         conn.execute("DROP TABLE flow_run_policy")
         conn.execute("DROP TABLE flow_run_heartbeat")
-        for table in ("concurrency_lease_limit", "concurrency_lease", "concurrency_limit"):
+        for table in ("deployment", "concurrency_lease_limit", "concurrency_lease", "concurrency_limit"):
             conn.execute(f"DROP TABLE {table}")
         conn.execute("DROP INDEX ix_flow_run_type_created")
         conn.execute("DROP INDEX ix_flow_run_flow_name")
@@ -166,6 +166,7 @@ def test_an_older_schema_is_migrated_in_place_keeping_its_runs(tmp_path):
         assert (again.parameters, again.tags, again.empirical_policy.retries) == ({"x": 1}, ["t"], 2)
         orc.create_global_concurrency_limit("db", 1)
         orc.increment_concurrency_slots_with_lease("db", 1)
+        orc.create_deployment("nightly", concurrency_limit=1)
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}

@@ -117,6 +117,7 @@ def test_an_older_schema_is_migrated_keeping_its_runs(postgres_backend: Postgres
     with admin(url) as conn:  # back to version 1: no heartbeat table, no listing indexes
         conn.execute("DROP TABLE flow_run_heartbeat")
         conn.execute("DROP INDEX ix_flow_run_type_created, ix_flow_run_flow_name")
+        conn.execute("DROP TABLE deployment")
         conn.execute("DROP TABLE concurrency_lease_limit, concurrency_lease, concurrency_limit")
         conn.execute("DELETE FROM flowstate_migration WHERE version > 1")
     with Orchestrator(url) as orc:
@@ -124,7 +125,10 @@ def test_an_older_schema_is_migrated_keeping_its_runs(postgres_backend: Postgres
         orc.set_flow_run_state(run.id, Pending())
         orc.heartbeat(run.id, worker="w1")  # needs the table of migration 2
         orc.create_global_concurrency_limit("db", 1)  # and those of migration 4
-    assert {"flow_run_heartbeat", "concurrency_limit", "concurrency_lease"} <= set(tables(url))
+        orc.create_deployment("nightly", concurrency_limit=1)  # and that of migration 5
+    assert {"flow_run_heartbeat", "concurrency_limit", "concurrency_lease", "deployment"} <= set(
+        tables(url)
+    )
 
 
 def test_a_search_path_schema_that_does_not_exist_is_a_database_error(

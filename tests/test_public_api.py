@@ -18,7 +18,7 @@ API_NAMES = [
     "AbortDetails", "WaitDetails", "OrchestrationResult", "FlowRunPolicy", "TaskRunPolicy",
     "FlowRun", "TaskRun", "Orchestrator", "FlowstateError", "ObjectNotFound",
     "ObjectAlreadyExists", "InvalidState", "DatabaseError", "RunInput", "RunInputMetadata",
-    "RunNotResumed", "WaitTimeout", "AsyncOrchestrator",
+    "RunNotResumed", "WaitTimeout", "AsyncOrchestrator", "Deployment", "ConcurrencyOptions",
 ]
 ORCHESTRATOR_METHODS = {
     "create_flow_run", "read_flow_run", "read_flow_runs", "delete_flow_run", "set_flow_run_state",
@@ -26,6 +26,7 @@ ORCHESTRATOR_METHODS = {
     "delete_flow_run_input", "create_task_run", "read_task_run", "read_task_runs",
     "set_task_run_state", "read_task_run_states", "transaction", "close",
     "pause_flow_run", "read_pause_input", "wait_for_resume", "send_input", "receive_input",
+    "create_deployment", "read_deployment", "read_deployments", "update_deployment",
 }
 STATE_CONSTRUCTORS = ["Scheduled", "Pending", "Running", "Completed", "Failed", "Crashed",
                       "Cancelled", "Cancelling", "Paused", "Suspended", "AwaitingRetry",

@@ -448,6 +448,10 @@ class AsyncOrchestrator:
     send_input = _twin(Orchestrator.send_input)
     receive_input = _iterating_twin(Orchestrator.receive_input)
 
+    create_deployment = _twin(Orchestrator.create_deployment)
+    read_deployment = _twin(Orchestrator.read_deployment)
+    read_deployments = _twin(Orchestrator.read_deployments)
+    update_deployment = _twin(Orchestrator.update_deployment)
     create_global_concurrency_limit = _twin(Orchestrator.create_global_concurrency_limit)
     read_global_concurrency_limit = _twin(Orchestrator.read_global_concurrency_limit)
     read_global_concurrency_limits = _twin(Orchestrator.read_global_concurrency_limits)

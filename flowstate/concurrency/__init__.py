@@ -1,5 +1,5 @@
-"""Global concurrency limits (Prefect's V2 limits) and rate limits: the models, and the
-arithmetic of slots. The calls are the Orchestrator's (``flowstate/_concurrency.py``)."""
+"""Global concurrency limits (Prefect's V2 limits), rate limits and deployments' limits: the
+models, and the arithmetic of slots. The calls are the Orchestrator's (``flowstate/_concurrency.py``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,16 @@ from flowstate.concurrency.holding import HeldSlots
 from flowstate.concurrency.models import (
     ConcurrencyLease,
     ConcurrencyLeaseHolder,
+    ConcurrencyOptions,
+    Deployment,
     GlobalConcurrencyLimit,
 )
 
-__all__ = ["ConcurrencyLease", "ConcurrencyLeaseHolder", "GlobalConcurrencyLimit", "HeldSlots"]
+__all__ = [
+    "ConcurrencyLease",
+    "ConcurrencyLeaseHolder",
+    "ConcurrencyOptions",
+    "Deployment",
+    "GlobalConcurrencyLimit",
+    "HeldSlots",
+]

@@ -9,7 +9,13 @@ from pydantic import BaseModel, ConfigDict
 
 from flowstate._time import UtcDateTime
 
-__all__ = ["ConcurrencyLease", "ConcurrencyLeaseHolder", "GlobalConcurrencyLimit"]
+__all__ = [
+    "ConcurrencyLease",
+    "ConcurrencyLeaseHolder",
+    "ConcurrencyOptions",
+    "Deployment",
+    "GlobalConcurrencyLimit",
+]
 
 _CONFIG = ConfigDict(frozen=True, defer_build=True)
 
@@ -62,3 +68,37 @@ class ConcurrencyLease(BaseModel):
     holder: ConcurrencyLeaseHolder | None = None
     created: UtcDateTime
     expiration: UtcDateTime
+
+
+class ConcurrencyOptions(BaseModel):
+    """What a deployment's flow runs do when its limit is full as one is submitted (proposes
+    PENDING): ``"ENQUEUE"`` waits (the run is rescheduled as ``AwaitingConcurrencySlot``, 30 s
+    ahead), ``"CANCEL_NEW"`` gives up (the run is cancelled). ``grace_period_seconds``: how
+    long a run's slot is kept without being renewed (60 to 86400; None: 300)."""
+
+    model_config = _CONFIG
+
+    collision_strategy: Literal["ENQUEUE", "CANCEL_NEW"] = "ENQUEUE"
+    grace_period_seconds: int | None = None
+
+
+class Deployment(BaseModel):
+    """A deployment: a name its flow runs are created under (``deployment_id``), and the
+    concurrency they share.
+
+    ``global_concurrency_limit`` is the limit its runs hold a slot of from PENDING until they
+    finish (None: no limit): its own limit, named ``deployment:<id>`` (``concurrency_limit``
+    is then its size), or a global limit it shares with other deployments.
+    ``concurrency_options`` say what a run does when that limit is full (None: it waits, as
+    with ``"ENQUEUE"``).
+    """
+
+    model_config = _CONFIG
+
+    id: UUID
+    name: str
+    concurrency_limit: int | None = None
+    concurrency_options: ConcurrencyOptions | None = None
+    global_concurrency_limit: GlobalConcurrencyLimit | None = None
+    created: UtcDateTime
+    updated: UtcDateTime

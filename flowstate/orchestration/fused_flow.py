@@ -10,7 +10,7 @@ pipeline's cost, which goes on looking up and entering a dozen rules per transit
 It answers None, having changed nothing, wherever a rule could do more — refuse, wait, abort,
 substitute a state — or where something is out of the ordinary (result data, details other than
 a scheduled time, a pause key or a pause timeout, a subflow, a deployment concurrency lease, a
-clock that is not plain UTC): the pipeline then decides as usual. Everything it accepts and
+deployment's run submitted (PENDING), a clock that is not plain UTC): the pipeline then decides as usual. Everything it accepts and
 everything it makes holds plain values (UTC datetimes, text, UUIDs), the form reading the rows
 back gives, which lets the store keep the run cached without checking it again.
 
@@ -62,6 +62,9 @@ FUSED_RULES = frozenset(
     {
         "preserve_deployment_concurrency_lease_id",
         "prevent_duplicate_transitions",
+        "secure_flow_concurrency_slots",
+        "validate_deployment_concurrency_at_running",
+        "release_flow_concurrency_slots",
         "ensure_only_scheduled_flows_marked_late",
         "handle_pausing_flows",
         "handle_resuming_paused_flows",
@@ -69,7 +72,9 @@ FUSED_RULES = frozenset(
         "wait_for_scheduled_time",
     }
 )
-"""The core flow rules whose effect the fused path reproduces (or falls back on)."""
+"""The core flow rules whose effect the fused path reproduces (or falls back on): the deployment
+concurrency rules act only on a run with a lease, or on a deployment's run proposing PENDING,
+where it gives way."""
 
 
 def _plain_proposal(proposed: State) -> AbstractSet[str] | None:
@@ -215,6 +220,8 @@ def _a_rule_may_intervene(
             return True  # EnsureOnlyScheduledFlowsMarkedLate may refuse it
     if (from_type, to_type) not in FUSED_PAIRS:
         return True
+    if to_type is S.PENDING and values["deployment_id"] is not None:
+        return True  # SecureFlowConcurrencySlots may take a slot, or refuse
     pause_key = proposal["state_details"].__dict__["pause_key"]
     pause_keys = values["empirical_policy"].__dict__["pause_keys"]
     if to_type is S.PAUSED and pause_key is not None and pause_key in pause_keys:

@@ -15,7 +15,12 @@ from flowstate.orchestration.flow_rules import (
     prevent_result_data_loss,
     retry_failed_flows,
 )
-from flowstate.orchestration import flow_rules, scheduling_rules, task_rules
+from flowstate.orchestration import deployment_rules, flow_rules, scheduling_rules, task_rules
+from flowstate.orchestration.deployment_rules import (
+    release_flow_concurrency_slots,
+    secure_flow_concurrency_slots,
+    validate_deployment_concurrency_at_running,
+)
 from flowstate.orchestration.fused_flow import fused_core_flow
 from flowstate.orchestration.policy import Policy, register_built_in
 from flowstate.orchestration.rules import Rule
@@ -34,7 +39,7 @@ __all__ = ["CORE_FLOW", "CORE_TASK", "MARK_LATE", "MINIMAL_FLOW", "MINIMAL_TASK"
 
 register_built_in(
     found
-    for module in (flow_rules, scheduling_rules, task_rules)
+    for module in (deployment_rules, flow_rules, scheduling_rules, task_rules)
     for found in vars(module).values()
     if isinstance(found, Rule)
 )
@@ -48,17 +53,21 @@ CORE_FLOW = Policy(
         enforce_cancelling_to_cancelled_transition,
         bypass_cancelling_flow_runs_with_no_infra,
         prevent_pending_transitions,
+        validate_deployment_concurrency_at_running,
+        secure_flow_concurrency_slots,
         ensure_only_scheduled_flows_marked_late,
         handle_pausing_flows,
         handle_resuming_paused_flows,
         copy_scheduled_time,
         wait_for_scheduled_time,
         retry_failed_flows,
+        release_flow_concurrency_slots,
     ],
     kind="flow",
     fused=fused_core_flow,
 )
-"""Prefect's CoreFlowPolicy, less the deployment-concurrency rules (no such objects here)."""
+"""Prefect's CoreFlowPolicy (a 3.4.11+ client's: leases are kept alive, so
+RemoveDeploymentConcurrencyLeaseForOldClientVersions has nothing to do)."""
 
 MINIMAL_FLOW = Policy(
     "minimal-flow",
@@ -66,10 +75,12 @@ MINIMAL_FLOW = Policy(
         preserve_deployment_concurrency_lease_id,
         prevent_result_data_loss,
         bypass_cancelling_flow_runs_with_no_infra,
+        release_flow_concurrency_slots,
     ],
     kind="flow",
 )
-"""What ``force=True`` keeps for flow runs: data-loss protection and cancelling without infra."""
+"""What ``force=True`` keeps for flow runs: data-loss protection, cancelling without infra, and
+giving back a deployment slot when a run leaves PENDING/RUNNING/CANCELLING."""
 
 CORE_TASK = Policy(
     "core-task",

@@ -55,6 +55,10 @@ class LimitStore:
         row = self._execute(statement, (name,)).fetchone()
         return None if row is None else _limit(row)
 
+    def read_limit_by_id(self, limit_id: str) -> LimitRow | None:
+        row = self._execute(sql.SELECT_LIMIT_BY_ID, (limit_id,)).fetchone()
+        return None if row is None else _limit(row)
+
     def read_limits(self) -> list[LimitRow]:
         return [_limit(row) for row in self._execute(sql.SELECT_LIMITS).fetchall()]
 

@@ -19,6 +19,7 @@ __all__ = [
     "SELECT_LEASE",
     "SELECT_LEASES",
     "SELECT_LEASES_OF_LIMIT",
+    "SELECT_LIMIT_BY_ID",
     "SELECT_LIMIT_BY_NAME",
     "SELECT_LIMITS",
     "UPDATE_LIMIT",
@@ -39,6 +40,7 @@ INSERT_LIMIT = (
     "ON CONFLICT (name) DO NOTHING"
 )
 SELECT_LIMIT_BY_NAME = f"SELECT {LIMIT_COLUMNS} FROM concurrency_limit WHERE name = ?"
+SELECT_LIMIT_BY_ID = f"SELECT {LIMIT_COLUMNS} FROM concurrency_limit WHERE id = ?"
 SELECT_LIMITS = f"SELECT {LIMIT_COLUMNS} FROM concurrency_limit ORDER BY name"
 UPDATE_LIMIT = (
     "UPDATE concurrency_limit SET slot_limit = ?, active = ?, active_slots = ?, "

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "ensure_schema"]
 
 APPLICATION_ID = 0x466C5374  # "FlSt"
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _V1 = """
 CREATE TABLE flow_run (
@@ -183,6 +183,21 @@ CREATE TABLE concurrency_lease_limit (
 CREATE INDEX ix_concurrency_lease_limit ON concurrency_lease_limit (limit_id, lease_id)
 """
 
+# Deployments: a name, and the concurrency a deployment's flow runs share (its own limit
+# ``deployment:<id>``, or a global limit given by id; NULL: none). Deleting the limit unlinks it.
+_V6_DEPLOYMENTS = """
+CREATE TABLE deployment (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    concurrency_limit_id TEXT REFERENCES concurrency_limit (id) ON DELETE SET NULL,
+    collision_strategy TEXT,
+    grace_period_seconds INTEGER,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL
+);
+CREATE INDEX ix_deployment_limit ON deployment (concurrency_limit_id)
+"""
+
 
 def _run_script(db: Database, script: str) -> None:
     for statement in script.split(";"):
@@ -214,6 +229,10 @@ def _migrations():  # type: ignore[no-untyped-def]
     @migrations(name="0005_concurrency")
     def concurrency(db: Database) -> None:
         _run_script(db, _V5_CONCURRENCY)
+
+    @migrations(name="0006_deployments")
+    def deployments(db: Database) -> None:
+        _run_script(db, _V6_DEPLOYMENTS)
 
     return migrations
 

@@ -197,6 +197,13 @@ def test_the_fused_path_gives_way_where_a_rule_intervenes() -> None:
     assert not _compare(leased, Completed(), NOW)  # the lease is copied
 
 
+def test_the_fused_path_gives_way_to_a_deployments_run_proposing_pending() -> None:
+    deployed = _run(_at(S.SCHEDULED, scheduled_time=NOW), deployment_id=uuid.UUID(int=7))
+    assert fused_core_flow(copy.deepcopy(deployed), Pending(), NOW, _ids()) is None  # a slot?
+    assert _compare(deployed, Running(), NOW)  # nothing to take without PENDING
+    assert _compare(_run(_at(S.SCHEDULED, scheduled_time=NOW)), Pending(), NOW)
+
+
 def test_a_timestamp_that_would_not_increase_is_moved_as_the_pipeline_moves_it() -> None:
     run = _run(State(type=S.RUNNING, timestamp=NOW))
     for now in (NOW, NOW - timedelta(seconds=5)):

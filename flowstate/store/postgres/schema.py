@@ -161,11 +161,26 @@ CREATE TABLE concurrency_lease_limit (
 CREATE INDEX ix_concurrency_lease_limit ON concurrency_lease_limit (limit_id, lease_id)
 """
 
+# Deployments and the limit their runs share (as SQLite's 0006_deployments).
+_V5_DEPLOYMENTS = f"""
+CREATE TABLE deployment (
+    id {_T} PRIMARY KEY,
+    name {_T} NOT NULL UNIQUE,
+    concurrency_limit_id {_T} REFERENCES concurrency_limit (id) ON DELETE SET NULL,
+    collision_strategy {_T},
+    grace_period_seconds bigint,
+    created {_T} NOT NULL,
+    updated {_T} NOT NULL
+);
+CREATE INDEX ix_deployment_limit ON deployment (concurrency_limit_id)
+"""
+
 MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (1, "0001_initial", _V1),
     (2, "0002_heartbeats", _V2_HEARTBEATS),
     (3, "0003_listing_indexes", _V3_LISTING_INDEXES),
     (4, "0004_concurrency", _V4_CONCURRENCY),
+    (5, "0005_deployments", _V5_DEPLOYMENTS),
 )
 """(version, name, DDL) in order; a new migration is appended, never edited."""
 

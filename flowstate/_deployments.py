@@ -1,0 +1,299 @@
+"""The Orchestrator's deployments: the concurrency their flow runs share (Prefect's deployment
+concurrency limits).
+
+A mixin of :class:`flowstate.Orchestrator`. A deployment's own limit *is* the global
+concurrency limit named ``deployment:<deployment id>``; a deployment may instead share an
+existing global limit (``global_concurrency_limit_id``). The flow policies take a slot of it when
+a run is submitted (PENDING) and give it back when the run leaves PENDING, RUNNING and
+CANCELLING. Each call is one transaction; bad input is an InvalidState naming the field, raised
+before anything is written.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from flowstate import _validation as validate
+from flowstate._ids import uuid7
+from flowstate.concurrency import checks
+from flowstate.concurrency.models import ConcurrencyOptions, Deployment
+from flowstate.concurrency.run_slots import RunSlots
+from flowstate.concurrency.slots import DEFAULT_OCCUPANCY_SECONDS, LimitRow
+from flowstate.errors import InvalidState, ObjectAlreadyExists, ObjectNotFound
+from flowstate.store.deployments import DeploymentRow, DeploymentStore, deployment_store
+
+if TYPE_CHECKING:
+    from flowstate.store.base import StoreBackend
+    from flowstate.store.limits import LimitStore
+
+__all__ = ["COLLISION_STRATEGIES", "DeploymentMethods", "own_limit_name"]
+
+COLLISION_STRATEGIES = ("ENQUEUE", "CANCEL_NEW")
+MIN_GRACE_SECONDS = 60
+MAX_GRACE_SECONDS = 86400
+"""A deployment's grace period: from a minute to a day (Prefect's bounds)."""
+
+
+class _Unchanged:
+    """The default of an update's argument that was not given (``<unchanged>`` in help())."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<unchanged>"
+
+
+_UNSET: Any = _Unchanged()
+
+
+def own_limit_name(deployment_id: UUID | str) -> str:
+    """The name of a deployment's own limit: ``deployment:<id>``."""
+    return f"deployment:{deployment_id}"
+
+
+class DeploymentMethods:
+    """Deployments and their concurrency (mixed into Orchestrator)."""
+
+    if TYPE_CHECKING:  # provided by Orchestrator
+        _store: StoreBackend
+
+        @property
+        def _limits(self) -> LimitStore: ...
+        def _transaction(self) -> Any: ...
+        def _read_transaction(self) -> Any: ...
+        def _now(self) -> datetime: ...
+        def _liveness_time(self, now: datetime | None) -> datetime: ...
+
+    @property
+    def _deployments(self) -> DeploymentStore:
+        found: DeploymentStore | None = self.__dict__.get("_deployment_store")
+        if found is None:
+            found = self.__dict__["_deployment_store"] = deployment_store(self._store)
+        return found
+
+    def _run_slots(self) -> RunSlots:
+        """What the rules of one transition may do with limits (inside its transaction)."""
+        return RunSlots(self._limits, self._deployments, lambda: self._liveness_time(None))
+
+    def create_deployment(
+        self,
+        name: str,
+        *,
+        concurrency_limit: int | None = None,
+        collision_strategy: str | None = None,
+        grace_period_seconds: int | None = None,
+        global_concurrency_limit_id: UUID | str | None = None,
+    ) -> Deployment:
+        """Create a deployment named ``name`` (ObjectAlreadyExists if the name is taken); create
+        its flow runs with ``create_flow_run(deployment_id=deployment.id)``.
+
+        ``concurrency_limit`` (>= 1): at most that many of its runs in PENDING, RUNNING or
+        CANCELLING at once, counted by its own limit ``deployment:<id>``; or
+        ``global_concurrency_limit_id``: the id of an existing global limit its runs share with
+        whatever else uses it. ``collision_strategy``: what a run submitted while the limit is
+        full does, ``"ENQUEUE"`` (the default: rescheduled 30 s later as
+        ``AwaitingConcurrencySlot``) or ``"CANCEL_NEW"`` (cancelled).
+        ``grace_period_seconds`` (60 to 86400, default 300): how long a run keeps its slot
+        without renewing it (each RUNNING renews it); after that ``expire_leases`` gives it
+        back."""
+        checked_name = checks.limit_name(name)
+        size = _size(concurrency_limit)
+        strategy = _strategy(collision_strategy)
+        grace = _grace(grace_period_seconds)
+        shared = _limit_id(global_concurrency_limit_id)
+        if size is not None and shared is not None:
+            raise InvalidState(
+                "give concurrency_limit (a limit of the deployment's own) or "
+                "global_concurrency_limit_id (a limit it shares), not both"
+            )
+        deployment_id = str(uuid7())
+        with self._transaction():
+            now = self._liveness_time(None)
+            limit_id = shared
+            if shared is not None:
+                self._limit_by_id(shared)
+            if size is not None:
+                limit_id = self._own_limit(deployment_id, size, now).id
+            row = DeploymentRow(
+                id=deployment_id,
+                name=checked_name,
+                concurrency_limit_id=limit_id,
+                collision_strategy=strategy,
+                grace_period_seconds=grace,
+                created=now,
+                updated=now,
+            )
+            if not self._deployments.insert(row):
+                raise ObjectAlreadyExists(f"a deployment named {checked_name!r} already exists")
+            return self._deployment_model(row, now)
+
+    def read_deployment(self, deployment_id: UUID | str) -> Deployment:
+        """The deployment with this id, with its limit; ObjectNotFound if there is none."""
+        key = str(validate.run_id(deployment_id, "deployment_id"))
+        with self._read_transaction():
+            now = self._liveness_time(None)
+            return self._deployment_model(self._deployment_row(key), now)
+
+    def read_deployments(self) -> list[Deployment]:
+        """Every deployment, by name."""
+        with self._read_transaction():
+            now = self._liveness_time(None)
+            return [self._deployment_model(row, now) for row in self._deployments.read_all()]
+
+    def update_deployment(
+        self,
+        deployment_id: UUID | str,
+        *,
+        concurrency_limit: int | None = _UNSET,
+        collision_strategy: str | None = _UNSET,
+        grace_period_seconds: int | None = _UNSET,
+        global_concurrency_limit_id: UUID | str | None = _UNSET,
+    ) -> Deployment:
+        """Change the given fields of a deployment (those not given keep their value).
+
+        ``concurrency_limit=N`` sizes the deployment's own limit (created if it has none; the
+        slots its runs hold stay held, so lowering it below them makes new runs wait until
+        enough finish); ``None`` deletes its own limit, or stops sharing one.
+        ``global_concurrency_limit_id`` makes it share an existing limit instead (None: none).
+        ``collision_strategy`` and ``grace_period_seconds`` as in :meth:`create_deployment`
+        (None: the defaults)."""
+        key = str(validate.run_id(deployment_id, "deployment_id"))
+        size = _UNSET if concurrency_limit is _UNSET else _size(concurrency_limit)
+        strategy = _UNSET if collision_strategy is _UNSET else _strategy(collision_strategy)
+        grace = _UNSET if grace_period_seconds is _UNSET else _grace(grace_period_seconds)
+        shared: Any = (
+            _UNSET
+            if global_concurrency_limit_id is _UNSET
+            else _limit_id(global_concurrency_limit_id)
+        )
+        if size is not _UNSET and shared is not _UNSET:
+            raise InvalidState(
+                "give concurrency_limit (a limit of the deployment's own) or "
+                "global_concurrency_limit_id (a limit it shares), not both"
+            )
+        with self._transaction():
+            now = self._liveness_time(None)
+            row = self._deployment_row(key, for_update=True)
+            if shared is not _UNSET:
+                if shared is not None:
+                    self._limit_by_id(shared)
+                self._drop_own_limit(row)
+                row.concurrency_limit_id = shared
+            if size is not _UNSET:
+                if size is None:
+                    self._drop_own_limit(row)
+                    row.concurrency_limit_id = None
+                else:
+                    row.concurrency_limit_id = self._own_limit(row.id, size, now).id
+            if strategy is not _UNSET:
+                row.collision_strategy = strategy
+            if grace is not _UNSET:
+                row.grace_period_seconds = grace
+            row.updated = now
+            self._deployments.update(row)
+            return self._deployment_model(row, now)
+
+    # -- inside a transaction ------------------------------------------------------------------
+
+    def _deployment_row(self, key: str, *, for_update: bool = False) -> DeploymentRow:
+        row = self._deployments.read(key, for_update=for_update)
+        if row is None:
+            raise ObjectNotFound(f"Deployment with id {key} not found")
+        return row
+
+    def _limit_by_id(self, limit_id: str) -> LimitRow:
+        found = self._limits.lock_limits_by_id([limit_id])
+        if not found:
+            raise ObjectNotFound(
+                f"global_concurrency_limit_id {limit_id}: no global concurrency limit has this id"
+            )
+        return found[0]
+
+    def _own_limit(self, deployment_id: str, size: int, now: datetime) -> LimitRow:
+        """The deployment's own limit, sized ``size`` (created if missing); slots held stay."""
+        name = own_limit_name(deployment_id)
+        limits = self._limits
+        row = limits.read_limit(name, for_update=True)
+        if row is not None:
+            row.limit = size
+            limits.update_limit(row)
+            return row
+        row = LimitRow(
+            id=str(uuid7()),
+            name=name,
+            limit=size,
+            active=True,
+            active_slots=0,
+            slot_decay_per_second=0.0,
+            avg_slot_occupancy_seconds=DEFAULT_OCCUPANCY_SECONDS,
+            created=now,
+            updated=now,
+        )
+        limits.insert_limit(row)
+        return row
+
+    def _drop_own_limit(self, row: DeploymentRow) -> None:
+        """Delete the deployment's own limit, if it has one (a shared limit stays)."""
+        own = self._limits.read_limit(own_limit_name(row.id), for_update=True)
+        if own is not None:
+            self._limits.delete_limit(own.id)
+
+    def _deployment_model(self, row: DeploymentRow, now: datetime) -> Deployment:
+        limit = None
+        if row.concurrency_limit_id is not None:
+            limit = self._limits.read_limit_by_id(row.concurrency_limit_id)
+        options = None
+        if row.collision_strategy is not None or row.grace_period_seconds is not None:
+            options = ConcurrencyOptions(
+                collision_strategy=row.collision_strategy or "ENQUEUE",  # type: ignore[arg-type]
+                grace_period_seconds=row.grace_period_seconds,
+            )
+        return Deployment(
+            id=UUID(row.id),
+            name=row.name,
+            concurrency_limit=None if limit is None else limit.limit,
+            concurrency_options=options,
+            global_concurrency_limit=None if limit is None else limit.model(now),
+            created=row.created,
+            updated=row.updated,
+        )
+
+
+def _size(value: Any) -> int | None:
+    """A deployment's concurrency_limit: None, or a whole number >= 1 (Prefect: 422 for 0)."""
+    if value is None:
+        return None
+    return checks.count(value, "concurrency_limit", 1)
+
+
+def _strategy(value: Any) -> str | None:
+    if value is None:
+        return None
+    if value not in COLLISION_STRATEGIES:
+        raise InvalidState(
+            f"collision_strategy={value!r:.40}; expected 'ENQUEUE', 'CANCEL_NEW' or None"
+        )
+    return str(value)
+
+
+def _grace(value: Any) -> int | None:
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not MIN_GRACE_SECONDS <= value <= MAX_GRACE_SECONDS
+    ):
+        raise InvalidState(
+            f"grace_period_seconds={value!r:.40}; expected whole seconds from "
+            f"{MIN_GRACE_SECONDS} to {MAX_GRACE_SECONDS}, or None (300)"
+        )
+    return value
+
+
+def _limit_id(value: Any) -> str | None:
+    if value is None:
+        return None
+    return str(validate.run_id(value, "global_concurrency_limit_id"))

@@ -1,0 +1,171 @@
+"""The deployment concurrency rules of Prefect's flow policies: a flow run of a deployment with
+a limit holds one of its slots from PENDING until it leaves PENDING, RUNNING and CANCELLING.
+
+The slot is held by a lease of the run (holder ``flow_run``), whose id the run's states carry
+(``deployment_concurrency_lease_id``). Where Prefect 3.9.1 loses or leaks slots, these rules do
+not (the README's deliberate differences): a run gives back only a slot its own lease holds; a
+run that kept its slot through an automatic retry goes on with it; an inactive limit restricts
+nothing. Reason and message texts are Prefect's.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from uuid import UUID
+
+from flowstate.orchestration.context import TransitionContext
+from flowstate.orchestration.decisions import Abort, Decision, Proceed, Reject
+from flowstate.orchestration.rules import ANY_STATE, rule
+from flowstate.results import SetStateStatus
+from flowstate.states import State, StateType
+
+__all__ = [
+    "DEFAULT_GRACE_SECONDS",
+    "SLOT_WAIT_SECONDS",
+    "release_flow_concurrency_slots",
+    "secure_flow_concurrency_slots",
+    "validate_deployment_concurrency_at_running",
+]
+
+S = StateType
+HOLDING = frozenset({S.PENDING, S.RUNNING, S.CANCELLING})
+"""A deployment's run holds its slot while in one of these."""
+DEFAULT_GRACE_SECONDS = 300
+"""How long a run's slot lasts unrenewed when its deployment sets no grace period."""
+SLOT_WAIT_SECONDS = 30
+"""How far ahead an enqueued run is rescheduled (``AwaitingConcurrencySlot``)."""
+LIMIT_REACHED = "Deployment concurrency limit reached."
+ZERO_LIMIT = "The deployment concurrency limit is 0. The flow will deadlock if submitted again."
+LOST_REASON = "Deployment concurrency limit reached after lease expiry."
+LOST_MESSAGE = (
+    "Deployment concurrency slot lost during provisioning - no slots available to continue "
+    "execution"
+)
+_TAKEN = "deployment_concurrency_lease_taken"
+"""``ctx.parameters`` key: the lease a rule took in this transition (given back on a fizzle)."""
+
+
+def _holder(ctx: TransitionContext) -> tuple[str, UUID]:
+    return ("flow_run", ctx.run.id)
+
+
+def _lease_of(state: State | None) -> UUID | None:
+    return None if state is None else state.state_details.deployment_concurrency_lease_id
+
+
+def _give_back_taken(ctx: TransitionContext) -> None:
+    """Cleanup of a fizzled transition: the slot taken for it goes back, and the state
+    returned shows no lease."""
+    taken = ctx.parameters.pop(_TAKEN, None)
+    if taken is None:
+        return
+    ctx.slots.release(taken, _holder(ctx))
+    validated = ctx.validated
+    if validated is not None and _lease_of(validated) is not None:
+        ctx.validated = ctx.with_details(validated, deployment_concurrency_lease_id=None)
+
+
+@rule(
+    from_=ANY_STATE - HOLDING,
+    to={S.PENDING},
+    prefect="SecureFlowConcurrencySlots",
+    cleanup=_give_back_taken,
+)
+def secure_flow_concurrency_slots(ctx: TransitionContext) -> Decision | None:
+    """A run submitted (PENDING) takes a slot of its deployment's limit; when it is full the run
+    is rescheduled 30 s later (ENQUEUE, the default) or cancelled (CANCEL_NEW)."""
+    proposed = ctx.proposed
+    if proposed is None:
+        return None
+    deployment = ctx.slots.deployment_limit(ctx.run.deployment_id)  # type: ignore[union-attr]
+    if deployment is None:
+        return None
+    holder = _holder(ctx)
+    kept = _lease_of(ctx.initial)
+    if kept is not None and ctx.slots.holds(kept, holder):
+        # the run kept its slot (an automatic retry): it goes on with it
+        if _lease_of(proposed) == kept:
+            return None
+        return Proceed(ctx.with_details(proposed, deployment_concurrency_lease_id=kept))
+    limit = deployment.limit
+    if not limit.active:
+        return None  # an inactive limit restricts nothing
+    if limit.limit == 0:
+        return Abort(ZERO_LIMIT)
+    grace = deployment.grace_period_seconds or DEFAULT_GRACE_SECONDS
+    lease = ctx.slots.take([limit], holder, grace)
+    if lease is not None:
+        ctx.parameters[_TAKEN] = lease
+        return Proceed(ctx.with_details(proposed, deployment_concurrency_lease_id=lease))
+    if deployment.collision_strategy == "CANCEL_NEW":
+        return Reject(LIMIT_REACHED, ctx.fresh_state(S.CANCELLED, message=LIMIT_REACHED))
+    waiting = ctx.fresh_state(
+        S.SCHEDULED,
+        name="AwaitingConcurrencySlot",
+        scheduled_time=ctx.now + timedelta(seconds=SLOT_WAIT_SECONDS),
+    )
+    return Reject(LIMIT_REACHED, waiting)
+
+
+@rule(
+    from_={S.PENDING},
+    to={S.RUNNING},
+    prefect="ValidateDeploymentConcurrencyAtRunning",
+    cleanup=_give_back_taken,
+)
+def validate_deployment_concurrency_at_running(ctx: TransitionContext) -> Decision | None:
+    """PENDING -> RUNNING carries the run's lease and renews it for the grace period; a run
+    whose lease is gone takes a slot again, or is cancelled when none is free."""
+    proposed = ctx.proposed
+    if proposed is None or ctx.initial is None:
+        return None
+    lease_id = _lease_of(ctx.initial)
+    decision: Decision | None = None
+    if _lease_of(proposed) != lease_id:
+        proposed = ctx.with_details(proposed, deployment_concurrency_lease_id=lease_id)
+        decision = Proceed(proposed)
+    if lease_id is None:
+        return decision
+    deployment = ctx.slots.deployment_limit(ctx.run.deployment_id)  # type: ignore[union-attr]
+    if deployment is None:
+        return decision
+    holder = _holder(ctx)
+    grace = deployment.grace_period_seconds or DEFAULT_GRACE_SECONDS
+    if ctx.slots.renew(lease_id, holder, grace):
+        return decision
+    limit = deployment.limit
+    if not limit.active:
+        return decision  # an inactive limit restricts nothing
+    lease = ctx.slots.take([limit], holder, grace)
+    if lease is not None:
+        ctx.parameters[_TAKEN] = lease
+        return Proceed(ctx.with_details(proposed, deployment_concurrency_lease_id=lease))
+    return Reject(LOST_REASON, ctx.fresh_state(S.CANCELLED, message=LOST_MESSAGE))
+
+
+def _release_own_slot(ctx: TransitionContext) -> None:
+    """After a run leaves PENDING, RUNNING and CANCELLING: its lease gives its slot back."""
+    initial, proposed = ctx.initial, ctx.proposed
+    if proposed is None or initial is None:
+        return  # nothing was written
+    if initial.type not in HOLDING or proposed.type in HOLDING:
+        return
+    if ctx.status is SetStateStatus.REJECT and proposed.name == "AwaitingRetry":
+        return  # an automatic retry keeps the slot for the next attempt
+    lease_id = _lease_of(initial)
+    if lease_id is None or ctx.run.deployment_id is None:  # type: ignore[union-attr]
+        return
+    ctx.slots.release(lease_id, _holder(ctx))
+
+
+@rule(
+    from_=ANY_STATE,
+    to=ANY_STATE,
+    prefect="ReleaseFlowConcurrencySlots",
+    after=_release_own_slot,
+    universal=True,
+)
+def release_flow_concurrency_slots(ctx: TransitionContext) -> Decision | None:
+    """A run leaving PENDING, RUNNING and CANCELLING (forced too) gives back the slot its lease
+    holds; the AwaitingRetry of an automatic retry keeps it."""
+    return None
