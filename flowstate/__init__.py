@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from flowstate.concurrency import (
         ConcurrencyLease,
         ConcurrencyLeaseHolder,
+        ConcurrencyLimit,
         ConcurrencyOptions,
         Deployment,
         GlobalConcurrencyLimit,
@@ -55,6 +56,7 @@ __all__ = [
     "AsyncOrchestrator",
     "ConcurrencyLease",
     "ConcurrencyLeaseHolder",
+    "ConcurrencyLimit",
     "ConcurrencyLimitReached",
     "ConcurrencyOptions",
     "DatabaseBusy",
@@ -89,6 +91,7 @@ _LAZY = {
     "AsyncOrchestrator": "flowstate.aio",
     "ConcurrencyLease": "flowstate.concurrency",
     "ConcurrencyLeaseHolder": "flowstate.concurrency",
+    "ConcurrencyLimit": "flowstate.concurrency",
     "ConcurrencyOptions": "flowstate.concurrency",
     "Deployment": "flowstate.concurrency",
     "GlobalConcurrencyLimit": "flowstate.concurrency",

@@ -33,8 +33,10 @@ from flowstate._time import as_utc, utcnow
 from flowstate._concurrency import ConcurrencyMethods
 from flowstate._deployments import DeploymentMethods
 from flowstate._interaction import InteractionMethods
+from flowstate._tag_limits import TagLimitMethods
 from flowstate._workers import WorkerMethods
 from flowstate.listeners import Listener, Listeners, Subscription, TransitionEvent
+from flowstate.concurrency.tags import check_tags
 from flowstate.errors import InvalidState, ObjectAlreadyExists, ObjectNotFound
 from flowstate.orchestration.policies import (
     CORE_FLOW,
@@ -128,7 +130,9 @@ class _ReadTransaction(_CallTransaction):
         self._depth = self._store.begin_read()
 
 
-class Orchestrator(WorkerMethods, InteractionMethods, ConcurrencyMethods, DeploymentMethods):
+class Orchestrator(
+    WorkerMethods, InteractionMethods, ConcurrencyMethods, DeploymentMethods, TagLimitMethods
+):
     """Orchestrates flow and task runs exactly as Prefect's server does, stored in SQLite.
 
     >>> from flowstate import Orchestrator
@@ -488,9 +492,14 @@ class Orchestrator(WorkerMethods, InteractionMethods, ConcurrencyMethods, Deploy
         empirical_policy: TaskRunPolicy | Mapping[str, Any] | None = None,
         state: State | Mapping[str, Any] | str | None = None,
         id: UUID | str | None = None,
+        tags: list[str] | None = None,
     ) -> TaskRun:
-        """Create a task run (in a flow run, or standalone); ``state`` is set with force."""
+        """Create a task run (in a flow run, or standalone); ``state`` is set with force.
+
+        ``tags``: a list of str; a tag with a limit (:meth:`create_concurrency_limit`) limits
+        how many task runs carrying it are RUNNING at once."""
         proposed = None if state is None else validate.coerce_state(state)
+        checked_tags = check_tags(tags)
         validate.check_text(task_key, "task_key")
         validate.check_text(dynamic_key, "dynamic_key")
         validate.check_text(name, "name")
@@ -503,6 +512,7 @@ class Orchestrator(WorkerMethods, InteractionMethods, ConcurrencyMethods, Deploy
                 task_key=task_key,
                 dynamic_key=dynamic_key,
                 name=name or f"{task_key}-{dynamic_key}",
+                tags=checked_tags,
                 empirical_policy=validate.coerce_policy(empirical_policy, TaskRunPolicy),
             )
         except ValidationError as exc:

@@ -126,6 +126,9 @@ class TaskRun(BaseModel):
     task_key: str = "task"
     dynamic_key: str = "0"
     name: str
+    tags: list[str] = Field(default_factory=list)
+    """The task run's tags: a tag with a concurrency limit (``create_concurrency_limit``) limits
+    how many task runs carrying it are RUNNING at once."""
     state: State | None = None
     state_type: StateType | None = None
     state_name: str | None = None

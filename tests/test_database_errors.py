@@ -154,6 +154,7 @@ def test_an_older_schema_is_migrated_in_place_keeping_its_runs(tmp_path):
         conn.execute("DROP TABLE flow_run_heartbeat")
         for table in ("deployment", "concurrency_lease_limit", "concurrency_lease", "concurrency_limit"):
             conn.execute(f"DROP TABLE {table}")
+        conn.execute("ALTER TABLE task_run DROP COLUMN tags")
         conn.execute("DROP INDEX ix_flow_run_type_created")
         conn.execute("DROP INDEX ix_flow_run_flow_name")
         conn.execute("DELETE FROM _sqlite_migrations WHERE name != '0001_initial'")
@@ -167,6 +168,7 @@ def test_an_older_schema_is_migrated_in_place_keeping_its_runs(tmp_path):
         orc.create_global_concurrency_limit("db", 1)
         orc.increment_concurrency_slots_with_lease("db", 1)
         orc.create_deployment("nightly", concurrency_limit=1)
+        assert orc.create_task_run(tags=["db"]).tags == ["db"]
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}

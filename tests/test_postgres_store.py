@@ -119,6 +119,7 @@ def test_an_older_schema_is_migrated_keeping_its_runs(postgres_backend: Postgres
         conn.execute("DROP INDEX ix_flow_run_type_created, ix_flow_run_flow_name")
         conn.execute("DROP TABLE deployment")
         conn.execute("DROP TABLE concurrency_lease_limit, concurrency_lease, concurrency_limit")
+        conn.execute("ALTER TABLE task_run DROP COLUMN tags")
         conn.execute("DELETE FROM flowstate_migration WHERE version > 1")
     with Orchestrator(url) as orc:
         assert orc.read_flow_run(run.id).state_type is StateType.SCHEDULED
@@ -126,6 +127,7 @@ def test_an_older_schema_is_migrated_keeping_its_runs(postgres_backend: Postgres
         orc.heartbeat(run.id, worker="w1")  # needs the table of migration 2
         orc.create_global_concurrency_limit("db", 1)  # and those of migration 4
         orc.create_deployment("nightly", concurrency_limit=1)  # and that of migration 5
+        assert orc.create_task_run(tags=["db"]).tags == ["db"]  # and the column of migration 6
     assert {"flow_run_heartbeat", "concurrency_limit", "concurrency_lease", "deployment"} <= set(
         tables(url)
     )

@@ -466,6 +466,11 @@ class AsyncOrchestrator:
     renew_concurrency_lease = _twin(Orchestrator.renew_concurrency_lease)
     release_concurrency_lease = _twin(Orchestrator.release_concurrency_lease)
     read_concurrency_leases = _twin(Orchestrator.read_concurrency_leases)
+    create_concurrency_limit = _twin(Orchestrator.create_concurrency_limit)
+    read_concurrency_limit = _twin(Orchestrator.read_concurrency_limit)
+    read_concurrency_limits = _twin(Orchestrator.read_concurrency_limits)
+    reset_concurrency_limit = _twin(Orchestrator.reset_concurrency_limit)
+    delete_concurrency_limit = _twin(Orchestrator.delete_concurrency_limit)
     expire_leases = _twin(Orchestrator.expire_leases)
     rate_limit = _waiting_twin(Orchestrator.rate_limit, Orchestrator._rate_limit_steps)
 

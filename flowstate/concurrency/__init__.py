@@ -1,5 +1,6 @@
-"""Global concurrency limits (Prefect's V2 limits), rate limits and deployments' limits: the
-models, and the arithmetic of slots. The calls are the Orchestrator's (``flowstate/_concurrency.py``)."""
+"""Global concurrency limits (Prefect's V2 limits), rate limits, deployments' limits and tag
+limits: the models, and the arithmetic of slots. The calls are the Orchestrator's
+(``flowstate/_concurrency.py``, ``flowstate/_tag_limits.py``)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from flowstate.concurrency.models import (
     Deployment,
     GlobalConcurrencyLimit,
 )
+from flowstate.concurrency.tags import ConcurrencyLimit
 
 __all__ = [
     "ConcurrencyLease",
     "ConcurrencyLeaseHolder",
+    "ConcurrencyLimit",
     "ConcurrencyOptions",
     "Deployment",
     "GlobalConcurrencyLimit",

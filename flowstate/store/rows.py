@@ -704,6 +704,7 @@ def task_run_insert_row(run: TaskRun) -> tuple[Any, ...]:
         encode_time(run.cache_expiration),
         encode_time(run.created),
         encode_time(run.updated),
+        _json_text(run.tags),
     )
 
 
@@ -738,6 +739,7 @@ def task_run_from_row(row: Sequence[Any]) -> TaskRun:
             "task_key": row[2],
             "dynamic_key": row[3],
             "name": row[4],
+            "tags": json.loads(row[27]),
             "state": state_from_row(row, 20),
             "state_type": None if state_type is None else _state_types[state_type],
             "state_name": row[7],

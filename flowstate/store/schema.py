@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "ensure_schema"]
 
 APPLICATION_ID = 0x466C5374  # "FlSt"
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 _V1 = """
 CREATE TABLE flow_run (
@@ -198,6 +198,13 @@ CREATE TABLE deployment (
 CREATE INDEX ix_deployment_limit ON deployment (concurrency_limit_id)
 """
 
+# Task run tags (a tag with a limit limits the task runs carrying it), and the leases a run
+# holds, found by their holder when the run leaves RUNNING.
+_V7_TASK_RUN_TAGS = """
+ALTER TABLE task_run ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
+CREATE INDEX ix_concurrency_lease_holder ON concurrency_lease (holder_id, holder_type)
+"""
+
 
 def _run_script(db: Database, script: str) -> None:
     for statement in script.split(";"):
@@ -233,6 +240,10 @@ def _migrations():  # type: ignore[no-untyped-def]
     @migrations(name="0006_deployments")
     def deployments(db: Database) -> None:
         _run_script(db, _V6_DEPLOYMENTS)
+
+    @migrations(name="0007_task_run_tags")
+    def task_run_tags(db: Database) -> None:
+        _run_script(db, _V7_TASK_RUN_TAGS)
 
     return migrations
 

@@ -21,7 +21,12 @@ JOINED_STATE_COLUMNS = "s.id, s.type, s.name, s.timestamp, s.message, s.data, s.
 
 INSERT_FLOW_RUN = f"INSERT INTO flow_run ({FLOW_RUN_COLUMNS}) VALUES ({', '.join('?' * 20)})"
 INSERT_FLOW_RUN_IF_NEW = f"{INSERT_FLOW_RUN} ON CONFLICT (id) DO NOTHING"
-INSERT_TASK_RUN = f"INSERT INTO task_run ({TASK_RUN_COLUMNS}) VALUES ({', '.join('?' * 20)})"
+INSERT_TASK_RUN = (
+    f"INSERT INTO task_run ({TASK_RUN_COLUMNS}, tags) VALUES ({', '.join('?' * 21)})"
+)
+TASK_RUN_TAIL = ", r.tags"
+"""Read after a task run's state columns (so the state stands at the same place in flow and
+task run rows): the columns added to task_run since."""
 
 JOINED_FLOW_RUN_COLUMNS = ", ".join(f"r.{c.strip()}" for c in FLOW_RUN_COLUMNS.split(","))
 JOINED_TASK_RUN_COLUMNS = ", ".join(f"r.{c.strip()}" for c in TASK_RUN_COLUMNS.split(","))
@@ -59,7 +64,7 @@ SELECT_FLOW_RUN_ONE_TABLE = (
 """SELECT_FLOW_RUN where the payload is in the run's row (PostgreSQL, whose TOAST storage
 keeps large values out of the row already)."""
 SELECT_TASK_RUN = (
-    f"SELECT {JOINED_TASK_RUN_COLUMNS}, {JOINED_STATE_COLUMNS} FROM task_run r "
+    f"SELECT {JOINED_TASK_RUN_COLUMNS}, {JOINED_STATE_COLUMNS}{TASK_RUN_TAIL} FROM task_run r "
     "LEFT JOIN task_run_state s ON s.id = r.state_id WHERE r.id = ?"
 )
 
@@ -80,7 +85,9 @@ def select_runs(
     ``payload_table``: flow runs keep their payload in flow_run_payload (SQLite)."""
     columns = JOINED_TASK_RUN_COLUMNS
     source = "task_run r"
+    tail = TASK_RUN_TAIL
     if kind == "flow":
+        tail = ""
         columns = PAYLOAD_FLOW_RUN_COLUMNS if payload_table else JOINED_FLOW_RUN_COLUMNS
         source = FLOW_RUN_WITH_PAYLOAD if payload_table else "flow_run r"
     where = []
@@ -95,7 +102,7 @@ def select_runs(
             where.append(f"r.flow_run_id IN (SELECT id FROM flow_run WHERE flow_name = {placeholder})")
     order = " DESC" if newest_first else ""
     return (
-        f"SELECT {columns}, {JOINED_STATE_COLUMNS} FROM {source} "
+        f"SELECT {columns}, {JOINED_STATE_COLUMNS}{tail} FROM {source} "
         f"LEFT JOIN {kind}_run_state s ON s.id = r.state_id "
         + (f"WHERE {' AND '.join(where)} " if where else "")
         + f"ORDER BY r.created{order}, r.id{order} LIMIT {placeholder} OFFSET {placeholder}"

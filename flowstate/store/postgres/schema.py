@@ -175,12 +175,19 @@ CREATE TABLE deployment (
 CREATE INDEX ix_deployment_limit ON deployment (concurrency_limit_id)
 """
 
+# Task run tags and the leases' holders (as SQLite's 0007_task_run_tags).
+_V6_TASK_RUN_TAGS = """
+ALTER TABLE task_run ADD COLUMN tags text NOT NULL DEFAULT '[]';
+CREATE INDEX ix_concurrency_lease_holder ON concurrency_lease (holder_id, holder_type)
+"""
+
 MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (1, "0001_initial", _V1),
     (2, "0002_heartbeats", _V2_HEARTBEATS),
     (3, "0003_listing_indexes", _V3_LISTING_INDEXES),
     (4, "0004_concurrency", _V4_CONCURRENCY),
     (5, "0005_deployments", _V5_DEPLOYMENTS),
+    (6, "0006_task_run_tags", _V6_TASK_RUN_TAGS),
 )
 """(version, name, DDL) in order; a new migration is appended, never edited."""
 

@@ -1,0 +1,154 @@
+"""The Orchestrator's tag limits: Prefect's V1 calls (``/concurrency_limits/``) over the global
+limits named ``tag:<tag>``.
+
+A mixin of :class:`flowstate.Orchestrator`, beside the global limits'
+(``flowstate/_concurrency.py``): each call is one transaction, on limit rows locked for it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from flowstate._ids import uuid7
+from flowstate.concurrency import tags as tag_checks
+from flowstate.concurrency.slots import DEFAULT_OCCUPANCY_SECONDS, LeaseRow, LimitRow
+from flowstate.concurrency.tags import (
+    TASK_SLOT_LEASE_SECONDS,
+    ConcurrencyLimit,
+    tag_limit,
+    tag_limit_name,
+)
+from flowstate.errors import ObjectNotFound
+
+if TYPE_CHECKING:
+    from flowstate.store.base import StoreBackend
+    from flowstate.store.limits import LimitStore
+
+__all__ = ["TagLimitMethods"]
+
+
+class TagLimitMethods:
+    """Tag limits (mixed into Orchestrator)."""
+
+    if TYPE_CHECKING:  # provided by Orchestrator
+        _store: StoreBackend
+
+        @property
+        def _limits(self) -> LimitStore: ...
+        def _transaction(self) -> Any: ...
+        def _read_transaction(self) -> Any: ...
+        def _liveness_time(self, now: datetime | None) -> datetime: ...
+
+    def create_concurrency_limit(self, tag: str, limit: int) -> ConcurrencyLimit:
+        """Limit the task runs tagged ``tag`` to ``limit`` RUNNING at once: creates the global
+        limit ``tag:<tag>``, or changes the limit of an existing one (its holders keep their
+        slots). 0 makes a task run with the tag abort when it tries to run; a negative limit
+        restricts nothing."""
+        name = tag_limit_name(tag_checks.tag_value(tag))
+        value = tag_checks.tag_limit_value(limit)
+        with self._transaction():
+            now = self._liveness_time(None)
+            limits = self._limits
+            row = limits.read_limit(name, for_update=True)
+            if row is None:
+                row = LimitRow(
+                    id=str(uuid7()),
+                    name=name,
+                    limit=value,
+                    active=True,
+                    active_slots=0,
+                    slot_decay_per_second=0.0,
+                    avg_slot_occupancy_seconds=DEFAULT_OCCUPANCY_SECONDS,
+                    created=now,
+                    updated=now,
+                )
+                limits.insert_limit(row)
+                return tag_limit(row, [])
+            row.limit = value
+            limits.update_limit(row)
+            return tag_limit(row, limits.read_leases(row.id))
+
+    def read_concurrency_limit(self, tag: str) -> ConcurrencyLimit:
+        """The limit of the task runs tagged ``tag``, with the task runs holding its slots;
+        ObjectNotFound if the tag has none."""
+        name = tag_limit_name(tag_checks.tag_value(tag))
+        with self._read_transaction():
+            row = self._tag_limit_row(name)
+            return tag_limit(row, self._limits.read_leases(row.id))
+
+    def read_concurrency_limits(self) -> list[ConcurrencyLimit]:
+        """Every tag limit, by tag."""
+        with self._read_transaction():
+            limits = self._limits
+            return [
+                tag_limit(row, limits.read_leases(row.id))
+                for row in limits.read_limits()
+                if row.name.startswith(tag_checks.TAG_PREFIX)
+            ]
+
+    def reset_concurrency_limit(
+        self, tag: str, slot_override: list[UUID | str] | None = None
+    ) -> ConcurrencyLimit:
+        """Let every holder of the tag's limit go: no slot is held afterwards, and a holder
+        leaving RUNNING later gives nothing back. ``slot_override``: task run ids that hold a
+        slot each afterwards instead, as far as the limit has room (each is listed as a
+        holder; those beyond the limit hold none). ObjectNotFound for a tag without a limit or
+        an id that is no task run."""
+        name = tag_limit_name(tag_checks.tag_value(tag))
+        override = tag_checks.slot_override(slot_override)
+        with self._transaction():
+            now = self._liveness_time(None)
+            store, limits = self._store, self._limits
+            for run_id in override or []:
+                if store.read_task_run(run_id) is None:
+                    raise ObjectNotFound(f"slot_override: no task run with id {run_id}")
+            row = self._tag_limit_row(name, for_update=True)
+            self._let_holders_go(row)
+            held = 0
+            for run_id in override or []:
+                taken = 1 if row.active and held + 1 <= row.limit else 0
+                held += taken
+                limits.insert_lease(
+                    LeaseRow(
+                        id=str(uuid7()),
+                        slots=1,
+                        holder_type="task_run",
+                        holder_id=str(run_id),
+                        created=now,
+                        expiration=now + timedelta(seconds=TASK_SLOT_LEASE_SECONDS),
+                        taken={row.id: taken},
+                        names=[row.name],
+                    )
+                )
+            row.active_slots = held
+            row.updated = now
+            limits.update_limit(row)
+            return tag_limit(row, limits.read_leases(row.id))
+
+    def delete_concurrency_limit(self, tag: str) -> None:
+        """Delete the tag's limit; its holders let go of it (ObjectNotFound if it has none)."""
+        name = tag_limit_name(tag_checks.tag_value(tag))
+        with self._transaction():
+            row = self._tag_limit_row(name, for_update=True)
+            self._let_holders_go(row)
+            self._limits.delete_limit(row.id)
+
+    def _tag_limit_row(self, name: str, *, for_update: bool = False) -> LimitRow:
+        row = self._limits.read_limit(name, for_update=for_update)
+        if row is None:
+            raise ObjectNotFound(
+                f"no concurrency limit for tag {name[len(tag_checks.TAG_PREFIX):]!r}"
+            )
+        return row
+
+    def _let_holders_go(self, row: LimitRow) -> None:
+        """Inside a transaction: no lease holds ``row`` any more (a lease that held only it is
+        gone; one holding other limits keeps those)."""
+        limits = self._limits
+        holders = limits.read_leases(row.id)
+        limits.drop_links_of_limit(row.id)
+        for lease in holders:
+            if set(lease.taken) == {row.id}:
+                limits.delete_lease(lease.id)
