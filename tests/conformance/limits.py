@@ -377,8 +377,8 @@ class LimitSteps:
             )
             options["global_concurrency_limit_id"] = limit.id
         made, status, _ = self.attempt(lambda: self.orc.create_deployment(step["name"], **options))
-        if status is not None:
-            return {"http_status": status, "global_concurrency_limit": None}
+        if status is not None:  # (Prefect's 422 records no deployment, so no limit either)
+            return {"http_status": status}
         self.deployments[step["name"]] = made.id
         return {
             "http_status": 201,
