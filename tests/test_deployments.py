@@ -467,3 +467,92 @@ def test_a_blocking_pause_gives_the_slot_back_and_the_resumed_run_frees_no_other
     orc.set_flow_run_state(run.id, Completed())
 
     assert held(orc, made) == 1  # the other run's
+
+
+# -- lease expiry: a crashed holder never keeps a slot for ever ----------------------------------
+
+RUN_HOLDER = """
+import sys, time
+from flowstate import Orchestrator
+from flowstate.states import Pending, Running
+with Orchestrator(sys.argv[1]) as orc:
+    run = orc.create_flow_run(deployment_id=sys.argv[2])
+    orc.set_flow_run_state(run.id, Pending())
+    orc.set_flow_run_state(run.id, Running())
+    print(run.id, flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_run_killed_with_sigkill_loses_its_deployment_slot_once_its_lease_expires(database):
+    import signal
+    import subprocess
+    import sys
+    from datetime import datetime, timezone
+    from uuid import UUID
+
+    with Orchestrator(database) as orc:
+        made = orc.create_deployment("nightly", concurrency_limit=1, grace_period_seconds=60)
+    holder = subprocess.Popen([sys.executable, "-c", RUN_HOLDER, database, str(made.id)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None
+        lost = UUID(holder.stdout.readline().strip())
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    with Orchestrator(database) as orc:
+        assert orc.expire_leases() == []  # not expired yet: the dead run's slot stays taken
+        waiting = orc.create_flow_run(deployment_id=made.id)
+        assert orc.set_flow_run_state(waiting.id, Pending()).state.name == "AwaitingConcurrencySlot"
+    later = FrozenClock(datetime.now(timezone.utc) + timedelta(seconds=61))
+    with Orchestrator(database, clock=later) as orc:
+        [expired] = orc.expire_leases()
+        assert (expired.holder.type, expired.holder.id) == ("flow_run", lost)
+        assert expired.limits == [f"deployment:{made.id}"]
+        assert held(orc, made) == 0
+        later.advance(30)  # (the enqueued run was rescheduled 30 s ahead)
+        assert orc.set_flow_run_state(waiting.id, Pending()).status is ACCEPT
+        # the dead run, found silent, is crashed and gives back nothing more
+        [crashed] = orc.mark_lost_runs(timeout=60)
+        assert crashed.state.type is StateType.CRASHED
+        assert orc.read_flow_run(lost).state_type is StateType.CRASHED
+        assert held(orc, made) == 1  # the waiting run's slot
+
+
+def test_mark_lost_runs_gives_back_the_slots_of_the_runs_it_crashes(memory_database):
+    clock = FrozenClock()
+    with Orchestrator(memory_database, clock=clock) as orc:
+        made = orc.create_deployment("d", concurrency_limit=2, grace_period_seconds=3600)
+        silent, alive = (orc.create_flow_run(deployment_id=made.id) for _ in range(2))
+        for run in (silent, alive):
+            orc.set_flow_run_state(run.id, Pending())
+            orc.set_flow_run_state(run.id, Running())
+        clock.advance(120)
+        orc.heartbeat(alive.id)
+
+        crashed = orc.mark_lost_runs(timeout=60)
+
+        assert [result.state.state_details.flow_run_id for result in crashed] == [silent.id]
+        assert held(orc, made) == 1
+        [lease] = orc.read_concurrency_leases(f"deployment:{made.id}")
+        assert lease.holder.id == alive.id
+
+
+def test_a_crashed_run_retried_in_process_keeps_its_slot_until_its_lease_expires(memory_database):
+    from flowstate.rules import CORE_FLOW, retry_crashed_flows
+
+    clock = FrozenClock()
+    policy = CORE_FLOW.insert_before("release_flow_concurrency_slots", retry_crashed_flows)
+    with Orchestrator(memory_database, clock=clock, flow_policy=policy) as orc:
+        made = orc.create_deployment("d", concurrency_limit=1, grace_period_seconds=60)
+        run = orc.create_flow_run(deployment_id=made.id, empirical_policy={"retries": 1})
+        orc.set_flow_run_state(run.id, Pending())
+        orc.set_flow_run_state(run.id, Running())
+        clock.advance(45)
+        [result] = orc.mark_lost_runs(timeout=30)
+        assert (result.status, result.state.name) == (REJECT, "AwaitingRetry")
+        assert held(orc, made) == 1  # kept for the retry
+        clock.advance(20)  # nobody renewed it: past the 60 s grace period
+        assert len(orc.expire_leases()) == 1
+        assert held(orc, made) == 0
