@@ -385,7 +385,7 @@ class Orchestrator(
         run_id = validate.run_id(id)
         proposed = validate.coerce_state(state)
         with self._transaction():
-            return self._orchestrate_flow(run_id, proposed, force=force, now=self._now())
+            return self._orchestrate_flow(run_id, proposed, force=force, now=None)
 
     def read_flow_run_states(self, id: UUID | str) -> list[State]:
         """A flow run's state history, oldest first."""
@@ -428,7 +428,7 @@ class Orchestrator(
                 return plan.answer
             assert plan.proposal is not None
             response, key = plan.response, plan.response_key or ""
-            decided = self._decide_flow(run_id, plan.proposal, False, now, run, policy)
+            decided, _ = self._decide_flow(run_id, plan.proposal, False, now, run, policy)
             result = decided[3] if isinstance(decided, tuple) else decided.result
             store_input = response is not None and result.status is SetStateStatus.ACCEPT
             if store_input and store.read_run_input(run_id, key) is not None:
@@ -601,39 +601,51 @@ class Orchestrator(
         proposed: State,
         *,
         force: bool,
-        now: datetime,
+        now: datetime | None,
         run: FlowRun | None = None,
         policy: Policy | None = None,
     ) -> OrchestrationResult:
-        """Decide on ``proposed`` for a flow run and save the outcome."""
-        decided = self._decide_flow(run_id, proposed, force, now, run, policy)
-        return self._save_flow(decided, now, force)
+        """Decide on ``proposed`` for a flow run and save the outcome (``now`` None: the
+        orchestrator's clock, read once the run and its deployment's limit are locked)."""
+        decided, at = self._decide_flow(run_id, proposed, force, now, run, policy)
+        return self._save_flow(decided, at, force)
 
     def _decide_flow(
         self,
         run_id: UUID,
         proposed: State,
         force: bool,
-        now: datetime,
+        now: datetime | None,
         run: FlowRun | None = None,
         policy: Policy | None = None,
-    ) -> Outcome | FusedOutcome:
+    ) -> tuple[Outcome | FusedOutcome, datetime]:
         """The policy's decision on ``proposed`` for a flow run, nothing written yet (for the
-        core flow policy's everyday ACCEPTs, the fused path's: see ``Policy.fused``)."""
+        core flow policy's everyday ACCEPTs, the fused path's: see ``Policy.fused``), and the
+        time it was decided at.
+
+        A run of a deployment with a limit locks that limit before the clock is read (when
+        ``now`` is None): a run submitted just after another one gave the slot back is stamped
+        after it, on PostgreSQL too, where transactions wait for each other's rows only."""
         if policy is None:
             policy = MINIMAL_FLOW if force else self.flow_policy
         if run is None:
             run = self._run_for_transition(run_id, policy)
+        slots = None
+        if run.deployment_id is not None:
+            slots = self._run_slots()
+            slots.deployment_limit(run.deployment_id)  # (locks it)
+        if now is None:
+            now = self._now()
         fused = policy.fused
         if fused is not None:
             initial = run.__dict__["state"]
             answer = fused(run, proposed, now, uuid7)
             if answer is not None:
-                return (run, initial, *answer)
-        slots = None if run.deployment_id is None else self._run_slots()
-        return policy.decide(
+                return (run, initial, *answer), now
+        outcome = policy.decide(
             policy.context(run, proposed, now, uuid7, uniform=self._uniform, slots=slots)
         )
+        return outcome, now
 
     def _save_flow(
         self, decided: Outcome | FusedOutcome, now: datetime, force: bool
