@@ -11,7 +11,10 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from flowstate import _validation as validate
 from flowstate._ids import uuid7
+from flowstate.concurrency import checks
+from flowstate.concurrency.models import ConcurrencyLease
 from flowstate.concurrency import tags as tag_checks
 from flowstate.concurrency.slots import DEFAULT_OCCUPANCY_SECONDS, LeaseRow, LimitRow
 from flowstate.concurrency.tags import (
@@ -134,6 +137,28 @@ class TagLimitMethods:
             row = self._tag_limit_row(name, for_update=True)
             self._let_holders_go(row)
             self._limits.delete_limit(row.id)
+
+    def renew_task_run_slots(
+        self, id: UUID | str, lease_duration: float = TASK_SLOT_LEASE_SECONDS
+    ) -> list[ConcurrencyLease]:
+        """Keep the tag slots of a task run that runs long: its leases (taken when it entered
+        RUNNING) last ``lease_duration`` seconds (60 to 86400) from now. Without renewals they
+        expire :data:`~flowstate.concurrency.tags.TASK_SLOT_LEASE_SECONDS` after they were
+        taken, and :meth:`expire_leases` gives the slots to other task runs. Returns the leases
+        renewed (none once the run has left RUNNING); ObjectNotFound for an unknown task run."""
+        run_id = validate.run_id(id)
+        duration = checks.lease_duration(lease_duration)
+        with self._transaction():
+            now = self._liveness_time(None)
+            if self._store.read_task_run(run_id) is None:
+                raise ObjectNotFound(f"Task run with id {run_id} not found")
+            limits = self._limits
+            renewed = []
+            for lease in limits.lock_leases_of_holder("task_run", str(run_id)):
+                lease.expiration = now + timedelta(seconds=duration)
+                limits.renew_lease(lease.id, lease.expiration)
+                renewed.append(lease.model())
+            return renewed
 
     def _tag_limit_row(self, name: str, *, for_update: bool = False) -> LimitRow:
         row = self._limits.read_limit(name, for_update=for_update)

@@ -695,7 +695,7 @@ class Orchestrator(
         policy = MINIMAL_TASK if force else self.task_policy
         ctx = policy.context(
             run, proposed, now, uuid7, flow_run=flow_run, cached_state=cached_state,
-            uniform=self._uniform,
+            uniform=self._uniform, slots=self._run_slots() if run.tags else None,
         )
         outcome = policy.decide(ctx)
         self._save(outcome, now, force)

@@ -107,6 +107,11 @@ DELIBERATE_DIFFERENCES = {
         "lease is gone frees another run's slot (README, deliberate differences; "
         "tests/test_deployments.py shows flowstate's answer)"
     ),
+    "task-tag-zero-and-free-leaks": (
+        "a tag limit of 0 aborts before any slot is taken: Prefect's ABORT still takes a slot on "
+        "the task's other tag and keeps it until the task leaves RUNNING (README, deliberate "
+        "differences; tests/test_tag_concurrency.py shows flowstate's answer)"
+    ),
 }
 """Vectors of the acceptance files that record one of the Prefect bugs flowstate does not copy
 (the conformance README's last section): replaying them must NOT give Prefect's answer."""

@@ -471,6 +471,7 @@ class AsyncOrchestrator:
     read_concurrency_limits = _twin(Orchestrator.read_concurrency_limits)
     reset_concurrency_limit = _twin(Orchestrator.reset_concurrency_limit)
     delete_concurrency_limit = _twin(Orchestrator.delete_concurrency_limit)
+    renew_task_run_slots = _twin(Orchestrator.renew_task_run_slots)
     expire_leases = _twin(Orchestrator.expire_leases)
     rate_limit = _waiting_twin(Orchestrator.rate_limit, Orchestrator._rate_limit_steps)
 

@@ -20,6 +20,7 @@ from uuid import UUID
 
 from flowstate._ids import uuid7
 from flowstate.concurrency.slots import LeaseRow, LimitRow, after_decay, hold, moved_average
+from flowstate.concurrency.tags import tag_limit_name
 
 if TYPE_CHECKING:
     from flowstate.store.deployments import DeploymentStore
@@ -78,6 +79,30 @@ class RunSlots:
             return None
         return DeploymentLimit(found[0], row.collision_strategy, row.grace_period_seconds)
 
+    def tag_limits(self, tags: list[str]) -> list[LimitRow]:
+        """The limits of these tags (``tag:<tag>``), locked for this transaction, in the order
+        of ``tags``; tags without a limit are left out."""
+        if not tags or self._limits is None:
+            return []
+        names = [tag_limit_name(tag) for tag in tags]
+        order = {name: index for index, name in enumerate(names)}
+        return sorted(self._limits.lock_limits_by_name(names), key=lambda row: order[row.name])
+
+    def release_held(self, holder: Holder, limits: list[LimitRow]) -> int:
+        """Give back every lease of ``holder`` that holds one of ``limits`` (each lease all it
+        took, on every limit); returns how many were released."""
+        if self._limits is None or not limits:
+            return 0
+        wanted = {row.id for row in limits}
+        mine = [
+            lease
+            for lease in self._limits.lock_leases_of_holder(holder[0], str(holder[1]))
+            if wanted & set(lease.taken)
+        ]
+        if mine:
+            give_back(self._limits, mine, self.now, count_occupancy=False)
+        return len(mine)
+
     def take(self, limits: list[LimitRow], holder: Holder, duration: float) -> UUID | None:
         """One slot of each limit (locked rows, all active), held by a new lease of ``holder``
         for ``duration`` seconds; None (nothing written) when one of them is full."""
@@ -122,14 +147,16 @@ class RunSlots:
         assert self._limits is not None
         return self._limits.renew_lease(str(lease_id), self.now + timedelta(seconds=duration))
 
-    def release(self, lease_id: UUID | None, holder: Holder) -> bool:
+    def release(
+        self, lease_id: UUID | None, holder: Holder, *, count_occupancy: bool = True
+    ) -> bool:
         """Give back the slots of ``holder``'s lease and end it; False (nothing changed) if it
-        holds no such lease."""
+        holds no such lease. ``count_occupancy`` as in :func:`give_back`."""
         lease = self._own(lease_id, holder)
         if lease is None:
             return False
         assert self._limits is not None
-        give_back(self._limits, [lease], self.now)
+        give_back(self._limits, [lease], self.now, count_occupancy=count_occupancy)
         return True
 
 
@@ -137,9 +164,12 @@ NO_SLOTS = RunSlots(None, None, lambda: datetime.min)
 """No limits at all: no deployment has one, nothing is taken or held."""
 
 
-def give_back(limits: LimitStore, leases: list[LeaseRow], now: datetime) -> None:
+def give_back(
+    limits: LimitStore, leases: list[LeaseRow], now: datetime, *, count_occupancy: bool = True
+) -> None:
     """Inside a transaction: return the slots each lease took (on each limit, active or not
-    now) and delete the leases."""
+    now) and delete the leases. ``count_occupancy``: how long the leases were held moves the
+    limits' average occupancy (a task run's tag slots do not, as in Prefect)."""
     rows = {row.id: row for row in limits.lock_limits_by_id(
         limit_id for lease in leases for limit_id in lease.taken
     )}
@@ -153,7 +183,8 @@ def give_back(limits: LimitStore, leases: list[LeaseRow], now: datetime) -> None
                 continue
             held, anchor = after_decay(row, now)
             hold(row, max(held - taken, 0), anchor, now)
-            row.avg_slot_occupancy_seconds = moved_average(row, occupied * taken, taken)
+            if count_occupancy:
+                row.avg_slot_occupancy_seconds = moved_average(row, occupied * taken, taken)
             changed[row.id] = row
         limits.delete_lease(lease.id)
     for row in changed.values():

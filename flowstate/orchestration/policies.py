@@ -15,7 +15,13 @@ from flowstate.orchestration.flow_rules import (
     prevent_result_data_loss,
     retry_failed_flows,
 )
-from flowstate.orchestration import deployment_rules, flow_rules, scheduling_rules, task_rules
+from flowstate.orchestration import (
+    deployment_rules,
+    flow_rules,
+    scheduling_rules,
+    tag_rules,
+    task_rules,
+)
 from flowstate.orchestration.deployment_rules import (
     release_flow_concurrency_slots,
     secure_flow_concurrency_slots,
@@ -25,6 +31,10 @@ from flowstate.orchestration.fused_flow import fused_core_flow
 from flowstate.orchestration.policy import Policy, register_built_in
 from flowstate.orchestration.rules import Rule
 from flowstate.orchestration.scheduling_rules import copy_scheduled_time, wait_for_scheduled_time
+from flowstate.orchestration.tag_rules import (
+    release_task_concurrency_slots,
+    secure_task_concurrency_slots,
+)
 from flowstate.orchestration.task_rules import (
     cache_insertion,
     cache_retrieval,
@@ -39,7 +49,7 @@ __all__ = ["CORE_FLOW", "CORE_TASK", "MARK_LATE", "MINIMAL_FLOW", "MINIMAL_TASK"
 
 register_built_in(
     found
-    for module in (deployment_rules, flow_rules, scheduling_rules, task_rules)
+    for module in (deployment_rules, flow_rules, scheduling_rules, tag_rules, task_rules)
     for found in vars(module).values()
     if isinstance(found, Rule)
 )
@@ -88,19 +98,22 @@ CORE_TASK = Policy(
         cache_retrieval,
         handle_task_terminal_state_transitions,
         prevent_running_tasks_from_stopped_flows,
+        secure_task_concurrency_slots,
         copy_scheduled_time,
         wait_for_scheduled_time,
         retry_failed_tasks,
         rename_reruns,
         update_flow_run_tracker_on_tasks,
         cache_insertion,
+        release_task_concurrency_slots,
     ],
     kind="task",
 )
-"""Prefect's CoreTaskPolicy, less the tag concurrency-limit rule."""
+"""Prefect's CoreTaskPolicy."""
 
-MINIMAL_TASK = Policy("minimal-task", [], kind="task")
-"""What ``force=True`` keeps for task runs: bookkeeping only."""
+MINIMAL_TASK = Policy("minimal-task", [release_task_concurrency_slots], kind="task")
+"""What ``force=True`` keeps for task runs: bookkeeping, and giving back the tag slots of a run
+that leaves RUNNING and CANCELLING."""
 
 MARK_LATE = Policy("mark-late", [ensure_only_scheduled_flows_marked_late], kind="flow")
 """What marking runs late goes through (Prefect's MarkLateRunsPolicy, less deployment limits)."""

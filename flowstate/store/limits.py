@@ -121,6 +121,12 @@ class LimitStore:
             found = self._execute(sql.SELECT_LEASES_OF_LIMIT, (limit_id,)).fetchall()
         return self._with_links([_lease(row) for row in found])
 
+    def lock_leases_of_holder(self, holder_type: str, holder_id: str) -> list[LeaseRow]:
+        """The leases one holder holds (oldest first), locked."""
+        statement = sql.SELECT_LEASES_OF_HOLDER + self._lock
+        found = self._execute(statement, (holder_id, holder_type)).fetchall()
+        return self._with_links([_lease(row) for row in found])
+
     def lock_expired_leases(self, now: datetime) -> list[LeaseRow]:
         """Leases whose expiration is before ``now``, locked (on PostgreSQL, leases another
         call is releasing right now are skipped: that call deals with them)."""

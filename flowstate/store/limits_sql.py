@@ -18,6 +18,7 @@ __all__ = [
     "SELECT_EXPIRED_LEASES",
     "SELECT_LEASE",
     "SELECT_LEASES",
+    "SELECT_LEASES_OF_HOLDER",
     "SELECT_LEASES_OF_LIMIT",
     "SELECT_LIMIT_BY_ID",
     "SELECT_LIMIT_BY_NAME",
@@ -57,6 +58,10 @@ SELECT_LEASES = f"SELECT {LEASE_COLUMNS} FROM concurrency_lease ORDER BY created
 SELECT_LEASES_OF_LIMIT = (
     f"SELECT {LEASE_COLUMNS} FROM concurrency_lease WHERE id IN "
     "(SELECT lease_id FROM concurrency_lease_limit WHERE limit_id = ?) ORDER BY created, id"
+)
+SELECT_LEASES_OF_HOLDER = (
+    f"SELECT {LEASE_COLUMNS} FROM concurrency_lease WHERE holder_id = ? AND holder_type = ? "
+    "ORDER BY created, id"
 )
 SELECT_EXPIRED_LEASES = (
     f"SELECT {LEASE_COLUMNS} FROM concurrency_lease WHERE expiration < ? ORDER BY expiration, id"
