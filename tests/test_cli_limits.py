@@ -9,8 +9,9 @@ from uuid import uuid4
 
 from click.testing import CliRunner
 
-from flowstate import ConcurrencyLease, GlobalConcurrencyLimit, Orchestrator
+from flowstate import ConcurrencyLease, Deployment, GlobalConcurrencyLimit, Orchestrator
 from flowstate.cli import main
+from flowstate.states import Pending
 from flowstate.testing import FrozenClock
 
 
@@ -33,8 +34,9 @@ def test_create_ls_inspect_reset_delete(tmp_path):
     assert listed.exit_code == 0
     rows = {line.split("│")[1].strip(): line for line in listed.output.splitlines() if "│" in line}
     assert [cell.strip() for cell in rows["warehouse"].split("│")[1:-1]] == [
-        "warehouse", "1", "2", "yes", "—", "1"]
-    assert [cell.strip() for cell in rows["api"].split("│")[1:-1]] == ["api", "0", "10", "yes", "5", "0"]
+        "warehouse", "1", "2", "yes", "—", "1", "—"]
+    assert [cell.strip() for cell in rows["api"].split("│")[1:-1]] == [
+        "api", "0", "10", "yes", "5", "0", "—"]
     as_json = json.loads(cli(path, "ls", "--json").output)
     assert [limit["name"] for limit in as_json] == ["api", "warehouse"]
     shown = cli(path, "inspect", "warehouse")
@@ -144,3 +146,32 @@ def test_update_changes_a_limit_and_keeps_the_slots_held(tmp_path):
     with Orchestrator(path) as orc:
         kept = orc.read_global_concurrency_limit("warehouse")
     assert (kept.limit, kept.active, kept.active_slots) == (3, False, 1)
+
+
+def test_deployment_limits_are_shown_with_their_deployments_and_holding_runs(tmp_path):
+    path = str(tmp_path / "l.db")
+    with Orchestrator(path) as orc:
+        nightly = orc.create_deployment("nightly", concurrency_limit=1)
+        shared = orc.create_global_concurrency_limit("warehouse", 3)
+        orc.create_deployment("hourly", global_concurrency_limit_id=shared.id)
+        run = orc.create_flow_run(name="monday-load", deployment_id=nightly.id)
+        orc.set_flow_run_state(run.id, Pending())
+    own = f"deployment:{nightly.id}"
+    listed = CliRunner().invoke(main, ["--database", path, "limits", "ls"], env={"COLUMNS": "250"})
+    rows = {line.split("│")[1].strip(): line for line in listed.output.splitlines() if "│" in line}
+    assert [cell.strip() for cell in rows[own].split("│")[1:-1]] == [
+        own, "1", "1", "yes", "—", "1", "nightly"]
+    assert rows["warehouse"].split("│")[-2].strip() == "hourly"
+
+    by_name = CliRunner().invoke(
+        main, ["--database", path, "limits", "inspect", "deployment:nightly"], env={"COLUMNS": "250"})
+    assert by_name.exit_code == 0, by_name.output
+    assert own in by_name.output and f"nightly ({nightly.id})" in by_name.output
+    assert f"flow_run {run.id} (monday-load, PENDING)" in by_name.output
+    detail = json.loads(cli(path, "inspect", own, "--json").output)
+    [holder] = [ConcurrencyLease.model_validate(item) for item in detail["holders"]]
+    assert (holder.holder.type, holder.holder.id) == ("flow_run", run.id)
+    assert [Deployment.model_validate(item).name for item in detail["deployments"]] == ["nightly"]
+    missing = cli(path, "inspect", "deployment:nope")
+    assert missing.exit_code == 1
+    assert "ObjectNotFound: Global concurrency limit 'deployment:nope' not found" in missing.output

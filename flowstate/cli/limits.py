@@ -2,13 +2,18 @@
 limits, with the leases that hold their slots.
 
 With ``--json``: ``ls`` prints a JSON array of limits (Prefect's shape); ``create``,
-``update`` and ``reset`` print the limit; ``inspect`` prints ``{"limit": ..., "holders": [leases]}``.
+``update`` and ``reset`` print the limit; ``inspect`` prints ``{"limit": ..., "holders": [leases],
+"deployments": [deployments whose runs share it]}``.
+
+A deployment's limit is the limit ``deployment:<deployment id>``; ``inspect`` also takes
+``deployment:<deployment name>``.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
+from uuid import UUID
 
 import click
 
@@ -18,7 +23,8 @@ if TYPE_CHECKING:
     from rich.table import Table
     from rich.text import Text
 
-    from flowstate.concurrency import ConcurrencyLease, GlobalConcurrencyLimit
+    from flowstate import FlowRun, Orchestrator
+    from flowstate.concurrency import ConcurrencyLease, Deployment, GlobalConcurrencyLimit
 
 __all__ = ["limits"]
 
@@ -36,6 +42,7 @@ def list_limits(as_json: bool, database: str | None) -> None:
     with open_orchestrator(database) as orc:
         found = orc.read_global_concurrency_limits()
         leases = orc.read_concurrency_leases()
+        users = _deployments_by_limit(orc.read_deployments())
     if as_json:
         echo_json(found)
         return
@@ -46,7 +53,7 @@ def list_limits(as_json: bool, database: str | None) -> None:
         for name in lease.limits:
             holders[name] = holders.get(name, 0) + 1
     table = _table(f"Concurrency limits ({len(found)})",
-                   ("name", "held", "limit", "active", "decay/s", "holders"))
+                   ("name", "held", "limit", "active", "decay/s", "holders", "deployments"))
     for limit in found:
         table.add_row(
             _text(limit.name),
@@ -55,6 +62,7 @@ def list_limits(as_json: bool, database: str | None) -> None:
             "yes" if limit.active else "no",
             f"{limit.slot_decay_per_second:g}" if limit.slot_decay_per_second else DASH,
             str(holders.get(limit.name, 0)),
+            _text(", ".join(d.name for d in users.get(limit.id, ())) or DASH),
         )
     console().print(table)
 
@@ -118,18 +126,22 @@ def update_limit(name: str, new_limit: int | None, decay: float | None, active: 
 @json_option
 @database_override
 def inspect_limit(name: str, as_json: bool, database: str | None) -> None:
-    """A limit's fields and the leases holding its slots."""
+    """A limit's fields, the deployments whose runs share it and the leases holding its slots
+    (NAME may be ``deployment:<deployment name>``)."""
     with open_orchestrator(database) as orc:
-        limit = orc.read_global_concurrency_limit(name)
-        holders = orc.read_concurrency_leases(name)
+        deployments = orc.read_deployments()
+        limit = orc.read_global_concurrency_limit(_limit_name(name, deployments))
+        holders = orc.read_concurrency_leases(limit.name)
+        users = _deployments_by_limit(deployments).get(limit.id, [])
+        runs = _holding_runs(orc, holders)
     if as_json:
-        echo_json({"limit": limit, "holders": holders})
+        echo_json({"limit": limit, "holders": holders, "deployments": users})
         return
     from flowstate.cli._common import console
 
     out = console()
-    out.print(_fields(limit))
-    out.print(_holders(holders))
+    out.print(_fields(limit, users))
+    out.print(_holders(holders, runs))
 
 
 @limits.command("reset")
@@ -180,7 +192,41 @@ def _text(value: str) -> Text:
     return Text(value)  # (a name is shown as written, never read as markup)
 
 
-def _fields(limit: GlobalConcurrencyLimit) -> Table:
+def _deployments_by_limit(deployments: list[Deployment]) -> dict[UUID, list[Deployment]]:
+    """Limit id -> the deployments whose runs share it."""
+    found: dict[UUID, list[Deployment]] = {}
+    for deployment in deployments:
+        if deployment.global_concurrency_limit is not None:
+            found.setdefault(deployment.global_concurrency_limit.id, []).append(deployment)
+    return found
+
+
+def _limit_name(name: str, deployments: list[Deployment]) -> str:
+    """``deployment:<deployment name>`` as the limit of that deployment; any other name as is."""
+    prefix, _, rest = name.partition(":")
+    if prefix != "deployment":
+        return name
+    for deployment in deployments:
+        if deployment.name == rest and deployment.global_concurrency_limit is not None:
+            return deployment.global_concurrency_limit.name
+    return name
+
+
+def _holding_runs(orc: Orchestrator, leases: list[ConcurrencyLease]) -> dict[UUID, FlowRun]:
+    """The flow runs holding these leases (a deleted run is left out)."""
+    from flowstate.errors import ObjectNotFound
+
+    found: dict[UUID, FlowRun] = {}
+    for lease in leases:
+        if lease.holder is not None and lease.holder.type == "flow_run":
+            try:
+                found[lease.holder.id] = orc.read_flow_run(lease.holder.id)
+            except ObjectNotFound:
+                pass
+    return found
+
+
+def _fields(limit: GlobalConcurrencyLimit, users: list[Deployment]) -> Table:
     from rich.table import Table
 
     table = Table(title="Concurrency limit", title_justify="left", show_header=False)
@@ -194,6 +240,7 @@ def _fields(limit: GlobalConcurrencyLimit) -> Table:
         "decay": f"{limit.slot_decay_per_second:g} slots/s (a rate limit)"
         if limit.slot_decay_per_second else DASH,
         "avg occupancy": f"{limit.avg_slot_occupancy_seconds:.3f} s",
+        "deployments": ", ".join(f"{d.name} ({d.id})" for d in users) or DASH,
         "updated": limit.updated.isoformat(timespec="milliseconds"),
     }
     for field, value in rows.items():
@@ -201,15 +248,20 @@ def _fields(limit: GlobalConcurrencyLimit) -> Table:
     return table
 
 
-def _holders(leases: list[ConcurrencyLease]) -> Table:
+def _holders(leases: list[ConcurrencyLease], runs: dict[UUID, FlowRun]) -> Table:
     table = _table(f"Holders ({len(leases)})", ("lease", "slots", "holder", "held for", "expires in"))
     now = datetime.now(timezone.utc)
     for lease in leases:
         left = lease.expiration - now
+        holder = DASH if lease.holder is None else f"{lease.holder.type} {lease.holder.id}"
+        run = None if lease.holder is None else runs.get(lease.holder.id)
+        if run is not None:
+            state = DASH if run.state_type is None else run.state_type.value
+            holder += f" ({run.name}, {state})"
         table.add_row(
             str(lease.lease_id),
             str(lease.slots),
-            DASH if lease.holder is None else f"{lease.holder.type} {lease.holder.id}",
+            _text(holder),
             duration(max(now - lease.created, timedelta(0))),
             "expired" if left.total_seconds() < 0 else duration(left),
         )
