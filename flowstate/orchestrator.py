@@ -582,7 +582,7 @@ class Orchestrator(
         run_id = validate.run_id(id)
         proposed = validate.coerce_state(state)
         with self._transaction():
-            outcome = self._orchestrate_task(run_id, proposed, force=force, now=self._now())
+            outcome = self._orchestrate_task(run_id, proposed, force=force, now=None)
         return outcome.result
 
     def read_task_run_states(self, id: UUID | str) -> list[State]:
@@ -673,12 +673,20 @@ class Orchestrator(
         return run
 
     def _orchestrate_task(
-        self, run_id: UUID, proposed: State, *, force: bool, now: datetime
+        self, run_id: UUID, proposed: State, *, force: bool, now: datetime | None
     ) -> Outcome:
+        """Decide on ``proposed`` for a task run and save the outcome; ``now`` None: the time
+        is read once the run, and the limits of its tags, are locked for this transaction (so
+        the times of tagged runs' states follow the order in which they took their slots)."""
         store = self._store
         run = store.read_task_run(run_id)
         if run is None:
             raise ObjectNotFound(f"Task run with id {run_id} not found")
+        slots = self._run_slots() if run.tags else None
+        if now is None:
+            if slots is not None:
+                slots.tag_limits(run.tags)
+            now = self._now()
         flow_run = None
         cached_state = None
         if proposed.type is StateType.RUNNING:
@@ -695,7 +703,7 @@ class Orchestrator(
         policy = MINIMAL_TASK if force else self.task_policy
         ctx = policy.context(
             run, proposed, now, uuid7, flow_run=flow_run, cached_state=cached_state,
-            uniform=self._uniform, slots=self._run_slots() if run.tags else None,
+            uniform=self._uniform, slots=slots,
         )
         outcome = policy.decide(ctx)
         self._save(outcome, now, force)
