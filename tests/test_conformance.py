@@ -107,6 +107,18 @@ DELIBERATE_DIFFERENCES = {
         "lease is gone frees another run's slot (README, deliberate differences; "
         "tests/test_deployments.py shows flowstate's answer)"
     ),
+    "flow-dep-over-release-without-lease": (
+        "quirks/: a run forced into PENDING holds no slot and frees none when it leaves "
+        "(tests/test_deployments.py::test_a_run_releases_only_a_slot_it_holds_not_another_runs)"
+    ),
+    "flow-dep-retry-then-pending-self-blocks": (
+        "quirks/: a retried run submitted again goes on with the slot it kept "
+        "(tests/test_deployments.py::test_a_retried_run_keeps_using_its_own_slot)"
+    ),
+    "flow-dep-inactive-limit-blocks": (
+        "quirks/: an inactive deployment limit restricts nothing "
+        "(tests/test_deployments.py::test_an_inactive_deployment_limit_restricts_nothing)"
+    ),
     "task-tag-zero-and-free-leaks": (
         "a tag limit of 0 aborts before any slot is taken: Prefect's ABORT still takes a slot on "
         "the task's other tag and keeps it until the task leaves RUNNING (README, deliberate "
