@@ -175,3 +175,28 @@ def test_deployment_limits_are_shown_with_their_deployments_and_holding_runs(tmp
     missing = cli(path, "inspect", "deployment:nope")
     assert missing.exit_code == 1
     assert "ObjectNotFound: Global concurrency limit 'deployment:nope' not found" in missing.output
+
+
+def test_tag_limits_are_shown_with_the_task_runs_holding_them(tmp_path):
+    from flowstate.states import Running
+
+    path = str(tmp_path / "l.db")
+    assert cli(path, "create", "tag:warehouse", "2").exit_code == 0
+    with Orchestrator(path) as orc:
+        flow = orc.create_flow_run(state=Running())
+        load = orc.create_task_run(flow_run_id=flow.id, name="load-orders", tags=["warehouse"])
+        orc.set_task_run_state(load.id, Running())
+        assert orc.read_concurrency_limit("warehouse").active_slots == [load.id]
+    listed = CliRunner().invoke(main, ["--database", path, "limits", "ls"], env={"COLUMNS": "250"})
+    rows = {line.split("│")[1].strip(): line for line in listed.output.splitlines() if "│" in line}
+    assert [cell.strip() for cell in rows["tag:warehouse"].split("│")[1:-1]] == [
+        "tag:warehouse", "1", "2", "yes", "—", "1", "—"]
+    shown = CliRunner().invoke(
+        main, ["--database", path, "limits", "inspect", "tag:warehouse"], env={"COLUMNS": "250"})
+    assert shown.exit_code == 0, shown.output
+    assert "task runs tagged 'warehouse'" in shown.output
+    assert f"task_run {load.id} (load-orders, RUNNING)" in shown.output
+    detail = json.loads(cli(path, "inspect", "tag:warehouse", "--json").output)
+    [holder] = [ConcurrencyLease.model_validate(item) for item in detail["holders"]]
+    assert (holder.holder.type, holder.holder.id, holder.limits) == (
+        "task_run", load.id, ["tag:warehouse"])

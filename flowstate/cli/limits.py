@@ -6,7 +6,9 @@ With ``--json``: ``ls`` prints a JSON array of limits (Prefect's shape); ``creat
 "deployments": [deployments whose runs share it]}``.
 
 A deployment's limit is the limit ``deployment:<deployment id>``; ``inspect`` also takes
-``deployment:<deployment name>``.
+``deployment:<deployment name>``. A tag limit is the limit ``tag:<tag>`` (``flowstate limits
+create tag:warehouse 2``): at most that many task runs tagged ``warehouse`` RUNNING at once; its
+holders are those task runs.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
     from rich.table import Table
     from rich.text import Text
 
-    from flowstate import FlowRun, Orchestrator
+    from flowstate import FlowRun, Orchestrator, TaskRun
     from flowstate.concurrency import ConcurrencyLease, Deployment, GlobalConcurrencyLimit
 
 __all__ = ["limits"]
@@ -212,17 +214,22 @@ def _limit_name(name: str, deployments: list[Deployment]) -> str:
     return name
 
 
-def _holding_runs(orc: Orchestrator, leases: list[ConcurrencyLease]) -> dict[UUID, FlowRun]:
-    """The flow runs holding these leases (a deleted run is left out)."""
+def _holding_runs(
+    orc: Orchestrator, leases: list[ConcurrencyLease]
+) -> dict[UUID, FlowRun | TaskRun]:
+    """The flow and task runs holding these leases (a deleted run is left out)."""
     from flowstate.errors import ObjectNotFound
 
-    found: dict[UUID, FlowRun] = {}
+    found: dict[UUID, FlowRun | TaskRun] = {}
     for lease in leases:
-        if lease.holder is not None and lease.holder.type == "flow_run":
-            try:
-                found[lease.holder.id] = orc.read_flow_run(lease.holder.id)
-            except ObjectNotFound:
-                pass
+        holder = lease.holder
+        if holder is None or holder.type not in ("flow_run", "task_run"):
+            continue
+        read = orc.read_flow_run if holder.type == "flow_run" else orc.read_task_run
+        try:
+            found[holder.id] = read(holder.id)
+        except ObjectNotFound:
+            pass
     return found
 
 
@@ -232,8 +239,10 @@ def _fields(limit: GlobalConcurrencyLimit, users: list[Deployment]) -> Table:
     table = Table(title="Concurrency limit", title_justify="left", show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
+    tag = limit.name[len("tag:"):] if limit.name.startswith("tag:") else None
     rows = {
         "name": limit.name,
+        **({"tag": f"{tag} (task runs tagged {tag!r} hold its slots while RUNNING)"} if tag else {}),
         "id": str(limit.id),
         "held": f"{limit.active_slots} of {limit.limit}",
         "active": "yes" if limit.active else "no (restricts nothing)",
@@ -248,7 +257,7 @@ def _fields(limit: GlobalConcurrencyLimit, users: list[Deployment]) -> Table:
     return table
 
 
-def _holders(leases: list[ConcurrencyLease], runs: dict[UUID, FlowRun]) -> Table:
+def _holders(leases: list[ConcurrencyLease], runs: dict[UUID, FlowRun | TaskRun]) -> Table:
     table = _table(f"Holders ({len(leases)})", ("lease", "slots", "holder", "held for", "expires in"))
     now = datetime.now(timezone.utc)
     for lease in leases:
