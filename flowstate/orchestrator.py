@@ -372,11 +372,15 @@ class Orchestrator(
             return [_with_estimated_run_time(run, now) for run in runs]
 
     def delete_flow_run(self, id: UUID | str) -> None:
-        """Delete a flow run with its history, run input and task runs."""
+        """Delete a flow run with its history, run input and task runs; a deployment slot
+        the run holds is given back."""
         run_id = validate.run_id(id)
         with self._transaction():
             if not self._store.delete_run("flow", run_id):
                 raise ObjectNotFound(f"Flow run with id {run_id} not found")
+            held = self._limits.lock_leases_of_holder("flow_run", str(run_id))
+            if held:
+                self._give_back(held, self._liveness_time(None))
 
     def set_flow_run_state(
         self, id: UUID | str, state: State | Mapping[str, Any] | str, *, force: bool = False

@@ -556,3 +556,18 @@ def test_a_crashed_run_retried_in_process_keeps_its_slot_until_its_lease_expires
         clock.advance(20)  # nobody renewed it: past the 60 s grace period
         assert len(orc.expire_leases()) == 1
         assert held(orc, made) == 0
+
+
+def test_deleting_a_run_gives_back_the_slot_it_holds(orc):
+    made = orc.create_deployment("d", concurrency_limit=1)
+    run, other = (orc.create_flow_run(deployment_id=made.id) for _ in range(2))
+    orc.set_flow_run_state(run.id, Pending())
+    assert orc.set_flow_run_state(other.id, Pending()).status is REJECT
+
+    orc.delete_flow_run(run.id)
+
+    assert held(orc, made) == 0 and orc.read_concurrency_leases() == []
+    assert orc.set_flow_run_state(other.id, Pending()).status is ACCEPT
+    with pytest.raises(ObjectNotFound):
+        orc.delete_flow_run(run.id)
+    assert held(orc, made) == 1
