@@ -22,6 +22,8 @@ from flowstate.concurrency.models import ConcurrencyOptions, Deployment
 from flowstate.concurrency.run_slots import RunSlots
 from flowstate.concurrency.slots import DEFAULT_OCCUPANCY_SECONDS, LimitRow
 from flowstate.errors import InvalidState, ObjectAlreadyExists, ObjectNotFound
+from flowstate.orchestration.deployment_rules import DEFAULT_GRACE_SECONDS
+from flowstate.runs import FlowRun
 from flowstate.store.deployments import DeploymentRow, DeploymentStore, deployment_store
 
 if TYPE_CHECKING:
@@ -77,6 +79,19 @@ class DeploymentMethods:
         """What the rules of one transition may do with limits (inside its transaction)."""
         return RunSlots(self._limits, self._deployments, lambda: self._liveness_time(None))
 
+    def _renew_deployment_slot(self, run: FlowRun, now: datetime) -> bool:
+        """Inside a transaction: make the lease of the deployment slot ``run`` holds last its
+        deployment's grace period from ``now`` (a heartbeat: a run alive keeps its slot however
+        long it runs). False when it holds none."""
+        state = run.state
+        lease_id = None if state is None else state.state_details.deployment_concurrency_lease_id
+        if lease_id is None or run.deployment_id is None:
+            return False
+        slots = RunSlots(self._limits, self._deployments, lambda: now)
+        deployment = slots.deployment_limit(run.deployment_id)
+        grace = None if deployment is None else deployment.grace_period_seconds
+        return slots.renew(lease_id, ("flow_run", run.id), grace or DEFAULT_GRACE_SECONDS)
+
     def create_deployment(
         self,
         name: str,
@@ -96,8 +111,8 @@ class DeploymentMethods:
         full does, ``"ENQUEUE"`` (the default: rescheduled 30 s later as
         ``AwaitingConcurrencySlot``) or ``"CANCEL_NEW"`` (cancelled).
         ``grace_period_seconds`` (60 to 86400, default 300): how long a run keeps its slot
-        without renewing it (each RUNNING renews it); after that ``expire_leases`` gives it
-        back."""
+        without renewing it (going to RUNNING and each :meth:`heartbeat` renew it); after that
+        ``expire_leases`` gives it back."""
         checked_name = checks.limit_name(name)
         size = _size(concurrency_limit)
         strategy = _strategy(collision_strategy)

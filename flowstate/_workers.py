@@ -40,6 +40,7 @@ class WorkerMethods:
         def _now(self) -> datetime: ...
         def expire_leases(self, *, now: datetime | None = None) -> list[Any]: ...
         def _read_flow_run(self, run_id: UUID, now: datetime) -> FlowRun: ...
+        def _renew_deployment_slot(self, run: FlowRun, now: datetime) -> bool: ...
         def _orchestrate_flow(
             self,
             run_id: UUID,
@@ -120,7 +121,8 @@ class WorkerMethods:
                 stop.wait(poll_interval)
 
     def heartbeat(self, id: UUID | str, *, worker: str | None = None) -> None:
-        """Record that a PENDING or RUNNING flow run is alive (see :meth:`mark_lost_runs`).
+        """Record that a PENDING or RUNNING flow run is alive (see :meth:`mark_lost_runs`);
+        the deployment slot it holds, if any, is renewed for the deployment's grace period.
 
         Stamped by the injected ``clock=`` if given, else by the database server's clock on
         PostgreSQL, else by this host's."""
@@ -134,6 +136,7 @@ class WorkerMethods:
                     f"flow run {run_id} is in {state}; only PENDING or RUNNING runs send heartbeats"
                 )
             self._store.record_heartbeat(run_id, worker=worker, at=now)
+            self._renew_deployment_slot(run, now)
 
     def set_heartbeat_timeout(self, id: UUID | str, timeout: float) -> None:
         """Give a flow run its own heartbeat timeout, which overrides ``mark_lost_runs``'s."""

@@ -571,3 +571,24 @@ def test_deleting_a_run_gives_back_the_slot_it_holds(orc):
     with pytest.raises(ObjectNotFound):
         orc.delete_flow_run(run.id)
     assert held(orc, made) == 1
+
+
+def test_heartbeats_keep_a_long_runs_slot_and_its_silence_lets_it_expire(memory_database):
+    clock = FrozenClock()
+    with Orchestrator(memory_database, clock=clock) as orc:
+        made = orc.create_deployment("d", concurrency_limit=1, grace_period_seconds=60)
+        run = orc.create_flow_run(deployment_id=made.id)
+        orc.set_flow_run_state(run.id, Pending())
+        orc.set_flow_run_state(run.id, Running())
+        for _ in range(5):  # 250 s of work, a heartbeat every 50 s
+            clock.advance(50)
+            orc.heartbeat(run.id)
+            assert orc.expire_leases() == []
+        assert held(orc, made) == 1
+        (lease,) = orc.read_concurrency_leases()
+        assert lease.expiration == clock() + timedelta(seconds=60)
+        clock.advance(61)  # silent for longer than the grace period
+        assert [expired.lease_id for expired in orc.expire_leases()] == [lease.lease_id]
+        assert held(orc, made) == 0
+        orc.heartbeat(run.id)  # too late: the slot is gone, a heartbeat does not take it back
+        assert held(orc, made) == 0
