@@ -15,6 +15,7 @@ from uuid import UUID
 
 from flowstate import _validation as validate
 from flowstate._time import as_utc
+from flowstate.concurrency.tags import TASK_SLOT_LEASE_SECONDS
 from flowstate.errors import InvalidState
 from flowstate.orchestration.policies import MARK_LATE
 from flowstate.results import OrchestrationResult, SetStateStatus
@@ -24,6 +25,7 @@ from flowstate.states import State, StateDetails, StateType
 if TYPE_CHECKING:
     from flowstate.orchestration.policy import Policy
     from flowstate.store.base import StoreBackend
+    from flowstate.store.limits import LimitStore
 
 __all__ = ["WorkerMethods"]
 
@@ -39,6 +41,8 @@ class WorkerMethods:
         def transaction(self) -> Any: ...
         def _now(self) -> datetime: ...
         def expire_leases(self, *, now: datetime | None = None) -> list[Any]: ...
+        @property
+        def _limits(self) -> LimitStore: ...
         def _read_flow_run(self, run_id: UUID, now: datetime) -> FlowRun: ...
         def _renew_deployment_slot(self, run: FlowRun, now: datetime) -> bool: ...
         def _orchestrate_flow(
@@ -124,8 +128,10 @@ class WorkerMethods:
         """Record that a PENDING or RUNNING flow run is alive (see :meth:`mark_lost_runs`);
         the deployment slot it holds, if any, is renewed for the deployment's grace period.
 
-        Stamped by the injected ``clock=`` if given, else by the database server's clock on
-        PostgreSQL, else by this host's."""
+        The tag slots its task runs hold are kept too: their leases last at least
+        :data:`~flowstate.concurrency.tags.TASK_SLOT_LEASE_SECONDS` more from now. Stamped by
+        the injected ``clock=`` if given, else by the database server's clock on PostgreSQL,
+        else by this host's."""
         run_id = validate.run_id(id)
         with self._transaction():
             now = self._liveness_time(None)
@@ -137,6 +143,9 @@ class WorkerMethods:
                 )
             self._store.record_heartbeat(run_id, worker=worker, at=now)
             self._renew_deployment_slot(run, now)
+            self._limits.renew_task_leases_of_flow_run(
+                str(run_id), now + timedelta(seconds=TASK_SLOT_LEASE_SECONDS)
+            )
 
     def set_heartbeat_timeout(self, id: UUID | str, timeout: float) -> None:
         """Give a flow run its own heartbeat timeout, which overrides ``mark_lost_runs``'s."""

@@ -258,3 +258,27 @@ def test_renewing_the_slots_of_an_unknown_task_run_or_for_too_short_is_an_error(
     run = task(orc, "a")
     with pytest.raises(InvalidState, match="lease_duration"):
         orc.renew_task_run_slots(run.id, lease_duration=10)
+
+
+def test_the_flow_runs_heartbeat_keeps_its_task_runs_slots(orc, clock) -> None:
+    """A worker sending heartbeats for its flow run keeps the tag slots of the flow's running
+    tasks, however long they run; once the heartbeats stop, the slots expire with the lease."""
+    orc.create_concurrency_limit("a", 2)
+    flow = orc.create_flow_run(state=Running())
+    kept = orc.create_task_run(flow_run_id=flow.id, dynamic_key="kept", tags=["a"])
+    orc.set_task_run_state(kept.id, Running())
+    other = task(orc, "a")  # in another flow run, whose heartbeat nobody sends
+    orc.set_task_run_state(other.id, Running())
+    for _ in range(3):
+        clock.advance(TASK_SLOT_LEASE_SECONDS - 60)
+        orc.heartbeat(flow.id)
+    assert [lease.holder.id for lease in orc.expire_leases()] == [other.id]
+    assert held(orc, "a") == (1, [kept.id])
+    (lease,) = orc.read_concurrency_leases("tag:a")
+    assert lease.expiration == clock.now + timedelta(seconds=TASK_SLOT_LEASE_SECONDS)
+    orc.renew_task_run_slots(kept.id, lease_duration=3600)
+    orc.heartbeat(flow.id)  # a longer lease keeps its time
+    (lease,) = orc.read_concurrency_leases("tag:a")
+    assert lease.expiration == clock.now + timedelta(seconds=3600)
+    clock.advance(3601)
+    assert [lease.holder.id for lease in orc.expire_leases()] == [kept.id]

@@ -138,6 +138,13 @@ class LimitStore:
         cursor = self._execute(sql.RENEW_LEASE, (encode_time(expiration), lease_id))
         return bool(cursor.rowcount > 0)
 
+    def renew_task_leases_of_flow_run(self, flow_run_id: str, expiration: datetime) -> int:
+        """Make the leases held by the task runs of a flow run last until ``expiration`` at
+        least (a lease lasting longer keeps its time); returns how many were renewed."""
+        at = encode_time(expiration)
+        cursor = self._execute(sql.RENEW_TASK_LEASES_OF_FLOW_RUN, (at, at, flow_run_id))
+        return int(cursor.rowcount)
+
     def delete_lease(self, lease_id: str) -> bool:
         return bool(self._execute(sql.DELETE_LEASE, (lease_id,)).rowcount > 0)
 

@@ -15,6 +15,7 @@ __all__ = [
     "INSERT_LEASE_LIMIT",
     "INSERT_LIMIT",
     "RENEW_LEASE",
+    "RENEW_TASK_LEASES_OF_FLOW_RUN",
     "SELECT_EXPIRED_LEASES",
     "SELECT_LEASE",
     "SELECT_LEASES",
@@ -67,6 +68,10 @@ SELECT_EXPIRED_LEASES = (
     f"SELECT {LEASE_COLUMNS} FROM concurrency_lease WHERE expiration < ? ORDER BY expiration, id"
 )
 RENEW_LEASE = "UPDATE concurrency_lease SET expiration = ? WHERE id = ?"
+RENEW_TASK_LEASES_OF_FLOW_RUN = (
+    "UPDATE concurrency_lease SET expiration = ? WHERE holder_type = 'task_run' "
+    "AND expiration < ? AND holder_id IN (SELECT id FROM task_run WHERE flow_run_id = ?)"
+)
 DELETE_LEASE = "DELETE FROM concurrency_lease WHERE id = ?"
 DELETE_LINKS_OF_LIMIT = "DELETE FROM concurrency_lease_limit WHERE limit_id = ?"
 
