@@ -3,8 +3,7 @@
 Each decision is what the engine does between its read and its write: stamp the proposal,
 build the transition context, run the rules and the bookkeeping. A run is carried through
 Scheduled → Pending → Running → Paused → Running → Completed on a clock that advances 1 ms
-per decision. The second figure makes the same decisions through the fused core flow path
-(``flowstate.orchestration.fused_flow``), which is what the engine runs for these.
+per decision.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from flowstate._ids import uuid7
-from flowstate.orchestration.fused_flow import fused_core_flow
 from flowstate.orchestration.policies import CORE_FLOW
 from flowstate.orchestration.policy import Policy
 from flowstate.runs import FlowRun
@@ -21,7 +19,7 @@ from flowstate.states import Completed, Paused, Pending, Running, Scheduled
 from benchmarks.config import Config
 from benchmarks.harness import Figure, rate
 
-__all__ = ["DECISIONS_PER_RUN", "decide_runs", "decide_runs_fused", "run"]
+__all__ = ["DECISIONS_PER_RUN", "decide_runs", "run"]
 
 _PROPOSALS = (Scheduled(), Pending(), Running(), Paused(pause_key="approval"), Running(), Completed())
 DECISIONS_PER_RUN = len(_PROPOSALS)
@@ -46,33 +44,13 @@ def decide_runs(count: int, policy: Policy = CORE_FLOW) -> int:
     return accepted
 
 
-def decide_runs_fused(count: int) -> int:
-    """``decide_runs`` through the fused core flow path; returns how many it answered."""
-    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    answered = 0
-    template = FlowRun(id=uuid7(), name="bench-run")
-    for _ in range(count):
-        run = template.model_copy(update={"id": uuid7()})
-        for proposal in _PROPOSALS:
-            now += _STEP
-            answer = fused_core_flow(run, proposal, now, uuid7)
-            if answer is not None:
-                run.__dict__["state"] = answer[0]  # what saving it does to the run
-                answered += 1
-    return answered
-
-
 def run(config: Config) -> list[Figure]:
     """Decisions per second over ``config.rounds`` rounds."""
     runs = max(1, config.decisions // DECISIONS_PER_RUN)
     decisions = runs * DECISIONS_PER_RUN
     assert decide_runs(1) == DECISIONS_PER_RUN, "every decision of the cycle should be ACCEPT"
-    assert decide_runs_fused(1) == DECISIONS_PER_RUN, "the fused path should take every one"
     figures = [rate(decisions, lambda: decide_runs(runs)) for _ in range(config.rounds)]
-    fused = [rate(decisions, lambda: decide_runs_fused(runs)) for _ in range(config.rounds)]
     return [
         Figure("4", "decision only (pure policy, no SQLite)", "decisions/s", figures,
                ratio_kind="none", extra={"decisions_per_round": decisions}),
-        Figure("4", "decision only, fused core flow path (what the engine runs here)",
-               "decisions/s", fused, ratio_kind="none", extra={"decisions_per_round": decisions}),
     ]

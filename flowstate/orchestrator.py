@@ -7,7 +7,6 @@ decide, and writes the outcome::
       └─ store.transaction()            BEGIN IMMEDIATE
            ├─ store.read_flow_run(id)    run + current state
            ├─ policy.decide(context)     pure: rules, then bookkeeping
-           │    (the core flow policy's everyday ACCEPTs: policy.fused, in one pass)
            └─ store.save_transition(...) COMMIT
 """
 
@@ -56,11 +55,6 @@ from flowstate.store.postgres.timeouts import check_call_timeout
 from flowstate.store.connection import Synchronous
 
 __all__ = ["Orchestrator", "default_database_path"]
-
-FusedOutcome = tuple[FlowRun, "State | None", State, OrchestrationResult, bool]
-"""What the fused core flow path decided: the run (changed in place), its state before, the
-state to write, the ACCEPT result, and whether the state written is exactly what reading its
-row back builds (a tuple: built at no cost on the hot path)."""
 
 class _Transaction:
     """One context manager for a block's transaction (a class: cheaper than nested generators).
@@ -433,12 +427,12 @@ class Orchestrator(
             assert plan.proposal is not None
             response, key = plan.response, plan.response_key or ""
             decided, _ = self._decide_flow(run_id, plan.proposal, False, now, run, policy)
-            result = decided[3] if isinstance(decided, tuple) else decided.result
+            result = decided.result
             store_input = response is not None and result.status is SetStateStatus.ACCEPT
             if store_input and store.read_run_input(run_id, key) is not None:
                 # refused before anything is written: a block around this call goes on
                 raise ObjectAlreadyExists(f"run input {key!r} of flow run {run_id} already exists")
-            self._save_flow(decided, now, False)
+            self._save(decided, now, False)
             if store_input:
                 store.insert_run_input(run_id, key, response, None, now)  # type: ignore[arg-type]
             return result
@@ -612,7 +606,8 @@ class Orchestrator(
         """Decide on ``proposed`` for a flow run and save the outcome (``now`` None: the
         orchestrator's clock, read once the run and its deployment's limit are locked)."""
         decided, at = self._decide_flow(run_id, proposed, force, now, run, policy)
-        return self._save_flow(decided, at, force)
+        self._save(decided, at, force)
+        return decided.result
 
     def _decide_flow(
         self,
@@ -622,9 +617,8 @@ class Orchestrator(
         now: datetime | None,
         run: FlowRun | None = None,
         policy: Policy | None = None,
-    ) -> tuple[Outcome | FusedOutcome, datetime]:
-        """The policy's decision on ``proposed`` for a flow run, nothing written yet (for the
-        core flow policy's everyday ACCEPTs, the fused path's: see ``Policy.fused``), and the
+    ) -> tuple[Outcome, datetime]:
+        """The policy's decision on ``proposed`` for a flow run, nothing written yet, and the
         time it was decided at.
 
         A run of a deployment with a limit locks that limit before the clock is read (when
@@ -640,32 +634,10 @@ class Orchestrator(
             slots.deployment_limit(run.deployment_id)  # (locks it)
         if now is None:
             now = self._now()
-        fused = policy.fused
-        if fused is not None:
-            initial = run.__dict__["state"]
-            answer = fused(run, proposed, now, uuid7)
-            if answer is not None:
-                return (run, initial, *answer), now
         outcome = policy.decide(
             policy.context(run, proposed, now, uuid7, uniform=self._uniform, slots=slots)
         )
         return outcome, now
-
-    def _save_flow(
-        self, decided: Outcome | FusedOutcome, now: datetime, force: bool
-    ) -> OrchestrationResult:
-        """Write what :meth:`_decide_flow` decided, hold its listener event, return its result."""
-        if type(decided) is not tuple:
-            self._save(decided, now, force)  # type: ignore[arg-type]
-            return decided.result  # type: ignore[union-attr]
-        run, initial, written, result, exact = decided
-        initial_id = None if initial is None else initial.__dict__["id"]
-        self._store.save_transition(
-            "flow", run, written, initial_id, now, as_read=True, state_as_read=exact
-        )
-        if self._listeners.callbacks:
-            self._listeners.record(TransitionEvent("flow", run.id, initial, written, result, force))
-        return result
 
     def _run_for_transition(self, run_id: UUID, policy: Policy) -> FlowRun:
         """The flow run a transition decided by ``policy`` works on: the store's own cached

@@ -388,34 +388,6 @@ def test_id_texts_are_str(value: object) -> None:
         assert rows.state_insert_row(value, state)[:2] == (str(value), str(state.id))  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(
-    "details",
-    [
-        {},
-        {"flow_run_id": uuid.UUID(int=1)},
-        {"flow_run_id": uuid.UUID(int=1), "pause_key": None, "pause_reschedule": False},
-        {"scheduled_time": None, "pause_key": "k", "pause_reschedule": False, "pause_timeout": None},
-        {"pause_key": "", "untrackable_result": False},
-    ],
-    ids=repr,
-)
-@pytest.mark.parametrize("fields", [None, {"type"}], ids=["all fields", "type only"])
-def test_state_as_read_is_what_reading_the_row_builds(details: dict[str, Any], fields: Any) -> None:
-    from flowstate._models import construct
-    from flowstate.states import State, StateDetails, StateType
-
-    state = State(type=StateType.PAUSED, name="Paused", state_details=StateDetails(**details))
-    if fields is not None:
-        state = construct(State, dict(state.__dict__), set(fields))
-    row = rows.state_insert_row(uuid.UUID(int=9), state)
-    read = rows.state_from_row(row, 1)
-    mine = rows.state_as_read(state, row)
-    assert mine == read
-    assert mine.model_fields_set == read.model_fields_set
-    assert mine.state_details.model_fields_set == read.state_details.model_fields_set
-
-
-
 _odd_detail_values = st.fixed_dictionaries(
     {},
     optional={

@@ -27,7 +27,6 @@ from flowstate.orchestration.deployment_rules import (
     secure_flow_concurrency_slots,
     validate_deployment_concurrency_at_running,
 )
-from flowstate.orchestration.fused_flow import fused_core_flow
 from flowstate.orchestration.policy import Policy, register_built_in
 from flowstate.orchestration.rules import Rule
 from flowstate.orchestration.scheduling_rules import copy_scheduled_time, wait_for_scheduled_time
@@ -74,7 +73,6 @@ CORE_FLOW = Policy(
         release_flow_concurrency_slots,
     ],
     kind="flow",
-    fused=fused_core_flow,
 )
 """Prefect's CoreFlowPolicy (a 3.4.11+ client's: leases are kept alive, so
 RemoveDeploymentConcurrencyLeaseForOldClientVersions has nothing to do)."""

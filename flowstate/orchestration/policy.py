@@ -43,9 +43,6 @@ from flowstate.states import State, StateType
 __all__ = ["Outcome", "Policy", "register_built_in"]
 
 Pair = tuple[StateType | None, StateType | None]
-FusedDecision = Callable[
-    [FlowRun, State, datetime, Callable[[], UUID]], "tuple[State, OrchestrationResult, bool] | None"
-]
 _BOOKKEEPING: dict[str, Bookkeeping] = {"flow": FLOW_BOOKKEEPING, "task": TASK_BOOKKEEPING}
 _RUN_STATE = object()
 """``Policy.context``'s default ``initial``: the run's own current state."""
@@ -87,7 +84,6 @@ class Policy:
         rules: Iterable[Rule],
         *,
         kind: RunKind,
-        fused: FusedDecision | None = None,
     ) -> None:
         if kind not in _BOOKKEEPING:
             raise ValueError(f"policy {name!r}: kind={kind!r}; expected 'flow' or 'task'")
@@ -108,10 +104,6 @@ class Policy:
         """Whether every rule is one of flowstate's own, which change a run only through
         ``ctx.update_run`` with new values and keep no reference to it after deciding: the
         orchestrator may then let them work on its cached run instead of a copy."""
-        self.fused = fused
-        """For the built-in core flow policy: one function that answers the transitions it
-        takes on (stamping included) exactly as :meth:`decide` would, and None for the others
-        (``flowstate.orchestration.fused_flow``). Policies derived from it drop it."""
         self._table: dict[Pair, tuple[Rule, ...]] = {}
         states: list[StateType | None] = [None, *StateType]
         for from_type in states:

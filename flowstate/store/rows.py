@@ -28,7 +28,6 @@ __all__ = [
     "STATE_WIDTH",
     "details_as_read",
     "encode_time",
-    "flow_run_fields_as_saved",
     "flow_run_from_row",
     "flow_run_inserted",
     "flow_policy_as_read",
@@ -38,7 +37,6 @@ __all__ = [
     "flow_run_update_row",
     "flow_run_values_as_saved",
     "parse_time",
-    "state_as_read",
     "state_from_row",
     "state_insert_row",
     "task_run_from_row",
@@ -495,15 +493,7 @@ def flow_run_values_as_saved(
             return None
     if type(updated) is not datetime or updated.tzinfo is not UTC:
         return None
-    return flow_run_fields_as_saved(run, state, updated)
-
-
-def flow_run_fields_as_saved(run: FlowRun, state: State | None, updated: datetime) -> dict[str, Any]:
-    """``flow_run_values_as_saved`` for a run whose values are in the form reading gives
-    already (``StoreBackend.save_transition``'s ``as_read``): only the run time, stored as a
-    float of seconds, may come back otherwise."""
-    total_run_time = run.__dict__["total_run_time"]
-    total = total_run_time.total_seconds()
+    total = total_run_time.total_seconds()  # stored as a float of seconds
     if not -_EXACT_SECONDS < total < _EXACT_SECONDS:
         total_run_time = timedelta(seconds=total)  # what reading the float back gives
     return {
@@ -550,18 +540,6 @@ def state_saved(state: State, row: Sequence[Any]) -> State:
             "state_details": details,
         },
     )
-
-
-def state_as_read(state: State, row: Sequence[Any]) -> State:
-    """``state_saved`` for a state whose values are in the form reading gives already (no
-    result data; ``StoreBackend.save_transition``'s ``as_read``): only the fields pydantic
-    counts as set may differ from what reading builds."""
-    values = state.__dict__
-    stated = values["state_details"]
-    details = details_as_read(stated, row[7])
-    if details is stated and state.__pydantic_fields_set__ == _STATE_FIELDS:
-        return state
-    return construct(State, {**values, "state_details": details})
 
 
 _STATE_KEYS = tuple(State.model_fields)

@@ -577,12 +577,8 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         written: State | None,
         current_state_id: UUID | None,
         now: datetime,
-        *,
-        as_read: bool = False,
-        state_as_read: bool = False,
     ) -> None:
-        """Write a new state (if any) to the run's history and save the run's fields
-        (``as_read``, ``state_as_read``: see :meth:`StoreBackend.save_transition`)."""
+        """Write a new state (if any) to the run's history and save the run's fields."""
         if kind != "flow":
             conn = self.conn
             if written is not None:
@@ -594,9 +590,7 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         if self._depth > 0 and self._owner == _get_ident():  # (_caching(), written out)
             cached = self._runs.get(run.id.int)
             if cached is not None and cached.run is run:
-                self._save_cached_flow_run(
-                    cached, written, current_state_id, now, as_read, state_as_read
-                )
+                self._save_cached_flow_run(cached, written, current_state_id, now)
                 return
         else:
             self._runs.clear()
@@ -627,15 +621,10 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         written: State | None,
         current_state_id: UUID | None,
         now: datetime,
-        as_read: bool,
-        state_as_read: bool,
     ) -> None:
         """Save a transition that built-in rules made on the cached run itself: the new state's
         row now; the run's row now, or, inside a block, when the block commits (``_dirty``);
-        then bring the cached run back to what reading its row would build (``as_read``: it
-        is in that form already but for the fields pydantic counts as set, and the run time's
-        float: see ``StoreBackend.save_transition``; ``state_as_read``: the written state's
-        are in line already)."""
+        then bring the cached run back to what reading its row would build."""
         run = cached.run
         values = run.__dict__
         state_row = None
@@ -656,22 +645,7 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
             self._write_pending(cached)
         elif not waiting:
             self._dirty.append(cached)
-        if not as_read:
-            self._refresh(cached, now, written, state_row, policy_changed)
-            return
-        state: State | None
-        if written is None:
-            state = values["state"]
-        elif state_as_read:
-            state = written
-        else:
-            state = rows.state_as_read(written, state_row)  # type: ignore[arg-type]
-        set_fields(run, rows.flow_run_fields_as_saved(run, state, now))
-        if policy_changed:
-            cached.policy_object = policy
-        runs = self._runs
-        key = values["id"].int
-        runs[key] = runs.pop(key)  # the most recently used
+        self._refresh(cached, now, written, state_row, policy_changed)
 
     def _refresh(
         self,

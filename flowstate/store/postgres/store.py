@@ -355,17 +355,8 @@ class PostgresStore(ConnectionLifecycle[psycopg.Connection[Any]]):
         written: State | None,
         current_state_id: UUID | None,
         now: datetime,
-        *,
-        as_read: bool = False,
-        state_as_read: bool = False,
     ) -> None:
-        """Write a new state (if any) to the run's history and save the run's fields.
-
-        ``as_read``: ``written`` and the run's changed fields hold their values in the form
-        reading them back builds (plain UTC datetimes, text, UUIDs; no result data), as the
-        fused core flow path makes them: a store that caches runs may keep them unchecked.
-        ``state_as_read`` (with ``as_read``): ``written`` is exactly the state reading its row
-        builds, down to the fields pydantic counts as given."""
+        """Write a new state (if any) to the run's history and save the run's fields."""
         flow = kind == "flow"
         if written is not None:
             statement = sql.INSERT_FLOW_RUN_STATE if flow else sql.INSERT_TASK_RUN_STATE
