@@ -367,12 +367,13 @@ class Orchestrator(
 
     def delete_flow_run(self, id: UUID | str) -> None:
         """Delete a flow run with its history, run input and task runs; a deployment slot
-        the run holds is given back."""
+        the run holds, and the tag slots its task runs hold, are given back."""
         run_id = validate.run_id(id)
         with self._transaction():
+            held_by_tasks = self._limits.lock_task_leases_of_flow_run(str(run_id))
             if not self._store.delete_run("flow", run_id):
                 raise ObjectNotFound(f"Flow run with id {run_id} not found")
-            held = self._limits.lock_leases_of_holder("flow_run", str(run_id))
+            held = held_by_tasks + self._limits.lock_leases_of_holder("flow_run", str(run_id))
             if held:
                 self._give_back(held, self._liveness_time(None))
 
@@ -567,11 +568,14 @@ class Orchestrator(
             )
 
     def delete_task_run(self, id: UUID | str) -> None:
-        """Delete a task run with its history."""
+        """Delete a task run with its history; the tag slots it holds are given back."""
         run_id = validate.run_id(id)
         with self._transaction():
             if not self._store.delete_run("task", run_id):
                 raise ObjectNotFound(f"Task run with id {run_id} not found")
+            held = self._limits.lock_leases_of_holder("task_run", str(run_id))
+            if held:
+                self._give_back(held, self._liveness_time(None))
 
     def set_task_run_state(
         self, id: UUID | str, state: State | Mapping[str, Any] | str, *, force: bool = False

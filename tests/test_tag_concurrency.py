@@ -282,3 +282,18 @@ def test_the_flow_runs_heartbeat_keeps_its_task_runs_slots(orc, clock) -> None:
     assert lease.expiration == clock.now + timedelta(seconds=3600)
     clock.advance(3601)
     assert [lease.holder.id for lease in orc.expire_leases()] == [kept.id]
+
+
+def test_deleting_a_task_run_or_its_flow_run_gives_its_tag_slots_back(orc) -> None:
+    orc.create_concurrency_limit("a", 3)
+    deleted, kept = task(orc, "a"), task(orc, "a")
+    flow = orc.create_flow_run(state=Running())
+    inside = orc.create_task_run(flow_run_id=flow.id, tags=["a"])
+    for run in (deleted, kept, inside):
+        orc.set_task_run_state(run.id, Running())
+    assert held(orc, "a")[0] == 3
+    orc.delete_task_run(deleted.id)
+    assert held(orc, "a") == (2, [kept.id, inside.id])
+    orc.delete_flow_run(flow.id)
+    assert held(orc, "a") == (1, [kept.id])
+    assert [lease.holder.id for lease in orc.read_concurrency_leases()] == [kept.id]

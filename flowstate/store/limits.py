@@ -138,6 +138,12 @@ class LimitStore:
         cursor = self._execute(sql.RENEW_LEASE, (encode_time(expiration), lease_id))
         return bool(cursor.rowcount > 0)
 
+    def lock_task_leases_of_flow_run(self, flow_run_id: str) -> list[LeaseRow]:
+        """The leases the task runs of a flow run hold (oldest first), locked."""
+        statement = sql.SELECT_TASK_LEASES_OF_FLOW_RUN + self._lock
+        found = self._execute(statement, (flow_run_id,)).fetchall()
+        return self._with_links([_lease(row) for row in found])
+
     def renew_task_leases_of_flow_run(self, flow_run_id: str, expiration: datetime) -> int:
         """Make the leases held by the task runs of a flow run last until ``expiration`` at
         least (a lease lasting longer keeps its time); returns how many were renewed."""

@@ -21,6 +21,7 @@ __all__ = [
     "SELECT_LEASES",
     "SELECT_LEASES_OF_HOLDER",
     "SELECT_LEASES_OF_LIMIT",
+    "SELECT_TASK_LEASES_OF_FLOW_RUN",
     "SELECT_LIMIT_BY_ID",
     "SELECT_LIMIT_BY_NAME",
     "SELECT_LIMITS",
@@ -68,6 +69,10 @@ SELECT_EXPIRED_LEASES = (
     f"SELECT {LEASE_COLUMNS} FROM concurrency_lease WHERE expiration < ? ORDER BY expiration, id"
 )
 RENEW_LEASE = "UPDATE concurrency_lease SET expiration = ? WHERE id = ?"
+SELECT_TASK_LEASES_OF_FLOW_RUN = (
+    f"SELECT {LEASE_COLUMNS} FROM concurrency_lease WHERE holder_type = 'task_run' "
+    "AND holder_id IN (SELECT id FROM task_run WHERE flow_run_id = ?) ORDER BY created, id"
+)
 RENEW_TASK_LEASES_OF_FLOW_RUN = (
     "UPDATE concurrency_lease SET expiration = ? WHERE holder_type = 'task_run' "
     "AND expiration < ? AND holder_id IN (SELECT id FROM task_run WHERE flow_run_id = ?)"
