@@ -179,36 +179,6 @@ def test_a_policy_as_read_equals_the_parsed_policy(policy: FlowRunPolicy, update
     assert got.pause_keys is not policy.pause_keys
 
 
-@settings(max_examples=100, deadline=None)
-@given(
-    st.builds(
-        FlowRun,
-        id=st.uuids(),
-        name=st.text(max_size=4),
-        parameters=st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
-        tags=st.lists(st.text(max_size=3), max_size=2),
-        start_time=st.none() | _times,
-        created=st.none() | _times,
-        updated=st.none() | _times,
-        empirical_policy=_policies,
-        deployment_id=st.none() | st.uuids(),
-    )
-)
-def test_an_inserted_run_as_read_equals_the_run_read_from_its_row(run: FlowRun) -> None:
-    row = rows.flow_run_insert_row(run)
-    expected = rows.flow_run_from_row((*row, None, None, None, None, None, None, None))
-    got = rows.flow_run_inserted(run, row)
-    assert list(got.__dict__) == list(expected.__dict__)
-    assert got.model_fields_set == expected.model_fields_set
-    for name, value in expected.__dict__.items():
-        mine = got.__dict__[name]
-        if name == "empirical_policy":
-            assert _exact_policy(mine) == _exact_policy(value)
-        else:
-            assert (type(mine), mine, getattr(mine, "tzinfo", None)) == (
-                type(value), value, getattr(value, "tzinfo", None))
-
-
 @settings(max_examples=200, deadline=None)
 @given(
     name=st.text(max_size=4),

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from operator import itemgetter
 from typing import Any, overload
-from uuid import UUID, SafeUUID
+from uuid import UUID
 
 from flowstate._ids import uuid_text
 from flowstate._models import construct, copy_with
@@ -29,7 +29,6 @@ __all__ = [
     "details_as_read",
     "encode_time",
     "flow_run_from_row",
-    "flow_run_inserted",
     "flow_policy_as_read",
     "flow_policy_json",
     "flow_policy_kept_as_read",
@@ -197,14 +196,6 @@ def _iso_text(value: datetime) -> str:
     """``value.isoformat(timespec="microseconds")``."""
     # isoformat() omits a zero microsecond, and is cheaper than asking for the fixed width
     return value.isoformat() if value.microsecond else value.isoformat(timespec="microseconds")
-
-
-def _time_as_read(value: datetime | None, text: str | None) -> datetime | None:
-    """What ``parse_time(text)`` gives, where ``text`` is ``encode_time(value)``: ``value``
-    itself when it is a plain UTC datetime (parsing its text gives back an equal one, in UTC)."""
-    if value is None or (type(value) is datetime and value.tzinfo is UTC):
-        return value
-    return parse_time(text)
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -375,92 +366,6 @@ def flow_run_from_row(row: Sequence[Any]) -> FlowRun:
             "parent_task_run_id": _uuid(row[17]),
             "created": parse_time(row[18]),
             "updated": parse_time(row[19]),
-        },
-    )
-
-
-def flow_run_inserted(run: FlowRun, row: Sequence[Any]) -> FlowRun:
-    """What ``flow_run_from_row`` builds for the run ``flow_run_insert_row(run)`` gave ``row``
-    (no state yet), reusing ``run``'s plain UTC times and policy values instead of parsing."""
-    values = run.__dict__
-    run_id = values["id"]
-    if type(run_id) is not UUID or run_id.is_safe is not _UNKNOWN_SAFETY:
-        run_id = UUID(row[0])
-    total_run_time = timedelta(seconds=row[11])
-    return construct(
-        FlowRun,
-        {
-            "id": run_id,
-            "name": row[1],
-            "flow_name": row[2],
-            "parameters": _from_json_text(row[3]),
-            "tags": _from_json_text(row[4]),
-            "state": None,
-            "state_type": None,
-            "state_name": None,
-            "run_count": row[8],
-            "start_time": _time_as_read(values["start_time"], row[9]),
-            "end_time": _time_as_read(values["end_time"], row[10]),
-            "total_run_time": total_run_time,
-            "expected_start_time": _time_as_read(values["expected_start_time"], row[12]),
-            "next_scheduled_start_time": _time_as_read(values["next_scheduled_start_time"], row[13]),
-            "estimated_run_time": total_run_time,
-            "empirical_policy": flow_policy_as_read(values["empirical_policy"], row[14]),
-            "deployment_id": _uuid(row[15]),
-            "infrastructure_pid": row[16],
-            "parent_task_run_id": _uuid(row[17]),
-            "created": _time_as_read(values["created"], row[18]),
-            "updated": _time_as_read(values["updated"], row[19]),
-        },
-    )
-
-
-_UNKNOWN_SAFETY = SafeUUID.unknown
-
-
-def flow_run_saved(
-    before: FlowRun,
-    state: State | None,
-    row: Sequence[Any],
-    policy: FlowRunPolicy | None,
-    saved: FlowRun | None = None,
-    updated: datetime | None = None,
-) -> FlowRun | None:
-    """What ``flow_run_from_row`` would build once UPDATE_FLOW_RUN wrote ``row`` over the run
-    ``before`` (as read) and its current state became ``state`` (as read). ``policy``: the
-    decoded ``row[9]``, if known. ``saved`` and ``updated``: the run and time ``row`` was
-    encoded from, if known (their plain UTC datetimes are reused instead of parsed). None for
-    values reading would not give back as they are."""
-    run_count, total = row[3], row[6]
-    if type(run_count) is not int or type(total) is not float or not isinstance(row[2], str | None):
-        return None
-    state_type = row[1]
-    total_run_time = timedelta(seconds=total)
-    if saved is None:
-        start_time, end_time = parse_time(row[4]), parse_time(row[5])
-        expected_start_time, next_scheduled = parse_time(row[7]), parse_time(row[8])
-    else:
-        start_time = _time_as_read(saved.start_time, row[4])
-        end_time = _time_as_read(saved.end_time, row[5])
-        expected_start_time = _time_as_read(saved.expected_start_time, row[7])
-        next_scheduled = _time_as_read(saved.next_scheduled_start_time, row[8])
-    return copy_with(
-        before,
-        {
-            "state": state,
-            "state_type": None if state_type is None else _state_types[state_type],
-            "state_name": row[2],
-            "run_count": run_count,
-            "start_time": start_time,
-            "end_time": end_time,
-            "total_run_time": total_run_time,
-            "expected_start_time": expected_start_time,
-            "next_scheduled_start_time": next_scheduled,
-            "estimated_run_time": total_run_time,
-            "empirical_policy": policy if policy is not None
-            else _validate_flow_policy(row[9]) if saved is None
-            else flow_policy_as_read(saved.empirical_policy, row[9]),
-            "updated": _time_as_read(updated, row[10]),
         },
     )
 

@@ -431,8 +431,8 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         conn.execute(sql.INSERT_FLOW_RUN_PAYLOAD, (row[0], row[3], row[4]))
         conn.execute(sql.INSERT_FLOW_RUN_POLICY, (row[0], row[14]))
         if self._caching():
-            # what reading the row back would build: the inserted values, and no state yet
-            self._remember(rows.flow_run_inserted(run, row), row)
+            # what reading the row back builds, decoded as a read decodes it (no state yet)
+            self._remember(rows.flow_run_from_row((*row, None)), row)
         return True
 
     def _caching(self) -> bool:
@@ -612,8 +612,7 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         if policy_text is None:  # (written only if it differs from the stored one)
             conn.execute(sql.UPDATE_CHANGED_FLOW_RUN_POLICY, (row[9], row[11]))
         if cached is not None:
-            del self._runs[run.id.int]
-            self._remember_saved(cached, run, now, row, written, state_row, policy_text)  # type: ignore[arg-type]
+            del self._runs[run.id.int]  # a copy was saved: the next read decodes the row
 
     def _save_cached_flow_run(
         self,
@@ -685,31 +684,6 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         set_fields(run, values)
         runs = self._runs
         runs[key] = runs.pop(key)  # the most recently used
-
-    def _remember_saved(
-        self,
-        cached: _CachedFlowRun,
-        run: FlowRun,
-        now: datetime,
-        row: tuple[Any, ...],
-        written: State | None,
-        state_row: tuple[Any, ...] | None,
-        policy_text: str | None,
-    ) -> None:
-        """Cache the run as reading it back would build it, from the values just written."""
-        if written is None or state_row is None:
-            state = cached.run.state
-        elif state_row[6] is not None:
-            return  # the state holds result data: not cached (see _immutable)
-        else:
-            state = rows.state_saved(written, state_row)
-        policy = cached.run.empirical_policy if policy_text else None
-        saved = rows.flow_run_saved(cached.run, state, row, policy, run, now)
-        if saved is not None and _immutable(state):
-            runs = self._runs
-            runs[saved.id.int] = _CachedFlowRun(saved, cached.parameters, cached.tags, row[9], row[11])
-            if len(runs) > RUN_CACHE_SIZE:
-                self._evict_oldest()
 
     # -- task cache ------------------------------------------------------------------------
 
