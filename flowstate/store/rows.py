@@ -9,7 +9,6 @@ resolution, which ``benchmarks/`` showed to cost more than the SQL of a read).
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -29,9 +28,8 @@ __all__ = [
     "details_as_read",
     "encode_time",
     "flow_run_from_row",
-    "flow_policy_as_read",
+    "decode_flow_policy",
     "flow_policy_json",
-    "flow_policy_kept_as_read",
     "flow_run_insert_row",
     "flow_run_update_row",
     "flow_run_values_as_saved",
@@ -114,8 +112,6 @@ def _details_json(values: dict[str, Any]) -> str | None:
     return "{" + ",".join(parts) + "}"
 
 
-_DEFAULT_POLICY_AS_READ = {**_FLOW_POLICY_DEFAULTS, "retry_delay_seconds": 0.0}
-"""What reading a default policy's JSON back gives: the delay as a float, every field set."""
 _default_policy_json: str | None = None
 """The JSON of a default policy, once encoded (not at import: the serializer is built on use)."""
 
@@ -128,6 +124,11 @@ def _default_policy(policy: FlowRunPolicy) -> bool:
         and not policy.__pydantic_fields_set__
         and policy.__dict__ == _FLOW_POLICY_DEFAULTS
     )
+
+
+def decode_flow_policy(text: str) -> FlowRunPolicy:
+    """A flow run policy from its stored JSON, as reading a run row decodes it."""
+    return _validate_flow_policy(text)
 
 
 def flow_policy_json(policy: FlowRunPolicy) -> str:
@@ -382,7 +383,7 @@ def flow_run_values_as_saved(
     UPDATE_FLOW_RUN wrote the row ``flow_run_update_row`` encodes from ``run`` and ``updated``,
     and the run's current state became ``state`` (as read): the run's own values where reading
     gives them back as they are. None when one would not come back as it is (a datetime not in
-    plain UTC, ...). ``empirical_policy`` is not included: see ``flow_policy_kept_as_read``;
+    plain UTC, ...). ``empirical_policy`` is not included: see ``decode_flow_policy``;
     ``state_type`` is the member whose text is written, which reading maps back to it."""
     values = run.__dict__
     name, total_run_time = values["state_name"], values["total_run_time"]
@@ -487,81 +488,6 @@ def details_as_read(details: StateDetails, text: str) -> StateDetails:
     if defaults is None:
         return details  # frozen, and equal to what parsing builds: share it
     return construct(StateDetails, dict(values), fields_set.difference(defaults))
-
-
-_POLICY_FIELDS = frozenset(FlowRunPolicy.model_fields)
-_RETRY_TYPES = (None, "in_process", "reschedule")
-
-
-_CHANGED_BY_TRANSITIONS = ("pause_keys", "resuming", "retry_type")
-
-
-def _plain_policy(policy: FlowRunPolicy) -> bool:
-    """Whether ``policy`` is a FlowRunPolicy with only its fields, and the fields transitions
-    change hold what validation would give back as they are."""
-    values = policy.__dict__
-    pause_keys = values["pause_keys"]
-    return (
-        type(policy) is FlowRunPolicy
-        and len(values) == len(_POLICY_FIELDS)
-        and policy.__pydantic_extra__ is None
-        and policy.__pydantic_private__ is None
-        and type(values["resuming"]) is bool
-        and values["retry_type"] in _RETRY_TYPES
-        and type(pause_keys) is set
-        and all(type(key) is str for key in pause_keys)
-    )
-
-
-def flow_policy_kept_as_read(policy: FlowRunPolicy, before: FlowRunPolicy) -> bool:
-    """Whether reading ``policy`` back would build an equal policy, when it is ``before`` (a
-    policy as read) with only the fields transitions change replaced by a ``copy_with``."""
-    values, old = policy.__dict__, before.__dict__
-    if not _plain_policy(policy) or policy.__pydantic_fields_set__ != _POLICY_FIELDS:
-        return False  # (as read, every field is set)
-    for name, value in values.items():
-        if value is not old[name] and name not in _CHANGED_BY_TRANSITIONS:
-            return False
-    return True
-
-
-def flow_policy_as_read(policy: FlowRunPolicy, text: str) -> FlowRunPolicy:
-    """What ``_validate_flow_policy(text)`` builds, where ``text`` is ``policy``'s JSON: built
-    from ``policy``'s values when validation would give them back as they are (with the float
-    field as a float, every field set, and no deprecated field left to back-fill); else parsed."""
-    if _default_policy(policy):
-        return construct(FlowRunPolicy, {**_DEFAULT_POLICY_AS_READ, "pause_keys": set()})
-    values = policy.__dict__
-    max_retries = values["max_retries"]
-    delay_seconds = values["retry_delay_seconds"]
-    retries = values["retries"]
-    retry_delay = values["retry_delay"]
-    pause_keys = values["pause_keys"]
-    resuming = values["resuming"]
-    retry_type = values["retry_type"]
-    if (
-        not _plain_policy(policy)
-        or type(max_retries) is not int
-        or type(delay_seconds) not in (int, float)
-        or not math.isfinite(delay_seconds)
-        or (retries is not None and type(retries) is not int)
-        or (retry_delay is not None and type(retry_delay) is not int)
-        or (not retries and max_retries != 0)  # the model validator would back-fill these
-        or (not retry_delay and delay_seconds != 0)
-    ):
-        return _validate_flow_policy(text)
-    return construct(
-        FlowRunPolicy,
-        {
-            "max_retries": max_retries,
-            "retry_delay_seconds": float(delay_seconds),
-            "retries": retries,
-            "retry_delay": retry_delay,
-            "pause_keys": set(pause_keys),
-            "resuming": resuming,
-            "retry_type": retry_type,
-        },
-    )
 
 
 def task_run_insert_row(run: TaskRun) -> tuple[Any, ...]:

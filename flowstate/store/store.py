@@ -674,12 +674,10 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         if values is None:
             self._forget(key)
             return
-        if policy_changed:
-            policy = run.empirical_policy
-            if not rows.flow_policy_kept_as_read(policy, cached.policy_object):
-                text = cached.policy or rows.flow_policy_json(policy)
-                policy = values["empirical_policy"] = rows.flow_policy_as_read(policy, text)
-                cached.policy = text
+        if policy_changed:  # decoded from its JSON, as a read decodes it
+            text = cached.policy or rows.flow_policy_json(run.empirical_policy)
+            policy = values["empirical_policy"] = rows.decode_flow_policy(text)
+            cached.policy = text
             cached.policy_object = policy
         set_fields(run, values)
         runs = self._runs
