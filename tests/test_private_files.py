@@ -41,7 +41,7 @@ def test_a_new_database_file_and_its_wal_and_shm_are_for_their_owner_only(tmp_pa
     with Orchestrator(path) as orc:
         orc.create_flow_run(parameters={"token": "s3cret"})
         made = sorted(p.name for p in tmp_path.iterdir())
-        assert made == ["runs.db", "runs.db-shm", "runs.db-wal"]
+        assert made == ["runs.db", "runs.db-shm", "runs.db-wal", "runs.db-writers"]
         assert {name: mode(tmp_path / name) for name in made} == dict.fromkeys(made, 0o600)
 
 
@@ -52,6 +52,7 @@ def test_an_existing_file_and_folder_keep_their_modes(tmp_path, monkeypatch):
     with Orchestrator(path) as orc:
         orc.create_flow_run()
     assert mode(path) == 0o664
+    assert mode(tmp_path / "shared.db-writers") == 0o664  # the writers' queue: as the database
     home = tmp_path / "home"
     (home / ".flowstate").mkdir(parents=True)
     (home / ".flowstate").chmod(0o750)

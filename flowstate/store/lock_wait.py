@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from flowstate.store._sqlite_errors import busy_error
 
-__all__ = ["LONG_WAIT_SLICES", "NOTICE_AFTER", "SLICE", "wait_for_lock"]
+__all__ = ["LONG_WAIT_SLICES", "NOTICE_AFTER", "SLICE", "WaitNotice", "wait_for_lock"]
 
 SLICE = 0.001
 """Seconds between the first attempts to take the lock."""
@@ -32,29 +32,45 @@ NOTICE_AFTER = 1.0
 logger = logging.getLogger("flowstate.lock")
 
 
-def wait_for_lock(attempt: Callable[[], bool], busy_timeout: float, path: str) -> None:
+class WaitNotice:
+    """Logs once, at INFO, that a call has waited :data:`NOTICE_AFTER` seconds for the write
+    lock (the CLI prints it), whichever of the two waits (the writers' queue, SQLite's lock)
+    it is in by then."""
+
+    __slots__ = ("_busy_timeout", "_due", "_path")
+
+    def __init__(self, path: str, busy_timeout: float) -> None:
+        self._path = path
+        self._busy_timeout = busy_timeout
+        self._due: float | None = time.monotonic() + NOTICE_AFTER
+
+    def check(self) -> None:
+        due = self._due
+        if due is not None and time.monotonic() >= due:
+            self._due = None
+            logger.info(
+                "waiting for the write lock on %s, held by another connection (up to %g s)",
+                self._path,
+                self._busy_timeout,
+            )
+
+
+def wait_for_lock(
+    attempt: Callable[[], bool], started: float, deadline: float, notice: WaitNotice
+) -> None:
     """Call ``attempt`` until it returns True (it returns False while the lock is taken).
 
-    Raises the last ``sqlite3.OperationalError`` (database is locked) once ``busy_timeout``
-    seconds have passed; a signal handler's exception (KeyboardInterrupt, SystemExit) leaves
-    from the sleep within a slice.
+    ``started`` is when the call began to wait (``time.monotonic``). Raises the last
+    ``sqlite3.OperationalError`` (database is locked) at ``deadline``; a signal handler's
+    exception (KeyboardInterrupt, SystemExit) leaves from the sleep within a slice.
     """
     monotonic = time.monotonic
     sleep = time.sleep
-    started = monotonic()
-    deadline = started + busy_timeout
-    noticed = False
     while True:
         now = monotonic()
         if now >= deadline:
             raise busy_error()
-        if not noticed and now - started >= NOTICE_AFTER:
-            noticed = True
-            logger.info(
-                "waiting for the write lock on %s, held by another connection (up to %g s)",
-                path,
-                busy_timeout,
-            )
+        notice.check()
         waited = now - started
         pause = SLICE
         for after, shorter in LONG_WAIT_SLICES:

@@ -22,9 +22,10 @@ from flowstate.store import rows, sql
 from flowstate.store._sqlite_errors import describe, is_busy, translate_sqlite_errors
 from flowstate.store.connection import Synchronous, configure, connect
 from flowstate.store.lifecycle import ConnectionLifecycle
-from flowstate.store.lock_wait import wait_for_lock
+from flowstate.store.lock_wait import WaitNotice, wait_for_lock
 from flowstate.store.schema import ensure_schema
 from flowstate.store.wal import CHECK_EVERY, IDLE_RETRY, limit_wal, shrink_wal, wal_path
+from flowstate.store.write_queue import WriteQueue
 
 __all__ = ["RunKind", "Store"]
 
@@ -33,6 +34,7 @@ RunKind = Literal["flow", "task"]
 _get_ident = threading.get_ident
 _loads = __import__("json").loads
 
+_BEGIN_WRITE = "BEGIN IMMEDIATE"
 _DOOMED = (
     "a call inside this transaction failed with a database error after it had written, so the "
     "transaction cannot commit; leave its block, which rolls it back"
@@ -159,6 +161,8 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
         self._shrink_pending = False  # the WAL passed its bound and could not be emptied yet
         self._idle_timer: threading.Timer | None = None
         self._conn: sqlite3.Connection | None = conn
+        # writers of a database file wait for their turn in the kernel (see write_queue)
+        self._queue = None if self._wal is None else WriteQueue(self._wal[: -len("-wal")])
         # BEGIN, COMMIT and the data version check go through one cursor: conn.execute would
         # make (and drop) a cursor for each, some 1.2k instructions a statement
         self._control = conn.cursor()
@@ -170,7 +174,7 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
 
         ``BEGIN IMMEDIATE`` takes the write lock at the start, so a read-decide-write inside
         cannot race with another connection."""
-        return self._open("BEGIN IMMEDIATE")
+        return self._open(_BEGIN_WRITE)
 
     def _open(self, begin: str) -> int:
         """``begin`` with ``begin``: ``BEGIN IMMEDIATE``, or a plain ``BEGIN`` for a read
@@ -199,16 +203,26 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
             self._depth = depth
             if depth == 0:
                 self._abandon()
+                if self._queue is not None:
+                    self._queue.leave()
             lock.release()
             raise
         return depth
 
     def _start(self, begin: str) -> None:
-        """Run ``begin`` and check the data version; while another connection holds the lock,
-        wait for it in short slices (see ``lock_wait``) up to ``busy_timeout``."""
+        """Run ``begin`` and check the data version. A write first takes its turn in the
+        writers' queue (see ``write_queue``); while another connection holds SQLite's lock,
+        wait for it in short slices (see ``lock_wait``); both within ``busy_timeout``."""
         conn = self.conn
         if conn.in_transaction:  # left open by an interrupt: never acknowledged, undo it
             conn.execute("ROLLBACK")
+        started = deadline = notice = None
+        queue = self._queue
+        if queue is not None and begin == _BEGIN_WRITE:
+            started = time.monotonic()
+            deadline = started + self._busy_timeout
+            notice = WaitNotice(self.path, self._busy_timeout)
+            queue.enter(deadline, notice)
         try:
             self._control.execute(begin)
             self._check_data_version()
@@ -229,7 +243,11 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
             self._abandon()
             return False
 
-        wait_for_lock(attempt, self._busy_timeout, self.path)
+        if started is None or deadline is None or notice is None:
+            started = time.monotonic()
+            deadline = started + self._busy_timeout
+            notice = WaitNotice(self.path, self._busy_timeout)
+        wait_for_lock(attempt, started, deadline, notice)
 
     def _abandon(self) -> None:
         """Roll back the transaction a failed or interrupted BEGIN may have left open."""
@@ -324,6 +342,8 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
             if translated is not None:
                 raise translated from exc
         finally:
+            if depth == 0 and self._queue is not None:
+                self._queue.leave()
             self._lock.release()
 
     @staticmethod
@@ -373,6 +393,8 @@ class Store(ConnectionLifecycle[sqlite3.Connection]):
             self._shrink_pending = False
             if self._conn is not None and self._wal is not None and self._depth == 0:
                 shrink_wal(self._conn, self._wal, bound=0)
+            if self._queue is not None:
+                self._queue.close()
             super().close()
 
     # -- deferred run updates --------------------------------------------------------------

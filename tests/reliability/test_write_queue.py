@@ -1,0 +1,179 @@
+"""SQLite: flowstate writers of one file wait for each other in the kernel (the writers'
+queue, ``<database>-writers``): the wait ends when the holder commits, at ``busy_timeout``,
+on a signal, or when the holder's process dies; an abandoned wait leaves nothing held."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from flowstate import DatabaseBusy, Orchestrator
+from flowstate.states import Pending, Running, Scheduled, StateType
+
+from .test_lock_waits import _line
+
+
+def _scheduled_run(path: Path) -> str:
+    with Orchestrator(path) as orc:
+        return str(orc.create_flow_run(state=Scheduled()).id)
+
+
+def _queue_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "flowstate-write-queue"]
+
+
+@contextmanager
+def _a_flowstate_writer_in_a_block(path: Path) -> Iterator[Orchestrator]:
+    """Another Orchestrator on the file, inside an open transaction block: it holds the
+    writers' queue and SQLite's write lock until the block ends."""
+    with Orchestrator(path) as holder:
+        block = holder.transaction()
+        block.__enter__()
+        holder.create_flow_run(state=Scheduled())  # (a write: the block holds the lock)
+        try:
+            yield holder
+        finally:
+            block.__exit__(None, None, None)
+
+
+def test_a_writer_waits_in_the_kernel_until_the_holder_commits(tmp_path: Path) -> None:
+    path = tmp_path / "queue.db"
+    run_id = _scheduled_run(path)
+    answers: list[str] = []
+    with Orchestrator(path, busy_timeout=10) as waiter:
+        with _a_flowstate_writer_in_a_block(path):
+            thread = threading.Thread(
+                target=lambda: answers.append(waiter.set_flow_run_state(run_id, Pending()).status.value)
+            )
+            thread.start()
+            time.sleep(0.3)
+            assert not answers  # still waiting...
+            assert _queue_threads(), "the wait is not in the writers' queue"  # ...in the kernel
+        thread.join(5)
+        assert answers == ["ACCEPT"]
+        assert not _queue_threads()
+        assert waiter.read_flow_run(run_id).state_type is StateType.PENDING
+
+
+def test_a_queue_wait_ends_in_database_busy_logged_once_and_leaves_nothing_held(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "busy.db"
+    run_id = _scheduled_run(path)
+    caplog.set_level(logging.INFO, logger="flowstate.lock")
+    with Orchestrator(path, busy_timeout=1.3) as waiter:
+        with _a_flowstate_writer_in_a_block(path):
+            started = time.monotonic()
+            with pytest.raises(DatabaseBusy, match="busy_timeout"):
+                waiter.set_flow_run_state(run_id, Pending())
+            assert 1.3 <= time.monotonic() - started < 2.5
+        # the holder has committed: the abandoned wait let go of its turn at once
+        for _ in range(50):
+            if not _queue_threads():
+                break
+            time.sleep(0.02)
+        assert not _queue_threads()
+        with Orchestrator(path, busy_timeout=0.5) as third:
+            assert third.set_flow_run_state(run_id, Pending()).status.value == "ACCEPT"
+        assert waiter.set_flow_run_state(run_id, Running()).status.value == "ACCEPT"
+    notices = [r.getMessage() for r in caplog.records if r.name == "flowstate.lock"]
+    assert len(notices) == 1, notices
+    assert "waiting for the write lock" in notices[0]
+
+
+# A child that waits in the queue behind the test's block until a signal stops it; once the
+# test's block has ended it writes again.
+_WAITER = textwrap.dedent(
+    """
+    import signal, sys
+    from flowstate import Orchestrator
+    from flowstate.states import Running
+    if sys.argv[3] == "SIGTERM":
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    else:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    orc = Orchestrator(sys.argv[1], busy_timeout=30)
+    print("ready", flush=True)
+    try:
+        orc.set_flow_run_state(sys.argv[2], Running())
+        print("not interrupted", flush=True)
+    except (KeyboardInterrupt, SystemExit) as exc:
+        print("interrupted", type(exc).__name__, flush=True)
+    sys.stdin.readline()
+    print("after", orc.set_flow_run_state(sys.argv[2], Running()).status.value, flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_a_signal_stops_a_queue_wait_at_once(tmp_path: Path, signame: str) -> None:
+    path = tmp_path / "signal.db"
+    run_id = _scheduled_run(path)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WAITER, str(path), run_id, signame],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with _a_flowstate_writer_in_a_block(path):
+            assert _line(proc, 30) == "ready"
+            time.sleep(0.3)  # the child waits in the queue by now
+            sent = time.monotonic()
+            proc.send_signal(getattr(signal, signame))
+            answer = _line(proc, 5)
+            took = time.monotonic() - sent
+        expected = "KeyboardInterrupt" if signame == "SIGINT" else "SystemExit"
+        assert answer == f"interrupted {expected}"
+        assert took < 0.5, f"the signal took {took:.2f} s to stop the wait"
+        proc.stdin.write("\n")  # type: ignore[union-attr]
+        proc.stdin.flush()  # type: ignore[union-attr]
+        assert _line(proc, 10) == "after ACCEPT"
+        with Orchestrator(path, busy_timeout=2) as orc:  # and nobody holds the queue now
+            assert orc.create_flow_run().id
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+_HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from flowstate import Orchestrator
+    orc = Orchestrator(sys.argv[1])
+    block = orc.transaction()
+    block.__enter__()
+    orc.create_flow_run()
+    print("holding", flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def test_a_killed_holder_lets_the_next_writer_in(tmp_path: Path) -> None:
+    path = tmp_path / "killed.db"
+    run_id = _scheduled_run(path)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert _line(proc, 30) == "holding"
+        with Orchestrator(path, busy_timeout=20) as orc:
+            threading.Timer(0.3, proc.kill).start()
+            started = time.monotonic()
+            assert orc.set_flow_run_state(run_id, Pending()).status.value == "ACCEPT"
+            assert 0.25 <= time.monotonic() - started < 5
+            assert len(orc.read_flow_runs()) == 1  # the killed block's run was never committed
+    finally:
+        proc.kill()
+        proc.wait()
