@@ -23,7 +23,6 @@ from flowstate.concurrency.holding import Acquired, HeldSlots
 from flowstate.concurrency.models import ConcurrencyLease, GlobalConcurrencyLimit
 from flowstate.concurrency.run_slots import give_back
 from flowstate.concurrency.slots import (
-    DEFAULT_OCCUPANCY_SECONDS,
     LeaseRow,
     LimitRow,
     after_decay,
@@ -107,16 +106,14 @@ class ConcurrencyMethods:
         decay = checks.decay(slot_decay_per_second)
         with self._transaction():
             now = self._liveness_time(None)
-            row = LimitRow(
-                id=str(uuid7()),
-                name=checked_name,
-                limit=row_limit,
+            row = LimitRow.new(
+                str(uuid7()),
+                checked_name,
+                row_limit,
+                now,
                 active=is_active,
                 active_slots=held,
                 slot_decay_per_second=decay,
-                avg_slot_occupancy_seconds=DEFAULT_OCCUPANCY_SECONDS,
-                created=now,
-                updated=now,
             )
             if not self._limits.insert_limit(row):
                 raise ObjectAlreadyExists(

@@ -20,7 +20,7 @@ from flowstate._ids import uuid7
 from flowstate.concurrency import checks
 from flowstate.concurrency.models import ConcurrencyOptions, Deployment
 from flowstate.concurrency.run_slots import RunSlots
-from flowstate.concurrency.slots import DEFAULT_OCCUPANCY_SECONDS, LimitRow
+from flowstate.concurrency.slots import LimitRow
 from flowstate.errors import InvalidState, ObjectAlreadyExists, ObjectNotFound
 from flowstate.orchestration.deployment_rules import DEFAULT_GRACE_SECONDS
 from flowstate.runs import FlowRun
@@ -235,17 +235,7 @@ class DeploymentMethods:
             row.limit = size
             limits.update_limit(row)
             return row
-        row = LimitRow(
-            id=str(uuid7()),
-            name=name,
-            limit=size,
-            active=True,
-            active_slots=0,
-            slot_decay_per_second=0.0,
-            avg_slot_occupancy_seconds=DEFAULT_OCCUPANCY_SECONDS,
-            created=now,
-            updated=now,
-        )
+        row = LimitRow.new(str(uuid7()), name, size, now)
         limits.insert_limit(row)
         return row
 

@@ -16,7 +16,7 @@ from flowstate._ids import uuid7
 from flowstate.concurrency import checks
 from flowstate.concurrency.models import ConcurrencyLease
 from flowstate.concurrency import tags as tag_checks
-from flowstate.concurrency.slots import DEFAULT_OCCUPANCY_SECONDS, LeaseRow, LimitRow
+from flowstate.concurrency.slots import LeaseRow, LimitRow
 from flowstate.concurrency.tags import (
     TASK_SLOT_LEASE_SECONDS,
     ConcurrencyLimit,
@@ -56,17 +56,7 @@ class TagLimitMethods:
             limits = self._limits
             row = limits.read_limit(name, for_update=True)
             if row is None:
-                row = LimitRow(
-                    id=str(uuid7()),
-                    name=name,
-                    limit=value,
-                    active=True,
-                    active_slots=0,
-                    slot_decay_per_second=0.0,
-                    avg_slot_occupancy_seconds=DEFAULT_OCCUPANCY_SECONDS,
-                    created=now,
-                    updated=now,
-                )
+                row = LimitRow.new(str(uuid7()), name, value, now)
                 limits.insert_limit(row)
                 return tag_limit(row, [])
             row.limit = value

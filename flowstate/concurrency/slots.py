@@ -57,6 +57,31 @@ class LimitRow:
     created: datetime
     updated: datetime
 
+    @classmethod
+    def new(
+        cls,
+        id: str,
+        name: str,
+        limit: int,
+        now: datetime,
+        *,
+        active: bool = True,
+        active_slots: int = 0,
+        slot_decay_per_second: float = 0.0,
+    ) -> LimitRow:
+        """A limit created at ``now``, with the default average occupancy."""
+        return cls(
+            id=id,
+            name=name,
+            limit=limit,
+            active=active,
+            active_slots=active_slots,
+            slot_decay_per_second=slot_decay_per_second,
+            avg_slot_occupancy_seconds=DEFAULT_OCCUPANCY_SECONDS,
+            created=now,
+            updated=now,
+        )
+
     def model(self, now: datetime) -> GlobalConcurrencyLimit:
         """The limit as the API shows it at ``now`` (slots after decay)."""
         slots, _anchor = after_decay(self, now)

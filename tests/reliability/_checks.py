@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import sqlite3
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 from tests.backends import (
     MISMATCHED_RUNS,
@@ -46,3 +49,24 @@ def history_ids(path: Path | str) -> set[str]:
     with closing(sqlite3.connect(path)) as conn:
         rows = conn.execute("SELECT id FROM flow_run_state UNION ALL SELECT id FROM task_run_state")
         return {row[0] for row in rows}
+
+
+def race(drive: Callable[..., None], database: str, target_id: str, processes: int) -> tuple[set[str], int]:
+    """Start ``processes`` forked ``drive(database, target_id, seed, start, results)`` at once
+    (``start``: a barrier); each puts one report ``(kind, ids made, times refused)`` on
+    ``results``. Checks that none failed; returns the ids made and the refusals counted."""
+    fork = multiprocessing.get_context("fork")
+    start, results = fork.Barrier(processes), fork.Queue()
+    workers = [
+        fork.Process(target=drive, args=(database, target_id, seed, start, results))
+        for seed in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    reports: list[Any] = [results.get(timeout=120) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    assert [detail for kind, detail, _ in reports if kind == "error"] == []
+    made = {run_id for _, ids, _ in reports for run_id in ids}
+    return made, sum(refused for _, _, refused in reports)

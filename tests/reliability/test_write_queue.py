@@ -20,7 +20,7 @@ import pytest
 from flowstate import DatabaseBusy, Orchestrator
 from flowstate.states import Pending, Running, Scheduled, StateType
 
-from .test_lock_waits import _line
+from .test_lock_waits import _CHILD, _line  # the child waits, then writes again once told
 
 
 def _scheduled_run(path: Path) -> str:
@@ -91,36 +91,12 @@ def test_a_queue_wait_ends_in_database_busy_logged_once_and_leaves_nothing_held(
     assert "waiting for the write lock" in notices[0]
 
 
-# A child that waits in the queue behind the test's block until a signal stops it; once the
-# test's block has ended it writes again.
-_WAITER = textwrap.dedent(
-    """
-    import signal, sys
-    from flowstate import Orchestrator
-    from flowstate.states import Running
-    if sys.argv[3] == "SIGTERM":
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    else:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    orc = Orchestrator(sys.argv[1], busy_timeout=30)
-    print("ready", flush=True)
-    try:
-        orc.set_flow_run_state(sys.argv[2], Running())
-        print("not interrupted", flush=True)
-    except (KeyboardInterrupt, SystemExit) as exc:
-        print("interrupted", type(exc).__name__, flush=True)
-    sys.stdin.readline()
-    print("after", orc.set_flow_run_state(sys.argv[2], Running()).status.value, flush=True)
-    """
-)
-
-
 @pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
 def test_a_signal_stops_a_queue_wait_at_once(tmp_path: Path, signame: str) -> None:
     path = tmp_path / "signal.db"
     run_id = _scheduled_run(path)
     proc = subprocess.Popen(
-        [sys.executable, "-c", _WAITER, str(path), run_id, signame],
+        [sys.executable, "-c", _CHILD, str(path), run_id, signame],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
