@@ -20,12 +20,7 @@ import pytest
 from flowstate import DatabaseBusy, Orchestrator
 from flowstate.states import Pending, Running, Scheduled, StateType
 
-from .test_lock_waits import _CHILD, _line  # the child waits, then writes again once told
-
-
-def _scheduled_run(path: Path) -> str:
-    with Orchestrator(path) as orc:
-        return str(orc.create_flow_run(state=Scheduled()).id)
+from .test_lock_waits import _CHILD, _line, _scheduled_run  # _CHILD waits, then writes again
 
 
 def _queue_threads() -> list[threading.Thread]:
