@@ -92,7 +92,7 @@ def test_nullable_positions_are_checked(nullable: Sequence[int]) -> None:
     ("bind", "statement"),
     [
         (sql.BIND_INSERT_FLOW_RUN_IF_NEW, sql.INSERT_FLOW_RUN_IF_NEW),
-        (sql.BIND_INSERT_TASK_RUN, sql.INSERT_TASK_RUN),
+        (sql.BIND_INSERT_TASK_RUN_IF_NEW, sql.INSERT_TASK_RUN_IF_NEW),
         (sql.BIND_UPDATE_FLOW_RUN, sql.UPDATE_FLOW_RUN),
         (sql.BIND_UPDATE_TASK_RUN, sql.UPDATE_TASK_RUN),
         (sql.BIND_INSERT_FLOW_RUN_STATE, sql.INSERT_FLOW_RUN_STATE),

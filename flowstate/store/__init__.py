@@ -5,6 +5,6 @@ and PostgreSQL (``flowstate.store.postgres``, for a ``postgresql://`` URL); ``op
 picks one.
 """
 
-from flowstate.store.store import Store
+from flowstate.store.run_cache import Store
 
 __all__ = ["Store"]

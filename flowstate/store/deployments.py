@@ -103,9 +103,9 @@ class DeploymentStore:
 
 def deployment_store(store: Any) -> DeploymentStore:
     """The :class:`DeploymentStore` of an orchestrator's store (SQLite or PostgreSQL)."""
-    from flowstate.store.store import Store
+    from flowstate.store.store import SqliteStore
 
-    if isinstance(store, Store):
+    if isinstance(store, SqliteStore):
         return DeploymentStore(lambda statement, params: store.conn.execute(statement, params))
     from flowstate.store.postgres.limits_sql import FOR_UPDATE, psycopg_form
 

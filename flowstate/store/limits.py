@@ -172,9 +172,9 @@ class LimitStore:
 
 def limit_store(store: Any) -> LimitStore:
     """The :class:`LimitStore` of an orchestrator's store (SQLite or PostgreSQL)."""
-    from flowstate.store.store import Store
+    from flowstate.store.store import SqliteStore
 
-    if isinstance(store, Store):
+    if isinstance(store, SqliteStore):
         return LimitStore(lambda statement, params: store.conn.execute(statement, params))
     from flowstate.store.postgres.limits_sql import FOR_UPDATE, SKIP_LOCKED, psycopg_form
 

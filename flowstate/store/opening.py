@@ -5,7 +5,7 @@ from __future__ import annotations
 from flowstate.store.base import StoreBackend
 from flowstate.store.connection import Synchronous
 from flowstate.store.postgres.url import is_postgres_url
-from flowstate.store.store import Store
+from flowstate.store.run_cache import Store
 
 __all__ = ["open_store"]
 

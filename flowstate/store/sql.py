@@ -24,6 +24,7 @@ INSERT_FLOW_RUN_IF_NEW = f"{INSERT_FLOW_RUN} ON CONFLICT (id) DO NOTHING"
 INSERT_TASK_RUN = (
     f"INSERT INTO task_run ({TASK_RUN_COLUMNS}, tags) VALUES ({', '.join('?' * 21)})"
 )
+INSERT_TASK_RUN_IF_NEW = f"{INSERT_TASK_RUN} ON CONFLICT (id) DO NOTHING"
 TASK_RUN_TAIL = ", r.tags"
 """Read after a task run's state columns (so the state stands at the same place in flow and
 task run rows): the columns added to task_run since."""
@@ -109,6 +110,9 @@ def select_runs(
     )
 
 
+NO_LIMIT = -1
+"""``LIMIT -1``: no limit."""
+
 UPDATE_FLOW_RUN_ONE_TABLE = (
     "UPDATE flow_run SET state_id = ?, state_type = ?, state_name = ?, run_count = ?, "
     "start_time = ?, end_time = ?, total_run_time = ?, expected_start_time = ?, "
@@ -150,7 +154,6 @@ SELECT_TASK_RUN_STATES = (
 
 DATA_VERSION = "PRAGMA data_version"
 FLOW_RUN_EXISTS = "SELECT 1 FROM flow_run WHERE id = ?"
-TASK_RUN_EXISTS = "SELECT 1 FROM task_run WHERE id = ?"
 DELETE_FLOW_RUN = "DELETE FROM flow_run WHERE id = ?"
 DELETE_TASK_RUN = "DELETE FROM task_run WHERE id = ?"
 
@@ -164,6 +167,7 @@ SELECT_CACHED_STATE = (
 INSERT_RUN_INPUT = (
     "INSERT INTO flow_run_input (flow_run_id, key, value, sender, created) VALUES (?, ?, ?, ?, ?)"
 )
+INSERT_RUN_INPUT_IF_NEW = f"{INSERT_RUN_INPUT} ON CONFLICT (flow_run_id, key) DO NOTHING"
 SELECT_RUN_INPUT = "SELECT value FROM flow_run_input WHERE flow_run_id = ? AND key = ?"
 DELETE_RUN_INPUT = "DELETE FROM flow_run_input WHERE flow_run_id = ? AND key = ?"
 SELECT_RUN_INPUTS_BY_PREFIX = (
@@ -171,14 +175,16 @@ SELECT_RUN_INPUTS_BY_PREFIX = (
     "AND substr(key, 1, ?) = ? ORDER BY created, key"
 )
 
-SELECT_DUE_FLOW_RUN_IDS = (
+DUE_FLOW_RUN_IDS = (
     "SELECT id FROM flow_run WHERE state_type = 'SCHEDULED' AND next_scheduled_start_time <= ? "
     "ORDER BY next_scheduled_start_time, id LIMIT ?"
 )
-SELECT_LATE_CANDIDATE_IDS = (
+LATE_CANDIDATE_IDS = (
     "SELECT id FROM flow_run WHERE state_type = 'SCHEDULED' AND state_name = 'Scheduled' "
     "AND next_scheduled_start_time <= ? ORDER BY next_scheduled_start_time, id"
 )
+LOCK_ACTIVE_FLOW_RUNS = None
+"""(PostgreSQL locks the active runs first; SQLite's write lock covers them already.)"""
 SELECT_SILENT_FLOW_RUNS = (
     "SELECT r.id, COALESCE(h.last_heartbeat, s.timestamp), h.timeout_seconds FROM flow_run r "
     "JOIN flow_run_state s ON s.id = r.state_id "
@@ -229,8 +235,8 @@ BIND_INSERT_FLOW_RUN_IF_NEW = nulls_inline(
         "parent_task_run_id",
     ),
 )
-BIND_INSERT_TASK_RUN = nulls_inline(
-    INSERT_TASK_RUN, _positions(TASK_RUN_COLUMNS, *_NEW_RUN_NULLS, "cache_key", "cache_expiration")
+BIND_INSERT_TASK_RUN_IF_NEW = nulls_inline(
+    INSERT_TASK_RUN_IF_NEW, _positions(TASK_RUN_COLUMNS, *_NEW_RUN_NULLS, "cache_key", "cache_expiration")
 )
 # (an update between two states usually has no end time and no next scheduled start yet)
 BIND_UPDATE_FLOW_RUN = nulls_inline(

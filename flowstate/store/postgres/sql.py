@@ -10,7 +10,11 @@ tested with ``IS NULL`` is cast to text, and claims skip rows others have locked
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from flowstate.store import sql as sqlite
+from flowstate.store.nulls import Binder
 
 
 def psycopg_form(statement: str) -> str:
@@ -19,8 +23,25 @@ def psycopg_form(statement: str) -> str:
     return statement.replace("?", "%s")
 
 
+def _as_is(statement: str) -> Binder:
+    """A binder that binds every parameter (SQLite's binders write usual Nones as NULL)."""
+
+    def bind(row: Sequence[Any]) -> tuple[str, Sequence[Any]]:
+        return statement, row
+
+    return bind
+
+
+def select_runs(kind: str, **filters: bool) -> str:
+    """SQLite's ``select_runs`` with psycopg's placeholders, the payload in the run's row."""
+    return sqlite.select_runs(kind, **filters, placeholder="%s", payload_table=False)
+
+
+NO_LIMIT = None
+"""``LIMIT NULL``: no limit."""
+
 INSERT_FLOW_RUN_IF_NEW = psycopg_form(sqlite.INSERT_FLOW_RUN_IF_NEW)
-INSERT_TASK_RUN_IF_NEW = psycopg_form(sqlite.INSERT_TASK_RUN) + " ON CONFLICT (id) DO NOTHING"
+BIND_INSERT_TASK_RUN_IF_NEW = _as_is(psycopg_form(sqlite.INSERT_TASK_RUN_IF_NEW))
 
 SELECT_FLOW_RUN = psycopg_form(sqlite.SELECT_FLOW_RUN_ONE_TABLE)
 SELECT_TASK_RUN = psycopg_form(sqlite.SELECT_TASK_RUN)
@@ -36,10 +57,10 @@ SELECT_TASK_RUN_FOR_UPDATE = f"{SELECT_TASK_RUN} FOR UPDATE OF r"
 RUN_STATE_ID = 5
 STATE_ID = 20
 UPDATE_FLOW_RUN = psycopg_form(sqlite.UPDATE_FLOW_RUN_ONE_TABLE)
-UPDATE_TASK_RUN = psycopg_form(sqlite.UPDATE_TASK_RUN)
+BIND_UPDATE_TASK_RUN = _as_is(psycopg_form(sqlite.UPDATE_TASK_RUN))
 
-INSERT_FLOW_RUN_STATE = psycopg_form(sqlite.INSERT_FLOW_RUN_STATE)
-INSERT_TASK_RUN_STATE = psycopg_form(sqlite.INSERT_TASK_RUN_STATE)
+BIND_INSERT_FLOW_RUN_STATE = _as_is(psycopg_form(sqlite.INSERT_FLOW_RUN_STATE))
+BIND_INSERT_TASK_RUN_STATE = _as_is(psycopg_form(sqlite.INSERT_TASK_RUN_STATE))
 SELECT_FLOW_RUN_STATES = psycopg_form(sqlite.SELECT_FLOW_RUN_STATES)
 SELECT_TASK_RUN_STATES = psycopg_form(sqlite.SELECT_TASK_RUN_STATES)
 
@@ -61,11 +82,11 @@ SELECT_RUN_INPUTS_BY_PREFIX = (
 
 # Claims lock the runs they pick and skip those another claimer holds: concurrent workers get
 # disjoint batches instead of waiting for each other.
-CLAIM_DUE_FLOW_RUN_IDS = (
+DUE_FLOW_RUN_IDS = (
     "SELECT id FROM flow_run WHERE state_type = 'SCHEDULED' AND next_scheduled_start_time <= %s "
     "ORDER BY next_scheduled_start_time, id LIMIT %s FOR UPDATE SKIP LOCKED"
 )
-LOCK_LATE_CANDIDATE_IDS = (
+LATE_CANDIDATE_IDS = (
     "SELECT id FROM flow_run WHERE state_type = 'SCHEDULED' AND state_name = 'Scheduled' "
     "AND next_scheduled_start_time <= %s ORDER BY next_scheduled_start_time, id FOR UPDATE"
 )

@@ -24,7 +24,6 @@ from flowstate.states import State, StateType
 from flowstate.store import rows
 from flowstate.store.base import RunKind
 from flowstate.store.connection import Synchronous
-from flowstate.store.lifecycle import ConnectionLifecycle
 from flowstate.store.postgres import sql
 from flowstate.store.postgres.connection import check_busy_timeout, connect
 from flowstate.store.postgres.errors import describe
@@ -37,7 +36,7 @@ from flowstate.store.postgres.timeouts import (
 )
 from flowstate.store.postgres.url import masked
 from flowstate.store.postgres.watchdog import Watchdog
-from flowstate.store.sql import select_runs
+from flowstate.store.row_store import RowStore
 
 __all__ = ["PostgresStore"]
 
@@ -48,7 +47,9 @@ BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
 was committed before it (a stricter level would turn a wait for a run's lock into an error)."""
 
 
-class PostgresStore(ConnectionLifecycle[psycopg.Connection[Any]]):
+class PostgresStore(RowStore[psycopg.Connection[Any]]):
+    _sql = sql
+
     """One PostgreSQL database (or schema), connected, checked and migrated on construction.
 
     ``url`` is a ``postgresql://`` (or ``postgres://``) URL as libpq reads it, plus an optional
@@ -151,7 +152,7 @@ class PostgresStore(ConnectionLifecycle[psycopg.Connection[Any]]):
             return self._timed_out()
         return describe(exc, self.path)
 
-    # -- transactions (conn, in_transaction, transaction: ConnectionLifecycle) ----------------
+    # -- transactions (conn, in_transaction, transaction: lifecycle.ConnectionLifecycle) ------
 
     def begin(self) -> int:
         """Open a transaction (or a savepoint inside one); returns the depth to pass to end.
@@ -258,11 +259,6 @@ class PostgresStore(ConnectionLifecycle[psycopg.Connection[Any]]):
         row = rows.flow_run_insert_row(run)
         return self._execute(sql.INSERT_FLOW_RUN_IF_NEW, row).rowcount > 0
 
-    def insert_task_run(self, run: TaskRun) -> bool:
-        """Insert a new task run; False if its id is taken (nothing written)."""
-        row = rows.task_run_insert_row(run)
-        return self._execute(sql.INSERT_TASK_RUN_IF_NEW, row).rowcount > 0
-
     def _read_run(self, select: str, locking: str, run_id: UUID) -> Any:
         """The row of a run with its current state, or None; locked inside a transaction."""
         key = (str(run_id),)
@@ -281,171 +277,11 @@ class PostgresStore(ConnectionLifecycle[psycopg.Connection[Any]]):
         row = self._read_run(sql.SELECT_FLOW_RUN, sql.SELECT_FLOW_RUN_FOR_UPDATE, run_id)
         return None if row is None else rows.flow_run_from_row(row)
 
-    def working_flow_run(self, run_id: UUID) -> FlowRun | None:
-        """``read_flow_run``: this store keeps no runs between reads, so every run is the
-        caller's own."""
-        return self.read_flow_run(run_id)
-
     def read_task_run(self, run_id: UUID) -> TaskRun | None:
         """The task run with its current state, or None; inside a transaction, its row stays
         locked until the transaction ends."""
         row = self._read_run(sql.SELECT_TASK_RUN, sql.SELECT_TASK_RUN_FOR_UPDATE, run_id)
         return None if row is None else rows.task_run_from_row(row)
 
-    def read_flow_runs(
-        self,
-        *,
-        state_type: StateType | None,
-        limit: int | None,
-        offset: int,
-        flow_name: str | None = None,
-        newest_first: bool = False,
-    ) -> list[FlowRun]:
-        """Flow runs in creation order (or newest first), optionally of one state type and/or
-        one flow."""
-        statement = select_runs(
-            "flow", state_type=state_type is not None, flow_name=flow_name is not None,
-            newest_first=newest_first, placeholder="%s", payload_table=False,
-        )
-        params: list[Any] = [] if state_type is None else [state_type.value]
-        if flow_name is not None:
-            params.append(flow_name)
-        cursor = self._execute(statement, (*params, limit, offset))
-        return [rows.flow_run_from_row(row) for row in cursor]
-
-    def read_task_runs(
-        self,
-        *,
-        flow_run_id: UUID | None,
-        state_type: StateType | None,
-        limit: int | None,
-        offset: int,
-        flow_name: str | None = None,
-        newest_first: bool = False,
-    ) -> list[TaskRun]:
-        """Task runs in creation order (or newest first), optionally of one flow run, of the
-        runs of one flow and/or of one state type."""
-        statement = select_runs(
-            "task", flow_run_id=flow_run_id is not None, state_type=state_type is not None,
-            flow_name=flow_name is not None, newest_first=newest_first, placeholder="%s", payload_table=False,
-        )
-        params: list[Any] = [] if flow_run_id is None else [str(flow_run_id)]
-        if state_type is not None:
-            params.append(state_type.value)
-        if flow_name is not None:
-            params.append(flow_name)
-        cursor = self._execute(statement, (*params, limit, offset))
-        return [rows.task_run_from_row(row) for row in cursor]
-
-    def delete_run(self, kind: RunKind, run_id: UUID) -> bool:
-        """Delete a run with its history (and a flow run's task runs); False if there was none."""
-        statement = sql.DELETE_FLOW_RUN if kind == "flow" else sql.DELETE_TASK_RUN
-        return self._execute(statement, (str(run_id),)).rowcount > 0
-
-    def read_states(self, kind: RunKind, run_id: UUID) -> list[State]:
-        """A run's state history, oldest first."""
-        statement = sql.SELECT_FLOW_RUN_STATES if kind == "flow" else sql.SELECT_TASK_RUN_STATES
-        cursor = self._execute(statement, (str(run_id),))
-        return [rows.state_from_row(row) for row in cursor]  # type: ignore[misc]
-
-    def save_transition(
-        self,
-        kind: RunKind,
-        run: FlowRun | TaskRun,
-        written: State | None,
-        current_state_id: UUID | None,
-        now: datetime,
-    ) -> None:
-        """Write a new state (if any) to the run's history and save the run's fields."""
-        flow = kind == "flow"
-        if written is not None:
-            statement = sql.INSERT_FLOW_RUN_STATE if flow else sql.INSERT_TASK_RUN_STATE
-            self._execute(statement, rows.state_insert_row(run.id, written))
-        state_id = written.id if written is not None else current_state_id
-        if flow:
-            row = rows.flow_run_update_row(run, state_id, now)  # type: ignore[arg-type]
-            self._execute(sql.UPDATE_FLOW_RUN, row)
-        else:
-            row = rows.task_run_update_row(run, state_id, now)  # type: ignore[arg-type]
-            self._execute(sql.UPDATE_TASK_RUN, row)
-
-    # -- task cache ------------------------------------------------------------------------
-
-    def insert_cache_entry(self, cache_key: str, expiration: datetime | None, state_id: UUID) -> None:
-        """Remember a COMPLETED task state as the result for ``cache_key``."""
-        self._execute(
-            sql.INSERT_CACHE_ENTRY, (cache_key, rows.encode_time(expiration), str(state_id))
-        )
-
-    def read_cached_state(self, cache_key: str, now: datetime) -> State | None:
-        """The newest cached state for ``cache_key`` that has not expired at ``now``."""
-        row = self._execute(sql.SELECT_CACHED_STATE, (cache_key, rows.encode_time(now))).fetchone()
-        return None if row is None else rows.state_from_row(row)
-
-    # -- run input -------------------------------------------------------------------------
-
-    def insert_run_input(
-        self, flow_run_id: UUID, key: str, value: str, sender: str | None, now: datetime
-    ) -> bool:
-        """Store run input; False if the key is taken (the old value is kept)."""
-        params = (str(flow_run_id), key, value, sender, rows.encode_time(now))
-        return self._execute(sql.INSERT_RUN_INPUT_IF_NEW, params).rowcount > 0
-
-    def read_run_input(self, flow_run_id: UUID, key: str) -> str | None:
-        """The stored value, or None."""
-        row = self._execute(sql.SELECT_RUN_INPUT, (str(flow_run_id), key)).fetchone()
-        return None if row is None else row[0]
-
-    def read_run_inputs(self, flow_run_id: UUID, prefix: str) -> list[tuple[str, str, str | None]]:
-        """(key, value, sender) of the inputs whose key starts with ``prefix``, oldest first."""
-        params = (str(flow_run_id), len(prefix), prefix)
-        found = self._execute(sql.SELECT_RUN_INPUTS_BY_PREFIX, params).fetchall()
-        return [(key, value, sender) for key, value, sender in found]
-
-    def delete_run_input(self, flow_run_id: UUID, key: str) -> bool:
-        """Delete one key; False if there was none."""
-        return self._execute(sql.DELETE_RUN_INPUT, (str(flow_run_id), key)).rowcount > 0
-
-    # -- workers: due runs, lateness, heartbeats ------------------------------------------
-
-    def due_flow_run_ids(self, now: datetime, limit: int) -> list[UUID]:
-        """SCHEDULED flow runs whose scheduled time has come, oldest first; inside a
-        transaction they are locked, and runs another transaction holds are skipped."""
-        cursor = self._execute(sql.CLAIM_DUE_FLOW_RUN_IDS, (rows.encode_time(now), limit))
-        return [UUID(row[0]) for row in cursor]
-
-    def late_candidate_ids(self, cutoff: datetime) -> list[UUID]:
-        """Flow runs still named ``Scheduled`` whose scheduled time is at or before ``cutoff``
-        (locked until the transaction ends)."""
-        cursor = self._execute(sql.LOCK_LATE_CANDIDATE_IDS, (rows.encode_time(cutoff),))
-        return [UUID(row[0]) for row in cursor]
-
-    def active_flow_run_liveness(self) -> list[tuple[UUID, datetime, float | None]]:
-        """PENDING/RUNNING flow runs with their last sign of life (heartbeat, else state time)
-        and their own heartbeat timeout, the longest silent first (locked until the
-        transaction ends, then read)."""
-        if self.in_transaction:
-            self._execute(sql.LOCK_ACTIVE_FLOW_RUNS)
-        cursor = self._execute(sql.SELECT_SILENT_FLOW_RUNS)
-        return [(UUID(r[0]), rows.parse_time(r[1]), r[2]) for r in cursor]  # type: ignore[misc]
-
-    def record_heartbeat(
-        self,
-        flow_run_id: UUID,
-        *,
-        worker: str | None = None,
-        at: datetime | None = None,
-        timeout_seconds: float | None = None,
-    ) -> None:
-        """Record liveness (and optionally the worker and the run's own heartbeat timeout)."""
-        self._execute(
-            sql.UPSERT_HEARTBEAT,
-            (str(flow_run_id), worker, rows.encode_time(at), timeout_seconds),
-        )
-
-    def read_heartbeat(
-        self, flow_run_id: UUID
-    ) -> tuple[str | None, datetime | None, float | None] | None:
-        """(worker, last heartbeat, timeout seconds) of a flow run, or None."""
-        row = self._execute(sql.SELECT_HEARTBEAT, (str(flow_run_id),)).fetchone()
-        return None if row is None else (row[0], rows.parse_time(row[1]), row[2])
+    def _update_flow_run(self, row: tuple[Any, ...]) -> None:
+        self._execute(sql.UPDATE_FLOW_RUN, row)

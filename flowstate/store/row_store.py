@@ -1,0 +1,218 @@
+"""What the SQLite and PostgreSQL stores do alike: read and write rows through one connection.
+
+Each backend gives this base its dialect (``_sql``: its module of SQL constants, with the same
+names in both) and ``_execute`` (run one statement, give the cursor); it keeps for itself only
+what truly differs: connecting, transactions and locking, and the statements whose shape differs
+(a flow run's insert and update, the read of one run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from types import ModuleType
+from typing import Any, TypeVar
+from uuid import UUID
+
+from flowstate.runs import FlowRun, TaskRun
+from flowstate.states import State, StateType
+from flowstate.store import rows
+from flowstate.store.base import RunKind
+from flowstate.store.lifecycle import ConnectionLifecycle
+
+__all__ = ["RowStore"]
+
+C = TypeVar("C")
+
+
+class RowStore(ConnectionLifecycle[C]):
+    """The reads and writes of rows both backends run alike, in their own SQL dialect."""
+
+    _sql: ModuleType
+    """The backend's SQL constants (``flowstate.store.sql`` or ``flowstate.store.postgres.sql``)."""
+    _execute: Callable[..., Any]
+    """Run one statement with its parameters; returns the cursor."""
+
+    def _execute_on_runs(self, statement: str, params: Any = ()) -> Any:
+        """``_execute`` for a statement that reads or deletes flow_run rows beyond one run's
+        read: a layer that keeps runs (the run cache) writes what it holds back first."""
+        return self._execute(statement, params)
+
+    def _update_flow_run(self, row: tuple[Any, ...]) -> None:  # pragma: no cover - per backend
+        """Execute UPDATE_FLOW_RUN for ``rows.flow_run_update_row``'s ``row``."""
+        raise NotImplementedError
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def read_flow_run(self, run_id: UUID) -> FlowRun | None:  # pragma: no cover - per backend
+        """The flow run with its current state, or None."""
+        raise NotImplementedError
+
+    def working_flow_run(self, run_id: UUID) -> FlowRun | None:
+        """``read_flow_run``: a plain store keeps no runs between reads, so every run it gives
+        is the caller's own."""
+        return self.read_flow_run(run_id)
+
+    def insert_task_run(self, run: TaskRun) -> bool:
+        """Insert a new task run; False if its id is taken (nothing written)."""
+        bound = self._sql.BIND_INSERT_TASK_RUN_IF_NEW(rows.task_run_insert_row(run))
+        return self._execute(*bound).rowcount > 0  # type: ignore[no-any-return]
+
+    def read_flow_runs(
+        self,
+        *,
+        state_type: StateType | None,
+        limit: int | None,
+        offset: int,
+        flow_name: str | None = None,
+        newest_first: bool = False,
+    ) -> list[FlowRun]:
+        """Flow runs in creation order (or newest first), optionally of one state type and/or
+        one flow."""
+        statement = self._sql.select_runs(
+            "flow", state_type=state_type is not None, flow_name=flow_name is not None,
+            newest_first=newest_first,
+        )
+        params: list[Any] = [] if state_type is None else [state_type.value]
+        if flow_name is not None:
+            params.append(flow_name)
+        limit_value = self._sql.NO_LIMIT if limit is None else limit
+        cursor = self._execute_on_runs(statement, (*params, limit_value, offset))
+        return [rows.flow_run_from_row(row) for row in cursor]
+
+    def read_task_runs(
+        self,
+        *,
+        flow_run_id: UUID | None,
+        state_type: StateType | None,
+        limit: int | None,
+        offset: int,
+        flow_name: str | None = None,
+        newest_first: bool = False,
+    ) -> list[TaskRun]:
+        """Task runs in creation order (or newest first), optionally of one flow run, of the
+        runs of one flow and/or of one state type."""
+        statement = self._sql.select_runs(
+            "task", flow_run_id=flow_run_id is not None, state_type=state_type is not None,
+            flow_name=flow_name is not None, newest_first=newest_first,
+        )
+        params: list[Any] = [] if flow_run_id is None else [str(flow_run_id)]
+        if state_type is not None:
+            params.append(state_type.value)
+        if flow_name is not None:
+            params.append(flow_name)
+        limit_value = self._sql.NO_LIMIT if limit is None else limit
+        cursor = self._execute_on_runs(statement, (*params, limit_value, offset))
+        return [rows.task_run_from_row(row) for row in cursor]
+
+    def delete_run(self, kind: RunKind, run_id: UUID) -> bool:
+        """Delete a run with its history (and a flow run's task runs); False if there was none."""
+        statement = self._sql.DELETE_FLOW_RUN if kind == "flow" else self._sql.DELETE_TASK_RUN
+        return self._execute_on_runs(statement, (str(run_id),)).rowcount > 0  # type: ignore[no-any-return]
+
+    def read_states(self, kind: RunKind, run_id: UUID) -> list[State]:
+        """A run's state history, oldest first."""
+        sql = self._sql
+        statement = sql.SELECT_FLOW_RUN_STATES if kind == "flow" else sql.SELECT_TASK_RUN_STATES
+        cursor = self._execute(statement, (str(run_id),))
+        return [rows.state_from_row(row) for row in cursor]  # type: ignore[misc]
+
+    def save_transition(
+        self,
+        kind: RunKind,
+        run: FlowRun | TaskRun,
+        written: State | None,
+        current_state_id: UUID | None,
+        now: datetime,
+    ) -> None:
+        """Write a new state (if any) to the run's history and save the run's fields."""
+        sql, execute = self._sql, self._execute
+        flow = kind == "flow"
+        if written is not None:
+            bind = sql.BIND_INSERT_FLOW_RUN_STATE if flow else sql.BIND_INSERT_TASK_RUN_STATE
+            execute(*bind(rows.state_insert_row(run.id, written)))
+        state_id = written.id if written is not None else current_state_id
+        if flow:
+            self._update_flow_run(rows.flow_run_update_row(run, state_id, now))  # type: ignore[arg-type]
+        else:
+            execute(*sql.BIND_UPDATE_TASK_RUN(rows.task_run_update_row(run, state_id, now)))  # type: ignore[arg-type]
+
+    # -- task cache ------------------------------------------------------------------------
+
+    def insert_cache_entry(self, cache_key: str, expiration: datetime | None, state_id: UUID) -> None:
+        """Remember a COMPLETED task state as the result for ``cache_key``."""
+        params = (cache_key, rows.encode_time(expiration), str(state_id))
+        self._execute(self._sql.INSERT_CACHE_ENTRY, params)
+
+    def read_cached_state(self, cache_key: str, now: datetime) -> State | None:
+        """The newest cached state for ``cache_key`` that has not expired at ``now``."""
+        params = (cache_key, rows.encode_time(now))
+        row = self._execute(self._sql.SELECT_CACHED_STATE, params).fetchone()
+        return None if row is None else rows.state_from_row(row)
+
+    # -- run input -------------------------------------------------------------------------
+
+    def insert_run_input(
+        self, flow_run_id: UUID, key: str, value: str, sender: str | None, now: datetime
+    ) -> bool:
+        """Store run input; False if the key is taken (the old value is kept)."""
+        params = (str(flow_run_id), key, value, sender, rows.encode_time(now))
+        return self._execute(self._sql.INSERT_RUN_INPUT_IF_NEW, params).rowcount > 0  # type: ignore[no-any-return]
+
+    def read_run_input(self, flow_run_id: UUID, key: str) -> str | None:
+        """The stored value, or None."""
+        row = self._execute(self._sql.SELECT_RUN_INPUT, (str(flow_run_id), key)).fetchone()
+        return None if row is None else row[0]  # type: ignore[no-any-return]
+
+    def read_run_inputs(self, flow_run_id: UUID, prefix: str) -> list[tuple[str, str, str | None]]:
+        """(key, value, sender) of the inputs whose key starts with ``prefix``, oldest first."""
+        params = (str(flow_run_id), len(prefix), prefix)
+        found = self._execute(self._sql.SELECT_RUN_INPUTS_BY_PREFIX, params).fetchall()
+        return [(key, value, sender) for key, value, sender in found]
+
+    def delete_run_input(self, flow_run_id: UUID, key: str) -> bool:
+        """Delete one key; False if there was none."""
+        return self._execute(self._sql.DELETE_RUN_INPUT, (str(flow_run_id), key)).rowcount > 0  # type: ignore[no-any-return]
+
+    # -- workers: due runs, lateness, heartbeats ------------------------------------------
+
+    def due_flow_run_ids(self, now: datetime, limit: int) -> list[UUID]:
+        """SCHEDULED flow runs whose scheduled time has come, oldest first (PostgreSQL: locked
+        inside a transaction, skipping runs another transaction holds)."""
+        params = (rows.encode_time(now), limit)
+        return [UUID(row[0]) for row in self._execute_on_runs(self._sql.DUE_FLOW_RUN_IDS, params)]
+
+    def late_candidate_ids(self, cutoff: datetime) -> list[UUID]:
+        """Flow runs still named ``Scheduled`` whose scheduled time is at or before ``cutoff``
+        (PostgreSQL: locked until the transaction ends)."""
+        params = (rows.encode_time(cutoff),)
+        return [UUID(row[0]) for row in self._execute_on_runs(self._sql.LATE_CANDIDATE_IDS, params)]
+
+    def active_flow_run_liveness(self) -> list[tuple[UUID, datetime, float | None]]:
+        """PENDING/RUNNING flow runs with their last sign of life (heartbeat, else state time)
+        and their own heartbeat timeout, the longest silent first (PostgreSQL: locked until
+        the transaction ends, then read)."""
+        lock = self._sql.LOCK_ACTIVE_FLOW_RUNS
+        if lock is not None and self.in_transaction:
+            self._execute(lock, ())
+        cursor = self._execute_on_runs(self._sql.SELECT_SILENT_FLOW_RUNS)
+        return [(UUID(r[0]), rows.parse_time(r[1]), r[2]) for r in cursor]  # type: ignore[misc]
+
+    def record_heartbeat(
+        self,
+        flow_run_id: UUID,
+        *,
+        worker: str | None = None,
+        at: datetime | None = None,
+        timeout_seconds: float | None = None,
+    ) -> None:
+        """Record liveness (and optionally the worker and the run's own heartbeat timeout)."""
+        params = (str(flow_run_id), worker, rows.encode_time(at), timeout_seconds)
+        self._execute(self._sql.UPSERT_HEARTBEAT, params)
+
+    def read_heartbeat(
+        self, flow_run_id: UUID
+    ) -> tuple[str | None, datetime | None, float | None] | None:
+        """(worker, last heartbeat, timeout seconds) of a flow run, or None."""
+        row = self._execute(self._sql.SELECT_HEARTBEAT, (str(flow_run_id),)).fetchone()
+        return None if row is None else (row[0], rows.parse_time(row[1]), row[2])

@@ -1,0 +1,362 @@
+"""The run cache: the SQLite store with the flow runs it last read or wrote kept decoded.
+
+:class:`Store` is :class:`~flowstate.store.store.SqliteStore` with this layer over it, and the
+store the orchestrator opens for a SQLite database. The layer alone knows that runs are kept:
+
+- it checks ``PRAGMA data_version`` at each BEGIN and forgets every run when another connection
+  committed, and after a rollback, a failed call inside a block, or a delete;
+- inside a block of several calls a cached run's UPDATE waits (a run that moves through
+  several states in one block has its row written once); ``_flushed`` is the one point the
+  waiting UPDATEs are written: before a statement that reads or deletes flow_run rows beyond
+  one run's read, before a savepoint, and at the commit;
+- a cached run equals what reading its row builds: readers get copies, and only a transition
+  by built-in rules works on the cached run itself (``working_flow_run``).
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from flowstate._models import copy_with, set_fields
+from flowstate.runs import FlowRun, TaskRun
+from flowstate.states import State
+from flowstate.store import rows, sql
+from flowstate.store.base import RunKind
+from flowstate.store.store import SqliteStore
+
+__all__ = ["RUN_CACHE_SIZE", "Store"]
+
+_get_ident = threading.get_ident
+_loads = __import__("json").loads
+
+RUN_CACHE_SIZE = 16
+"""Flow runs kept decoded between calls (the most recently read or written ones)."""
+
+
+class _CachedFlowRun:
+    """A flow run exactly as reading its row would build it, with the JSON texts it came from.
+
+    Readers get :meth:`detached` copies; only a transition by built-in rules works on ``run``
+    itself (:meth:`Store.working_flow_run`), and saving it brings it back to what reading the
+    row would build. Only runs whose current state is deeply immutable (no result data, no run
+    input keyset) are kept, so the copies can share the state object.
+    """
+
+    __slots__ = (
+        "run", "parameters", "tags", "policy", "id_text", "policy_object", "pending", "policy_dirty",
+    )
+
+    def __init__(
+        self, run: FlowRun, parameters: str | None, tags: str, policy: str, id_text: str
+    ) -> None:
+        self.run = run
+        self.parameters: str | None = parameters
+        """The parameters' JSON (None: not read yet, see Store._fetch_flow_run)."""
+        self.tags = tags
+        self.policy: str | None = policy
+        """The policy's JSON (None: not encoded yet, after a deferred update)."""
+        self.id_text = id_text
+        self.policy_object = run.empirical_policy
+        """The policy ``policy`` encodes: a transition that replaced it must encode the new one."""
+        self.pending: tuple[str | None, datetime] | None = None
+        """The run's UPDATE not executed yet (its state id and time), see Store._flushed."""
+        self.policy_dirty = False
+        """Whether that update must write the policy too (a transition replaced it)."""
+
+    def detached(self) -> FlowRun:
+        """A copy the caller may change freely: its mutable parts are new objects."""
+        run = self.run
+        policy = run.empirical_policy
+        return copy_with(
+            run,
+            {
+                "parameters": {} if self.parameters == "{}" else _loads(self.parameters),  # type: ignore[arg-type]
+                "tags": [] if self.tags == "[]" else _loads(self.tags),
+                "empirical_policy": copy_with(policy, {"pause_keys": set(policy.pause_keys)}),
+            },
+        )
+
+
+def _immutable(state: State | None) -> bool:
+    return state is None or (state.data is None and state.state_details.run_input_keyset is None)
+
+
+class Store(SqliteStore):
+    """One SQLite database with the run cache over it (see the module's documentation)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Flow runs as last read or written by this connection; valid while no other
+        # connection has committed (PRAGMA data_version, checked at each BEGIN).
+        self._runs: dict[int, _CachedFlowRun] = {}  # by UUID.int: hashing an int is cheaper
+        self._data_version: int | None = None
+        # Entries holding a run's UPDATE that waits for the block's commit (see _flushed).
+        self._dirty: list[_CachedFlowRun] = []
+        self._defer = False  # inside a block of several calls: updates wait
+        super().__init__(*args, **kwargs)
+
+    # -- transactions: where the cache is checked, flushed and forgotten -----------------------
+
+    def _start(self, begin: str) -> None:
+        SqliteStore._start(self, begin)
+        # Forget the cached runs if another connection committed since this one last did
+        # (fetchall: the statement runs to its end, so the cursor holds none in progress).
+        version = self._control.execute(sql.DATA_VERSION).fetchall()[0][0]
+        if version != self._data_version:
+            self._runs.clear()
+            self._data_version = version
+
+    def _abandon(self) -> None:
+        self._runs.clear()
+        SqliteStore._abandon(self)
+
+    def begin(self) -> int:
+        depth = SqliteStore.begin(self)
+        if depth == 0:
+            self._defer = True  # a block (begin_call says when it is one call)
+        return depth
+
+    def _before_savepoint(self) -> None:
+        self._flushed()  # a rollback to the savepoint must not lose the waiting updates
+
+    def begin_call(self) -> int:
+        token = SqliteStore.begin_call(self)
+        if token >= 0:
+            self._defer = False  # one call: its commit follows at once
+        return token
+
+    def begin_read(self) -> int:
+        token = SqliteStore.begin_read(self)
+        if token >= 0:
+            self._defer = False
+        return token
+
+    def end_call(self, token: int, exc: BaseException | None) -> None:
+        if exc is not None and token < 0:
+            self._forget_all()  # the call may have changed runs halfway
+        SqliteStore.end_call(self, token, exc)
+
+    def end(self, depth: int, exc: BaseException | None) -> None:
+        failed = None
+        if exc is None and depth == 0 and self._dirty and not self._doomed:
+            try:
+                self._flush()
+            except BaseException as error:  # (rolled back below, and raised translated)
+                exc = failed = error
+        try:
+            SqliteStore.end(self, depth, exc)
+        except BaseException:
+            self._forget_all()
+            raise
+        if exc is not None:
+            self._forget_all()
+            if failed is not None:
+                raise failed
+
+    # -- deferred run updates ----------------------------------------------------------------
+
+    def _flushed(self) -> None:
+        """Execute the run UPDATEs still waiting (see ``_dirty``): the one point they are
+        written, before a statement that reads or deletes flow_run rows beyond the cache, a
+        savepoint, or the commit."""
+        if self._dirty:
+            self._flush()
+
+    def _flush(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for cached in dirty:  # each holds a waiting update (see _forget)
+            self._write_pending(cached)
+
+    def _execute_on_runs(self, statement: str, params: Any = ()) -> Any:
+        self._flushed()
+        return self._execute(statement, params)
+
+    def _write_pending(self, cached: _CachedFlowRun) -> None:
+        """Execute one run's waiting UPDATE (``cached.pending``)."""
+        state_id, updated = cached.pending  # type: ignore[misc]
+        row = rows.flow_run_update_row(cached.run, state_id, updated, cached.policy, cached.id_text)
+        self._update_flow_run(row, cached.policy_dirty)
+        cached.policy_dirty = False
+        cached.pending = None
+        cached.policy = row[9]
+
+    # -- keeping and forgetting runs ---------------------------------------------------------
+
+    def _forget_all(self) -> None:
+        """Drop the cache after a rollback, waiting updates included (they were rolled back)."""
+        self._runs.clear()
+        self._dirty.clear()
+
+    def _forget(self, key: int) -> None:
+        """Drop one run from the cache, writing its waiting update first."""
+        cached = self._runs.pop(key)
+        if cached.pending is not None:
+            self._write_pending(cached)
+            self._dirty.remove(cached)  # (holding it there would keep the run alive till commit)
+
+    def _caching(self) -> bool:
+        """Whether the cache may be used: inside this thread's transaction (data_version checked)."""
+        if self._depth > 0 and self._owner == _get_ident():
+            return True
+        self._runs.clear()  # a write outside a transaction: forget everything
+        return False
+
+    def _remember(self, run: FlowRun, row: Any) -> None:
+        """Cache ``run``, decoded from ``row`` (a SELECT_FLOW_RUN or insert row)."""
+        runs = self._runs
+        key = run.id.int
+        if key in runs:
+            self._forget(key)
+        if _immutable(run.state):
+            runs[key] = _CachedFlowRun(run, row[3], row[4], row[14], row[0])
+            while len(runs) > RUN_CACHE_SIZE:  # the least recently used go
+                self._forget(next(iter(runs)))
+
+    # -- runs --------------------------------------------------------------------------------
+
+    def insert_flow_run(self, run: FlowRun) -> bool:
+        row = self._insert_flow_run_row(run)
+        if row is None:
+            return False
+        if self._caching():
+            # what reading the row back builds, decoded as a read decodes it (no state yet)
+            self._remember(rows.flow_run_from_row((*row, None)), row)
+        return True
+
+    def read_flow_run(self, run_id: UUID) -> FlowRun | None:
+        """The flow run with its current state, or None. The caller may change the run."""
+        caching = self._caching()
+        if caching:
+            cached = self._runs.get(run_id.int)
+            if cached is not None:
+                return self._detached(cached)
+        run = self._fetch_flow_run(run_id, caching)
+        if run is not None and caching and _immutable(run.state):
+            return self._detached(self._runs[run_id.int])  # the fetched run is the cache's now
+        return run
+
+    def _detached(self, cached: _CachedFlowRun) -> FlowRun:
+        """``cached.detached()``, its parameters read first if a transition's read left them
+        out (see ``_fetch_flow_run``)."""
+        if cached.parameters is None:
+            row = self._execute(sql.SELECT_FLOW_RUN_PARAMETERS, (cached.id_text,)).fetchone()
+            cached.parameters = row[0]
+        return cached.detached()
+
+    def working_flow_run(self, run_id: UUID) -> FlowRun | None:
+        """The flow run for a transition by built-in rules: the cached run itself, when there
+        is one (see :meth:`StoreBackend.working_flow_run`), else a fresh read."""
+        if self._depth > 0 and self._owner == _get_ident():  # (_caching(), written out)
+            cached = self._runs.get(run_id.int)
+            if cached is not None:
+                return cached.run
+            return self._fetch_flow_run(run_id, True, lean=True)
+        return self._fetch_flow_run(run_id, self._caching(), lean=True)
+
+    def _fetch_flow_run(self, run_id: UUID, caching: bool, lean: bool = False) -> FlowRun | None:
+        """Read a flow run from its row, and cache it when ``caching`` and its state allow.
+        ``lean``: for a transition by built-in rules, which never look at the parameters: they
+        are not read (the run has none; its cache entry reads them when a copy needs them), so
+        a transition's cost does not grow with them."""
+        statement = sql.SELECT_FLOW_RUN_LEAN if lean else sql.SELECT_FLOW_RUN
+        row = self._execute(statement, (str(run_id),)).fetchone()
+        if row is None:
+            return None
+        run = rows.flow_run_from_row(row)
+        if caching and _immutable(run.state):
+            self._remember(run, row)
+        return run
+
+    def delete_run(self, kind: RunKind, run_id: UUID) -> bool:
+        self._runs.clear()
+        return SqliteStore.delete_run(self, kind, run_id)
+
+    def save_transition(
+        self,
+        kind: RunKind,
+        run: FlowRun | TaskRun,
+        written: State | None,
+        current_state_id: UUID | None,
+        now: datetime,
+    ) -> None:
+        """Write a new state (if any) to the run's history and save the run's fields: a flow
+        run that is the cached run itself (see ``working_flow_run``) through the cache."""
+        if kind == "flow":
+            if self._depth > 0 and self._owner == _get_ident():  # (_caching(), written out)
+                cached = self._runs.get(run.id.int)
+                if cached is not None:
+                    if cached.run is run:
+                        self._save_cached_flow_run(cached, written, current_state_id, now)
+                        return
+                    self._forget(run.id.int)  # a copy is saved: the next read decodes the row
+            else:
+                self._runs.clear()
+        SqliteStore.save_transition(self, kind, run, written, current_state_id, now)
+
+    def _save_cached_flow_run(
+        self,
+        cached: _CachedFlowRun,
+        written: State | None,
+        current_state_id: UUID | None,
+        now: datetime,
+    ) -> None:
+        """Save a transition that built-in rules made on the cached run itself: the new state's
+        row now; the run's row now, or, inside a block, when the block commits (``_dirty``);
+        then bring the cached run back to what reading its row would build."""
+        run = cached.run
+        state_row = None
+        if written is not None:
+            state_row = rows.state_insert_row(cached.id_text, written)
+            self._execute(*sql.BIND_INSERT_FLOW_RUN_STATE(state_row))
+            state_id = state_row[1]
+        else:
+            state_id = None if current_state_id is None else str(current_state_id)
+        policy_changed = run.__dict__["empirical_policy"] is not cached.policy_object
+        waiting = cached.pending is not None
+        cached.pending = (state_id, now)
+        if policy_changed:
+            cached.policy = None  # encoded when the row is written
+            cached.policy_dirty = True
+        if not self._defer:
+            self._write_pending(cached)
+        elif not waiting:
+            self._dirty.append(cached)
+        self._refresh(cached, now, written, state_row, policy_changed)
+
+    def _refresh(
+        self,
+        cached: _CachedFlowRun,
+        now: datetime,
+        written: State | None,
+        state_row: tuple[Any, ...] | None,
+        policy_changed: bool,
+    ) -> None:
+        """Bring the cached run a transition changed in place back to what reading the row
+        written for it would build; forget it where that would take parsing."""
+        run = cached.run
+        key = run.id.int
+        state: State | None
+        if written is not None:
+            if state_row[6] is not None:  # type: ignore[index]
+                self._forget(key)  # result data: not cached (see _immutable)
+                return
+            state = rows.state_saved(written, state_row)  # type: ignore[arg-type]
+            if not _immutable(state):
+                self._forget(key)
+                return
+        else:
+            state = run.state
+        values = rows.flow_run_values_as_saved(run, state, now)
+        if values is None:
+            self._forget(key)
+            return
+        if policy_changed:  # decoded from its JSON, as a read decodes it
+            text = cached.policy or rows.flow_policy_json(run.empirical_policy)
+            policy = values["empirical_policy"] = rows.decode_flow_policy(text)
+            cached.policy = text
+            cached.policy_object = policy
+        set_fields(run, values)
+        runs = self._runs
+        runs[key] = runs.pop(key)  # the most recently used
