@@ -177,9 +177,24 @@ class Orchestrator(
             raise InvalidState(f"synchronous={synchronous!r}; expected NORMAL, FULL, EXTRA or OFF")
         if call_timeout is not None:
             check_call_timeout(call_timeout)
-        self._store = open_store(
+        store = open_store(
             path, busy_timeout=busy_timeout, synchronous=synchronous, call_timeout=call_timeout
         )
+        self._start_engine(store, clock, uniform, flow_policy, task_policy, sleep)
+
+    def _start_engine(
+        self,
+        store: StoreBackend,
+        clock: Callable[[], datetime] | None,
+        uniform: Callable[[float, float], float] | None,
+        flow_policy: Policy | None,
+        task_policy: Policy | None,
+        sleep: Callable[[float], object] | None,
+        new_id: Callable[[], UUID] = uuid7,
+    ) -> None:
+        """The engine over an open ``store`` (``new_id`` makes the ids of new states)."""
+        self._store = store
+        self._new_id = new_id
         self._clock = clock or utcnow
         self._clock_given = clock is not None
         # the engine's "now": the real clock gives UTC datetimes already, with nothing to check
@@ -639,7 +654,7 @@ class Orchestrator(
         if now is None:
             now = self._now()
         outcome = policy.decide(
-            policy.context(run, proposed, now, uuid7, uniform=self._uniform, slots=slots)
+            policy.context(run, proposed, now, self._new_id, uniform=self._uniform, slots=slots)
         )
         return outcome, now
 
@@ -682,7 +697,7 @@ class Orchestrator(
                 cached_state = store.read_cached_state(details.cache_key, now)
         policy = MINIMAL_TASK if force else self.task_policy
         ctx = policy.context(
-            run, proposed, now, uuid7, flow_run=flow_run, cached_state=cached_state,
+            run, proposed, now, self._new_id, flow_run=flow_run, cached_state=cached_state,
             uniform=self._uniform, slots=slots,
         )
         outcome = policy.decide(ctx)

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from flowstate._time import utcnow
+from flowstate.testing import ReferenceOrchestrator
 from tests.backends import Backend
 from tests.conformance import replay
 from tests.conformance.replay import (
     ENV_VAR,
+    Database,
     MIN_VECTORS,
     VECTOR_DIR,
     find_vector_files,
@@ -137,17 +142,28 @@ DELIBERATE_DIFFERENCES = {
 (the conformance README's last section): replaying them must NOT give Prefect's answer."""
 
 
-@pytest.mark.parametrize("vector", _params())
-def test_conformance(vector: dict[str, Any] | None, backend: Backend) -> None:
-    """Replaying the vector through flowstate gives Prefect's recorded answer at every step,
-    on each backend (SQLite in memory, a fresh PostgreSQL schema); a vector that records a
-    Prefect bug (``DELIBERATE_DIFFERENCES``) must not."""
-    assert vector is not None, f"no conformance vectors found in {VECTOR_DIR}"
-    database = backend.new_database(memory=True)
+@pytest.fixture(params=["sqlite", "postgres", "memory"])
+def database(request: pytest.FixtureRequest) -> Iterator[Database]:
+    """A fresh database of each backend (SQLite in memory, a fresh PostgreSQL schema), and the
+    store with no database (``ReferenceOrchestrator``, on the real clock as the others)."""
+    if request.param == "memory":
+        yield partial(ReferenceOrchestrator, clock=utcnow)
+        return
+    backend: Backend = request.getfixturevalue(f"{request.param}_backend")
+    made = backend.new_database(memory=True)
     try:
-        mismatches = replay_vector(vector, database)
+        yield made
     finally:
-        backend.drop(database)
+        backend.drop(made)
+
+
+@pytest.mark.parametrize("vector", _params())
+def test_conformance(vector: dict[str, Any] | None, database: Database) -> None:
+    """Replaying the vector through flowstate gives Prefect's recorded answer at every step,
+    on each backend; a vector that records a Prefect bug (``DELIBERATE_DIFFERENCES``) must
+    not."""
+    assert vector is not None, f"no conformance vectors found in {VECTOR_DIR}"
+    mismatches = replay_vector(vector, database)
     difference = DELIBERATE_DIFFERENCES.get(str(vector.get("id")))
     if difference is not None:
         assert mismatches and not any("raised" in line for line in mismatches), (

@@ -368,12 +368,14 @@ def _members(cls: type) -> dict[str, inspect.Signature | None]:
     return found
 
 
-def test_both_stores_implement_every_member_of_the_interface() -> None:
+def test_every_store_implements_every_member_of_the_interface() -> None:
+    """Both database stores, and the in-memory one (``ReferenceOrchestrator``'s)."""
+    from flowstate.store.memory import MemoryStore
     from flowstate.store.postgres.store import PostgresStore
 
     interface = _members(StoreBackend)
     assert "read_flow_run" in interface and "begin" in interface
-    for cls in (Store, PostgresStore):
+    for cls in (Store, PostgresStore, MemoryStore):
         mine = _members(cls)
         for name, signature in interface.items():
             if signature is not None:

@@ -102,11 +102,16 @@ class DeploymentStore:
 
 
 def deployment_store(store: Any) -> DeploymentStore:
-    """The :class:`DeploymentStore` of an orchestrator's store (SQLite or PostgreSQL)."""
+    """The :class:`DeploymentStore` of an orchestrator's store (SQLite, PostgreSQL or memory)."""
+    from flowstate.store.memory import MemoryStore
     from flowstate.store.store import SqliteStore
 
     if isinstance(store, SqliteStore):
         return DeploymentStore(lambda statement, params: store.conn.execute(statement, params))
+    if isinstance(store, MemoryStore):
+        from flowstate.store.memory_limits import MemoryDeploymentStore
+
+        return MemoryDeploymentStore(store)
     from flowstate.store.postgres.limits_sql import FOR_UPDATE, psycopg_form
 
     return DeploymentStore(store._execute, form=psycopg_form, lock=FOR_UPDATE)

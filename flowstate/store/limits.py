@@ -171,11 +171,16 @@ class LimitStore:
 
 
 def limit_store(store: Any) -> LimitStore:
-    """The :class:`LimitStore` of an orchestrator's store (SQLite or PostgreSQL)."""
+    """The :class:`LimitStore` of an orchestrator's store (SQLite, PostgreSQL or memory)."""
+    from flowstate.store.memory import MemoryStore
     from flowstate.store.store import SqliteStore
 
     if isinstance(store, SqliteStore):
         return LimitStore(lambda statement, params: store.conn.execute(statement, params))
+    if isinstance(store, MemoryStore):
+        from flowstate.store.memory_limits import MemoryLimitStore
+
+        return MemoryLimitStore(store)
     from flowstate.store.postgres.limits_sql import FOR_UPDATE, SKIP_LOCKED, psycopg_form
 
     return LimitStore(

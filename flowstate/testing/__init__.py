@@ -9,8 +9,8 @@
   answers without the ids and keys engines generate;
 * :class:`OrchestrationMachine` — a hypothesis state machine over an orchestrator that checks
   flowstate's invariants after every step; subclass it to add your own rules and invariants;
-* :class:`ReferenceOrchestrator` — an in-memory model of the engine (same policies, dict
-  storage) for differential tests;
+* :class:`ReferenceOrchestrator` — the orchestrator with its storage in dictionaries instead of
+  a database, for differential tests;
 * a pytest plugin (installed with the package) with the fixtures ``orchestrator`` and
   ``frozen_clock``.
 

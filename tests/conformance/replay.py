@@ -40,6 +40,9 @@ __all__ = [
     "replay_vector",
 ]
 
+Database = str | Callable[[], Any]
+"""What a replay runs on: ``Orchestrator(database)``, or the orchestrator a function makes."""
+
 # --------------------------------------------------------------------------------------------
 # Locating and loading the vectors
 # --------------------------------------------------------------------------------------------
@@ -420,7 +423,7 @@ class Run:
 class VectorReplay(LimitSteps):
     """Replays one vector on a fresh orchestrator (in memory unless a database is given)."""
 
-    def __init__(self, vector: dict[str, Any], database: str = ":memory:") -> None:
+    def __init__(self, vector: dict[str, Any], database: Database = ":memory:") -> None:
         import flowstate
 
         self.flowstate = flowstate
@@ -429,7 +432,7 @@ class VectorReplay(LimitSteps):
         self.tolerance: float = float(vector.get("oracle", {}).get("approx_tolerance_seconds", 2))
         self.runs: dict[str, Run] = {}
         self.init_limits()
-        self.orc = flowstate.Orchestrator(database)
+        self.orc = database() if callable(database) else flowstate.Orchestrator(database)
 
     # -- setup --------------------------------------------------------------------------------
 
@@ -753,9 +756,10 @@ def describe_exception(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
-def replay_vector(vector: dict[str, Any], database: str = ":memory:") -> list[str]:
+def replay_vector(vector: dict[str, Any], database: Database = ":memory:") -> list[str]:
     """Replay ``vector`` on a fresh ``Orchestrator(database)`` (an empty database: in memory by
-    default, or e.g. a new PostgreSQL schema's URL); return its mismatches."""
+    default, or e.g. a new PostgreSQL schema's URL; or a function that makes the orchestrator,
+    such as ``ReferenceOrchestrator``); return its mismatches."""
     replay = VectorReplay(vector, database)
     try:
         return replay.run()

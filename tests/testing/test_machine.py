@@ -16,7 +16,7 @@ from flowstate import Orchestrator, StateType
 from flowstate.rules import CORE_FLOW, Reject
 from flowstate.rules import rule as flow_rule
 from flowstate.states import Paused, Running
-from flowstate.testing import FrozenClock, OrchestrationMachine
+from flowstate.testing import FrozenClock, OrchestrationMachine, ReferenceOrchestrator
 
 from tests.backends import PostgresBackend
 
@@ -67,6 +67,20 @@ def test_the_core_policies_keep_the_invariants_on_postgres(postgres_backend: Pos
     machine = type("PostgresCoreMachineBound", (PostgresCoreMachine,), {"backend": postgres_backend})
     run_state_machine_as_test(machine, settings=settings(MACHINE, max_examples=20))
     print(f"\norchestration machine (postgres): {CoreMachine.steps} steps checked")
+    assert CoreMachine.steps > 0
+
+
+class MemoryCoreMachine(CoreMachine):
+    """The same machine on the in-memory store (``ReferenceOrchestrator``)."""
+
+    def make_orchestrator(self, clock: FrozenClock) -> Orchestrator:
+        return ReferenceOrchestrator(clock=clock, uniform=random.Random(0).uniform)
+
+
+def test_the_core_policies_keep_the_invariants_in_memory() -> None:
+    CoreMachine.steps = 0
+    run_state_machine_as_test(MemoryCoreMachine, settings=settings(MACHINE, max_examples=30))
+    print(f"\norchestration machine (memory): {CoreMachine.steps} steps checked")
     assert CoreMachine.steps > 0
 
 
