@@ -1,5 +1,6 @@
 """The Orchestrator through its public API, on a real database of each backend (SQLite in
-memory or in a file, a fresh PostgreSQL schema)."""
+memory or in a file, a fresh PostgreSQL schema), and on the in-memory store
+(``ReferenceOrchestrator``)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from flowstate.states import (
     Scheduled,
     Suspended,
 )
-from flowstate.testing import FrozenClock
+from flowstate.testing import FrozenClock, ReferenceOrchestrator
 
 
 
@@ -38,10 +39,19 @@ def clock() -> FrozenClock:
     return FrozenClock(datetime(2026, 1, 1, tzinfo=timezone.utc))
 
 
-@pytest.fixture
-def orc(clock, memory_database):
-    with Orchestrator(memory_database, clock=clock) as orchestrator:
-        yield orchestrator
+@pytest.fixture(params=["sqlite", "postgres", "memory"])
+def orc(request, clock):
+    if request.param == "memory":
+        with ReferenceOrchestrator(clock=clock, uniform=random.Random().uniform) as orchestrator:
+            yield orchestrator
+        return
+    backend = request.getfixturevalue(f"{request.param}_backend")
+    database = backend.new_database(memory=True)
+    try:
+        with Orchestrator(database, clock=clock) as orchestrator:
+            yield orchestrator
+    finally:
+        backend.drop(database)
 
 
 def test_a_run_walks_scheduled_pending_running_completed(orc, clock):

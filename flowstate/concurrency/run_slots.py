@@ -7,7 +7,7 @@ holder is the run, and gives back only those: a lease that is gone (released, or
 released by ``expire_leases``) or that another run holds frees nothing.
 
 :data:`NO_SLOTS` is the context's default: no deployment has a limit and nothing can be taken
-(the reference engine, and runs that belong to no deployment).
+(``decide_transition``, and runs that belong to no deployment).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Persistence: schema, migrations, and rows <-> models. Knows nothing of rules.
 
-Two backends behind one interface (``base.StoreBackend``): SQLite (:class:`Store`, the default)
+Two databases behind one interface (``base.StoreBackend``): SQLite (:class:`Store`, the default)
 and PostgreSQL (``flowstate.store.postgres``, for a ``postgresql://`` URL); ``opening.open_store``
-picks one.
+picks one. A third backend keeps no database: ``memory.MemoryStore``, dictionaries in memory, for
+``flowstate.testing.ReferenceOrchestrator``.
 """
 
 from flowstate.store.run_cache import Store

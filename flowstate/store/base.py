@@ -1,9 +1,10 @@
 """The store interface every backend implements (SQLite: :class:`~flowstate.store.Store`,
-PostgreSQL: :class:`~flowstate.store.postgres.PostgresStore`).
+PostgreSQL: :class:`~flowstate.store.postgres.PostgresStore`, and dictionaries in memory:
+:class:`~flowstate.store.memory.MemoryStore`, which ``ReferenceOrchestrator`` runs on).
 
 A :class:`typing.Protocol`: the backends do not inherit from it, so the SQLite hot path pays
 nothing for it; the orchestrator is typed against it and a type checker (and one test) verifies
-that both backends satisfy it.
+that every backend satisfies it.
 
 Contract, whatever the backend:
 

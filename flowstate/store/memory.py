@@ -20,7 +20,7 @@ from copy import deepcopy
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from itertools import count
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 from flowstate.errors import DatabaseError
@@ -30,6 +30,10 @@ from flowstate.states import State, StateType
 from flowstate.store.base import RunKind
 from flowstate.store.lifecycle import ConnectionLifecycle
 
+if TYPE_CHECKING:
+    from flowstate.concurrency.slots import LeaseRow, LimitRow
+    from flowstate.store.deployments import DeploymentRow
+
 __all__ = ["MemoryStore", "Tables"]
 
 K = TypeVar("K")
@@ -37,7 +41,7 @@ V = TypeVar("V")
 M = TypeVar("M", FlowRun, TaskRun, State)
 
 _ABSENT: Any = object()
-SAVED: dict[RunKind, tuple[str, ...]] = {
+_SAVED: dict[RunKind, tuple[str, ...]] = {
     "flow": ("state_type", "state_name", "run_count", "start_time", "end_time",
              "total_run_time", "expected_start_time", "next_scheduled_start_time",
              "empirical_policy"),
@@ -74,11 +78,11 @@ class Tables:
         self.inputs: dict[tuple[UUID, str], tuple[str, str | None, datetime]] = {}
         """(flow run id, key) -> (value, sender, created)."""
         self.heartbeats: dict[UUID, tuple[str | None, datetime | None, float | None]] = {}
-        self.limits: dict[str, Any] = {}
-        self.leases: dict[str, Any] = {}
+        self.limits: dict[str, LimitRow] = {}
+        self.leases: dict[str, LeaseRow] = {}  # (with no links: those are in ``links``)
         self.links: dict[tuple[str, str], int] = {}
         """(lease id, limit id) -> slots the lease took on the limit."""
-        self.deployments: dict[str, Any] = {}
+        self.deployments: dict[str, DeploymentRow] = {}
         self.numbers = count(1)
         self.journal: list[tuple[dict[Any, Any], Any, Any]] = []
         self.marks: list[int] = []
@@ -304,7 +308,7 @@ class MemoryStore(ConnectionLifecycle[Tables]):
             if kept.data is not None and is_unpersisted(kept.data):
                 kept = kept.model_copy(update={"data": None})
             tables.put(states, written.id, (run.id, kept))
-        changes = deepcopy({name: getattr(run, name) for name in SAVED[kind]})
+        changes = deepcopy({name: getattr(run, name) for name in _SAVED[kind]})
         changes["updated"] = now
         saved = stored.model_copy(update=changes)
         state_id = written.id if written is not None else current_state_id

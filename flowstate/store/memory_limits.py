@@ -213,13 +213,8 @@ class MemoryDeploymentStore(DeploymentStore):
     def update(self, row: DeploymentRow) -> None:
         tables = self._store.conn
         old = tables.deployments.get(row.id)
-        if old is not None:  # (its limit, collision strategy, grace period and time)
-            tables.put(tables.deployments, row.id, replace(old, **{
-                "concurrency_limit_id": row.concurrency_limit_id,
-                "collision_strategy": row.collision_strategy,
-                "grace_period_seconds": row.grace_period_seconds,
-                "updated": row.updated,
-            }))
+        if old is not None:  # (everything but the id, name and creation time)
+            tables.put(tables.deployments, row.id, replace(row, name=old.name, created=old.created))
 
 
 def _by_name(row: Any) -> str:

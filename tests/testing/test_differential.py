@@ -1,10 +1,14 @@
-"""Model-based differential tests: the real engine against the in-memory reference.
+"""Model-based differential tests: the engine on a database against the engine in memory.
 
-Both are driven with the same random calls on the same clock and jitter source; after every
-step their answers, runs and histories must be identical (state ids, which each engine makes
-itself, are compared by position: "the 3rd state of run 2"). The real engine works on a SQLite
+``ReferenceOrchestrator`` is the same Orchestrator over the in-memory store, which keeps models
+and encodes nothing. Both are driven with the same random calls on the same clock and jitter
+source; after every step their answers, runs and histories must be identical (state ids, which
+each engine makes itself, are compared by position: "the 3rd state of run 2"). What can differ
+is what the database adds: rows and their encoding (times, JSON, result data, details), SQL
+filters and orders, the SQLite run cache, and reopening — the database engine works on a SQLite
 file, and again on a PostgreSQL schema, and is closed and reopened now and then, in the middle
-of the sequences. (Its attribute keeps the name ``sqlite`` on both backends.)
+of the sequences. (Its attribute keeps the name ``sqlite`` on both backends.) The engine's own
+code runs on both sides, so its mistakes are for the conformance vectors and the other tests.
 """
 
 from __future__ import annotations
