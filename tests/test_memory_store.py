@@ -8,12 +8,15 @@ what those cannot see: a rolled-back block, a nested one, and objects shared wit
 from __future__ import annotations
 
 import random
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from flowstate import ObjectAlreadyExists, ObjectNotFound, Orchestrator
+from flowstate import DatabaseError, ObjectAlreadyExists, ObjectNotFound, Orchestrator, StateType
+from flowstate.rules import CORE_FLOW, rule
 from flowstate.states import Paused, Pending, Running, State
 from flowstate.testing import FrozenClock, ReferenceOrchestrator, normalise
 
@@ -147,3 +150,37 @@ def _cache_hit(orc: Orchestrator) -> str:
     result = orc.set_task_run_state(other.id, proposed)
     assert result.state is not None
     return result.state.type.value
+
+
+def test_a_closed_orchestrator_refuses_every_call(orc: Orchestrator) -> None:
+    run = orc.create_flow_run()
+    orc.close()
+    with pytest.raises(DatabaseError, match="closed"):
+        orc.read_flow_run(run.id)
+    with pytest.raises(DatabaseError, match="closed"), orc.transaction():
+        pass
+
+
+@rule(from_=None, to=StateType.PENDING, name="slow-start")
+def slow_start(ctx: Any) -> None:
+    """Leaves time between reading the run and saving the transition."""
+    time.sleep(0.005)
+
+
+def test_threads_sharing_it_take_turns_a_whole_block_at_a_time(orc: Orchestrator) -> None:
+    orc.flow_policy = CORE_FLOW.append(slow_start)
+    run = orc.create_flow_run()
+    results: list[str] = []
+
+    def start() -> None:
+        with orc.transaction():
+            answer = orc.set_flow_run_state(run.id, Pending())
+            results.append(answer.status.value)
+
+    threads = [threading.Thread(target=start) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == ["ABORT"] * 7 + ["ACCEPT"]
+    assert [s.type for s in orc.read_flow_run_states(run.id)] == ["PENDING"]

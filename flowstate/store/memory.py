@@ -120,7 +120,7 @@ class Tables:
 class MemoryStore(ConnectionLifecycle[Tables]):
     """The :class:`~flowstate.store.base.StoreBackend` interface over :class:`Tables`."""
 
-    def __init__(self, path: str = "memory") -> None:
+    def __init__(self, path: str = "(in memory)") -> None:
         self._init_lifecycle(path)
         self._conn: Tables | None = Tables()
 
