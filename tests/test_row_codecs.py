@@ -41,36 +41,6 @@ _details = st.fixed_dictionaries(
 ).map(lambda values: StateDetails(**values))
 
 
-def _exact(model: StateDetails) -> tuple:
-    return (
-        model.model_fields_set,
-        {k: (type(v), v, getattr(v, "tzinfo", None)) for k, v in model.__dict__.items()},
-        model.__pydantic_extra__,
-        model.__pydantic_private__,
-    )
-
-
-def _check(details: StateDetails) -> None:
-    state = State(type=StateType.RUNNING, state_details=details)
-    row = rows.state_insert_row(uuid.uuid4(), state)
-    text = row[7]
-    assert _exact(rows.details_as_read(details, text)) == _exact(
-        StateDetails.model_validate_json(text)
-    )
-
-
-@settings(max_examples=300, deadline=None)
-@given(_details)
-def test_details_as_read_equal_parsed_details(details: StateDetails) -> None:
-    _check(details)
-
-
-@settings(max_examples=100, deadline=None)
-@given(states(kind="task"))
-def test_details_of_generated_states_as_read_equal_parsed_details(state) -> None:  # type: ignore[no-untyped-def]
-    _check(state.state_details)
-
-
 def test_encoding_the_same_time_twice_gives_the_same_text() -> None:
     now = datetime(2026, 1, 1, 12, 0, 0, 5, tzinfo=_UTC)
     other = datetime(2026, 1, 1, 14, 0, 0, 5, tzinfo=timezone(timedelta(hours=2)))
@@ -389,10 +359,3 @@ def test_stored_details_write_run_ids_times_and_pause_keys_by_hand() -> None:
 def test_stored_details_escape_pause_keys_as_pydantic_does(key: str) -> None:
     details = StateDetails(flow_run_id=uuid.uuid4(), pause_key=key)
     assert rows._stored_details(details) == details.model_dump_json(exclude_defaults=True)
-
-
-def test_every_detail_default_is_none_or_false() -> None:
-    """``details_as_read`` tells a default value by identity, which holds only for these."""
-    from flowstate.states import _DETAIL_DEFAULTS
-
-    assert all(value is None or value is False for value in _DETAIL_DEFAULTS.values())

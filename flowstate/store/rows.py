@@ -17,7 +17,7 @@ from typing import Any, overload
 from uuid import UUID
 
 from flowstate._ids import uuid_text
-from flowstate._models import construct, copy_with
+from flowstate._models import construct
 from flowstate._time import UTC
 from flowstate.result_data import is_unpersisted
 from flowstate.runs import _FLOW_POLICY_DEFAULTS, FlowRun, FlowRunPolicy, TaskRun, TaskRunPolicy
@@ -25,14 +25,11 @@ from flowstate.states import _DETAIL_DEFAULTS, State, StateDetails, StateType
 
 __all__ = [
     "STATE_WIDTH",
-    "details_as_read",
     "encode_time",
     "flow_run_from_row",
-    "decode_flow_policy",
     "flow_policy_json",
     "flow_run_insert_row",
     "flow_run_update_row",
-    "flow_run_values_as_saved",
     "parse_time",
     "state_from_row",
     "state_insert_row",
@@ -124,11 +121,6 @@ def _default_policy(policy: FlowRunPolicy) -> bool:
         and not policy.__pydantic_fields_set__
         and policy.__dict__ == _FLOW_POLICY_DEFAULTS
     )
-
-
-def decode_flow_policy(text: str) -> FlowRunPolicy:
-    """A flow run policy from its stored JSON, as reading a run row decodes it."""
-    return _validate_flow_policy(text)
 
 
 def flow_policy_json(policy: FlowRunPolicy) -> str:
@@ -369,125 +361,6 @@ def flow_run_from_row(row: Sequence[Any]) -> FlowRun:
             "updated": parse_time(row[19]),
         },
     )
-
-
-_EXACT_SECONDS = 2**31
-"""Below this many seconds (68 years) a float total_seconds() gives back every microsecond."""
-_SAVED_TIMES = ("start_time", "end_time", "expected_start_time", "next_scheduled_start_time")
-
-
-def flow_run_values_as_saved(
-    run: FlowRun, state: State | None, updated: datetime
-) -> dict[str, Any] | None:
-    """The fields a transition changes, as ``flow_run_from_row`` would build them once
-    UPDATE_FLOW_RUN wrote the row ``flow_run_update_row`` encodes from ``run`` and ``updated``,
-    and the run's current state became ``state`` (as read): the run's own values where reading
-    gives them back as they are. None when one would not come back as it is (a datetime not in
-    plain UTC, ...). ``empirical_policy`` is not included: see ``decode_flow_policy``;
-    ``state_type`` is the member whose text is written, which reading maps back to it."""
-    values = run.__dict__
-    name, total_run_time = values["state_name"], values["total_run_time"]
-    if (
-        type(values["run_count"]) is not int
-        or type(total_run_time) is not timedelta
-        or not (name is None or type(name) is str)
-    ):
-        return None
-    for field in _SAVED_TIMES:
-        value = values[field]
-        if value is not None and (type(value) is not datetime or value.tzinfo is not UTC):
-            return None
-    if type(updated) is not datetime or updated.tzinfo is not UTC:
-        return None
-    total = total_run_time.total_seconds()  # stored as a float of seconds
-    if not -_EXACT_SECONDS < total < _EXACT_SECONDS:
-        total_run_time = timedelta(seconds=total)  # what reading the float back gives
-    return {
-        "state": state,
-        "total_run_time": total_run_time,
-        "estimated_run_time": total_run_time,
-        "updated": updated,
-    }
-
-
-def state_saved(state: State, row: Sequence[Any]) -> State:
-    """What ``state_from_row(row, 1)`` builds after ``state`` was written as ``row`` (a
-    ``state_insert_row``), reusing the values that reading would give back unchanged."""
-    values = state.__dict__
-    timestamp, state_id = values["timestamp"], values["id"]
-    if type(state_id) is not UUID or type(timestamp) is not datetime or timestamp.tzinfo is not UTC:
-        return state_from_row(row, 1)  # type: ignore[return-value]
-    data = row[6]
-    stated = values["state_details"]
-    details = details_as_read(stated, row[7])
-    message = values["message"]
-    if (
-        details is stated
-        and data is None
-        and values["data"] is None
-        and type(state) is State
-        and type(values["name"]) is str
-        and (message is None or type(message) is str)
-        and state.__pydantic_fields_set__ == _STATE_FIELDS
-        and len(values) == _STATE_COUNT  # (extra="forbid": no other keys)
-        and state.__pydantic_extra__ is None
-        and state.__pydantic_private__ is None
-    ):
-        return state  # reading it back builds an equal state, every field set: share it (frozen)
-    return construct(
-        State,
-        {
-            "id": state_id,
-            "type": _state_types[row[2]],
-            "name": row[3],
-            "timestamp": timestamp,  # UTC, as parsing its isoformat() gives back
-            "message": row[5],
-            "data": None if data is None else json.loads(data),
-            "state_details": details,
-        },
-    )
-
-
-_STATE_KEYS = tuple(State.model_fields)
-_STATE_FIELDS = frozenset(_STATE_KEYS)
-_STATE_COUNT = len(_STATE_KEYS)
-
-
-_DETAIL_COUNT = len(_DETAIL_DEFAULTS)
-_AS_IS = frozenset({str, bool, UUID, type(None)})
-"""Types whose values JSON gives back equal and of the same type."""
-
-
-def details_as_read(details: StateDetails, text: str) -> StateDetails:
-    """What ``_validate_details(text)`` builds, where ``text`` is the stored JSON of ``details``
-    (its non-default fields): the same values, with only those fields set. Parsed from ``text``
-    when a value might not come back as it is (a dict, a datetime not in UTC, ...).
-
-    Only the fields counted as set are looked at: pydantic leaves every other field at its
-    default (validation, ``model_construct``, ``model_copy`` and ``flowstate._models`` all keep
-    that true), so they are not in ``text`` and reading leaves them unset too."""
-    values = details.__dict__
-    fields_set = details.__pydantic_fields_set__
-    if (
-        type(details) is not StateDetails
-        or len(values) != _DETAIL_COUNT
-        or details.__pydantic_extra__ is not None
-        or details.__pydantic_private__ is not None
-    ):
-        return _validate_details(text)
-    defaults = None
-    for name in fields_set:
-        value = values[name]
-        kind = type(value)
-        if kind not in _AS_IS and not (kind is datetime and value.tzinfo is UTC):
-            return _validate_details(text)
-        # (every default is None or False, so for these types equal means identical, and
-        # UUID.__eq__, Python code, is not called)
-        if value is _DETAIL_DEFAULTS[name]:
-            defaults = [name] if defaults is None else [*defaults, name]
-    if defaults is None:
-        return details  # frozen, and equal to what parsing builds: share it
-    return construct(StateDetails, dict(values), fields_set.difference(defaults))
 
 
 def task_run_insert_row(run: TaskRun) -> tuple[Any, ...]:

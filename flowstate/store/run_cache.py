@@ -9,8 +9,9 @@ store the orchestrator opens for a SQLite database. The layer alone knows that r
   several states in one block has its row written once); ``_flushed`` is the one point the
   waiting UPDATEs are written: before a statement that reads or deletes flow_run rows beyond
   one run's read, before a savepoint, and at the commit;
-- a cached run equals what reading its row builds: readers get copies, and only a transition
-  by built-in rules works on the cached run itself (``working_flow_run``).
+- only a transition by built-in rules works on the cached run itself (``working_flow_run``),
+  and changes it in place; readers get copies of a run only while it is what its row decodes
+  to, and otherwise the row decoded again: a read equals a fresh read.
 """
 
 from __future__ import annotations
@@ -37,16 +38,18 @@ RUN_CACHE_SIZE = 16
 
 
 class _CachedFlowRun:
-    """A flow run exactly as reading its row would build it, with the JSON texts it came from.
+    """A flow run decoded from its row, with the JSON texts it came from.
 
-    Readers get :meth:`detached` copies; only a transition by built-in rules works on ``run``
-    itself (:meth:`Store.working_flow_run`), and saving it brings it back to what reading the
-    row would build. Only runs whose current state is deeply immutable (no result data, no run
-    input keyset) are kept, so the copies can share the state object.
+    Only a transition by built-in rules works on ``run`` itself (:meth:`Store.working_flow_run`);
+    once it saved its changes, ``run`` holds the values the transition gave it, which are not
+    what a reader would get (``as_read`` False): the next read decodes the row again. Readers
+    get :meth:`detached` copies of a run as read. Only runs whose current state is deeply
+    immutable (no result data, no run input keyset) are kept, so the copies can share it.
     """
 
     __slots__ = (
-        "run", "parameters", "tags", "policy", "id_text", "policy_object", "pending", "policy_dirty",
+        "run", "parameters", "tags", "policy", "id_text", "policy_object", "pending",
+        "policy_dirty", "as_read",
     )
 
     def __init__(
@@ -65,6 +68,8 @@ class _CachedFlowRun:
         """The run's UPDATE not executed yet (its state id and time), see Store._flushed."""
         self.policy_dirty = False
         """Whether that update must write the policy too (a transition replaced it)."""
+        self.as_read = True
+        """Whether ``run`` is what reading its row builds (False once a transition changed it)."""
 
     def detached(self) -> FlowRun:
         """A copy the caller may change freely: its mutable parts are new objects."""
@@ -231,7 +236,9 @@ class Store(SqliteStore):
         if caching:
             cached = self._runs.get(run_id.int)
             if cached is not None:
-                return self._detached(cached)
+                if cached.as_read:
+                    return self._detached(cached)
+                self._forget(run_id.int)  # changed by a transition: read its row again
         run = self._fetch_flow_run(run_id, caching)
         if run is not None and caching and _immutable(run.state):
             return self._detached(self._runs[run_id.int])  # the fetched run is the cache's now
@@ -303,8 +310,8 @@ class Store(SqliteStore):
         now: datetime,
     ) -> None:
         """Save a transition that built-in rules made on the cached run itself: the new state's
-        row now; the run's row now, or, inside a block, when the block commits (``_dirty``);
-        then bring the cached run back to what reading its row would build."""
+        row now; the run's row now, or, inside a block, when the block commits (``_dirty``).
+        The run keeps the values the transition gave it; the next read decodes its row."""
         run = cached.run
         state_row = None
         if written is not None:
@@ -313,50 +320,20 @@ class Store(SqliteStore):
             state_id = state_row[1]
         else:
             state_id = None if current_state_id is None else str(current_state_id)
-        policy_changed = run.__dict__["empirical_policy"] is not cached.policy_object
+        policy = run.__dict__["empirical_policy"]
         waiting = cached.pending is not None
         cached.pending = (state_id, now)
-        if policy_changed:
-            cached.policy = None  # encoded when the row is written
-            cached.policy_dirty = True
+        if policy is not cached.policy_object:  # replaced: encoded when the row is written
+            cached.policy, cached.policy_object, cached.policy_dirty = None, policy, True
         if not self._defer:
             self._write_pending(cached)
         elif not waiting:
             self._dirty.append(cached)
-        self._refresh(cached, now, written, state_row, policy_changed)
-
-    def _refresh(
-        self,
-        cached: _CachedFlowRun,
-        now: datetime,
-        written: State | None,
-        state_row: tuple[Any, ...] | None,
-        policy_changed: bool,
-    ) -> None:
-        """Bring the cached run a transition changed in place back to what reading the row
-        written for it would build; forget it where that would take parsing."""
-        run = cached.run
         key = run.id.int
-        state: State | None
-        if written is not None:
-            if state_row[6] is not None:  # type: ignore[index]
-                self._forget(key)  # result data: not cached (see _immutable)
-                return
-            state = rows.state_saved(written, state_row)  # type: ignore[arg-type]
-            if not _immutable(state):
-                self._forget(key)
-                return
-        else:
-            state = run.state
-        values = rows.flow_run_values_as_saved(run, state, now)
-        if values is None:
-            self._forget(key)
+        if not _immutable(written):
+            self._forget(key)  # result data: not kept (see _immutable)
             return
-        if policy_changed:  # decoded from its JSON, as a read decodes it
-            text = cached.policy or rows.flow_policy_json(run.empirical_policy)
-            policy = values["empirical_policy"] = rows.decode_flow_policy(text)
-            cached.policy = text
-            cached.policy_object = policy
-        set_fields(run, values)
+        set_fields(run, {"updated": now} if written is None else {"state": written, "updated": now})
+        cached.as_read = False
         runs = self._runs
         runs[key] = runs.pop(key)  # the most recently used
