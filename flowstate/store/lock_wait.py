@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from flowstate.store._sqlite_errors import busy_error
 
-__all__ = ["LONG_WAIT_SLICES", "NOTICE_AFTER", "SLICE", "WaitNotice", "wait_for_lock"]
+__all__ = ["LONG_WAIT_SLICES", "NOTICE_AFTER", "SLICE", "Wait", "WaitNotice", "wait_for_lock"]
 
 SLICE = 0.001
 """Seconds between the first attempts to take the lock."""
@@ -55,15 +55,25 @@ class WaitNotice:
             )
 
 
-def wait_for_lock(
-    attempt: Callable[[], bool], started: float, deadline: float, notice: WaitNotice
-) -> None:
+class Wait:
+    """One call's wait for the write lock, through the writers' queue and SQLite's lock: when
+    it began, when it gives up (``busy_timeout`` later; ``time.monotonic``), its notice."""
+
+    __slots__ = ("deadline", "notice", "started")
+
+    def __init__(self, path: str, busy_timeout: float) -> None:
+        self.started = time.monotonic()
+        self.deadline = self.started + busy_timeout
+        self.notice = WaitNotice(path, busy_timeout)
+
+
+def wait_for_lock(attempt: Callable[[], bool], wait: Wait) -> None:
     """Call ``attempt`` until it returns True (it returns False while the lock is taken).
 
-    ``started`` is when the call began to wait (``time.monotonic``). Raises the last
-    ``sqlite3.OperationalError`` (database is locked) at ``deadline``; a signal handler's
-    exception (KeyboardInterrupt, SystemExit) leaves from the sleep within a slice.
+    Raises an ``sqlite3.OperationalError`` (database is locked) at ``wait.deadline``; a signal
+    handler's exception (KeyboardInterrupt, SystemExit) leaves from the sleep within a slice.
     """
+    started, deadline, notice = wait.started, wait.deadline, wait.notice
     monotonic = time.monotonic
     sleep = time.sleep
     while True:

@@ -20,7 +20,7 @@ from flowstate.runs import FlowRun, TaskRun
 from flowstate.store import rows, sql
 from flowstate.store._sqlite_errors import describe, is_busy, translate_sqlite_errors
 from flowstate.store.connection import Synchronous, configure, connect
-from flowstate.store.lock_wait import WaitNotice, wait_for_lock
+from flowstate.store.lock_wait import Wait, wait_for_lock
 from flowstate.store.schema import ensure_schema
 from flowstate.store.row_store import RowStore
 from flowstate.store.wal import CHECK_EVERY, IDLE_RETRY, limit_wal, shrink_wal, wal_path
@@ -155,13 +155,10 @@ class SqliteStore(RowStore[sqlite3.Connection]):
         conn = self.conn
         if conn.in_transaction:  # left open by an interrupt: never acknowledged, undo it
             conn.execute("ROLLBACK")
-        started = deadline = notice = None
+        wait = None
         queue = self._queue
         if queue is not None and begin == _BEGIN_WRITE:
-            started = time.monotonic()
-            deadline = started + self._busy_timeout
-            notice = WaitNotice(self.path, self._busy_timeout)
-            queue.enter(deadline, notice)
+            wait = queue.enter(self._busy_timeout, self.path)
         try:
             self._control.execute(begin)
             return
@@ -180,11 +177,7 @@ class SqliteStore(RowStore[sqlite3.Connection]):
             self._abandon()
             return False
 
-        if started is None or deadline is None or notice is None:
-            started = time.monotonic()
-            deadline = started + self._busy_timeout
-            notice = WaitNotice(self.path, self._busy_timeout)
-        wait_for_lock(attempt, started, deadline, notice)
+        wait_for_lock(attempt, wait if wait is not None else Wait(self.path, self._busy_timeout))
 
     def _before_savepoint(self) -> None:
         """Write what a layer over this store holds back (a rollback to the savepoint must not

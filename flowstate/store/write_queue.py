@@ -1,71 +1,135 @@
-"""Writers of one SQLite file wait for each other in the kernel, not by polling.
+"""Writers of one SQLite file take turns in the order they came, waiting in the kernel.
 
 SQLite gives a writer that finds the write lock taken nothing to sleep on: it can only try
 again later. With several busy writer processes those retries burn the CPU the lock's holder
-needs, and who gets the lock next is luck. So before ``BEGIN IMMEDIATE`` a flowstate writer
-takes an exclusive ``flock`` on a small file beside the database (``<database>-writers``,
-created with the database's own permissions): a writer that finds it taken sleeps in the kernel
-until the holder lets go, right after its COMMIT or ROLLBACK. The kernel drops the lock of a
-process that dies, so a killed writer never keeps the others out.
+needs, and who gets the lock next is luck. A plain kernel lock is not fair either: the writer
+that has just let go is still running, and takes the lock again before a woken waiter has been
+scheduled, so one process can keep it for dozens of calls while another waits.
 
-SQLite's lock stays the guard of the data; the queue only decides who asks for it next. A
-writer that does not use the queue (the ``sqlite3`` shell, another program) is waited for as
-before (see ``lock_wait``), and where the file cannot be made (a read-only folder) the queue is
-simply not used. Delete the file only while no process has the database open.
+So flowstate's writers of a file line up in a small file beside the database
+(``<database>-writers``, created with the database's own permissions), with locks on single
+bytes of it that belong to one open file (open-file-description locks, Linux): the kernel drops
+them when a process dies, so a killed writer never keeps the others out.
 
-Python's ``flock`` cannot give up after a time, so a writer that has to wait hands the blocking
-call to a thread of its own and waits for that thread in short slices, which let signals
-(Ctrl-C, SIGTERM) through and end at ``busy_timeout``.
+* **The write lock** (one byte) is held from before ``BEGIN IMMEDIATE`` until after the COMMIT
+  or ROLLBACK. A writer that finds nobody in line takes it at once: one system call to take it,
+  one to let go.
+* **The line.** Otherwise the writer draws a ticket (a counter in the file, under a short lock)
+  and locks its ticket's byte, then waits for the byte of the ticket before its own, which that
+  writer keeps until it has the write lock: writers get the lock in the order of their tickets.
+  The first in line waits for the write lock itself.
+* **A turn.** The writer that got the lock from the line may take it again, for its next calls,
+  for :data:`PASS_FOR` seconds (a process then does a few calls in a row, as it would alone,
+  and its caches of the database stay valid); after that it draws a new ticket like everyone
+  else. So a writer waits about one turn for each writer ahead of it.
+
+The counters in the file (next ticket, tickets served, when the current turn began and whose it
+is) only steer who asks for the lock next: the locked bytes decide who has it, and SQLite's own
+lock still guards the data. A writer that does not use the queue (the ``sqlite3`` shell,
+another program) is waited for as before (see ``lock_wait``). Where the file cannot be made
+(a read-only folder) or the system has no such locks, the queue is not used. Delete the file
+only while no process has the database open.
+
+A lock wait cannot give up after a time, so a writer that has to wait hands the waiting to a
+thread of its own and waits for that thread in short slices, which let signals (Ctrl-C,
+SIGTERM) through and end at ``busy_timeout``. A wait given up keeps its place until its turn
+comes and then passes it on at once, so the writers behind it are not let in early.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import itertools
+import mmap
 import os
 import stat
+import struct
 import threading
 import time
+from collections.abc import Callable
 
 from flowstate.store._sqlite_errors import busy_error
-from flowstate.store.lock_wait import WaitNotice
+from flowstate.store.lock_wait import Wait
 
-__all__ = ["SUFFIX", "WriteQueue"]
+__all__ = ["PASS_FOR", "SUFFIX", "WriteQueue"]
 
 SUFFIX = "-writers"
 """The queue's file: the database's path with this added."""
 
+PASS_FOR = 0.0015
+"""Seconds a turn lasts: the writer that got the lock from the line may take it again, without
+a new ticket, until then."""
+
 _SLICE = 0.05  # seconds between two looks at the deadline while a thread waits in the kernel
+
+# The file's counters (native unsigned 64-bit): next ticket, tickets served (the line is empty
+# when both are equal), when the current turn began (CLOCK_MONOTONIC, ns), whose turn it is.
+_COUNTERS = struct.Struct("=QQQQ")
+_SERVED_AT = 8
+_SIZE = 64
+# The locked bytes.
+_TICKETS = (0, 8)  # held while a ticket is drawn
+_WRITE = (32, 1)  # the write lock
+_SLOT_BASE = 4096  # ticket t's byte is _SLOT_BASE + t % _SLOTS
+_SLOTS = 1 << 16
+
+_SETLK = getattr(fcntl, "F_OFD_SETLK", None)
+_SETLKW = getattr(fcntl, "F_OFD_SETLKW", None)
+_FLOCK = struct.Struct("hhqqi4x")  # struct flock: type, whence, start, len, pid (0 here)
+_TAKEN = (errno.EAGAIN, errno.EACCES)
+_PASS_FOR_NS = int(PASS_FOR * 1e9)
+_NAMES = itertools.count(1)
+
+
+def _request(kind: int, span: tuple[int, int]) -> bytes:
+    return _FLOCK.pack(kind, os.SEEK_SET, span[0], span[1], 0)
+
+
+_TAKE_WRITE = _request(fcntl.F_WRLCK, _WRITE)
+_FREE_WRITE = _request(fcntl.F_UNLCK, _WRITE)
 
 
 class WriteQueue:
-    """One connection's place in the queue of its database's writers (not thread-safe: the
-    store calls it under its own lock)."""
+    """One connection's place among its database's writers (not thread-safe: the store calls
+    it under its own lock)."""
 
-    __slots__ = ("_database", "_fd", "_held", "_pid")
+    __slots__ = ("_counters", "_database", "_fd", "_held", "_me", "_pid", "_unusable")
 
     def __init__(self, database: str) -> None:
         self._database = database
         self._fd: int | None = None  # opened at the first write: a reader never makes the file
+        self._counters: mmap.mmap | None = None
         self._pid = 0  # the process that opened _fd (a forked child opens its own)
+        self._me = 0  # this connection's name in the file (see _open)
         self._held: int | None = None  # the descriptor holding the lock, while this one writes
+        self._unusable = False  # no such locks here: SQLite's lock alone decides
 
-    def enter(self, deadline: float, notice: WaitNotice) -> None:
-        """Wait for this connection's turn to write; ``busy_error()`` at ``deadline``
-        (``time.monotonic``). Returns at once where the queue cannot be used."""
-        fd = self._fd if self._pid == os.getpid() else None
-        if fd is None:
-            fd = self._fd = _open(self._database)
-            self._pid = os.getpid()
-            if fd is None:
-                return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._held = _wait_in_a_thread(self._database, deadline, notice)
-        except OSError:
-            return  # no locks on this file system: SQLite's lock alone decides
-        else:
-            self._held = fd
+    def enter(self, busy_timeout: float, path: str) -> Wait | None:
+        """Wait for this connection's turn to write; ``busy_error()`` after ``busy_timeout``
+        seconds. Returns at once where the queue cannot be used. The :class:`Wait` it made if
+        it had to wait (None if not), for a further wait for SQLite's lock to go on with."""
+        fd, counters = self._fd, self._counters
+        if fd is None or counters is None or self._pid != os.getpid():
+            if self._unusable or not self._open():
+                return None
+            fd, counters = self._fd, self._counters
+            assert fd is not None and counters is not None
+        ticket, served, began, owner = _COUNTERS.unpack_from(counters)
+        if ticket == served or (owner == self._me and time.monotonic_ns() - began < _PASS_FOR_NS):
+            try:
+                fcntl.fcntl(fd, _SETLK, _TAKE_WRITE)  # type: ignore[arg-type]
+            except OSError as exc:
+                if exc.errno not in _TAKEN:  # no such locks on this file system
+                    self.close()
+                    self._unusable = True
+                    return None
+            else:
+                self._held = fd
+                return None
+        wait = Wait(path, busy_timeout)
+        self._held = _wait_in_a_thread(self._database, self._me, wait)
+        return wait
 
     def leave(self) -> None:
         """Let the next writer in (call it after the COMMIT or ROLLBACK)."""
@@ -73,7 +137,7 @@ class WriteQueue:
         if held is None:
             return
         if held == self._fd:
-            fcntl.flock(held, fcntl.LOCK_UN)
+            fcntl.fcntl(held, _SETLK, _FREE_WRITE)  # type: ignore[arg-type]
         else:
             os.close(held)  # a waiting thread's own descriptor: closing it unlocks it
 
@@ -81,8 +145,25 @@ class WriteQueue:
         """Leave the queue and close its file."""
         self.leave()
         fd, self._fd = self._fd, None
-        if fd is not None and self._pid == os.getpid():
-            os.close(fd)
+        counters, self._counters = self._counters, None
+        if self._pid == os.getpid():
+            if counters is not None:
+                counters.close()
+            if fd is not None:
+                os.close(fd)
+
+    def _open(self) -> bool:
+        """Open (in a forked child: open again) the queue's file and map its counters."""
+        self._fd = self._counters = None  # a parent's descriptor would share its locks
+        self._pid = os.getpid()
+        if _SETLK is None:
+            return False
+        opened = _open_mapped(self._database)
+        if opened is None:
+            return False
+        self._fd, self._counters = opened
+        self._me = (self._pid << 24) | (next(_NAMES) & 0xFFFFFF)
+        return True
 
 
 def _open(database: str) -> int | None:
@@ -101,34 +182,85 @@ def _open(database: str) -> int | None:
     return fd
 
 
-def _wait_in_a_thread(database: str, deadline: float, notice: WaitNotice) -> int | None:
-    """Wait for the queue's lock in a thread, through a descriptor of that thread's own, and
-    return the descriptor once it holds the lock (None if the lock cannot be had at all). If
-    the wait ends first (the deadline, or a signal handler's exception), the thread lets go of
-    the lock as soon as it gets it."""
+def _open_mapped(database: str) -> tuple[int, mmap.mmap] | None:
+    """The queue file's descriptor and its counters, mapped; None if it cannot be used."""
     fd = _open(database)
     if fd is None:
         return None
-    granted = threading.Event()
+    try:
+        if os.fstat(fd).st_size < _SIZE:
+            os.ftruncate(fd, _SIZE)  # (it only grows: two writers doing it change nothing)
+        return fd, mmap.mmap(fd, _SIZE)
+    except (OSError, ValueError):
+        os.close(fd)
+        return None
+
+
+def _lock(fd: int, span: tuple[int, int]) -> None:
+    fcntl.fcntl(fd, _SETLKW, _request(fcntl.F_WRLCK, span))  # type: ignore[arg-type]
+
+
+def _unlock(fd: int, span: tuple[int, int]) -> None:
+    fcntl.fcntl(fd, _SETLK, _request(fcntl.F_UNLCK, span))  # type: ignore[arg-type]
+
+
+def _slot(ticket: int) -> tuple[int, int]:
+    return (_SLOT_BASE + ticket % _SLOTS, 1)
+
+
+def _take_turn(fd: int, counters: mmap.mmap, me: int, given_up: Callable[[], bool]) -> bool:
+    """Line up through ``fd`` (a descriptor of this wait's own) and wait for the write lock:
+    True once ``fd`` holds it, False if the wait was given up before (its place passed on when
+    ``fd`` is closed)."""
+    _lock(fd, _TICKETS)
+    try:
+        ticket = _COUNTERS.unpack_from(counters)[0]
+        struct.pack_into("=Q", counters, 0, ticket + 1)
+        _lock(fd, _slot(ticket))  # free: its last holder drew its ticket 65536 tickets ago
+    finally:
+        _unlock(fd, _TICKETS)
+    before = _slot(ticket - 1)
+    _lock(fd, before)  # the writer before has the write lock now (or gave up, or died)
+    _unlock(fd, before)
+    if given_up():
+        return False
+    _lock(fd, _WRITE)
+    struct.pack_into("=QQQ", counters, _SERVED_AT, ticket + 1, time.monotonic_ns(), me)
+    _unlock(fd, _slot(ticket))  # the next in line is first now
+    return True
+
+
+def _wait_in_a_thread(database: str, me: int, wait: Wait) -> int | None:
+    """Wait for this connection's turn in a thread, through a descriptor of that thread's own,
+    and return the descriptor once it holds the write lock (None if the lock cannot be had at
+    all). If the wait ends first (the deadline, or a signal handler's exception), the thread
+    passes its turn on as soon as it comes."""
+    opened = _open_mapped(database)
+    if opened is None:
+        return None
+    fd, counters = opened
+    granted = threading.Lock()  # released by the thread when it is done waiting
+    granted.acquire()
     guard = threading.Lock()
     outcome = ["waiting"]  # then "granted", "failed" or "abandoned"
 
     def block() -> None:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            got = "granted"
-        except OSError:
-            got = "failed"
+            got = _take_turn(fd, counters, me, lambda: outcome[0] == "abandoned")
+        except BaseException:  # (an OSError): whatever it holds goes with the descriptor
+            got = False
+        counters.close()
         with guard:
-            if outcome[0] == "abandoned" or got == "failed":
+            if outcome[0] == "abandoned" or not got:
                 os.close(fd)
             if outcome[0] != "abandoned":
-                outcome[0] = got
-        granted.set()
+                outcome[0] = "granted" if got else "failed"
+        granted.release()
 
     threading.Thread(target=block, name="flowstate-write-queue", daemon=True).start()
+    deadline, notice = wait.deadline, wait.notice
     try:
-        while not granted.wait(max(0.0, min(_SLICE, deadline - time.monotonic()))):
+        while not granted.acquire(timeout=max(0.0, min(_SLICE, deadline - time.monotonic()))):
             if time.monotonic() >= deadline:
                 raise busy_error()
             notice.check()

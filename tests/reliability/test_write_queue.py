@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -19,6 +20,8 @@ import pytest
 
 from flowstate import DatabaseBusy, Orchestrator
 from flowstate.states import Pending, Running, Scheduled, StateType
+from flowstate.store import write_queue
+from flowstate.store.write_queue import WriteQueue
 
 from .test_lock_waits import _CHILD, _line, _scheduled_run  # _CHILD waits, then writes again
 
@@ -148,3 +151,154 @@ def test_a_killed_holder_lets_the_next_writer_in(tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+# -- the order of the line (the queue itself, one WriteQueue per connection) ----------------
+
+
+def _database(tmp_path: Path) -> str:
+    path = tmp_path / "line.db"
+    Orchestrator(path).close()
+    return str(path)
+
+
+def _line_up(database: str, name: str, order: list[str], timeout: float = 10) -> threading.Thread:
+    """A writer in a thread: waits for its turn, notes it, holds the lock a moment, leaves."""
+
+    def write() -> None:
+        queue = WriteQueue(database)
+        try:
+            queue.enter(timeout, database)
+            order.append(name)
+            time.sleep(0.02)
+            queue.leave()
+        finally:
+            queue.close()
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    return thread
+
+
+def _waiting(count: int) -> None:
+    """Until ``count`` writers wait in the line (each in a thread of the queue's own)."""
+    for _ in range(250):
+        if len(_queue_threads()) >= count:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{count} writers never waited in the line")
+
+
+def test_writers_get_the_lock_in_the_order_they_asked_and_the_last_holder_lines_up_too(
+    tmp_path: Path,
+) -> None:
+    database = _database(tmp_path)
+    first = WriteQueue(database)
+    try:
+        assert first.enter(10, database) is None  # nobody in line: at once
+        order: list[str] = []
+        threads = []
+        for count, name in enumerate(["a", "b", "c"], start=1):
+            threads.append(_line_up(database, name, order))
+            _waiting(count)  # a, then b, then c draw their tickets
+        first.leave()
+        # the writer that just let go finds the lock free, but three writers wait: it lines up
+        assert first.enter(10, database) is not None
+        order.append("first again")
+        first.leave()
+        for thread in threads:
+            thread.join(10)
+        assert order == ["a", "b", "c", "first again"]
+    finally:
+        first.close()
+    assert not _queue_threads()
+
+
+def test_a_wait_given_up_passes_its_turn_on_and_leaves_nothing_held(tmp_path: Path) -> None:
+    database = _database(tmp_path)
+    holder = WriteQueue(database)
+    quitter = WriteQueue(database)
+    try:
+        holder.enter(10, database)
+        failed: list[BaseException] = []
+
+        def give_up() -> None:
+            try:
+                quitter.enter(0.3, database)
+            except sqlite3.OperationalError as exc:  # the store turns it into DatabaseBusy
+                failed.append(exc)
+
+        thread = threading.Thread(target=give_up)
+        thread.start()
+        _waiting(1)
+        order: list[str] = []
+        behind = _line_up(database, "behind", order)  # in line after the one giving up
+        _waiting(2)
+        thread.join(5)
+        assert failed and "locked" in str(failed[0])
+        holder.leave()
+        behind.join(5)
+        assert order == ["behind"]  # the given-up place passed on
+        for _ in range(50):
+            if not _queue_threads():
+                break
+            time.sleep(0.02)
+        assert not _queue_threads()
+        assert holder.enter(1, database) is None  # the line is empty again: at once
+        holder.leave()
+    finally:
+        holder.close()
+        quitter.close()
+
+
+_WAITER = textwrap.dedent(
+    """
+    import sys
+    from flowstate import Orchestrator
+    from flowstate.states import Pending
+    orc = Orchestrator(sys.argv[1], busy_timeout=60)
+    print("waiting", flush=True)
+    orc.set_flow_run_state(sys.argv[2], Pending())
+    """
+)
+
+
+def test_a_killed_writer_in_line_does_not_hold_up_those_behind_it(tmp_path: Path) -> None:
+    path = tmp_path / "killed-in-line.db"
+    run_id = _scheduled_run(path)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WAITER, str(path), run_id], stdout=subprocess.PIPE, text=True
+    )
+    answers: list[str] = []
+    try:
+        with Orchestrator(path, busy_timeout=20) as behind:
+            with _a_flowstate_writer_in_a_block(path):
+                assert _line(proc, 30) == "waiting"
+                time.sleep(0.5)  # the child has drawn its ticket and waits
+                thread = threading.Thread(
+                    target=lambda: answers.append(str(behind.create_flow_run().id))
+                )
+                thread.start()
+                time.sleep(0.3)
+                proc.kill()
+                proc.wait()
+                time.sleep(0.2)
+                assert not answers  # still the block's turn
+            thread.join(5)
+            assert len(answers) == 1  # the killed writer's place did not hold it up
+            assert len(behind.read_flow_runs()) == 3
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_where_there_are_no_such_locks_writers_do_without_the_queue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(write_queue, "_SETLK", None)
+    path = tmp_path / "no-locks.db"
+    with Orchestrator(path) as one, Orchestrator(path) as two:
+        run = one.create_flow_run(state=Scheduled())
+        assert two.set_flow_run_state(run.id, Pending()).status.value == "ACCEPT"
+        assert one.set_flow_run_state(run.id, Running()).status.value == "ACCEPT"
+    assert not (tmp_path / "no-locks.db-writers").exists()
