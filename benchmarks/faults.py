@@ -9,6 +9,13 @@
    largest size during the load and its size once the load ended (one more connection stays
    open throughout, as a long-lived process would keep it, so SQLite does not delete the WAL on
    the last close), and the acknowledged transitions against those found in the database.
+   **The floor of the same shape**: the same number of processes writing, with plain sqlite3,
+   the very rows flowstate wrote for that cycle (one commit per call, flowstate's PRAGMAs),
+   one writer alone and then all at once (with the same reader), twice: waiting in SQLite's busy handler
+   (``busy_timeout``, what a plain program does), taking an exclusive ``flock`` on a file beside
+   the database around each transaction, and waiting in flowstate's writers' queue
+   (``flowstate.store.write_queue``). What these show is what the machine gives any writer of
+   this shape, before flowstate's own work.
 2. **Listing.** A database of ``--runs`` completed flow runs: the time of
    ``read_flow_runs(limit=5, newest_first=True)``, and of ``flowstate runs ls --limit 5`` as a
    process (wall time, peak memory), and the latency of a writer while listings run beside it.
@@ -20,6 +27,7 @@ Takes a minute or two at the defaults (building the 1 M-run database is most of 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import multiprocessing
 import os
@@ -72,6 +80,123 @@ def _writer(path: str, start_at: float, seconds: float, out: str, release: Any) 
                     acked.append(str(result.state.id))  # type: ignore[union-attr]
         Path(out).write_text(json.dumps({"latencies": latencies, "acked": acked}))
         release.wait(60)
+
+
+def _raw_writer(
+    path: str, start_at: float, seconds: float, out: str, recording: Any, turns: str
+) -> None:
+    """Child: the recorded cycle's rows with plain sqlite3, one commit per call, until
+    ``start_at + seconds``; waiting in SQLite's busy handler (``turns`` "busy_handler"), for
+    an exclusive ``flock`` on ``<path>-raw-writers`` ("flock") or in flowstate's writers' queue
+    ("queue") around each transaction."""
+    from benchmarks.raw import RawReplayer, open_raw
+    from flowstate.store.write_queue import WriteQueue
+
+    conn = open_raw(path)
+    conn.execute("PRAGMA busy_timeout = 30000")
+    replayer = RawReplayer(conn, recording)
+    lock = os.open(f"{path}-raw-writers", os.O_RDWR | os.O_CREAT, 0o600) if turns == "flock" else None
+    queue = WriteQueue(path) if turns == "queue" else None
+    execute = conn.execute
+    latencies: list[float] = []
+    commits = 0
+    clock = time.perf_counter
+    while time.time() < start_at:
+        time.sleep(0.001)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        fresh = replayer._fresh_ids()
+        for ops in recording.calls:
+            t = clock()
+            if lock is not None:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            if queue is not None:
+                queue.enter(30.0, path)
+            execute("BEGIN IMMEDIATE")
+            replayer._run_call(ops, fresh)
+            execute("COMMIT")
+            if lock is not None:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+            if queue is not None:
+                queue.leave()
+            latencies.append(clock() - t)
+            commits += 1
+    conn.close()
+    Path(out).write_text(json.dumps({"latencies": latencies, "commits": commits}))
+
+
+def _raw_load(folder: Path, writers: int, seconds: float, recording: Any, turns: str) -> dict[str, Any]:
+    """``writers`` raw writer processes on a new database (made by flowstate's schema)."""
+    path = folder / f"raw-{writers}-{turns}.db"
+    for suffix in ("", "-wal", "-shm", "-writers", "-raw-writers"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    Orchestrator(path).close()  # the same tables and indexes
+    Path(f"{path}-writers").unlink(missing_ok=True)
+    start_at = time.time() + 0.5
+    outs = [folder / f"raw-writer-{writers}-{index}.json" for index in range(writers)]
+    procs = [
+        FORK.Process(target=_raw_writer, args=(str(path), start_at, seconds, str(out), recording, turns))
+        for out in outs
+    ]
+    if writers > 1:  # the same reader beside them as beside flowstate's writers
+        reader_out = folder / f"raw-reader-{writers}.json"
+        procs.append(FORK.Process(target=_reader, args=(str(path), start_at, seconds, str(reader_out))))
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join()
+    failed = [proc.exitcode for proc in procs if proc.exitcode != 0]
+    assert not failed, f"a raw writer failed: exit codes {failed}"
+    latencies: list[float] = []
+    commits = 0
+    for out in outs:
+        data = json.loads(out.read_text())
+        latencies += data["latencies"]
+        commits += data["commits"]
+    with closing(sqlite3.connect(path)) as conn:
+        found = conn.execute("SELECT count(*) FROM flow_run_state").fetchone()[0]
+    return {
+        "writers": writers,
+        "calls_per_second": len(latencies) / seconds,
+        "p50_ms": _percentile(latencies, 0.5) * 1000,
+        "p99_ms": _percentile(latencies, 0.99) * 1000,
+        "max_ms": max(latencies) * 1000,
+        "acknowledged": commits,
+        "found": found,
+    }
+
+
+def _recorded_cycle(folder: Path) -> Any:
+    """The rows flowstate writes for one writer's cycle, call by call (see benchmarks.raw)."""
+    from benchmarks.raw import record
+
+    made: dict[str, Any] = {}
+
+    def create(orc: Orchestrator) -> None:
+        made["id"] = orc.create_flow_run(flow_name="load", state=Scheduled()).id
+
+    def setter(state: Any) -> Any:
+        return lambda orc: orc.set_flow_run_state(made["id"], state())
+
+    path = folder / "raw-recording.db"
+    for suffix in ("", "-wal", "-shm", "-writers"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return record(str(path), [create, setter(Pending), setter(Running), setter(Completed)])
+
+
+def raw_floor(folder: Path, writers: int, seconds: float) -> dict[str, Any]:
+    """The same shape with plain sqlite3: one writer, then ``writers`` at once, waiting in
+    SQLite's busy handler, taking turns with ``flock``, and in flowstate's writers' queue."""
+    folder.mkdir(parents=True, exist_ok=True)
+    recording = _recorded_cycle(folder)
+    figures: dict[str, Any] = {}
+    for turns in ("busy_handler", "flock", "queue"):
+        alone = _raw_load(folder, 1, seconds, recording, turns)
+        together = _raw_load(folder, writers, seconds, recording, turns)
+        together["one_writer_calls_per_second"] = alone["calls_per_second"]
+        together["throughput_vs_one_writer"] = together["calls_per_second"] / alone["calls_per_second"]
+        figures[turns] = together
+    return figures
 
 
 def _reader(path: str, start_at: float, seconds: float, out: str) -> None:
@@ -172,11 +297,16 @@ def _load(folder: Path, writers: int, seconds: float, reader: bool) -> dict[str,
 
 
 def contention(folder: Path, writers: int, seconds: float) -> dict[str, Any]:
-    """One writer alone, then ``writers`` at once (with a reader); both sets of figures."""
+    """One writer alone, then ``writers`` at once (with a reader); both sets of figures, and
+    the raw sqlite3 floor of the same shape."""
     alone = _load(folder, 1, seconds, reader=False)
     together = _load(folder, writers, seconds, reader=True)
     together["throughput_vs_one_writer"] = together["calls_per_second"] / alone["calls_per_second"]
-    return {"one_writer": alone, "contended": together}
+    return {
+        "one_writer": alone,
+        "contended": together,
+        "raw_sqlite3": raw_floor(folder, writers, seconds),
+    }
 
 
 def _list_once(path: Path) -> dict[str, float]:

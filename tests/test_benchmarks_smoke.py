@@ -145,4 +145,7 @@ def test_the_fault_benchmark_runs_at_toy_size(tmp_path: Path, capsys) -> None:  
     contended = figures["contention"]["contended"]
     assert contended["writers"] == 2 and contended["calls"] > 0
     assert contended["acknowledged_missing"] == 0 and contended["integrity"] == "ok"
+    for raw in figures["contention"]["raw_sqlite3"].values():  # the floor of the same shape
+        assert raw["writers"] == 2 and raw["calls_per_second"] > 0
+        assert raw["found"] == raw["acknowledged"] > 0
     assert figures["listing"]["runs"] == 200 and figures["listing"]["cli_wall_s"] > 0
