@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import signal
 import sqlite3
+import struct
 import subprocess
 import sys
 import textwrap
@@ -180,13 +181,14 @@ def _line_up(database: str, name: str, order: list[str], timeout: float = 10) ->
     return thread
 
 
-def _waiting(count: int) -> None:
-    """Until ``count`` writers wait in the line (each in a thread of the queue's own)."""
-    for _ in range(250):
-        if len(_queue_threads()) >= count:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"{count} writers never waited in the line")
+def _waiting(database: str, count: int) -> None:
+    """Until ``count`` tickets have been drawn (the first counter of the queue's file)."""
+    for _ in range(500):
+        with open(database + write_queue.SUFFIX, "rb") as file:
+            if struct.unpack("=Q", file.read(8))[0] >= count:
+                return
+        time.sleep(0.01)
+    raise AssertionError(f"{count} writers never lined up")
 
 
 def test_writers_get_the_lock_in_the_order_they_asked_and_the_last_holder_lines_up_too(
@@ -200,7 +202,7 @@ def test_writers_get_the_lock_in_the_order_they_asked_and_the_last_holder_lines_
         threads = []
         for count, name in enumerate(["a", "b", "c"], start=1):
             threads.append(_line_up(database, name, order))
-            _waiting(count)  # a, then b, then c draw their tickets
+            _waiting(database, count)  # a, then b, then c draw their tickets
         first.leave()
         # the writer that just let go finds the lock free, but three writers wait: it lines up
         assert first.enter(10, database) is not None
@@ -230,10 +232,10 @@ def test_a_wait_given_up_passes_its_turn_on_and_leaves_nothing_held(tmp_path: Pa
 
         thread = threading.Thread(target=give_up)
         thread.start()
-        _waiting(1)
+        _waiting(database, 1)
         order: list[str] = []
         behind = _line_up(database, "behind", order)  # in line after the one giving up
-        _waiting(2)
+        _waiting(database, 2)
         thread.join(5)
         assert failed and "locked" in str(failed[0])
         holder.leave()
