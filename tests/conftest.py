@@ -1,6 +1,7 @@
 """Fixtures shared by the whole suite: the storage backends.
 
-``backend`` is parametrized ``sqlite`` and ``postgres``. The PostgreSQL server is
+``backend`` is parametrized ``sqlite`` and ``postgres``; ``open_orchestrator`` adds ``memory``
+(the in-memory store of ``ReferenceOrchestrator``) for tests of one orchestrator. The PostgreSQL server is
 ``$FLOWSTATE_TEST_POSTGRES_URL`` if set, else a throwaway cluster that ``scripts/pg-cluster``
 starts in a temporary folder for the session (and stops after it). With no server binary, the
 PostgreSQL tests are skipped with the reason shown — except in CI (``$CI`` set), where they fail.
@@ -9,9 +10,16 @@ PostgreSQL tests are skipped with the reason shown — except in CI (``$CI`` set
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import random
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import Any
 
 import pytest
+
+from flowstate import Orchestrator
+from flowstate._time import utcnow
+from flowstate.testing import ReferenceOrchestrator
 
 from tests.backends import (
     URL_ENV,
@@ -67,6 +75,27 @@ def postgres_backend(postgres_server: str) -> PostgresBackend:
 def backend(request: pytest.FixtureRequest) -> Backend:
     """Each backend in turn (PostgreSQL's server is started on first use)."""
     return request.getfixturevalue(f"{request.param}_backend")  # type: ignore[no-any-return]
+
+
+@pytest.fixture(params=[*BACKENDS, "memory"])
+def open_orchestrator(request: pytest.FixtureRequest) -> Iterator[Callable[..., Orchestrator]]:
+    """``open(**options)``: an Orchestrator on a fresh database of each backend (SQLite in
+    memory, a fresh PostgreSQL schema), and on the in-memory store (``ReferenceOrchestrator``,
+    on the real clock unless ``clock`` is given). For one orchestrator per test: each open of
+    the memory store is a new, empty one."""
+    if request.param == "memory":
+
+        def in_memory(**options: Any) -> Orchestrator:
+            options.setdefault("clock", utcnow)
+            options.setdefault("uniform", random.Random().uniform)
+            return ReferenceOrchestrator(**options)
+
+        yield in_memory
+        return
+    backend: Backend = request.getfixturevalue(f"{request.param}_backend")
+    made = backend.new_database(memory=True)
+    yield partial(Orchestrator, made)
+    backend.drop(made)
 
 
 @pytest.fixture

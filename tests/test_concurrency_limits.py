@@ -41,8 +41,8 @@ def slots(orc: Orchestrator, name: str) -> int:
 
 
 @pytest.fixture
-def orc(database):
-    with Orchestrator(database) as made:
+def orc(open_orchestrator):
+    with open_orchestrator() as made:
         yield made
 
 
@@ -52,8 +52,8 @@ def clock():
 
 
 @pytest.fixture
-def frozen(database, clock):
-    with Orchestrator(database, clock=clock) as made:
+def frozen(open_orchestrator, clock):
+    with open_orchestrator(clock=clock) as made:
         yield made
 
 

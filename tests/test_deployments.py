@@ -41,8 +41,8 @@ ACCEPT, REJECT, ABORT = SetStateStatus.ACCEPT, SetStateStatus.REJECT, SetStateSt
 
 
 @pytest.fixture
-def orc(memory_database):
-    with Orchestrator(memory_database) as made:
+def orc(open_orchestrator):
+    with open_orchestrator() as made:
         yield made
 
 

@@ -30,7 +30,7 @@ from flowstate.states import (
     Scheduled,
     Suspended,
 )
-from flowstate.testing import FrozenClock, ReferenceOrchestrator
+from flowstate.testing import FrozenClock
 
 
 
@@ -39,19 +39,10 @@ def clock() -> FrozenClock:
     return FrozenClock(datetime(2026, 1, 1, tzinfo=timezone.utc))
 
 
-@pytest.fixture(params=["sqlite", "postgres", "memory"])
-def orc(request, clock):
-    if request.param == "memory":
-        with ReferenceOrchestrator(clock=clock, uniform=random.Random().uniform) as orchestrator:
-            yield orchestrator
-        return
-    backend = request.getfixturevalue(f"{request.param}_backend")
-    database = backend.new_database(memory=True)
-    try:
-        with Orchestrator(database, clock=clock) as orchestrator:
-            yield orchestrator
-    finally:
-        backend.drop(database)
+@pytest.fixture
+def orc(clock, open_orchestrator):
+    with open_orchestrator(clock=clock) as orchestrator:
+        yield orchestrator
 
 
 def test_a_run_walks_scheduled_pending_running_completed(orc, clock):

@@ -25,8 +25,8 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture
-def orc(clock, memory_database):
-    with Orchestrator(memory_database, clock=clock) as orchestrator:
+def orc(clock, open_orchestrator):
+    with open_orchestrator(clock=clock) as orchestrator:
         yield orchestrator
 
 
