@@ -5,14 +5,23 @@ check the same behaviour through a plain store)."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import random
+import tempfile
+import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from flowstate import ObjectNotFound, Orchestrator, StateType
+from flowstate import FlowstateError, ObjectNotFound, Orchestrator, StateType
 from flowstate.states import Completed, Paused, Pending, Running, Scheduled
-from flowstate.testing import FrozenClock
+from flowstate.store.run_cache import Store
+from flowstate.store.store import SqliteStore
+from flowstate.testing import FrozenClock, transition_sequences
 
 
 def _exact(run: Any) -> Any:
@@ -188,3 +197,73 @@ def test_a_run_change_without_a_new_state_inside_a_block_is_saved(database: str)
             assert orc.read_flow_run(run.id).empirical_policy.resuming is True
     with Orchestrator(database) as reopened:
         assert reopened.read_flow_run(run.id).empirical_policy.resuming is True
+
+
+# -- the cache against the same store without it -------------------------------------------------
+
+
+def _engine(store: Any, clock: FrozenClock) -> Orchestrator:
+    """The Orchestrator over ``store``, its state ids 1, 2, 3, ... (alike on both sides)."""
+    numbers = itertools.count(1)
+    orc = Orchestrator.__new__(Orchestrator)
+    orc._start_engine(
+        store, clock, random.Random(0).uniform, None, None, None, lambda: uuid.UUID(int=next(numbers))
+    )
+    return orc
+
+
+def _answer(call: Any) -> Any:
+    try:
+        return call().model_dump()
+    except FlowstateError as exc:
+        return type(exc), str(exc)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    steps=transition_sequences("flow", max_size=14, mode="pauses") | transition_sequences("flow", max_size=14),
+    plan=st.lists(st.tuples(st.booleans(), st.booleans(), st.booleans()), min_size=14, max_size=14),
+)
+def test_the_run_cache_answers_as_the_same_store_without_it(
+    steps: list[Any], plan: list[tuple[bool, bool, bool]]
+) -> None:
+    """The cached store (run_cache.Store) and the plain one (SqliteStore: every run read
+    from its row) give the same answers and reads, call by call, inside blocks and out. A
+    transition works on the cached run as the last one left it, not as read: this is where a
+    difference would show."""
+    with tempfile.TemporaryDirectory() as folder:
+        clock = FrozenClock(datetime(2026, 1, 1, tzinfo=timezone.utc))
+        cached = _engine(Store(f"{folder}/cached.db"), clock)
+        plain = _engine(SqliteStore(f"{folder}/plain.db"), clock)
+        engines = (cached, plain)
+        run_id = uuid.uuid4()
+        for orc in engines:
+            orc.create_flow_run(id=run_id, name="r", parameters={"p": [1]}, tags=["t"])
+        blocks = (contextlib.ExitStack(), contextlib.ExitStack())
+        inside = False
+        for (state, force), (resume, read, commit) in zip(steps, plan):
+            clock.advance(1)
+            if resume:
+                answers = [_answer(lambda: orc.resume_flow_run(run_id)) for orc in engines]
+            else:
+                answers = [
+                    _answer(lambda: orc.set_flow_run_state(run_id, state, force=force))
+                    for orc in engines
+                ]
+            assert answers[0] == answers[1]
+            if read:
+                assert _exact(cached.read_flow_run(run_id)) == _exact(plain.read_flow_run(run_id))
+            if commit:
+                for block in blocks:
+                    block.close()
+            elif not inside:
+                for block, orc in zip(blocks, engines):
+                    block.enter_context(orc.transaction())
+            inside = not commit
+        for block in blocks:
+            block.close()
+        assert _exact(cached.read_flow_run(run_id)) == _exact(plain.read_flow_run(run_id))
+        histories = [[s.model_dump() for s in orc.read_flow_run_states(run_id)] for orc in engines]
+        assert histories[0] == histories[1]
+        for orc in engines:
+            orc.close()

@@ -311,7 +311,8 @@ class Store(SqliteStore):
     ) -> None:
         """Save a transition that built-in rules made on the cached run itself: the new state's
         row now; the run's row now, or, inside a block, when the block commits (``_dirty``).
-        The run keeps the values the transition gave it; the next read decodes its row."""
+        The run keeps the values the transition gave it, and its new state; the next read
+        decodes its row."""
         run = cached.run
         state_row = None
         if written is not None:
@@ -333,7 +334,8 @@ class Store(SqliteStore):
         if not _immutable(written):
             self._forget(key)  # result data: not kept (see _immutable)
             return
-        set_fields(run, {"updated": now} if written is None else {"state": written, "updated": now})
+        if written is not None:
+            set_fields(run, {"state": written})
         cached.as_read = False
         runs = self._runs
         runs[key] = runs.pop(key)  # the most recently used
