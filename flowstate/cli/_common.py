@@ -41,10 +41,6 @@ BUSY_TIMEOUT_HELP = (
 STATUS_STYLES = {"ACCEPT": "green", "REJECT": "yellow", "WAIT": "blue", "ABORT": "red"}
 DASH = "—"
 
-EXIT_ERROR = 1
-"""A flowstate error (unknown id, unreadable database, invalid input): one line on stderr."""
-EXIT_USAGE = 2
-"""click's usage errors: unknown option, bad option value."""
 EXIT_CODES: dict[str, int] = {"ACCEPT": 0, "REJECT": 3, "WAIT": 4, "ABORT": 5}
 """The exit code of a command that proposes a state, by orchestration status."""
 
@@ -213,13 +209,6 @@ def console() -> Console:
     from rich.console import Console
 
     return Console(highlight=False)
-
-
-def status_text(status: str) -> Any:
-    """The status, coloured."""
-    from rich.text import Text
-
-    return Text(status, style=STATUS_STYLES.get(status, ""))
 
 
 def short_state(state: State | None) -> str:

@@ -22,7 +22,6 @@ COLUMNS = (
 INSERT = f"INSERT INTO deployment ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING"
 SELECT_BY_ID = f"SELECT {COLUMNS} FROM deployment WHERE id = ?"
 SELECT_ALL = f"SELECT {COLUMNS} FROM deployment ORDER BY name"
-SELECT_BY_LIMIT = f"SELECT {COLUMNS} FROM deployment WHERE concurrency_limit_id = ? ORDER BY name"
 UPDATE = (
     "UPDATE deployment SET concurrency_limit_id = ?, collision_strategy = ?, "
     "grace_period_seconds = ?, updated = ? WHERE id = ?"
@@ -83,10 +82,6 @@ class DeploymentStore:
 
     def read_all(self) -> list[DeploymentRow]:
         return [_deployment(row) for row in self._execute(SELECT_ALL).fetchall()]
-
-    def read_by_limit(self, limit_id: str) -> list[DeploymentRow]:
-        """The deployments whose runs share the limit ``limit_id``."""
-        return [_deployment(row) for row in self._execute(SELECT_BY_LIMIT, (limit_id,)).fetchall()]
 
     def update(self, row: DeploymentRow) -> None:
         self._execute(

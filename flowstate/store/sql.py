@@ -35,8 +35,6 @@ JOINED_TASK_RUN_COLUMNS = ", ".join(f"r.{c.strip()}" for c in TASK_RUN_COLUMNS.s
 PAYLOAD_COLUMNS = {"parameters": "p", "tags": "p", "empirical_policy": "q"}
 """Kept apart from the run's row (SQLite; parameters and tags in flow_run_payload as ``p``, the
 policy in flow_run_policy as ``q``): a transition rewrites neither unless it changed it."""
-PAYLOAD_POSITIONS = (3, 4, 14)
-"""Where they stand in a flow run's row (FLOW_RUN_COLUMNS)."""
 PAYLOAD_FLOW_RUN_COLUMNS = ", ".join(
     f"{PAYLOAD_COLUMNS.get(c.strip(), 'r')}.{c.strip()}" for c in FLOW_RUN_COLUMNS.split(",")
 )
@@ -153,7 +151,6 @@ SELECT_TASK_RUN_STATES = (
 )
 
 DATA_VERSION = "PRAGMA data_version"
-FLOW_RUN_EXISTS = "SELECT 1 FROM flow_run WHERE id = ?"
 DELETE_FLOW_RUN = "DELETE FROM flow_run WHERE id = ?"
 DELETE_TASK_RUN = "DELETE FROM task_run WHERE id = ?"
 

@@ -165,13 +165,6 @@ def draw_state(
     )
 
 
-@st.composite
-def _state_of(
-    draw: st.DrawFn, type_: StateType, kind: Kind | None, now: datetime, keys: tuple[str, ...]
-) -> State:
-    return draw_state(draw, type_, kind, now, keys)
-
-
 def states(
     type: StateType | str | Iterable[StateType | str] | None = None,
     *,
