@@ -181,11 +181,7 @@ class ConcurrencyMethods:
             now = self._liveness_time(None)
             limits = self._limits
             row = self._limit_named(checked_name, for_update=True)
-            holders = limits.read_leases(row.id)
-            limits.drop_links_of_limit(row.id)
-            for lease in holders:
-                if set(lease.taken) == {row.id}:
-                    limits.delete_lease(lease.id)
+            limits.let_holders_go(row.id)
             hold(row, 0, now, now)
             limits.update_limit(row)
             return row.model(now)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from flowstate import _validation as validate
+from flowstate._concurrency import _UNSET
 from flowstate._ids import uuid7
 from flowstate.concurrency import checks
 from flowstate.concurrency.models import ConcurrencyOptions, Deployment
@@ -36,18 +37,6 @@ COLLISION_STRATEGIES = ("ENQUEUE", "CANCEL_NEW")
 MIN_GRACE_SECONDS = 60
 MAX_GRACE_SECONDS = 86400
 """A deployment's grace period: from a minute to a day (Prefect's bounds)."""
-
-
-class _Unchanged:
-    """The default of an update's argument that was not given (``<unchanged>`` in help())."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "<unchanged>"
-
-
-_UNSET: Any = _Unchanged()
 
 
 def own_limit_name(deployment_id: UUID | str) -> str:
@@ -228,16 +217,7 @@ class DeploymentMethods:
 
     def _own_limit(self, deployment_id: str, size: int, now: datetime) -> LimitRow:
         """The deployment's own limit, sized ``size`` (created if missing); slots held stay."""
-        name = own_limit_name(deployment_id)
-        limits = self._limits
-        row = limits.read_limit(name, for_update=True)
-        if row is not None:
-            row.limit = size
-            limits.update_limit(row)
-            return row
-        row = LimitRow.new(str(uuid7()), name, size, now)
-        limits.insert_limit(row)
-        return row
+        return self._limits.size_limit(own_limit_name(deployment_id), size, now)
 
     def _drop_own_limit(self, row: DeploymentRow) -> None:
         """Delete the deployment's own limit, if it has one (a shared limit stays)."""

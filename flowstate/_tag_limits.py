@@ -52,16 +52,8 @@ class TagLimitMethods:
         name = tag_limit_name(tag_checks.tag_value(tag))
         value = tag_checks.tag_limit_value(limit)
         with self._transaction():
-            now = self._liveness_time(None)
-            limits = self._limits
-            row = limits.read_limit(name, for_update=True)
-            if row is None:
-                row = LimitRow.new(str(uuid7()), name, value, now)
-                limits.insert_limit(row)
-                return tag_limit(row, [])
-            row.limit = value
-            limits.update_limit(row)
-            return tag_limit(row, limits.read_leases(row.id))
+            row = self._limits.size_limit(name, value, self._liveness_time(None))
+            return tag_limit(row, self._limits.read_leases(row.id))
 
     def read_concurrency_limit(self, tag: str) -> ConcurrencyLimit:
         """The limit of the task runs tagged ``tag``, with the task runs holding its slots;
@@ -98,7 +90,7 @@ class TagLimitMethods:
                 if store.read_task_run(run_id) is None:
                     raise ObjectNotFound(f"slot_override: no task run with id {run_id}")
             row = self._tag_limit_row(name, for_update=True)
-            self._let_holders_go(row)
+            limits.let_holders_go(row.id)
             held = 0
             for run_id in override or []:
                 taken = 1 if row.active and held + 1 <= row.limit else 0
@@ -125,7 +117,7 @@ class TagLimitMethods:
         name = tag_limit_name(tag_checks.tag_value(tag))
         with self._transaction():
             row = self._tag_limit_row(name, for_update=True)
-            self._let_holders_go(row)
+            self._limits.let_holders_go(row.id)
             self._limits.delete_limit(row.id)
 
     def renew_task_run_slots(
@@ -157,13 +149,3 @@ class TagLimitMethods:
                 f"no concurrency limit for tag {name[len(tag_checks.TAG_PREFIX):]!r}"
             )
         return row
-
-    def _let_holders_go(self, row: LimitRow) -> None:
-        """Inside a transaction: no lease holds ``row`` any more (a lease that held only it is
-        gone; one holding other limits keeps those)."""
-        limits = self._limits
-        holders = limits.read_leases(row.id)
-        limits.drop_links_of_limit(row.id)
-        for lease in holders:
-            if set(lease.taken) == {row.id}:
-                limits.delete_lease(lease.id)

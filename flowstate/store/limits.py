@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
+from flowstate._ids import uuid7
 from flowstate.concurrency.slots import LeaseRow, LimitRow
 from flowstate.store import limits_sql as sql
 from flowstate.store.rows import encode_time, parse_time
@@ -91,6 +92,18 @@ class LimitStore:
     def delete_limit(self, limit_id: str) -> None:
         self._execute(sql.DELETE_LIMIT, (limit_id,))
 
+    def size_limit(self, name: str, size: int, now: datetime) -> LimitRow:
+        """The limit ``name`` with ``size`` slots: an existing one resized (the slots held stay
+        held), else a new one created at ``now``."""
+        row = self.read_limit(name, for_update=True)
+        if row is None:
+            row = LimitRow.new(str(uuid7()), name, size, now)
+            self.insert_limit(row)
+        else:
+            row.limit = size
+            self.update_limit(row)
+        return row
+
     # -- leases ----------------------------------------------------------------------------
 
     def insert_lease(self, lease: LeaseRow) -> None:
@@ -157,6 +170,15 @@ class LimitStore:
     def drop_links_of_limit(self, limit_id: str) -> None:
         """Let every lease go of one limit (the leases stay, with their other limits)."""
         self._execute(sql.DELETE_LINKS_OF_LIMIT, (limit_id,))
+
+    def let_holders_go(self, limit_id: str) -> None:
+        """No lease holds the limit any more: a lease that held only it is gone, one holding
+        other limits keeps those."""
+        holders = self.read_leases(limit_id)
+        self.drop_links_of_limit(limit_id)
+        for lease in holders:
+            if set(lease.taken) == {limit_id}:
+                self.delete_lease(lease.id)
 
     def _with_links(self, leases: list[LeaseRow]) -> list[LeaseRow]:
         if not leases:
