@@ -38,7 +38,7 @@ from flowstate.errors import (
     ObjectNotFound,
     WaitTimeout,
 )
-from flowstate.store.limits import LimitStore, limit_store
+from flowstate.store.limits import LimitStore
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -82,7 +82,7 @@ class ConcurrencyMethods:
     def _limits(self) -> LimitStore:
         limits: LimitStore | None = self.__dict__.get("_limit_store")
         if limits is None:
-            limits = self.__dict__["_limit_store"] = limit_store(self._store)
+            limits = self.__dict__["_limit_store"] = LimitStore.of(self._store)
         return limits
 
     # -- the limits ---------------------------------------------------------------------------

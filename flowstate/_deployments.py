@@ -25,7 +25,7 @@ from flowstate.concurrency.slots import LimitRow
 from flowstate.errors import InvalidState, ObjectAlreadyExists, ObjectNotFound
 from flowstate.orchestration.deployment_rules import DEFAULT_GRACE_SECONDS
 from flowstate.runs import FlowRun
-from flowstate.store.deployments import DeploymentRow, DeploymentStore, deployment_store
+from flowstate.store.deployments import DeploymentRow, DeploymentStore
 
 if TYPE_CHECKING:
     from flowstate.store.base import StoreBackend
@@ -61,7 +61,7 @@ class DeploymentMethods:
     def _deployments(self) -> DeploymentStore:
         found: DeploymentStore | None = self.__dict__.get("_deployment_store")
         if found is None:
-            found = self.__dict__["_deployment_store"] = deployment_store(self._store)
+            found = self.__dict__["_deployment_store"] = DeploymentStore.of(self._store)
         return found
 
     def _run_slots(self) -> RunSlots:

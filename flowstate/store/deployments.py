@@ -7,14 +7,14 @@ placeholders; PostgreSQL's store converts them (``form``) and locks a row read f
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
+from flowstate.store.limits import SqlRows
 from flowstate.store.rows import encode_time, parse_time
 
-__all__ = ["DeploymentRow", "DeploymentStore", "deployment_store"]
+__all__ = ["DeploymentRow", "DeploymentStore"]
 
 COLUMNS = (
     "id, name, concurrency_limit_id, collision_strategy, grace_period_seconds, created, updated"
@@ -41,23 +41,14 @@ class DeploymentRow:
     updated: datetime
 
 
-class DeploymentStore:
-    """The deployment rows of one store (see :class:`flowstate.store.limits.LimitStore` for
-    ``execute``, ``form`` and ``lock``)."""
+class DeploymentStore(SqlRows):
+    """The deployment rows of one store."""
 
-    def __init__(
-        self,
-        execute: Callable[[str, Any], Any],
-        *,
-        form: Callable[[str], str] = str,
-        lock: str = "",
-    ) -> None:
-        self._run = execute
-        self._form = form
-        self._lock = lock
+    @classmethod
+    def _in_memory(cls, store: Any) -> Self:
+        from flowstate.store.memory_limits import MemoryDeploymentStore
 
-    def _execute(self, statement: str, params: Any = ()) -> Any:
-        return self._run(self._form(statement), params)
+        return MemoryDeploymentStore(store)  # type: ignore[return-value]
 
     def insert(self, row: DeploymentRow) -> bool:
         """Insert a new deployment; False if its name is taken (nothing written)."""
@@ -96,29 +87,8 @@ class DeploymentStore:
         )
 
 
-def deployment_store(store: Any) -> DeploymentStore:
-    """The :class:`DeploymentStore` of an orchestrator's store (SQLite, PostgreSQL or memory)."""
-    from flowstate.store.memory import MemoryStore
-    from flowstate.store.store import SqliteStore
-
-    if isinstance(store, SqliteStore):
-        return DeploymentStore(lambda statement, params: store.conn.execute(statement, params))
-    if isinstance(store, MemoryStore):
-        from flowstate.store.memory_limits import MemoryDeploymentStore
-
-        return MemoryDeploymentStore(store)
-    from flowstate.store.postgres.limits_sql import FOR_UPDATE, psycopg_form
-
-    return DeploymentStore(store._execute, form=psycopg_form, lock=FOR_UPDATE)
-
-
 def _deployment(row: Any) -> DeploymentRow:
+    id, name, limit_id, strategy, grace, created, updated = row
     return DeploymentRow(
-        id=row[0],
-        name=row[1],
-        concurrency_limit_id=row[2],
-        collision_strategy=row[3],
-        grace_period_seconds=row[4],
-        created=parse_time(row[5]),  # type: ignore[arg-type]
-        updated=parse_time(row[6]),  # type: ignore[arg-type]
+        id, name, limit_id, strategy, grace, parse_time(created), parse_time(updated)  # type: ignore[arg-type]
     )

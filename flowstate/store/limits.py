@@ -11,22 +11,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
 from flowstate._ids import uuid7
 from flowstate.concurrency.slots import LeaseRow, LimitRow
 from flowstate.store import limits_sql as sql
 from flowstate.store.rows import encode_time, parse_time
 
-__all__ = ["LimitStore", "limit_store"]
+__all__ = ["LimitStore", "SqlRows"]
 
 Execute = Callable[[str, Any], Any]
 
 
-class LimitStore:
-    """The limit and lease rows of one store; ``execute(statement, params)`` runs SQL written
-    with ``?`` placeholders (converted by ``form``); ``lock`` is appended to reads made for a
-    change, ``skip_locked`` to the reaper's read of expired leases."""
+class SqlRows:
+    """Rows of one store: ``execute(statement, params)`` runs SQL written with ``?``
+    placeholders (converted by ``form``); ``lock`` is appended to reads made for a change,
+    ``skip_locked`` to the reaper's read of expired leases."""
 
     def __init__(
         self,
@@ -43,6 +43,34 @@ class LimitStore:
 
     def _execute(self, statement: str, params: Any = ()) -> Any:
         return self._run(self._form(statement), params)
+
+    @classmethod
+    def of(cls, store: Any) -> Self:
+        """The rows of an orchestrator's store (SQLite, PostgreSQL or memory)."""
+        from flowstate.store.memory import MemoryStore
+        from flowstate.store.store import SqliteStore
+
+        if isinstance(store, SqliteStore):
+            return cls(lambda statement, params: store.conn.execute(statement, params))
+        if isinstance(store, MemoryStore):
+            return cls._in_memory(store)
+        from flowstate.store.postgres.limits_sql import FOR_UPDATE, SKIP_LOCKED, psycopg_form
+
+        return cls(store._execute, form=psycopg_form, lock=FOR_UPDATE, skip_locked=SKIP_LOCKED)
+
+    @classmethod
+    def _in_memory(cls, store: Any) -> Self:
+        raise NotImplementedError
+
+
+class LimitStore(SqlRows):
+    """The limit and lease rows of one store."""
+
+    @classmethod
+    def _in_memory(cls, store: Any) -> Self:
+        from flowstate.store.memory_limits import MemoryLimitStore
+
+        return MemoryLimitStore(store)  # type: ignore[return-value]
 
     # -- limits ----------------------------------------------------------------------------
 
@@ -190,24 +218,6 @@ class LimitStore:
             lease.taken[limit_id] = slots
             lease.names.append(name)
         return leases
-
-
-def limit_store(store: Any) -> LimitStore:
-    """The :class:`LimitStore` of an orchestrator's store (SQLite, PostgreSQL or memory)."""
-    from flowstate.store.memory import MemoryStore
-    from flowstate.store.store import SqliteStore
-
-    if isinstance(store, SqliteStore):
-        return LimitStore(lambda statement, params: store.conn.execute(statement, params))
-    if isinstance(store, MemoryStore):
-        from flowstate.store.memory_limits import MemoryLimitStore
-
-        return MemoryLimitStore(store)
-    from flowstate.store.postgres.limits_sql import FOR_UPDATE, SKIP_LOCKED, psycopg_form
-
-    return LimitStore(
-        store._execute, form=psycopg_form, lock=FOR_UPDATE, skip_locked=SKIP_LOCKED
-    )
 
 
 def _limit_params(row: LimitRow) -> tuple[Any, ...]:

@@ -27,12 +27,16 @@ def _no_sql(statement: str, params: Any) -> Any:
     raise DatabaseError("the in-memory store runs no SQL")
 
 
-class MemoryLimitStore(LimitStore):
-    """The limit and lease rows of a :class:`MemoryStore`."""
+class _InMemory:
+    """Rows kept in a :class:`MemoryStore`'s tables (no SQL runs)."""
 
     def __init__(self, store: MemoryStore) -> None:
-        super().__init__(_no_sql)
+        super().__init__(_no_sql)  # type: ignore[call-arg]
         self._store = store
+
+
+class MemoryLimitStore(_InMemory, LimitStore):
+    """The limit and lease rows of a :class:`MemoryStore`."""
 
     @property
     def _tables(self) -> Tables:
@@ -185,12 +189,8 @@ class MemoryLimitStore(LimitStore):
         return copies
 
 
-class MemoryDeploymentStore(DeploymentStore):
+class MemoryDeploymentStore(_InMemory, DeploymentStore):
     """The deployment rows of a :class:`MemoryStore`."""
-
-    def __init__(self, store: MemoryStore) -> None:
-        super().__init__(_no_sql)
-        self._store = store
 
     def insert(self, row: DeploymentRow) -> bool:
         """Insert a new deployment; False if its name is taken (nothing written)."""
