@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -78,12 +79,9 @@ class ConcurrencyMethods:
         def _now(self) -> datetime: ...
         def _liveness_time(self, now: datetime | None) -> datetime: ...
 
-    @property
+    @cached_property
     def _limits(self) -> LimitStore:
-        limits: LimitStore | None = self.__dict__.get("_limit_store")
-        if limits is None:
-            limits = self.__dict__["_limit_store"] = LimitStore.of(self._store)
-        return limits
+        return LimitStore.of(self._store)
 
     # -- the limits ---------------------------------------------------------------------------
 

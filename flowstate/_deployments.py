@@ -12,6 +12,7 @@ before anything is written.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -57,12 +58,9 @@ class DeploymentMethods:
         def _now(self) -> datetime: ...
         def _liveness_time(self, now: datetime | None) -> datetime: ...
 
-    @property
+    @cached_property
     def _deployments(self) -> DeploymentStore:
-        found: DeploymentStore | None = self.__dict__.get("_deployment_store")
-        if found is None:
-            found = self.__dict__["_deployment_store"] = DeploymentStore.of(self._store)
-        return found
+        return DeploymentStore.of(self._store)
 
     def _run_slots(self) -> RunSlots:
         """What the rules of one transition may do with limits (inside its transaction)."""
