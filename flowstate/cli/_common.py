@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,6 +21,7 @@ from flowstate.states import StateType
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
 
     from flowstate import Orchestrator
     from flowstate.results import OrchestrationResult
@@ -209,6 +210,29 @@ def console() -> Console:
     from rich.console import Console
 
     return Console(highlight=False)
+
+
+def table(title: str, columns: Iterable[str], *, no_wrap: Collection[str] = ()) -> Table:
+    """A rich table titled ``title`` (left-justified), one folding column per name."""
+    from rich.table import Table
+
+    made = Table(title=title, title_justify="left")
+    for column in columns:
+        made.add_column(column, no_wrap=column in no_wrap, overflow="fold")
+    return made
+
+
+def fields_table(title: str, rows: dict[str, Any]) -> Table:
+    """``field  value`` rows under ``title`` (each value shown as written, never as markup)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    made = Table(title=title, title_justify="left", show_header=False)
+    made.add_column("field", style="bold")
+    made.add_column("value", overflow="fold")
+    for field, value in rows.items():
+        made.add_row(field, Text(str(value)))
+    return made
 
 
 def short_state(state: State | None) -> str:

@@ -20,11 +20,13 @@ from flowstate.cli._common import (
     database_label,
     database_override,
     echo_json,
+    fields_table,
     open_orchestrator,
     seconds,
     state_label,
     when,
 )
+from flowstate.cli._common import table as make_table
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -69,12 +71,9 @@ def _print_demo(orc: Orchestrator, outcome: DemoRun, database_label: str) -> Non
 
 def _steps_table(steps: list[DemoStep]) -> Table:
     """One row per orchestration call: step, status, resulting state type and name, reason."""
-    from rich.table import Table
     from rich.text import Text
 
-    table = Table(title="Orchestration steps", title_justify="left")
-    for column in ("#", "step", "status", "type", "name", "reason"):
-        table.add_column(column, overflow="fold")
+    table = make_table("Orchestration steps", ("#", "step", "status", "type", "name", "reason"))
     for number, (description, result) in enumerate(steps, start=1):
         status = result.status.value
         state = result.state
@@ -91,12 +90,6 @@ def _steps_table(steps: list[DemoStep]) -> Table:
 
 def _run_table(run: FlowRun) -> Table:
     """The final flow run as field/value rows."""
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(title="Final flow run", title_justify="left", show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value", overflow="fold")
     rows: dict[str, Any] = {
         "id": run.id,
         "name": run.name,
@@ -108,19 +101,14 @@ def _run_table(run: FlowRun) -> Table:
         "total_run_time": seconds(run.total_run_time),
         "pause_keys": ", ".join(sorted(run.empirical_policy.pause_keys)) or DASH,
     }
-    for name, value in rows.items():
-        table.add_row(name, Text(str(value)))
-    return table
+    return fields_table("Final flow run", rows)
 
 
 def _history_table(states: list[State]) -> Table:
     """The flow run's state history, oldest first."""
-    from rich.table import Table
     from rich.text import Text
 
-    table = Table(title="State history", title_justify="left")
-    for column in ("timestamp", "type", "name", "message"):
-        table.add_column(column, overflow="fold")
+    table = make_table("State history", ("timestamp", "type", "name", "message"))
     for state in states:
         table.add_row(
             when(state.timestamp),

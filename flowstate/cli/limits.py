@@ -19,7 +19,16 @@ from uuid import UUID
 
 import click
 
-from flowstate.cli._common import DASH, database_override, duration, echo_json, json_option, open_orchestrator
+from flowstate.cli._common import (
+    DASH,
+    database_override,
+    duration,
+    echo_json,
+    fields_table,
+    json_option,
+    open_orchestrator,
+)
+from flowstate.cli._common import table as make_table
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -54,7 +63,7 @@ def list_limits(as_json: bool, database: str | None) -> None:
     for lease in leases:
         for name in lease.limits:
             holders[name] = holders.get(name, 0) + 1
-    table = _table(f"Concurrency limits ({len(found)})",
+    table = make_table(f"Concurrency limits ({len(found)})",
                    ("name", "held", "limit", "active", "decay/s", "holders", "deployments"))
     for limit in found:
         table.add_row(
@@ -179,15 +188,6 @@ def describe_lease(lease: ConcurrencyLease) -> str:
     return f"{lease.lease_id} ({lease.slots} slot{'s' if lease.slots != 1 else ''} of {limits_held}{holder})"
 
 
-def _table(title: str, columns: tuple[str, ...]) -> Table:
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    return table
-
-
 def _text(value: str) -> Text:
     from rich.text import Text
 
@@ -234,11 +234,6 @@ def _holding_runs(
 
 
 def _fields(limit: GlobalConcurrencyLimit, users: list[Deployment]) -> Table:
-    from rich.table import Table
-
-    table = Table(title="Concurrency limit", title_justify="left", show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value", overflow="fold")
     tag = limit.name[len("tag:"):] if limit.name.startswith("tag:") else None
     rows = {
         "name": limit.name,
@@ -252,13 +247,11 @@ def _fields(limit: GlobalConcurrencyLimit, users: list[Deployment]) -> Table:
         "deployments": ", ".join(f"{d.name} ({d.id})" for d in users) or DASH,
         "updated": limit.updated.isoformat(timespec="milliseconds"),
     }
-    for field, value in rows.items():
-        table.add_row(field, _text(value))
-    return table
+    return fields_table("Concurrency limit", rows)
 
 
 def _holders(leases: list[ConcurrencyLease], runs: dict[UUID, FlowRun | TaskRun]) -> Table:
-    table = _table(f"Holders ({len(leases)})", ("lease", "slots", "holder", "held for", "expires in"))
+    table = make_table(f"Holders ({len(leases)})", ("lease", "slots", "holder", "held for", "expires in"))
     now = datetime.now(timezone.utc)
     for lease in leases:
         left = lease.expiration - now

@@ -18,6 +18,7 @@ from flowstate.cli._common import (
     database_override,
     duration,
     echo_json,
+    fields_table,
     find_run,
     json_option,
     open_orchestrator,
@@ -27,6 +28,7 @@ from flowstate.cli._common import (
     timestamp,
     when,
 )
+from flowstate.cli._common import table as make_table
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -173,12 +175,7 @@ def _print_listing(found: list[Any], as_json: bool, table: Callable[[], Table]) 
 
 
 def _table(title: str, columns: tuple[str, ...]) -> Table:
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column, no_wrap=column in NO_WRAP, overflow="fold")
-    return table
+    return make_table(title, columns, no_wrap=NO_WRAP)
 
 
 def _title(noun: str, shown: int, limit: int | None, offset: int) -> str:
@@ -219,12 +216,6 @@ def _task_runs_table(found: list[TaskRun], limit: int | None = None, offset: int
 
 def _fields_table(kind: str, run: FlowRun | TaskRun) -> Table:
     """The run as field/value rows."""
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(title=f"{kind.capitalize()} run", title_justify="left", show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value", overflow="fold")
     rows: dict[str, Any] = {"id": run.id, "name": run.name}
     if kind == "flow":
         rows["flow"] = run.flow_name  # type: ignore[union-attr]
@@ -243,9 +234,7 @@ def _fields_table(kind: str, run: FlowRun | TaskRun) -> Table:
         rows["pause_keys"] = ", ".join(sorted(policy.pause_keys)) or DASH  # type: ignore[union-attr]
         rows["tags"] = ", ".join(run.tags) or DASH  # type: ignore[union-attr]
     rows["retries"] = policy.retries if policy.retries is not None else DASH
-    for name, value in rows.items():
-        table.add_row(name, Text(str(value)))
-    return table
+    return fields_table(f"{kind.capitalize()} run", rows)
 
 
 def _timeline_table(history: list[State], now: datetime) -> Table:
