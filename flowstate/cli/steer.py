@@ -126,10 +126,7 @@ def resume(run_id: str, run_input: str | None, as_json: bool, database: str | No
             wanted = pending_input(orc, run)
             if wanted is not None:
                 given = prompt_for_input(*wanted)
-        if given is None:
-            result = orc.resume_flow_run(run.id)
-        else:
-            result = orc.resume_flow_run(run.id, run_input=given)
+        result = orc.resume_flow_run(run.id, run_input=given)
     _report(result, before=run.state, subject=f"flow run {run.id} ({run.name})", as_json=as_json)
 
 
