@@ -674,7 +674,8 @@ class Orchestrator(
         is read once the run, and the limits of its tags, are locked for this transaction (so
         the times of tagged runs' states follow the order in which they took their slots)."""
         store = self._store
-        run = store.read_task_run(run_id)
+        policy = MINIMAL_TASK if force else self.task_policy
+        run = store.working_task_run(run_id) if policy.built_in else store.read_task_run(run_id)
         if run is None:
             raise ObjectNotFound(f"Task run with id {run_id} not found")
         slots = self._run_slots() if run.tags else None
@@ -695,7 +696,6 @@ class Orchestrator(
             details = proposed.state_details
             if not force and details.cache_key and not details.refresh_cache:
                 cached_state = store.read_cached_state(details.cache_key, now)
-        policy = MINIMAL_TASK if force else self.task_policy
         ctx = policy.context(
             run, proposed, now, self._new_id, flow_run=flow_run, cached_state=cached_state,
             uniform=self._uniform, slots=slots,

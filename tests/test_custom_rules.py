@@ -302,6 +302,25 @@ def test_a_run_a_user_rule_keeps_is_its_own_copy(database):
         assert orc.read_flow_run(run.id).run_count == 2
 
 
+def test_a_task_run_a_user_rule_keeps_is_its_own_copy(database):
+    """As for flow runs: with a rule of yours in the task policy, ``ctx.run`` is never the
+    task run the store keeps for transitions."""
+    kept = []
+
+    @rule(from_=ANY_STATE, to=ANY_STATE, name="keep-task-runs")
+    def keep_runs(ctx):
+        kept.append(ctx.run)
+
+    with Orchestrator(database, task_policy=CORE_TASK.append(keep_runs)) as orc:
+        task = orc.create_task_run(state=Pending())
+        orc.set_task_run_state(task.id, Running())
+        first = kept[-1].model_copy(deep=True)
+        orc.set_task_run_state(task.id, Completed())
+        orc.set_task_run_state(task.id, Running(), force=True)
+        assert len(kept) == 2 and kept[0] == first and kept[0].run_count == 1
+        assert orc.read_task_run(task.id).run_count == 2
+
+
 def test_a_user_rule_is_never_built_in_whatever_module_its_function_names(database):
     """Only flowstate's own rule objects count as built in: a user's function that names one
     of flowstate's modules as its own still gets a working copy of the run."""

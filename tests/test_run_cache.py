@@ -219,6 +219,10 @@ def _answer(call: Any) -> Any:
         return type(exc), str(exc)
 
 
+def _kind_calls(kind: str) -> tuple[str, str, str]:
+    return f"set_{kind}_run_state", f"read_{kind}_run", f"read_{kind}_run_states"
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     steps=transition_sequences("flow", max_size=14, mode="pauses") | transition_sequences("flow", max_size=14),
@@ -231,28 +235,49 @@ def test_the_run_cache_answers_as_the_same_store_without_it(
     from its row) give the same answers and reads, call by call, inside blocks and out. A
     transition works on the cached run as the last one left it, not as read: this is where a
     difference would show."""
+    _compare("flow", steps, plan)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    steps=transition_sequences("task", max_size=10),
+    plan=st.lists(st.tuples(st.just(False), st.booleans(), st.booleans()), min_size=10, max_size=10),
+)
+def test_the_task_run_cache_answers_as_the_same_store_without_it(
+    steps: list[Any], plan: list[tuple[bool, bool, bool]]
+) -> None:
+    """As above, for task runs in a flow run (``working_task_run``)."""
+    _compare("task", steps, plan)
+
+
+def _compare(kind: str, steps: list[Any], plan: list[tuple[bool, bool, bool]]) -> None:
+    transition, read, history = _kind_calls(kind)
     with tempfile.TemporaryDirectory() as folder:
         clock = FrozenClock(datetime(2026, 1, 1, tzinfo=timezone.utc))
         cached = _engine(Store(f"{folder}/cached.db"), clock)
         plain = _engine(SqliteStore(f"{folder}/plain.db"), clock)
         engines = (cached, plain)
-        run_id = uuid.uuid4()
+        run_id, flow_id = uuid.uuid4(), uuid.uuid4()
         for orc in engines:
-            orc.create_flow_run(id=run_id, name="r", parameters={"p": [1]}, tags=["t"])
+            if kind == "flow":
+                orc.create_flow_run(id=run_id, name="r", parameters={"p": [1]}, tags=["t"])
+            else:
+                orc.create_flow_run(id=flow_id, name="f", state=Running())
+                orc.create_task_run(id=run_id, flow_run_id=flow_id, tags=["t"])
         blocks = (contextlib.ExitStack(), contextlib.ExitStack())
         inside = False
-        for (state, force), (resume, read, commit) in zip(steps, plan):
+        for (state, force), (resume, reading, commit) in zip(steps, plan):
             clock.advance(1)
             if resume:
                 answers = [_answer(lambda: orc.resume_flow_run(run_id)) for orc in engines]
             else:
                 answers = [
-                    _answer(lambda: orc.set_flow_run_state(run_id, state, force=force))
+                    _answer(lambda: getattr(orc, transition)(run_id, state, force=force))
                     for orc in engines
                 ]
             assert answers[0] == answers[1]
-            if read:
-                assert _exact(cached.read_flow_run(run_id)) == _exact(plain.read_flow_run(run_id))
+            if reading:
+                assert _exact(getattr(cached, read)(run_id)) == _exact(getattr(plain, read)(run_id))
             if commit:
                 for block in blocks:
                     block.close()
@@ -262,8 +287,8 @@ def test_the_run_cache_answers_as_the_same_store_without_it(
             inside = not commit
         for block in blocks:
             block.close()
-        assert _exact(cached.read_flow_run(run_id)) == _exact(plain.read_flow_run(run_id))
-        histories = [[s.model_dump() for s in orc.read_flow_run_states(run_id)] for orc in engines]
+        assert _exact(getattr(cached, read)(run_id)) == _exact(getattr(plain, read)(run_id))
+        histories = [[s.model_dump() for s in getattr(orc, history)(run_id)] for orc in engines]
         assert histories[0] == histories[1]
         for orc in engines:
             orc.close()

@@ -92,6 +92,10 @@ class StoreBackend(Protocol):
     def read_task_run(self, run_id: UUID) -> TaskRun | None:
         """The task run with its current state (locked until the transaction ends), or None."""
 
+    def working_task_run(self, run_id: UUID) -> TaskRun | None:
+        """``read_task_run`` for a transition decided by built-in rules only, on the terms of
+        ``working_flow_run``."""
+
     def read_flow_runs(
         self,
         *,

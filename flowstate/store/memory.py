@@ -206,6 +206,10 @@ class MemoryStore(ConnectionLifecycle[Tables]):
         """The task run with its current state (a copy of its own), or None."""
         return self._read("task", run_id)  # type: ignore[return-value]
 
+    def working_task_run(self, run_id: UUID) -> TaskRun | None:
+        """``read_task_run``: every run handed out is the caller's own."""
+        return self.read_task_run(run_id)
+
     def _listed(
         self,
         kind: RunKind,

@@ -55,8 +55,21 @@ class RowStore(ConnectionLifecycle[C]):
 
     def insert_task_run(self, run: TaskRun) -> bool:
         """Insert a new task run; False if its id is taken (nothing written)."""
-        bound = self._sql.BIND_INSERT_TASK_RUN_IF_NEW(rows.task_run_insert_row(run))
-        return self._execute(*bound).rowcount > 0  # type: ignore[no-any-return]
+        return self._insert_task_run_row(run) is not None
+
+    def _insert_task_run_row(self, run: TaskRun) -> tuple[Any, ...] | None:
+        """Insert a new task run; returns the row written, None if the id is taken."""
+        row = rows.task_run_insert_row(run)
+        written = self._execute(*self._sql.BIND_INSERT_TASK_RUN_IF_NEW(row)).rowcount > 0
+        return row if written else None
+
+    def read_task_run(self, run_id: UUID) -> TaskRun | None:  # pragma: no cover - per backend
+        """The task run with its current state, or None."""
+        raise NotImplementedError
+
+    def working_task_run(self, run_id: UUID) -> TaskRun | None:
+        """``read_task_run`` (see ``working_flow_run``)."""
+        return self.read_task_run(run_id)
 
     def read_flow_runs(
         self,

@@ -1,4 +1,5 @@
-"""The run cache: the SQLite store with the flow runs it last read or wrote kept decoded.
+"""The run cache: the SQLite store with the flow runs it last read or wrote kept decoded, and
+the task runs transitions work on.
 
 :class:`Store` is :class:`~flowstate.store.store.SqliteStore` with this layer over it, and the
 store the orchestrator opens for a SQLite database. The layer alone knows that runs are kept:
@@ -85,6 +86,9 @@ class _CachedFlowRun:
         )
 
 
+_NO_STATE = (None,) * rows.STATE_WIDTH
+
+
 def _immutable(state: State | None) -> bool:
     return state is None or (state.data is None and state.state_details.run_input_keyset is None)
 
@@ -97,6 +101,8 @@ class Store(SqliteStore):
         # connection has committed (PRAGMA data_version, checked at each BEGIN).
         self._runs: dict[int, _CachedFlowRun] = {}  # by UUID.int: hashing an int is cheaper
         self._data_version: int | None = None
+        # Task runs a transition works on (see working_task_run), as the last one left them.
+        self._tasks: dict[int, TaskRun] = {}
         # Entries holding a run's UPDATE that waits for the block's commit (see _flushed).
         self._dirty: list[_CachedFlowRun] = []
         self._defer = False  # inside a block of several calls: updates wait
@@ -110,11 +116,11 @@ class Store(SqliteStore):
         # (fetchall: the statement runs to its end, so the cursor holds none in progress).
         version = self._control.execute(sql.DATA_VERSION).fetchall()[0][0]
         if version != self._data_version:
-            self._runs.clear()
+            self._forget_runs()
             self._data_version = version
 
     def _abandon(self) -> None:
-        self._runs.clear()
+        self._forget_runs()
         SqliteStore._abandon(self)
 
     def begin(self) -> int:
@@ -191,8 +197,13 @@ class Store(SqliteStore):
 
     def _forget_all(self) -> None:
         """Drop the cache after a rollback, waiting updates included (they were rolled back)."""
-        self._runs.clear()
+        self._forget_runs()
         self._dirty.clear()
+
+    def _forget_runs(self) -> None:
+        """Drop every kept flow and task run (not the waiting updates: see ``_forget_all``)."""
+        self._runs.clear()
+        self._tasks.clear()
 
     def _forget(self, key: int) -> None:
         """Drop one run from the cache, writing its waiting update first."""
@@ -205,7 +216,7 @@ class Store(SqliteStore):
         """Whether the cache may be used: inside this thread's transaction (data_version checked)."""
         if self._depth > 0 and self._owner == _get_ident():
             return True
-        self._runs.clear()  # a write outside a transaction: forget everything
+        self._forget_runs()  # a write outside a transaction: forget everything
         return False
 
     def _remember(self, run: FlowRun, row: Any) -> None:
@@ -276,8 +287,35 @@ class Store(SqliteStore):
             self._remember(run, row)
         return run
 
+    def insert_task_run(self, run: TaskRun) -> bool:
+        row = self._insert_task_run_row(run)
+        if row is None:
+            return False
+        if self._caching():  # what reading it gives: the row written, no state yet
+            self._keep_task(rows.task_run_from_row((*row[:20], *_NO_STATE, row[20])))
+        return True
+
+    def working_task_run(self, run_id: UUID) -> TaskRun | None:
+        """The task run for a transition by built-in rules: the one the last transition left,
+        when there is one (see :meth:`StoreBackend.working_task_run`), else a fresh read.
+        Readers (``read_task_run``) always get the row decoded."""
+        if self._caching():
+            run = self._tasks.get(run_id.int)
+            if run is None:
+                run = SqliteStore.read_task_run(self, run_id)
+                if run is not None and _immutable(run.state):
+                    self._keep_task(run)
+            return run
+        return SqliteStore.read_task_run(self, run_id)
+
+    def _keep_task(self, run: TaskRun) -> None:
+        tasks = self._tasks
+        tasks[run.id.int] = run
+        if len(tasks) > RUN_CACHE_SIZE:
+            del tasks[next(iter(tasks))]  # the least recently kept
+
     def delete_run(self, kind: RunKind, run_id: UUID) -> bool:
-        self._runs.clear()
+        self._forget_runs()
         return SqliteStore.delete_run(self, kind, run_id)
 
     def save_transition(
@@ -290,16 +328,27 @@ class Store(SqliteStore):
     ) -> None:
         """Write a new state (if any) to the run's history and save the run's fields: a flow
         run that is the cached run itself (see ``working_flow_run``) through the cache."""
-        if kind == "flow":
-            if self._depth > 0 and self._owner == _get_ident():  # (_caching(), written out)
-                cached = self._runs.get(run.id.int)
+        if self._depth > 0 and self._owner == _get_ident():  # (_caching(), written out)
+            key = run.id.int
+            if kind == "flow":
+                cached = self._runs.get(key)
                 if cached is not None:
                     if cached.run is run:
                         self._save_cached_flow_run(cached, written, current_state_id, now)
                         return
-                    self._forget(run.id.int)  # a copy is saved: the next read decodes the row
+                    self._forget(key)  # a copy is saved: the next read decodes the row
+            elif self._tasks.get(key) is run:
+                SqliteStore.save_transition(self, kind, run, written, current_state_id, now)
+                if _immutable(written):
+                    if written is not None:
+                        set_fields(run, {"state": written})
+                else:
+                    del self._tasks[key]  # result data: not kept (see _immutable)
+                return
             else:
-                self._runs.clear()
+                self._tasks.pop(key, None)  # a copy is saved
+        else:
+            self._forget_runs()
         SqliteStore.save_transition(self, kind, run, written, current_state_id, now)
 
     def _save_cached_flow_run(
