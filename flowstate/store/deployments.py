@@ -52,19 +52,7 @@ class DeploymentStore(SqlRows):
 
     def insert(self, row: DeploymentRow) -> bool:
         """Insert a new deployment; False if its name is taken (nothing written)."""
-        cursor = self._execute(
-            INSERT,
-            (
-                row.id,
-                row.name,
-                row.concurrency_limit_id,
-                row.collision_strategy,
-                row.grace_period_seconds,
-                encode_time(row.created),
-                encode_time(row.updated),
-            ),
-        )
-        return bool(cursor.rowcount > 0)
+        return bool(self._execute(INSERT, _params(row)).rowcount > 0)
 
     def read(self, deployment_id: str, *, for_update: bool = False) -> DeploymentRow | None:
         statement = SELECT_BY_ID + (self._lock if for_update else "")
@@ -75,16 +63,21 @@ class DeploymentStore(SqlRows):
         return [_deployment(row) for row in self._execute(SELECT_ALL).fetchall()]
 
     def update(self, row: DeploymentRow) -> None:
-        self._execute(
-            UPDATE,
-            (
-                row.concurrency_limit_id,
-                row.collision_strategy,
-                row.grace_period_seconds,
-                encode_time(row.updated),
-                row.id,
-            ),
-        )
+        """Write the deployment's fields but its id, name and creation time."""
+        _id, _name, *changed, _created, updated = _params(row)
+        self._execute(UPDATE, (*changed, updated, row.id))
+
+
+def _params(row: DeploymentRow) -> tuple[Any, ...]:
+    return (
+        row.id,
+        row.name,
+        row.concurrency_limit_id,
+        row.collision_strategy,
+        row.grace_period_seconds,
+        encode_time(row.created),
+        encode_time(row.updated),
+    )
 
 
 def _deployment(row: Any) -> DeploymentRow:

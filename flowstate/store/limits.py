@@ -104,18 +104,9 @@ class LimitStore(SqlRows):
         return [_limit(row) for row in self._execute(statement, tuple(wanted)).fetchall()]
 
     def update_limit(self, row: LimitRow) -> None:
-        self._execute(
-            sql.UPDATE_LIMIT,
-            (
-                row.limit,
-                int(row.active),
-                row.active_slots,
-                row.slot_decay_per_second,
-                row.avg_slot_occupancy_seconds,
-                encode_time(row.updated),
-                row.id,
-            ),
-        )
+        """Write the limit's fields but its id, name and creation time."""
+        _id, _name, *changed, _created, updated = _limit_params(row)
+        self._execute(sql.UPDATE_LIMIT, (*changed, updated, row.id))
 
     def delete_limit(self, limit_id: str) -> None:
         self._execute(sql.DELETE_LIMIT, (limit_id,))
