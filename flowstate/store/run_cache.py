@@ -151,9 +151,9 @@ class Store(SqliteStore):
 
     def end(self, depth: int, exc: BaseException | None) -> None:
         failed = None
-        if exc is None and depth == 0 and self._dirty and not self._doomed:
+        if exc is None and depth == 0 and not self._doomed:
             try:
-                self._flush()
+                self._flushed()
             except BaseException as error:  # (rolled back below, and raised translated)
                 exc = failed = error
         try:
@@ -176,6 +176,7 @@ class Store(SqliteStore):
             self._flush()
 
     def _flush(self) -> None:
+        """Execute every waiting UPDATE (called by ``_flushed`` only)."""
         dirty, self._dirty = self._dirty, []
         for cached in dirty:  # each holds a waiting update (see _forget)
             self._write_pending(cached)
