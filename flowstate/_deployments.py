@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
 from flowstate import _validation as validate
-from flowstate._concurrency import _UNSET
+from flowstate._concurrency import _UNSET, ConcurrencyMethods
 from flowstate._ids import uuid7
 from flowstate.concurrency import checks
 from flowstate.concurrency.models import ConcurrencyOptions, Deployment
@@ -27,10 +27,6 @@ from flowstate.errors import InvalidState, ObjectAlreadyExists, ObjectNotFound
 from flowstate.orchestration.deployment_rules import DEFAULT_GRACE_SECONDS
 from flowstate.runs import FlowRun
 from flowstate.store.deployments import DeploymentRow, DeploymentStore
-
-if TYPE_CHECKING:
-    from flowstate.store.base import StoreBackend
-    from flowstate.store.limits import LimitStore
 
 __all__ = ["COLLISION_STRATEGIES", "DeploymentMethods", "own_limit_name"]
 
@@ -45,18 +41,9 @@ def own_limit_name(deployment_id: UUID | str) -> str:
     return f"deployment:{deployment_id}"
 
 
-class DeploymentMethods:
-    """Deployments and their concurrency (mixed into Orchestrator)."""
-
-    if TYPE_CHECKING:  # provided by Orchestrator
-        _store: StoreBackend
-
-        @property
-        def _limits(self) -> LimitStore: ...
-        def _transaction(self) -> Any: ...
-        def _read_transaction(self) -> Any: ...
-        def _now(self) -> datetime: ...
-        def _liveness_time(self, now: datetime | None) -> datetime: ...
+class DeploymentMethods(ConcurrencyMethods):
+    """Deployments and their concurrency, built on the global limits (mixed into
+    Orchestrator)."""
 
     @cached_property
     def _deployments(self) -> DeploymentStore:

@@ -7,11 +7,11 @@ A mixin of :class:`flowstate.Orchestrator`, beside the global limits'
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import timedelta
 from uuid import UUID
 
 from flowstate import _validation as validate
+from flowstate._concurrency import ConcurrencyMethods
 from flowstate._ids import uuid7
 from flowstate.concurrency import checks
 from flowstate.concurrency.models import ConcurrencyLease
@@ -25,24 +25,11 @@ from flowstate.concurrency.tags import (
 )
 from flowstate.errors import ObjectNotFound
 
-if TYPE_CHECKING:
-    from flowstate.store.base import StoreBackend
-    from flowstate.store.limits import LimitStore
-
 __all__ = ["TagLimitMethods"]
 
 
-class TagLimitMethods:
-    """Tag limits (mixed into Orchestrator)."""
-
-    if TYPE_CHECKING:  # provided by Orchestrator
-        _store: StoreBackend
-
-        @property
-        def _limits(self) -> LimitStore: ...
-        def _transaction(self) -> Any: ...
-        def _read_transaction(self) -> Any: ...
-        def _liveness_time(self, now: datetime | None) -> datetime: ...
+class TagLimitMethods(ConcurrencyMethods):
+    """Tag limits, built on the global limits (mixed into Orchestrator)."""
 
     def create_concurrency_limit(self, tag: str, limit: int) -> ConcurrencyLimit:
         """Limit the task runs tagged ``tag`` to ``limit`` RUNNING at once: creates the global

@@ -29,7 +29,6 @@ from flowstate._models import set_fields
 from flowstate._names import generate_run_name
 from flowstate import _validation as validate
 from flowstate._time import as_utc, utcnow
-from flowstate._concurrency import ConcurrencyMethods
 from flowstate._deployments import DeploymentMethods
 from flowstate._interaction import InteractionMethods
 from flowstate._tag_limits import TagLimitMethods
@@ -124,9 +123,7 @@ class _ReadTransaction(_CallTransaction):
         self._depth = self._store.begin_read()
 
 
-class Orchestrator(
-    WorkerMethods, InteractionMethods, ConcurrencyMethods, DeploymentMethods, TagLimitMethods
-):
+class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimitMethods):
     """Orchestrates flow and task runs exactly as Prefect's server does, stored in SQLite.
 
     >>> from flowstate import Orchestrator
