@@ -27,6 +27,7 @@ from flowstate.runs import FlowRun, TaskRun
 from flowstate.states import State
 from flowstate.store import rows, sql
 from flowstate.store.base import RunKind
+from flowstate.store.connection import Synchronous
 from flowstate.store.store import SqliteStore
 
 __all__ = ["RUN_CACHE_SIZE", "Store"]
@@ -96,7 +97,9 @@ def _immutable(state: State | None) -> bool:
 class Store(SqliteStore):
     """One SQLite database with the run cache over it (see the module's documentation)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, path: str, *, busy_timeout: float = 30.0, synchronous: Synchronous = "NORMAL"
+    ) -> None:
         # Flow runs as last read or written by this connection; valid while no other
         # connection has committed (PRAGMA data_version, checked at each BEGIN).
         self._runs: dict[int, _CachedFlowRun] = {}  # by UUID.int: hashing an int is cheaper
@@ -106,7 +109,7 @@ class Store(SqliteStore):
         # Entries holding a run's UPDATE that waits for the block's commit (see _flushed).
         self._dirty: list[_CachedFlowRun] = []
         self._defer = False  # inside a block of several calls: updates wait
-        super().__init__(*args, **kwargs)
+        super().__init__(path, busy_timeout=busy_timeout, synchronous=synchronous)
 
     # -- transactions: where the cache is checked, flushed and forgotten -----------------------
 
