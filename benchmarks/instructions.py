@@ -1,6 +1,7 @@
-"""Instructions per API call of scenario 1's cycle, counted by valgrind: steady on a noisy VM.
+"""Instructions per API call of scenario 1's cycle (or scenario 3's task unit), counted by
+valgrind: steady on a noisy VM.
 
-``python -m benchmarks.instructions [fs|raw|lean] [batched|one]`` runs the cycle under
+``python -m benchmarks.instructions [fs|raw|lean] [batched|one|task]`` runs the cycle under
 ``valgrind --tool=callgrind`` twice, for 100 and for 900 cycles, and prints the difference
 divided by the 5,600 calls in between: the start-up cost cancels out. Address-space
 randomisation is turned off (``setarch -R``), the hash seed is fixed and ``os.urandom`` is
@@ -9,8 +10,9 @@ wall-clock figures on a shared VM move by 20 %. Each count takes about a minute.
 (and ``setarch``, from util-linux).
 
 ``fs`` is flowstate (``batched``: 100 runs per ``orc.transaction()``, as scenario 2; ``one``:
-one commit per call, as scenario 1); ``raw`` is the raw-sqlite3 replay of the same rows;
-``lean`` is ``benchmarks.floor``'s lean engine (batched only).
+one commit per call, as scenario 1; ``task``: scenario 3's task unit, one commit per call);
+``raw`` is the raw-sqlite3 replay of the same rows; ``lean`` is ``benchmarks.floor``'s lean
+engine (batched only).
 """
 
 from __future__ import annotations
@@ -49,6 +51,10 @@ def _work(side: str, mode: str, cycles: int) -> None:
 def _cycles(side: str, mode: str, cycles: int) -> None:
     from flowstate import Orchestrator
 
+    if mode == "task":
+        _task_units(side, cycles)
+        return
+
     from benchmarks.flow_cycle import _script, flow_cycle
     from benchmarks.raw import RawReplayer, open_raw, record
 
@@ -84,6 +90,35 @@ def _cycles(side: str, mode: str, cycles: int) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def _task_units(side: str, units: int) -> None:
+    """Scenario 3's task unit, one commit per call: flowstate, or the raw replay of its rows."""
+    from flowstate import Orchestrator
+
+    from benchmarks.raw import RawReplayer, open_raw, record
+    from benchmarks.task_cycle import _CACHE_LOOKUP, _lookup_params, _script, setup, task_unit
+
+    folder = tempfile.mkdtemp(prefix="flowstate-instructions-")
+    if side == "fs":
+        orc = Orchestrator(os.path.join(folder, "fs.db"))
+        setup(orc)
+        for _ in range(10):
+            task_unit(orc)
+        for _ in range(units):
+            task_unit(orc)
+        orc.close()
+    else:
+        recording = record(
+            os.path.join(folder, "recording.db"), _script(), setup=setup,
+            reads={6: (_CACHE_LOOKUP, _lookup_params)},
+        )
+        with Orchestrator(os.path.join(folder, "raw.db")) as raw_setup:
+            setup(raw_setup)
+        raw = RawReplayer(open_raw(os.path.join(folder, "raw.db")), recording)
+        raw.replay(10)
+        raw.replay(units)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def _instructions(side: str, mode: str, cycles: int) -> int:
     with tempfile.TemporaryDirectory() as folder:
         out = os.path.join(folder, "callgrind.out")
@@ -100,18 +135,22 @@ def _instructions(side: str, mode: str, cycles: int) -> int:
 
 
 def count(side: str, mode: str) -> int:
-    """Instructions per API call: (900 cycles − 100 cycles) ÷ 5,600 calls."""
+    """Instructions per API call: (900 cycles − 100 cycles) ÷ 5,600 calls (task units:
+    the same, 7 calls each)."""
     from benchmarks.flow_cycle import CALLS_PER_CYCLE
+    from benchmarks.task_cycle import CALLS_PER_UNIT
+
+    calls = CALLS_PER_UNIT if mode == "task" else CALLS_PER_CYCLE
 
     small = _instructions(side, mode, _SMALL)
     large = _instructions(side, mode, _LARGE)
-    return (large - small) // ((_LARGE - _SMALL) * CALLS_PER_CYCLE)
+    return (large - small) // ((_LARGE - _SMALL) * calls)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.instructions", description=__doc__)
     parser.add_argument("side", nargs="?", choices=["fs", "raw", "lean"], default="fs")
-    parser.add_argument("mode", nargs="?", choices=["batched", "one"], default="batched")
+    parser.add_argument("mode", nargs="?", choices=["batched", "one", "task"], default="batched")
     parser.add_argument("--worker", type=int, metavar="CYCLES", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.side == "lean" and args.mode != "batched":
