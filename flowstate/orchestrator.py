@@ -533,10 +533,12 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
             if run.flow_run_id is not None and self._store.read_flow_run(run.flow_run_id) is None:
                 raise ObjectNotFound(f"Flow run with id {run.flow_run_id} not found")
             run.created = run.updated = now
-            if not self._store.insert_task_run(run):
+            inserted = self._store.insert_task_run(run)
+            if inserted is None:
                 raise ObjectAlreadyExists(f"Task run with id {run.id} already exists")
-            if proposed is not None:
-                self._orchestrate_task(run.id, proposed, force=True, now=now)
+            if proposed is None:
+                return inserted
+            self._orchestrate_task(run.id, proposed, force=True, now=now)
             return self._read_task_run(run.id)
 
     def read_task_run(self, id: UUID | str) -> TaskRun:

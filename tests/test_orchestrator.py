@@ -21,6 +21,7 @@ from flowstate import (
     SetStateStatus,
     StateType,
 )
+from flowstate.runs import TaskRunPolicy
 from flowstate.states import (
     Completed,
     Failed,
@@ -258,6 +259,50 @@ def test_tasks_cache_their_results_across_runs(orc):
     assert (result.status, result.state.name) == (SetStateStatus.REJECT, "Cached")
     assert result.state.data == {"storage_key": "r"}
     assert orc.read_task_run(second.id).state_type is StateType.COMPLETED
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        {},
+        {"tags": ["etl", "größe"], "name": "named"},
+        {"empirical_policy": {"retries": 2, "retry_delay": [1, 2.5], "retry_jitter_factor": 0.5}},
+        {"empirical_policy": {"max_retries": 3, "retry_delay_seconds": 7}},
+        {"empirical_policy": TaskRunPolicy(retry_delay=4)},
+        {"standalone": True, "dynamic_key": "7", "task_key": "k"},
+    ],
+)
+def test_a_created_task_run_is_what_reading_it_gives(orc, clock, given):
+    # create_task_run answers without reading the row back: its run must be the read's, down
+    # to the fields each model counts as set (the policy's too) and the times' microseconds
+    flow = orc.create_flow_run(state=Running())
+    for advance in (0, 0.000001, 1.5):  # a whole second, then microseconds
+        clock.advance(advance)
+        options = {k: v for k, v in given.items() if k != "standalone"}
+        if not given.get("standalone"):
+            options["flow_run_id"] = str(flow.id)  # (ids given as text)
+        options["id"] = str(uuid.uuid4())
+        created = orc.create_task_run(**options)
+        read = orc.read_task_run(created.id)
+        assert created == read
+        assert created.model_dump_json() == read.model_dump_json()
+        assert created.__pydantic_fields_set__ == read.__pydantic_fields_set__
+        policies = created.empirical_policy, read.empirical_policy
+        assert policies[0].__pydantic_fields_set__ == policies[1].__pydantic_fields_set__
+        assert [type(v) for v in policies[0].__dict__.values()] == [
+            type(v) for v in policies[1].__dict__.values()
+        ]
+        assert created.created == created.updated == clock.now
+        assert created.created.utcoffset() == timedelta(0)
+        # the run answered is the caller's own: changing it changes nothing stored or kept
+        created.tags.append("mine")
+        created.empirical_policy.retries = 9
+        created.run_count = 5
+        orc.set_task_run_state(created.id, Pending())
+        after = orc.read_task_run(created.id)
+        assert (after.tags, after.empirical_policy, after.run_count) == (
+            read.tags, read.empirical_policy, 0
+        )
 
 
 def test_an_expired_cache_entry_is_ignored(orc, clock):

@@ -77,8 +77,9 @@ class StoreBackend(Protocol):
     def insert_flow_run(self, run: FlowRun) -> bool:
         """Insert a new flow run; False if its id is taken (nothing written)."""
 
-    def insert_task_run(self, run: TaskRun) -> bool:
-        """Insert a new task run; False if its id is taken (nothing written)."""
+    def insert_task_run(self, run: TaskRun) -> TaskRun | None:
+        """Insert a new task run: the run as reading it back gives it (equal, field by field
+        and in the fields it counts as set), or None if its id is taken (nothing written)."""
 
     def read_flow_run(self, run_id: UUID) -> FlowRun | None:
         """The flow run with its current state (locked until the transaction ends), or None."""

@@ -168,11 +168,12 @@ class MemoryStore(ConnectionLifecycle[Tables]):
         """Insert a new flow run; False if its id is taken (nothing written)."""
         return self._insert("flow", run)
 
-    def insert_task_run(self, run: TaskRun) -> bool:
-        """Insert a new task run; False if its id is taken (nothing written)."""
+    def insert_task_run(self, run: TaskRun) -> TaskRun | None:
+        """Insert a new task run: the run as a read gives it, or None if its id is taken
+        (nothing written)."""
         if run.flow_run_id is not None and run.flow_run_id not in self.conn.runs["flow"]:
             raise DatabaseError(f"{self.path}: the task run's flow run does not exist")
-        return self._insert("task", run)
+        return self.read_task_run(run.id) if self._insert("task", run) else None
 
     def _insert(self, kind: RunKind, run: FlowRun | TaskRun) -> bool:
         tables = self.conn

@@ -53,9 +53,11 @@ class RowStore(ConnectionLifecycle[C]):
         is the caller's own."""
         return self.read_flow_run(run_id)
 
-    def insert_task_run(self, run: TaskRun) -> bool:
-        """Insert a new task run; False if its id is taken (nothing written)."""
-        return self._insert_task_run_row(run) is not None
+    def insert_task_run(self, run: TaskRun) -> TaskRun | None:
+        """Insert a new task run: the run decoded from the values written (what reading its
+        row gives), or None if its id is taken (nothing written)."""
+        row = self._insert_task_run_row(run)
+        return None if row is None else rows.task_run_from_insert_row(row)
 
     def _insert_task_run_row(self, run: TaskRun) -> tuple[Any, ...] | None:
         """Insert a new task run; returns the row written, None if the id is taken."""

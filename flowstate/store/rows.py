@@ -33,6 +33,7 @@ __all__ = [
     "parse_time",
     "state_from_row",
     "state_insert_row",
+    "task_run_from_insert_row",
     "task_run_from_row",
     "task_run_insert_row",
     "task_run_update_row",
@@ -408,6 +409,16 @@ def task_run_update_row(run: TaskRun, state_id: UUID | None, updated: datetime) 
         encode_time(updated),
         _id_text(run.id),
     )
+
+
+_NO_STATE = (None,) * STATE_WIDTH
+
+
+def task_run_from_insert_row(row: tuple[Any, ...]) -> TaskRun:
+    """The TaskRun reading back the row that INSERT_TASK_RUN wrote with ``row`` (a
+    ``task_run_insert_row``) gives: the same values, decoded the same way, without the read.
+    (A new run has no state: a SELECT_TASK_RUN row is its columns, the state's, then tags.)"""
+    return task_run_from_row((*row[:20], *_NO_STATE, row[20]))
 
 
 def task_run_from_row(row: Sequence[Any]) -> TaskRun:

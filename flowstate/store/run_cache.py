@@ -87,9 +87,6 @@ class _CachedFlowRun:
         )
 
 
-_NO_STATE = (None,) * rows.STATE_WIDTH
-
-
 def _immutable(state: State | None) -> bool:
     return state is None or (state.data is None and state.state_details.run_input_keyset is None)
 
@@ -291,13 +288,13 @@ class Store(SqliteStore):
             self._remember(run, row)
         return run
 
-    def insert_task_run(self, run: TaskRun) -> bool:
+    def insert_task_run(self, run: TaskRun) -> TaskRun | None:
         row = self._insert_task_run_row(run)
         if row is None:
-            return False
-        if self._caching():  # what reading it gives: the row written, no state yet
-            self._keep_task(rows.task_run_from_row((*row[:20], *_NO_STATE, row[20])))
-        return True
+            return None
+        if self._caching():  # what reading it gives (the caller gets a run of its own)
+            self._keep_task(rows.task_run_from_insert_row(row))
+        return rows.task_run_from_insert_row(row)
 
     def working_task_run(self, run_id: UUID) -> TaskRun | None:
         """The task run for a transition by built-in rules: the one the last transition left,
