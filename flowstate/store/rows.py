@@ -16,7 +16,7 @@ from operator import itemgetter
 from typing import Any, overload
 from uuid import UUID
 
-from flowstate._ids import uuid_text
+from flowstate._ids import uuid_from_text, uuid_text
 from flowstate._models import construct
 from flowstate._time import UTC
 from flowstate.result_data import is_unpersisted
@@ -198,7 +198,7 @@ def parse_time(text: str | None) -> datetime | None:
 
 
 def _uuid(text: str | None) -> UUID | None:
-    return None if text is None else UUID(text)
+    return None if text is None else uuid_from_text(text)
 
 
 def _str(value: UUID | str | None) -> str | None:
@@ -265,7 +265,7 @@ def state_from_row(row: Sequence[Any], start: int = 0) -> State | None:
     return construct(
         State,
         {
-            "id": UUID(state_id),
+            "id": uuid_from_text(state_id),
             "type": _state_types[row[start + 1]],
             "name": row[start + 2],
             "timestamp": _parse_iso(row[start + 3]),
@@ -412,6 +412,28 @@ def task_run_update_row(run: TaskRun, state_id: UUID | None, updated: datetime) 
 
 
 _NO_STATE = (None,) * STATE_WIDTH
+_DEFAULT_TASK_POLICY_JSON = (
+    '{"max_retries":0,"retry_delay_seconds":0.0,"retries":null,"retry_delay":null,'
+    '"retry_jitter_factor":null}'
+)
+"""What ``TaskRunPolicy().model_dump_json()`` writes: the policy of most task runs."""
+
+
+def _task_policy(text: str) -> TaskRunPolicy:
+    """``TaskRunPolicy.model_validate_json(text)``; the default policy's JSON is built directly
+    (the same values, every field counted as set, as validating it gives)."""
+    if text == _DEFAULT_TASK_POLICY_JSON:
+        return construct(
+            TaskRunPolicy,
+            {
+                "max_retries": 0,
+                "retry_delay_seconds": 0.0,
+                "retries": None,
+                "retry_delay": None,
+                "retry_jitter_factor": None,
+            },
+        )
+    return _validate_task_policy(text)
 
 
 def task_run_from_insert_row(row: tuple[Any, ...]) -> TaskRun:
@@ -427,12 +449,12 @@ def task_run_from_row(row: Sequence[Any]) -> TaskRun:
     return construct(
         TaskRun,
         {
-            "id": UUID(row[0]),
+            "id": uuid_from_text(row[0]),
             "flow_run_id": _uuid(row[1]),
             "task_key": row[2],
             "dynamic_key": row[3],
             "name": row[4],
-            "tags": json.loads(row[27]),
+            "tags": _from_json_text(row[27]),
             "state": state_from_row(row, 20),
             "state_type": None if state_type is None else _state_types[state_type],
             "state_name": row[7],
@@ -443,7 +465,7 @@ def task_run_from_row(row: Sequence[Any]) -> TaskRun:
             "total_run_time": timedelta(seconds=row[12]),
             "expected_start_time": parse_time(row[13]),
             "next_scheduled_start_time": parse_time(row[14]),
-            "empirical_policy": _validate_task_policy(row[15]),
+            "empirical_policy": _task_policy(row[15]),
             "cache_key": row[16],
             "cache_expiration": parse_time(row[17]),
             "created": parse_time(row[18]),
