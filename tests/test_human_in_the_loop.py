@@ -331,6 +331,16 @@ def test_bad_wait_arguments_are_invalid_state(orc, arguments) -> None:
 
 
 def test_ctrl_c_interrupts_a_wait_at_once() -> None:
+    # Python's own Ctrl-C handler, also when the suite was started with SIGINT ignored (a
+    # background job of a non-interactive shell), where the signal would otherwise do nothing
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _interrupt_a_wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupt_a_wait() -> None:
     with Orchestrator(":memory:") as orc:  # the real clock and time.sleep
         run = orc.create_flow_run(state=Running())
         orc.pause_flow_run(run.id, key="k")
