@@ -140,17 +140,21 @@ class RowStore(ConnectionLifecycle[C]):
         current_state_id: UUID | None,
         now: datetime,
     ) -> None:
-        """Write a new state (if any) to the run's history and save the run's fields."""
+        """Write a new state (if any) to the run's history and save the run's fields (each id
+        encoded once: the state's row and the run's share their texts)."""
         sql, execute = self._sql, self._execute
         flow = kind == "flow"
+        run_id: str | None = None
+        state_id: UUID | str | None = current_state_id
         if written is not None:
             bind = sql.BIND_INSERT_FLOW_RUN_STATE if flow else sql.BIND_INSERT_TASK_RUN_STATE
-            execute(*bind(rows.state_insert_row(run.id, written)))
-        state_id = written.id if written is not None else current_state_id
+            state_row = rows.state_insert_row(run.id, written)
+            execute(*bind(state_row))
+            run_id, state_id = state_row[0], state_row[1]  # (both ids, as text)
         if flow:
-            self._update_flow_run(rows.flow_run_update_row(run, state_id, now))  # type: ignore[arg-type]
+            self._update_flow_run(rows.flow_run_update_row(run, state_id, now, run_id=run_id))  # type: ignore[arg-type]
         else:
-            execute(*sql.BIND_UPDATE_TASK_RUN(rows.task_run_update_row(run, state_id, now)))  # type: ignore[arg-type]
+            execute(*sql.BIND_UPDATE_TASK_RUN(rows.task_run_update_row(run, state_id, now, run_id)))  # type: ignore[arg-type]
 
     # -- task cache ------------------------------------------------------------------------
 

@@ -391,23 +391,32 @@ def task_run_insert_row(run: TaskRun) -> tuple[Any, ...]:
     )
 
 
-def task_run_update_row(run: TaskRun, state_id: UUID | None, updated: datetime) -> tuple[Any, ...]:
-    """Values for UPDATE_TASK_RUN."""
+def task_run_update_row(
+    run: TaskRun, state_id: UUID | str | None, updated: datetime, run_id: str | None = None
+) -> tuple[Any, ...]:
+    """Values for UPDATE_TASK_RUN (``state_id`` may be text already; ``run_id``:
+    ``str(run.id)``, if known)."""
+    values = run.__dict__  # (one dict, instead of an attribute lookup per field)
+    state_type = values["state_type"]
+    # (times are often None: no call for those)
+    start, end = values["start_time"], values["end_time"]
+    expected, following = values["expected_start_time"], values["next_scheduled_start_time"]
+    expiration = values["cache_expiration"]
     return (
-        _str(state_id),
-        None if run.state_type is None else run.state_type._value_,
-        run.state_name,
-        run.run_count,
-        run.flow_run_run_count,
-        encode_time(run.start_time),
-        encode_time(run.end_time),
-        run.total_run_time.total_seconds(),
-        encode_time(run.expected_start_time),
-        encode_time(run.next_scheduled_start_time),
-        run.cache_key,
-        encode_time(run.cache_expiration),
+        state_id if type(state_id) is str else _str(state_id),
+        None if state_type is None else state_type._value_,
+        values["state_name"],
+        values["run_count"],
+        values["flow_run_run_count"],
+        None if start is None else encode_time(start),
+        None if end is None else encode_time(end),
+        values["total_run_time"].total_seconds(),
+        None if expected is None else encode_time(expected),
+        None if following is None else encode_time(following),
+        values["cache_key"],
+        None if expiration is None else encode_time(expiration),
         encode_time(updated),
-        _id_text(run.id),
+        _id_text(run.id) if run_id is None else run_id,
     )
 
 
