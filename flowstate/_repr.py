@@ -71,22 +71,31 @@ def state_repr(state: State) -> str:
     if constructor is None:
         constructor = _BY_TYPE[type_]
         arguments.append(f"name={state.name!r}")
+    arguments.extend(_detail_arguments(state, constructor))
+    if state.data is not None:
+        arguments.append(f"data={value_repr(state.data)}")
+    return f"{constructor}({', '.join(arguments)})"
+
+
+def _detail_arguments(state: State, constructor: str) -> list[str]:
+    """The ``name=value`` arguments for the state's non-default details, as ``constructor`` takes
+    them (``Paused`` spells a reschedule ``reschedule=True``, ``Suspended`` reschedules by
+    default)."""
     details = state.state_details
+    arguments: list[str] = []
     for name in _DETAILS:
         value = getattr(details, name)
         if value == _DETAIL_DEFAULTS.get(name):
             continue
-        if name == "pause_reschedule" and constructor == "Suspended":
-            continue
-        if name == "pause_reschedule" and constructor == "Paused":
-            arguments.append("reschedule=True")
-            continue
+        if name == "pause_reschedule":
+            if constructor == "Paused":
+                arguments.append("reschedule=True")
+            if constructor in ("Paused", "Suspended"):
+                continue
         arguments.append(f"{_ARGUMENT.get(name, name)}={value_repr(value)}")
     if constructor == "Suspended" and not details.pause_reschedule:
         arguments.append("pause_reschedule=False")
-    if state.data is not None:
-        arguments.append(f"data={value_repr(state.data)}")
-    return f"{constructor}({', '.join(arguments)})"
+    return arguments
 
 
 def _fields(model: Any, names: tuple[str, ...], defaults: dict[str, Any]) -> list[str]:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from flowstate.graph import INITIAL, TRIGGERS
 from flowstate.states import State, StateType
@@ -147,6 +147,17 @@ def to_mermaid_text(edges: Sequence[Edge], *, title: str = TITLE) -> str:
     with their step numbers; visited states get the ``s_previous`` class and the current one
     ``s_active``.
     """
+    text = str(_styled_machine(edges).get_graph(title=title).draw(None))
+    legend = [
+        f"  %% {edge.label} {edge.source} --> {edge.dest}: {edge.reason}"
+        for edge in edges
+        if edge.kind == "refused"
+    ]
+    return "\n".join([text, *legend]) + "\n"
+
+
+def _styled_machine(edges: Sequence[Edge]) -> Any:
+    """A transitions machine holding every edge, its visited states styled and its state current."""
     from flowstate.graph import Trigger, to_machine
 
     declared = [edge for edge in edges if edge.kind == "trigger"]
@@ -163,13 +174,7 @@ def to_mermaid_text(edges: Sequence[Edge], *, title: str = TITLE) -> str:
     graph.reset_styling()
     for state in visited:
         graph.set_node_style(state, "active" if state == current else "previous")
-    text = str(machine.get_graph(title=title).draw(None))
-    legend = [
-        f"  %% {edge.label} {edge.source} --> {edge.dest}: {edge.reason}"
-        for edge in edges
-        if edge.kind == "refused"
-    ]
-    return "\n".join([text, *legend]) + "\n"
+    return machine
 
 
 _DOT_EDGE_STYLE: dict[str, str] = {
@@ -196,6 +201,15 @@ def to_dot_text(edges: Sequence[Edge], *, title: str = TITLE) -> str:
         "  __start__ [shape=point, label=\"\"];",
         f"  __start__ -> {INITIAL};",
     ]
+    lines.extend(_dot_state_lines(visited, current))
+    lines.extend(_dot_edge_lines(edges))
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _dot_state_lines(visited: set[str], current: str | None) -> list[str]:
+    """One DOT node line per state: the current one red, the other visited ones blue."""
+    lines = []
     for state in (INITIAL, *(t.value for t in StateType)):
         style = ""
         if state == current:
@@ -203,10 +217,16 @@ def to_dot_text(edges: Sequence[Edge], *, title: str = TITLE) -> str:
         elif state in visited:
             style = ' [color=blue, fillcolor=azure]'
         lines.append(f"  {state}{style};")
+    return lines
+
+
+def _dot_edge_lines(edges: Iterable[Edge]) -> list[str]:
+    """One DOT edge line per (source, dest, style): the labels joined, the reasons as tooltip."""
     merged: dict[tuple[str, str, str], list[Edge]] = {}
     for edge in edges:
         style_key = edge.label.split()[0] if edge.kind == "refused" else edge.kind
         merged.setdefault((edge.source, edge.dest, style_key), []).append(edge)
+    lines = []
     for (source, dest, style_key), group in merged.items():
         label = " | ".join(edge.label for edge in group)
         tooltip = "; ".join(edge.reason for edge in group if edge.reason)
@@ -214,5 +234,4 @@ def to_dot_text(edges: Sequence[Edge], *, title: str = TITLE) -> str:
         if tooltip:
             attributes += f", tooltip={_quote(tooltip)}"
         lines.append(f"  {source} -> {dest} [{attributes}];")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+    return lines

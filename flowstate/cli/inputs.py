@@ -23,6 +23,8 @@ from flowstate.cli._common import (
 )
 
 if TYPE_CHECKING:
+    from uuid import UUID
+
     from flowstate import Orchestrator
     from flowstate.runs import FlowRun
     from flowstate.states import State
@@ -150,25 +152,38 @@ def _fields_summary(schema: Any) -> str:
 
 def pending_input(orc: Orchestrator, run: FlowRun) -> tuple[dict[str, Any], str | None] | None:
     """The object schema (and description) the run's current pause waits for, else None."""
-    from flowstate import ObjectNotFound
-
     state = run.state
     keyset = None if state is None else state.state_details.run_input_keyset
     if state is None or state.type.value != "PAUSED" or not keyset or "schema" not in keyset:
         return None
+    schema = _input_schema(orc, run.id, keyset["schema"])
+    if schema is None:
+        return None
+    return schema, _input_description(orc, run.id, keyset)
+
+
+def _input_schema(orc: Orchestrator, run_id: UUID, key: str) -> dict[str, Any] | None:
+    """The object schema stored under ``key``, else None (the resume reports what is wrong)."""
+    from flowstate import ObjectNotFound
+
     try:
-        schema = json.loads(orc.read_flow_run_input(run.id, keyset["schema"]))
+        schema = json.loads(orc.read_flow_run_input(run_id, key))
     except (ObjectNotFound, json.JSONDecodeError, RecursionError):
         return None  # the resume reports it
     if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
         return None
-    description = None
+    return schema
+
+
+def _input_description(orc: Orchestrator, run_id: UUID, keyset: dict[str, str]) -> str | None:
+    """The pause's description text, if the keyset names one that holds a string."""
+    from flowstate import ObjectNotFound
+
     try:
-        text = json.loads(orc.read_flow_run_input(run.id, keyset.get("description", "")))
-        description = text if isinstance(text, str) else None
+        text = json.loads(orc.read_flow_run_input(run_id, keyset.get("description", "")))
     except (ObjectNotFound, json.JSONDecodeError, RecursionError, KeyError):
-        pass
-    return schema, description
+        return None
+    return text if isinstance(text, str) else None
 
 
 def prompt_for_input(schema: dict[str, Any], description: str | None) -> dict[str, Any]:
@@ -183,20 +198,11 @@ def prompt_for_input(schema: dict[str, Any], description: str | None) -> dict[st
     answers: dict[str, Any] = {}
     for name, given in schema["properties"].items():
         field = _resolved(given, schema)
-        label = f"{field.get('title', name)} ({name}: {_type_label(field)})"
-        if field.get("description"):
-            label += f" — {field['description']}"
-        has_default = "default" in field
+        label = _field_label(name, field)
         while True:
-            if has_default:
-                text = click.prompt(label, default=_as_text(field["default"]), err=True)
-            elif name in required:
-                text = click.prompt(label, err=True)
-            else:
-                text = click.prompt(f"{label} (Enter: leave out)", default="",
-                                    show_default=False, err=True)
-                if text == "":
-                    break
+            text = _ask(label, field, required=name in required)
+            if text is None:
+                break
             value = _parse(text, field)
             problem = validate_run_input(value, {**shared, **given})
             if problem is None:
@@ -204,6 +210,26 @@ def prompt_for_input(schema: dict[str, Any], description: str | None) -> dict[st
                 break
             click.echo(f"  not accepted: {problem.rsplit('Failure reason: ', 1)[-1]}", err=True)
     return answers
+
+
+def _field_label(name: str, field: dict[str, Any]) -> str:
+    """``Title (name: type) — description``, what the prompt shows for one field."""
+    label = f"{field.get('title', name)} ({name}: {_type_label(field)})"
+    if field.get("description"):
+        label += f" — {field['description']}"
+    return label
+
+
+def _ask(label: str, field: dict[str, Any], *, required: bool) -> str | None:
+    """One answer typed for a field; None when an optional field without default is left out."""
+    if "default" in field:
+        answer: str = click.prompt(label, default=_as_text(field["default"]), err=True)
+        return answer
+    if required:
+        answer = click.prompt(label, err=True)
+        return answer
+    answer = click.prompt(f"{label} (Enter: leave out)", default="", show_default=False, err=True)
+    return None if answer == "" else answer
 
 
 def _resolved(field: Any, schema: dict[str, Any]) -> dict[str, Any]:

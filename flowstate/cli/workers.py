@@ -23,7 +23,9 @@ from flowstate.cli._common import (
 )
 
 if TYPE_CHECKING:
+    from flowstate.orchestrator import Orchestrator
     from flowstate.results import OrchestrationResult
+    from flowstate.runs import FlowRun
     from flowstate.states import State
 
 __all__ = ["reap", "worker"]
@@ -53,34 +55,52 @@ def worker(mode: str, limit: int, poll_interval: float, max_polls: int | None, w
     """
     import time
 
-    from flowstate.cli.limits import describe_lease
-
+    once = mode == "once"
+    last_poll = 1 if once else max_polls
     polls = claimed_in_all = 0
     with open_orchestrator(database) as orc:
         try:
             while True:
-                for lease in orc.expire_leases():
-                    if not as_json:
-                        click.echo(f"released expired lease {describe_lease(lease)}")
+                _release_expired_leases(orc, as_json=as_json)
                 claimed = orc.claim_due_flow_runs(limit=limit, worker=worker_name)
                 polls += 1
                 claimed_in_all += len(claimed)
-                if as_json:
-                    if claimed or mode == "once":
-                        echo_json(claimed)
-                else:
-                    for run in claimed:
-                        click.echo(f"claimed  {run.id}  {run.name}  {state_label(run.state)}")
-                if mode == "once" or (max_polls is not None and polls >= max_polls):
+                _show_claimed(claimed, as_json=as_json, once=once)
+                if last_poll is not None and polls >= last_poll:
                     break
                 if not claimed:
                     time.sleep(poll_interval)
         except KeyboardInterrupt:
-            runs = "run" if claimed_in_all == 1 else "runs"
-            click.echo(f"stopped: claimed {claimed_in_all} {runs} in {polls} polls", err=as_json)
+            click.echo(_stopped_summary(claimed_in_all, polls), err=as_json)
             return
-        if mode == "once" and not claimed and not as_json:
+        if once and not claimed and not as_json:
             click.echo("no due runs")
+
+
+def _stopped_summary(claimed: int, polls: int) -> str:
+    """What ``worker --loop`` says when Ctrl-C stops it."""
+    runs = "run" if claimed == 1 else "runs"
+    return f"stopped: claimed {claimed} {runs} in {polls} polls"
+
+
+def _release_expired_leases(orc: Orchestrator, *, as_json: bool) -> None:
+    """Release the concurrency leases nobody renewed in time, naming each (not with --json)."""
+    from flowstate.cli.limits import describe_lease
+
+    for lease in orc.expire_leases():
+        if not as_json:
+            click.echo(f"released expired lease {describe_lease(lease)}")
+
+
+def _show_claimed(claimed: list[FlowRun], *, as_json: bool, once: bool) -> None:
+    """Print one poll's claimed runs: a line each, or with --json their list (an empty list only
+    with --once)."""
+    if as_json:
+        if claimed or once:
+            echo_json(claimed)
+        return
+    for run in claimed:
+        click.echo(f"claimed  {run.id}  {run.name}  {state_label(run.state)}")
 
 
 @click.command()
