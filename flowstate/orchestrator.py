@@ -530,7 +530,8 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
             raise InvalidState(f"invalid task run: {validate.validation_message(exc)}") from None
         with self._transaction():
             now = self._now()
-            if run.flow_run_id is not None and self._store.read_flow_run(run.flow_run_id) is None:
+            # (only whether it exists: the store's own run, not a copy, will do)
+            if run.flow_run_id is not None and self._store.working_flow_run(run.flow_run_id) is None:
                 raise ObjectNotFound(f"Flow run with id {run.flow_run_id} not found")
             run.created = run.updated = now
             inserted = self._store.insert_task_run(run)
@@ -686,7 +687,10 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
         cached_state = None
         if proposed.type is StateType.RUNNING:
             if run.flow_run_id is not None:
-                flow_run = store.read_flow_run(run.flow_run_id)
+                # built-in rules only read the flow run: the store's own will do (see
+                # working_flow_run); a user rule gets a copy it may keep
+                read = store.working_flow_run if policy.built_in else store.read_flow_run
+                flow_run = read(run.flow_run_id)
                 if flow_run is None:
                     raise ObjectNotFound(
                         f"Unable to read flow run associated with task run: {run.id}, this flow "

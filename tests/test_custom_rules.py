@@ -321,6 +321,26 @@ def test_a_task_run_a_user_rule_keeps_is_its_own_copy(database):
         assert orc.read_task_run(task.id).run_count == 2
 
 
+def test_the_flow_run_a_user_task_rule_sees_is_its_own_copy(database):
+    """``ctx.flow_run`` of a task transition: with a rule of yours in the task policy, a copy
+    (changing it changes nothing the store keeps or answers)."""
+
+    @rule(from_=ANY_STATE, to=ANY_STATE, name="scribble-on-the-flow-run")
+    def scribble(ctx):
+        if ctx.flow_run is not None:
+            ctx.flow_run.run_count = 99
+            ctx.flow_run.tags.append("scribbled")
+
+    with Orchestrator(database, task_policy=CORE_TASK.append(scribble)) as orc:
+        flow = orc.create_flow_run(state=Running(), tags=["a"])
+        task = orc.create_task_run(flow_run_id=flow.id, state=Pending())
+        orc.set_task_run_state(task.id, Running())
+        after = orc.read_flow_run(flow.id)
+        assert (after.run_count, after.tags) == (1, ["a"])
+        orc.set_flow_run_state(flow.id, Completed())
+        assert orc.read_flow_run(flow.id).run_count == 1
+
+
 def test_a_user_rule_is_never_built_in_whatever_module_its_function_names(database):
     """Only flowstate's own rule objects count as built in: a user's function that names one
     of flowstate's modules as its own still gets a working copy of the run."""
