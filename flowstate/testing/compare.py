@@ -51,10 +51,14 @@ def _walk(value: Any, key: str | None, ignore: frozenset[str]) -> Any:
             k: ("<ignored>" if k in ignore else _walk(v, k, ignore)) for k, v in value.items()
         }
     if isinstance(value, list):
-        items = [_walk(v, None, ignore) for v in value]
         if key == "pause_keys":
             return sorted(GENERATED_KEY if _is_uuid(k) else k for k in value)
-        return items
+        return [_walk(v, None, ignore) for v in value]
+    return _leaf(value, key)
+
+
+def _leaf(value: Any, key: str | None) -> Any:
+    """A scalar under ``key``: an id becomes ``ID``, a generated pause key ``GENERATED_KEY``."""
     if value is not None and key is not None and (key == "id" or key.endswith("_id")):
         return ID
     if key == "pause_key" and _is_uuid(value):
@@ -96,17 +100,21 @@ def _jsonable(value: Any) -> Any:
 def _first_difference(where: str, a: Any, b: Any) -> str | None:
     if a == b:
         return None
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in sorted(set(a) | set(b), key=str):
-            found = _first_difference(f"{where}.{key}", a.get(key), b.get(key))
-            if found:
-                return found
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        for i, (x, y) in enumerate(zip(a, b)):
-            found = _first_difference(f"{where}[{i}]", x, y)
-            if found:
-                return found
+    for path, x, y in _children(where, a, b):
+        found = _first_difference(path, x, y)
+        if found:
+            return found
     return f"{where}: {a!r} != {b!r}"
+
+
+def _children(where: str, a: Any, b: Any) -> list[tuple[str, Any, Any]]:
+    """The paired items of two dicts (by key) or two lists of one length, each with its path."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = sorted(set(a) | set(b), key=str)
+        return [(f"{where}.{key}", a.get(key), b.get(key)) for key in keys]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [(f"{where}[{i}]", x, y) for i, (x, y) in enumerate(zip(a, b))]
+    return []
 
 
 def assert_same_answers(first: Any, second: Any, *, ignore: Iterable[str] = ()) -> None:
@@ -148,6 +156,37 @@ def _decide(policy: Policy, run: FlowRun | TaskRun, proposed: State) -> dict[str
     return {"result": outcome.result, "written": outcome.written, "run": outcome.run}
 
 
+def _cases(policy: Policy, core: Policy) -> st.SearchStrategy[tuple[FlowRun | TaskRun, Proposal]]:
+    """(run, proposal) pairs anywhere, and (for half the examples) where the rules that
+    ``policy`` adds, replaces or leaves out of ``core`` apply."""
+    kind = policy.kind
+    types: list[StateType | None] = [None, *StateType]
+    anywhere = st.tuples(
+        st.sampled_from(types).flatmap(lambda t: runs_in(t, kind=kind)),
+        proposals(kind, force=False),
+    )
+    # half the examples go where the policy's own rules (or the core rules it left out) apply
+    pairs = _changed_pairs(policy, core)
+    if not pairs:
+        return anywhere
+    focused = st.sampled_from(pairs).flatmap(
+        lambda pair: st.tuples(
+            runs_in(pair[0], kind=kind), proposals(kind, type=pair[1], force=False)
+        )
+    )
+    return st.one_of(focused, anywhere)
+
+
+def _changed_pairs(policy: Policy, core: Policy) -> list[tuple[StateType | None, StateType]]:
+    """The (from, to) pairs of the rules in only one of ``policy`` and ``core``, sorted."""
+    changed = [r for r in policy.rules if r not in core.rules]
+    changed += [r for r in core.rules if r not in policy.rules]
+    return sorted(
+        {(f, t) for r in changed for f in r.from_states for t in r.to_states if t is not None},
+        key=lambda pair: ("" if pair[0] is None else pair[0].value, pair[1].value),
+    )
+
+
 def assert_matches_core(
     policy: Policy,
     *,
@@ -184,26 +223,7 @@ def assert_matches_core(
         raise TypeError(f"policy must be a flowstate Policy, got {type(policy).__name__}")
     kind = policy.kind
     core = CORE_FLOW if kind == "flow" else CORE_TASK
-    types: list[StateType | None] = [None, *StateType]
-    anywhere = st.tuples(
-        st.sampled_from(types).flatmap(lambda t: runs_in(t, kind=kind)),
-        proposals(kind, force=False),
-    )
-    # half the examples go where the policy's own rules (or the core rules it left out) apply
-    changed = [r for r in policy.rules if r not in core.rules]
-    changed += [r for r in core.rules if r not in policy.rules]
-    pairs = sorted(
-        {(f, t) for r in changed for f in r.from_states for t in r.to_states if t is not None},
-        key=lambda pair: ("" if pair[0] is None else pair[0].value, pair[1].value),
-    )
-    cases = anywhere
-    if pairs:
-        focused = st.sampled_from(pairs).flatmap(
-            lambda pair: st.tuples(
-                runs_in(pair[0], kind=kind), proposals(kind, type=pair[1], force=False)
-            )
-        )
-        cases = st.one_of(focused, anywhere)
+    cases = _cases(policy, core)
 
     @settings(max_examples=max_examples, derandomize=derandomize, database=None, deadline=None)
     @given(case=cases)

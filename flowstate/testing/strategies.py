@@ -131,30 +131,65 @@ def _time(draw: st.DrawFn, now: datetime) -> datetime | None:
     return None if offset is None else now + timedelta(seconds=offset)
 
 
+_Details = tuple[dict[str, Any], Any]  # the state details, and the state's data
+
+
+def _scheduled_details(
+    draw: st.DrawFn, name: str, kind: Kind | None, now: datetime, keys: tuple[str, ...]
+) -> _Details:
+    return {"scheduled_time": _time(draw, now)}, None
+
+
+def _paused_details(
+    draw: st.DrawFn, name: str, kind: Kind | None, now: datetime, keys: tuple[str, ...]
+) -> _Details:
+    return {
+        "pause_reschedule": name == "Suspended",
+        "pause_key": draw(_pause_key(keys)),
+        "pause_timeout": _time(draw, now),
+    }, None
+
+
+def _completed_details(
+    draw: st.DrawFn, name: str, kind: Kind | None, now: datetime, keys: tuple[str, ...]
+) -> _Details:
+    data = draw(_RESULTS)
+    if kind != "flow" and draw(_BOOLEANS):
+        return {"cache_key": draw(_CACHE_KEY), "cache_expiration": _time(draw, now)}, data
+    return {}, data
+
+
+def _running_details(
+    draw: st.DrawFn, name: str, kind: Kind | None, now: datetime, keys: tuple[str, ...]
+) -> _Details:
+    if kind != "flow" and draw(_BOOLEANS):
+        return {"cache_key": draw(_CACHE_KEY), "refresh_cache": draw(_MAYBE_FLAG)}, None
+    return {}, None
+
+
+def _failed_details(
+    draw: st.DrawFn, name: str, kind: Kind | None, now: datetime, keys: tuple[str, ...]
+) -> _Details:
+    return ({"retriable": draw(_MAYBE_FLAG)} if kind != "flow" else {}), None
+
+
+_DETAILS_OF = {  # the types whose states draw details (or data) of their own
+    S.SCHEDULED: _scheduled_details,
+    S.PAUSED: _paused_details,
+    S.COMPLETED: _completed_details,
+    S.RUNNING: _running_details,
+    S.FAILED: _failed_details,
+}
+
+
 def draw_state(
     draw: st.DrawFn, type_: StateType, kind: Kind | None, now: datetime, keys: tuple[str, ...]
 ) -> State:
     """One state of ``type_`` (see :func:`states`), drawn with ``draw`` from strategies built
     once: for composite strategies that know ``now`` only when they draw."""
     name = draw(_NAME_OF[type_])
-    details: dict[str, Any] = {}
-    data: Any = None
-    if type_ is S.SCHEDULED:
-        details["scheduled_time"] = _time(draw, now)
-    elif type_ is S.PAUSED:
-        details["pause_reschedule"] = name == "Suspended"
-        details["pause_key"] = draw(_pause_key(keys))
-        details["pause_timeout"] = _time(draw, now)
-    elif type_ is S.COMPLETED:
-        data = draw(_RESULTS)
-        if kind != "flow" and draw(_BOOLEANS):
-            details["cache_key"] = draw(_CACHE_KEY)
-            details["cache_expiration"] = _time(draw, now)
-    elif type_ is S.RUNNING and kind != "flow" and draw(_BOOLEANS):
-        details["cache_key"] = draw(_CACHE_KEY)
-        details["refresh_cache"] = draw(_MAYBE_FLAG)
-    elif type_ is S.FAILED and kind != "flow":
-        details["retriable"] = draw(_MAYBE_FLAG)
+    drawer = _DETAILS_OF.get(type_)
+    details, data = ({}, None) if drawer is None else drawer(draw, name, kind, now, keys)
     return State(
         type=type_,
         name=name,
@@ -323,6 +358,14 @@ def plausible_proposals(
     )
 
 
+def _off_graph(
+    possible: list[Trigger], kind: Kind, base: datetime, along: st.SearchStrategy[State]
+) -> st.SearchStrategy[State]:
+    """States of the types no ``possible`` trigger leads to (``along`` when there are none)."""
+    off_types = [t for t in StateType if t not in {p.dest for p in possible}]
+    return states(off_types, kind=kind, now=base) if off_types else along
+
+
 @lru_cache(maxsize=512)
 def _plausible(
     current: StateType | None, kind: Kind, base: datetime, weights: tuple[tuple[str, int], ...]
@@ -335,8 +378,7 @@ def _plausible(
     if not followed:
         return anything
     along = st.sampled_from(followed).flatmap(lambda t: _trigger_state(t, kind, base))
-    off_types = [t for t in StateType if t not in {p.dest for p in possible}]
-    off = states(off_types, kind=kind, now=base) if off_types else along
+    off = _off_graph(possible, kind, base, along)
     # plain: 3 in 5 along the graph; a mode keeps to the graph 8 times in 10 (one_of() would
     # weigh its branches equally, whatever the repeats)
     share = 3 if not weights else 8
@@ -423,17 +465,25 @@ def runs_in(
     if kind not in ("flow", "task"):
         raise ValueError(f"kind is 'flow' or 'task', got {kind!r}")
     if pauses is not None:
-        if kind == "task" and pauses:
-            raise ValueError("task runs do not pause")
-        if not isinstance(pauses, int) or pauses < 0:
-            raise ValueError(f"pauses must be an int >= 0, got {pauses!r}")
-        if pauses == 0 and type_ is S.PAUSED:
-            raise ValueError("a PAUSED run has paused at least once (pauses >= 1)")
+        _check_pauses(pauses, kind, type_)
+    _check_counts(run_count, retries)
+    return _run_in(type_, kind, pauses, run_count, retries, DEFAULT_START if now is None else now)
+
+
+def _check_pauses(pauses: int, kind: Kind, type_: StateType | None) -> None:
+    if kind == "task" and pauses:
+        raise ValueError("task runs do not pause")
+    if not isinstance(pauses, int) or pauses < 0:
+        raise ValueError(f"pauses must be an int >= 0, got {pauses!r}")
+    if pauses == 0 and type_ is S.PAUSED:
+        raise ValueError("a PAUSED run has paused at least once (pauses >= 1)")
+
+
+def _check_counts(run_count: int | None, retries: int | None | Literal["any"]) -> None:
     if run_count is not None and (not isinstance(run_count, int) or run_count < 0):
         raise ValueError(f"run_count must be an int >= 0, got {run_count!r}")
     if retries != "any" and retries is not None and (not isinstance(retries, int) or retries < 0):
         raise ValueError(f"retries must be None, an int >= 0 or 'any', got {retries!r}")
-    return _run_in(type_, kind, pauses, run_count, retries, DEFAULT_START if now is None else now)
 
 
 @st.composite
@@ -461,6 +511,19 @@ def _run_in(
             state_name=None if current is None else current.name,
             empirical_policy=TaskRunPolicy(retries=retry_count, retry_delay=draw(st.sampled_from([0, 10]))),
         )
+    return _flow_run(draw, name, current, run_count, retry_count, pauses, type_)
+
+
+def _flow_run(
+    draw: st.DrawFn,
+    name: str,
+    current: State | None,
+    run_count: int,
+    retry_count: int | None,
+    pauses: int | None,
+    type_: StateType | None,
+) -> FlowRun:
+    """The flow run of :func:`_run_in`: its pause keys drawn, the last one its pause's."""
     if pauses is None:
         pauses = draw(st.integers(1 if type_ is S.PAUSED else 0, 3))
     pool = [*PAUSE_KEYS, *(f"pause-{n}" for n in range(len(PAUSE_KEYS), pauses))]
