@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowstate.runs import FlowRun, FlowRunPolicy, TaskRunPolicy
+from flowstate.runs import FlowRun, FlowRunPolicy
 from flowstate.states import State, StateDetails, StateType
 from flowstate.store import rows
 from flowstate.testing import states
@@ -275,37 +275,6 @@ def test_the_default_policy_shortcut_gives_model_dump_json(policy: FlowRunPolicy
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # (a frozenset where pydantic expects a set)
         assert rows.flow_policy_json(policy) == policy.model_dump_json()
-
-
-def _decoded_alike(made: TaskRunPolicy, validated: TaskRunPolicy) -> None:
-    assert made == validated and made.model_dump_json() == validated.model_dump_json()
-    assert made.__pydantic_fields_set__ == validated.__pydantic_fields_set__
-    assert [type(v) for v in made.__dict__.values()] == [type(v) for v in validated.__dict__.values()]
-
-
-def test_the_default_task_policy_is_built_as_validation_builds_it() -> None:
-    text = TaskRunPolicy().model_dump_json()
-    assert text == rows._DEFAULT_TASK_POLICY_JSON
-    first, second = rows._task_policy(text), rows._task_policy(text)
-    _decoded_alike(first, TaskRunPolicy.model_validate_json(text))
-    first.retries = 3  # each read gets a policy of its own
-    assert second.retries is None and second.__pydantic_fields_set__ == set(second.__dict__)
-
-
-@settings(max_examples=200)
-@given(
-    st.builds(
-        TaskRunPolicy,
-        max_retries=st.integers(0, 5),
-        retry_delay_seconds=st.integers(0, 3) | st.floats(0, 10),
-        retries=st.none() | st.integers(0, 5),
-        retry_delay=st.none() | st.floats(0, 10) | st.lists(st.floats(0, 10), max_size=3),
-        retry_jitter_factor=st.none() | st.floats(0, 2),
-    )
-)
-def test_a_task_policy_row_decodes_as_validation_does(policy: TaskRunPolicy) -> None:
-    text = policy.model_dump_json()
-    _decoded_alike(rows._task_policy(text), TaskRunPolicy.model_validate_json(text))
 
 
 def test_a_new_run_row_holds_its_policy_json() -> None:

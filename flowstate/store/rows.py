@@ -421,28 +421,6 @@ def task_run_update_row(
 
 
 _NO_STATE = (None,) * STATE_WIDTH
-_DEFAULT_TASK_POLICY_JSON = (
-    '{"max_retries":0,"retry_delay_seconds":0.0,"retries":null,"retry_delay":null,'
-    '"retry_jitter_factor":null}'
-)
-"""What ``TaskRunPolicy().model_dump_json()`` writes: the policy of most task runs."""
-
-
-def _task_policy(text: str) -> TaskRunPolicy:
-    """``TaskRunPolicy.model_validate_json(text)``; the default policy's JSON is built directly
-    (the same values, every field counted as set, as validating it gives)."""
-    if text == _DEFAULT_TASK_POLICY_JSON:
-        return construct(
-            TaskRunPolicy,
-            {
-                "max_retries": 0,
-                "retry_delay_seconds": 0.0,
-                "retries": None,
-                "retry_delay": None,
-                "retry_jitter_factor": None,
-            },
-        )
-    return _validate_task_policy(text)
 
 
 def task_run_from_insert_row(row: tuple[Any, ...]) -> TaskRun:
@@ -474,7 +452,7 @@ def task_run_from_row(row: Sequence[Any]) -> TaskRun:
             "total_run_time": timedelta(seconds=row[12]),
             "expected_start_time": parse_time(row[13]),
             "next_scheduled_start_time": parse_time(row[14]),
-            "empirical_policy": _task_policy(row[15]),
+            "empirical_policy": _validate_task_policy(row[15]),
             "cache_key": row[16],
             "cache_expiration": parse_time(row[17]),
             "created": parse_time(row[18]),
