@@ -44,29 +44,57 @@ _RESULTS: tuple[Any, ...] = (
 Variant = tuple[str, Any, tuple[tuple[str, Any], ...]]
 
 
+_Details = tuple[tuple[str, Any], ...]
+
+
+def _scheduled_variants(names: tuple[str, ...], task: bool) -> tuple[Variant, ...]:
+    return tuple((n, None, (("scheduled_time", t),)) for n, t in product(names, OFFSETS))
+
+
+def _paused_variants(names: tuple[str, ...], task: bool) -> tuple[Variant, ...]:
+    return tuple(
+        (n, None, (("pause_key", key), ("pause_timeout", t), ("pause_reschedule", n == "Suspended")))
+        for n, key, t in product(names, (None, *PAUSE_KEYS), OFFSETS)
+    )
+
+
+def _running_variants(names: tuple[str, ...], task: bool) -> tuple[Variant, ...]:
+    if not task:
+        return _plain_variants(names, task)
+    caches: list[_Details] = [()]
+    caches += [(("cache_key", k), ("refresh_cache", r)) for k, r in product(CACHE_KEYS, (None, True, False))]
+    return tuple((n, None, c) for n, c in product(names, caches))
+
+
+def _completed_variants(names: tuple[str, ...], task: bool) -> tuple[Variant, ...]:
+    caches: list[_Details] = [()]
+    if task:
+        caches += [(("cache_key", k), ("cache_expiration", t)) for k, t in product(CACHE_KEYS, OFFSETS)]
+    return tuple((n, d, c) for n, d, c in product(names, _RESULTS, caches))
+
+
+def _failed_variants(names: tuple[str, ...], task: bool) -> tuple[Variant, ...]:
+    if not task:
+        return _plain_variants(names, task)
+    return tuple((names[0], None, (("retriable", r),)) for r in (None, True, False))
+
+
+def _plain_variants(names: tuple[str, ...], task: bool) -> tuple[Variant, ...]:
+    return tuple((n, None, ()) for n in names)
+
+
+_VARIANTS_OF = {  # the types whose states vary in more than their name
+    S.SCHEDULED: _scheduled_variants,
+    S.PAUSED: _paused_variants,
+    S.RUNNING: _running_variants,
+    S.COMPLETED: _completed_variants,
+    S.FAILED: _failed_variants,
+}
+
+
 def _variants(type_: StateType, kind: Kind | None) -> tuple[Variant, ...]:
     """Every state of ``type_`` the machine proposes, the plainest first."""
-    names = _NAMES[type_]
-    task = kind != "flow"
-    if type_ is S.SCHEDULED:
-        return tuple((n, None, (("scheduled_time", t),)) for n, t in product(names, OFFSETS))
-    if type_ is S.PAUSED:
-        return tuple(
-            (n, None, (("pause_key", key), ("pause_timeout", t), ("pause_reschedule", n == "Suspended")))
-            for n, key, t in product(names, (None, *PAUSE_KEYS), OFFSETS)
-        )
-    if type_ is S.RUNNING and task:
-        caches: list[tuple[tuple[str, Any], ...]] = [()]
-        caches += [(("cache_key", k), ("refresh_cache", r)) for k, r in product(CACHE_KEYS, (None, True, False))]
-        return tuple((n, None, c) for n, c in product(names, caches))
-    if type_ is S.COMPLETED:
-        caches = [()]
-        if task:
-            caches += [(("cache_key", k), ("cache_expiration", t)) for k, t in product(CACHE_KEYS, OFFSETS)]
-        return tuple((n, d, c) for n, d, c in product(names, _RESULTS, caches))
-    if type_ is S.FAILED and task:
-        return tuple((names[0], None, (("retriable", r),)) for r in (None, True, False))
-    return tuple((n, None, ()) for n in names)
+    return _VARIANTS_OF.get(type_, _plain_variants)(_NAMES[type_], kind != "flow")
 
 
 def build_state(type_: StateType, variant: Variant, now: datetime) -> State:

@@ -12,6 +12,7 @@ covers the schemas Prefect's pydantic run-input models produce.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from hypothesis import strategies as st
@@ -35,25 +36,52 @@ def from_schema(schema: dict[str, Any], root: dict[str, Any] | None = None) -> s
     unknown = set(schema) - _KNOWN
     if unknown:
         raise ValueError(f"run_inputs() does not support the JSON Schema keyword(s) {sorted(unknown)}")
-    if "$ref" in schema:
-        return from_schema(_resolve(schema["$ref"], root), root)
-    if "const" in schema:
-        return st.just(schema["const"])
-    if "enum" in schema:
-        return st.sampled_from(schema["enum"])
-    for key in ("anyOf", "oneOf"):
-        if key in schema:
-            return st.one_of([from_schema(branch, root) for branch in schema[key]])
-    if "allOf" in schema:
-        return from_schema(_merge_all_of(schema, root), root)
+    for keyword, build in _COMPOSITES:
+        if keyword in schema:
+            return build(schema, root)
     types = schema.get("type")
-    if types is None:
-        types = "object" if "properties" in schema else None
+    if types is None and "properties" in schema:
+        types = "object"
     if types is None:
         return _SCALARS
     if isinstance(types, list):
         return st.one_of([from_schema({**schema, "type": t}, root) for t in types])
     return _BY_TYPE[types](schema, root)
+
+
+def _referenced(schema: dict[str, Any], root: dict[str, Any]) -> st.SearchStrategy[Any]:
+    return from_schema(_resolve(schema["$ref"], root), root)
+
+
+def _const(schema: dict[str, Any], root: dict[str, Any]) -> st.SearchStrategy[Any]:
+    return st.just(schema["const"])
+
+
+def _enum(schema: dict[str, Any], root: dict[str, Any]) -> st.SearchStrategy[Any]:
+    return st.sampled_from(schema["enum"])
+
+
+def _any_of(schema: dict[str, Any], root: dict[str, Any]) -> st.SearchStrategy[Any]:
+    return st.one_of([from_schema(branch, root) for branch in schema["anyOf"]])
+
+
+def _one_of(schema: dict[str, Any], root: dict[str, Any]) -> st.SearchStrategy[Any]:
+    return st.one_of([from_schema(branch, root) for branch in schema["oneOf"]])
+
+
+def _all_of(schema: dict[str, Any], root: dict[str, Any]) -> st.SearchStrategy[Any]:
+    return from_schema(_merge_all_of(schema, root), root)
+
+
+_Builder = Callable[[dict[str, Any], dict[str, Any]], st.SearchStrategy[Any]]
+_COMPOSITES: tuple[tuple[str, _Builder], ...] = (  # checked in this order, before ``type``
+    ("$ref", _referenced),
+    ("const", _const),
+    ("enum", _enum),
+    ("anyOf", _any_of),
+    ("oneOf", _one_of),
+    ("allOf", _all_of),
+)
 
 
 def _resolve(ref: str, root: dict[str, Any]) -> dict[str, Any]:

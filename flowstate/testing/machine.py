@@ -342,18 +342,7 @@ class OrchestrationMachine(RuleBasedStateMachine):
         assert [s.id for s in after[: len(before)]] == [s.id for s in before], (
             "a call rewrote a run's past history"
         )
-        if result.status in (SetStateStatus.ABORT, SetStateStatus.WAIT):
-            assert not written, f"{result.status.value} wrote {len(written)} state(s)"
-        elif result.status is SetStateStatus.ACCEPT:
-            assert result.state is not None and written == [result.state.id], (
-                f"ACCEPT wrote {len(written)} state(s), not the one it returned"
-            )
-        else:  # REJECT: the current state is kept, or one substitute is written
-            assert len(written) <= 1, f"REJECT wrote {len(written)} states"
-            if after:
-                assert result.state is not None and result.state.id == after[-1].id, (
-                    "REJECT did not return the run's current state"
-                )
+        _check_written(result, written, after)
 
     def snapshot(self, *, only: UUID | None = None) -> Snapshot:
         """Every run the machine created (or ``only`` one), with its history."""
@@ -653,6 +642,36 @@ class OrchestrationMachine(RuleBasedStateMachine):
             )
 
 
+def _check_written(result: OrchestrationResult, written: list[UUID], after: list[State]) -> None:
+    """The states a call ``written`` (its history now ``after``) are what its status says."""
+    if result.status in (SetStateStatus.ABORT, SetStateStatus.WAIT):
+        assert not written, f"{result.status.value} wrote {len(written)} state(s)"
+    elif result.status is SetStateStatus.ACCEPT:
+        assert result.state is not None and written == [result.state.id], (
+            f"ACCEPT wrote {len(written)} state(s), not the one it returned"
+        )
+    else:  # REJECT: the current state is kept, or one substitute is written
+        assert len(written) <= 1, f"REJECT wrote {len(written)} states"
+        if after:
+            assert result.state is not None and result.state.id == after[-1].id, (
+                "REJECT did not return the run's current state"
+            )
+
+
+def _check_rule(cls: type[OrchestrationMachine], name: str, setting: str) -> None:
+    """``setting`` (``rule_weights``, ``step_order``) names a rule ``cls`` has."""
+    function = getattr(cls, name, None)
+    if function is None or not callable(function):
+        raise ValueError(f"{setting} names {name!r}, which is not a rule of {cls.__name__}")
+
+
+def _check_weights(cls: type[OrchestrationMachine], weights: dict[str, int]) -> None:
+    for name, weight in weights.items():
+        _check_rule(cls, name, "rule_weights")
+        if not isinstance(weight, int) or isinstance(weight, bool) or not 1 <= weight <= _MAX_WEIGHT:
+            raise ValueError(f"the weight of {name!r} must be an int from 1 to {_MAX_WEIGHT}")
+
+
 def _weigh_rules(cls: type[OrchestrationMachine]) -> None:
     """Give each rule of ``cls`` its weight: a rule reachable under ``w`` attribute names is
     listed ``w`` times among the rules hypothesis chooses from (and prints under its own
@@ -660,16 +679,9 @@ def _weigh_rules(cls: type[OrchestrationMachine]) -> None:
     if cls.mode not in MACHINE_MODES:
         raise ValueError(f"mode must be one of {sorted(MACHINE_MODES)}, got {cls.mode!r}")
     weights = {**cls.rule_weights, **MACHINE_MODES[cls.mode]}
-    for name, weight in weights.items():
-        function = getattr(cls, name, None)
-        if function is None or not callable(function):
-            raise ValueError(f"rule_weights names {name!r}, which is not a rule of {cls.__name__}")
-        if not isinstance(weight, int) or isinstance(weight, bool) or not 1 <= weight <= _MAX_WEIGHT:
-            raise ValueError(f"the weight of {name!r} must be an int from 1 to {_MAX_WEIGHT}")
+    _check_weights(cls, weights)
     for name in cls.step_order:
-        function = getattr(cls, name, None)
-        if function is None or not callable(function):
-            raise ValueError(f"step_order names {name!r}, which is not a rule of {cls.__name__}")
+        _check_rule(cls, name, "step_order")
     for name in dir(cls):
         if name.startswith("_weighted_"):
             setattr(cls, name, None)
