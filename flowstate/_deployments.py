@@ -165,17 +165,7 @@ class DeploymentMethods(ConcurrencyMethods):
         with self._transaction():
             now = self._liveness_time(None)
             row = self._deployment_row(key, for_update=True)
-            if shared is not _UNSET:
-                if shared is not None:
-                    self._limit_by_id(shared)
-                self._drop_own_limit(row)
-                row.concurrency_limit_id = shared
-            if size is not _UNSET:
-                if size is None:
-                    self._drop_own_limit(row)
-                    row.concurrency_limit_id = None
-                else:
-                    row.concurrency_limit_id = self._own_limit(row.id, size, now).id
+            self._change_limit(row, shared=shared, size=size, now=now)
             if strategy is not _UNSET:
                 row.collision_strategy = strategy
             if grace is not _UNSET:
@@ -185,6 +175,21 @@ class DeploymentMethods(ConcurrencyMethods):
             return self._deployment_model(row, now)
 
     # -- inside a transaction ------------------------------------------------------------------
+
+    def _change_limit(self, row: DeploymentRow, *, shared: Any, size: Any, now: datetime) -> None:
+        """Point ``row`` at the ``shared`` limit, or size (None: drop) its own; ``_UNSET`` leaves
+        the limit as it is."""
+        if shared is not _UNSET:
+            if shared is not None:
+                self._limit_by_id(shared)
+            self._drop_own_limit(row)
+            row.concurrency_limit_id = shared
+        if size is not _UNSET:
+            if size is None:
+                self._drop_own_limit(row)
+                row.concurrency_limit_id = None
+            else:
+                row.concurrency_limit_id = self._own_limit(row.id, size, now).id
 
     def _deployment_row(self, key: str, *, for_update: bool = False) -> DeploymentRow:
         row = self._deployments.read(key, for_update=for_update)

@@ -99,6 +99,62 @@ def _pause_input_arguments(
     return schema, description
 
 
+def _next_pause_key(store: StoreBackend, run_id: UUID) -> str:
+    """The default key of a run's next pause: its number among the run's pauses."""
+    pauses = sum(1 for state in store.read_states("flow", run_id) if state.type is StateType.PAUSED)
+    return str(pauses + 1)
+
+
+def _store_pause_input(
+    store: StoreBackend,
+    run_id: UUID,
+    keyset: dict[str, str],
+    schema: str,
+    description: str | None,
+    now: datetime,
+) -> None:
+    """Store an accepted pause's input schema (and description) under its keyset."""
+    stored = [(keyset["schema"], schema)]
+    if description is not None:
+        stored.append((keyset["description"], json.dumps(description, ensure_ascii=False)))
+    for input_key, text in stored:
+        if not store.insert_run_input(run_id, input_key, text, None, now):
+            raise InvalidState(  # (the pause cleared its keyset: cannot happen)
+                f"run input {input_key!r} of flow run {run_id} is taken"
+            )
+
+
+def _check_resumed(run_id: UUID, key: str, left_for: State) -> None:
+    """RunNotResumed unless the state a run left its pause ``key`` for is a resume."""
+    if left_for.type not in _RESUMED_TO:
+        raise RunNotResumed(
+            f"flow run {run_id} left its pause {key!r} for "
+            f"{left_for.type.value} ({left_for.name}) instead of being resumed"
+            + (f": {left_for.message}" if left_for.message else ""),
+            left_for,
+        )
+
+
+def _check_still_waiting(
+    run_id: UUID,
+    key: str,
+    now: datetime,
+    expires: datetime | None,
+    deadline: datetime | None,
+    limit: float | None,
+) -> None:
+    """WaitTimeout once the pause has expired or the wait's ``limit`` (seconds) has passed."""
+    if expires is not None and now > expires:
+        raise WaitTimeout(
+            f"the pause {key!r} of flow run {run_id} expired at {expires.isoformat()} "
+            "without a resume"
+        )
+    if deadline is not None and now >= deadline:
+        raise WaitTimeout(
+            f"flow run {run_id} was not resumed from its pause {key!r} within {limit} s"
+        )
+
+
 class InteractionMethods:
     """Pausing for input, waiting for the resume, and run-to-run messages (mixed into
     Orchestrator)."""
@@ -151,10 +207,7 @@ class InteractionMethods:
             if store.read_flow_run(run_id) is None:
                 raise ObjectNotFound(f"Flow run with id {run_id} not found")
             if key is None:
-                pauses = sum(
-                    1 for state in store.read_states("flow", run_id) if state.type is StateType.PAUSED
-                )
-                key = str(pauses + 1)
+                key = _next_pause_key(store, run_id)
             make = Suspended if reschedule else Paused
             proposed = make(timeout_seconds=seconds, pause_key=key)
             if schema is None:
@@ -166,16 +219,7 @@ class InteractionMethods:
             proposed = copy_with(proposed, {"state_details": details})
             result = self._orchestrate_flow(run_id, proposed, force=False, now=now)
             if result.status is SetStateStatus.ACCEPT:
-                stored = [(keyset["schema"], schema)]
-                if description is not None:
-                    stored.append(
-                        (keyset["description"], json.dumps(description, ensure_ascii=False))
-                    )
-                for input_key, text in stored:
-                    if not store.insert_run_input(run_id, input_key, text, None, now):
-                        raise InvalidState(  # (the pause cleared its keyset: cannot happen)
-                            f"run input {input_key!r} of flow run {run_id} is taken"
-                        )
+                _store_pause_input(store, run_id, keyset, schema, description, now)
             return result
 
     def read_pause_input(self, id: UUID | str, *, key: str, model: Any = None) -> Any:
@@ -240,25 +284,10 @@ class InteractionMethods:
                 index = _pause_index(states, key, run_id)
                 pause = states[index]
                 if index + 1 < len(states):
-                    left_for = states[index + 1]
-                    if left_for.type not in _RESUMED_TO:
-                        raise RunNotResumed(
-                            f"flow run {run_id} left its pause {key!r} for "
-                            f"{left_for.type.value} ({left_for.name}) instead of being resumed"
-                            + (f": {left_for.message}" if left_for.message else ""),
-                            left_for,
-                        )
+                    _check_resumed(run_id, key, states[index + 1])
                     return self._pause_input(run_id, pause, as_model)
             expires = pause.state_details.pause_timeout
-            if expires is not None and now > expires:
-                raise WaitTimeout(
-                    f"the pause {key!r} of flow run {run_id} expired at {expires.isoformat()} "
-                    "without a resume"
-                )
-            if deadline is not None and now >= deadline:
-                raise WaitTimeout(
-                    f"flow run {run_id} was not resumed from its pause {key!r} within {limit} s"
-                )
+            _check_still_waiting(run_id, key, now, expires, deadline, limit)
             yield Nap(_next_nap(interval, now, deadline, expires))
 
     # -- run-to-run input --------------------------------------------------------------------
