@@ -1,6 +1,5 @@
 """UUIDv7 generation (time-ordered ids), as Prefect gives states; Python 3.11 has no uuid.uuid7.
-Also ``uuid_text`` and ``uuid_from_text``: a UUID's text, as ``str()`` gives it, and the UUID
-of such a text, in less time."""
+Also ``uuid_text``: the text of a UUID, as ``str()`` gives it, in less time."""
 
 from __future__ import annotations
 
@@ -71,18 +70,6 @@ _new = object.__new__
 # UUID's slots, set through their descriptors (what object.__setattr__ ends up calling)
 _set_int = _UUID.__dict__["int"].__set__
 _set_safety = _UUID.__dict__["is_safe"].__set__
-
-
-def uuid_from_text(text: str) -> uuid.UUID:
-    """``uuid.UUID(text)`` for an id in the form ``str()`` gives (as the store writes ids): the
-    hex digits read in one call, without UUID's parsing in Python. Other text (braces, a
-    ``urn:uuid:`` prefix) goes through ``uuid.UUID``."""
-    if len(text) != 36:
-        return _UUID(text)
-    made = _new(_UUID)
-    _set_int(made, int(text.replace("-", ""), 16))
-    _set_safety(made, _UNKNOWN)
-    return made
 
 
 def uuid_text(value: uuid.UUID) -> str:

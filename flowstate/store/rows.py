@@ -16,7 +16,7 @@ from operator import itemgetter
 from typing import Any, overload
 from uuid import UUID
 
-from flowstate._ids import uuid_from_text, uuid_text
+from flowstate._ids import uuid_text
 from flowstate._models import construct
 from flowstate._time import UTC
 from flowstate.result_data import is_unpersisted
@@ -198,7 +198,7 @@ def parse_time(text: str | None) -> datetime | None:
 
 
 def _uuid(text: str | None) -> UUID | None:
-    return None if text is None else uuid_from_text(text)
+    return None if text is None else UUID(text)
 
 
 def _str(value: UUID | str | None) -> str | None:
@@ -265,7 +265,7 @@ def state_from_row(row: Sequence[Any], start: int = 0) -> State | None:
     return construct(
         State,
         {
-            "id": uuid_from_text(state_id),
+            "id": UUID(state_id),
             "type": _state_types[row[start + 1]],
             "name": row[start + 2],
             "timestamp": _parse_iso(row[start + 3]),
@@ -436,7 +436,7 @@ def task_run_from_row(row: Sequence[Any]) -> TaskRun:
     return construct(
         TaskRun,
         {
-            "id": uuid_from_text(row[0]),
+            "id": UUID(row[0]),
             "flow_run_id": _uuid(row[1]),
             "task_key": row[2],
             "dynamic_key": row[3],
