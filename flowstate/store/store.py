@@ -230,37 +230,45 @@ class SqliteStore(RowStore[sqlite3.Connection]):
 
     def end(self, depth: int, exc: BaseException | None) -> None:
         """Commit (or release the savepoint); on ``exc``, roll back and re-raise it translated."""
-        conn = self._conn
         try:
             self._depth = depth
             if self._doomed:  # rolling this block back undoes the half-done call inside it
                 self._doomed = False
                 if exc is None:
-                    if conn is not None:
-                        self._rollback(conn, depth, f"fs_{depth}")
+                    self._roll_back(depth)
                     raise DatabaseError(f"the transaction was rolled back: {_DOOMED}")
             if exc is None:
-                try:
-                    if depth == 0:
-                        self._control.execute("COMMIT")
-                        self._commits += 1
-                        if self._shrink_pending or not self._commits % CHECK_EVERY:
-                            self._bound_wal()
-                    else:
-                        conn.execute(f"RELEASE SAVEPOINT fs_{depth}")  # type: ignore[union-attr]
-                except sqlite3.Error as error:
-                    self._rollback(conn, depth, f"fs_{depth}")  # type: ignore[arg-type]
-                    raise describe(error, self.path) from error
+                self._commit(depth)
                 return
             translated = describe(exc, self.path) if isinstance(exc, sqlite3.Error) else None
-            if conn is not None:
-                self._rollback(conn, depth, f"fs_{depth}")
+            self._roll_back(depth)
             if translated is not None:
                 raise translated from exc
         finally:
             if depth == 0 and self._queue is not None:
                 self._queue.leave()
             self._lock.release()
+
+    def _commit(self, depth: int) -> None:
+        """COMMIT (and keep the WAL small: see store.wal), or release the savepoint of
+        ``depth``; if that fails, roll back and raise the error translated."""
+        try:
+            if depth == 0:
+                self._control.execute("COMMIT")
+                self._commits += 1
+                if self._shrink_pending or not self._commits % CHECK_EVERY:
+                    self._bound_wal()
+            else:
+                self.conn.execute(f"RELEASE SAVEPOINT fs_{depth}")
+        except sqlite3.Error as error:
+            self._roll_back(depth)
+            raise describe(error, self.path) from error
+
+    def _roll_back(self, depth: int) -> None:
+        """Roll back the transaction, or to the savepoint of ``depth`` (none if closed)."""
+        conn = self._conn
+        if conn is not None:
+            self._rollback(conn, depth, f"fs_{depth}")
 
     @staticmethod
     def _rollback(conn: sqlite3.Connection, depth: int, savepoint: str) -> None:

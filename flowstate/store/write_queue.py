@@ -109,27 +109,43 @@ class WriteQueue:
         """Wait for this connection's turn to write; ``busy_error()`` after ``busy_timeout``
         seconds. Returns at once where the queue cannot be used. The :class:`Wait` it made if
         it had to wait (None if not), for a further wait for SQLite's lock to go on with."""
-        fd, counters = self._fd, self._counters
-        if fd is None or counters is None or self._pid != os.getpid():
-            if self._unusable or not self._open():
-                return None
-            fd, counters = self._fd, self._counters
-            assert fd is not None and counters is not None
-        ticket, served, began, owner = _COUNTERS.unpack_from(counters)
-        if ticket == served or (owner == self._me and time.monotonic_ns() - began < _PASS_FOR_NS):
-            try:
-                fcntl.fcntl(fd, _SETLK, _TAKE_WRITE)  # type: ignore[arg-type]
-            except OSError as exc:
-                if exc.errno not in _TAKEN:  # no such locks on this file system
-                    self.close()
-                    self._unusable = True
-                    return None
-            else:
-                self._held = fd
-                return None
+        fd = self._descriptor()
+        if fd is None or (self._may_skip_line() and self._entered_at_once(fd)):
+            return None
         wait = Wait(path, busy_timeout)
         self._held = _wait_in_a_thread(self._database, self._me, wait)
         return wait
+
+    def _descriptor(self) -> int | None:
+        """This process's descriptor of the queue's file, opened at the first write (again in
+        a forked child); None where the queue cannot be used."""
+        if self._fd is None or self._pid != os.getpid():
+            if self._unusable or not self._open():
+                return None
+        return self._fd
+
+    def _may_skip_line(self) -> bool:
+        """Whether this connection may take the write lock without a ticket: nobody is in
+        line, or its own turn is still on (see :data:`PASS_FOR`)."""
+        counters = self._counters
+        assert counters is not None  # (mapped whenever _fd is open)
+        ticket, served, began, owner = _COUNTERS.unpack_from(counters)
+        return ticket == served or (owner == self._me and time.monotonic_ns() - began < _PASS_FOR_NS)
+
+    def _entered_at_once(self, fd: int) -> bool:
+        """Try the write lock without waiting: True if this connection holds it now, or if
+        the file system has no such locks (the queue is given up: SQLite's lock alone
+        decides); False if another writer holds it."""
+        try:
+            fcntl.fcntl(fd, _SETLK, _TAKE_WRITE)  # type: ignore[arg-type]
+        except OSError as exc:
+            if exc.errno in _TAKEN:
+                return False
+            self.close()  # no such locks on this file system
+            self._unusable = True
+            return True
+        self._held = fd
+        return True
 
     def leave(self) -> None:
         """Let the next writer in (call it after the COMMIT or ROLLBACK)."""
