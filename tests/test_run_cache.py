@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import random
+import sqlite3
 import tempfile
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -18,7 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flowstate import FlowstateError, ObjectNotFound, Orchestrator, StateType
-from flowstate.states import Completed, Paused, Pending, Running, Scheduled
+from flowstate.states import Completed, Failed, Paused, Pending, Running, Scheduled
+from flowstate.store import rows
 from flowstate.store.run_cache import Store
 from flowstate.store.store import SqliteStore
 from flowstate.testing import FrozenClock, transition_sequences
@@ -226,35 +229,36 @@ def _kind_calls(kind: str) -> tuple[str, str, str]:
 @settings(max_examples=40, deadline=None)
 @given(
     steps=transition_sequences("flow", max_size=14, mode="pauses") | transition_sequences("flow", max_size=14),
-    plan=st.lists(st.tuples(st.booleans(), st.booleans(), st.booleans()), min_size=14, max_size=14),
+    plan=st.lists(st.tuples(*[st.booleans()] * 4), min_size=14, max_size=14),
 )
 def test_the_run_cache_answers_as_the_same_store_without_it(
-    steps: list[Any], plan: list[tuple[bool, bool, bool]]
+    steps: list[Any], plan: list[tuple[bool, bool, bool, bool]]
 ) -> None:
     """The cached store (run_cache.Store) and the plain one (SqliteStore: every run read
-    from its row) give the same answers and reads, call by call, inside blocks and out. A
-    transition works on the cached run as the last one left it, not as read: this is where a
-    difference would show."""
+    from its row) give the same answers and reads, call by call, inside blocks and out, with
+    another connection committing in between or not. A transition works on the cached run as
+    the last one left it, not as read: this is where a difference would show."""
     _compare("flow", steps, plan)
 
 
 @settings(max_examples=30, deadline=None)
 @given(
     steps=transition_sequences("task", max_size=10),
-    plan=st.lists(st.tuples(st.just(False), st.booleans(), st.booleans()), min_size=10, max_size=10),
+    plan=st.lists(st.tuples(st.just(False), *[st.booleans()] * 3), min_size=10, max_size=10),
 )
 def test_the_task_run_cache_answers_as_the_same_store_without_it(
-    steps: list[Any], plan: list[tuple[bool, bool, bool]]
+    steps: list[Any], plan: list[tuple[bool, bool, bool, bool]]
 ) -> None:
     """As above, for task runs in a flow run (``working_task_run``)."""
     _compare("task", steps, plan)
 
 
-def _compare(kind: str, steps: list[Any], plan: list[tuple[bool, bool, bool]]) -> None:
+def _compare(kind: str, steps: list[Any], plan: list[tuple[bool, bool, bool, bool]]) -> None:
     transition, read, history = _kind_calls(kind)
     with tempfile.TemporaryDirectory() as folder:
         clock = FrozenClock(datetime(2026, 1, 1, tzinfo=timezone.utc))
         cached = _engine(Store(f"{folder}/cached.db"), clock)
+        other = Orchestrator(f"{folder}/cached.db")  # another connection to the cached file
         plain = _engine(SqliteStore(f"{folder}/plain.db"), clock)
         engines = (cached, plain)
         run_id, flow_id = uuid.uuid4(), uuid.uuid4()
@@ -266,8 +270,10 @@ def _compare(kind: str, steps: list[Any], plan: list[tuple[bool, bool, bool]]) -
                 orc.create_task_run(id=run_id, flow_run_id=flow_id, tags=["t"])
         blocks = (contextlib.ExitStack(), contextlib.ExitStack())
         inside = False
-        for (state, force), (resume, reading, commit) in zip(steps, plan):
+        for (state, force), (resume, reading, commit, elsewhere) in zip(steps, plan):
             clock.advance(1)
+            if elsewhere and not inside:  # (inside a block this connection holds the lock)
+                other.create_flow_run()  # a commit to another run: kept runs are checked
             if resume:
                 answers = [_answer(lambda: orc.resume_flow_run(run_id)) for orc in engines]
             else:
@@ -290,5 +296,47 @@ def _compare(kind: str, steps: list[Any], plan: list[tuple[bool, bool, bool]]) -
         assert _exact(getattr(cached, read)(run_id)) == _exact(getattr(plain, read)(run_id))
         histories = [[s.model_dump() for s in getattr(orc, history)(run_id)] for orc in engines]
         assert histories[0] == histories[1]
-        for orc in engines:
+        for orc in (*engines, other):
             orc.close()
+
+
+def test_a_commit_by_another_connection_to_other_runs_keeps_a_run_decoded(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While other connections write other runs, a transition reads its run's row, finds it
+    as this connection left it, and goes on with the run it keeps instead of decoding the row
+    again (under contention every BEGIN follows another connection's commit)."""
+    path = str(tmp_path / "cache.db")
+    with Orchestrator(path) as orc, Orchestrator(path) as other:
+        run = orc.create_flow_run(state=Scheduled())
+        decoded: list[str] = []
+        decode = rows.flow_run_from_row
+
+        def counted(row: Any) -> Any:
+            decoded.append(row[0])
+            return decode(row)
+
+        monkeypatch.setattr(rows, "flow_run_from_row", counted)
+        for state in (Pending(), Running(), Completed()):
+            other.create_flow_run()  # a commit by another connection, to another run
+            assert orc.set_flow_run_state(run.id, state).status.value == "ACCEPT"
+        assert str(run.id) not in decoded
+        assert _exact(orc.read_flow_run(run.id)) == _exact(_fresh(path, run.id))
+
+
+def test_a_change_to_a_kept_runs_policy_by_another_program_is_seen(tmp_path: Any) -> None:
+    """Only the run's row as a whole tells that a kept run is unchanged: another program
+    that changes nothing but the run's policy (a retry) is heard by the next transition."""
+    path = str(tmp_path / "cache.db")
+    with Orchestrator(path) as orc:
+        run = orc.create_flow_run(state=Pending())
+        orc.set_flow_run_state(run.id, Running())  # the run is kept, as this transition left it
+        with contextlib.closing(sqlite3.connect(path)) as raw, raw:
+            select = "SELECT empirical_policy FROM flow_run_policy WHERE flow_run_id = ?"
+            policy = json.loads(raw.execute(select, (str(run.id),)).fetchone()[0])
+            raw.execute(
+                "UPDATE flow_run_policy SET empirical_policy = ? WHERE flow_run_id = ?",
+                (json.dumps({**policy, "retries": 1, "retry_delay": 0}), str(run.id)),
+            )
+        result = orc.set_flow_run_state(run.id, Failed())
+        assert (result.status.value, result.state.name) == ("REJECT", "AwaitingRetry")

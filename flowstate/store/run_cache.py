@@ -4,8 +4,11 @@ the task runs transitions work on.
 :class:`Store` is :class:`~flowstate.store.store.SqliteStore` with this layer over it, and the
 store the orchestrator opens for a SQLite database. The layer alone knows that runs are kept:
 
-- it checks ``PRAGMA data_version`` at each BEGIN and forgets every run when another connection
-  committed, and after a rollback, a failed call inside a block, or a delete;
+- it checks ``PRAGMA data_version`` at each BEGIN; when another connection has committed since,
+  a kept flow run is used again only once its row, read anew, is found to be the very row the
+  run was decoded from or last saved as (:meth:`Store._verified`): a commit to other runs
+  costs a run's read, not its decoding. It forgets every run after a rollback, a failed call
+  inside a block, or a delete;
 - inside a block of several calls a cached run's UPDATE waits (a run that moves through
   several states in one block has its row written once); ``_flushed`` is the one point the
   waiting UPDATEs are written: before a statement that reads or deletes flow_run rows beyond
@@ -51,11 +54,18 @@ class _CachedFlowRun:
 
     __slots__ = (
         "run", "parameters", "tags", "policy", "id_text", "policy_object", "pending",
-        "policy_dirty", "as_read",
+        "policy_dirty", "as_read", "row", "seen",
     )
 
     def __init__(
-        self, run: FlowRun, parameters: str | None, tags: str, policy: str, id_text: str
+        self,
+        run: FlowRun,
+        parameters: str | None,
+        tags: str,
+        policy: str,
+        id_text: str,
+        row: tuple[Any, ...],
+        seen: int | None,
     ) -> None:
         self.run = run
         self.parameters: str | None = parameters
@@ -72,6 +82,22 @@ class _CachedFlowRun:
         """Whether that update must write the policy too (a transition replaced it)."""
         self.as_read = True
         """Whether ``run`` is what reading its row builds (False once a transition changed it)."""
+        self.row = row
+        """The run's SELECT_FLOW_RUN_LEAN row as this connection last read or wrote it."""
+        self.seen = seen
+        """The ``PRAGMA data_version`` at which ``row`` was known to be the stored one: while the
+        connection's data_version is still that, no other connection has changed the run."""
+
+    def saved(self, update: tuple[Any, ...]) -> None:
+        """Note in ``row`` what the run's UPDATE (a ``flow_run_update_row``) wrote."""
+        row = self.row
+        # state id .. policy: the update's first ten values; updated: its eleventh
+        self.row = (*row[:5], *update[:10], *row[15:19], update[10], *row[20:])
+
+    def saved_state(self, state_row: tuple[Any, ...]) -> None:
+        """Note in ``row`` the run's new current state (a ``state_insert_row``): ``row`` is
+        the stored row again once the run's UPDATE is written (``pending`` None)."""
+        self.row = (*self.row[:20], *state_row[1:])
 
     def detached(self) -> FlowRun:
         """A copy the caller may change freely: its mutable parts are new objects."""
@@ -85,6 +111,9 @@ class _CachedFlowRun:
                 "empirical_policy": copy_with(policy, {"pause_keys": set(policy.pause_keys)}),
             },
         )
+
+
+_NO_STATE = (None,) * rows.STATE_WIDTH
 
 
 def _immutable(state: State | None) -> bool:
@@ -112,11 +141,12 @@ class Store(SqliteStore):
 
     def _start(self, begin: str) -> None:
         SqliteStore._start(self, begin)
-        # Forget the cached runs if another connection committed since this one last did
-        # (fetchall: the statement runs to its end, so the cursor holds none in progress).
+        # If another connection committed since this one last began, forget the task runs;
+        # flow runs stay, each checked against its row before its next use (see _verified).
+        # (fetchall: the statement runs to its end, so the cursor holds none in progress.)
         version = self._control.execute(sql.DATA_VERSION).fetchall()[0][0]
         if version != self._data_version:
-            self._forget_runs()
+            self._tasks.clear()
             self._data_version = version
 
     def _abandon(self) -> None:
@@ -193,6 +223,7 @@ class Store(SqliteStore):
         cached.policy_dirty = False
         cached.pending = None
         cached.policy = row[9]
+        cached.saved(row)
 
     # -- keeping and forgetting runs ---------------------------------------------------------
 
@@ -221,13 +252,17 @@ class Store(SqliteStore):
         return False
 
     def _remember(self, run: FlowRun, row: Any) -> None:
-        """Cache ``run``, decoded from ``row`` (a SELECT_FLOW_RUN or insert row)."""
+        """Cache ``run``, decoded from ``row`` (a SELECT_FLOW_RUN(_LEAN) row: its parameters
+        None if not read; or an insert row, with its state's columns None)."""
         runs = self._runs
         key = run.id.int
         if key in runs:
             self._forget(key)
         if _immutable(run.state):
-            runs[key] = _CachedFlowRun(run, row[3], row[4], row[14], row[0])
+            lean = (*row[:3], None, *row[4:])  # (as SELECT_FLOW_RUN_LEAN reads it)
+            runs[key] = _CachedFlowRun(
+                run, row[3], row[4], row[14], row[0], lean, self._data_version
+            )
             while len(runs) > RUN_CACHE_SIZE:  # the least recently used go
                 self._forget(next(iter(runs)))
 
@@ -239,7 +274,8 @@ class Store(SqliteStore):
             return False
         if self._caching():
             # what reading the row back builds, decoded as a read decodes it (no state yet)
-            self._remember(rows.flow_run_from_row((*row, None)), row)
+            read = (*row, *_NO_STATE)
+            self._remember(rows.flow_run_from_row(read), read)
         return True
 
     def read_flow_run(self, run_id: UUID) -> FlowRun | None:
@@ -248,9 +284,10 @@ class Store(SqliteStore):
         if caching:
             cached = self._runs.get(run_id.int)
             if cached is not None:
-                if cached.as_read:
+                if cached.as_read and cached.seen == self._data_version:
                     return self._detached(cached)
-                self._forget(run_id.int)  # changed by a transition: read its row again
+                self._forget(run_id.int)  # changed by a transition, or maybe by another
+                # connection: read its row again
         run = self._fetch_flow_run(run_id, caching)
         if run is not None and caching and _immutable(run.state):
             return self._detached(self._runs[run_id.int])  # the fetched run is the cache's now
@@ -270,9 +307,24 @@ class Store(SqliteStore):
         if self._depth > 0 and self._owner == _get_ident():  # (_caching(), written out)
             cached = self._runs.get(run_id.int)
             if cached is not None:
-                return cached.run
+                if cached.seen == self._data_version:
+                    return cached.run
+                return self._verified(cached)
             return self._fetch_flow_run(run_id, True, lean=True)
         return self._fetch_flow_run(run_id, self._caching(), lean=True)
+
+    def _verified(self, cached: _CachedFlowRun) -> FlowRun | None:
+        """``working_flow_run`` of a kept run that another connection may have changed: the
+        kept run if its row, read now, is the very row it stands for (every column a
+        transition by built-in rules reads: the run's, its policy, tags and current state),
+        else the row decoded (None: the run is gone)."""
+        row = self._execute(sql.SELECT_FLOW_RUN_LEAN, (cached.id_text,)).fetchone()
+        if row == cached.row:
+            cached.seen = self._data_version
+            cached.parameters = None  # (not in that row: read again when a copy needs them)
+            return cached.run
+        self._forget(cached.run.id.int)
+        return None if row is None else self._decoded(row, True)
 
     def _fetch_flow_run(self, run_id: UUID, caching: bool, lean: bool = False) -> FlowRun | None:
         """Read a flow run from its row, and cache it when ``caching`` and its state allow.
@@ -281,8 +333,11 @@ class Store(SqliteStore):
         a transition's cost does not grow with them."""
         statement = sql.SELECT_FLOW_RUN_LEAN if lean else sql.SELECT_FLOW_RUN
         row = self._execute(statement, (str(run_id),)).fetchone()
-        if row is None:
-            return None
+        return None if row is None else self._decoded(row, caching)
+
+    def _decoded(self, row: Any, caching: bool) -> FlowRun:
+        """The flow run of a SELECT_FLOW_RUN(_LEAN) ``row``, cached when ``caching`` and its
+        state allow."""
         run = rows.flow_run_from_row(row)
         if caching and _immutable(run.state):
             self._remember(run, row)
@@ -368,6 +423,7 @@ class Store(SqliteStore):
         if written is not None:
             state_row = rows.state_insert_row(cached.id_text, written)
             self._execute(*sql.BIND_INSERT_FLOW_RUN_STATE(state_row))
+            cached.saved_state(state_row)
             state_id = state_row[1]
         else:
             state_id = None if current_state_id is None else str(current_state_id)
