@@ -336,7 +336,10 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
                 self._store.record_heartbeat(run.id, timeout_seconds=timeout)
             if proposed is not None:
                 self._orchestrate_flow(run.id, proposed, force=True, now=now)
-            return self._read_flow_run(run.id, now)
+            created = self._store.read_flow_run_later(run.id)  # (built after the commit)
+            if created is None:
+                raise ObjectNotFound(f"Flow run with id {run.id} not found")
+        return _with_estimated_run_time(created(), now)
 
     def read_flow_run(self, id: UUID | str) -> FlowRun:
         """The flow run with its current state; ObjectNotFound if there is none."""

@@ -340,3 +340,26 @@ def test_a_change_to_a_kept_runs_policy_by_another_program_is_seen(tmp_path: Any
             )
         result = orc.set_flow_run_state(run.id, Failed())
         assert (result.status.value, result.state.name) == ("REJECT", "AwaitingRetry")
+
+
+def test_a_created_run_is_built_for_its_answer_after_the_commit(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """create_flow_run with a state decodes the new run inside its transaction once (the run
+    its forced transition works on); its answer is decoded from the row read there, once the
+    transaction has committed, and equals a fresh read."""
+    path = str(tmp_path / "cache.db")
+    with Orchestrator(path) as orc:
+        decoded: list[tuple[str, bool]] = []
+        decode = rows.flow_run_from_row
+
+        def counted(row: Any) -> Any:
+            decoded.append((row[0], orc._store.in_transaction))
+            return decode(row)
+
+        monkeypatch.setattr(rows, "flow_run_from_row", counted)
+        run = orc.create_flow_run(flow_name="f", parameters={"a": [1]}, tags=["t"], state=Scheduled())
+        assert [inside for run_id, inside in decoded if run_id == str(run.id)] == [True, False]
+        monkeypatch.undo()
+        assert _exact(run) == _exact(_fresh(path, run.id))
+        assert orc.set_flow_run_state(run.id, Pending()).status.value == "ACCEPT"

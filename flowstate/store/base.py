@@ -22,6 +22,7 @@ Contract, whatever the backend:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -83,6 +84,11 @@ class StoreBackend(Protocol):
 
     def read_flow_run(self, run_id: UUID) -> FlowRun | None:
         """The flow run with its current state (locked until the transaction ends), or None."""
+
+    def read_flow_run_later(self, run_id: UUID) -> Callable[[], FlowRun] | None:
+        """``read_flow_run`` for an answer: the run is read now, inside the transaction, and
+        built by the function returned, which may be called after the commit, so building it
+        holds no lock (None: no such run)."""
 
     def working_flow_run(self, run_id: UUID) -> FlowRun | None:
         """``read_flow_run`` for a transition decided by built-in rules only: the run may be

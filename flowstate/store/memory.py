@@ -199,6 +199,11 @@ class MemoryStore(ConnectionLifecycle[Tables]):
         """The flow run with its current state (a copy of its own), or None."""
         return self._read("flow", run_id)  # type: ignore[return-value]
 
+    def read_flow_run_later(self, run_id: UUID) -> Callable[[], FlowRun] | None:
+        """``read_flow_run`` now; the function returned gives the run."""
+        run = self.read_flow_run(run_id)
+        return None if run is None else (lambda: run)
+
     def working_flow_run(self, run_id: UUID) -> FlowRun | None:
         """``read_flow_run``: every run handed out is the caller's own."""
         return self.read_flow_run(run_id)

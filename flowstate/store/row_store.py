@@ -48,6 +48,11 @@ class RowStore(ConnectionLifecycle[C]):
         """The flow run with its current state, or None."""
         raise NotImplementedError
 
+    def read_flow_run_later(self, run_id: UUID) -> Callable[[], FlowRun] | None:
+        """``read_flow_run`` now; the function returned gives the run."""
+        run = self.read_flow_run(run_id)
+        return None if run is None else (lambda: run)
+
     def working_flow_run(self, run_id: UUID) -> FlowRun | None:
         """``read_flow_run``: a plain store keeps no runs between reads, so every run it gives
         is the caller's own."""

@@ -21,6 +21,7 @@ store the orchestrator opens for a SQLite database. The layer alone knows that r
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -239,7 +240,10 @@ class Store(SqliteStore):
 
     def _forget(self, key: int) -> None:
         """Drop one run from the cache, writing its waiting update first."""
-        cached = self._runs.pop(key)
+        self._write_now(self._runs.pop(key))
+
+    def _write_now(self, cached: _CachedFlowRun) -> None:
+        """Write the run's waiting update, if it has one, before the block's commit."""
         if cached.pending is not None:
             self._write_pending(cached)
             self._dirty.remove(cached)  # (holding it there would keep the run alive till commit)
@@ -292,6 +296,19 @@ class Store(SqliteStore):
         if run is not None and caching and _immutable(run.state):
             return self._detached(self._runs[run_id.int])  # the fetched run is the cache's now
         return run
+
+    def read_flow_run_later(self, run_id: UUID) -> Callable[[], FlowRun] | None:
+        """``read_flow_run`` for an answer: a kept run as read is copied now; any other run's
+        row is read now (its waiting update written first) and decoded by the function
+        returned, after the commit. A run kept for transitions stays kept."""
+        if self._caching():
+            cached = self._runs.get(run_id.int)
+            if cached is not None:
+                if cached.as_read and cached.seen == self._data_version:
+                    run = self._detached(cached)
+                    return lambda: run
+                self._write_now(cached)
+        return SqliteStore.read_flow_run_later(self, run_id)
 
     def _detached(self, cached: _CachedFlowRun) -> FlowRun:
         """``cached.detached()``, its parameters read first if a transition's read left them

@@ -12,6 +12,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -347,6 +349,12 @@ class SqliteStore(RowStore[sqlite3.Connection]):
         """The flow run with its current state, or None."""
         row = self._execute(sql.SELECT_FLOW_RUN, (str(run_id),)).fetchone()
         return None if row is None else rows.flow_run_from_row(row)
+
+    def read_flow_run_later(self, run_id: UUID) -> Callable[[], FlowRun] | None:
+        """``read_flow_run``, its row read now and decoded by the function returned (after the
+        commit, outside the write lock)."""
+        row = self._execute(sql.SELECT_FLOW_RUN, (str(run_id),)).fetchone()
+        return None if row is None else partial(rows.flow_run_from_row, row)
 
     def read_task_run(self, run_id: UUID) -> TaskRun | None:
         """The task run with its current state, or None."""
