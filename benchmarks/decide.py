@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from flowstate._ids import uuid7
+from flowstate._models import set_fields
 from flowstate.orchestration.policies import CORE_FLOW
 from flowstate.orchestration.policy import Policy
 from flowstate.runs import FlowRun
@@ -38,6 +39,7 @@ def decide_runs(count: int, policy: Policy = CORE_FLOW) -> int:
             now += _STEP
             ctx = policy.context(run, proposal, now, uuid7, initial=current)
             outcome = policy.decide(ctx)
+            set_fields(run, outcome.updates)  # (as the store applies them)
             if outcome.written is not None:
                 current = outcome.written
                 accepted += 1

@@ -12,11 +12,12 @@ the boundary (``State.model_validate`` and the constructors).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from copy import deepcopy
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-__all__ = ["construct", "copy_with", "set_fields"]
+__all__ = ["construct", "copy_with", "own_copy", "set_fields"]
 
 M = TypeVar("M", bound=BaseModel)
 _set = object.__setattr__
@@ -46,6 +47,25 @@ def copy_with(model: M, changes: dict[str, Any]) -> M:
     """``model.model_copy(update=changes)``: a shallow copy with ``changes`` applied."""
     copy = _new(type(model))  # (BaseModel has no __new__ of its own)
     _set(copy, "__dict__", {**model.__dict__, **changes})
+    set_fields_set(copy, model.__pydantic_fields_set__ | changes.keys())
+    set_extra(copy, model.__pydantic_extra__)
+    set_private(copy, model.__pydantic_private__)
+    return copy
+
+
+def own_copy(model: M, changes: Mapping[str, Any]) -> M:
+    """``copy_with(model, changes)`` that shares nothing a caller could change in place: its
+    lists, dicts, sets and models (a state excepted) are copies too. It counts as set the
+    fields ``model`` counts, and ``changes``."""
+    values = {**model.__dict__, **changes}
+    for name, value in values.items():
+        kind = type(value)
+        if kind is list or kind is dict or kind is set:
+            values[name] = deepcopy(value) if value else kind()
+        elif isinstance(value, BaseModel) and name != "state":
+            values[name] = own_copy(value, {})
+    copy = _new(type(model))
+    _set(copy, "__dict__", values)
     set_fields_set(copy, model.__pydantic_fields_set__ | changes.keys())
     set_extra(copy, model.__pydantic_extra__)
     set_private(copy, model.__pydantic_private__)

@@ -5,9 +5,9 @@ decide, and writes the outcome::
 
     Orchestrator.set_flow_run_state(id, proposed)
       └─ store.transaction()            BEGIN IMMEDIATE
-           ├─ store.read_flow_run(id)    run + current state
-           ├─ policy.decide(context)     pure: rules, then bookkeeping
-           └─ store.save_transition(...) COMMIT
+           ├─ store.working_flow_run(id) run + current state
+           ├─ policy.decide(context)     pure: rules, then bookkeeping -> Outcome
+           └─ store.save_transition(...) the outcome's state and run updates; COMMIT
 """
 
 from __future__ import annotations
@@ -433,7 +433,7 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
             now = self._now()
             store = self._store
             policy = self.flow_policy
-            run = self._run_for_transition(run_id, policy)
+            run = self._run_for_transition(run_id)
             given = run_input if isinstance(run_input, dict) else None
             plan = plan_resume(
                 run.state, given, lambda key: self._store.read_run_input(run_id, key), now
@@ -649,7 +649,7 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
         if policy is None:
             policy = MINIMAL_FLOW if force else self.flow_policy
         if run is None:
-            run = self._run_for_transition(run_id, policy)
+            run = self._run_for_transition(run_id)
         slots = None
         if run.deployment_id is not None:
             slots = self._run_slots()
@@ -661,11 +661,9 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
         )
         return outcome, now
 
-    def _run_for_transition(self, run_id: UUID, policy: Policy) -> FlowRun:
-        """The flow run a transition decided by ``policy`` works on: the store's own cached
-        run when every rule is built in (see ``Policy.built_in``), else a copy."""
-        store = self._store
-        run = store.working_flow_run(run_id) if policy.built_in else store.read_flow_run(run_id)
+    def _run_for_transition(self, run_id: UUID) -> FlowRun:
+        """The flow run a transition starts from (deciding does not change it)."""
+        run = self._store.working_flow_run(run_id)
         if run is None:
             raise ObjectNotFound(f"Flow run with id {run_id} not found")
         return run
@@ -678,7 +676,7 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
         the times of tagged runs' states follow the order in which they took their slots)."""
         store = self._store
         policy = MINIMAL_TASK if force else self.task_policy
-        run = store.working_task_run(run_id) if policy.built_in else store.read_task_run(run_id)
+        run = store.working_task_run(run_id)
         if run is None:
             raise ObjectNotFound(f"Task run with id {run_id} not found")
         slots = self._run_slots() if run.tags else None
@@ -690,10 +688,7 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
         cached_state = None
         if proposed.type is StateType.RUNNING:
             if run.flow_run_id is not None:
-                # built-in rules only read the flow run: the store's own will do (see
-                # working_flow_run); a user rule gets a copy it may keep
-                read = store.working_flow_run if policy.built_in else store.read_flow_run
-                flow_run = read(run.flow_run_id)
+                flow_run = store.working_flow_run(run.flow_run_id)  # (a rule gets a copy)
                 if flow_run is None:
                     raise ObjectNotFound(
                         f"Unable to read flow run associated with task run: {run.id}, this flow "
@@ -713,13 +708,14 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
     def _save(self, outcome: Outcome, now: datetime, force: bool) -> None:
         ctx = outcome.context
         store = self._store
-        if outcome.written is not None or ctx.run_changed:
+        run, updates = ctx._base, ctx.updates
+        if outcome.written is not None or updates:
             initial_id = None if ctx.initial is None else ctx.initial.id
-            store.save_transition(ctx.kind, ctx.run, outcome.written, initial_id, now)
+            store.save_transition(ctx.kind, run, updates, outcome.written, initial_id, now)
         if outcome.written is not None and self._listeners.callbacks:
             self._listeners.record(
                 TransitionEvent(
-                    ctx.kind, ctx.run.id, ctx.initial, outcome.written, outcome.result, force
+                    ctx.kind, run.id, ctx.initial, outcome.written, outcome.result, force
                 )
             )
         if ctx.effects:

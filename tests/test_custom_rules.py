@@ -281,44 +281,61 @@ def test_a_resume_at_the_pause_timeout_gets_the_same_answer_from_core_and_derive
         assert answers[0] == (SetStateStatus.ACCEPT, StateType.RUNNING, None)
 
 
+def _scribble(run):
+    """What a careless rule might do to the run it was given, in place."""
+    run.run_count = 99
+    run.tags.append("scribbled")
+    run.empirical_policy.retries = 7
+    if isinstance(run, FlowRun):
+        run.parameters["scribbled"] = True
+        run.empirical_policy.pause_keys.add("scribbled")
+
+
 def test_a_run_a_user_rule_keeps_is_its_own_copy(database):
-    """``ctx.run`` is a working copy: a rule may keep it, later transitions do not change it.
-    (A policy mixing user rules with flowstate's own is never treated as built in, which
-    would let the engine hand the rules the run it caches.)"""
+    """``ctx.run`` is the rule's own copy: changing it in place changes nothing the store
+    keeps or answers, and later transitions do not change a run a rule kept."""
     kept = []
 
     @rule(from_=ANY_STATE, to=ANY_STATE, name="keep-runs")
     def keep_runs(ctx):
-        kept.append(ctx.run)
+        _scribble(ctx.run)
+        kept.append((ctx.run, ctx.run.model_copy(deep=True)))
 
-    with Orchestrator(database, flow_policy=CORE_FLOW.append(keep_runs)) as orc:
-        run = orc.create_flow_run(state=Pending())
+    clock = FrozenClock(MONDAY_NOON)
+    with Orchestrator(database, clock=clock, flow_policy=CORE_FLOW.append(keep_runs)) as orc:
+        run = orc.create_flow_run(state=Pending(), tags=["a"], parameters={"x": 1})
         orc.set_flow_run_state(run.id, Running())
-        first = kept[-1].model_copy(deep=True)
         orc.set_flow_run_state(run.id, Completed())
         orc.set_flow_run_state(run.id, Running())
-        assert len(kept) == 3
-        assert kept[0] == first and kept[0].run_count == 1
-        assert orc.read_flow_run(run.id).run_count == 2
+        read = orc.read_flow_run(run.id)
+        with Orchestrator(database, clock=clock) as other:
+            assert read == other.read_flow_run(run.id)
+    assert (read.run_count, read.tags, read.parameters) == (2, ["a"], {"x": 1})
+    assert (read.empirical_policy.retries, read.empirical_policy.pause_keys) == (None, set())
+    assert len(kept) == 3 and all(copy == snapshot for copy, snapshot in kept)
+    assert kept[0][0] is not kept[1][0]
 
 
 def test_a_task_run_a_user_rule_keeps_is_its_own_copy(database):
-    """As for flow runs: with a rule of yours in the task policy, ``ctx.run`` is never the
-    task run the store keeps for transitions."""
+    """As for flow runs: ``ctx.run`` of a task transition is the rule's own copy."""
     kept = []
 
     @rule(from_=ANY_STATE, to=ANY_STATE, name="keep-task-runs")
     def keep_runs(ctx):
-        kept.append(ctx.run)
+        _scribble(ctx.run)
+        kept.append((ctx.run, ctx.run.model_copy(deep=True)))
 
-    with Orchestrator(database, task_policy=CORE_TASK.append(keep_runs)) as orc:
-        task = orc.create_task_run(state=Pending())
+    clock = FrozenClock(MONDAY_NOON)
+    with Orchestrator(database, clock=clock, task_policy=CORE_TASK.append(keep_runs)) as orc:
+        task = orc.create_task_run(state=Pending(), tags=["a"])
         orc.set_task_run_state(task.id, Running())
-        first = kept[-1].model_copy(deep=True)
         orc.set_task_run_state(task.id, Completed())
         orc.set_task_run_state(task.id, Running(), force=True)
-        assert len(kept) == 2 and kept[0] == first and kept[0].run_count == 1
-        assert orc.read_task_run(task.id).run_count == 2
+        read = orc.read_task_run(task.id)
+        with Orchestrator(database, clock=clock) as other:
+            assert read == other.read_task_run(task.id)
+    assert (read.run_count, read.tags, read.empirical_policy.retries) == (2, ["a"], None)
+    assert len(kept) == 2 and all(copy == snapshot for copy, snapshot in kept)
 
 
 def test_the_flow_run_a_user_task_rule_sees_is_its_own_copy(database):
@@ -341,24 +358,35 @@ def test_the_flow_run_a_user_task_rule_sees_is_its_own_copy(database):
         assert orc.read_flow_run(flow.id).run_count == 1
 
 
-def test_a_user_rule_is_never_built_in_whatever_module_its_function_names(database):
-    """Only flowstate's own rule objects count as built in: a user's function that names one
-    of flowstate's modules as its own still gets a working copy of the run."""
-    kept = []
+def test_deciding_changes_no_run_a_fizzled_rules_changes_are_dropped():
+    """``decide`` leaves the run it was given as it was: the outcome carries the changes (the
+    run as saved, and its changed fields); the changes of a rule whose transition a later rule
+    changed are dropped, a kept rule's stay."""
+    @rule(from_=ANY_STATE, to=StateType.RUNNING, name="count-from-ten")
+    def count_from_ten(ctx):
+        ctx.update_run(run_count=10, flow_run_run_count=3)
 
-    def keep_runs(ctx):
-        kept.append(ctx.run)
+    @rule(from_=ANY_STATE, to=StateType.RUNNING, name="no-running")
+    def no_running(ctx):
+        return Reject("no", ctx.fresh_state(StateType.PENDING))
 
-    keep_runs.__module__ = "flowstate.orchestration.flow_rules"
-    keeper = rule(from_=ANY_STATE, to=ANY_STATE, name="keep-runs")(keep_runs)
-    policy = CORE_FLOW.append(keeper)
-    assert not policy.built_in and CORE_FLOW.remove("copy_scheduled_time").built_in
-    with Orchestrator(database, flow_policy=policy) as orc:
-        run = orc.create_flow_run(state=Pending())
-        orc.set_flow_run_state(run.id, Running())
-        first = kept[-1].model_copy(deep=True)
-        orc.set_flow_run_state(run.id, Completed())
-        assert kept[0] == first and kept[0].run_count == 1
+    @rule(from_=ANY_STATE, to=StateType.PENDING, name="name-it")
+    def name_it(ctx):
+        ctx.update_run(flow_run_run_count=5)
+
+    from flowstate.runs import TaskRun
+
+    given = TaskRun(id=uuid.uuid4(), name="t", state=Pending(), run_count=1)
+    before = given.model_copy(deep=True)
+    kept = CORE_TASK.append(count_from_ten, name="kept")
+    outcome = decide_transition(kept, initial=given.state, proposed=Running(), run=given)
+    assert given == before
+    assert (outcome.run.run_count, outcome.run.flow_run_run_count) == (11, 3)
+    assert outcome.updates["run_count"] == 11 and outcome.updates["flow_run_run_count"] == 3
+    fizzled = CORE_TASK.append(count_from_ten, no_running, name="fizzled")
+    outcome = decide_transition(fizzled, initial=given.state, proposed=Running(), run=given)
+    assert outcome.written.type is StateType.PENDING and given == before
+    assert (outcome.run.run_count, outcome.run.flow_run_run_count) == (1, 0)
 
 
 def _make_transitions(orc, pauses):

@@ -11,15 +11,15 @@ that both give the same run and state.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from flowstate._models import copy_with, set_fields
+from flowstate._models import copy_with
 from flowstate.orchestration.context import TransitionContext
 from flowstate.orchestration.decisions import MirrorToParentTask
-from flowstate.runs import FlowRun, FlowRunPolicy
+from flowstate.runs import FlowRunPolicy
 from flowstate.states import TERMINAL_TYPES, State, StateDetails, StateType
 
 __all__ = [
@@ -40,11 +40,12 @@ Step = Callable[[TransitionContext, State], State]
 
 def mirror_subflow_state_to_parent_task(ctx: TransitionContext) -> None:
     """A subflow's parent task run follows the subflow's states (forced, after the write)."""
-    parent_task_run_id = getattr(ctx.run, "parent_task_run_id", None)
+    parent_task_run_id = ctx._value("parent_task_run_id")
     if parent_task_run_id is not None and ctx.proposed is not None and ctx.validated is not None:
         ctx.effects.append(
             MirrorToParentTask(
-                task_run_id=parent_task_run_id, child_flow_run_id=ctx.run.id, state=ctx.validated
+                task_run_id=parent_task_run_id, child_flow_run_id=ctx._value("id"),
+                state=ctx.validated,
             )
         )
 
@@ -91,17 +92,12 @@ def common_bookkeeping(
     return proposed, to_type
 
 
-def _save_changes(ctx: TransitionContext, changes: dict[str, Any]) -> None:
-    """Apply ``changes`` to the run as :meth:`TransitionContext.update_run` would."""
-    set_fields(ctx.run, changes)
-    ctx.run_changed = True
-
-
-def flow_details_update(run: FlowRun, details: StateDetails) -> dict[str, Any] | None:
-    """The detail values update_flow_state_details sets on a flow run's new state (its run id,
-    and its parent task run's), or None when ``details`` holds them already."""
-    task_run_id = getattr(run, "parent_task_run_id", None)
-    flow_run_id, run_id = details.flow_run_id, run.id
+def flow_details_update(values: Mapping[str, Any], details: StateDetails) -> dict[str, Any] | None:
+    """The detail values update_flow_state_details sets on the new state of the flow run whose
+    fields are ``values`` (its run id, and its parent task run's), or None when ``details``
+    holds them already."""
+    task_run_id = values.get("parent_task_run_id")
+    flow_run_id, run_id = details.flow_run_id, values["id"]
     if (
         flow_run_id is not None  # (None == a UUID would call UUID.__eq__)
         and (flow_run_id is run_id or flow_run_id == run_id)
@@ -109,41 +105,41 @@ def flow_details_update(run: FlowRun, details: StateDetails) -> dict[str, Any] |
     ):
         return None
     if task_run_id is None:
-        return {"flow_run_id": run.id}
-    return {"flow_run_id": run.id, "task_run_id": task_run_id}
+        return {"flow_run_id": run_id}
+    return {"flow_run_id": run_id, "task_run_id": task_run_id}
 
 
 def flow_bookkeeping(ctx: TransitionContext, proposed: State) -> State:
     """FLOW_BOOKKEEPING's before-steps in one pass (same result as applying them in order)."""
     changes: dict[str, Any] = {}
-    proposed, to_type = common_bookkeeping(ctx.initial, ctx.run.__dict__, proposed, changes)
-    run = ctx.run
+    values = ctx._values()
+    proposed, to_type = common_bookkeeping(ctx.initial, values, proposed, changes)
     details = proposed.state_details
-    update = flow_details_update(run, details)  # type: ignore[arg-type]
+    update = flow_details_update(values, details)
     if update is not None:
         proposed = copy_with(proposed, {"state_details": copy_with(details, update)})
-    policy: FlowRunPolicy = run.empirical_policy  # type: ignore[assignment]  # a flow run's
+    policy: FlowRunPolicy = values["empirical_policy"]
     if to_type is _RUNNING and not policy.resuming:
-        changes["run_count"] = run.run_count + 1
+        changes["run_count"] = values["run_count"] + 1
     if policy.resuming and (to_type is _RUNNING or to_type in TERMINAL_TYPES):
         changes["empirical_policy"] = copy_with(policy, {"resuming": False})
-    _save_changes(ctx, changes)
+    ctx._record(changes)
     return proposed
 
 
 def task_bookkeeping(ctx: TransitionContext, proposed: State) -> State:
     """TASK_BOOKKEEPING's before-steps in one pass (same result as applying them in order)."""
     changes: dict[str, Any] = {}
-    proposed, to_type = common_bookkeeping(ctx.initial, ctx.run.__dict__, proposed, changes)
-    run = ctx.run
+    values = ctx._values()
+    proposed, to_type = common_bookkeeping(ctx.initial, values, proposed, changes)
     details = proposed.state_details
-    flow_run_id = getattr(run, "flow_run_id", None)
-    if details.flow_run_id != flow_run_id or details.task_run_id != run.id:
-        update = {"flow_run_id": flow_run_id, "task_run_id": run.id}
+    flow_run_id, run_id = values["flow_run_id"], values["id"]
+    if details.flow_run_id != flow_run_id or details.task_run_id != run_id:
+        update = {"flow_run_id": flow_run_id, "task_run_id": run_id}
         proposed = copy_with(proposed, {"state_details": copy_with(details, update)})
     if to_type is _RUNNING:
-        changes["run_count"] = run.run_count + 1
-    _save_changes(ctx, changes)
+        changes["run_count"] = values["run_count"] + 1
+    ctx._record(changes)
     return proposed
 
 

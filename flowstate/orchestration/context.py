@@ -9,12 +9,11 @@ rules that hold concurrency slots).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from flowstate._models import construct, copy_with, set_fields
+from flowstate._models import construct, copy_with, own_copy
 from flowstate._time import FromNow, resolve_from_now
 from flowstate.concurrency.run_slots import NO_SLOTS, RunSlots
 from flowstate.errors import InvalidState
@@ -32,39 +31,97 @@ def _no_randomness(low: float, high: float) -> float:
     return (low + high) / 2
 
 
-@dataclass(eq=False, slots=True)
 class TransitionContext:
     """One proposed transition as the rules see it.
 
-    ``run`` is a working copy of the run: rules change it only through :meth:`update_run`, so
-    that the changes of a rule whose transition later fizzles can be undone. ``proposed`` is None
-    once a rule has decided that nothing is written. ``validated`` is set before after-steps run:
-    the state that was written, or the unchanged current state.
+    The run a context is built for is never changed: :meth:`update_run` records a rule's
+    changes, ``run`` is that run with the changes made so far, and the changes of a rule whose
+    transition later fizzles are dropped (the fields it set take back their earlier values).
+    ``proposed`` is None once a rule has decided that nothing is written. ``validated`` is set
+    before after-steps run: the state that was written, or the unchanged current state.
     """
 
-    kind: RunKind
-    run: FlowRun | TaskRun
-    initial: State | None
-    proposed: State | None
-    now: datetime
-    new_id: Callable[[], UUID]
-    flow_run: FlowRun | None = None
-    """For task runs: the enclosing flow run as read in the same transaction (None: standalone)."""
-    cached_state: State | None = None
-    """For task RUNNING proposals with a cache key: the newest unexpired cached state, if any."""
-    uniform: Callable[[float, float], float] = _no_randomness
-    """A uniform draw in [low, high]: the only source of chance (retry jitter)."""
-    slots: RunSlots = NO_SLOTS
-    """The concurrency limits, inside the transition's transaction: the only way a rule
-    reaches them (slots taken, leases renewed or released)."""
-    parameters: dict[str, Any] = field(default_factory=dict)
-    status: SetStateStatus = SetStateStatus.ACCEPT
-    reason: str | None = None
-    delay_seconds: int | None = None
-    validated: State | None = None
-    effects: list[Effect] = field(default_factory=list)
-    _changes: list[tuple[str, Any]] | None = None
-    run_changed: bool = False
+    __slots__ = (
+        "kind", "_base", "_run", "_log", "_changed", "initial", "proposed", "now", "new_id", "_flow_run",
+        "cached_state", "uniform", "slots", "parameters", "status", "reason", "delay_seconds",
+        "validated", "effects",
+    )
+
+    def __init__(
+        self,
+        kind: RunKind,
+        run: FlowRun | TaskRun,
+        initial: State | None,
+        proposed: State | None,
+        now: datetime,
+        new_id: Callable[[], UUID],
+        flow_run: FlowRun | None = None,
+        cached_state: State | None = None,
+        uniform: Callable[[float, float], float] = _no_randomness,
+        slots: RunSlots = NO_SLOTS,
+    ) -> None:
+        self.kind = kind
+        self._base = run
+        self._run: FlowRun | TaskRun | None = None  # (the copy ``run`` gives, once made)
+        self._log: list[tuple[str, Any]] = []  # (field, value) as recorded, in order
+        self._changed: dict[str, Any] = {}  # each changed field's value now
+        self.initial = initial
+        self.proposed = proposed
+        self.now = now
+        self.new_id = new_id
+        self._flow_run = flow_run
+        self.cached_state = cached_state
+        """For task RUNNING proposals with a cache key: the newest unexpired cached state."""
+        self.uniform = uniform
+        """A uniform draw in [low, high]: the only source of chance (retry jitter)."""
+        self.slots = slots
+        """The concurrency limits, inside the transition's transaction: the only way a rule
+        reaches them (slots taken, leases renewed or released)."""
+        self.parameters: dict[str, Any] = {}
+        self.status = SetStateStatus.ACCEPT
+        self.reason: str | None = None
+        self.delay_seconds: int | None = None
+        self.validated: State | None = None
+        self.effects: list[Effect] = []
+
+    @property
+    def run(self) -> FlowRun | TaskRun:
+        """The run with the changes recorded so far: a copy of your own (changing it changes
+        nothing; :meth:`update_run` does), the same one until the next change."""
+        run = self._run
+        if run is None:
+            run = self._run = own_copy(self._base, self._changed)
+        return run
+
+    @property
+    def flow_run(self) -> FlowRun | None:
+        """For task runs: the enclosing flow run as read in the same transaction (None:
+        standalone), a copy of your own."""
+        flow_run = self._flow_run
+        return None if flow_run is None else own_copy(flow_run, {})
+
+    def _value(self, name: str) -> Any:
+        """The run's field ``name`` with the changes so far (what ``run`` holds, no copy made:
+        flowstate's own rules read the run this way)."""
+        changed = self._changed
+        return changed[name] if name in changed else self._base.__dict__[name]
+
+    def _values(self) -> dict[str, Any]:
+        """The run's fields with the changes so far (the run's own ``__dict__`` while there are
+        none: read only)."""
+        values = self._base.__dict__
+        return {**values, **self._changed} if self._changed else values
+
+    @property
+    def updates(self) -> dict[str, Any]:
+        """The run's changed fields and their new values, in the order first changed (read
+        only)."""
+        return self._changed
+
+    @property
+    def run_changed(self) -> bool:
+        """Whether the run's fields were changed (even to values they had: the row is saved)."""
+        return bool(self._changed)
 
     @property
     def initial_type(self) -> StateType | None:
@@ -77,17 +134,26 @@ class TransitionContext:
         return None if self.proposed is None else self.proposed.type
 
     def update_run(self, **fields: Any) -> None:
-        """Change fields of the working copy of the run (undone if the rule's transition fizzles)."""
-        run = self.run
-        values = run.__dict__  # (read: one lookup instead of pydantic's hook per field)
-        changes = self._changes
+        """Change fields of the run (dropped if the rule's transition fizzles)."""
+        values = self._base.__dict__
         for name, value in fields.items():
-            if name not in values:
-                setattr(run, name, value)  # not a field: let pydantic raise its error
-            if changes is not None:
-                changes.append((name, values[name]))
-        set_fields(run, fields)  # engine-made values: as pydantic's __setattr__ would, faster
-        self.run_changed = True
+            if name not in values:  # not a field: let pydantic raise its error, on a copy
+                setattr(copy_with(self._base, {}), name, value)
+        self._record(fields)
+
+    def _record(self, fields: dict[str, Any]) -> None:
+        """Record engine-made changes of the run (field names known good)."""
+        self._log.extend(fields.items())
+        self._changed.update(fields)
+        self._run = None  # (a new copy when read again)
+
+    def _drop_updates(self, start: int, end: int) -> None:
+        """Drop the changes recorded between ``start`` and ``end`` (a fizzled rule's): each
+        field they set takes back the value it had before them."""
+        log = self._log
+        earlier = dict(log[:start])
+        base = self._base.__dict__
+        self._record({name: earlier.get(name, base[name]) for name, _ in log[start:end]})
 
     def fresh_state(
         self,

@@ -46,7 +46,7 @@ _TAKEN = "deployment_concurrency_lease_taken"
 
 
 def _holder(ctx: TransitionContext) -> tuple[str, UUID]:
-    return ("flow_run", ctx.run.id)
+    return ("flow_run", ctx._value("id"))
 
 
 def _lease_of(state: State | None) -> UUID | None:
@@ -77,7 +77,7 @@ def secure_flow_concurrency_slots(ctx: TransitionContext) -> Decision | None:
     proposed = ctx.proposed
     if proposed is None:
         return None
-    deployment = ctx.slots.deployment_limit(ctx.run.deployment_id)  # type: ignore[union-attr]
+    deployment = ctx.slots.deployment_limit(ctx._value("deployment_id"))
     if deployment is None:
         return None
     holder = _holder(ctx)
@@ -126,7 +126,7 @@ def validate_deployment_concurrency_at_running(ctx: TransitionContext) -> Decisi
         decision = Proceed(proposed)
     if lease_id is None:
         return decision
-    deployment = ctx.slots.deployment_limit(ctx.run.deployment_id)  # type: ignore[union-attr]
+    deployment = ctx.slots.deployment_limit(ctx._value("deployment_id"))
     if deployment is None:
         return decision
     holder = _holder(ctx)
@@ -153,7 +153,7 @@ def _release_own_slot(ctx: TransitionContext) -> None:
     if ctx.status is SetStateStatus.REJECT and proposed.name == "AwaitingRetry":
         return  # an automatic retry keeps the slot for the next attempt
     lease_id = _lease_of(initial)
-    if lease_id is None or ctx.run.deployment_id is None:  # type: ignore[union-attr]
+    if lease_id is None or ctx._value("deployment_id") is None:
         return
     ctx.slots.release(lease_id, _holder(ctx))
 

@@ -82,11 +82,11 @@ def handle_flow_terminal_state_transitions(ctx: TransitionContext) -> Decision |
             "Cannot overwrite a COMPLETED state that carries persisted result data with one "
             "that does not."
         )
-    if proposed.type is S.SCHEDULED and ctx.run.deployment_id is None:  # type: ignore[union-attr]
+    if proposed.type is S.SCHEDULED and ctx._value("deployment_id") is None:
         return Abort("Cannot reschedule a run without an associated deployment.")
     if not proposed.is_final:
         retry_type = "reschedule" if proposed.type is S.SCHEDULED else None
-        policy = ctx.run.empirical_policy
+        policy = ctx._value("empirical_policy")
         update = {"resuming": False, "pause_keys": set(), "retry_type": retry_type}
         ctx.update_run(empirical_policy=copy_with(policy, update))
     return None
@@ -108,7 +108,7 @@ def bypass_cancelling_flow_runs_with_no_infra(ctx: TransitionContext) -> Decisio
     initial = ctx.initial
     if initial is None or ctx.proposed is None:
         return None
-    no_infrastructure = ctx.run.infrastructure_pid is None  # type: ignore[union-attr]
+    no_infrastructure = ctx._value("infrastructure_pid") is None
     if (initial.type is S.SCHEDULED and no_infrastructure) or initial.name == "Resuming":
         return Reject(
             "Scheduled flow run has no infrastructure to terminate.",
@@ -167,14 +167,14 @@ def _record_pause(ctx: TransitionContext) -> None:
     """After a pause is written: remember its key, and clear stale input under its keyset."""
     key = ctx.parameters.get("pause_key")
     if key is not None:
-        policy: FlowRunPolicy = ctx.run.empirical_policy  # type: ignore[assignment]  # a flow run's
+        policy: FlowRunPolicy = ctx._value("empirical_policy")
         ctx.update_run(
             empirical_policy=copy_with(policy, {"pause_keys": policy.pause_keys | {key}})
         )
     validated = ctx.validated
     keyset = validated.state_details.run_input_keyset if validated is not None else None
     if keyset:
-        ctx.effects.append(DeleteRunInputs(ctx.run.id, tuple(keyset.values())))
+        ctx.effects.append(DeleteRunInputs(ctx._value("id"), tuple(keyset.values())))
 
 
 @rule(from_=ANY_STATE, to={S.PAUSED}, prefect="HandlePausingFlows", after=_record_pause)
@@ -188,13 +188,13 @@ def handle_pausing_flows(ctx: TransitionContext) -> Decision | None:
     if initial.type is not S.RUNNING:
         return Reject(f"Cannot {verb} flows that are not currently running.")
     key = proposed.state_details.pause_key or str(ctx.new_id())
-    policy: FlowRunPolicy = ctx.run.empirical_policy  # type: ignore[assignment]  # a flow run's
+    policy: FlowRunPolicy = ctx._value("empirical_policy")
     if key in policy.pause_keys:
         return Reject(f"This {verb} has already fired.")
     if proposed.state_details.pause_reschedule:
-        if ctx.run.parent_task_run_id is not None:  # type: ignore[union-attr]
+        if ctx._value("parent_task_run_id") is not None:
             return Abort(f"Cannot {verb} subflows.")
-        if ctx.run.deployment_id is None:  # type: ignore[union-attr]
+        if ctx._value("deployment_id") is None:
             return Abort(f"Cannot {verb} flows without a deployment.")
     ctx.parameters["pause_key"] = key
     return None
@@ -207,7 +207,7 @@ def _mark_resuming(ctx: TransitionContext) -> None:
     """
     initial, validated = ctx.initial, ctx.validated
     assert initial is not None
-    policy = ctx.run.empirical_policy
+    policy = ctx._value("empirical_policy")
     blocking = not initial.state_details.pause_reschedule
     if blocking and validated is not None and validated.type is S.SCHEDULED:
         update = {"resuming": False, "pause_keys": set(), "retry_type": "reschedule"}
@@ -229,7 +229,7 @@ def handle_resuming_paused_flows(ctx: TransitionContext) -> Decision | None:
         )
     display = (proposed.name or proposed.type.value).lower()
     details = initial.state_details
-    if details.pause_reschedule and ctx.run.deployment_id is None:  # type: ignore[union-attr]
+    if details.pause_reschedule and ctx._value("deployment_id") is None:
         return Reject(f"Cannot reschedule a {display} flow run without a deployment.")
     if proposed.type is S.CANCELLING:
         return None
@@ -246,8 +246,8 @@ def _retry_if_attempts_left(ctx: TransitionContext) -> Decision | None:
     initial, proposed = ctx.initial, ctx.proposed
     if initial is None or proposed is None:
         return None
-    policy: FlowRunPolicy = ctx.run.empirical_policy  # type: ignore[assignment]  # a flow run's
-    if policy.retries is None or ctx.run.run_count > policy.retries:
+    policy: FlowRunPolicy = ctx._value("empirical_policy")
+    if policy.retries is None or ctx._value("run_count") > policy.retries:
         ctx.update_run(empirical_policy=copy_with(policy, {"retry_type": None}))
         return None
     update = {"resuming": False, "pause_keys": set(), "retry_type": "in_process"}

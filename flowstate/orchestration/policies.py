@@ -15,20 +15,12 @@ from flowstate.orchestration.flow_rules import (
     prevent_result_data_loss,
     retry_failed_flows,
 )
-from flowstate.orchestration import (
-    deployment_rules,
-    flow_rules,
-    scheduling_rules,
-    tag_rules,
-    task_rules,
-)
 from flowstate.orchestration.deployment_rules import (
     release_flow_concurrency_slots,
     secure_flow_concurrency_slots,
     validate_deployment_concurrency_at_running,
 )
-from flowstate.orchestration.policy import Policy, register_built_in
-from flowstate.orchestration.rules import Rule
+from flowstate.orchestration.policy import Policy
 from flowstate.orchestration.scheduling_rules import copy_scheduled_time, wait_for_scheduled_time
 from flowstate.orchestration.tag_rules import (
     release_task_concurrency_slots,
@@ -45,13 +37,6 @@ from flowstate.orchestration.task_rules import (
 )
 
 __all__ = ["CORE_FLOW", "CORE_TASK", "MARK_LATE", "MINIMAL_FLOW", "MINIMAL_TASK"]
-
-register_built_in(
-    found
-    for module in (deployment_rules, flow_rules, scheduling_rules, tag_rules, task_rules)
-    for found in vars(module).values()
-    if isinstance(found, Rule)
-)
 
 CORE_FLOW = Policy(
     "core-flow",

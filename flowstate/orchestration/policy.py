@@ -7,7 +7,10 @@
 * a rule's before-step may answer a decision; the last decision made wins;
 * the bookkeeping runs, the new state is known (``ctx.validated``), then rules are exited in
   reverse: a rule whose pair still holds gets its after-step, a rule whose pair was changed by a
-  later rule has "fizzled" and the run changes it made are undone.
+  later rule has "fizzled" and the run changes it recorded are dropped.
+
+Deciding changes no run: the :class:`Outcome` carries the run's changes (``updates``), which
+the store applies when it saves the transition.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from flowstate.results import (
 from flowstate.runs import FlowRun, TaskRun
 from flowstate.states import State, StateType
 
-__all__ = ["Outcome", "Policy", "register_built_in"]
+__all__ = ["Outcome", "Policy"]
 
 Pair = tuple[StateType | None, StateType | None]
 _BOOKKEEPING: dict[str, Bookkeeping] = {"flow": FLOW_BOOKKEEPING, "task": TASK_BOOKKEEPING}
@@ -50,7 +53,7 @@ _RUN_STATE = object()
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What deciding produced: the answer, the state to write (if any) and the run to save."""
+    """What deciding produced: the answer, the state to write (if any) and the run's changes."""
 
     result: OrchestrationResult
     written: State | None
@@ -61,12 +64,19 @@ class Outcome:
         """The run as it is saved after this transition (bookkeeping and rule changes applied)."""
         return self.context.run
 
+    @property
+    def updates(self) -> dict[str, object]:
+        """The run's changed fields and their new values (empty: the run is not saved)."""
+        return self.context.updates
 
-@dataclass(slots=True)
-class _Entered:
-    rule: Rule
-    to_type: StateType | None
-    changes: list[tuple[str, object]]
+
+_Entered = tuple[Rule, "StateType | None", int, int]
+"""A rule entered: the proposal's type it left, and where its run changes start and end in
+the context's record."""
+
+_Compiled = tuple[Rule, Callable[[TransitionContext], "Decision | None"], bool]
+"""A rule as the dispatch table holds it: the rule, its before-step, whether exiting it may do
+something (it has an after-step or a cleanup)."""
 
 
 class Policy:
@@ -100,15 +110,14 @@ class Policy:
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"policy {name!r} has duplicate rule names: {', '.join(duplicates)}")
-        self.built_in = all(r in _BUILT_IN_RULES for r in self.rules)
-        """Whether every rule is one of flowstate's own, which change a run only through
-        ``ctx.update_run`` with new values and keep no reference to it after deciding: the
-        orchestrator may then let them work on its cached run instead of a copy."""
-        self._table: dict[Pair, tuple[Rule, ...]] = {}
+        self._table: dict[Pair, tuple[_Compiled, ...]] = {}
         states: list[StateType | None] = [None, *StateType]
         for from_type in states:
             for to_type in states:
-                matching = tuple(r for r in self.rules if r.applies_to(from_type, to_type))
+                matching = tuple(
+                    (r, r.before, r.after is not None or r.cleanup is not None)
+                    for r in self.rules if r.applies_to(from_type, to_type)
+                )
                 if matching:
                     self._table[(from_type, to_type)] = matching
 
@@ -174,15 +183,12 @@ class Policy:
     ) -> TransitionContext:
         """The one way a transition's context is built: ``proposed`` stamped with a new id and
         ``now``, for ``run`` whose current state is ``initial`` (default: the run's own).
+        ``slots``: the concurrency limits the rules may take slots of (default: none).
 
-        Built-in rules never read a proposal's run ids, so for a flow policy of built-in rules
-        only, the ids the bookkeeping sets go into the stamping copy already, instead of two
-        more copies after the rules. ``slots``: the concurrency limits the rules may take
-        slots of (default: none)."""
+        A flow run's proposal names its run (and a subflow's parent task run) from the start:
+        the bookkeeping would set those ids after the rules, in two more copies."""
         details = (
-            flow_details_update(run, proposed.state_details)  # type: ignore[arg-type]
-            if self.built_in and self.kind == "flow"
-            else None
+            flow_details_update(run.__dict__, proposed.state_details) if self.kind == "flow" else None
         )
         ctx = TransitionContext(
             kind=self.kind,
@@ -202,76 +208,66 @@ class Policy:
 
     def rules_for(self, from_type: StateType | None, to_type: StateType | None) -> Sequence[Rule]:
         """The rules compiled for a transition, in policy order."""
-        return self._table.get((from_type, to_type), ())
+        return tuple(compiled[0] for compiled in self._table.get((from_type, to_type), ()))
 
     def decide(self, ctx: TransitionContext) -> Outcome:
-        """Run the rules and bookkeeping over ``ctx``; pure apart from the context's callables."""
-        proposed, initial = ctx.proposed, ctx.initial
-        intended_to = None if proposed is None else proposed.type
-        entered: list[_Entered] = []
-        changes: list[tuple[str, object]] = []
-        for rule in self._table.get((None if initial is None else initial.type, intended_to), ()):
-            proposed = ctx.proposed
-            if (None if proposed is None else proposed.type) is not intended_to and not rule.universal:
-                continue  # an earlier rule changed the proposal: this rule no longer applies
-            ctx._changes = changes
-            try:
-                decision = rule.before(ctx)
-            except Exception as exc:
-                raise RuleError(
-                    f"Aborting orchestration due to an error in rule {rule.name!r}: {exc!r}"
-                ) from exc
-            finally:
-                ctx._changes = None
-            if decision is not None:
-                _apply(ctx, decision, rule)
-            if changes or rule.after is not None or rule.cleanup is not None:
-                # (else exiting it would do nothing)
-                entered.append(_Entered(rule, ctx.proposed_type, changes))
-                changes = []
-
+        """Run the rules and bookkeeping over ``ctx``; pure apart from the context's callables
+        (the run is not changed: the outcome carries its changes)."""
+        entered = self._enter_rules(ctx)
         self.bookkeeping.apply_before(ctx)
         written = ctx.proposed
         ctx.validated = written if written is not None else ctx.initial
         self.bookkeeping.apply_after(ctx)
-
         for step in reversed(entered):
-            rule = step.rule
-            if rule.universal:
-                _exit(rule, rule.after, ctx)
-                continue
-            if step.to_type not in rule.to_states:
-                continue
-            if ctx.proposed_type is not step.to_type:
-                for field, old in reversed(step.changes):  # fizzled: undo its run changes
-                    setattr(ctx.run, field, old)
-                _exit(rule, rule.cleanup, ctx)
-                continue
-            _exit(rule, rule.after, ctx)
-
+            _exit(step, ctx)
         return Outcome(result=_result(ctx), written=written, context=ctx)
 
+    def _enter_rules(self, ctx: TransitionContext) -> list[_Entered]:
+        """Run the before-steps of the rules compiled for the transition and apply their
+        decisions; returns the rules whose exit may do something (an after-step or cleanup to
+        run, run changes to keep or drop)."""
+        initial, intended_to = ctx.initial, ctx.proposed_type
+        log = ctx._log
+        entered: list[_Entered] = []
+        for rule, before, exits in self._table.get((None if initial is None else initial.type, intended_to), ()):
+            proposed = ctx.proposed
+            if (None if proposed is None else proposed.type) is not intended_to and not rule.universal:
+                continue  # an earlier rule changed the proposal: this rule no longer applies
+            start = len(log)
+            try:
+                decision = before(ctx)
+            except Exception as exc:
+                raise _rule_error(rule, exc) from exc
+            if decision is not None:
+                _apply(ctx, decision, rule)
+            if exits or len(log) > start:
+                entered.append((rule, ctx.proposed_type, start, len(log)))
+        return entered
 
-def _exit(rule: Rule, step: Callable[[TransitionContext], None] | None, ctx: TransitionContext) -> None:
-    """Run a rule's after-step or cleanup, if it has one."""
-    if step is None:
-        return
-    try:
-        step(ctx)
-    except Exception as exc:
-        raise RuleError(
-            f"Aborting orchestration due to an error in rule {rule.name!r}: {exc!r}"
-        ) from exc
+
+def _exit(entered: _Entered, ctx: TransitionContext) -> None:
+    """Exit an entered rule: its after-step if its transition held (a universal rule's
+    always); if a later rule changed the proposal, its run changes dropped and its cleanup."""
+    rule, to_type, start, end = entered
+    proposed = ctx.proposed
+    if rule.universal:
+        step = rule.after
+    elif to_type not in rule.to_states:
+        return  # (its own decision moved the proposal out of its pairs)
+    elif (None if proposed is None else proposed.type) is to_type:
+        step = rule.after
+    else:  # fizzled
+        ctx._drop_updates(start, end)
+        step = rule.cleanup
+    if step is not None:
+        try:
+            step(ctx)
+        except Exception as exc:
+            raise _rule_error(rule, exc) from exc
 
 
-_BUILT_IN_RULES: set[Rule] = set()
-"""flowstate's own rules, which change a run only through ``ctx.update_run`` with new values and
-keep no reference to it (registered by ``policies`` from the rule modules, at import)."""
-
-
-def register_built_in(rules: Iterable[Rule]) -> None:
-    """Count ``rules`` among flowstate's own (see ``Policy.built_in``)."""
-    _BUILT_IN_RULES.update(rules)
+def _rule_error(rule: Rule, exc: Exception) -> RuleError:
+    return RuleError(f"Aborting orchestration due to an error in rule {rule.name!r}: {exc!r}")
 
 
 def _arriving(ctx: TransitionContext, state: State | None) -> State | None:

@@ -19,7 +19,6 @@ from flowstate.concurrency.tags import TASK_SLOT_LEASE_SECONDS
 from flowstate.orchestration.context import TransitionContext
 from flowstate.orchestration.decisions import Abort, Decision, Wait
 from flowstate.orchestration.rules import ANY_STATE, rule
-from flowstate.runs import TaskRun
 from flowstate.states import StateType
 
 __all__ = [
@@ -40,12 +39,11 @@ _TAKEN = "task_concurrency_lease_taken"
 
 
 def _holder(ctx: TransitionContext) -> tuple[str, UUID]:
-    return ("task_run", ctx.run.id)
+    return ("task_run", ctx._value("id"))
 
 
 def _tags(ctx: TransitionContext) -> list[str]:
-    run = ctx.run
-    return run.tags if isinstance(run, TaskRun) else []
+    return ctx._value("tags") if ctx.kind == "task" else []  # type: ignore[no-any-return]
 
 
 def wait_seconds(full: list[tuple[LimitRow, int]]) -> int:

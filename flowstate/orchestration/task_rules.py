@@ -10,7 +10,7 @@ from flowstate.orchestration.decisions import Abort, Decision, InsertCacheEntry,
 from flowstate.orchestration.jitter import jittered_delay
 from flowstate.result_data import has_persisted_task_result
 from flowstate.orchestration.rules import ANY_STATE, TERMINAL, rule
-from flowstate.runs import TaskRun, TaskRunPolicy
+from flowstate.runs import TaskRunPolicy
 from flowstate.states import StateType
 
 __all__ = [
@@ -54,11 +54,11 @@ def handle_task_terminal_state_transitions(ctx: TransitionContext) -> Decision |
         return Reject("This run is already completed.")
     if not proposed.is_final:
         ctx.update_run(run_count=0)
-    flow_run = ctx.flow_run
+    flow_run = ctx._flow_run
     if (
         proposed.type is S.RUNNING
         and flow_run is not None
-        and ctx.run.flow_run_run_count < flow_run.run_count  # type: ignore[union-attr]
+        and ctx._value("flow_run_run_count") < flow_run.run_count
     ):
         return Proceed(copy_with(proposed, {"name": "Retrying"}))
     return None
@@ -67,7 +67,7 @@ def handle_task_terminal_state_transitions(ctx: TransitionContext) -> Decision |
 @rule(from_=ANY_STATE, to={S.RUNNING}, prefect="PreventRunningTasksFromStoppedFlows")
 def prevent_running_tasks_from_stopped_flows(ctx: TransitionContext) -> Decision | None:
     """A task in a flow run can start only while that flow run is RUNNING."""
-    flow_run = ctx.flow_run
+    flow_run = ctx._flow_run
     if flow_run is None:
         return None
     flow_state = flow_run.state
@@ -107,14 +107,13 @@ def retry_failed_tasks(ctx: TransitionContext) -> Decision | None:
     initial, proposed = ctx.initial, ctx.proposed
     if initial is None or proposed is None:
         return None
-    run = ctx.run
-    assert isinstance(run, TaskRun)
-    policy = run.empirical_policy
+    policy: TaskRunPolicy = ctx._value("empirical_policy")
+    run_count: int = ctx._value("run_count")
     if proposed.state_details.retriable is False:
         return None
-    if policy.retries is None or run.run_count > policy.retries:
+    if policy.retries is None or run_count > policy.retries:
         return None
-    delay = retry_delay_for_attempt(policy, run.run_count)
+    delay = retry_delay_for_attempt(policy, run_count)
     if policy.retry_jitter_factor and delay > 0:
         delay = jittered_delay(delay, policy.retry_jitter_factor, ctx.uniform)
     retry = ctx.fresh_state(
@@ -131,15 +130,15 @@ def retry_failed_tasks(ctx: TransitionContext) -> Decision | None:
 def rename_reruns(ctx: TransitionContext) -> Decision | None:
     """A task entering RUNNING again is named ``Retrying`` after AwaitingRetry, else ``Rerunning``."""
     initial, proposed = ctx.initial, ctx.proposed
-    if initial is None or proposed is None or ctx.run.run_count <= 0:
+    if initial is None or proposed is None or ctx._value("run_count") <= 0:
         return None
     name = "Retrying" if initial.name == "AwaitingRetry" else "Rerunning"
     return Proceed(copy_with(proposed, {"name": name}))
 
 
 def _track_flow_run_count(ctx: TransitionContext) -> None:
-    if ctx.flow_run is not None:
-        ctx.update_run(flow_run_run_count=ctx.flow_run.run_count)
+    if ctx._flow_run is not None:
+        ctx.update_run(flow_run_run_count=ctx._flow_run.run_count)
 
 
 @rule(

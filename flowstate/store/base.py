@@ -31,9 +31,23 @@ from uuid import UUID
 from flowstate.runs import FlowRun, TaskRun
 from flowstate.states import State, StateType
 
-__all__ = ["RunKind", "StoreBackend"]
+__all__ = ["SAVED_FIELDS", "RunKind", "StoreBackend"]
 
 RunKind = Literal["flow", "task"]
+
+SAVED_FIELDS: dict[RunKind, frozenset[str]] = {
+    "flow": frozenset((
+        "state_type", "state_name", "run_count", "start_time", "end_time", "total_run_time",
+        "expected_start_time", "next_scheduled_start_time", "empirical_policy",
+    )),
+    "task": frozenset((
+        "state_type", "state_name", "run_count", "flow_run_run_count", "start_time", "end_time",
+        "total_run_time", "expected_start_time", "next_scheduled_start_time", "cache_key",
+        "cache_expiration",
+    )),
+}
+"""The fields of a run a transition saves (what the UPDATE statements write); a change of any
+other field lasts for the transition only."""
 
 
 class StoreBackend(Protocol):
@@ -91,17 +105,15 @@ class StoreBackend(Protocol):
         holds no lock (None: no such run)."""
 
     def working_flow_run(self, run_id: UUID) -> FlowRun | None:
-        """``read_flow_run`` for a transition decided by built-in rules only: the run may be
-        the store's own cached object, so the caller changes it only as a transition does (new
-        values, no in-place edits of its dicts, lists or policy) and, if it changed it, passes
-        it to ``save_transition`` in the same transaction; it must not keep it afterwards."""
+        """``read_flow_run`` for a transition: the run may be the store's own cached object,
+        which the caller only reads (a rule gets a copy of its own: ``ctx.run``) and passes to
+        ``save_transition`` in the same transaction; it must not keep it afterwards."""
 
     def read_task_run(self, run_id: UUID) -> TaskRun | None:
         """The task run with its current state (locked until the transaction ends), or None."""
 
     def working_task_run(self, run_id: UUID) -> TaskRun | None:
-        """``read_task_run`` for a transition decided by built-in rules only, on the terms of
-        ``working_flow_run``."""
+        """``read_task_run`` for a transition, on the terms of ``working_flow_run``."""
 
     def read_flow_runs(
         self,
@@ -138,11 +150,14 @@ class StoreBackend(Protocol):
         self,
         kind: RunKind,
         run: FlowRun | TaskRun,
+        updates: dict[str, Any],
         written: State | None,
         current_state_id: UUID | None,
         now: datetime,
     ) -> None:
-        """Write a new state (if any) to the run's history and save the run's fields."""
+        """Write a new state (if any) to the run's history and save the run with ``updates``
+        (its fields a transition changed) applied: ``run`` is the one ``working_flow_run`` or
+        ``working_task_run`` gave for this transition, and the store's from now on."""
 
     # -- task cache, run input ---------------------------------------------------------------------
 

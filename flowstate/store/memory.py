@@ -27,7 +27,7 @@ from flowstate.errors import DatabaseError
 from flowstate.result_data import is_unpersisted
 from flowstate.runs import FlowRun, TaskRun
 from flowstate.states import State, StateType
-from flowstate.store.base import RunKind
+from flowstate.store.base import SAVED_FIELDS, RunKind
 from flowstate.store.lifecycle import ConnectionLifecycle
 
 if TYPE_CHECKING:
@@ -41,15 +41,6 @@ V = TypeVar("V")
 M = TypeVar("M", FlowRun, TaskRun, State)
 
 _ABSENT: Any = object()
-_SAVED: dict[RunKind, tuple[str, ...]] = {
-    "flow": ("state_type", "state_name", "run_count", "start_time", "end_time",
-             "total_run_time", "expected_start_time", "next_scheduled_start_time",
-             "empirical_policy"),
-    "task": ("state_type", "state_name", "run_count", "flow_run_run_count", "start_time",
-             "end_time", "total_run_time", "expected_start_time", "next_scheduled_start_time",
-             "cache_key", "cache_expiration"),
-}
-"""The fields of a run a transition saves (as the databases' UPDATE statements do)."""
 
 
 def _copy(model: M) -> M:
@@ -300,11 +291,13 @@ class MemoryStore(ConnectionLifecycle[Tables]):
         self,
         kind: RunKind,
         run: FlowRun | TaskRun,
+        updates: dict[str, Any],
         written: State | None,
         current_state_id: UUID | None,
         now: datetime,
     ) -> None:
-        """Write a new state (if any) to the run's history and save the run's fields."""
+        """Write a new state (if any) to the run's history and save the run's fields changed
+        by ``updates`` (those the databases' UPDATE statements write)."""
         tables = self.conn
         stored, _ = tables.runs[kind][run.id]
         states = tables.states[kind]
@@ -318,7 +311,8 @@ class MemoryStore(ConnectionLifecycle[Tables]):
             if kept.data is not None and is_unpersisted(kept.data):
                 kept = kept.model_copy(update={"data": None})
             tables.put(states, written.id, (run.id, kept))
-        changes = deepcopy({name: getattr(run, name) for name in _SAVED[kind]})
+        fields = SAVED_FIELDS[kind]
+        changes = deepcopy({name: value for name, value in updates.items() if name in fields})
         changes["updated"] = now
         saved = stored.model_copy(update=changes)
         state_id = written.id if written is not None else current_state_id

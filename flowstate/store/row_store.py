@@ -14,6 +14,7 @@ from types import ModuleType
 from typing import Any, TypeVar
 from uuid import UUID
 
+from flowstate._models import set_fields
 from flowstate.runs import FlowRun, TaskRun
 from flowstate.states import State, StateType
 from flowstate.store import rows
@@ -141,11 +142,25 @@ class RowStore(ConnectionLifecycle[C]):
         self,
         kind: RunKind,
         run: FlowRun | TaskRun,
+        updates: dict[str, Any],
         written: State | None,
         current_state_id: UUID | None,
         now: datetime,
     ) -> None:
-        """Write a new state (if any) to the run's history and save the run's fields (each id
+        """Write a new state (if any) to the run's history and save the run with ``updates``
+        applied (the run read for this transition, which no one else holds)."""
+        set_fields(run, updates)
+        self._write_transition(kind, run, written, current_state_id, now)
+
+    def _write_transition(
+        self,
+        kind: RunKind,
+        run: FlowRun | TaskRun,
+        written: State | None,
+        current_state_id: UUID | None,
+        now: datetime,
+    ) -> None:
+        """Write a new state (if any) to the run's history and the run's saved fields (each id
         encoded once: the state's row and the run's share their texts)."""
         sql, execute = self._sql, self._execute
         flow = kind == "flow"

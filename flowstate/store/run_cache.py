@@ -13,9 +13,10 @@ store the orchestrator opens for a SQLite database. The layer alone knows that r
   several states in one block has its row written once); ``_flushed`` is the one point the
   waiting UPDATEs are written: before a statement that reads or deletes flow_run rows beyond
   one run's read, before a savepoint, and at the commit;
-- only a transition by built-in rules works on the cached run itself (``working_flow_run``),
-  and changes it in place; readers get copies of a run only while it is what its row decodes
-  to, and otherwise the row decoded again: a read equals a fresh read.
+- a transition reads the cached run itself (``working_flow_run``: rules get copies of their
+  own) and saving it applies the transition's changes to it in place; readers get copies of a
+  run only while it is what its row decodes to, and otherwise the row decoded again: a read
+  equals a fresh read.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from flowstate._models import copy_with, set_fields
 from flowstate.runs import FlowRun, TaskRun
 from flowstate.states import State
 from flowstate.store import rows, sql
-from flowstate.store.base import RunKind
+from flowstate.store.base import SAVED_FIELDS, RunKind
 from flowstate.store.connection import Synchronous
 from flowstate.store.store import SqliteStore
 
@@ -39,6 +40,8 @@ __all__ = ["RUN_CACHE_SIZE", "Store"]
 _get_ident = threading.get_ident
 _loads = __import__("json").loads
 
+_SAVED_FLOW, _SAVED_TASK = SAVED_FIELDS["flow"], SAVED_FIELDS["task"]
+
 RUN_CACHE_SIZE = 16
 """Flow runs kept decoded between calls (the most recently read or written ones)."""
 
@@ -46,8 +49,8 @@ RUN_CACHE_SIZE = 16
 class _CachedFlowRun:
     """A flow run decoded from its row, with the JSON texts it came from.
 
-    Only a transition by built-in rules works on ``run`` itself (:meth:`Store.working_flow_run`);
-    once it saved its changes, ``run`` holds the values the transition gave it, which are not
+    A transition reads ``run`` itself (:meth:`Store.working_flow_run`); once it saved its
+    changes, ``run`` holds the values the transition gave it, which are not
     what a reader would get (``as_read`` False): the next read decodes the row again. Readers
     get :meth:`detached` copies of a run as read. Only runs whose current state is deeply
     immutable (no result data, no run input keyset) are kept, so the copies can share it.
@@ -70,7 +73,7 @@ class _CachedFlowRun:
     ) -> None:
         self.run = run
         self.parameters: str | None = parameters
-        """The parameters' JSON (None: not read yet, see Store._fetch_flow_run)."""
+        """The parameters' JSON (None: to be read again, see Store._verified)."""
         self.tags = tags
         self.policy: str | None = policy
         """The policy's JSON (None: not encoded yet, after a deferred update)."""
@@ -311,50 +314,43 @@ class Store(SqliteStore):
         return SqliteStore.read_flow_run_later(self, run_id)
 
     def _detached(self, cached: _CachedFlowRun) -> FlowRun:
-        """``cached.detached()``, its parameters read first if a transition's read left them
-        out (see ``_fetch_flow_run``)."""
+        """``cached.detached()``, its parameters read first if they are not kept (see
+        ``_verified``)."""
         if cached.parameters is None:
             row = self._execute(sql.SELECT_FLOW_RUN_PARAMETERS, (cached.id_text,)).fetchone()
             cached.parameters = row[0]
         return cached.detached()
 
     def working_flow_run(self, run_id: UUID) -> FlowRun | None:
-        """The flow run for a transition by built-in rules: the cached run itself, when there
-        is one (see :meth:`StoreBackend.working_flow_run`), else a fresh read."""
+        """The flow run for a transition: the cached run itself, when there is one (see
+        :meth:`StoreBackend.working_flow_run`), else a fresh read."""
         if self._depth > 0 and self._owner == _get_ident():  # (_caching(), written out)
             cached = self._runs.get(run_id.int)
             if cached is not None:
                 if cached.seen == self._data_version:
                     return cached.run
                 return self._verified(cached)
-            return self._fetch_flow_run(run_id, True, lean=True)
-        return self._fetch_flow_run(run_id, self._caching(), lean=True)
+            return self._fetch_flow_run(run_id, True)
+        return self._fetch_flow_run(run_id, self._caching())
 
     def _verified(self, cached: _CachedFlowRun) -> FlowRun | None:
         """``working_flow_run`` of a kept run that another connection may have changed: the
-        kept run if its row, read now, is the very row it stands for (every column a
-        transition by built-in rules reads: the run's, its policy, tags and current state),
-        else the row decoded (None: the run is gone)."""
+        kept run if its row, read now, is the very row it stands for (every column but the
+        parameters, which no transition changes: the run's, its policy, tags and current
+        state), else the row read and decoded again (None: the run is gone)."""
         row = self._execute(sql.SELECT_FLOW_RUN_LEAN, (cached.id_text,)).fetchone()
         if row == cached.row:
             cached.seen = self._data_version
             cached.parameters = None  # (not in that row: read again when a copy needs them)
             return cached.run
         self._forget(cached.run.id.int)
-        return None if row is None else self._decoded(row, True)
+        return None if row is None else self._fetch_flow_run(cached.run.id, True)
 
-    def _fetch_flow_run(self, run_id: UUID, caching: bool, lean: bool = False) -> FlowRun | None:
-        """Read a flow run from its row, and cache it when ``caching`` and its state allow.
-        ``lean``: for a transition by built-in rules, which never look at the parameters: they
-        are not read (the run has none; its cache entry reads them when a copy needs them), so
-        a transition's cost does not grow with them."""
-        statement = sql.SELECT_FLOW_RUN_LEAN if lean else sql.SELECT_FLOW_RUN
-        row = self._execute(statement, (str(run_id),)).fetchone()
-        return None if row is None else self._decoded(row, caching)
-
-    def _decoded(self, row: Any, caching: bool) -> FlowRun:
-        """The flow run of a SELECT_FLOW_RUN(_LEAN) ``row``, cached when ``caching`` and its
-        state allow."""
+    def _fetch_flow_run(self, run_id: UUID, caching: bool) -> FlowRun | None:
+        """Read a flow run from its row, and cache it when ``caching`` and its state allow."""
+        row = self._execute(sql.SELECT_FLOW_RUN, (str(run_id),)).fetchone()
+        if row is None:
+            return None
         run = rows.flow_run_from_row(row)
         if caching and _immutable(run.state):
             self._remember(run, row)
@@ -369,7 +365,7 @@ class Store(SqliteStore):
         return rows.task_run_from_insert_row(row)
 
     def working_task_run(self, run_id: UUID) -> TaskRun | None:
-        """The task run for a transition by built-in rules: the one the last transition left,
+        """The task run for a transition: the one the last transition left,
         when there is one (see :meth:`StoreBackend.working_task_run`), else a fresh read.
         Readers (``read_task_run``) always get the row decoded."""
         if self._caching():
@@ -395,47 +391,50 @@ class Store(SqliteStore):
         self,
         kind: RunKind,
         run: FlowRun | TaskRun,
+        updates: dict[str, Any],
         written: State | None,
         current_state_id: UUID | None,
         now: datetime,
     ) -> None:
-        """Write a new state (if any) to the run's history and save the run's fields: a flow
-        run that is the cached run itself (see ``working_flow_run``) through the cache."""
+        """Write a new state (if any) to the run's history and save the run with ``updates``
+        applied: a run the cache keeps through the cache."""
         if self._depth > 0 and self._owner == _get_ident():  # (_caching(), written out)
             key = run.id.int
             if kind == "flow":
                 cached = self._runs.get(key)
                 if cached is not None:
                     if cached.run is run:
-                        self._save_cached_flow_run(cached, written, current_state_id, now)
+                        self._save_cached_flow_run(cached, updates, written, current_state_id, now)
                         return
-                    self._forget(key)  # a copy is saved: the next read decodes the row
+                    self._forget(key)  # (not the run it keeps: the next read decodes the row)
             elif self._tasks.get(key) is run:
-                SqliteStore.save_transition(self, kind, run, written, current_state_id, now)
-                if _immutable(written):
+                SqliteStore.save_transition(self, kind, run, updates, written, current_state_id, now)
+                if _immutable(written) and updates.keys() <= _SAVED_TASK:
                     if written is not None:
                         set_fields(run, {"state": written})
                 else:
-                    del self._tasks[key]  # result data: not kept (see _immutable)
+                    del self._tasks[key]  # result data, or fields its row does not hold
                 return
             else:
-                self._tasks.pop(key, None)  # a copy is saved
+                self._tasks.pop(key, None)
         else:
             self._forget_runs()
-        SqliteStore.save_transition(self, kind, run, written, current_state_id, now)
+        SqliteStore.save_transition(self, kind, run, updates, written, current_state_id, now)
 
     def _save_cached_flow_run(
         self,
         cached: _CachedFlowRun,
+        updates: dict[str, Any],
         written: State | None,
         current_state_id: UUID | None,
         now: datetime,
     ) -> None:
-        """Save a transition that built-in rules made on the cached run itself: the new state's
-        row now; the run's row now, or, inside a block, when the block commits (``_dirty``).
-        The run keeps the values the transition gave it, and its new state; the next read
-        decodes its row."""
+        """Save a transition of the cached run: ``updates`` applied to it, the new state's row
+        now; the run's row now, or, inside a block, when the block commits (``_dirty``). The
+        run keeps the values the transition gave it, and its new state; the next read decodes
+        its row."""
         run = cached.run
+        set_fields(run, updates)
         state_row = None
         if written is not None:
             state_row = rows.state_insert_row(cached.id_text, written)
@@ -454,8 +453,8 @@ class Store(SqliteStore):
         elif not waiting:
             self._dirty.append(cached)
         key = run.id.int
-        if not _immutable(written):
-            self._forget(key)  # result data: not kept (see _immutable)
+        if not _immutable(written) or not updates.keys() <= _SAVED_FLOW:
+            self._forget(key)  # result data (see _immutable), or fields its row does not hold
             return
         if written is not None:
             set_fields(run, {"state": written})

@@ -54,7 +54,7 @@ SELECT_FLOW_RUN_LEAN = (
     + f", {JOINED_STATE_COLUMNS} FROM {FLOW_RUN_WITH_PAYLOAD} "
     "LEFT JOIN flow_run_state s ON s.id = r.state_id WHERE r.id = ?"
 )
-"""SELECT_FLOW_RUN without the parameters (NULL): what a transition by built-in rules reads."""
+"""SELECT_FLOW_RUN without the parameters (NULL): what checking a kept run against its row reads."""
 SELECT_FLOW_RUN_PARAMETERS = "SELECT parameters FROM flow_run_payload WHERE flow_run_id = ?"
 SELECT_FLOW_RUN_ONE_TABLE = (
     f"SELECT {JOINED_FLOW_RUN_COLUMNS}, {JOINED_STATE_COLUMNS} FROM flow_run r "

@@ -48,9 +48,9 @@ def set_start_time(ctx: TransitionContext, proposed: State) -> State:
 
 def set_end_time(ctx: TransitionContext, proposed: State) -> State:
     """Leaving a final state clears the end time; the first final state sets it (and a start)."""
-    run = ctx.run
     if ctx.initial is not None and ctx.initial.is_final and not proposed.is_final:
         ctx.update_run(end_time=None)
+    run = ctx.run  # (after a change: update_run leaves the run read before as it was)
     if proposed.is_final and run.end_time is None:
         if run.start_time is None:
             ctx.update_run(start_time=proposed.timestamp)
@@ -87,7 +87,7 @@ def set_next_scheduled_start_time(ctx: TransitionContext, proposed: State) -> St
 
 def update_flow_state_details(ctx: TransitionContext, proposed: State) -> State:
     """A flow run's state names its run (and, for a subflow, the parent's tracking task)."""
-    update = flow_details_update(ctx.run, proposed.state_details)  # type: ignore[arg-type]
+    update = flow_details_update(ctx.run.__dict__, proposed.state_details)
     return proposed if update is None else ctx.with_details(proposed, **update)
 
 

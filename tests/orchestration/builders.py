@@ -35,7 +35,8 @@ def state(type_: str | StateType, *, name: str | None = None, at: datetime | Non
 
 
 def flow_ctx(initial: State | None, proposed: State, *, pause_keys: set[str] | None = None,
-             deployment: bool = False, subflow: bool = False, **policy: Any) -> TransitionContext:
+             deployment: bool = False, subflow: bool = False, run_count: int | None = None,
+             **policy: Any) -> TransitionContext:
     """A flow transition context; ``policy`` fields go to the run's empirical policy."""
     run = FlowRun(
         id=uuid.UUID(int=1000),
@@ -44,7 +45,8 @@ def flow_ctx(initial: State | None, proposed: State, *, pause_keys: set[str] | N
         empirical_policy=FlowRunPolicy(pause_keys=pause_keys or set(), **policy),
         deployment_id=uuid.UUID(int=2000) if deployment else None,
         parent_task_run_id=uuid.UUID(int=3000) if subflow else None,
-        run_count=1 if initial is not None and initial.type is StateType.RUNNING else 0,
+        run_count=run_count if run_count is not None
+        else 1 if initial is not None and initial.type is StateType.RUNNING else 0,
     )
     return TransitionContext(kind="flow", run=run, initial=initial,
                              proposed=proposed.model_copy(update={"timestamp": NOW}),

@@ -161,8 +161,7 @@ def test_a_failed_attempt_with_retries_left_awaits_a_retry():
 
 
 def test_retries_are_exhausted_after_retries_plus_one_attempts():
-    ctx = flow_ctx(state("RUNNING"), state("FAILED"), retries=1)
-    ctx.run.run_count = 2
+    ctx = flow_ctx(state("RUNNING"), state("FAILED"), retries=1, run_count=2)
     assert decide_flow(ctx).result.status is ACCEPT
 
 
