@@ -58,7 +58,7 @@ class _CachedFlowRun:
 
     __slots__ = (
         "run", "parameters", "tags", "policy", "id_text", "policy_object", "pending",
-        "policy_dirty", "as_read", "row", "seen",
+        "policy_dirty", "as_read", "row", "update", "state_row", "seen",
     )
 
     def __init__(
@@ -87,21 +87,26 @@ class _CachedFlowRun:
         self.as_read = True
         """Whether ``run`` is what reading its row builds (False once a transition changed it)."""
         self.row = row
-        """The run's SELECT_FLOW_RUN_LEAN row as this connection last read or wrote it."""
+        """The run's SELECT_FLOW_RUN_LEAN row as this connection read or inserted it."""
+        self.update: tuple[Any, ...] | None = None
+        """The last UPDATE of the run's row this connection wrote since (a
+        ``flow_run_update_row``: every column a transition sets), or None."""
+        self.state_row: tuple[Any, ...] | None = None
+        """The last state this connection wrote for the run since (a ``state_insert_row``:
+        its current state once ``update`` is written), or None."""
         self.seen = seen
-        """The ``PRAGMA data_version`` at which ``row`` was known to be the stored one: while the
-        connection's data_version is still that, no other connection has changed the run."""
+        """The ``PRAGMA data_version`` at which the run's row was known to be ``stored_row()``:
+        while the connection's data_version is still that, no other connection changed it."""
 
-    def saved(self, update: tuple[Any, ...]) -> None:
-        """Note in ``row`` what the run's UPDATE (a ``flow_run_update_row``) wrote."""
-        row = self.row
-        # state id .. policy: the update's first ten values; updated: its eleventh
-        self.row = (*row[:5], *update[:10], *row[15:19], update[10], *row[20:])
-
-    def saved_state(self, state_row: tuple[Any, ...]) -> None:
-        """Note in ``row`` the run's new current state (a ``state_insert_row``): ``row`` is
-        the stored row again once the run's UPDATE is written (``pending`` None)."""
-        self.row = (*self.row[:20], *state_row[1:])
+    def stored_row(self) -> tuple[Any, ...]:
+        """The run's SELECT_FLOW_RUN_LEAN row as this connection last read or wrote it (with
+        no UPDATE waiting: ``pending`` None)."""
+        row, update, state = self.row, self.update, self.state_row
+        if update is not None:  # state id .. policy: its first ten values; updated: its 11th
+            row = (*row[:5], *update[:10], *row[15:19], update[10], *row[20:])
+        if state is not None:
+            row = (*row[:20], *state[1:])
+        return row
 
     def detached(self) -> FlowRun:
         """A copy the caller may change freely: its mutable parts are new objects."""
@@ -227,7 +232,7 @@ class Store(SqliteStore):
         cached.policy_dirty = False
         cached.pending = None
         cached.policy = row[9]
-        cached.saved(row)
+        cached.update = row
 
     # -- keeping and forgetting runs ---------------------------------------------------------
 
@@ -339,7 +344,8 @@ class Store(SqliteStore):
         parameters, which no transition changes: the run's, its policy, tags and current
         state), else the row read and decoded again (None: the run is gone)."""
         row = self._execute(sql.SELECT_FLOW_RUN_LEAN, (cached.id_text,)).fetchone()
-        if row == cached.row:
+        if row == cached.stored_row():
+            cached.row, cached.update, cached.state_row = row, None, None
             cached.seen = self._data_version
             cached.parameters = None  # (not in that row: read again when a copy needs them)
             return cached.run
@@ -439,7 +445,7 @@ class Store(SqliteStore):
         if written is not None:
             state_row = rows.state_insert_row(cached.id_text, written)
             self._execute(*sql.BIND_INSERT_FLOW_RUN_STATE(state_row))
-            cached.saved_state(state_row)
+            cached.state_row = state_row
             state_id = state_row[1]
         else:
             state_id = None if current_state_id is None else str(current_state_id)
