@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from flowstate._models import copy_with
@@ -68,6 +68,29 @@ def common_bookkeeping(
     from_type = None if current is None else current["type"]
     changes["state_type"] = to_type
     changes["state_name"] = stated["name"]
+    _start_and_end(values, from_type, to_type, timestamp, changes)
+    if from_type is _RUNNING:
+        changes["total_run_time"] = values["total_run_time"] + (timestamp - current["timestamp"])  # type: ignore[index]
+    scheduled_time = stated["state_details"].scheduled_time
+    if values["expected_start_time"] is None:
+        changes["expected_start_time"] = scheduled_time if to_type is _SCHEDULED else timestamp
+    if to_type is _SCHEDULED:
+        changes["next_scheduled_start_time"] = scheduled_time
+    elif from_type is _SCHEDULED:
+        changes["next_scheduled_start_time"] = None
+    return proposed, to_type
+
+
+def _start_and_end(
+    values: dict[str, Any],
+    from_type: StateType | None,
+    to_type: StateType,
+    timestamp: datetime,
+    changes: dict[str, Any],
+) -> None:
+    """The run's start and end times for a move from ``from_type`` to ``to_type`` at
+    ``timestamp`` (into ``changes``): the first RUNNING or final state starts it, the first
+    final state ends it, leaving a final state clears the end."""
     start_time = values["start_time"]
     if to_type is _RUNNING and start_time is None:
         changes["start_time"] = start_time = timestamp
@@ -79,17 +102,6 @@ def common_bookkeeping(
         if start_time is None:
             changes["start_time"] = timestamp
         changes["end_time"] = timestamp
-    if from_type is _RUNNING:
-        changes["total_run_time"] = values["total_run_time"] + (timestamp - current["timestamp"])  # type: ignore[index]
-    if values["expected_start_time"] is None:
-        changes["expected_start_time"] = (
-            stated["state_details"].scheduled_time if to_type is _SCHEDULED else timestamp
-        )
-    if to_type is _SCHEDULED:
-        changes["next_scheduled_start_time"] = stated["state_details"].scheduled_time
-    elif from_type is _SCHEDULED:
-        changes["next_scheduled_start_time"] = None
-    return proposed, to_type
 
 
 def flow_details_update(values: Mapping[str, Any], details: StateDetails) -> dict[str, Any] | None:

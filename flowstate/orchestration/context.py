@@ -42,7 +42,7 @@ class TransitionContext:
     """
 
     __slots__ = (
-        "kind", "_base", "_run", "_log", "_changed", "initial", "proposed", "now", "new_id", "_flow_run",
+        "kind", "_base", "_run", "_log", "updates", "initial", "proposed", "now", "new_id", "_flow_run",
         "cached_state", "uniform", "slots", "parameters", "status", "reason", "delay_seconds",
         "validated", "effects",
     )
@@ -63,8 +63,10 @@ class TransitionContext:
         self.kind = kind
         self._base = run
         self._run: FlowRun | TaskRun | None = None  # (the copy ``run`` gives, once made)
-        self._log: list[tuple[str, Any]] = []  # (field, value) as recorded, in order
-        self._changed: dict[str, Any] = {}  # each changed field's value now
+        self._log: list[dict[str, Any]] = []  # the changes as recorded, in order
+        self.updates: dict[str, Any] = {}
+        """The run's changed fields and their values now, in the order first changed (read
+        only: :meth:`update_run` changes the run)."""
         self.initial = initial
         self.proposed = proposed
         self.now = now
@@ -90,7 +92,7 @@ class TransitionContext:
         nothing; :meth:`update_run` does), the same one until the next change."""
         run = self._run
         if run is None:
-            run = self._run = own_copy(self._base, self._changed)
+            run = self._run = own_copy(self._base, self.updates)
         return run
 
     @property
@@ -103,25 +105,19 @@ class TransitionContext:
     def _value(self, name: str) -> Any:
         """The run's field ``name`` with the changes so far (what ``run`` holds, no copy made:
         flowstate's own rules read the run this way)."""
-        changed = self._changed
-        return changed[name] if name in changed else self._base.__dict__[name]
+        updates = self.updates
+        return updates[name] if name in updates else self._base.__dict__[name]
 
     def _values(self) -> dict[str, Any]:
         """The run's fields with the changes so far (the run's own ``__dict__`` while there are
         none: read only)."""
         values = self._base.__dict__
-        return {**values, **self._changed} if self._changed else values
-
-    @property
-    def updates(self) -> dict[str, Any]:
-        """The run's changed fields and their new values, in the order first changed (read
-        only)."""
-        return self._changed
+        return {**values, **self.updates} if self.updates else values
 
     @property
     def run_changed(self) -> bool:
         """Whether the run's fields were changed (even to values they had: the row is saved)."""
-        return bool(self._changed)
+        return bool(self.updates)
 
     @property
     def initial_type(self) -> StateType | None:
@@ -143,17 +139,21 @@ class TransitionContext:
 
     def _record(self, fields: dict[str, Any]) -> None:
         """Record engine-made changes of the run (field names known good)."""
-        self._log.extend(fields.items())
-        self._changed.update(fields)
+        self._log.append(fields)
+        self.updates.update(fields)
         self._run = None  # (a new copy when read again)
 
     def _drop_updates(self, start: int, end: int) -> None:
         """Drop the changes recorded between ``start`` and ``end`` (a fizzled rule's): each
         field they set takes back the value it had before them."""
         log = self._log
-        earlier = dict(log[:start])
+        earlier: dict[str, Any] = {}
+        for fields in log[:start]:
+            earlier.update(fields)
         base = self._base.__dict__
-        self._record({name: earlier.get(name, base[name]) for name, _ in log[start:end]})
+        self._record(
+            {name: earlier.get(name, base[name]) for fields in log[start:end] for name in fields}
+        )
 
     def fresh_state(
         self,

@@ -14,7 +14,7 @@ from flowstate.orchestration.decisions import Abort, Decision, DeleteRunInputs, 
 from flowstate.result_data import has_persisted_result
 from flowstate.orchestration.rules import ANY_STATE, TERMINAL, rule
 from flowstate.runs import FlowRunPolicy
-from flowstate.states import StateType
+from flowstate.states import State, StateType
 
 __all__ = [
     "bypass_cancelling_flow_runs_with_no_infra",
@@ -72,23 +72,31 @@ def handle_flow_terminal_state_transitions(ctx: TransitionContext) -> Decision |
     initial, proposed = ctx.initial, ctx.proposed
     if initial is None or proposed is None:
         return None
-    if proposed.type in _CANNOT_FOLLOW_TERMINAL:
-        return Abort(f"Run is already in terminal state {initial.type.value}.")
-    persisted = initial.type is S.COMPLETED and has_persisted_result(initial.data)
-    if persisted and not proposed.is_final:
-        return Reject("Run is already COMPLETED.")
-    if persisted and proposed.type is S.COMPLETED and not has_persisted_result(proposed.data):
-        return Reject(
-            "Cannot overwrite a COMPLETED state that carries persisted result data with one "
-            "that does not."
-        )
-    if proposed.type is S.SCHEDULED and ctx._value("deployment_id") is None:
-        return Abort("Cannot reschedule a run without an associated deployment.")
-    if not proposed.is_final:
+    refusal = _refused_after_terminal(ctx, initial, proposed)
+    if refusal is None and not proposed.is_final:
         retry_type = "reschedule" if proposed.type is S.SCHEDULED else None
         policy = ctx._value("empirical_policy")
         update = {"resuming": False, "pause_keys": set(), "retry_type": retry_type}
         ctx.update_run(empirical_policy=copy_with(policy, update))
+    return refusal
+
+
+def _refused_after_terminal(
+    ctx: TransitionContext, initial: State, proposed: State
+) -> Decision | None:
+    """Why a run in the final state ``initial`` may not move to ``proposed`` (None: it may)."""
+    if proposed.type in _CANNOT_FOLLOW_TERMINAL:
+        return Abort(f"Run is already in terminal state {initial.type.value}.")
+    if initial.type is S.COMPLETED and has_persisted_result(initial.data):
+        if not proposed.is_final:
+            return Reject("Run is already COMPLETED.")
+        if proposed.type is S.COMPLETED and not has_persisted_result(proposed.data):
+            return Reject(
+                "Cannot overwrite a COMPLETED state that carries persisted result data with one "
+                "that does not."
+            )
+    if proposed.type is S.SCHEDULED and ctx._value("deployment_id") is None:
+        return Abort("Cannot reschedule a run without an associated deployment.")
     return None
 
 

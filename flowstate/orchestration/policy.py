@@ -16,7 +16,7 @@ the store applies when it saves the transition.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
@@ -101,25 +101,8 @@ class Policy:
         self.kind: RunKind = kind
         self.rules: tuple[Rule, ...] = tuple(rules)
         self.bookkeeping: Bookkeeping = _BOOKKEEPING[kind]
-        for item in self.rules:
-            if not isinstance(item, Rule):
-                raise TypeError(
-                    f"policy {name!r}: {item!r} is not a Rule; decorate its function with @rule"
-                )
-        names = [r.name for r in self.rules]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"policy {name!r} has duplicate rule names: {', '.join(duplicates)}")
-        self._table: dict[Pair, tuple[_Compiled, ...]] = {}
-        states: list[StateType | None] = [None, *StateType]
-        for from_type in states:
-            for to_type in states:
-                matching = tuple(
-                    (r, r.before, r.after is not None or r.cleanup is not None)
-                    for r in self.rules if r.applies_to(from_type, to_type)
-                )
-                if matching:
-                    self._table[(from_type, to_type)] = matching
+        _check_rules(name, self.rules)
+        self._table = _compiled(self.rules)
 
     def __repr__(self) -> str:
         return f"Policy({self.name!r}, {len(self.rules)} rules, kind={self.kind!r})"
@@ -245,6 +228,34 @@ class Policy:
         return entered
 
 
+def _check_rules(name: str, rules: tuple[Rule, ...]) -> None:
+    """Refuse what is not a rule, and two rules of one name."""
+    for item in rules:
+        if not isinstance(item, Rule):
+            raise TypeError(
+                f"policy {name!r}: {item!r} is not a Rule; decorate its function with @rule"
+            )
+    names = [r.name for r in rules]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"policy {name!r} has duplicate rule names: {', '.join(duplicates)}")
+
+
+def _compiled(rules: tuple[Rule, ...]) -> dict[Pair, tuple[_Compiled, ...]]:
+    """The dispatch table: for each (from, to) pair, the rules that apply to it, in order."""
+    table: dict[Pair, tuple[_Compiled, ...]] = {}
+    states: list[StateType | None] = [None, *StateType]
+    for from_type in states:
+        for to_type in states:
+            matching = tuple(
+                (r, r.before, r.after is not None or r.cleanup is not None)
+                for r in rules if r.applies_to(from_type, to_type)
+            )
+            if matching:
+                table[(from_type, to_type)] = matching
+    return table
+
+
 def _exit(entered: _Entered, ctx: TransitionContext) -> None:
     """Exit an entered rule: its after-step if its transition held (a universal rule's
     always); if a later rule changed the proposal, its run changes dropped and its cleanup."""
@@ -281,18 +292,16 @@ def _arriving(ctx: TransitionContext, state: State | None) -> State | None:
 
 
 def _apply(ctx: TransitionContext, decision: Decision, rule: Rule) -> None:
-    if isinstance(decision, Proceed | Reject):
-        decision = replace(decision, state=_arriving(ctx, decision.state))
     if isinstance(decision, Proceed):
         if decision.state is not None:
-            ctx.proposed = decision.state
+            ctx.proposed = _arriving(ctx, decision.state)
     elif isinstance(decision, Reject):
         if decision.state is None and ctx.initial is None:
             raise RuleError(
                 f"rule {rule.name!r}: the current run has no state; this transition cannot be "
                 "rejected without providing a new state."
             )
-        ctx.proposed = decision.state
+        ctx.proposed = _arriving(ctx, decision.state)
         ctx.status, ctx.reason, ctx.delay_seconds = SetStateStatus.REJECT, decision.reason, None
     elif isinstance(decision, Wait):
         ctx.proposed = None
