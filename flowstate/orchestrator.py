@@ -657,7 +657,10 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
         if now is None:
             now = self._now()
         outcome = policy.decide(
-            policy.context(run, proposed, now, self._new_id, uniform=self._uniform, slots=slots)
+            policy.context(
+                run, proposed, now, self._new_id, uniform=self._uniform, slots=slots,
+                read_parameters=self._flow_run_parameters,
+            )
         )
         return outcome, now
 
@@ -667,6 +670,11 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
         if run is None:
             raise ObjectNotFound(f"Flow run with id {run_id} not found")
         return run
+
+    def _flow_run_parameters(self, run_id: UUID) -> dict[str, Any]:
+        """A flow run's parameters, for a rule's copy of a run a transition read without them."""
+        run = self._store.read_flow_run(run_id)
+        return {} if run is None else run.parameters
 
     def _orchestrate_task(
         self, run_id: UUID, proposed: State, *, force: bool, now: datetime | None
@@ -699,7 +707,7 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
                 cached_state = store.read_cached_state(details.cache_key, now)
         ctx = policy.context(
             run, proposed, now, self._new_id, flow_run=flow_run, cached_state=cached_state,
-            uniform=self._uniform, slots=slots,
+            uniform=self._uniform, slots=slots, read_parameters=self._flow_run_parameters,
         )
         outcome = policy.decide(ctx)
         self._save(outcome, now, force)

@@ -338,6 +338,32 @@ def test_a_task_run_a_user_rule_keeps_is_its_own_copy(database):
     assert len(kept) == 2 and all(copy == snapshot for copy, snapshot in kept)
 
 
+def test_a_rule_sees_the_parameters_a_transition_does_not_read(database):
+    """A transition reads a flow run without its parameters; ``ctx.run`` and a task's
+    ``ctx.flow_run`` have them, the run kept or not, after another connection's commit too."""
+    seen = []
+
+    @rule(from_=ANY_STATE, to=ANY_STATE, name="look")
+    def look(ctx):
+        seen.append(ctx.run.parameters)
+
+    @rule(from_=ANY_STATE, to=StateType.RUNNING, name="look-up")
+    def look_up(ctx):
+        seen.append(ctx.flow_run.parameters)
+
+    options = dict(flow_policy=CORE_FLOW.append(look), task_policy=CORE_TASK.append(look_up))
+    with Orchestrator(database, **options) as orc, Orchestrator(database) as other:
+        run = orc.create_flow_run(parameters={"x": [1]}, state=Pending())
+        orc.set_flow_run_state(run.id, Running())
+        other.create_flow_run()
+        task = orc.create_task_run(flow_run_id=run.id, state=Pending())
+        orc.set_task_run_state(task.id, Running())
+        orc.set_flow_run_state(run.id, Paused())
+    with Orchestrator(database, **options) as orc:
+        orc.set_flow_run_state(run.id, Running())
+    assert seen == [{"x": [1]}] * 4
+
+
 def test_the_flow_run_a_user_task_rule_sees_is_its_own_copy(database):
     """``ctx.flow_run`` of a task transition: with a rule of yours in the task policy, a copy
     (changing it changes nothing the store keeps or answers)."""

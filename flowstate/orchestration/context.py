@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from uuid import UUID
 
 from flowstate._models import construct, copy_with, own_copy
@@ -25,6 +25,7 @@ from flowstate.states import State, StateDetails, StateType
 __all__ = ["RunKind", "TransitionContext", "stamp_proposal"]
 
 RunKind = Literal["flow", "task"]
+RunT = TypeVar("RunT", bound=FlowRun | TaskRun)
 
 
 def _no_randomness(low: float, high: float) -> float:
@@ -44,7 +45,7 @@ class TransitionContext:
     __slots__ = (
         "kind", "_base", "_run", "_log", "updates", "initial", "proposed", "now", "new_id", "_flow_run",
         "cached_state", "uniform", "slots", "parameters", "status", "reason", "delay_seconds",
-        "validated", "effects",
+        "validated", "effects", "_read_parameters",
     )
 
     def __init__(
@@ -85,6 +86,9 @@ class TransitionContext:
         self.delay_seconds: int | None = None
         self.validated: State | None = None
         self.effects: list[Effect] = []
+        self._read_parameters: Callable[[UUID], dict[str, Any]] | None = None
+        """Reads a flow run's parameters, for a rule's copy of a run given without them (a
+        transition reads none); None: the runs given hold theirs."""
 
     @property
     def run(self) -> FlowRun | TaskRun:
@@ -92,7 +96,7 @@ class TransitionContext:
         nothing; :meth:`update_run` does), the same one until the next change."""
         run = self._run
         if run is None:
-            run = self._run = own_copy(self._base, self.updates)
+            run = self._run = self._own_copy(self._base, self.updates)
         return run
 
     @property
@@ -100,7 +104,15 @@ class TransitionContext:
         """For task runs: the enclosing flow run as read in the same transaction (None:
         standalone), a copy of your own."""
         flow_run = self._flow_run
-        return None if flow_run is None else own_copy(flow_run, {})
+        return None if flow_run is None else self._own_copy(flow_run, {})
+
+    def _own_copy(self, run: RunT, changes: dict[str, Any]) -> RunT:
+        """A rule's own copy of ``run`` with ``changes``, a flow run's parameters read if the
+        run was given without them."""
+        read = self._read_parameters
+        if read is not None and isinstance(run, FlowRun) and "parameters" not in changes:
+            changes = {**changes, "parameters": read(run.id)}
+        return own_copy(run, changes)
 
     def _value(self, name: str) -> Any:
         """The run's field ``name`` with the changes so far (what ``run`` holds, no copy made:

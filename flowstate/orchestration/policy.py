@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from flowstate._models import construct, copy_with
@@ -163,10 +164,13 @@ class Policy:
         cached_state: State | None = None,
         uniform: Callable[[float, float], float] | None = None,
         slots: RunSlots | None = None,
+        read_parameters: Callable[[UUID], dict[str, Any]] | None = None,
     ) -> TransitionContext:
         """The one way a transition's context is built: ``proposed`` stamped with a new id and
         ``now``, for ``run`` whose current state is ``initial`` (default: the run's own).
         ``slots``: the concurrency limits the rules may take slots of (default: none).
+        ``read_parameters``: reads a flow run's parameters, when ``run`` (or ``flow_run``) was
+        read without them, for a rule that looks at ``ctx.run``.
 
         A flow run's proposal names its run (and a subflow's parent task run) from the start:
         the bookkeeping would set those ids after the rules, in two more copies."""
@@ -187,6 +191,7 @@ class Policy:
             ctx.uniform = uniform
         if slots is not None:
             ctx.slots = slots
+        ctx._read_parameters = read_parameters
         return ctx
 
     def rules_for(self, from_type: StateType | None, to_type: StateType | None) -> Sequence[Rule]:

@@ -107,7 +107,8 @@ class StoreBackend(Protocol):
     def working_flow_run(self, run_id: UUID) -> FlowRun | None:
         """``read_flow_run`` for a transition: the run may be the store's own cached object,
         which the caller only reads (a rule gets a copy of its own: ``ctx.run``) and passes to
-        ``save_transition`` in the same transaction; it must not keep it afterwards."""
+        ``save_transition`` in the same transaction; it must not keep it afterwards. Its
+        parameters may be left out (empty): a transition does not read them."""
 
     def read_task_run(self, run_id: UUID) -> TaskRun | None:
         """The task run with its current state (locked until the transaction ends), or None."""

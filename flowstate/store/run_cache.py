@@ -73,7 +73,7 @@ class _CachedFlowRun:
     ) -> None:
         self.run = run
         self.parameters: str | None = parameters
-        """The parameters' JSON (None: to be read again, see Store._verified)."""
+        """The parameters' JSON (None: not read, see Store._fetch_flow_run and _verified)."""
         self.tags = tags
         self.policy: str | None = policy
         """The policy's JSON (None: not encoded yet, after a deferred update)."""
@@ -335,14 +335,14 @@ class Store(SqliteStore):
                 if cached.seen == self._data_version:
                     return cached.run
                 return self._verified(cached)
-            return self._fetch_flow_run(run_id, True)
-        return self._fetch_flow_run(run_id, self._caching())
+            return self._fetch_flow_run(run_id, True, lean=True)
+        return self._fetch_flow_run(run_id, self._caching(), lean=True)
 
     def _verified(self, cached: _CachedFlowRun) -> FlowRun | None:
         """``working_flow_run`` of a kept run that another connection may have changed: the
-        kept run if its row, read now, is the very row it stands for (every column but the
-        parameters, which no transition changes: the run's, its policy, tags and current
-        state), else the row read and decoded again (None: the run is gone)."""
+        kept run if its row, read now, is the very row it stands for (every column a
+        transition reads: the run's, its policy, tags and current state), else the row
+        decoded (None: the run is gone)."""
         row = self._execute(sql.SELECT_FLOW_RUN_LEAN, (cached.id_text,)).fetchone()
         if row == cached.stored_row():
             cached.row, cached.update, cached.state_row = row, None, None
@@ -350,13 +350,20 @@ class Store(SqliteStore):
             cached.parameters = None  # (not in that row: read again when a copy needs them)
             return cached.run
         self._forget(cached.run.id.int)
-        return None if row is None else self._fetch_flow_run(cached.run.id, True)
+        return None if row is None else self._decoded(row, True)
 
-    def _fetch_flow_run(self, run_id: UUID, caching: bool) -> FlowRun | None:
-        """Read a flow run from its row, and cache it when ``caching`` and its state allow."""
-        row = self._execute(sql.SELECT_FLOW_RUN, (str(run_id),)).fetchone()
-        if row is None:
-            return None
+    def _fetch_flow_run(self, run_id: UUID, caching: bool, lean: bool = False) -> FlowRun | None:
+        """Read a flow run from its row, and cache it when ``caching`` and its state allow.
+        ``lean``: for a transition, which reads no parameters (the run has none; a rule's copy
+        of the run and its cache entry read them when needed), so a transition's cost does not
+        grow with them."""
+        statement = sql.SELECT_FLOW_RUN_LEAN if lean else sql.SELECT_FLOW_RUN
+        row = self._execute(statement, (str(run_id),)).fetchone()
+        return None if row is None else self._decoded(row, caching)
+
+    def _decoded(self, row: Any, caching: bool) -> FlowRun:
+        """The flow run of a SELECT_FLOW_RUN(_LEAN) ``row``, cached when ``caching`` and its
+        state allow."""
         run = rows.flow_run_from_row(row)
         if caching and _immutable(run.state):
             self._remember(run, row)
