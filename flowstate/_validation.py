@@ -72,6 +72,11 @@ def run_id(value: Any, what: str = "run id") -> UUID:
     raise InvalidState(f"{what} {value!r} is not a UUID")
 
 
+def optional_run_id(value: Any, what: str) -> UUID | None:
+    """:func:`run_id` of ``value``, or None when it is None."""
+    return None if value is None else run_id(value, what)
+
+
 def check_text(value: Any, what: str) -> None:
     """Refuse text SQLite cannot store: a lone surrogate such as '\\ud800' is not UTF-8."""
     if isinstance(value, str) and not value.isascii():
@@ -121,23 +126,14 @@ def check_state_text(state: State) -> None:
 def coerce_state(value: Any) -> State:
     """Validate a user's proposal: a State, a dict or JSON text in Prefect's shape, or a state
     type (``StateType.RUNNING``, ``"RUNNING"``, ``"running"``: that type's default state)."""
-    try:
-        if isinstance(value, State):
-            state = value
-        elif isinstance(value, StateType):
-            return plain_state(value)
-        elif isinstance(value, str | bytes):
-            if isinstance(value, str) and not value.lstrip().startswith(("{", "[", '"')):
-                return _state_of_type_named(value)
-            state = State.model_validate_json(value)
-        elif isinstance(value, Mapping):
-            state = State.model_validate(value)
-        else:
-            raise InvalidState(
-                f"a state must be a flowstate.State, a dict or JSON text, not {type(value).__name__}"
-            )
-    except ValidationError as exc:
-        raise InvalidState(f"invalid state: {validation_message(exc)}") from None
+    if isinstance(value, State):
+        state = value
+    elif isinstance(value, StateType):
+        return plain_state(value)
+    elif isinstance(value, str) and not value.lstrip().startswith(("{", "[", '"')):
+        return _state_of_type_named(value)
+    else:
+        state = _parsed_state(value)
     if not _all_ascii(state):
         check_state_text(state)
     if state.__dict__["data"] is not None:
@@ -146,6 +142,20 @@ def coerce_state(value: Any) -> State:
         except (TypeError, ValueError, RecursionError) as exc:
             raise InvalidState(f"state.data must be JSON-serialisable: {exc}") from None
     return state
+
+
+def _parsed_state(value: Any) -> State:
+    """A state given as a dict or as JSON text in Prefect's shape, validated."""
+    try:
+        if isinstance(value, str | bytes):
+            return State.model_validate_json(value)
+        if isinstance(value, Mapping):
+            return State.model_validate(value)
+    except ValidationError as exc:
+        raise InvalidState(f"invalid state: {validation_message(exc)}") from None
+    raise InvalidState(
+        f"a state must be a flowstate.State, a dict or JSON text, not {type(value).__name__}"
+    )
 
 
 _TYPE_NAMES = ", ".join(t.value for t in StateType)
@@ -178,28 +188,37 @@ def plain_flow_run(fields: dict[str, Any]) -> FlowRun | None:
     """What ``FlowRun(**fields)`` builds (``fields`` as ``create_flow_run`` gathers them, with
     no policy given), built without pydantic; None when validation might change a value, or
     with a policy given."""
-    if fields["empirical_policy"] is not None:
-        return None
-    name, flow_name, pid = fields["name"], fields["flow_name"], fields["infrastructure_pid"]
-    parameters, tags = fields["parameters"], fields["tags"]
-    if (
-        type(name) is not str
-        or type(flow_name) is not str
-        or (pid is not None and type(pid) is not str)
-        or type(parameters) is not dict
-        or type(tags) is not list
-        or (parameters and any(type(key) is not str for key in parameters))
-        or (tags and any(type(tag) is not str for tag in tags))
-    ):
+    if fields["empirical_policy"] is not None or not _plain_values(fields):
         return None
     values = _FLOW_RUN_TEMPLATE.copy()  # every field, in field order
     values.update(fields)
-    values["parameters"] = dict(parameters)  # validation copies the containers
-    values["tags"] = list(tags)
+    values["parameters"] = dict(fields["parameters"])  # validation copies the containers
+    values["tags"] = list(fields["tags"])
     values["empirical_policy"] = construct(
         FlowRunPolicy, {**_FLOW_POLICY_DEFAULTS, "pause_keys": set()}, set()
     )
     return construct(FlowRun, values, set(fields))
+
+
+def _plain_values(fields: dict[str, Any]) -> bool:
+    """Whether validation keeps the values ``create_flow_run`` gathers as they are: text
+    names, a dict of parameters with text keys, a list of text tags."""
+    pid = fields["infrastructure_pid"]
+    parameters, tags = fields["parameters"], fields["tags"]
+    return (
+        type(fields["name"]) is str
+        and type(fields["flow_name"]) is str
+        and (pid is None or type(pid) is str)
+        and type(parameters) is dict
+        and type(tags) is list
+        and _all_text(parameters)
+        and _all_text(tags)
+    )
+
+
+def _all_text(items: dict[Any, Any] | list[Any]) -> bool:
+    """Whether every key of a dict, or every item of a list, is exactly a str."""
+    return not items or all(type(item) is str for item in items)
 
 
 def coerce_policy(value: Any, model: type[FlowRunPolicy] | type[TaskRunPolicy]) -> Any:

@@ -210,14 +210,23 @@ def _state(
         return _validated_state(type_, name, message, data, **details)
     if not details:  # (the usual call: Running(), Completed(), ...)
         return _build(type_, name, message, _NO_DETAILS, _STATE_FIELDS_SET)
+    plain = _plain_details(details)
+    if plain is None:
+        return _validated_state(type_, name, message, data, **details)
+    return _build(type_, name, message, plain, _STATE_FIELDS_SET)
+
+
+def _plain_details(given: dict[str, Any]) -> StateDetails | None:
+    """``StateDetails(**given)`` built without pydantic, or None when validation might change
+    a value (a value not of its field's plain types, ``_PLAIN_DETAILS``)."""
     defaults_only = True
-    for key, value in details.items():
+    for key, value in given.items():
         kinds = _PLAIN_DETAILS.get(key)
         if kinds is None or type(value) not in kinds:
-            return _validated_state(type_, name, message, data, **details)
+            return None
         if value is not _DETAIL_DEFAULTS[key]:
             defaults_only = False
-    return _build(type_, name, message, _details(details, defaults_only), _STATE_FIELDS_SET)
+    return _details(given, defaults_only)
 
 
 def plain_state(type_: StateType) -> State:

@@ -79,30 +79,45 @@ def _pydantic_details_json(details: StateDetails) -> str:
 def _details_json(values: dict[str, Any]) -> str | None:
     """The JSON pydantic writes for details whose only non-default values are among
     ``_WRITTEN_BY_HAND``, or None when one of those is not in its plain form."""
-    global _last_run_id
     parts = []
     run_id = values["flow_run_id"]
     if run_id is not None:
         if type(run_id) is not UUID:
             return None
-        last = _last_run_id  # (the states of one run share it)
-        if last[0] is not run_id:
-            last = _last_run_id = (run_id, f'"flow_run_id":"{uuid_text(run_id)}"')
-        parts.append(last[1])
+        parts.append(_run_id_json(run_id))
     for name in ("scheduled_time", "pause_timeout"):
         moment = values[name]
         if moment is not None:
             if type(moment) is not datetime or moment.tzinfo is not UTC:
                 return None
-            text = encode_time(moment)  # fixed width, "+00:00"; pydantic ends in "Z" and
-            text = text[:19] if moment.microsecond == 0 else text[:26]  # drops ".000000"
-            parts.append(f'"{name}":"{text}Z"')
-    reschedule = values["pause_reschedule"]
+            parts.append(f'"{name}":"{_utc_text(moment)}"')
+    if values["pause_reschedule"] is not False or values["pause_key"] is not None:
+        return _with_pause_json(parts, values["pause_reschedule"], values["pause_key"])
+    return "{" + ",".join(parts) + "}"
+
+
+def _run_id_json(run_id: UUID) -> str:
+    """``"flow_run_id":"<run_id>"`` (the states of one run share it: kept for the next)."""
+    global _last_run_id
+    last = _last_run_id
+    if last[0] is not run_id:
+        last = _last_run_id = (run_id, f'"flow_run_id":"{uuid_text(run_id)}"')
+    return last[1]
+
+
+def _utc_text(moment: datetime) -> str:
+    """A UTC time as pydantic writes it: ISO 8601 ending in "Z", without ".000000"."""
+    text = encode_time(moment)  # fixed width, ending in "+00:00"
+    return (text[:19] if moment.microsecond == 0 else text[:26]) + "Z"
+
+
+def _with_pause_json(parts: list[str], reschedule: Any, key: Any) -> str | None:
+    """:func:`_details_json`'s JSON with ``pause_reschedule`` and ``pause_key`` added to
+    ``parts``, or None when one of them is not in its plain form."""
     if reschedule is not False:
         if reschedule is not True:
             return None
         parts.append('"pause_reschedule":true')
-    key = values["pause_key"]
     if key is not None:
         if type(key) is not str or _plain_key(key) is None:
             return None
