@@ -43,7 +43,7 @@ from flowstate.orchestration.policies import (
     MINIMAL_TASK,
 )
 from flowstate.orchestration.policy import Outcome, Policy
-from flowstate.orchestration.resume import plan_resume
+from flowstate.orchestration.resume import ResumePlan, plan_resume
 from flowstate.results import OrchestrationResult, SetStateStatus
 from flowstate.runs import FlowRun, FlowRunPolicy, TaskRun, TaskRunPolicy
 from flowstate.states import State, StateType
@@ -305,26 +305,13 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
             "parameters": parameters or {},
             "tags": tags or [],
             "empirical_policy": empirical_policy,
-            "deployment_id": None
-            if deployment_id is None
-            else validate.run_id(deployment_id, "deployment_id"),
+            "deployment_id": validate.optional_run_id(deployment_id, "deployment_id"),
             "infrastructure_pid": infrastructure_pid,
-            "parent_task_run_id": None
-            if parent_task_run_id is None
-            else validate.run_id(parent_task_run_id, "parent_task_run_id"),
+            "parent_task_run_id": validate.optional_run_id(
+                parent_task_run_id, "parent_task_run_id"
+            ),
         }
-        try:
-            run = validate.plain_flow_run(fields)
-            if run is None:
-                fields["empirical_policy"] = validate.coerce_policy(empirical_policy, FlowRunPolicy)
-                run = FlowRun(**fields)
-        except ValidationError as exc:
-            raise InvalidState(f"invalid flow run: {validate.validation_message(exc)}") from None
-        if run.parameters:  # an empty dict is always JSON
-            try:
-                json.dumps(run.parameters)
-            except (TypeError, ValueError, RecursionError) as exc:
-                raise InvalidState(f"parameters must be JSON-serialisable: {exc}") from None
+        run = _new_flow_run(fields)
         with self._transaction():
             now = self._now()
             # (run.created = run.updated = now, without pydantic's __setattr__: FlowRun does
@@ -336,10 +323,16 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
                 self._store.record_heartbeat(run.id, timeout_seconds=timeout)
             if proposed is not None:
                 self._orchestrate_flow(run.id, proposed, force=True, now=now)
-            created = self._store.read_flow_run_later(run.id)  # (built after the commit)
-            if created is None:
-                raise ObjectNotFound(f"Flow run with id {run.id} not found")
+            created = self._flow_run_later(run.id)
         return _with_estimated_run_time(created(), now)
+
+    def _flow_run_later(self, run_id: UUID) -> Callable[[], FlowRun]:
+        """The flow run's row, read now, and what builds the run from it after the commit;
+        ObjectNotFound if there is none."""
+        created = self._store.read_flow_run_later(run_id)
+        if created is None:
+            raise ObjectNotFound(f"Flow run with id {run_id} not found")
+        return created
 
     def read_flow_run(self, id: UUID | str) -> FlowRun:
         """The flow run with its current state; ObjectNotFound if there is none."""
@@ -420,38 +413,35 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
         suspension (``pause_reschedule``) resumes to Scheduled "Resuming", a pause to Running.
         """
         run_id = validate.run_id(id)
-        if run_input is not None and not isinstance(run_input, dict):
-            raise InvalidState(
-                f"run_input must be a dict (a JSON object), not {type(run_input).__name__}"
-            )
-        if isinstance(run_input, dict):
-            try:
-                json.dumps(run_input, ensure_ascii=False).encode("utf-8")
-            except (TypeError, ValueError, RecursionError) as exc:  # incl. UnicodeEncodeError
-                raise InvalidState(f"run_input must be JSON text-serialisable: {exc}") from None
+        given = _checked_run_input(run_input)
         with self._transaction():
             now = self._now()
-            store = self._store
             policy = self.flow_policy
             run = self._run_for_transition(run_id)
-            given = run_input if isinstance(run_input, dict) else None
             plan = plan_resume(
                 run.state, given, lambda key: self._store.read_run_input(run_id, key), now
             )
             if plan.answer is not None:
                 return plan.answer
             assert plan.proposal is not None
-            response, key = plan.response, plan.response_key or ""
             decided, _ = self._decide_flow(run_id, plan.proposal, False, now, run, policy)
-            result = decided.result
-            store_input = response is not None and result.status is SetStateStatus.ACCEPT
-            if store_input and store.read_run_input(run_id, key) is not None:
-                # refused before anything is written: a block around this call goes on
-                raise ObjectAlreadyExists(f"run input {key!r} of flow run {run_id} already exists")
-            self._save(decided, now, False)
-            if store_input:
-                store.insert_run_input(run_id, key, response, None, now)  # type: ignore[arg-type]
-            return result
+            self._save_resumed(run_id, decided, plan, now)
+            return decided.result
+
+    def _save_resumed(
+        self, run_id: UUID, decided: Outcome, plan: ResumePlan, now: datetime
+    ) -> None:
+        """Save a resume's outcome and, when it was accepted, the run input it answers with;
+        an input already stored under the key refuses it before anything is written (a block
+        around the call goes on)."""
+        store = self._store
+        response, key = plan.response, plan.response_key or ""
+        store_input = response is not None and decided.result.status is SetStateStatus.ACCEPT
+        if store_input and store.read_run_input(run_id, key) is not None:
+            raise ObjectAlreadyExists(f"run input {key!r} of flow run {run_id} already exists")
+        self._save(decided, now, False)
+        if store_input:
+            store.insert_run_input(run_id, key, response, None, now)  # type: ignore[arg-type]
 
     # -- run input -------------------------------------------------------------------------
 
@@ -682,11 +672,8 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
         """Decide on ``proposed`` for a task run and save the outcome; ``now`` None: the time
         is read once the run, and the limits of its tags, are locked for this transaction (so
         the times of tagged runs' states follow the order in which they took their slots)."""
-        store = self._store
         policy = MINIMAL_TASK if force else self.task_policy
-        run = store.working_task_run(run_id)
-        if run is None:
-            raise ObjectNotFound(f"Task run with id {run_id} not found")
+        run = self._task_run_for_transition(run_id)
         slots = self._run_slots() if run.tags else None
         if now is None:
             if slots is not None:
@@ -695,16 +682,9 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
         flow_run = None
         cached_state = None
         if proposed.type is StateType.RUNNING:
-            if run.flow_run_id is not None:
-                flow_run = store.working_flow_run(run.flow_run_id)  # (a rule gets a copy)
-                if flow_run is None:
-                    raise ObjectNotFound(
-                        f"Unable to read flow run associated with task run: {run.id}, this flow "
-                        "run might have been deleted"
-                    )
-            details = proposed.state_details
-            if not force and details.cache_key and not details.refresh_cache:
-                cached_state = store.read_cached_state(details.cache_key, now)
+            flow_run = self._flow_run_of(run)
+            if not force:
+                cached_state = self._cached_state_for(proposed, now)
         ctx = policy.context(
             run, proposed, now, self._new_id, flow_run=flow_run, cached_state=cached_state,
             uniform=self._uniform, slots=slots, read_parameters=self._flow_run_parameters,
@@ -712,6 +692,33 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
         outcome = policy.decide(ctx)
         self._save(outcome, now, force)
         return outcome
+
+    def _task_run_for_transition(self, run_id: UUID) -> TaskRun:
+        """The task run a transition starts from (deciding does not change it)."""
+        run = self._store.working_task_run(run_id)
+        if run is None:
+            raise ObjectNotFound(f"Task run with id {run_id} not found")
+        return run
+
+    def _flow_run_of(self, run: TaskRun) -> FlowRun | None:
+        """The flow run a task run entering RUNNING belongs to (None for a task run of none)."""
+        if run.flow_run_id is None:
+            return None
+        flow_run = self._store.working_flow_run(run.flow_run_id)  # (a rule gets a copy)
+        if flow_run is None:
+            raise ObjectNotFound(
+                f"Unable to read flow run associated with task run: {run.id}, this flow "
+                "run might have been deleted"
+            )
+        return flow_run
+
+    def _cached_state_for(self, proposed: State, now: datetime) -> State | None:
+        """The state cached under a RUNNING proposal's ``cache_key`` (unless it asks to
+        refresh the cache), if one is still valid at ``now``."""
+        details = proposed.state_details
+        if not details.cache_key or details.refresh_cache:
+            return None
+        return self._store.read_cached_state(details.cache_key, now)
 
     def _save(self, outcome: Outcome, now: datetime, force: bool) -> None:
         ctx = outcome.context
@@ -748,6 +755,41 @@ class _EffectTarget:
         orchestrator = self._orchestrator
         if orchestrator._store.read_task_run(task_run_id) is not None:
             orchestrator._orchestrate_task(task_run_id, state, force=True, now=self._now)
+
+
+def _new_flow_run(fields: dict[str, Any]) -> FlowRun:
+    """The flow run ``create_flow_run`` gathered the ``fields`` of, validated; not stored yet,
+    its times not stamped."""
+    try:
+        run = validate.plain_flow_run(fields)
+        if run is None:
+            fields["empirical_policy"] = validate.coerce_policy(
+                fields["empirical_policy"], FlowRunPolicy
+            )
+            run = FlowRun(**fields)
+    except ValidationError as exc:
+        raise InvalidState(f"invalid flow run: {validate.validation_message(exc)}") from None
+    if run.parameters:  # an empty dict is always JSON
+        try:
+            json.dumps(run.parameters)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise InvalidState(f"parameters must be JSON-serialisable: {exc}") from None
+    return run
+
+
+def _checked_run_input(run_input: Any) -> dict[str, Any] | None:
+    """``resume_flow_run``'s ``run_input``: None, or a dict that is JSON text-serialisable."""
+    if run_input is None:
+        return None
+    if not isinstance(run_input, dict):
+        raise InvalidState(
+            f"run_input must be a dict (a JSON object), not {type(run_input).__name__}"
+        )
+    try:
+        json.dumps(run_input, ensure_ascii=False).encode("utf-8")
+    except (TypeError, ValueError, RecursionError) as exc:  # incl. UnicodeEncodeError
+        raise InvalidState(f"run_input must be JSON text-serialisable: {exc}") from None
+    return run_input
 
 
 def _with_estimated_run_time(run: FlowRun, now: datetime) -> FlowRun:
