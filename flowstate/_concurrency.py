@@ -245,14 +245,7 @@ class ConcurrencyMethods:
         held = {row.id: after_decay(row, now) for row in active}
         blocking = [(row, held[row.id][0]) for row in active if held[row.id][0] + count > row.limit]
         if blocking:
-            full = ", ".join(
-                f"{row.name!r} has {now_held} of {row.limit} slots taken" for row, now_held in blocking
-            )
-            return found, ConcurrencyLimitReached(
-                f"no room for {count} more slot{'s' if count > 1 else ''}: {full}",
-                retry_after(blocking, count),
-                tuple(row.name for row, _ in blocking),
-            )
+            return found, _no_room(blocking, count)
         for row in active:
             now_held, anchor = held[row.id]
             hold(row, now_held + count, anchor, now)
@@ -445,12 +438,7 @@ class ConcurrencyMethods:
                 "their slots while this transaction() block is open; call them outside it"
             )
         if strict:
-            with self._read_transaction():
-                missing = [name for name in wanted if self._limits.read_limit(name) is None]
-            if missing:
-                raise ObjectNotFound(
-                    f"no global concurrency limit named {', '.join(map(repr, missing))}"
-                )
+            self._require_limits(wanted)
         deadline = None if timeout is None else self._now() + timedelta(seconds=timeout)
         while True:
             try:
@@ -465,13 +453,41 @@ class ConcurrencyMethods:
             except ConcurrencyLimitReached as refused:
                 if mode == "concurrency" and self.expire_leases():
                     continue  # a crashed holder's slots came back: try again at once
-                now = self._now()
-                nap = min(refused.retry_after, MAX_NAP_SECONDS)
-                if deadline is not None:
-                    if now >= deadline:
-                        raise WaitTimeout(
-                            f"no free slots on {', '.join(map(repr, refused.limits))} within "
-                            f"{timeout:g} s"
-                        ) from None
-                    nap = min(nap, (deadline - now).total_seconds())
+                nap = self._nap_after(refused, deadline, timeout)
             yield Nap(nap)
+
+    def _require_limits(self, wanted: list[str]) -> None:
+        """ObjectNotFound unless a limit exists under each name (``strict``)."""
+        with self._read_transaction():
+            missing = [name for name in wanted if self._limits.read_limit(name) is None]
+        if missing:
+            raise ObjectNotFound(
+                f"no global concurrency limit named {', '.join(map(repr, missing))}"
+            )
+
+    def _nap_after(
+        self, refused: ConcurrencyLimitReached, deadline: datetime | None, timeout: float | None
+    ) -> float:
+        """How long to wait after a refused attempt: its ``retry_after``, at most
+        :data:`MAX_NAP_SECONDS` and not past ``deadline``; WaitTimeout once that has passed."""
+        now = self._now()
+        nap = min(refused.retry_after, MAX_NAP_SECONDS)
+        if deadline is None:
+            return nap
+        if now >= deadline:
+            raise WaitTimeout(
+                f"no free slots on {', '.join(map(repr, refused.limits))} within {timeout:g} s"
+            ) from None
+        return min(nap, (deadline - now).total_seconds())
+
+
+def _no_room(blocking: list[tuple[LimitRow, int]], count: int) -> ConcurrencyLimitReached:
+    """The refusal of ``count`` slots by the limits ``blocking`` (each with the slots it holds)."""
+    full = ", ".join(
+        f"{row.name!r} has {now_held} of {row.limit} slots taken" for row, now_held in blocking
+    )
+    return ConcurrencyLimitReached(
+        f"no room for {count} more slot{'s' if count > 1 else ''}: {full}",
+        retry_after(blocking, count),
+        tuple(row.name for row, _ in blocking),
+    )

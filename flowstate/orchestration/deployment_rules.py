@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import timedelta
 from uuid import UUID
 
+from flowstate.concurrency.run_slots import DeploymentLimit
 from flowstate.orchestration.context import TransitionContext
 from flowstate.orchestration.decisions import Abort, Decision, Proceed, Reject
 from flowstate.orchestration.rules import ANY_STATE, rule
@@ -80,20 +81,28 @@ def secure_flow_concurrency_slots(ctx: TransitionContext) -> Decision | None:
     deployment = ctx.slots.deployment_limit(ctx._value("deployment_id"))
     if deployment is None:
         return None
-    holder = _holder(ctx)
     kept = _lease_of(ctx.initial)
-    if kept is not None and ctx.slots.holds(kept, holder):
+    if kept is not None and ctx.slots.holds(kept, _holder(ctx)):
         # the run kept its slot (an automatic retry): it goes on with it
         if _lease_of(proposed) == kept:
             return None
         return Proceed(ctx.with_details(proposed, deployment_concurrency_lease_id=kept))
+    return _take_slot(ctx, proposed, deployment)
+
+
+def _take_slot(
+    ctx: TransitionContext, proposed: State, deployment: DeploymentLimit
+) -> Decision | None:
+    """A submitted run without a slot takes one of its deployment's limit (and its state
+    carries the lease); a full limit reschedules the run or cancels it, as the deployment's
+    collision strategy says."""
     limit = deployment.limit
     if not limit.active:
         return None  # an inactive limit restricts nothing
     if limit.limit == 0:
         return Abort(ZERO_LIMIT)
     grace = deployment.grace_period_seconds or DEFAULT_GRACE_SECONDS
-    lease = ctx.slots.take([limit], holder, grace)
+    lease = ctx.slots.take([limit], _holder(ctx), grace)
     if lease is not None:
         ctx.parameters[_TAKEN] = lease
         return Proceed(ctx.with_details(proposed, deployment_concurrency_lease_id=lease))

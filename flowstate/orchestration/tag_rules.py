@@ -77,14 +77,30 @@ def secure_task_concurrency_slots(ctx: TransitionContext) -> Decision | None:
     if ctx.proposed is None or not tags:
         return None
     limits = [row for row in ctx.slots.tag_limits(tags) if row.active]
+    abort = _deadlock_abort(limits)
+    if abort is not None:
+        return abort
+    return _take_or_wait(ctx, [row for row in limits if row.limit > 0])
+
+
+def _tag_of(row: LimitRow) -> str:
+    """The tag a tag limit is named after (its name is ``tag:<tag>``)."""
+    return row.name.split(":", 1)[1]
+
+
+def _deadlock_abort(limits: list[LimitRow]) -> Abort | None:
+    """ABORT when one of the limits is 0: the task run could never run."""
     for row in limits:
         if row.limit == 0:
-            tag = row.name.split(":", 1)[1]
             return Abort(
-                f'The concurrency limit on tag "{tag}" is 0 and will deadlock if the task tries '
-                "to run again."
+                f'The concurrency limit on tag "{_tag_of(row)}" is 0 and will deadlock if the '
+                "task tries to run again."
             )
-    limits = [row for row in limits if row.limit > 0]
+    return None
+
+
+def _take_or_wait(ctx: TransitionContext, limits: list[LimitRow]) -> Decision | None:
+    """A slot of each of the limits (all positive), all or none: WAIT while one is full."""
     if not limits:
         return None
     lease = ctx.slots.take(limits, _holder(ctx), TASK_SLOT_LEASE_SECONDS)
@@ -94,7 +110,7 @@ def secure_task_concurrency_slots(ctx: TransitionContext) -> Decision | None:
     now = ctx.slots.now
     held = [(row, after_decay(row, now)[0]) for row in limits]
     full = [(row, slots) for row, slots in held if slots + 1 > row.limit]
-    names = ", ".join(row.name.split(":", 1)[1] for row in limits)
+    names = ", ".join(_tag_of(row) for row in limits)
     return Wait(wait_seconds(full), f"Concurrency limit reached for tags: {names}")
 
 
