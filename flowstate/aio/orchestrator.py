@@ -377,17 +377,7 @@ class AsyncOrchestrator:
         ``shielded``: the job may not be taken back (the end of a transaction block);
         ``settled`` is called once the job is done, before its listeners run.
         """
-        cancelled: asyncio.CancelledError | None = None
-        if not shielded:
-            try:
-                await job.future  # type: ignore[misc]
-            except asyncio.CancelledError as exc:
-                if self._worker.abandon(job):
-                    exc.add_note(
-                        f"flowstate: {_name(job)} was cancelled before it started: it did nothing"
-                    )
-                    raise
-                cancelled = exc
+        cancelled = None if shielded else await self._unless_taken_back(job)
         if not job.done:
             cancelled = await _until_done(job) or cancelled
         if settled is not None:
@@ -395,19 +385,37 @@ class AsyncOrchestrator:
         if job.events and self._listeners.callbacks:
             cancelled = await self._tell(job.events) or cancelled
         if cancelled is not None:
-            block = self._block
-            in_block = block is not None and block.task is asyncio.current_task()
-            if job.fn is _exit_transaction or job.fn is _enter_transaction:
-                in_block = False
-            cancelled.add_note(
-                f"flowstate: {_name(job)} had started when its task was cancelled; it ran to its "
-                f"end first and {_what_it_did(job, in_block)}"
-            )
+            self._note_what_it_did(cancelled, job)
             raise cancelled
         if job.error is not None:
             error, job.error = job.error, None
             raise error
         return job.value
+
+    async def _unless_taken_back(self, job: Job) -> asyncio.CancelledError | None:
+        """Wait for the job to be done; a cancellation meanwhile takes back a job still queued
+        (and goes on at once), or is returned when the job has started."""
+        try:
+            await job.future  # type: ignore[misc]
+        except asyncio.CancelledError as exc:
+            if self._worker.abandon(job):
+                exc.add_note(
+                    f"flowstate: {_name(job)} was cancelled before it started: it did nothing"
+                )
+                raise
+            return exc
+        return None
+
+    def _note_what_it_did(self, cancelled: asyncio.CancelledError, job: Job) -> None:
+        """Note on the cancellation of a job that had started what the job did meanwhile."""
+        block = self._block
+        in_block = block is not None and block.task is asyncio.current_task()
+        if job.fn is _exit_transaction or job.fn is _enter_transaction:
+            in_block = False
+        cancelled.add_note(
+            f"flowstate: {_name(job)} had started when its task was cancelled; it ran to its "
+            f"end first and {_what_it_did(job, in_block)}"
+        )
 
     async def _tell(self, events: list[TransitionEvent]) -> asyncio.CancelledError | None:
         """Tell the listeners about ``events``; a cancellation meanwhile waits until all are
