@@ -300,23 +300,26 @@ class MemoryStore(ConnectionLifecycle[Tables]):
         by ``updates`` (those the databases' UPDATE statements write)."""
         tables = self.conn
         stored, _ = tables.runs[kind][run.id]
-        states = tables.states[kind]
         if written is not None:
-            if written.id in states or any(
-                owner == run.id and s.timestamp == written.timestamp
-                for owner, s in states.values()
-            ):
-                raise DatabaseError(f"{self.path}: the run already has a state with that id or time")
-            kept = _copy(written)
-            if kept.data is not None and is_unpersisted(kept.data):
-                kept = kept.model_copy(update={"data": None})
-            tables.put(states, written.id, (run.id, kept))
-        fields = SAVED_FIELDS[kind]
-        changes = deepcopy({name: value for name, value in updates.items() if name in fields})
+            self._insert_state(kind, run.id, written)
+        saved_fields = SAVED_FIELDS[kind] & updates.keys()
+        changes = deepcopy({name: updates[name] for name in saved_fields})
         changes["updated"] = now
         saved = stored.model_copy(update=changes)
         state_id = written.id if written is not None else current_state_id
         tables.put(tables.runs[kind], run.id, (saved, state_id))
+
+    def _insert_state(self, kind: RunKind, run_id: UUID, written: State) -> None:
+        """Add ``written`` to a run's history (refused as the databases' unique keys refuse)."""
+        states = self.conn.states[kind]
+        if written.id in states or any(
+            owner == run_id and s.timestamp == written.timestamp for owner, s in states.values()
+        ):
+            raise DatabaseError(f"{self.path}: the run already has a state with that id or time")
+        kept = _copy(written)
+        if kept.data is not None and is_unpersisted(kept.data):
+            kept = kept.model_copy(update={"data": None})
+        self.conn.put(states, written.id, (run_id, kept))
 
     # -- task cache, run input -------------------------------------------------------------
 
