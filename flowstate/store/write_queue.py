@@ -31,9 +31,12 @@ another program) is waited for as before (see ``lock_wait``). Where the file can
 only while no process has the database open.
 
 A lock wait cannot give up after a time, so a writer that has to wait hands the waiting to a
-thread of its own and waits for that thread in short slices, which let signals (Ctrl-C,
-SIGTERM) through and end at ``busy_timeout``. A wait given up keeps its place until its turn
-comes and then passes it on at once, so the writers behind it are not let in early.
+thread and waits for that thread in short slices, which let signals (Ctrl-C, SIGTERM) through
+and end at ``busy_timeout``. Each connection has one such thread, with a descriptor of the
+file of its own, from its first wait in line until it closes: a wait starts no thread and
+opens no file. A wait given up keeps its place until its turn comes and then passes it on at
+once, so the writers behind it are not let in early. A forked child closes the descriptors it
+inherited (a parent's lock would otherwise outlive the parent) and opens its own.
 """
 
 from __future__ import annotations
@@ -43,10 +46,12 @@ import fcntl
 import itertools
 import mmap
 import os
+import queue
 import stat
 import struct
 import threading
 import time
+import weakref
 from collections.abc import Callable
 
 from flowstate.store._sqlite_errors import busy_error
@@ -94,7 +99,10 @@ class WriteQueue:
     """One connection's place among its database's writers (not thread-safe: the store calls
     it under its own lock)."""
 
-    __slots__ = ("_counters", "_database", "_fd", "_held", "_me", "_pid", "_unusable")
+    __slots__ = (
+        "__weakref__", "_counters", "_database", "_fd", "_held", "_me", "_pid", "_unusable",
+        "_waiter",
+    )
 
     def __init__(self, database: str) -> None:
         self._database = database
@@ -104,6 +112,8 @@ class WriteQueue:
         self._me = 0  # this connection's name in the file (see _open)
         self._held: int | None = None  # the descriptor holding the lock, while this one writes
         self._unusable = False  # no such locks here: SQLite's lock alone decides
+        self._waiter: _Waiter | None = None  # started at the first wait in line
+        _OPEN.add(self)
 
     def enter(self, busy_timeout: float, path: str) -> Wait | None:
         """Wait for this connection's turn to write; ``busy_error()`` after ``busy_timeout``
@@ -113,7 +123,14 @@ class WriteQueue:
         if fd is None or (self._may_skip_line() and self._entered_at_once(fd)):
             return None
         wait = Wait(path, busy_timeout)
-        self._held = _wait_in_a_thread(self._database, self._me, wait)
+        waiter = self._waiter
+        if waiter is None:
+            waiter = self._waiter = _Waiter.start(self._database, self._me)
+            if waiter is None:
+                return wait
+            weakref.finalize(self, waiter.stop)
+        if waiter.wait(wait):
+            self._held = waiter.fd
         return wait
 
     def _descriptor(self) -> int | None:
@@ -150,16 +167,15 @@ class WriteQueue:
     def leave(self) -> None:
         """Let the next writer in (call it after the COMMIT or ROLLBACK)."""
         held, self._held = self._held, None
-        if held is None:
-            return
-        if held == self._fd:
+        if held is not None:
             fcntl.fcntl(held, _SETLK, _FREE_WRITE)  # type: ignore[arg-type]
-        else:
-            os.close(held)  # a waiting thread's own descriptor: closing it unlocks it
 
     def close(self) -> None:
-        """Leave the queue and close its file."""
+        """Leave the queue, end its waiter and close its file."""
         self.leave()
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            waiter.stop()
         fd, self._fd = self._fd, None
         counters, self._counters = self._counters, None
         if self._pid == os.getpid():
@@ -168,9 +184,24 @@ class WriteQueue:
             if fd is not None:
                 os.close(fd)
 
+    def _forget(self) -> None:
+        """In a forked child: close the parent's descriptors (the parent's locks stay with
+        the parent, and go when it dies); the child opens its own at its first write."""
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            waiter.forget()
+        fd, self._fd = self._fd, None
+        counters, self._counters = self._counters, None
+        self._held = None
+        if counters is not None:
+            counters.close()
+        if fd is not None:
+            os.close(fd)
+
     def _open(self) -> bool:
         """Open (in a forked child: open again) the queue's file and map its counters."""
         self._fd = self._counters = None  # a parent's descriptor would share its locks
+        self._waiter = None
         self._pid = os.getpid()
         if _SETLK is None:
             return False
@@ -180,6 +211,17 @@ class WriteQueue:
         self._fd, self._counters = opened
         self._me = (self._pid << 24) | (next(_NAMES) & 0xFFFFFF)
         return True
+
+
+_OPEN: weakref.WeakSet[WriteQueue] = weakref.WeakSet()
+
+
+def _forget_in_child() -> None:
+    for write_queue in list(_OPEN):
+        write_queue._forget()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def _open(database: str) -> int | None:
@@ -224,10 +266,15 @@ def _slot(ticket: int) -> tuple[int, int]:
     return (_SLOT_BASE + ticket % _SLOTS, 1)
 
 
+def _release_all(fd: int) -> None:
+    """Let go of every byte ``fd`` holds (its place in line, the write lock)."""
+    fcntl.fcntl(fd, _SETLK, _request(fcntl.F_UNLCK, (0, 0)))  # type: ignore[arg-type]
+
+
 def _take_turn(fd: int, counters: mmap.mmap, me: int, given_up: Callable[[], bool]) -> bool:
-    """Line up through ``fd`` (a descriptor of this wait's own) and wait for the write lock:
-    True once ``fd`` holds it, False if the wait was given up before (its place passed on when
-    ``fd`` is closed)."""
+    """Line up through ``fd`` (the waiter's own descriptor) and wait for the write lock: True
+    once ``fd`` holds it, False if the wait was given up before (the caller then lets go of
+    what ``fd`` holds, which passes the place on)."""
     _lock(fd, _TICKETS)
     try:
         ticket = _COUNTERS.unpack_from(counters)[0]
@@ -246,44 +293,89 @@ def _take_turn(fd: int, counters: mmap.mmap, me: int, given_up: Callable[[], boo
     return True
 
 
-def _wait_in_a_thread(database: str, me: int, wait: Wait) -> int | None:
-    """Wait for this connection's turn in a thread, through a descriptor of that thread's own,
-    and return the descriptor once it holds the write lock (None if the lock cannot be had at
-    all). If the wait ends first (the deadline, or a signal handler's exception), the thread
-    passes its turn on as soon as it comes."""
-    opened = _open_mapped(database)
-    if opened is None:
-        return None
-    fd, counters = opened
-    granted = threading.Lock()  # released by the thread when it is done waiting
-    granted.acquire()
-    guard = threading.Lock()
-    outcome = ["waiting"]  # then "granted", "failed" or "abandoned"
+class _Turn:
+    """One wait for the write lock, handed to the waiter's thread."""
 
-    def block() -> None:
+    __slots__ = ("done", "outcome")
+
+    def __init__(self) -> None:
+        self.done = threading.Lock()  # released by the thread when it is done waiting
+        self.done.acquire()
+        self.outcome = "waiting"  # then "granted", "failed" or "abandoned"
+
+
+class _Waiter:
+    """One connection's thread that waits in line for it, through a descriptor of its own (a
+    separate open file, so its locks are not the connection's), both kept until :meth:`stop`:
+    a wait starts no thread and opens no file."""
+
+    __slots__ = ("_counters", "_guard", "_me", "_requests", "fd")
+
+    def __init__(self, fd: int, counters: mmap.mmap, me: int) -> None:
+        self.fd = fd
+        self._counters = counters
+        self._me = me
+        self._guard = threading.Lock()
+        self._requests: queue.SimpleQueue[_Turn | None] = queue.SimpleQueue()
+        threading.Thread(target=self._serve, name="flowstate-write-queue", daemon=True).start()
+
+    @classmethod
+    def start(cls, database: str, me: int) -> _Waiter | None:
+        """A waiter with its own descriptor of the queue's file; None if it cannot be opened."""
+        opened = _open_mapped(database)
+        return None if opened is None else cls(*opened, me)
+
+    def stop(self) -> None:
+        """End the thread once it has finished the wait it may be in (a given-up wait first
+        passes its turn on); it closes the descriptor."""
+        self._requests.put(None)
+
+    def forget(self) -> None:
+        """In a forked child (which has no such thread): close the parent's descriptor."""
+        self._counters.close()
+        os.close(self.fd)
+
+    def wait(self, wait: Wait) -> bool:
+        """Wait for the write lock, held through :attr:`fd` on True (False: it cannot be had
+        at all). ``busy_error()`` at the deadline; a signal handler's exception leaves within
+        a slice. A wait that ends early passes its turn on as soon as it comes."""
+        turn = _Turn()
+        self._requests.put(turn)
+        done, deadline, notice = turn.done, wait.deadline, wait.notice
         try:
-            got = _take_turn(fd, counters, me, lambda: outcome[0] == "abandoned")
-        except BaseException:  # (an OSError): whatever it holds goes with the descriptor
-            got = False
-        counters.close()
-        with guard:
-            if outcome[0] == "abandoned" or not got:
-                os.close(fd)
-            if outcome[0] != "abandoned":
-                outcome[0] = "granted" if got else "failed"
-        granted.release()
+            while not done.acquire(timeout=max(0.0, min(_SLICE, deadline - time.monotonic()))):
+                if time.monotonic() >= deadline:
+                    raise busy_error()
+                notice.check()
+        except BaseException:
+            with self._guard:
+                if turn.outcome == "granted":
+                    _release_all(self.fd)
+                turn.outcome = "abandoned"
+            raise
+        return turn.outcome == "granted"
 
-    threading.Thread(target=block, name="flowstate-write-queue", daemon=True).start()
-    deadline, notice = wait.deadline, wait.notice
-    try:
-        while not granted.acquire(timeout=max(0.0, min(_SLICE, deadline - time.monotonic()))):
-            if time.monotonic() >= deadline:
-                raise busy_error()
-            notice.check()
-    except BaseException:
-        with guard:
-            if outcome[0] == "granted":
-                os.close(fd)
-            outcome[0] = "abandoned"
-        raise
-    return fd if outcome[0] == "granted" else None
+    def _serve(self) -> None:
+        """The thread: take each wait handed over in turn, until :meth:`stop`."""
+        fd, requests = self.fd, self._requests
+        try:
+            while (turn := requests.get()) is not None:
+                self._take(turn)
+        finally:
+            self._counters.close()
+            os.close(fd)
+
+    def _take(self, turn: _Turn) -> None:
+        fd = self.fd
+        got = False
+        if turn.outcome != "abandoned":
+            try:
+                got = _take_turn(fd, self._counters, self._me, lambda: turn.outcome == "abandoned")
+            except OSError:
+                got = False
+        with self._guard:
+            if turn.outcome == "abandoned" or not got:
+                _release_all(fd)  # a place given up: the next in line goes on at once
+            if turn.outcome != "abandoned":
+                turn.outcome = "granted" if got else "failed"
+        turn.done.release()

@@ -5,6 +5,7 @@ on a signal, or when the holder's process dies; an abandoned wait leaves nothing
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sqlite3
 import struct
@@ -13,7 +14,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,6 +30,21 @@ from .test_lock_waits import _CHILD, _line, _scheduled_run  # _CHILD waits, then
 
 def _queue_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "flowstate-write-queue"]
+
+
+def _in_line(database: Path | str) -> int:
+    """Writers waiting in the queue's line (tickets drawn, less tickets served)."""
+    with open(f"{database}{write_queue.SUFFIX}", "rb") as file:
+        ticket, served = struct.unpack("=QQ", file.read(16))
+    return ticket - served
+
+
+def _until(condition: Callable[[], bool]) -> bool:
+    for _ in range(100):
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
 
 
 @contextmanager
@@ -57,11 +73,12 @@ def test_a_writer_waits_in_the_kernel_until_the_holder_commits(tmp_path: Path) -
             thread.start()
             time.sleep(0.3)
             assert not answers  # still waiting...
-            assert _queue_threads(), "the wait is not in the writers' queue"  # ...in the kernel
+            assert _in_line(path) == 1, "the wait is not in the writers' queue"  # ...in line
         thread.join(5)
         assert answers == ["ACCEPT"]
-        assert not _queue_threads()
+        assert _in_line(path) == 0
         assert waiter.read_flow_run(run_id).state_type is StateType.PENDING
+    assert _until(lambda: not _queue_threads())  # the waiter's thread ends with its store
 
 
 def test_a_queue_wait_ends_in_database_busy_logged_once_and_leaves_nothing_held(
@@ -77,11 +94,7 @@ def test_a_queue_wait_ends_in_database_busy_logged_once_and_leaves_nothing_held(
                 waiter.set_flow_run_state(run_id, Pending())
             assert 1.3 <= time.monotonic() - started < 2.5
         # the holder has committed: the abandoned wait let go of its turn at once
-        for _ in range(50):
-            if not _queue_threads():
-                break
-            time.sleep(0.02)
-        assert not _queue_threads()
+        assert _until(lambda: _in_line(path) == 0)
         with Orchestrator(path, busy_timeout=0.5) as third:
             assert third.set_flow_run_state(run_id, Pending()).status.value == "ACCEPT"
         assert waiter.set_flow_run_state(run_id, Running()).status.value == "ACCEPT"
@@ -213,7 +226,7 @@ def test_writers_get_the_lock_in_the_order_they_asked_and_the_last_holder_lines_
         assert order == ["a", "b", "c", "first again"]
     finally:
         first.close()
-    assert not _queue_threads()
+    assert _until(lambda: not _queue_threads())
 
 
 def test_a_wait_given_up_passes_its_turn_on_and_leaves_nothing_held(tmp_path: Path) -> None:
@@ -241,11 +254,7 @@ def test_a_wait_given_up_passes_its_turn_on_and_leaves_nothing_held(tmp_path: Pa
         holder.leave()
         behind.join(5)
         assert order == ["behind"]  # the given-up place passed on
-        for _ in range(50):
-            if not _queue_threads():
-                break
-            time.sleep(0.02)
-        assert not _queue_threads()
+        assert _until(lambda: _in_line(database) == 0)
         assert holder.enter(1, database) is None  # the line is empty again: at once
         holder.leave()
     finally:
@@ -304,3 +313,87 @@ def test_where_there_are_no_such_locks_writers_do_without_the_queue(
         assert two.set_flow_run_state(run.id, Pending()).status.value == "ACCEPT"
         assert one.set_flow_run_state(run.id, Running()).status.value == "ACCEPT"
     assert not (tmp_path / "no-locks.db-writers").exists()
+
+
+def test_waits_in_line_start_no_thread_and_open_no_file_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = _database(tmp_path)
+    started: list[str] = []
+    opened: list[str] = []
+    real_start, real_open = threading.Thread.start, os.open
+
+    def start(thread: threading.Thread) -> None:
+        started.append(thread.name)
+        real_start(thread)
+
+    def open_(path: str, *args: int) -> int:
+        if str(path).endswith(write_queue.SUFFIX):
+            opened.append(str(path))
+        return real_open(path, *args)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    monkeypatch.setattr(os, "open", open_)
+    holder, waiter = WriteQueue(database), WriteQueue(database)
+    held, done = threading.Semaphore(0), threading.Semaphore(0)
+    waits: list[bool] = []
+
+    def wait_behind_the_holder() -> None:
+        for _ in range(100):
+            held.acquire()
+            waits.append(waiter.enter(10, database) is not None)
+            waiter.leave()
+            done.release()
+
+    thread = threading.Thread(target=wait_behind_the_holder, name="test")
+    try:
+        thread.start()
+        for count in range(1, 101):
+            assert holder.enter(10, database) is None  # the line is empty: at once
+            held.release()
+            _waiting(database, count)  # the waiter has drawn its ticket
+            holder.leave()
+            assert done.acquire(timeout=10)
+        thread.join(10)
+    finally:
+        holder.close()
+        waiter.close()
+    assert waits == [True] * 100  # each one waited in line
+    assert started.count("flowstate-write-queue") <= 1
+    assert len(opened) <= 3  # the holder's file, the waiter's, its thread's
+
+
+def _queue_files_open() -> int:
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}").endswith(write_queue.SUFFIX)
+        except OSError:
+            pass  # (the listing's own descriptor)
+    return count
+
+
+def test_a_forked_child_keeps_none_of_the_parents_queue_files_open(tmp_path: Path) -> None:
+    """An open file of the parent's kept in a child would keep the parent's locks after the
+    parent died (they go with the file's last descriptor)."""
+    path = tmp_path / "fork.db"
+    run_id = _scheduled_run(path)
+    with Orchestrator(path, busy_timeout=10) as orc:
+        with _a_flowstate_writer_in_a_block(path):  # so that orc waits in line once
+            thread = threading.Thread(target=lambda: orc.set_flow_run_state(run_id, Pending()))
+            thread.start()
+            assert _until(lambda: _in_line(path) == 1)
+        thread.join(5)
+        read, write = os.pipe()
+        child = os.fork()
+        if child == 0:  # pragma: no cover (the child)
+            try:
+                os.write(write, str(_queue_files_open()).encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        answer = os.read(read, 100)
+        os.close(read)
+        os.waitpid(child, 0)
+        assert answer == b"0"
+        assert orc.set_flow_run_state(run_id, Running()).status.value == "ACCEPT"
