@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from flowstate import InvalidState, Orchestrator, SetStateStatus, StateType
+from flowstate.errors import RuleError
 from flowstate.rules import (
     ANY_STATE, CORE_FLOW, CORE_TASK, Policy, Reject, Wait, decide_transition, rule,
 )
@@ -364,6 +365,20 @@ def test_a_rule_sees_the_parameters_a_transition_does_not_read(database):
     assert seen == [{"x": [1]}] * 4
 
 
+def test_a_rule_changing_a_field_runs_do_not_have_fails_the_call_and_changes_nothing(database):
+    """``ctx.update_run`` with a name that is not a field of the run: a RuleError naming it."""
+    @rule(from_=ANY_STATE, to=StateType.RUNNING, name="typo")
+    def typo(ctx):
+        ctx.update_run(run_cuont=1)
+
+    with Orchestrator(database, flow_policy=CORE_FLOW.append(typo)) as orc:
+        run = orc.create_flow_run(state=Pending())
+        with pytest.raises(RuleError, match="run_cuont"):
+            orc.set_flow_run_state(run.id, Running())
+        after = orc.read_flow_run(run.id)
+        assert (after.state_type, after.run_count) == (StateType.PENDING, 0)
+
+
 def test_the_flow_run_a_user_task_rule_sees_is_its_own_copy(database):
     """``ctx.flow_run`` of a task transition: with a rule of yours in the task policy, a copy
     (changing it changes nothing the store keeps or answers)."""
@@ -395,10 +410,6 @@ def test_deciding_changes_no_run_a_fizzled_rules_changes_are_dropped():
     @rule(from_=ANY_STATE, to=StateType.RUNNING, name="no-running")
     def no_running(ctx):
         return Reject("no", ctx.fresh_state(StateType.PENDING))
-
-    @rule(from_=ANY_STATE, to=StateType.PENDING, name="name-it")
-    def name_it(ctx):
-        ctx.update_run(flow_run_run_count=5)
 
     from flowstate.runs import TaskRun
 

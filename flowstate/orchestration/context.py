@@ -43,9 +43,9 @@ class TransitionContext:
     """
 
     __slots__ = (
-        "kind", "_base", "_run", "_log", "updates", "initial", "proposed", "now", "new_id", "_flow_run",
-        "cached_state", "uniform", "slots", "parameters", "status", "reason", "delay_seconds",
-        "validated", "effects", "_read_parameters",
+        "kind", "_base", "_run", "_log", "updates", "initial", "proposed", "now", "new_id",
+        "_flow_run", "cached_state", "uniform", "slots", "parameters", "status", "reason",
+        "delay_seconds", "validated", "effects", "_read_parameters",
     )
 
     def __init__(
