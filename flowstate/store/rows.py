@@ -26,6 +26,7 @@ from flowstate.states import _DETAIL_DEFAULTS, State, StateDetails, StateType
 __all__ = [
     "STATE_WIDTH",
     "encode_time",
+    "flow_run_from_insert_row",
     "flow_run_from_row",
     "flow_policy_json",
     "flow_run_insert_row",
@@ -377,6 +378,61 @@ def flow_run_from_row(row: Sequence[Any]) -> FlowRun:
             "updated": parse_time(row[19]),
         },
     )
+
+
+def flow_run_from_insert_row(run: FlowRun, row: tuple[Any, ...]) -> FlowRun:
+    """The FlowRun reading back the row that INSERT_FLOW_RUN wrote with ``row`` (the
+    ``flow_run_insert_row`` of ``run``) gives, without the read: a new run has no state, and
+    its ids, texts, tags and UTC times are what decoding their stored text gives, so they are
+    taken from ``run`` as they are; the policy and the parameters are decoded (their stored
+    JSON is their normal form). A value in another form (a UUID subclass, a time in another
+    zone, ...) makes it decode the whole row."""
+    values = run.__dict__
+    if not _as_decoded(values):
+        return flow_run_from_row((*row, *_NO_STATE))
+    total_run_time = timedelta(seconds=row[11])
+    return construct(
+        FlowRun,
+        {
+            **values,
+            "parameters": _from_json_text(row[3]),
+            "tags": list(values["tags"]),
+            "total_run_time": total_run_time,
+            "estimated_run_time": total_run_time,
+            "empirical_policy": _validate_flow_policy(row[14]),
+        },
+    )
+
+
+def _as_decoded(values: dict[str, Any]) -> bool:
+    """Whether a new flow run's values (its ``__dict__``) are in the form decoding its row
+    gives them (see :func:`flow_run_from_insert_row`)."""
+    created, updated = values["created"], values["updated"]
+    return (
+        type(values["id"]) is UUID
+        and _plain_optional(values["deployment_id"], UUID)
+        and _plain_optional(values["parent_task_run_id"], UUID)
+        and type(values["name"]) is str
+        and type(values["flow_name"]) is str
+        and _plain_optional(values["infrastructure_pid"], str)
+        and all(type(tag) is str for tag in values["tags"])
+        and type(created) is datetime
+        and created.tzinfo is UTC
+        and type(updated) is datetime
+        and updated.tzinfo is UTC
+        and values["state"] is None
+        and values["state_type"] is None
+        and values["state_name"] is None
+        and values["start_time"] is None
+        and values["end_time"] is None
+        and values["expected_start_time"] is None
+        and values["next_scheduled_start_time"] is None
+        and type(values["run_count"]) is int
+    )
+
+
+def _plain_optional(value: Any, kind: type) -> bool:
+    return value is None or type(value) is kind
 
 
 def task_run_insert_row(run: TaskRun) -> tuple[Any, ...]:

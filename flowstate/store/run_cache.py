@@ -285,9 +285,8 @@ class Store(SqliteStore):
         if row is None:
             return False
         if self._caching():
-            # what reading the row back builds, decoded as a read decodes it (no state yet)
-            read = (*row, *_NO_STATE)
-            self._remember(rows.flow_run_from_row(read), read)
+            # what reading the row back builds (no state yet)
+            self._remember(rows.flow_run_from_insert_row(run, row), (*row, *_NO_STATE))
         return True
 
     def read_flow_run(self, run_id: UUID) -> FlowRun | None:
