@@ -20,8 +20,9 @@ them when a process dies, so a killed writer never keeps the others out.
   The first in line waits for the write lock itself.
 * **A turn.** The writer that got the lock from the line may take it again, for its next calls,
   for :data:`PASS_FOR` seconds (a process then does a few calls in a row, as it would alone,
-  and its caches of the database stay valid); after that it draws a new ticket like everyone
-  else. So a writer waits about one turn for each writer ahead of it.
+  and its caches of the database stay valid): the first in line asks for the write lock only
+  once that time is over. After it, the writer draws a new ticket like everyone else. So a
+  writer waits about one turn for each writer ahead of it.
 
 The counters in the file (next ticket, tickets served, when the current turn began and whose it
 is) only steer who asks for the lock next: the locked bytes decide who has it, and SQLite's own
@@ -271,6 +272,15 @@ def _release_all(fd: int) -> None:
     fcntl.fcntl(fd, _SETLK, _request(fcntl.F_UNLCK, (0, 0)))  # type: ignore[arg-type]
 
 
+def _after_the_pass(counters: mmap.mmap) -> None:
+    """Sleep until the current turn's :data:`PASS_FOR` is over: until then its writer may
+    take the lock again, and the first in line would otherwise take it between its calls."""
+    began = _COUNTERS.unpack_from(counters)[2]
+    left = began + _PASS_FOR_NS - time.monotonic_ns()
+    if 0 < left <= _PASS_FOR_NS:
+        time.sleep(left / 1e9)
+
+
 def _take_turn(fd: int, counters: mmap.mmap, me: int, given_up: Callable[[], bool]) -> bool:
     """Line up through ``fd`` (the waiter's own descriptor) and wait for the write lock: True
     once ``fd`` holds it, False if the wait was given up before (the caller then lets go of
@@ -285,6 +295,7 @@ def _take_turn(fd: int, counters: mmap.mmap, me: int, given_up: Callable[[], boo
     before = _slot(ticket - 1)
     _lock(fd, before)  # the writer before has the write lock now (or gave up, or died)
     _unlock(fd, before)
+    _after_the_pass(counters)
     if given_up():
         return False
     _lock(fd, _WRITE)

@@ -397,3 +397,33 @@ def test_a_forked_child_keeps_none_of_the_parents_queue_files_open(tmp_path: Pat
         os.waitpid(child, 0)
         assert answer == b"0"
         assert orc.set_flow_run_state(run_id, Running()).status.value == "ACCEPT"
+
+
+def test_the_first_in_line_leaves_the_turn_to_its_writer_until_the_pass_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(write_queue, "_PASS_FOR_NS", 500_000_000)  # a pass long enough to see
+    database = _database(tmp_path)
+    first, turn = WriteQueue(database), WriteQueue(database)
+    order: list[str] = []
+    try:
+        first.enter(10, database)
+        got_turn: list[bool] = []
+        waiting = threading.Thread(target=lambda: got_turn.append(turn.enter(10, database) is not None))
+        waiting.start()
+        _waiting(database, 1)
+        first.leave()
+        waiting.join(5)
+        assert got_turn == [True]  # `turn` got the lock from the line: its pass begins
+        behind = _line_up(database, "behind", order)  # first in line now
+        _waiting(database, 2)
+        time.sleep(0.05)
+        turn.leave()
+        assert turn.enter(10, database) is None  # within its pass: at once, though one waits
+        order.append("turn again")
+        turn.leave()
+        behind.join(5)
+        assert order == ["turn again", "behind"]
+    finally:
+        first.close()
+        turn.close()
