@@ -407,28 +407,45 @@ def flow_run_from_insert_row(run: FlowRun, row: tuple[Any, ...]) -> FlowRun:
 def _as_decoded(values: dict[str, Any]) -> bool:
     """Whether a new flow run's values (its ``__dict__``) are in the form decoding its row
     gives them (see :func:`flow_run_from_insert_row`)."""
-    created, updated = values["created"], values["updated"]
+    return (
+        _plain_ids(values)
+        and _plain_texts(values)
+        and type(values["run_count"]) is int
+        and _utc(values["created"])
+        and _utc(values["updated"])
+        and _NEW_RUN_NONES(values) == _ALL_NONE
+    )
+
+
+def _plain_ids(values: dict[str, Any]) -> bool:
+    """Whether a run's ids are plain UUIDs (or None where they may be)."""
     return (
         type(values["id"]) is UUID
         and _plain_optional(values["deployment_id"], UUID)
         and _plain_optional(values["parent_task_run_id"], UUID)
-        and type(values["name"]) is str
+    )
+
+
+def _plain_texts(values: dict[str, Any]) -> bool:
+    """Whether a flow run's names, pid and tags are plain str (or None where they may be)."""
+    return (
+        type(values["name"]) is str
         and type(values["flow_name"]) is str
         and _plain_optional(values["infrastructure_pid"], str)
         and all(type(tag) is str for tag in values["tags"])
-        and type(created) is datetime
-        and created.tzinfo is UTC
-        and type(updated) is datetime
-        and updated.tzinfo is UTC
-        and values["state"] is None
-        and values["state_type"] is None
-        and values["state_name"] is None
-        and values["start_time"] is None
-        and values["end_time"] is None
-        and values["expected_start_time"] is None
-        and values["next_scheduled_start_time"] is None
-        and type(values["run_count"]) is int
     )
+
+
+_NEW_RUN_NONES = itemgetter(
+    "state", "state_type", "state_name", "start_time", "end_time", "expected_start_time",
+    "next_scheduled_start_time",
+)
+_ALL_NONE = (None,) * 7
+
+
+def _utc(value: Any) -> bool:
+    """Whether ``value`` is a datetime in UTC, as decoding its stored text gives."""
+    return type(value) is datetime and value.tzinfo is UTC
 
 
 def _plain_optional(value: Any, kind: type) -> bool:
