@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowstate.runs import FlowRun, FlowRunPolicy
+from flowstate.runs import FlowRun, FlowRunPolicy, TaskRun, TaskRunPolicy
 from flowstate.states import State, StateDetails, StateType
 from flowstate.store import rows
 from flowstate.testing import states
@@ -206,6 +206,45 @@ def test_a_new_flow_run_built_from_its_insert_row_is_what_reading_the_row_gives(
     built = rows.flow_run_from_insert_row(run, row)
     assert _exact_run(built) == _exact_run(rows.flow_run_from_row((*row, *(None,) * rows.STATE_WIDTH)))
     assert built.tags is not run.tags and built.parameters is not run.parameters
+
+
+def _exact_task_run(run: TaskRun) -> tuple:
+    values = {k: (type(v), v) for k, v in run.__dict__.items() if k != "empirical_policy"}
+    policy = run.empirical_policy
+    return (
+        run.model_fields_set,
+        list(run.__dict__),
+        values,
+        {k: getattr(v, "tzinfo", None) for k, v in run.__dict__.items()},
+        (policy.model_fields_set, {k: (type(v), v) for k, v in policy.__dict__.items()}),
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    run_id=st.uuids() | st.builds(_OtherUUID, st.uuids().map(str)),
+    flow_run_id=st.none() | st.uuids() | st.builds(_OtherUUID, st.uuids().map(str)),
+    name=st.text(max_size=4),
+    tags=st.lists(st.text(max_size=3), max_size=2),
+    policy=st.builds(TaskRunPolicy) | st.builds(
+        TaskRunPolicy, max_retries=st.integers(0, 3), retry_delay=st.none() | st.integers(0, 3)
+        | st.lists(st.integers(0, 3), max_size=2), retry_jitter_factor=st.none() | st.integers(0, 2)
+    ),
+    moment=_times,
+)
+def test_a_new_task_run_built_from_its_insert_row_is_what_reading_the_row_gives(
+    run_id: uuid.UUID, flow_run_id: uuid.UUID | None, name: str, tags: list[str],
+    policy: TaskRunPolicy, moment: datetime,
+) -> None:
+    """task_run_from_insert_row takes values from the run instead of decoding them: it
+    gives what decoding the row gives, down to types, time zones and fields counted as set."""
+    run = TaskRun(id=run_id, flow_run_id=flow_run_id, name=name, tags=tags, empirical_policy=policy)
+    run.created = run.updated = moment
+    row = rows.task_run_insert_row(run)
+    built = rows.task_run_from_insert_row(run, row)
+    read = rows.task_run_from_row((*row[:20], *(None,) * rows.STATE_WIDTH, row[20]))
+    assert _exact_task_run(built) == _exact_task_run(read)
+    assert built.tags is not run.tags and built.empirical_policy is not run.empirical_policy
 
 
 # Strings as users may write them: any code point, lone surrogates included (which pydantic

@@ -511,11 +511,57 @@ def task_run_update_row(
 _NO_STATE = (None,) * STATE_WIDTH
 
 
-def task_run_from_insert_row(row: tuple[Any, ...]) -> TaskRun:
-    """The TaskRun reading back the row that INSERT_TASK_RUN wrote with ``row`` (a
-    ``task_run_insert_row``) gives: the same values, decoded the same way, without the read.
-    (A new run has no state: a SELECT_TASK_RUN row is its columns, the state's, then tags.)"""
-    return task_run_from_row((*row[:20], *_NO_STATE, row[20]))
+def task_run_from_insert_row(run: TaskRun, row: tuple[Any, ...]) -> TaskRun:
+    """The TaskRun reading back the row that INSERT_TASK_RUN wrote with ``row`` (the
+    ``task_run_insert_row`` of ``run``) gives, without the read: a new run has no state, and
+    its ids, texts, tags and UTC times are what decoding their stored text gives, so they are
+    taken from ``run`` as they are (its tags a list of its own); the policy is decoded (its
+    stored JSON is its normal form). A value in another form makes it decode the whole row
+    (a SELECT_TASK_RUN row is the run's columns, the state's, then tags)."""
+    values = run.__dict__
+    if not _task_as_decoded(values):
+        return task_run_from_row((*row[:20], *_NO_STATE, row[20]))
+    return construct(
+        TaskRun,
+        {
+            **values,
+            "tags": list(values["tags"]),
+            "total_run_time": timedelta(seconds=row[12]),
+            "empirical_policy": _validate_task_policy(row[15]),
+        },
+    )
+
+
+def _task_as_decoded(values: dict[str, Any]) -> bool:
+    """Whether a new task run's values (its ``__dict__``) are in the form decoding its row
+    gives them (see :func:`task_run_from_insert_row`)."""
+    return (
+        type(values["id"]) is UUID
+        and _plain_optional(values["flow_run_id"], UUID)
+        and _plain_task_texts(values)
+        and type(values["run_count"]) is int
+        and type(values["flow_run_run_count"]) is int
+        and _utc(values["created"])
+        and _utc(values["updated"])
+        and _NEW_TASK_RUN_NONES(values) == _ALL_NONE_TASK
+    )
+
+
+def _plain_task_texts(values: dict[str, Any]) -> bool:
+    """Whether a task run's keys, name and tags are plain str."""
+    return (
+        type(values["task_key"]) is str
+        and type(values["dynamic_key"]) is str
+        and type(values["name"]) is str
+        and all(type(tag) is str for tag in values["tags"])
+    )
+
+
+_NEW_TASK_RUN_NONES = itemgetter(
+    "state", "state_type", "state_name", "start_time", "end_time", "expected_start_time",
+    "next_scheduled_start_time", "cache_key", "cache_expiration",
+)
+_ALL_NONE_TASK = (None,) * 9
 
 
 def task_run_from_row(row: Sequence[Any]) -> TaskRun:

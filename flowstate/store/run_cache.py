@@ -373,8 +373,8 @@ class Store(SqliteStore):
         if row is None:
             return None
         if self._caching():  # what reading it gives (the caller gets a run of its own)
-            self._keep_task(rows.task_run_from_insert_row(row))
-        return rows.task_run_from_insert_row(row)
+            self._keep_task(rows.task_run_from_insert_row(run, row))
+        return rows.task_run_from_insert_row(run, row)
 
     def working_task_run(self, run_id: UUID) -> TaskRun | None:
         """The task run for a transition: the one the last transition left,
