@@ -204,8 +204,7 @@ class InteractionMethods:
         with self._transaction():
             now = self._now()
             store = self._store
-            if store.read_flow_run(run_id) is None:
-                raise ObjectNotFound(f"Flow run with id {run_id} not found")
+            validate.found(store.read_flow_run(run_id), "flow", run_id)
             if key is None:
                 key = _next_pause_key(store, run_id)
             make = Suspended if reschedule else Paused
@@ -427,10 +426,7 @@ class InteractionMethods:
             )
 
     def _flow_run_exists(self, run_id: UUID) -> FlowRun:
-        run = self._store.read_flow_run(run_id)
-        if run is None:
-            raise ObjectNotFound(f"Flow run with id {run_id} not found")
-        return run
+        return validate.found(self._store.read_flow_run(run_id), "flow", run_id)
 
     def _history(self, run_id: UUID) -> list[State]:
         self._flow_run_exists(run_id)

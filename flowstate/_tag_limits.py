@@ -119,8 +119,7 @@ class TagLimitMethods(ConcurrencyMethods):
         duration = checks.lease_duration(lease_duration)
         with self._transaction():
             now = self._liveness_time(None)
-            if self._store.read_task_run(run_id) is None:
-                raise ObjectNotFound(f"Task run with id {run_id} not found")
+            validate.found(self._store.read_task_run(run_id), "task", run_id)
             limits = self._limits
             renewed = []
             for lease in limits.lock_leases_of_holder("task_run", str(run_id)):

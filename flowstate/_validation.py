@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, TypeVar
 from uuid import UUID
 
 from pydantic import ValidationError
 
-from flowstate.errors import InvalidState
+from flowstate.errors import InvalidState, ObjectNotFound
 from flowstate.orchestration.policy import Policy
 from flowstate._models import construct
 from flowstate.runs import _FLOW_POLICY_DEFAULTS, FlowRun, FlowRunPolicy, TaskRunPolicy
@@ -31,6 +31,7 @@ __all__ = [
     "check_text",
     "coerce_policy",
     "coerce_state",
+    "found",
     "plain_flow_run",
     "positive_seconds",
     "run_id",
@@ -70,6 +71,16 @@ def run_id(value: Any, what: str = "run id") -> UUID:
         except ValueError:
             pass
     raise InvalidState(f"{what} {value!r} is not a UUID")
+
+
+_R = TypeVar("_R")
+
+
+def found(run: _R | None, kind: Literal["flow", "task"], run_id: UUID) -> _R:
+    """``run``, read for the run ``run_id``: ObjectNotFound if it is None (no such run)."""
+    if run is None:
+        raise ObjectNotFound(f"{kind.capitalize()} run with id {run_id} not found")
+    return run
 
 
 def optional_run_id(value: Any, what: str) -> UUID | None:

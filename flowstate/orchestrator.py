@@ -341,9 +341,7 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
             return self._read_flow_run(run_id, self._now())
 
     def _read_flow_run(self, run_id: UUID, now: datetime) -> FlowRun:
-        run = self._store.read_flow_run(run_id)
-        if run is None:
-            raise ObjectNotFound(f"Flow run with id {run_id} not found")
+        run = validate.found(self._store.read_flow_run(run_id), "flow", run_id)
         return _with_estimated_run_time(run, now)
 
     def read_flow_runs(
@@ -398,8 +396,7 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
         """A flow run's state history, oldest first."""
         run_id = validate.run_id(id)
         with self._read_transaction():
-            if self._store.read_flow_run(run_id) is None:
-                raise ObjectNotFound(f"Flow run with id {run_id} not found")
+            validate.found(self._store.read_flow_run(run_id), "flow", run_id)
             return self._store.read_states("flow", run_id)
 
     def resume_flow_run(
@@ -461,8 +458,7 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
         validate.check_text(sender, "run input sender")
         with self._transaction():
             now = self._now()
-            if self._store.read_flow_run(run_id) is None:
-                raise ObjectNotFound(f"Flow run with id {run_id} not found")
+            validate.found(self._store.read_flow_run(run_id), "flow", run_id)
             if not self._store.insert_run_input(run_id, key, value, sender, now):
                 raise ObjectAlreadyExists(f"run input {key!r} of flow run {run_id} already exists")
 
@@ -542,10 +538,7 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
             return self._read_task_run(run_id)
 
     def _read_task_run(self, run_id: UUID) -> TaskRun:
-        run = self._store.read_task_run(run_id)
-        if run is None:
-            raise ObjectNotFound(f"Task run with id {run_id} not found")
-        return run
+        return validate.found(self._store.read_task_run(run_id), "task", run_id)
 
     def read_task_runs(
         self,
@@ -599,8 +592,7 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
         """A task run's state history, oldest first."""
         run_id = validate.run_id(id)
         with self._read_transaction():
-            if self._store.read_task_run(run_id) is None:
-                raise ObjectNotFound(f"Task run with id {run_id} not found")
+            validate.found(self._store.read_task_run(run_id), "task", run_id)
             return self._store.read_states("task", run_id)
 
     # -- the transition itself (inside a transaction) ---------------------------------------
@@ -656,10 +648,7 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
 
     def _run_for_transition(self, run_id: UUID) -> FlowRun:
         """The flow run a transition starts from (deciding does not change it)."""
-        run = self._store.working_flow_run(run_id)
-        if run is None:
-            raise ObjectNotFound(f"Flow run with id {run_id} not found")
-        return run
+        return validate.found(self._store.working_flow_run(run_id), "flow", run_id)
 
     def _flow_run_parameters(self, run_id: UUID) -> dict[str, Any]:
         """A flow run's parameters, for a rule's copy of a run a transition read without them."""
@@ -673,7 +662,7 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
         is read once the run, and the limits of its tags, are locked for this transaction (so
         the times of tagged runs' states follow the order in which they took their slots)."""
         policy = MINIMAL_TASK if force else self.task_policy
-        run = self._task_run_for_transition(run_id)
+        run = validate.found(self._store.working_task_run(run_id), "task", run_id)
         slots = self._run_slots() if run.tags else None
         if now is None:
             if slots is not None:
@@ -692,13 +681,6 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
         outcome = policy.decide(ctx)
         self._save(outcome, now, force)
         return outcome
-
-    def _task_run_for_transition(self, run_id: UUID) -> TaskRun:
-        """The task run a transition starts from (deciding does not change it)."""
-        run = self._store.working_task_run(run_id)
-        if run is None:
-            raise ObjectNotFound(f"Task run with id {run_id} not found")
-        return run
 
     def _flow_run_of(self, run: TaskRun) -> FlowRun | None:
         """The flow run a task run entering RUNNING belongs to (None for a task run of none)."""
