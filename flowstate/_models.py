@@ -43,7 +43,7 @@ def construct(cls: type[M], values: dict[str, Any], fields_set: set[str] | None 
     return model
 
 
-def copy_with(model: M, changes: dict[str, Any]) -> M:
+def copy_with(model: M, changes: Mapping[str, Any]) -> M:
     """``model.model_copy(update=changes)``: a shallow copy with ``changes`` applied."""
     copy = _new(type(model))  # (BaseModel has no __new__ of its own)
     _set(copy, "__dict__", {**model.__dict__, **changes})
@@ -57,18 +57,14 @@ def own_copy(model: M, changes: Mapping[str, Any]) -> M:
     """``copy_with(model, changes)`` that shares nothing a caller could change in place: its
     lists, dicts, sets and models (a state excepted) are copies too. It counts as set the
     fields ``model`` counts, and ``changes``."""
-    values = {**model.__dict__, **changes}
+    copy = copy_with(model, changes)
+    values = copy.__dict__  # (a dict of the copy's own)
     for name, value in values.items():
         kind = type(value)
         if kind is list or kind is dict or kind is set:
             values[name] = deepcopy(value) if value else kind()
         elif isinstance(value, BaseModel) and name != "state":
             values[name] = own_copy(value, {})
-    copy = _new(type(model))
-    _set(copy, "__dict__", values)
-    set_fields_set(copy, model.__pydantic_fields_set__ | changes.keys())
-    set_extra(copy, model.__pydantic_extra__)
-    set_private(copy, model.__pydantic_private__)
     return copy
 
 

@@ -413,7 +413,6 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
         given = _checked_run_input(run_input)
         with self._transaction():
             now = self._now()
-            policy = self.flow_policy
             run = self._run_for_transition(run_id)
             plan = plan_resume(
                 run.state, given, lambda key: self._store.read_run_input(run_id, key), now
@@ -421,7 +420,7 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
             if plan.answer is not None:
                 return plan.answer
             assert plan.proposal is not None
-            decided, _ = self._decide_flow(run_id, plan.proposal, False, now, run, policy)
+            decided, _ = self._decide_flow(run_id, plan.proposal, False, now, run)
             self._save_resumed(run_id, decided, plan, now)
             return decided.result
 

@@ -148,20 +148,9 @@ class RowStore(ConnectionLifecycle[C]):
         now: datetime,
     ) -> None:
         """Write a new state (if any) to the run's history and save the run with ``updates``
-        applied (the run read for this transition, which no one else holds)."""
+        applied (the run read for this transition, which no one else holds; each id encoded
+        once: the state's row and the run's share their texts)."""
         set_fields(run, updates)
-        self._write_transition(kind, run, written, current_state_id, now)
-
-    def _write_transition(
-        self,
-        kind: RunKind,
-        run: FlowRun | TaskRun,
-        written: State | None,
-        current_state_id: UUID | None,
-        now: datetime,
-    ) -> None:
-        """Write a new state (if any) to the run's history and the run's saved fields (each id
-        encoded once: the state's row and the run's share their texts)."""
         sql, execute = self._sql, self._execute
         flow = kind == "flow"
         run_id: str | None = None

@@ -212,13 +212,9 @@ class Store(SqliteStore):
         written, before a statement that reads or deletes flow_run rows beyond the cache, a
         savepoint, or the commit."""
         if self._dirty:
-            self._flush()
-
-    def _flush(self) -> None:
-        """Execute every waiting UPDATE (called by ``_flushed`` only)."""
-        dirty, self._dirty = self._dirty, []
-        for cached in dirty:  # each holds a waiting update (see _forget)
-            self._write_pending(cached)
+            dirty, self._dirty = self._dirty, []
+            for cached in dirty:  # each holds a waiting update (see _forget)
+                self._write_pending(cached)
 
     def _execute_on_runs(self, statement: str, params: Any = ()) -> Any:
         self._flushed()
