@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowstate.runs import FlowRun, FlowRunPolicy, TaskRun, TaskRunPolicy
+from flowstate.runs import FlowRun, FlowRunPolicy
 from flowstate.states import State, StateDetails, StateType
 from flowstate.store import rows
 from flowstate.testing import states
@@ -154,97 +154,6 @@ def test_a_plain_flow_run_is_what_validation_builds(**given: Any) -> None:
     assert mine.model_fields_set == expected.model_fields_set | {"empirical_policy"}
     assert _exact_policy(mine.empirical_policy) == _exact_policy(expected.empirical_policy)
     assert mine.parameters is not fields["parameters"] and mine.tags is not fields["tags"]
-
-
-class _OtherUUID(uuid.UUID):
-    """An id of a UUID subclass: its read is a plain UUID."""
-
-
-class _OtherStr(str):
-    """A text of a str subclass: its read is a plain str."""
-
-
-def _exact_run(run: FlowRun) -> tuple:
-    values = {k: (type(v), v) for k, v in run.__dict__.items() if k != "empirical_policy"}
-    return (
-        run.model_fields_set,
-        list(run.__dict__),
-        values,
-        {k: getattr(v, "tzinfo", None) for k, v in run.__dict__.items()},
-        _exact_policy(run.empirical_policy),
-    )
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    run_id=st.uuids() | st.builds(_OtherUUID, st.uuids().map(str)),
-    name=st.text(max_size=4) | st.builds(_OtherStr, st.text(max_size=2)),
-    parameters=st.dictionaries(st.text(max_size=3), st.integers() | st.floats() | st.tuples(st.none()), max_size=2),
-    tags=st.lists(st.text(max_size=3) | st.builds(_OtherStr, st.text(max_size=2)), max_size=2),
-    policy=st.none() | st.builds(FlowRunPolicy, retries=st.none() | st.integers(0, 3), max_retries=st.integers(0, 3)),
-    deployment_id=st.none() | st.uuids() | st.builds(_OtherUUID, st.uuids().map(str)),
-    moment=_times,
-)
-def test_a_new_flow_run_built_from_its_insert_row_is_what_reading_the_row_gives(
-    run_id: uuid.UUID, name: str, parameters: dict[str, Any], tags: list[str],
-    policy: FlowRunPolicy | None, deployment_id: uuid.UUID | None, moment: datetime,
-) -> None:
-    """flow_run_from_insert_row takes values from the run instead of decoding them: it
-    gives what decoding the row gives, down to types, time zones and fields counted as set."""
-    from flowstate import _validation as validate
-    from flowstate._models import set_fields
-
-    fields = {"id": run_id, "name": name, "flow_name": "f", "parameters": parameters,
-              "tags": tags, "empirical_policy": policy, "deployment_id": deployment_id,
-              "infrastructure_pid": None, "parent_task_run_id": None}
-    run = validate.plain_flow_run(dict(fields))
-    if run is None:
-        fields["empirical_policy"] = validate.coerce_policy(policy, FlowRunPolicy)
-        run = FlowRun(**fields)
-    set_fields(run, {"created": moment, "updated": moment})
-    row = rows.flow_run_insert_row(run)
-    built = rows.flow_run_from_insert_row(run, row)
-    assert _exact_run(built) == _exact_run(rows.flow_run_from_row((*row, *(None,) * rows.STATE_WIDTH)))
-    assert built.tags is not run.tags and built.parameters is not run.parameters
-
-
-def _exact_task_run(run: TaskRun) -> tuple:
-    values = {k: (type(v), v) for k, v in run.__dict__.items() if k != "empirical_policy"}
-    policy = run.empirical_policy
-    return (
-        run.model_fields_set,
-        list(run.__dict__),
-        values,
-        {k: getattr(v, "tzinfo", None) for k, v in run.__dict__.items()},
-        (policy.model_fields_set, {k: (type(v), v) for k, v in policy.__dict__.items()}),
-    )
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    run_id=st.uuids() | st.builds(_OtherUUID, st.uuids().map(str)),
-    flow_run_id=st.none() | st.uuids() | st.builds(_OtherUUID, st.uuids().map(str)),
-    name=st.text(max_size=4),
-    tags=st.lists(st.text(max_size=3), max_size=2),
-    policy=st.builds(TaskRunPolicy) | st.builds(
-        TaskRunPolicy, max_retries=st.integers(0, 3), retry_delay=st.none() | st.integers(0, 3)
-        | st.lists(st.integers(0, 3), max_size=2), retry_jitter_factor=st.none() | st.integers(0, 2)
-    ),
-    moment=_times,
-)
-def test_a_new_task_run_built_from_its_insert_row_is_what_reading_the_row_gives(
-    run_id: uuid.UUID, flow_run_id: uuid.UUID | None, name: str, tags: list[str],
-    policy: TaskRunPolicy, moment: datetime,
-) -> None:
-    """task_run_from_insert_row takes values from the run instead of decoding them: it
-    gives what decoding the row gives, down to types, time zones and fields counted as set."""
-    run = TaskRun(id=run_id, flow_run_id=flow_run_id, name=name, tags=tags, empirical_policy=policy)
-    run.created = run.updated = moment
-    row = rows.task_run_insert_row(run)
-    built = rows.task_run_from_insert_row(run, row)
-    read = rows.task_run_from_row((*row[:20], *(None,) * rows.STATE_WIDTH, row[20]))
-    assert _exact_task_run(built) == _exact_task_run(read)
-    assert built.tags is not run.tags and built.empirical_policy is not run.empirical_policy
 
 
 # Strings as users may write them: any code point, lone surrogates included (which pydantic

@@ -345,9 +345,9 @@ def test_a_change_to_a_kept_runs_policy_by_another_program_is_seen(tmp_path: Any
 def test_a_created_run_is_built_for_its_answer_after_the_commit(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """create_flow_run with a state decodes no row inside its transaction (the run its forced
-    transition works on is built from the values inserted); its answer is decoded from the
-    row read there, once the transaction has committed, and equals a fresh read."""
+    """create_flow_run with a state decodes the new run inside its transaction once (the run
+    its forced transition works on); its answer is decoded from the row read there, once the
+    transaction has committed, and equals a fresh read."""
     path = str(tmp_path / "cache.db")
     with Orchestrator(path) as orc:
         decoded: list[tuple[str, bool]] = []
@@ -359,7 +359,7 @@ def test_a_created_run_is_built_for_its_answer_after_the_commit(
 
         monkeypatch.setattr(rows, "flow_run_from_row", counted)
         run = orc.create_flow_run(flow_name="f", parameters={"a": [1]}, tags=["t"], state=Scheduled())
-        assert [inside for run_id, inside in decoded if run_id == str(run.id)] == [False]
+        assert [inside for run_id, inside in decoded if run_id == str(run.id)] == [True, False]
         monkeypatch.undo()
         assert _exact(run) == _exact(_fresh(path, run.id))
         assert orc.set_flow_run_state(run.id, Pending()).status.value == "ACCEPT"

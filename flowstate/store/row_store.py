@@ -63,7 +63,7 @@ class RowStore(ConnectionLifecycle[C]):
         """Insert a new task run: the run decoded from the values written (what reading its
         row gives), or None if its id is taken (nothing written)."""
         row = self._insert_task_run_row(run)
-        return None if row is None else rows.task_run_from_insert_row(run, row)
+        return None if row is None else rows.task_run_from_insert_row(row)
 
     def _insert_task_run_row(self, run: TaskRun) -> tuple[Any, ...] | None:
         """Insert a new task run; returns the row written, None if the id is taken."""

@@ -26,7 +26,6 @@ from flowstate.states import _DETAIL_DEFAULTS, State, StateDetails, StateType
 __all__ = [
     "STATE_WIDTH",
     "encode_time",
-    "flow_run_from_insert_row",
     "flow_run_from_row",
     "flow_policy_json",
     "flow_run_insert_row",
@@ -380,78 +379,6 @@ def flow_run_from_row(row: Sequence[Any]) -> FlowRun:
     )
 
 
-def flow_run_from_insert_row(run: FlowRun, row: tuple[Any, ...]) -> FlowRun:
-    """The FlowRun reading back the row that INSERT_FLOW_RUN wrote with ``row`` (the
-    ``flow_run_insert_row`` of ``run``) gives, without the read: a new run has no state, and
-    its ids, texts, tags and UTC times are what decoding their stored text gives, so they are
-    taken from ``run`` as they are; the policy and the parameters are decoded (their stored
-    JSON is their normal form). A value in another form (a UUID subclass, a time in another
-    zone, ...) makes it decode the whole row."""
-    values = run.__dict__
-    if not _as_decoded(values):
-        return flow_run_from_row((*row, *_NO_STATE))
-    total_run_time = timedelta(seconds=row[11])
-    return construct(
-        FlowRun,
-        {
-            **values,
-            "parameters": _from_json_text(row[3]),
-            "tags": list(values["tags"]),
-            "total_run_time": total_run_time,
-            "estimated_run_time": total_run_time,
-            "empirical_policy": _validate_flow_policy(row[14]),
-        },
-    )
-
-
-def _as_decoded(values: dict[str, Any]) -> bool:
-    """Whether a new flow run's values (its ``__dict__``) are in the form decoding its row
-    gives them (see :func:`flow_run_from_insert_row`)."""
-    return (
-        _plain_ids(values)
-        and _plain_texts(values)
-        and type(values["run_count"]) is int
-        and _utc(values["created"])
-        and _utc(values["updated"])
-        and _NEW_RUN_NONES(values) == _ALL_NONE
-    )
-
-
-def _plain_ids(values: dict[str, Any]) -> bool:
-    """Whether a run's ids are plain UUIDs (or None where they may be)."""
-    return (
-        type(values["id"]) is UUID
-        and _plain_optional(values["deployment_id"], UUID)
-        and _plain_optional(values["parent_task_run_id"], UUID)
-    )
-
-
-def _plain_texts(values: dict[str, Any]) -> bool:
-    """Whether a flow run's names, pid and tags are plain str (or None where they may be)."""
-    return (
-        type(values["name"]) is str
-        and type(values["flow_name"]) is str
-        and _plain_optional(values["infrastructure_pid"], str)
-        and all(type(tag) is str for tag in values["tags"])
-    )
-
-
-_NEW_RUN_NONES = itemgetter(
-    "state", "state_type", "state_name", "start_time", "end_time", "expected_start_time",
-    "next_scheduled_start_time",
-)
-_ALL_NONE = (None,) * 7
-
-
-def _utc(value: Any) -> bool:
-    """Whether ``value`` is a datetime in UTC, as decoding its stored text gives."""
-    return type(value) is datetime and value.tzinfo is UTC
-
-
-def _plain_optional(value: Any, kind: type) -> bool:
-    return value is None or type(value) is kind
-
-
 def task_run_insert_row(run: TaskRun) -> tuple[Any, ...]:
     """Values for INSERT_TASK_RUN (a new run has no state yet)."""
     return (
@@ -511,57 +438,11 @@ def task_run_update_row(
 _NO_STATE = (None,) * STATE_WIDTH
 
 
-def task_run_from_insert_row(run: TaskRun, row: tuple[Any, ...]) -> TaskRun:
-    """The TaskRun reading back the row that INSERT_TASK_RUN wrote with ``row`` (the
-    ``task_run_insert_row`` of ``run``) gives, without the read: a new run has no state, and
-    its ids, texts, tags and UTC times are what decoding their stored text gives, so they are
-    taken from ``run`` as they are (its tags a list of its own); the policy is decoded (its
-    stored JSON is its normal form). A value in another form makes it decode the whole row
-    (a SELECT_TASK_RUN row is the run's columns, the state's, then tags)."""
-    values = run.__dict__
-    if not _task_as_decoded(values):
-        return task_run_from_row((*row[:20], *_NO_STATE, row[20]))
-    return construct(
-        TaskRun,
-        {
-            **values,
-            "tags": list(values["tags"]),
-            "total_run_time": timedelta(seconds=row[12]),
-            "empirical_policy": _validate_task_policy(row[15]),
-        },
-    )
-
-
-def _task_as_decoded(values: dict[str, Any]) -> bool:
-    """Whether a new task run's values (its ``__dict__``) are in the form decoding its row
-    gives them (see :func:`task_run_from_insert_row`)."""
-    return (
-        type(values["id"]) is UUID
-        and _plain_optional(values["flow_run_id"], UUID)
-        and _plain_task_texts(values)
-        and type(values["run_count"]) is int
-        and type(values["flow_run_run_count"]) is int
-        and _utc(values["created"])
-        and _utc(values["updated"])
-        and _NEW_TASK_RUN_NONES(values) == _ALL_NONE_TASK
-    )
-
-
-def _plain_task_texts(values: dict[str, Any]) -> bool:
-    """Whether a task run's keys, name and tags are plain str."""
-    return (
-        type(values["task_key"]) is str
-        and type(values["dynamic_key"]) is str
-        and type(values["name"]) is str
-        and all(type(tag) is str for tag in values["tags"])
-    )
-
-
-_NEW_TASK_RUN_NONES = itemgetter(
-    "state", "state_type", "state_name", "start_time", "end_time", "expected_start_time",
-    "next_scheduled_start_time", "cache_key", "cache_expiration",
-)
-_ALL_NONE_TASK = (None,) * 9
+def task_run_from_insert_row(row: tuple[Any, ...]) -> TaskRun:
+    """The TaskRun reading back the row that INSERT_TASK_RUN wrote with ``row`` (a
+    ``task_run_insert_row``) gives: the same values, decoded the same way, without the read.
+    (A new run has no state: a SELECT_TASK_RUN row is its columns, the state's, then tags.)"""
+    return task_run_from_row((*row[:20], *_NO_STATE, row[20]))
 
 
 def task_run_from_row(row: Sequence[Any]) -> TaskRun:

@@ -281,8 +281,9 @@ class Store(SqliteStore):
         if row is None:
             return False
         if self._caching():
-            # what reading the row back builds (no state yet)
-            self._remember(rows.flow_run_from_insert_row(run, row), (*row, *_NO_STATE))
+            # what reading the row back builds, decoded as a read decodes it (no state yet)
+            read = (*row, *_NO_STATE)
+            self._remember(rows.flow_run_from_row(read), read)
         return True
 
     def read_flow_run(self, run_id: UUID) -> FlowRun | None:
@@ -369,8 +370,8 @@ class Store(SqliteStore):
         if row is None:
             return None
         if self._caching():  # what reading it gives (the caller gets a run of its own)
-            self._keep_task(rows.task_run_from_insert_row(run, row))
-        return rows.task_run_from_insert_row(run, row)
+            self._keep_task(rows.task_run_from_insert_row(row))
+        return rows.task_run_from_insert_row(row)
 
     def working_task_run(self, run_id: UUID) -> TaskRun | None:
         """The task run for a transition: the one the last transition left,
