@@ -122,7 +122,7 @@ UPDATE_FLOW_RUN = (
     "start_time = ?, end_time = ?, total_run_time = ?, expected_start_time = ?, "
     "next_scheduled_start_time = ?, updated = ? WHERE id = ?"
 )
-"""A run's bookkeeping after a transition (SQLite; its policy, if it changed: UPDATE_FLOW_RUN_POLICY)."""
+"""A run's bookkeeping after a transition (SQLite; its policy, where it changed: UPDATE_CHANGED_FLOW_RUN_POLICY)."""
 UPDATE_FLOW_RUN_POLICY = "UPDATE flow_run_policy SET empirical_policy = ? WHERE flow_run_id = ?"
 UPDATE_CHANGED_FLOW_RUN_POLICY = (
     "UPDATE flow_run_policy SET empirical_policy = ?1 WHERE flow_run_id = ?2 "
