@@ -58,8 +58,9 @@ class TransitionContext:
         new_id: Callable[[], UUID],
         flow_run: FlowRun | None = None,
         cached_state: State | None = None,
-        uniform: Callable[[float, float], float] = _no_randomness,
-        slots: RunSlots = NO_SLOTS,
+        uniform: Callable[[float, float], float] | None = None,
+        slots: RunSlots | None = None,
+        read_parameters: Callable[[UUID], dict[str, Any]] | None = None,
     ) -> None:
         self.kind = kind
         self._base = run
@@ -75,9 +76,9 @@ class TransitionContext:
         self._flow_run = flow_run
         self.cached_state = cached_state
         """For task RUNNING proposals with a cache key: the newest unexpired cached state."""
-        self.uniform = uniform
+        self.uniform = _no_randomness if uniform is None else uniform
         """A uniform draw in [low, high]: the only source of chance (retry jitter)."""
-        self.slots = slots
+        self.slots = NO_SLOTS if slots is None else slots
         """The concurrency limits, inside the transition's transaction: the only way a rule
         reaches them (slots taken, leases renewed or released)."""
         self.parameters: dict[str, Any] = {}
@@ -86,7 +87,7 @@ class TransitionContext:
         self.delay_seconds: int | None = None
         self.validated: State | None = None
         self.effects: list[Effect] = []
-        self._read_parameters: Callable[[UUID], dict[str, Any]] | None = None
+        self._read_parameters = read_parameters
         """Reads a flow run's parameters, for a rule's copy of a run given without them (a
         transition reads none); None: the runs given hold theirs."""
 

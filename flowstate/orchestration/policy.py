@@ -177,7 +177,7 @@ class Policy:
         details = (
             flow_details_update(run.__dict__, proposed.state_details) if self.kind == "flow" else None
         )
-        ctx = TransitionContext(
+        return TransitionContext(
             kind=self.kind,
             run=run,
             initial=run.state if initial is _RUN_STATE else initial,  # type: ignore[arg-type]
@@ -186,13 +186,10 @@ class Policy:
             new_id=new_id,
             flow_run=flow_run,
             cached_state=cached_state,
+            uniform=uniform,
+            slots=slots,
+            read_parameters=read_parameters,
         )
-        if uniform is not None:
-            ctx.uniform = uniform
-        if slots is not None:
-            ctx.slots = slots
-        ctx._read_parameters = read_parameters
-        return ctx
 
     def rules_for(self, from_type: StateType | None, to_type: StateType | None) -> Sequence[Rule]:
         """The rules compiled for a transition, in policy order."""
