@@ -8,6 +8,7 @@ as flowstate's with ``PRAGMA application_id``. Migrations are registered with sq
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from flowstate.errors import DatabaseError
@@ -212,39 +213,31 @@ def _run_script(db: Database, script: str) -> None:
             db.execute(statement)
 
 
+_STEPS = (
+    ("0001_initial", _V1),
+    ("0002_heartbeats", _V2_HEARTBEATS),
+    ("0003_listing_indexes", _V3_LISTING_INDEXES),
+    ("0004_run_payload", _V4_RUN_PAYLOAD),
+    ("0005_concurrency", _V5_CONCURRENCY),
+    ("0006_deployments", _V6_DEPLOYMENTS),
+    ("0007_task_run_tags", _V7_TASK_RUN_TAGS),
+)
+"""The migrations, in order: each runs its script."""
+
+
+def _step(script: str) -> Callable[[Database], None]:
+    def run(db: Database) -> None:
+        _run_script(db, script)
+
+    return run
+
+
 def _migrations():  # type: ignore[no-untyped-def]
     from sqlite_utils.migrations import Migrations
 
     migrations = Migrations("flowstate")
-
-    @migrations(name="0001_initial")
-    def initial(db: Database) -> None:
-        _run_script(db, _V1)
-
-    @migrations(name="0002_heartbeats")
-    def heartbeats(db: Database) -> None:
-        _run_script(db, _V2_HEARTBEATS)
-
-    @migrations(name="0003_listing_indexes")
-    def listing_indexes(db: Database) -> None:
-        _run_script(db, _V3_LISTING_INDEXES)
-
-    @migrations(name="0004_run_payload")
-    def run_payload(db: Database) -> None:
-        _run_script(db, _V4_RUN_PAYLOAD)
-
-    @migrations(name="0005_concurrency")
-    def concurrency(db: Database) -> None:
-        _run_script(db, _V5_CONCURRENCY)
-
-    @migrations(name="0006_deployments")
-    def deployments(db: Database) -> None:
-        _run_script(db, _V6_DEPLOYMENTS)
-
-    @migrations(name="0007_task_run_tags")
-    def task_run_tags(db: Database) -> None:
-        _run_script(db, _V7_TASK_RUN_TAGS)
-
+    for name, script in _STEPS:
+        migrations(name=name)(_step(script))
     return migrations
 
 
