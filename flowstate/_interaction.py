@@ -25,7 +25,7 @@ from flowstate.runs import FlowRun
 from flowstate.states import Paused, State, StateType, Suspended
 
 if TYPE_CHECKING:
-    from flowstate.run_input import RunInput, RunInputMetadata
+    from flowstate.run_input import RunInput
     from flowstate.store.base import StoreBackend
 
 __all__ = ["InteractionMethods", "Nap", "Sleeping"]
@@ -199,7 +199,7 @@ class InteractionMethods:
         not fired twice. ``timeout`` is in seconds on the orchestrator's clock (None: never).
         """
         run_id = validate.run_id(id)
-        seconds = _pause_timeout(timeout)
+        seconds = None if timeout is None else _wait_seconds(timeout, "timeout")
         schema, description = _pause_input_arguments(key, reschedule, wait_for_input, description)
         with self._transaction():
             now = self._now()
@@ -463,12 +463,6 @@ def _check_key(value: Any, what: str) -> None:
         raise InvalidState(
             f"{what}={value!r:.80} is invalid; use letters, digits and dashes only"
         )
-
-
-def _pause_timeout(value: Any) -> float | None:
-    if value is None:
-        return None
-    return _wait_seconds(value, "timeout")
 
 
 def _wait_seconds(value: Any, what: str) -> float:

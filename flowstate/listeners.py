@@ -171,6 +171,10 @@ class Listeners:
             return
         events = list(pending)
         pending.clear()
+        self.tell(events)
+
+    def tell(self, events: list[TransitionEvent]) -> None:
+        """Call every listener with each event, in order, isolating failures."""
         callbacks = self.callbacks
         for event in events:
             for callback in callbacks:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import logging
 import os
 import threading
 import time
@@ -39,8 +38,6 @@ __all__ = ["AsyncOrchestrator"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-_log = logging.getLogger("flowstate.listeners")
 
 
 def _twin(
@@ -421,7 +418,7 @@ class AsyncOrchestrator:
         """Tell the listeners about ``events``; a cancellation meanwhile waits until all are
         told (it is returned)."""
         if not self._awaited_listeners:
-            _call_listeners(self._listeners, events)  # nothing to await: nothing to interrupt
+            self._listeners.tell(events)  # nothing to await: nothing to interrupt
             return None
         task = asyncio.ensure_future(_await_listeners(self._listeners, events))
         return await _until_done_future(task)
@@ -509,7 +506,7 @@ class AsyncOrchestrator:
         event loop; returns what the steps return."""
         checks = await self._call(steps, args, kwargs)
         while True:
-            done, value = await self._call(_next_step, (checks,), {})
+            done, value = await self._call(_next, (checks,), {})
             if done:
                 return value
             await self._nap(value.seconds)
@@ -520,7 +517,7 @@ class AsyncOrchestrator:
         waiting = await self._call(method, args, kwargs)
         steps = getattr(waiting, "steps", waiting)  # (Sleeping: its steps, naps included)
         while True:
-            done, item = await self._call(_next_item, (steps,), {})
+            done, item = await self._call(_next, (steps,), {})
             if done:
                 return
             if isinstance(item, Nap):
@@ -560,20 +557,13 @@ class AsyncOrchestrator:
                 await _pause(poll_interval, stop)
 
 
-def _next_step(orc: Orchestrator, steps: Iterator[Nap]) -> tuple[bool, Any]:
-    """One check of a wait: (False, its Nap), or (True, what the wait returns)."""
+def _next(orc: Orchestrator, steps: Iterator[Any]) -> tuple[bool, Any]:
+    """One step of a wait or a waiting iterator: (False, what it yields: a Nap, or a value),
+    or (True, what it returns) at its end."""
     try:
         return False, next(steps)
     except StopIteration as done:
         return True, done.value
-
-
-def _next_item(orc: Orchestrator, items: Iterator[Any]) -> tuple[bool, Any]:
-    """One step of a waiting iterator: (False, a value or a Nap), or (True, None) at its end."""
-    try:
-        return False, next(items)
-    except StopIteration:
-        return True, None
 
 
 def _sleep_through(orc: Orchestrator, sleep: Callable[[float], object], seconds: float) -> None:
@@ -630,15 +620,6 @@ async def _until_done_future(future: asyncio.Future[Any]) -> asyncio.CancelledEr
                 raise
             cancelled = cancelled or exc
     return cancelled
-
-
-def _call_listeners(listeners: Listeners, events: list[TransitionEvent]) -> None:
-    for event in events:
-        for callback in listeners.callbacks:
-            try:
-                callback(event)
-            except Exception as exc:  # a listener's bug must not undo a committed transition
-                listeners.report(callback, event, exc)
 
 
 async def _await_listeners(listeners: Listeners, events: list[TransitionEvent]) -> None:

@@ -39,14 +39,13 @@ class AsyncSubscription:
                 self._events.popleft()
                 self.dropped += 1
             self._events.append(event)
-        self._wake("_arrived")
+        self._wake()
 
-    def _wake(self, name: str) -> None:
-        future = getattr(self, name)
-        if future is not None:
-            setattr(self, name, None)
-            if not future.done():
-                future.set_result(None)
+    def _wake(self) -> None:
+        """Wake the reader waiting for an event, if any."""
+        arrived, self._arrived = self._arrived, None
+        if arrived is not None and not arrived.done():
+            arrived.set_result(None)
 
     async def get(self, timeout: float | None = None) -> TransitionEvent:
         """The next event; ``queue.Empty`` after ``timeout`` seconds without one, or when the
@@ -84,7 +83,7 @@ class AsyncSubscription:
         if not self.closed:
             self.closed = True
             self._forget(self)
-            self._wake("_arrived")
+            self._wake()
 
     def __enter__(self) -> AsyncSubscription:
         return self

@@ -19,6 +19,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from flowstate._interaction import run_steps
@@ -147,7 +148,9 @@ class HeldSlots(Block["Orchestrator"]):
             steps = orc._acquire_steps(self.names, self.occupy, box=box, **self._options)
             run_steps(steps, orc._sleep)
             if box.lease is not None and box.lease.limits:
-                keeper = keeper_for(orc, box.lease, self._options["lease_duration"])
+                duration = self._options["lease_duration"]
+                renew = partial(orc.renew_concurrency_lease, box.lease.lease_id, duration)
+                keeper = LeaseKeeper(renew, duration / RENEWALS_PER_LEASE, lease_label(box.lease))
                 keeper.start()
                 self._keeper = keeper
         except BaseException:
@@ -186,12 +189,3 @@ def warn_renewal_failed(what: str, error: FlowstateError) -> None:
 def lease_label(lease: ConcurrencyLease) -> str:
     """How the warnings name a lease: its limits and its id."""
     return f"{', '.join(lease.limits)} ({lease.lease_id})"
-
-
-def keeper_for(orc: Orchestrator, lease: ConcurrencyLease, lease_duration: float) -> LeaseKeeper:
-    """A keeper renewing ``lease`` for ``lease_duration`` every third of it (not started)."""
-
-    def renew() -> None:
-        orc.renew_concurrency_lease(lease.lease_id, lease_duration)
-
-    return LeaseKeeper(renew, lease_duration / RENEWALS_PER_LEASE, lease_label(lease))
