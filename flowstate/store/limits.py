@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from flowstate._ids import uuid7
 from flowstate.concurrency.slots import LeaseRow, LimitRow
@@ -21,6 +21,7 @@ from flowstate.store.rows import encode_time, parse_time
 __all__ = ["LimitStore", "SqlRows"]
 
 Execute = Callable[[str, Any], Any]
+Row = TypeVar("Row")
 
 
 class SqlRows:
@@ -81,27 +82,26 @@ class LimitStore(SqlRows):
 
     def read_limit(self, name: str, *, for_update: bool = False) -> LimitRow | None:
         statement = sql.SELECT_LIMIT_BY_NAME + (self._lock if for_update else "")
-        row = self._execute(statement, (name,)).fetchone()
-        return None if row is None else _limit(row)
+        return _first(self._limit_rows(statement, (name,)))
 
     def read_limit_by_id(self, limit_id: str) -> LimitRow | None:
-        row = self._execute(sql.SELECT_LIMIT_BY_ID, (limit_id,)).fetchone()
-        return None if row is None else _limit(row)
+        return _first(self._limit_rows(sql.SELECT_LIMIT_BY_ID, (limit_id,)))
 
     def read_limits(self) -> list[LimitRow]:
-        return [_limit(row) for row in self._execute(sql.SELECT_LIMITS).fetchall()]
+        return self._limit_rows(sql.SELECT_LIMITS)
 
     def lock_limits_by_name(self, names: list[str]) -> list[LimitRow]:
         """The limits with these names (unknown names are left out), locked, in id order."""
-        statement = sql.select_limits_by_names(len(names)) + self._lock
-        return [_limit(row) for row in self._execute(statement, tuple(names)).fetchall()]
+        return self._limit_rows(sql.select_limits_by_names(len(names)) + self._lock, tuple(names))
 
     def lock_limits_by_id(self, ids: Iterable[str]) -> list[LimitRow]:
         wanted = sorted(set(ids))
         if not wanted:
             return []
-        statement = sql.select_limits_by_ids(len(wanted)) + self._lock
-        return [_limit(row) for row in self._execute(statement, tuple(wanted)).fetchall()]
+        return self._limit_rows(sql.select_limits_by_ids(len(wanted)) + self._lock, tuple(wanted))
+
+    def _limit_rows(self, statement: str, params: Any = ()) -> list[LimitRow]:
+        return [_limit(row) for row in self._execute(statement, params).fetchall()]
 
     def update_limit(self, row: LimitRow) -> None:
         """Write the limit's fields but its id, name and creation time."""
@@ -142,29 +142,23 @@ class LimitStore(SqlRows):
 
     def read_lease(self, lease_id: str, *, for_update: bool = False) -> LeaseRow | None:
         statement = sql.SELECT_LEASE + (self._lock if for_update else "")
-        row = self._execute(statement, (lease_id,)).fetchone()
-        return None if row is None else self._with_links([_lease(row)])[0]
+        return _first(self._lease_rows(statement, (lease_id,)))
 
     def read_leases(self, limit_id: str | None = None) -> list[LeaseRow]:
         """Every lease (oldest first), or those holding slots of one limit."""
         if limit_id is None:
-            found = self._execute(sql.SELECT_LEASES).fetchall()
-        else:
-            found = self._execute(sql.SELECT_LEASES_OF_LIMIT, (limit_id,)).fetchall()
-        return self._with_links([_lease(row) for row in found])
+            return self._lease_rows(sql.SELECT_LEASES)
+        return self._lease_rows(sql.SELECT_LEASES_OF_LIMIT, (limit_id,))
 
     def lock_leases_of_holder(self, holder_type: str, holder_id: str) -> list[LeaseRow]:
         """The leases one holder holds (oldest first), locked."""
-        statement = sql.SELECT_LEASES_OF_HOLDER + self._lock
-        found = self._execute(statement, (holder_id, holder_type)).fetchall()
-        return self._with_links([_lease(row) for row in found])
+        return self._lease_rows(sql.SELECT_LEASES_OF_HOLDER + self._lock, (holder_id, holder_type))
 
     def lock_expired_leases(self, now: datetime) -> list[LeaseRow]:
         """Leases whose expiration is before ``now``, locked (on PostgreSQL, leases another
         call is releasing right now are skipped: that call deals with them)."""
         statement = sql.SELECT_EXPIRED_LEASES + self._skip_locked
-        found = self._execute(statement, (encode_time(now),)).fetchall()
-        return self._with_links([_lease(row) for row in found])
+        return self._lease_rows(statement, (encode_time(now),))
 
     def renew_lease(self, lease_id: str, expiration: datetime) -> bool:
         cursor = self._execute(sql.RENEW_LEASE, (encode_time(expiration), lease_id))
@@ -172,9 +166,7 @@ class LimitStore(SqlRows):
 
     def lock_task_leases_of_flow_run(self, flow_run_id: str) -> list[LeaseRow]:
         """The leases the task runs of a flow run hold (oldest first), locked."""
-        statement = sql.SELECT_TASK_LEASES_OF_FLOW_RUN + self._lock
-        found = self._execute(statement, (flow_run_id,)).fetchall()
-        return self._with_links([_lease(row) for row in found])
+        return self._lease_rows(sql.SELECT_TASK_LEASES_OF_FLOW_RUN + self._lock, (flow_run_id,))
 
     def renew_task_leases_of_flow_run(self, flow_run_id: str, expiration: datetime) -> int:
         """Make the leases held by the task runs of a flow run last until ``expiration`` at
@@ -199,6 +191,11 @@ class LimitStore(SqlRows):
             if set(lease.taken) == {limit_id}:
                 self.delete_lease(lease.id)
 
+    def _lease_rows(self, statement: str, params: Any = ()) -> list[LeaseRow]:
+        """The leases a statement selects, with their links."""
+        found = self._execute(statement, params).fetchall()
+        return self._with_links([_lease(row) for row in found])
+
     def _with_links(self, leases: list[LeaseRow]) -> list[LeaseRow]:
         if not leases:
             return leases
@@ -209,6 +206,10 @@ class LimitStore(SqlRows):
             lease.taken[limit_id] = slots
             lease.names.append(name)
         return leases
+
+
+def _first(rows: list[Row]) -> Row | None:
+    return rows[0] if rows else None
 
 
 def _limit_params(row: LimitRow) -> tuple[Any, ...]:

@@ -34,13 +34,13 @@ class _InMemory:
         super().__init__(_no_sql)  # type: ignore[call-arg]
         self._store = store
 
-
-class MemoryLimitStore(_InMemory, LimitStore):
-    """The limit and lease rows of a :class:`MemoryStore`."""
-
     @property
     def _tables(self) -> Tables:
         return self._store.conn
+
+
+class MemoryLimitStore(_InMemory, LimitStore):
+    """The limit and lease rows of a :class:`MemoryStore`."""
 
     # -- limits ----------------------------------------------------------------------------
 
@@ -67,7 +67,7 @@ class MemoryLimitStore(_InMemory, LimitStore):
         """The limits with these names (unknown names are left out), in id order."""
         wanted = set(names)
         found = [replace(r) for r in self._tables.limits.values() if r.name in wanted]
-        return sorted(found, key=_by_id)
+        return sorted(found, key=lambda row: row.id)
 
     def lock_limits_by_id(self, ids: Iterable[str]) -> list[LimitRow]:
         limits = self._tables.limits
@@ -194,7 +194,7 @@ class MemoryDeploymentStore(_InMemory, DeploymentStore):
 
     def insert(self, row: DeploymentRow) -> bool:
         """Insert a new deployment; False if its name is taken (nothing written)."""
-        tables = self._store.conn
+        tables = self._tables
         if any(found.name == row.name for found in tables.deployments.values()):
             return False
         if row.id in tables.deployments:
@@ -203,15 +203,15 @@ class MemoryDeploymentStore(_InMemory, DeploymentStore):
         return True
 
     def read(self, deployment_id: str, *, for_update: bool = False) -> DeploymentRow | None:
-        found = self._store.conn.deployments.get(deployment_id)
+        found = self._tables.deployments.get(deployment_id)
         return None if found is None else replace(found)
 
     def read_all(self) -> list[DeploymentRow]:
-        rows = self._store.conn.deployments.values()
+        rows = self._tables.deployments.values()
         return sorted((replace(row) for row in rows), key=_by_name)
 
     def update(self, row: DeploymentRow) -> None:
-        tables = self._store.conn
+        tables = self._tables
         old = tables.deployments.get(row.id)
         if old is not None:  # (everything but the id, name and creation time)
             tables.put(tables.deployments, row.id, replace(row, name=old.name, created=old.created))
@@ -219,10 +219,6 @@ class MemoryDeploymentStore(_InMemory, DeploymentStore):
 
 def _by_name(row: Any) -> str:
     return str(row.name)
-
-
-def _by_id(row: LimitRow) -> str:
-    return row.id
 
 
 def _by_age(lease: LeaseRow) -> tuple[datetime, str]:
