@@ -16,26 +16,11 @@ if TYPE_CHECKING:
     from flowstate.runs import FlowRun, TaskRun
     from flowstate.states import State
 
-_NAMED = {  # (type, name) -> a constructor that gives exactly that name
-    ("SCHEDULED", "Scheduled"): "Scheduled",
-    ("SCHEDULED", "Late"): "Late",
-    ("SCHEDULED", "AwaitingRetry"): "AwaitingRetry",
-    ("PENDING", "Pending"): "Pending",
-    ("RUNNING", "Running"): "Running",
-    ("RUNNING", "Retrying"): "Retrying",
-    ("COMPLETED", "Completed"): "Completed",
-    ("COMPLETED", "Cached"): "Cached",
-    ("FAILED", "Failed"): "Failed",
-    ("CANCELLED", "Cancelled"): "Cancelled",
-    ("CRASHED", "Crashed"): "Crashed",
-    ("PAUSED", "Paused"): "Paused",
-    ("PAUSED", "Suspended"): "Suspended",
-    ("CANCELLING", "Cancelling"): "Cancelling",
-}
-_BY_TYPE = {  # the constructor that takes name= for each type
-    "SCHEDULED": "Scheduled", "PENDING": "Pending", "RUNNING": "Running",
-    "COMPLETED": "Completed", "FAILED": "Failed", "CANCELLED": "Cancelled",
-    "CRASHED": "Crashed", "PAUSED": "Paused", "CANCELLING": "Cancelling",
+_NAMED = {  # the names that have a constructor of their own (one that gives that name)
+    "SCHEDULED": ("Late", "AwaitingRetry"),
+    "RUNNING": ("Retrying",),
+    "COMPLETED": ("Cached",),
+    "PAUSED": ("Suspended",),
 }
 _DETAILS = (  # the details shown when they differ from the default, in this order
     "scheduled_time", "pause_key", "pause_timeout", "pause_reschedule", "run_input_keyset",
@@ -65,11 +50,11 @@ def value_repr(value: Any, limit: int = 60) -> str:
 
 def state_repr(state: State) -> str:
     """``Paused(pause_key='approval', pause_expiration_time='2024-01-01T01:00:00Z')``."""
-    type_ = state.type.value
-    constructor = _NAMED.get((type_, state.name or ""))
+    constructor = state.type.default_name  # each type's constructor, named as its states
     arguments: list[str] = []
-    if constructor is None:
-        constructor = _BY_TYPE[type_]
+    if state.name in _NAMED.get(state.type.value, ()):
+        constructor = state.name
+    elif state.name != constructor:
         arguments.append(f"name={state.name!r}")
     arguments.extend(_detail_arguments(state, constructor))
     if state.data is not None:

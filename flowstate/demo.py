@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID
 
 from flowstate.results import OrchestrationResult
+from flowstate.run_input import keyset_from_base_key
 from flowstate.runs import FlowRunPolicy
 from flowstate.states import Completed, Paused, Pending, Running, Scheduled, State
 
@@ -87,8 +88,7 @@ def run_input_keyset(pause_key: str, state_name: str = "Paused") -> dict[str, st
     >>> run_input_keyset("k1")["schema"]
     'paused-k1-schema'
     """
-    base = f"{state_name.lower()}-{pause_key}"
-    return {part: f"{base}-{part}" for part in ("description", "response", "schema")}
+    return keyset_from_base_key(f"{state_name.lower()}-{pause_key}")
 
 
 def run_demo(

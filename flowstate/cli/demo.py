@@ -29,7 +29,6 @@ from flowstate.cli._common import (
 from flowstate.cli._common import table as make_table
 
 if TYPE_CHECKING:
-    from rich.console import Console
     from rich.table import Table
 
     from flowstate import Orchestrator
@@ -59,6 +58,7 @@ def demo(as_json: bool, database: str | None) -> None:
 def _print_demo(orc: Orchestrator, outcome: DemoRun, database_label: str) -> None:
     """Print the steps, the final run, its state history, the stored run input and the database."""
     from rich.console import Console
+    from rich.text import Text
 
     console = Console()
     console.print(_steps_table(outcome.steps))
@@ -66,7 +66,7 @@ def _print_demo(orc: Orchestrator, outcome: DemoRun, database_label: str) -> Non
     console.print(_run_table(run))
     console.print(_history_table(orc.read_flow_run_states(run.id)))
     console.print(_run_input_table(orc, outcome))
-    _print_database(console, database_label)
+    console.print(Text.assemble(("database: ", "bold"), database_label))
 
 
 def _steps_table(steps: list[DemoStep]) -> Table:
@@ -121,14 +121,11 @@ def _history_table(states: list[State]) -> Table:
 
 def _run_input_table(orc: Orchestrator, outcome: DemoRun) -> Table:
     """The run input stored under the pause's keyset, read back from the database."""
-    from rich.table import Table
     from rich.text import Text
 
     from flowstate import ObjectNotFound
 
-    table = Table(title="Stored run input", title_justify="left")
-    table.add_column("key", no_wrap=True)
-    table.add_column("value", overflow="fold")
+    table = make_table("Stored run input", ("key", "value"), no_wrap={"key"})
     for part in ("schema", "response"):
         key = outcome.run_input_keyset[part]
         try:
@@ -137,10 +134,3 @@ def _run_input_table(orc: Orchestrator, outcome: DemoRun) -> Table:
             value = "(not stored)"
         table.add_row(Text(key), Text(value))
     return table
-
-
-def _print_database(console: Console, label: str) -> None:
-    """Print which database file the demo wrote to."""
-    from rich.text import Text
-
-    console.print(Text.assemble(("database: ", "bold"), label))

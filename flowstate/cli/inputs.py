@@ -156,34 +156,21 @@ def pending_input(orc: Orchestrator, run: FlowRun) -> tuple[dict[str, Any], str 
     keyset = None if state is None else state.state_details.run_input_keyset
     if state is None or state.type.value != "PAUSED" or not keyset or "schema" not in keyset:
         return None
-    schema = _input_schema(orc, run.id, keyset["schema"])
-    if schema is None:
-        return None
-    return schema, _input_description(orc, run.id, keyset)
-
-
-def _input_schema(orc: Orchestrator, run_id: UUID, key: str) -> dict[str, Any] | None:
-    """The object schema stored under ``key``, else None (the resume reports what is wrong)."""
-    from flowstate import ObjectNotFound
-
-    try:
-        schema = json.loads(orc.read_flow_run_input(run_id, key))
-    except (ObjectNotFound, json.JSONDecodeError, RecursionError):
-        return None  # the resume reports it
+    schema = _stored_json(orc, run.id, keyset["schema"])
     if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
-        return None
-    return schema
+        return None  # the resume reports what is wrong with it
+    description = _stored_json(orc, run.id, keyset.get("description", ""))
+    return schema, description if isinstance(description, str) else None
 
 
-def _input_description(orc: Orchestrator, run_id: UUID, keyset: dict[str, str]) -> str | None:
-    """The pause's description text, if the keyset names one that holds a string."""
+def _stored_json(orc: Orchestrator, run_id: UUID, key: str) -> Any:
+    """The JSON value stored under ``key``, or None when there is none or it is not JSON."""
     from flowstate import ObjectNotFound
 
     try:
-        text = json.loads(orc.read_flow_run_input(run_id, keyset.get("description", "")))
-    except (ObjectNotFound, json.JSONDecodeError, RecursionError, KeyError):
+        return json.loads(orc.read_flow_run_input(run_id, key))
+    except (ObjectNotFound, json.JSONDecodeError, RecursionError):
         return None
-    return text if isinstance(text, str) else None
 
 
 def prompt_for_input(schema: dict[str, Any], description: str | None) -> dict[str, Any]:

@@ -112,13 +112,8 @@ def create_limit(name: str, limit: int, decay: float, inactive: bool, as_json: b
 def update_limit(name: str, new_limit: int | None, decay: float | None, active: bool | None,
                  as_json: bool, database: str | None) -> None:
     """Change a limit's slots, decay or activity; the slots held stay held."""
-    changes: dict[str, object] = {}
-    if new_limit is not None:
-        changes["limit"] = new_limit
-    if decay is not None:
-        changes["slot_decay_per_second"] = decay
-    if active is not None:
-        changes["active"] = active
+    given = {"limit": new_limit, "slot_decay_per_second": decay, "active": active}
+    changes = {field: value for field, value in given.items() if value is not None}
     if not changes:
         raise click.UsageError("nothing to change: give --limit, --decay, --active or --inactive")
     with open_orchestrator(database) as orc:

@@ -296,9 +296,6 @@ class OrchestrationMachine(RuleBasedStateMachine):
         n -= len(self.flow_run_ids)
         return RunRef("task", n, self.task_run_ids[n])
 
-    def _kind(self, run_id: UUID) -> Kind:
-        return "flow" if run_id in self.flow_run_ids else "task"
-
     def history_now(self, kind: Kind, run_id: UUID) -> list[State]:
         """The run's state history, read again only if its current state changed since the
         machine last read it (a history grows only by a write, which changes the current
