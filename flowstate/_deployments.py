@@ -149,14 +149,10 @@ class DeploymentMethods(ConcurrencyMethods):
         ``collision_strategy`` and ``grace_period_seconds`` as in :meth:`create_deployment`
         (None: the defaults)."""
         key = str(validate.run_id(deployment_id, "deployment_id"))
-        size = _UNSET if concurrency_limit is _UNSET else _size(concurrency_limit)
-        strategy = _UNSET if collision_strategy is _UNSET else _strategy(collision_strategy)
-        grace = _UNSET if grace_period_seconds is _UNSET else _grace(grace_period_seconds)
-        shared: Any = (
-            _UNSET
-            if global_concurrency_limit_id is _UNSET
-            else _limit_id(global_concurrency_limit_id)
-        )
+        size = _size(concurrency_limit)
+        strategy = _strategy(collision_strategy)
+        grace = _grace(grace_period_seconds)
+        shared = _limit_id(global_concurrency_limit_id)
         if size is not _UNSET and shared is not _UNSET:
             raise InvalidState(
                 "give concurrency_limit (a limit of the deployment's own) or "
@@ -236,16 +232,20 @@ class DeploymentMethods(ConcurrencyMethods):
         )
 
 
+# The checks of a deployment's fields: each passes None (no value) and _UNSET (an update that
+# leaves the field as it is) through.
+
+
 def _size(value: Any) -> int | None:
     """A deployment's concurrency_limit: None, or a whole number >= 1 (Prefect: 422 for 0)."""
-    if value is None:
-        return None
+    if value is None or value is _UNSET:
+        return value
     return checks.count(value, "concurrency_limit", 1)
 
 
 def _strategy(value: Any) -> str | None:
-    if value is None:
-        return None
+    if value is None or value is _UNSET:
+        return value
     if value not in COLLISION_STRATEGIES:
         raise InvalidState(
             f"collision_strategy={value!r:.40}; expected 'ENQUEUE', 'CANCEL_NEW' or None"
@@ -254,8 +254,8 @@ def _strategy(value: Any) -> str | None:
 
 
 def _grace(value: Any) -> int | None:
-    if value is None:
-        return None
+    if value is None or value is _UNSET:
+        return value
     if (
         isinstance(value, bool)
         or not isinstance(value, int)
@@ -269,6 +269,6 @@ def _grace(value: Any) -> int | None:
 
 
 def _limit_id(value: Any) -> str | None:
-    if value is None:
-        return None
+    if value is None or value is _UNSET:
+        return value
     return str(validate.run_id(value, "global_concurrency_limit_id"))

@@ -62,12 +62,6 @@ TRIGGERS: tuple[Trigger, ...] = (
 the policy's doing, not a trigger."""
 
 
-def _machine_transitions(triggers: Sequence[Trigger]) -> list[dict[str, Any]]:
-    return [
-        {"trigger": t.trigger, "source": list(t.sources), "dest": t.dest.value} for t in triggers
-    ]
-
-
 def to_machine(
     triggers: Sequence[Trigger] = TRIGGERS,
     *,
@@ -77,9 +71,12 @@ def to_machine(
     from transitions.extensions import GraphMachine
 
     states = [INITIAL, *(t.value for t in StateType)]
+    transitions = [
+        {"trigger": t.trigger, "source": list(t.sources), "dest": t.dest.value} for t in triggers
+    ]
     return GraphMachine(
         states=states,
-        transitions=_machine_transitions(triggers),
+        transitions=transitions,
         initial=INITIAL,
         auto_transitions=False,
         graph_engine=graph_engine,

@@ -23,13 +23,13 @@ from flowstate.concurrency.holding import (
 )
 from flowstate.concurrency.models import ConcurrencyLease
 from flowstate.errors import FlowstateError, ObjectNotFound
+from flowstate.orchestrator import Orchestrator
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from flowstate._interaction import Nap
     from flowstate.aio.orchestrator import AsyncOrchestrator
-    from flowstate.orchestrator import Orchestrator
 
 __all__ = ["AsyncHeldSlots"]
 
@@ -74,7 +74,7 @@ class AsyncHeldSlots(Block["AsyncOrchestrator"]):
 
     async def _release(self, lease: ConcurrencyLease) -> None:
         orc = self._orc
-        job = orc._submit(_release, (lease.lease_id,), {})
+        job = orc._submit(Orchestrator.release_concurrency_lease, (lease.lease_id,), {})
         await orc._outcome(job, shielded=True)
 
     async def _keep(self, lease: ConcurrencyLease) -> None:
@@ -95,7 +95,3 @@ def _acquire_steps(
     orc: Orchestrator, names: list[str], occupy: int, box: Acquired, options: dict[str, Any]
 ) -> Iterator[Nap]:
     return orc._acquire_steps(names, occupy, box=box, **options)
-
-
-def _release(orc: Orchestrator, lease_id: Any) -> None:
-    orc.release_concurrency_lease(lease_id)

@@ -143,17 +143,9 @@ def cancel(run_id: str, message: str | None, as_json: bool, database: str | None
     """
     from flowstate.states import Cancelling
 
-    _propose_to_flow_run(run_id, Cancelling(message=message), database, as_json)
-
-
-# -- helpers --------------------------------------------------------------------------------------
-
-
-def _propose_to_flow_run(run_id: str, proposed: State, database: str | None, as_json: bool) -> None:
-    """Propose ``proposed`` for the flow run, report the result and exit with its code."""
     with open_orchestrator(database) as orc:
         run = read_flow_run(orc, run_id)
-        result = orc.set_flow_run_state(run.id, proposed)
+        result = orc.set_flow_run_state(run.id, Cancelling(message=message))
     _report(result, before=run.state, subject=f"flow run {run.id} ({run.name})", as_json=as_json)
 
 
