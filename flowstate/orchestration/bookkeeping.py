@@ -30,6 +30,7 @@ __all__ = [
     "flow_bookkeeping",
     "flow_details_update",
     "task_bookkeeping",
+    "task_details_update",
 ]
 
 _ONE_MICROSECOND = timedelta(microseconds=1)
@@ -121,6 +122,16 @@ def flow_details_update(values: Mapping[str, Any], details: StateDetails) -> dic
     return {"flow_run_id": run_id, "task_run_id": task_run_id}
 
 
+def task_details_update(values: Mapping[str, Any], details: StateDetails) -> dict[str, Any] | None:
+    """The detail values update_task_run_state_details sets on the new state of the task run
+    whose fields are ``values`` (its run id, and its flow run's), or None when ``details``
+    holds them already."""
+    flow_run_id, run_id = values["flow_run_id"], values["id"]
+    if details.flow_run_id == flow_run_id and details.task_run_id == run_id:
+        return None
+    return {"flow_run_id": flow_run_id, "task_run_id": run_id}
+
+
 def flow_bookkeeping(ctx: TransitionContext, proposed: State) -> State:
     """FLOW_BOOKKEEPING's before-steps in one pass (same result as applying them in order)."""
     changes: dict[str, Any] = {}
@@ -145,9 +156,8 @@ def task_bookkeeping(ctx: TransitionContext, proposed: State) -> State:
     values = ctx._values()
     proposed, to_type = common_bookkeeping(ctx.initial, values, proposed, changes)
     details = proposed.state_details
-    flow_run_id, run_id = values["flow_run_id"], values["id"]
-    if details.flow_run_id != flow_run_id or details.task_run_id != run_id:
-        update = {"flow_run_id": flow_run_id, "task_run_id": run_id}
+    update = task_details_update(values, details)
+    if update is not None:
         proposed = copy_with(proposed, {"state_details": copy_with(details, update)})
     if to_type is _RUNNING:
         changes["run_count"] = values["run_count"] + 1

@@ -29,6 +29,7 @@ from flowstate.orchestration.bookkeeping import (
     TASK_BOOKKEEPING,
     Bookkeeping,
     flow_details_update,
+    task_details_update,
 )
 from flowstate.orchestration.context import RunKind, TransitionContext, stamp_proposal
 from flowstate.orchestration.decisions import Abort, Decision, Proceed, Reject, Wait
@@ -172,11 +173,11 @@ class Policy:
         ``read_parameters``: reads a flow run's parameters, when ``run`` (or ``flow_run``) was
         read without them, for a rule that looks at ``ctx.run``.
 
-        A flow run's proposal names its run (and a subflow's parent task run) from the start:
-        the bookkeeping would set those ids after the rules, in two more copies."""
-        details = (
-            flow_details_update(run.__dict__, proposed.state_details) if self.kind == "flow" else None
-        )
+        A proposal names its run (a flow run's, a subflow's parent task run; a task run's, its
+        flow run) from the start: the bookkeeping would set those ids after the rules, in two
+        more copies."""
+        update = flow_details_update if self.kind == "flow" else task_details_update
+        details = update(run.__dict__, proposed.state_details)
         return TransitionContext(
             kind=self.kind,
             run=run,
