@@ -22,7 +22,7 @@ from flowstate._interaction import Nap, run_steps
 from flowstate.concurrency import checks
 from flowstate.concurrency.holding import Acquired, HeldSlots
 from flowstate.concurrency.models import ConcurrencyLease, GlobalConcurrencyLimit
-from flowstate.concurrency.run_slots import give_back
+from flowstate.concurrency.run_slots import give_back, take_slots
 from flowstate.concurrency.slots import (
     LeaseRow,
     LimitRow,
@@ -242,14 +242,9 @@ class ConcurrencyMethods:
         found = self._sorted_by_name(self._limits.lock_limits_by_name(wanted), wanted)
         active = [row for row in found if row.active]
         check_request(active, count, mode)
-        held = {row.id: after_decay(row, now) for row in active}
-        blocking = [(row, held[row.id][0]) for row in active if held[row.id][0] + count > row.limit]
+        blocking = take_slots(self._limits, active, count, now)
         if blocking:
             return found, _no_room(blocking, count)
-        for row in active:
-            now_held, anchor = held[row.id]
-            hold(row, now_held + count, anchor, now)
-            self._limits.update_limit(row)
         return found, None
 
     @staticmethod

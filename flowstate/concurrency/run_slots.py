@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from flowstate.store.deployments import DeploymentStore
     from flowstate.store.limits import LimitStore
 
-__all__ = ["NO_SLOTS", "DeploymentLimit", "RunSlots", "give_back"]
+__all__ = ["NO_SLOTS", "DeploymentLimit", "RunSlots", "give_back", "take_slots"]
 
 Holder = tuple[str, UUID]
 """(``"flow_run"`` or ``"task_run"``, the run's id)."""
@@ -108,13 +108,8 @@ class RunSlots:
         for ``duration`` seconds; None (nothing written) when one of them is full."""
         assert self._limits is not None
         now = self.now
-        held = {row.id: after_decay(row, now) for row in limits}
-        if any(held[row.id][0] + 1 > row.limit for row in limits):
+        if take_slots(self._limits, limits, 1, now):
             return None
-        for row in limits:
-            slots, anchor = held[row.id]
-            hold(row, slots + 1, anchor, now)
-            self._limits.update_limit(row)
         lease = LeaseRow(
             id=str(uuid7()),
             slots=1,
@@ -162,6 +157,23 @@ class RunSlots:
 
 NO_SLOTS = RunSlots(None, None, lambda: datetime.min)
 """No limits at all: no deployment has one, nothing is taken or held."""
+
+
+def take_slots(
+    limits: LimitStore, rows: list[LimitRow], count: int, now: datetime
+) -> list[tuple[LimitRow, int]]:
+    """Inside a transaction: take ``count`` more slots on each of ``rows`` (locked), all or
+    none. Returns the rows too full to take them, each with the slots it holds (then nothing is
+    written), or [] once they are taken."""
+    held = {row.id: after_decay(row, now) for row in rows}
+    blocking = [(row, held[row.id][0]) for row in rows if held[row.id][0] + count > row.limit]
+    if blocking:
+        return blocking
+    for row in rows:
+        slots, anchor = held[row.id]
+        hold(row, slots + count, anchor, now)
+        limits.update_limit(row)
+    return []
 
 
 def give_back(
