@@ -21,7 +21,7 @@ from uuid import UUID
 from hypothesis import strategies as st
 
 from flowstate.states import State, StateDetails, StateType
-from flowstate.testing.strategies import _NAMES, CACHE_KEYS, PAUSE_KEYS
+from flowstate.testing.strategies import _NAMES, _RESULT_DATA, CACHE_KEYS, PAUSE_KEYS
 
 Kind = Literal["flow", "task"]
 S = StateType
@@ -32,13 +32,6 @@ _RUNNER: st.SearchStrategy[Any] = st.runner()
 OFFSETS: tuple[int | None, ...] = (None, 0, -1, 1, 60, -60, 3600, -3600)
 """Seconds from the machine's clock for a time in a drawn state: none, exactly now, a second
 either side, a minute either side, an hour either side (simplest first)."""
-_RESULTS: tuple[Any, ...] = (
-    None,
-    {"type": "reference", "storage_key": "results/1"},
-    {"type": "unpersisted"},
-    {},
-    "a plain value",
-)
 
 # A variant is (name, data, details) with every time as an offset in seconds (or None).
 Variant = tuple[str, Any, tuple[tuple[str, Any], ...]]
@@ -70,7 +63,7 @@ def _completed_variants(names: tuple[str, ...], task: bool) -> tuple[Variant, ..
     caches: list[_Details] = [()]
     if task:
         caches += [(("cache_key", k), ("cache_expiration", t)) for k, t in product(CACHE_KEYS, OFFSETS)]
-    return tuple((n, d, c) for n, d, c in product(names, _RESULTS, caches))
+    return tuple((n, d, c) for n, d, c in product(names, _RESULT_DATA, caches))
 
 
 def _failed_variants(names: tuple[str, ...], task: bool) -> tuple[Variant, ...]:
@@ -197,17 +190,13 @@ ANY_RUN: st.SearchStrategy[RunRef] = _any_run()
 _NONE_OR_WHICH = st.integers(0, 4)
 
 
+@lru_cache(maxsize=4)
 @st.composite
-def _run_or_none(draw: st.DrawFn, kind: Kind) -> RunRef | None:
+def run_or_none(draw: st.DrawFn, kind: Kind) -> RunRef | None:
+    """None one time in five, else one of the machine's runs of ``kind`` (one choice)."""
     machine = draw(_RUNNER)
     which = draw(_NONE_OR_WHICH)
     return None if which == 0 else machine.pick(kind, None, which - 1)
-
-
-@lru_cache(maxsize=4)
-def run_or_none(kind: Kind) -> st.SearchStrategy[RunRef | None]:
-    """None one time in five, else one of the machine's runs of ``kind`` (one choice)."""
-    return _run_or_none(kind)
 
 
 RUN_INPUTS: tuple[dict[str, Any] | None, ...] = (

@@ -49,18 +49,6 @@ class OrchestratorOnClock(NamedTuple):
         return f"OrchestratorOnClock(clock={self.clock.now.isoformat().replace('+00:00', 'Z')!r})"
 
 
-def _make(
-    start: datetime, flow_policy: Policy | None, task_policy: Policy | None
-) -> OrchestratorOnClock:
-    clock = FrozenClock(start)
-    options: dict[str, Any] = {"clock": clock, "uniform": random.Random(0).uniform}
-    if flow_policy is not None:
-        options["flow_policy"] = flow_policy
-    if task_policy is not None:
-        options["task_policy"] = task_policy
-    return OrchestratorOnClock(Orchestrator(":memory:", **options), clock)
-
-
 def orchestrators(
     *,
     flow_policy: Policy | None = None,
@@ -107,4 +95,10 @@ def _orchestrators(
     flow_policy: Policy | None,
     task_policy: Policy | None,
 ) -> OrchestratorOnClock:
-    return _make(draw(starts), flow_policy, task_policy)
+    clock = FrozenClock(draw(starts))
+    options: dict[str, Any] = {"clock": clock, "uniform": random.Random(0).uniform}
+    if flow_policy is not None:
+        options["flow_policy"] = flow_policy
+    if task_policy is not None:
+        options["task_policy"] = task_policy
+    return OrchestratorOnClock(Orchestrator(":memory:", **options), clock)

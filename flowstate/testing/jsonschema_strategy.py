@@ -49,38 +49,18 @@ def from_schema(schema: dict[str, Any], root: dict[str, Any] | None = None) -> s
     return _BY_TYPE[types](schema, root)
 
 
-def _referenced(schema: dict[str, Any], root: dict[str, Any]) -> st.SearchStrategy[Any]:
-    return from_schema(_resolve(schema["$ref"], root), root)
-
-
-def _const(schema: dict[str, Any], root: dict[str, Any]) -> st.SearchStrategy[Any]:
-    return st.just(schema["const"])
-
-
-def _enum(schema: dict[str, Any], root: dict[str, Any]) -> st.SearchStrategy[Any]:
-    return st.sampled_from(schema["enum"])
-
-
-def _any_of(schema: dict[str, Any], root: dict[str, Any]) -> st.SearchStrategy[Any]:
-    return st.one_of([from_schema(branch, root) for branch in schema["anyOf"]])
-
-
-def _one_of(schema: dict[str, Any], root: dict[str, Any]) -> st.SearchStrategy[Any]:
-    return st.one_of([from_schema(branch, root) for branch in schema["oneOf"]])
-
-
-def _all_of(schema: dict[str, Any], root: dict[str, Any]) -> st.SearchStrategy[Any]:
-    return from_schema(_merge_all_of(schema, root), root)
+def _one_branch(branches: list[dict[str, Any]], root: dict[str, Any]) -> st.SearchStrategy[Any]:
+    return st.one_of([from_schema(branch, root) for branch in branches])
 
 
 _Builder = Callable[[dict[str, Any], dict[str, Any]], st.SearchStrategy[Any]]
 _COMPOSITES: tuple[tuple[str, _Builder], ...] = (  # checked in this order, before ``type``
-    ("$ref", _referenced),
-    ("const", _const),
-    ("enum", _enum),
-    ("anyOf", _any_of),
-    ("oneOf", _one_of),
-    ("allOf", _all_of),
+    ("$ref", lambda schema, root: from_schema(_resolve(schema["$ref"], root), root)),
+    ("const", lambda schema, root: st.just(schema["const"])),
+    ("enum", lambda schema, root: st.sampled_from(schema["enum"])),
+    ("anyOf", lambda schema, root: _one_branch(schema["anyOf"], root)),
+    ("oneOf", lambda schema, root: _one_branch(schema["oneOf"], root)),
+    ("allOf", lambda schema, root: from_schema(_merge_all_of(schema, root), root)),
 )
 
 

@@ -84,15 +84,16 @@ _NAMES: dict[StateType, tuple[str, ...]] = {
     S.CANCELLING: ("Cancelling",),
 }
 _MESSAGES = st.none() | st.sampled_from(["", "worker says so", "attempt done"])
-_RESULTS = st.sampled_from(
-    [
-        None,
-        {"type": "reference", "storage_key": "results/1"},
-        {"type": "unpersisted"},
-        {},
-        "a plain value",
-    ]
+_RESULT_DATA: tuple[Any, ...] = (
+    None,
+    {"type": "reference", "storage_key": "results/1"},
+    {"type": "unpersisted"},
+    {},
+    "a plain value",
 )
+"""The data COMPLETED states are drawn with: none, a persisted reference, an unpersisted
+marker, an empty dict or a plain value."""
+_RESULTS = st.sampled_from(_RESULT_DATA)
 
 
 def _types(value: StateType | str | Iterable[StateType | str] | None) -> list[StateType]:
@@ -232,21 +233,15 @@ def states(
     return _states(tuple(_types(type)), kind, DEFAULT_START if now is None else now, keys)
 
 
-@lru_cache(maxsize=512)  # strategies are immutable; building them anew each step is slow
-def _states(
-    types: tuple[StateType, ...], kind: Kind | None, base: datetime, keys: tuple[str, ...]
-) -> st.SearchStrategy[State]:
-    return _state_among(types, kind, base, keys)
-
-
 @lru_cache(maxsize=256)
 def type_choice(types: tuple[StateType, ...]) -> st.SearchStrategy[StateType]:
     """One of ``types``, uniformly (one strategy per tuple, built once)."""
     return st.just(types[0]) if len(types) == 1 else st.sampled_from(types)
 
 
+@lru_cache(maxsize=512)  # strategies are immutable; building them anew each step is slow
 @st.composite
-def _state_among(
+def _states(
     draw: st.DrawFn,
     types: tuple[StateType, ...],
     kind: Kind | None,
