@@ -29,8 +29,7 @@ class Job:
     """One call for the worker thread, and what became of it."""
 
     __slots__ = (
-        "fn", "args", "kwargs", "loop", "deliver", "future", "state", "value", "error",
-        "events", "waiter",
+        "fn", "args", "kwargs", "loop", "deliver", "future", "state", "value", "error", "events",
     )
 
     def __init__(
@@ -52,8 +51,6 @@ class Job:
         self.value: Any = None
         self.error: BaseException | None = None
         self.events: list[TransitionEvent] = []
-        self.waiter: asyncio.Future[None] | None = None
-        """A future a cancelled caller waits on for the end of a job that had started."""
 
     @property
     def done(self) -> bool:
@@ -77,9 +74,6 @@ class Job:
         future = self.future
         if future is not None and not future.done():
             future.set_result(None)
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
 
 class Worker:

@@ -18,6 +18,7 @@ import os
 import threading
 import time
 import weakref
+from contextlib import suppress
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from datetime import datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -376,7 +377,7 @@ class AsyncOrchestrator:
         """
         cancelled = None if shielded else await self._unless_taken_back(job)
         if not job.done:
-            cancelled = await _until_done(job) or cancelled
+            cancelled = await _until_done(job.future) or cancelled  # type: ignore[arg-type]
         if settled is not None:
             settled()
         if job.events and self._listeners.callbacks:
@@ -393,7 +394,7 @@ class AsyncOrchestrator:
         """Wait for the job to be done; a cancellation meanwhile takes back a job still queued
         (and goes on at once), or is returned when the job has started."""
         try:
-            await job.future  # type: ignore[misc]
+            await asyncio.shield(job.future)  # type: ignore[arg-type]  # (left running if cancelled)
         except asyncio.CancelledError as exc:
             if self._worker.abandon(job):
                 exc.add_note(
@@ -421,7 +422,7 @@ class AsyncOrchestrator:
             self._listeners.tell(events)  # nothing to await: nothing to interrupt
             return None
         task = asyncio.ensure_future(_await_listeners(self._listeners, events))
-        return await _until_done_future(task)
+        return await _until_done(task)
 
     # -- the calls -------------------------------------------------------------------------
 
@@ -596,21 +597,9 @@ def _what_it_did(job: Job, in_block: bool) -> str:
     return f"{done} (committed)"
 
 
-async def _until_done(job: Job) -> asyncio.CancelledError | None:
-    """Wait for a job that has started to end; cancellations meanwhile are held back (the first
-    is returned)."""
-    cancelled = None
-    while not job.done:
-        job.waiter = waiter = asyncio.get_running_loop().create_future()
-        try:
-            await waiter
-        except asyncio.CancelledError as exc:
-            cancelled = cancelled or exc
-    return cancelled
-
-
-async def _until_done_future(future: asyncio.Future[Any]) -> asyncio.CancelledError | None:
-    """Wait for ``future`` to end, holding back cancellations (the first is returned)."""
+async def _until_done(future: asyncio.Future[Any]) -> asyncio.CancelledError | None:
+    """Wait for ``future`` (a job that has started, or the listeners' task) to end, holding
+    back cancellations (the first is returned)."""
     cancelled = None
     while not future.done():
         try:
@@ -635,10 +624,8 @@ async def _await_listeners(listeners: Listeners, events: list[TransitionEvent]) 
 
 async def _pause(seconds: float, stop: threading.Event | asyncio.Event | None) -> None:
     if isinstance(stop, asyncio.Event):
-        try:
+        with suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await stop.wait()
-        except TimeoutError:
-            pass
     else:
         await asyncio.sleep(seconds)
