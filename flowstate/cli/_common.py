@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable, Collection, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import click
+from pydantic_core import to_jsonable_python
 
 from flowstate.states import StateType
 
@@ -28,7 +27,6 @@ if TYPE_CHECKING:
     from flowstate.runs import FlowRun, TaskRun
     from flowstate.states import State
 
-DEFAULT_DATABASE = Path("~/.flowstate/flowstate.db")
 DATABASE_HELP = (
     "SQLite database file (or sqlite:///path), ':memory:', or a PostgreSQL URL "
     "(postgresql://user@host/db; needs pip install 'flowstate[postgres]'). "
@@ -146,14 +144,6 @@ def fail(message: str) -> click.ClickException:
     return click.ClickException(" ".join(message.split()))
 
 
-def database_label(orc: Orchestrator, database: str | None) -> str:
-    """The database the orchestrator uses (its ``database`` property), as the user should see it."""
-    value = getattr(orc, "database", None)
-    if isinstance(value, (str, os.PathLike)):
-        return os.fspath(value)
-    return str(database) if database else str(DEFAULT_DATABASE.expanduser())
-
-
 # -- runs of either kind --------------------------------------------------------------------------
 
 RunKind = Literal["flow", "task"]
@@ -163,10 +153,8 @@ def find_run(orc: Orchestrator, run_id: str) -> tuple[RunKind, FlowRun | TaskRun
     """The flow run with this id, else the task run; ObjectNotFound naming both otherwise."""
     from flowstate import ObjectNotFound
 
-    try:
+    with suppress(ObjectNotFound):
         return "flow", orc.read_flow_run(run_id)
-    except ObjectNotFound:
-        pass
     try:
         return "task", orc.read_task_run(run_id)
     except ObjectNotFound:
@@ -187,19 +175,10 @@ def read_flow_run(orc: Orchestrator, run_id: str) -> FlowRun:
 
 
 def echo_json(value: Any) -> None:
-    """Print ``value`` (models are dumped in Prefect's JSON shape) as compact JSON."""
-    click.echo(json.dumps(to_jsonable(value), separators=(",", ":"), ensure_ascii=False))
-
-
-def to_jsonable(value: Any) -> Any:
-    """Pydantic models dumped with ``mode="json"``, inside lists and dicts too."""
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    if isinstance(value, dict):
-        return {key: to_jsonable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(item) for item in value]
-    return value
+    """Print ``value`` as compact JSON: pydantic models (inside lists and dicts too) in
+    Prefect's JSON shape, as ``model_dump(mode="json")`` gives it."""
+    jsonable = to_jsonable_python(value, by_alias=False)
+    click.echo(json.dumps(jsonable, separators=(",", ":"), ensure_ascii=False))
 
 
 # -- presentation ---------------------------------------------------------------------------------

@@ -16,8 +16,6 @@ import click
 from flowstate.cli._common import (
     DASH,
     STATUS_STYLES,
-    chosen_database,
-    database_label,
     database_override,
     echo_json,
     fields_table,
@@ -46,16 +44,15 @@ def demo(as_json: bool, database: str | None) -> None:
     """Walk one new flow run through schedule, pause, input check, resume, tasks and completion."""
     from flowstate.demo import run_demo
 
-    database = chosen_database(database)
     with open_orchestrator(database) as orc:
         if as_json:
             run_demo(orc, on_step=lambda step: echo_json(step.result))
             return
         outcome = run_demo(orc)
-        _print_demo(orc, outcome, database_label(orc, database))
+        _print_demo(orc, outcome)
 
 
-def _print_demo(orc: Orchestrator, outcome: DemoRun, database_label: str) -> None:
+def _print_demo(orc: Orchestrator, outcome: DemoRun) -> None:
     """Print the steps, the final run, its state history, the stored run input and the database."""
     from rich.console import Console
     from rich.text import Text
@@ -66,7 +63,7 @@ def _print_demo(orc: Orchestrator, outcome: DemoRun, database_label: str) -> Non
     console.print(_run_table(run))
     console.print(_history_table(orc.read_flow_run_states(run.id)))
     console.print(_run_input_table(orc, outcome))
-    console.print(Text.assemble(("database: ", "bold"), database_label))
+    console.print(Text.assemble(("database: ", "bold"), orc.database))
 
 
 def _steps_table(steps: list[DemoStep]) -> Table:

@@ -13,6 +13,8 @@ holders are those task runs.
 
 from __future__ import annotations
 
+from collections import Counter
+from contextlib import suppress
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 from uuid import UUID
@@ -59,10 +61,7 @@ def list_limits(as_json: bool, database: str | None) -> None:
         return
     from flowstate.cli._common import console
 
-    holders = {limit.name: 0 for limit in found}
-    for lease in leases:
-        for name in lease.limits:
-            holders[name] = holders.get(name, 0) + 1
+    holders = Counter(name for lease in leases for name in lease.limits)
     table = make_table(f"Concurrency limits ({len(found)})",
                    ("name", "held", "limit", "active", "decay/s", "holders", "deployments"))
     for limit in found:
@@ -72,7 +71,7 @@ def list_limits(as_json: bool, database: str | None) -> None:
             str(limit.limit),
             "yes" if limit.active else "no",
             f"{limit.slot_decay_per_second:g}" if limit.slot_decay_per_second else DASH,
-            str(holders.get(limit.name, 0)),
+            str(holders[limit.name]),
             _text(", ".join(d.name for d in users.get(limit.id, ())) or DASH),
         )
     console().print(table)
@@ -221,10 +220,8 @@ def _holding_runs(
         if holder is None or holder.type not in ("flow_run", "task_run"):
             continue
         read = orc.read_flow_run if holder.type == "flow_run" else orc.read_task_run
-        try:
+        with suppress(ObjectNotFound):
             found[holder.id] = read(holder.id)
-        except ObjectNotFound:
-            pass
     return found
 
 
