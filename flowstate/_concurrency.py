@@ -325,11 +325,8 @@ class ConcurrencyMethods:
         """The leases (oldest first) holding slots of the limit ``name``, or every lease."""
         checked_name = None if name is None else checks.limit_name(name)
         with self._read_transaction():
-            limits = self._limits
-            if checked_name is None:
-                return [lease.model() for lease in limits.read_leases()]
-            row = self._limit_named(checked_name)
-            return [lease.model() for lease in limits.read_leases(row.id)]
+            limit_id = None if checked_name is None else self._limit_named(checked_name).id
+            return [lease.model() for lease in self._limits.read_leases(limit_id)]
 
     def expire_leases(self, *, now: datetime | None = None) -> list[ConcurrencyLease]:
         """Release every lease that was not renewed before its expiration, giving its slots

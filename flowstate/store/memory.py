@@ -47,10 +47,6 @@ def _copy(model: M) -> M:
     return model.model_copy(deep=True)
 
 
-def _order(run: FlowRun | TaskRun) -> tuple[datetime | None, str]:
-    return run.created, str(run.id)
-
-
 class Tables:
     """The store's rows: a dictionary per table, and the journal that undoes writes.
 
@@ -216,7 +212,7 @@ class MemoryStore(ConnectionLifecycle[Tables]):
         newest_first: bool,
     ) -> list[Any]:
         found = [run for run, _ in self.conn.runs[kind].values() if keep(run)]
-        found.sort(key=_order, reverse=newest_first)
+        found.sort(key=lambda run: (run.created, str(run.id)), reverse=newest_first)
         end = None if limit is None or limit < 0 else offset + limit
         return [self._read(kind, run.id) for run in found[offset:end]]
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import threading
 from datetime import datetime, timedelta, timezone
 
+from flowstate._time import as_utc
+
 __all__ = ["DEFAULT_START", "FrozenClock"]
 
 DEFAULT_START = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -25,9 +27,7 @@ DEFAULT_START = datetime(2024, 1, 1, tzinfo=timezone.utc)
 def _utc(when: datetime) -> datetime:
     if not isinstance(when, datetime):
         raise TypeError(f"expected a datetime, got {type(when).__name__}: {when!r}")
-    if when.tzinfo is None:
-        return when.replace(tzinfo=timezone.utc)
-    return when.astimezone(timezone.utc)
+    return as_utc(when)
 
 
 class FrozenClock:

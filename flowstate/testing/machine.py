@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import random
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from collections.abc import Iterable, Mapping
@@ -280,9 +281,11 @@ class OrchestrationMachine(RuleBasedStateMachine):
         """The ``n``-th (modulo their number) of the runs of ``kind`` whose state type is in
         ``types`` (None: any run of ``kind``); None if there is none."""
         ids = self.flow_run_ids if kind == "flow" else self.task_run_ids
-        if types is None:
-            return RunRef(kind, n % len(ids), ids[n % len(ids)]) if ids else None
-        found = [(i, run_id) for i, run_id in enumerate(ids) if self._types.get(run_id) in types]
+        found = [
+            (i, run_id)
+            for i, run_id in enumerate(ids)
+            if types is None or self._types.get(run_id) in types
+        ]
         if not found:
             return None
         index, run_id = found[n % len(found)]
@@ -516,17 +519,14 @@ class OrchestrationMachine(RuleBasedStateMachine):
         through from the run's current state must keep the invariants. The run is left as it
         was, and listeners hear nothing."""
         for type_ in StateType:
-            try:
-                with self.orc.transaction():
-                    self.propose(kind, run_id, State(type=type_))
-                    snap = self.snapshot(only=run_id)
-                    self.check_current_state_is_last_in_history(snap)
-                    self.check_history_timestamps_increase(snap)
-                    self.check_cancelling_only_becomes_cancelled(snap)
-                    self.check_run_fields_follow_state(snap)
-                    raise _Undo
-            except _Undo:
-                pass
+            with suppress(_Undo), self.orc.transaction():
+                self.propose(kind, run_id, State(type=type_))
+                snap = self.snapshot(only=run_id)
+                self.check_current_state_is_last_in_history(snap)
+                self.check_history_timestamps_increase(snap)
+                self.check_cancelling_only_becomes_cancelled(snap)
+                self.check_run_fields_follow_state(snap)
+                raise _Undo
         self.current_type(kind, run_id)
 
     def _default_clock(self) -> bool:
