@@ -30,7 +30,7 @@ from typing import Any
 from uuid import UUID
 
 from flowstate import Orchestrator
-from flowstate._ids import uuid7, uuid_text
+from flowstate._ids import uuid7
 from flowstate._models import construct
 from flowstate.results import AcceptDetails, OrchestrationResult, SetStateStatus
 from flowstate.runs import FlowRun, FlowRunPolicy
@@ -143,7 +143,7 @@ def _public_run(run: _LeanRun, name: str, flow_name: str) -> FlowRun:
 
 def _details_json(details: dict[str, Any]) -> str:
     """The cycle's details in StateDetails' field order, as pydantic writes them."""
-    parts = [f'"flow_run_id":"{uuid_text(details["flow_run_id"])}"']
+    parts = [f'"flow_run_id":"{str(details["flow_run_id"])}"']
     scheduled = details.get("scheduled_time")
     if scheduled is not None:
         parts.append(f'"scheduled_time":"{scheduled.isoformat()[:-6]}Z"')
@@ -179,7 +179,7 @@ class LeanEngine:
         self.conn.execute(
             sql.UPDATE_FLOW_RUN,
             (
-                uuid_text(state.id), state.type, state.name, run.run_count,
+                str(state.id), state.type, state.name, run.run_count,
                 encode_time(run.start_time), encode_time(run.end_time),
                 run.total_run_time.total_seconds(), encode_time(run.expected_start_time),
                 encode_time(run.next_scheduled), encode_time(run.updated), run.id_text,
@@ -195,7 +195,7 @@ class LeanEngine:
             raise TypeError("flow_name and name must be text")
         run = _LeanRun()
         run.id = uuid7()
-        run.id_text = uuid_text(run.id)
+        run.id_text = str(run.id)
         run.state = None
         run.run_count = 0
         run.start_time = run.end_time = run.expected_start_time = run.next_scheduled = None
@@ -253,7 +253,7 @@ class LeanEngine:
         if to_type == "PAUSED":
             if from_type != "RUNNING":
                 return "REJECT"
-            pause_key = details.get("pause_key") or uuid_text(uuid7())
+            pause_key = details.get("pause_key") or str(uuid7())
             if pause_key in run.pause_keys:
                 return "REJECT"
         leaving_pause = from_type == "PAUSED"
@@ -300,7 +300,7 @@ class LeanEngine:
             run.policy_dirty = True
         self.conn.execute(
             sql.INSERT_FLOW_RUN_STATE,
-            (run.id_text, uuid_text(state.id), to_type, state.name, encode_time(stamp), None,
+            (run.id_text, str(state.id), to_type, state.name, encode_time(stamp), None,
              None, _details_json(details)),
         )
         run.state, run.updated = state, now

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from flowstate._ids import uuid7, uuid_text
+from flowstate._ids import uuid7
 
 
 def test_ids_are_plain_version_7_uuids_equal_to_their_parsed_text() -> None:
@@ -51,20 +51,3 @@ def test_a_forked_child_draws_other_random_bits_than_its_parent() -> None:
 def test_ids_stay_unique_across_many_buffer_refills() -> None:
     ids = {uuid7().int & _RANDOM_BITS for _ in range(20_000)}  # about 40 buffers of bits
     assert len(ids) == 20_000
-
-
-@pytest.mark.parametrize(
-    "value",
-    [
-        uuid.UUID(int=0),
-        uuid.UUID(int=1),
-        uuid.UUID(int=2**128 - 1),
-        uuid.UUID(int=2**127),
-        uuid.UUID("0123abcd-ef01-7abc-8def-0123456789ab"),
-        uuid.UUID("{0123ABCD-EF01-7ABC-8DEF-0123456789AB}"),
-        uuid7(),
-    ],
-    ids=str,
-)
-def test_uuid_text_edge_cases(value: uuid.UUID) -> None:
-    assert uuid_text(value) == str(value)

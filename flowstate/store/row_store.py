@@ -68,7 +68,7 @@ class RowStore(ConnectionLifecycle[C]):
     def _insert_task_run_row(self, run: TaskRun) -> tuple[Any, ...] | None:
         """Insert a new task run; returns the row written, None if the id is taken."""
         row = rows.task_run_insert_row(run)
-        written = self._execute(*self._sql.BIND_INSERT_TASK_RUN_IF_NEW(row)).rowcount > 0
+        written = self._execute(self._sql.INSERT_TASK_RUN_IF_NEW, row).rowcount > 0
         return row if written else None
 
     def read_task_run(self, run_id: UUID) -> TaskRun | None:  # pragma: no cover - per backend
@@ -156,14 +156,13 @@ class RowStore(ConnectionLifecycle[C]):
         run_id: str | None = None
         state_id: UUID | str | None = current_state_id
         if written is not None:
-            bind = sql.BIND_INSERT_FLOW_RUN_STATE if flow else sql.BIND_INSERT_TASK_RUN_STATE
             state_row = rows.state_insert_row(run.id, written)
-            execute(*bind(state_row))
+            execute(sql.INSERT_FLOW_RUN_STATE if flow else sql.INSERT_TASK_RUN_STATE, state_row)
             run_id, state_id = state_row[0], state_row[1]  # (both ids, as text)
         if flow:
             self._update_flow_run(rows.flow_run_update_row(run, state_id, now, run_id=run_id))  # type: ignore[arg-type]
         else:
-            execute(*sql.BIND_UPDATE_TASK_RUN(rows.task_run_update_row(run, state_id, now, run_id)))  # type: ignore[arg-type]
+            execute(sql.UPDATE_TASK_RUN, rows.task_run_update_row(run, state_id, now, run_id))  # type: ignore[arg-type]
 
     # -- task cache ------------------------------------------------------------------------
 

@@ -16,7 +16,6 @@ from operator import itemgetter
 from typing import Any, overload
 from uuid import UUID
 
-from flowstate._ids import uuid_text
 from flowstate._models import construct
 from flowstate._time import UTC
 from flowstate.result_data import is_unpersisted
@@ -53,7 +52,6 @@ _OTHER_DETAILS = itemgetter(*(name for name in _DETAIL_DEFAULTS if name not in _
 _OTHER_DEFAULTS = _OTHER_DETAILS(_DETAIL_DEFAULTS)
 _plain_key = re.compile(r"[ !#-\[\]-~]*").fullmatch
 """Printable ASCII but the quote and the backslash: text JSON writes as it is."""
-_last_run_id: tuple[object, str] = (None, "")
 
 
 def _stored_details(details: StateDetails) -> str:
@@ -84,7 +82,7 @@ def _details_json(values: dict[str, Any]) -> str | None:
     if run_id is not None:
         if type(run_id) is not UUID:
             return None
-        parts.append(_run_id_json(run_id))
+        parts.append(f'"flow_run_id":"{run_id}"')
     for name in ("scheduled_time", "pause_timeout"):
         moment = values[name]
         if moment is not None:
@@ -94,15 +92,6 @@ def _details_json(values: dict[str, Any]) -> str | None:
     if values["pause_reschedule"] is not False or values["pause_key"] is not None:
         return _with_pause_json(parts, values["pause_reschedule"], values["pause_key"])
     return "{" + ",".join(parts) + "}"
-
-
-def _run_id_json(run_id: UUID) -> str:
-    """``"flow_run_id":"<run_id>"`` (the states of one run share it: kept for the next)."""
-    global _last_run_id
-    last = _last_run_id
-    if last[0] is not run_id:
-        last = _last_run_id = (run_id, f'"flow_run_id":"{uuid_text(run_id)}"')
-    return last[1]
 
 
 def _utc_text(moment: datetime) -> str:
@@ -218,32 +207,7 @@ def _uuid(text: str | None) -> UUID | None:
 
 def _str(value: UUID | str | None) -> str | None:
     """``str(value)``, or None."""
-    return None if value is None else _id_text(value)
-
-
-def _id_text(value: UUID | str) -> str:
-    """``str(value)`` of an id, or of its text."""
-    return uuid_text(value) if type(value) is UUID else str(value)
-
-
-def _json_text(value: Any) -> str:
-    """``json.dumps(value)``, without the encoder for an empty dict or list."""
-    if not value:
-        kind = type(value)
-        if kind is dict:
-            return "{}"
-        if kind is list:
-            return "[]"
-    return json.dumps(value)
-
-
-def _from_json_text(text: str) -> Any:
-    """``json.loads(text)``, without the decoder for an empty object or array."""
-    if text == "{}":
-        return {}
-    if text == "[]":
-        return []
-    return json.loads(text)
+    return None if value is None else str(value)
 
 
 def encode_data(data: Any) -> str | None:
@@ -258,8 +222,8 @@ def state_insert_row(run_id: UUID | str, state: State) -> tuple[Any, ...]:
     values = state.__dict__  # (one dict, instead of pydantic's attribute hook per field)
     data = values["data"]
     return (
-        run_id if type(run_id) is str else _id_text(run_id),
-        _id_text(values["id"]),
+        run_id if type(run_id) is str else str(run_id),
+        str(values["id"]),
         values["type"]._value_,  # .value is a Python-level property of Enum; _value_ the same
         values["name"],
         encode_time(values["timestamp"]),
@@ -295,11 +259,11 @@ def flow_run_insert_row(run: FlowRun) -> tuple[Any, ...]:
     """Values for INSERT_FLOW_RUN (a new run has no state yet)."""
     values = run.__dict__  # (one dict, instead of pydantic's attribute hook per field)
     return (
-        _id_text(values["id"]),
+        str(values["id"]),
         values["name"],
         values["flow_name"],
-        _json_text(values["parameters"]),
-        _json_text(values["tags"]),
+        json.dumps(values["parameters"]),
+        json.dumps(values["tags"]),
         None,
         None,
         None,
@@ -344,7 +308,7 @@ def flow_run_update_row(
         None if following is None else encode_time(following),
         flow_policy_json(values["empirical_policy"]) if policy_text is None else policy_text,
         encode_time(updated),
-        _id_text(run.id) if run_id is None else run_id,
+        str(run.id) if run_id is None else run_id,
     )
 
 
@@ -382,7 +346,7 @@ def flow_run_from_row(row: Sequence[Any]) -> FlowRun:
 def task_run_insert_row(run: TaskRun) -> tuple[Any, ...]:
     """Values for INSERT_TASK_RUN (a new run has no state yet)."""
     return (
-        _id_text(run.id),
+        str(run.id),
         _str(run.flow_run_id),
         run.task_key,
         run.dynamic_key,
@@ -402,7 +366,7 @@ def task_run_insert_row(run: TaskRun) -> tuple[Any, ...]:
         encode_time(run.cache_expiration),
         encode_time(run.created),
         encode_time(run.updated),
-        _json_text(run.tags),
+        json.dumps(run.tags),
     )
 
 
@@ -431,7 +395,7 @@ def task_run_update_row(
         values["cache_key"],
         None if expiration is None else encode_time(expiration),
         encode_time(updated),
-        _id_text(run.id) if run_id is None else run_id,
+        str(run.id) if run_id is None else run_id,
     )
 
 
@@ -456,7 +420,7 @@ def task_run_from_row(row: Sequence[Any]) -> TaskRun:
             "task_key": row[2],
             "dynamic_key": row[3],
             "name": row[4],
-            "tags": _from_json_text(row[27]),
+            "tags": json.loads(row[27]),
             "state": state_from_row(row, 20),
             "state_type": None if state_type is None else _state_types[state_type],
             "state_name": row[7],

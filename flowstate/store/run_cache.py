@@ -447,7 +447,7 @@ class Store(SqliteStore):
         state_row = None
         if written is not None:
             state_row = rows.state_insert_row(cached.id_text, written)
-            self._execute(*sql.BIND_INSERT_FLOW_RUN_STATE(state_row))
+            self._execute(sql.INSERT_FLOW_RUN_STATE, state_row)
             cached.state_row = state_row
             state_id = state_row[1]
         else:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from flowstate.store.nulls import nulls_inline
-
 FLOW_RUN_COLUMNS = (
     "id, name, flow_name, parameters, tags, state_id, state_type, state_name, run_count, "
     "start_time, end_time, total_run_time, expected_start_time, next_scheduled_start_time, "
@@ -198,58 +196,4 @@ UPSERT_HEARTBEAT = (
 )
 SELECT_HEARTBEAT = (
     "SELECT worker, last_heartbeat, timeout_seconds FROM flow_run_heartbeat WHERE flow_run_id = ?"
-)
-
-
-# -- the hot statements, bound with their usual Nones written as NULL (see store.nulls) -------
-
-
-def _positions(columns: str, *names: str) -> list[int]:
-    """Where ``names`` stand among ``columns`` (a comma-separated list)."""
-    order = [c.strip() for c in columns.split(",")]
-    return [order.index(name) for name in names]
-
-
-_NEW_RUN_NULLS = (
-    "state_id", "state_type", "state_name", "start_time", "end_time", "expected_start_time",
-    "next_scheduled_start_time",
-)
-_UPDATE_FLOW_RUN_PARAMETERS = (
-    "state_id, state_type, state_name, run_count, start_time, end_time, total_run_time, "
-    "expected_start_time, next_scheduled_start_time, updated, id"
-)
-_UPDATE_TASK_RUN_PARAMETERS = (
-    "state_id, state_type, state_name, run_count, flow_run_run_count, start_time, end_time, "
-    "total_run_time, expected_start_time, next_scheduled_start_time, cache_key, "
-    "cache_expiration, updated, id"
-)
-_STATE_PARAMETERS = f"run_id, {STATE_COLUMNS}"
-
-BIND_INSERT_FLOW_RUN_IF_NEW = nulls_inline(
-    INSERT_FLOW_RUN_IF_NEW,
-    _positions(
-        FLOW_RUN_COLUMNS, *_NEW_RUN_NULLS, "deployment_id", "infrastructure_pid",
-        "parent_task_run_id",
-    ),
-)
-BIND_INSERT_TASK_RUN_IF_NEW = nulls_inline(
-    INSERT_TASK_RUN_IF_NEW, _positions(TASK_RUN_COLUMNS, *_NEW_RUN_NULLS, "cache_key", "cache_expiration")
-)
-# (an update between two states usually has no end time and no next scheduled start yet)
-BIND_UPDATE_FLOW_RUN = nulls_inline(
-    UPDATE_FLOW_RUN,
-    _positions(_UPDATE_FLOW_RUN_PARAMETERS, "end_time", "next_scheduled_start_time"),
-)
-BIND_UPDATE_TASK_RUN = nulls_inline(
-    UPDATE_TASK_RUN,
-    _positions(
-        _UPDATE_TASK_RUN_PARAMETERS, "end_time", "next_scheduled_start_time", "cache_key",
-        "cache_expiration",
-    ),
-)
-BIND_INSERT_FLOW_RUN_STATE = nulls_inline(
-    INSERT_FLOW_RUN_STATE, _positions(_STATE_PARAMETERS, "message", "data")
-)
-BIND_INSERT_TASK_RUN_STATE = nulls_inline(
-    INSERT_TASK_RUN_STATE, _positions(_STATE_PARAMETERS, "message", "data")
 )

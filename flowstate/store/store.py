@@ -335,7 +335,7 @@ class SqliteStore(RowStore[sqlite3.Connection]):
         ``sql.PAYLOAD_COLUMNS``); returns the row written, None if the id is taken."""
         row = rows.flow_run_insert_row(run)
         execute = self._execute
-        if execute(*sql.BIND_INSERT_FLOW_RUN_IF_NEW(_without_payload(row))).rowcount == 0:
+        if execute(sql.INSERT_FLOW_RUN_IF_NEW, _without_payload(row)).rowcount == 0:
             return None
         execute(sql.INSERT_FLOW_RUN_PAYLOAD, (row[0], row[3], row[4]))
         execute(sql.INSERT_FLOW_RUN_POLICY, (row[0], row[14]))
@@ -364,7 +364,7 @@ class SqliteStore(RowStore[sqlite3.Connection]):
     def _update_flow_run(self, row: tuple[Any, ...], policy: bool = True) -> None:
         """UPDATE_FLOW_RUN for ``row`` (a ``flow_run_update_row``); its policy too, where it
         differs from the stored one, unless ``policy`` is False (known unchanged)."""
-        self._execute(*sql.BIND_UPDATE_FLOW_RUN(_bookkeeping(row)))
+        self._execute(sql.UPDATE_FLOW_RUN, _bookkeeping(row))
         if policy:
             self._execute(sql.UPDATE_CHANGED_FLOW_RUN_POLICY, (row[9], row[11]))
 

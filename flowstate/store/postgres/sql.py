@@ -10,26 +10,13 @@ tested with ``IS NULL`` is cast to text, and claims skip rows others have locked
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 from flowstate.store import sql as sqlite
-from flowstate.store.nulls import Binder
 
 
 def psycopg_form(statement: str) -> str:
     """A SQLite statement with psycopg's placeholders (for flowstate's statements, which hold
     no literal ``?``)."""
     return statement.replace("?", "%s")
-
-
-def _as_is(statement: str) -> Binder:
-    """A binder that binds every parameter (SQLite's binders write usual Nones as NULL)."""
-
-    def bind(row: Sequence[Any]) -> tuple[str, Sequence[Any]]:
-        return statement, row
-
-    return bind
 
 
 def select_runs(kind: str, **filters: bool) -> str:
@@ -41,7 +28,7 @@ NO_LIMIT = None
 """``LIMIT NULL``: no limit."""
 
 INSERT_FLOW_RUN_IF_NEW = psycopg_form(sqlite.INSERT_FLOW_RUN_IF_NEW)
-BIND_INSERT_TASK_RUN_IF_NEW = _as_is(psycopg_form(sqlite.INSERT_TASK_RUN_IF_NEW))
+INSERT_TASK_RUN_IF_NEW = psycopg_form(sqlite.INSERT_TASK_RUN_IF_NEW)
 
 SELECT_FLOW_RUN = psycopg_form(sqlite.SELECT_FLOW_RUN_ONE_TABLE)
 SELECT_TASK_RUN = psycopg_form(sqlite.SELECT_TASK_RUN)
@@ -57,10 +44,10 @@ SELECT_TASK_RUN_FOR_UPDATE = f"{SELECT_TASK_RUN} FOR UPDATE OF r"
 RUN_STATE_ID = 5
 STATE_ID = 20
 UPDATE_FLOW_RUN = psycopg_form(sqlite.UPDATE_FLOW_RUN_ONE_TABLE)
-BIND_UPDATE_TASK_RUN = _as_is(psycopg_form(sqlite.UPDATE_TASK_RUN))
+UPDATE_TASK_RUN = psycopg_form(sqlite.UPDATE_TASK_RUN)
 
-BIND_INSERT_FLOW_RUN_STATE = _as_is(psycopg_form(sqlite.INSERT_FLOW_RUN_STATE))
-BIND_INSERT_TASK_RUN_STATE = _as_is(psycopg_form(sqlite.INSERT_TASK_RUN_STATE))
+INSERT_FLOW_RUN_STATE = psycopg_form(sqlite.INSERT_FLOW_RUN_STATE)
+INSERT_TASK_RUN_STATE = psycopg_form(sqlite.INSERT_TASK_RUN_STATE)
 SELECT_FLOW_RUN_STATES = psycopg_form(sqlite.SELECT_FLOW_RUN_STATES)
 SELECT_TASK_RUN_STATES = psycopg_form(sqlite.SELECT_TASK_RUN_STATES)
 
