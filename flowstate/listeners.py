@@ -13,7 +13,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Self
 from uuid import UUID
 
 from flowstate.errors import InvalidState
@@ -40,7 +40,40 @@ class TransitionEvent:
 Listener = Callable[[TransitionEvent], object]
 
 
-class Subscription:
+class BufferedEvents:
+    """The events a subscription (sync or async) holds until they are taken: at most
+    ``maxsize`` of them (0: no bound). When it is full the oldest is dropped to make room for
+    the new one, and counted in :attr:`dropped`."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self.closed = False
+        self.dropped = 0
+        """How many events were dropped, oldest first, because the queue was full."""
+        self._events: deque[TransitionEvent] = deque()
+
+    def _append(self, event: TransitionEvent) -> None:
+        if self.maxsize and len(self._events) >= self.maxsize:
+            self._events.popleft()
+            self.dropped += 1
+        self._events.append(event)
+
+    def _take_all(self) -> list[TransitionEvent]:
+        events = list(self._events)
+        self._events.clear()
+        return events
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class Subscription(BufferedEvents):
     """A queue of events: iterate it, or ``get(timeout=...)``; ``close()`` to stop listening.
 
     ``maxsize`` bounds the queue (0: no bound). A full subscription never makes a transition
@@ -49,23 +82,15 @@ class Subscription:
     """
 
     def __init__(self, owner: Listeners, maxsize: int = 0) -> None:
+        super().__init__(maxsize)
         self._owner = owner
-        self._events: deque[TransitionEvent] = deque()
         self._ready = threading.Condition(threading.Lock())
-        self.maxsize = maxsize
-        self.closed = False
-        self.dropped = 0
-        """How many events were dropped, oldest first, because the queue was full."""
 
     def _put(self, event: TransitionEvent) -> None:
         with self._ready:
             if self.closed:
                 return
-            events = self._events
-            if self.maxsize and len(events) >= self.maxsize:
-                events.popleft()
-                self.dropped += 1
-            events.append(event)
+            self._append(event)
             self._ready.notify()
 
     def _next(self, timeout: float | None) -> TransitionEvent | None:
@@ -87,9 +112,7 @@ class Subscription:
     def pending(self) -> list[TransitionEvent]:
         """Every event already queued, without waiting."""
         with self._ready:
-            events = list(self._events)
-            self._events.clear()
-            return events
+            return self._take_all()
 
     def __iter__(self) -> Iterator[TransitionEvent]:
         """Events as they come, until :meth:`close` is called (and the queued ones are taken)."""
@@ -104,12 +127,6 @@ class Subscription:
             self.closed = True
             self._ready.notify_all()
         self._owner.remove(self._put)
-
-    def __enter__(self) -> Subscription:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 class Listeners:

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import queue
-from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from flowstate.listeners import TransitionEvent
+from flowstate.listeners import BufferedEvents, TransitionEvent
 
 __all__ = ["AsyncSubscription"]
 
 
-class AsyncSubscription:
+class AsyncSubscription(BufferedEvents):
     """Events of committed transitions, in commit order: ``async for event in sub``, or
     ``await sub.get()``; ``close()`` (or leaving ``async with``) stops it.
 
@@ -24,21 +23,14 @@ class AsyncSubscription:
     """
 
     def __init__(self, maxsize: int, forget: Callable[[AsyncSubscription], None]) -> None:
-        self.maxsize = maxsize
-        self.closed = False
+        super().__init__(maxsize)
         self._forget = forget
-        self.dropped = 0
-        """How many events were dropped, oldest first, because the subscription was full."""
-        self._events: deque[TransitionEvent] = deque()
         self._arrived: asyncio.Future[None] | None = None  # a reader waiting for an event
 
     def _put(self, events: Iterable[TransitionEvent]) -> None:
         """On the loop, in commit order (from the call's delivery, before its caller resumes)."""
         for event in events:
-            if self.maxsize and len(self._events) >= self.maxsize:
-                self._events.popleft()
-                self.dropped += 1
-            self._events.append(event)
+            self._append(event)
         self._wake()
 
     def _wake(self) -> None:
@@ -64,9 +56,7 @@ class AsyncSubscription:
 
     def pending(self) -> list[TransitionEvent]:
         """Every event already here, without waiting."""
-        events = list(self._events)
-        self._events.clear()
-        return events
+        return self._take_all()
 
     def __aiter__(self) -> AsyncSubscription:
         return self
@@ -84,12 +74,6 @@ class AsyncSubscription:
             self.closed = True
             self._forget(self)
             self._wake()
-
-    def __enter__(self) -> AsyncSubscription:
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.close()
 
     async def __aenter__(self) -> AsyncSubscription:
         return self
