@@ -177,11 +177,10 @@ class ConcurrencyMethods:
         checked_name = checks.limit_name(name)
         with self._transaction():
             now = self._liveness_time(None)
-            limits = self._limits
             row = self._limit_named(checked_name, for_update=True)
-            limits.let_holders_go(row.id)
+            self._limits.let_holders_go(row.id)
             hold(row, 0, now, now)
-            limits.update_limit(row)
+            self._limits.update_limit(row)
             return row.model(now)
 
     def _limit_named(self, name: str, *, for_update: bool = False) -> LimitRow:

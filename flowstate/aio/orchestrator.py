@@ -123,9 +123,8 @@ class AsyncTransaction:
             self._inner = await orc._outcome(job)
         except BaseException as exc:
             if job.done and job.error is None:  # opened, then the task was cancelled: undo it
-                outermost = self._block is not None
-                exit_job = orc._submit(_exit_transaction, (job.value, exc, outermost), {})
-                await orc._outcome(exit_job, shielded=True, settled=self._release)
+                self._inner = job.value
+                await self.__aexit__(type(exc), exc, None)
             self._release()
             raise
 

@@ -38,6 +38,22 @@ class _InMemory:
     def _tables(self) -> Tables:
         return self._store.conn
 
+    def _insert_named(self, table: dict[str, Any], row: Any, what: str) -> bool:
+        """Insert a copy of ``row``; False if its name is taken (nothing written), as the
+        tables' unique names refuse it."""
+        if any(found.name == row.name for found in table.values()):
+            return False
+        if row.id in table:
+            raise DatabaseError(f"{what} {row.id} already exists")
+        self._tables.put(table, row.id, replace(row))
+        return True
+
+    def _update_named(self, table: dict[str, Any], row: Any) -> None:
+        """Write ``row`` over the stored one: everything but the id, name and creation time."""
+        old = table.get(row.id)
+        if old is not None:
+            self._tables.put(table, row.id, replace(row, name=old.name, created=old.created))
+
 
 class MemoryLimitStore(_InMemory, LimitStore):
     """The limit and lease rows of a :class:`MemoryStore`."""
@@ -46,11 +62,7 @@ class MemoryLimitStore(_InMemory, LimitStore):
 
     def insert_limit(self, row: LimitRow) -> bool:
         """Insert a new limit; False if its name is taken (nothing written)."""
-        tables = self._tables
-        if any(limit.name == row.name for limit in tables.limits.values()):
-            return False
-        tables.put(tables.limits, row.id, replace(row))
-        return True
+        return self._insert_named(self._tables.limits, row, "limit")
 
     def read_limit(self, name: str, *, for_update: bool = False) -> LimitRow | None:
         found = [limit for limit in self._tables.limits.values() if limit.name == name]
@@ -74,10 +86,7 @@ class MemoryLimitStore(_InMemory, LimitStore):
         return [replace(limits[i]) for i in sorted(set(ids)) if i in limits]
 
     def update_limit(self, row: LimitRow) -> None:
-        tables = self._tables
-        old = tables.limits.get(row.id)
-        if old is not None:  # (everything but the id, name and creation time)
-            tables.put(tables.limits, row.id, replace(row, name=old.name, created=old.created))
+        self._update_named(self._tables.limits, row)
 
     def delete_limit(self, limit_id: str) -> None:
         tables = self._tables
@@ -194,13 +203,7 @@ class MemoryDeploymentStore(_InMemory, DeploymentStore):
 
     def insert(self, row: DeploymentRow) -> bool:
         """Insert a new deployment; False if its name is taken (nothing written)."""
-        tables = self._tables
-        if any(found.name == row.name for found in tables.deployments.values()):
-            return False
-        if row.id in tables.deployments:
-            raise DatabaseError(f"deployment {row.id} already exists")
-        tables.put(tables.deployments, row.id, replace(row))
-        return True
+        return self._insert_named(self._tables.deployments, row, "deployment")
 
     def read(self, deployment_id: str, *, for_update: bool = False) -> DeploymentRow | None:
         found = self._tables.deployments.get(deployment_id)
@@ -211,10 +214,7 @@ class MemoryDeploymentStore(_InMemory, DeploymentStore):
         return sorted((replace(row) for row in rows), key=_by_name)
 
     def update(self, row: DeploymentRow) -> None:
-        tables = self._tables
-        old = tables.deployments.get(row.id)
-        if old is not None:  # (everything but the id, name and creation time)
-            tables.put(tables.deployments, row.id, replace(row, name=old.name, created=old.created))
+        self._update_named(self._tables.deployments, row)
 
 
 def _by_name(row: Any) -> str:
