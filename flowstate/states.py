@@ -219,14 +219,11 @@ def _state(
 def _plain_details(given: dict[str, Any]) -> StateDetails | None:
     """``StateDetails(**given)`` built without pydantic, or None when validation might change
     a value (a value not of its field's plain types, ``_PLAIN_DETAILS``)."""
-    defaults_only = True
     for key, value in given.items():
         kinds = _PLAIN_DETAILS.get(key)
         if kinds is None or type(value) not in kinds:
             return None
-        if value is not _DETAIL_DEFAULTS[key]:
-            defaults_only = False
-    return _details(given, defaults_only)
+    return _details(given)
 
 
 def plain_state(type_: StateType) -> State:
@@ -236,23 +233,10 @@ def plain_state(type_: StateType) -> State:
 
 _TYPE_ONLY = frozenset({"type"})
 _NO_DETAILS = construct(StateDetails, _DETAIL_DEFAULTS.copy(), set())
-_DEFAULTS_GIVEN: dict[frozenset[str], StateDetails] = {}
-"""Details built from arguments that all hold their defaults (``Scheduled()`` gives
-``scheduled_time=None``), by the names given: frozen, so one instance serves every state."""
 
 
-def _details(given: dict[str, Any], defaults_only: bool) -> StateDetails:
-    """``StateDetails(**given)`` for already-valid values (``defaults_only``: each is its
-    field's default object)."""
-    if defaults_only:
-        names = frozenset(given)
-        shared = _DEFAULTS_GIVEN.get(names)
-        if shared is None and len(_DEFAULTS_GIVEN) < 64:
-            shared = _DEFAULTS_GIVEN[names] = construct(
-                StateDetails, _DETAIL_DEFAULTS.copy(), set(given)
-            )
-        if shared is not None:
-            return shared
+def _details(given: dict[str, Any]) -> StateDetails:
+    """``StateDetails(**given)`` for already-valid values."""
     values = _DETAIL_DEFAULTS.copy()
     values.update(given)
     return construct(StateDetails, values, set(given))
