@@ -413,14 +413,14 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
         given = _checked_run_input(run_input)
         with self._transaction():
             now = self._now()
-            run = self._run_for_transition(run_id)
+            run = validate.found(self._store.working_flow_run(run_id), "flow", run_id)
             plan = plan_resume(
                 run.state, given, lambda key: self._store.read_run_input(run_id, key), now
             )
             if plan.answer is not None:
                 return plan.answer
             assert plan.proposal is not None
-            decided, _ = self._decide_flow(run_id, plan.proposal, False, now, run)
+            decided = self._decide_flow(run_id, plan.proposal, False, now, run)
             self._save_resumed(run_id, decided, plan, now)
             return decided.result
 
@@ -608,8 +608,8 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
     ) -> OrchestrationResult:
         """Decide on ``proposed`` for a flow run and save the outcome (``now`` None: the
         orchestrator's clock, read once the run and its deployment's limit are locked)."""
-        decided, at = self._decide_flow(run_id, proposed, force, now, run, policy)
-        self._save(decided, at, force)
+        decided = self._decide_flow(run_id, proposed, force, now, run, policy)
+        self._save(decided, decided.context.now, force)
         return decided.result
 
     def _decide_flow(
@@ -620,9 +620,9 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
         now: datetime | None,
         run: FlowRun | None = None,
         policy: Policy | None = None,
-    ) -> tuple[Outcome, datetime]:
-        """The policy's decision on ``proposed`` for a flow run, nothing written yet, and the
-        time it was decided at.
+    ) -> Outcome:
+        """The policy's decision on ``proposed`` for a flow run, nothing written yet (the time
+        it was decided at: its ``context.now``).
 
         A run of a deployment with a limit locks that limit before the clock is read (when
         ``now`` is None): a run submitted just after another one gave the slot back is stamped
@@ -630,24 +630,19 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
         if policy is None:
             policy = MINIMAL_FLOW if force else self.flow_policy
         if run is None:
-            run = self._run_for_transition(run_id)
+            run = self._store.working_flow_run(run_id)  # (deciding does not change it)
+            if run is None:
+                raise ObjectNotFound(f"Flow run with id {run_id} not found")
         slots = None
         if run.deployment_id is not None:
             slots = self._run_slots()
             slots.deployment_limit(run.deployment_id)  # (locks it)
-        if now is None:
-            now = self._now()
-        outcome = policy.decide(
+        return policy.decide(
             policy.context(
-                run, proposed, now, self._new_id, uniform=self._uniform, slots=slots,
-                read_parameters=self._flow_run_parameters,
+                run, proposed, self._now() if now is None else now, self._new_id,
+                uniform=self._uniform, slots=slots, read_parameters=self._flow_run_parameters,
             )
         )
-        return outcome, now
-
-    def _run_for_transition(self, run_id: UUID) -> FlowRun:
-        """The flow run a transition starts from (deciding does not change it)."""
-        return validate.found(self._store.working_flow_run(run_id), "flow", run_id)
 
     def _flow_run_parameters(self, run_id: UUID) -> dict[str, Any]:
         """A flow run's parameters, for a rule's copy of a run a transition read without them."""

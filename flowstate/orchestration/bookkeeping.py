@@ -135,7 +135,8 @@ def task_details_update(values: Mapping[str, Any], details: StateDetails) -> dic
 def flow_bookkeeping(ctx: TransitionContext, proposed: State) -> State:
     """FLOW_BOOKKEEPING's before-steps in one pass (same result as applying them in order)."""
     changes: dict[str, Any] = {}
-    values = ctx._values()
+    base, updates = ctx._base.__dict__, ctx.updates
+    values = {**base, **updates} if updates else base
     proposed, to_type = common_bookkeeping(ctx.initial, values, proposed, changes)
     details = proposed.state_details
     update = flow_details_update(values, details)
@@ -146,14 +147,16 @@ def flow_bookkeeping(ctx: TransitionContext, proposed: State) -> State:
         changes["run_count"] = values["run_count"] + 1
     if policy.resuming and (to_type is _RUNNING or to_type in TERMINAL_TYPES):
         changes["empirical_policy"] = copy_with(policy, {"resuming": False})
-    ctx._record(changes)
+    ctx.updates.update(changes)  # (after every rule's changes: never dropped)
+    ctx._run = None
     return proposed
 
 
 def task_bookkeeping(ctx: TransitionContext, proposed: State) -> State:
     """TASK_BOOKKEEPING's before-steps in one pass (same result as applying them in order)."""
     changes: dict[str, Any] = {}
-    values = ctx._values()
+    base, updates = ctx._base.__dict__, ctx.updates
+    values = {**base, **updates} if updates else base
     proposed, to_type = common_bookkeeping(ctx.initial, values, proposed, changes)
     details = proposed.state_details
     update = task_details_update(values, details)
@@ -161,7 +164,8 @@ def task_bookkeeping(ctx: TransitionContext, proposed: State) -> State:
         proposed = copy_with(proposed, {"state_details": copy_with(details, update)})
     if to_type is _RUNNING:
         changes["run_count"] = values["run_count"] + 1
-    ctx._record(changes)
+    ctx.updates.update(changes)  # (after every rule's changes: never dropped)
+    ctx._run = None
     return proposed
 
 
@@ -172,17 +176,6 @@ class Bookkeeping:
 
     before: Step
     after: Sequence[Callable[[TransitionContext], None]] = ()
-
-    def apply_before(self, ctx: TransitionContext) -> None:
-        """Run the before-step over the proposal (nothing happens when there is none)."""
-        proposed = ctx.proposed
-        if proposed is not None:
-            ctx.proposed = self.before(ctx, proposed)
-
-    def apply_after(self, ctx: TransitionContext) -> None:
-        """Run the after-steps once the new state is known."""
-        for step in self.after:
-            step(ctx)
 
 
 FLOW_BOOKKEEPING = Bookkeeping(

@@ -22,7 +22,7 @@ from flowstate.results import SetStateStatus
 from flowstate.runs import FlowRun, TaskRun
 from flowstate.states import State, StateDetails, StateType
 
-__all__ = ["RunKind", "TransitionContext", "stamp_proposal"]
+__all__ = ["RunKind", "TransitionContext", "pause_deadline"]
 
 RunKind = Literal["flow", "task"]
 RunT = TypeVar("RunT", bound=FlowRun | TaskRun)
@@ -121,12 +121,6 @@ class TransitionContext:
         updates = self.updates
         return updates[name] if name in updates else self._base.__dict__[name]
 
-    def _values(self) -> dict[str, Any]:
-        """The run's fields with the changes so far (the run's own ``__dict__`` while there are
-        none: read only)."""
-        values = self._base.__dict__
-        return {**values, **self.updates} if self.updates else values
-
     @property
     def run_changed(self) -> bool:
         """Whether the run's fields were changed (even to values they had: the row is saved)."""
@@ -200,29 +194,11 @@ class TransitionContext:
         return copy_with(state, {"state_details": copy_with(state.state_details, details)})
 
 
-def stamp_proposal(
-    proposed: State,
-    now: datetime,
-    new_id: Callable[[], UUID],
-    details: dict[str, Any] | None = None,
-) -> State:
-    """A proposal as it is written: a new id, timestamp ``now``, for a SCHEDULED state without
-    one the scheduled time ``now`` (Prefect's default, on the engine's clock), and a pause
-    timeout given in seconds (``Paused(timeout_seconds=60)``) counted from ``now``.
-
-    ``details``: detail values to set as well (in the same copy), or None."""
-    update: dict[str, Any] = {"id": new_id(), "timestamp": now}
-    if proposed.type is StateType.SCHEDULED and proposed.state_details.scheduled_time is None:
-        details = {**details, "scheduled_time": now} if details else {"scheduled_time": now}
-    timeout = proposed.state_details.pause_timeout
-    if type(timeout) is FromNow:  # a relative pause timeout counts from the engine's "now"
-        try:
-            deadline = resolve_from_now(timeout, now)
-        except OverflowError:
-            raise InvalidState(
-                f"timeout_seconds={timeout.seconds!r} from {now.isoformat()} is after the year 9999"
-            ) from None
-        details = {**details, "pause_timeout": deadline} if details else {"pause_timeout": deadline}
-    if details:
-        update["state_details"] = copy_with(proposed.state_details, details)
-    return copy_with(proposed, update)
+def pause_deadline(timeout: FromNow, now: datetime) -> datetime:
+    """A pause timeout given in seconds (``Paused(timeout_seconds=60)``), counted from ``now``."""
+    try:
+        return resolve_from_now(timeout, now)
+    except OverflowError:
+        raise InvalidState(
+            f"timeout_seconds={timeout.seconds!r} from {now.isoformat()} is after the year 9999"
+        ) from None

@@ -16,12 +16,12 @@ the store applies when it saves the transition.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from flowstate._models import construct, copy_with
+from flowstate._time import FromNow
 from flowstate.concurrency.run_slots import RunSlots
 from flowstate.errors import RuleError
 from flowstate.orchestration.bookkeeping import (
@@ -31,7 +31,7 @@ from flowstate.orchestration.bookkeeping import (
     flow_details_update,
     task_details_update,
 )
-from flowstate.orchestration.context import RunKind, TransitionContext, stamp_proposal
+from flowstate.orchestration.context import RunKind, TransitionContext, pause_deadline
 from flowstate.orchestration.decisions import Abort, Decision, Proceed, Reject, Wait
 from flowstate.orchestration.rules import Rule
 from flowstate.results import (
@@ -53,8 +53,7 @@ _RUN_STATE = object()
 """``Policy.context``'s default ``initial``: the run's own current state."""
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     """What deciding produced: the answer, the state to write (if any) and the run's changes."""
 
     result: OrchestrationResult
@@ -103,6 +102,9 @@ class Policy:
         self.kind: RunKind = kind
         self.rules: tuple[Rule, ...] = tuple(rules)
         self.bookkeeping: Bookkeeping = _BOOKKEEPING[kind]
+        self._stamp = self.bookkeeping.before
+        self._details_update = flow_details_update if kind == "flow" else task_details_update
+        self._after = tuple(self.bookkeeping.after)
         _check_rules(name, self.rules)
         self._table = _compiled(self.rules)
 
@@ -167,8 +169,10 @@ class Policy:
         slots: RunSlots | None = None,
         read_parameters: Callable[[UUID], dict[str, Any]] | None = None,
     ) -> TransitionContext:
-        """The one way a transition's context is built: ``proposed`` stamped with a new id and
-        ``now``, for ``run`` whose current state is ``initial`` (default: the run's own).
+        """The one way a transition's context is built: ``proposed`` stamped as it is written
+        (a new id, timestamp ``now``; a SCHEDULED state without a scheduled time scheduled for
+        ``now``; a pause timeout given in seconds counted from ``now``), for ``run`` whose
+        current state is ``initial`` (default: the run's own).
         ``slots``: the concurrency limits the rules may take slots of (default: none).
         ``read_parameters``: reads a flow run's parameters, when ``run`` (or ``flow_run``) was
         read without them, for a rule that looks at ``ctx.run``.
@@ -176,20 +180,31 @@ class Policy:
         A proposal names its run (a flow run's, a subflow's parent task run; a task run's, its
         flow run) from the start: the bookkeeping would set those ids after the rules, in two
         more copies."""
-        update = flow_details_update if self.kind == "flow" else task_details_update
-        details = update(run.__dict__, proposed.state_details)
+        details = proposed.state_details
+        changes = self._details_update(run.__dict__, details)  # (a dict of its own, or None)
+        if proposed.type is StateType.SCHEDULED and details.scheduled_time is None:
+            # Prefect's default: scheduled for "now", on the engine's clock
+            changes = {**changes, "scheduled_time": now} if changes else {"scheduled_time": now}
+        timeout = details.pause_timeout
+        if type(timeout) is FromNow:  # a relative pause timeout counts from the engine's "now"
+            changes = {**changes, "pause_timeout": pause_deadline(timeout, now)} if changes else {
+                "pause_timeout": pause_deadline(timeout, now)
+            }
+        stamp: dict[str, Any] = {"id": new_id(), "timestamp": now}
+        if changes:
+            stamp["state_details"] = copy_with(details, changes)
         return TransitionContext(
-            kind=self.kind,
-            run=run,
-            initial=run.state if initial is _RUN_STATE else initial,  # type: ignore[arg-type]
-            proposed=stamp_proposal(proposed, now, new_id, details),
-            now=now,
-            new_id=new_id,
-            flow_run=flow_run,
-            cached_state=cached_state,
-            uniform=uniform,
-            slots=slots,
-            read_parameters=read_parameters,
+            self.kind,
+            run,
+            run.state if initial is _RUN_STATE else initial,  # type: ignore[arg-type]
+            copy_with(proposed, stamp),
+            now,
+            new_id,
+            flow_run,
+            cached_state,
+            uniform,
+            slots,
+            read_parameters,
         )
 
     def rules_for(self, from_type: StateType | None, to_type: StateType | None) -> Sequence[Rule]:
@@ -200,24 +215,29 @@ class Policy:
         """Run the rules and bookkeeping over ``ctx``; pure apart from the context's callables
         (the run is not changed: the outcome carries its changes)."""
         entered = self._enter_rules(ctx)
-        self.bookkeeping.apply_before(ctx)
         written = ctx.proposed
+        if written is not None:  # the bookkeeping: the proposal as it is written
+            written = ctx.proposed = self._stamp(ctx, written)
         ctx.validated = written if written is not None else ctx.initial
-        self.bookkeeping.apply_after(ctx)
-        for step in reversed(entered):
-            _exit(step, ctx)
-        return Outcome(result=_result(ctx), written=written, context=ctx)
+        for step in self._after:
+            step(ctx)
+        if entered:
+            _exit_rules(ctx, entered)
+        return Outcome(_result(ctx), written, ctx)
 
     def _enter_rules(self, ctx: TransitionContext) -> list[_Entered]:
         """Run the before-steps of the rules compiled for the transition and apply their
         decisions; returns the rules whose exit may do something (an after-step or cleanup to
         run, run changes to keep or drop)."""
-        initial, intended_to = ctx.initial, ctx.proposed_type
+        proposal, intended_to = ctx.proposed, ctx.proposed_type
         log = ctx._log
         entered: list[_Entered] = []
-        for rule, before, exits in self._table.get((None if initial is None else initial.type, intended_to), ()):
-            proposed = ctx.proposed
-            if (None if proposed is None else proposed.type) is not intended_to and not rule.universal:
+        moved = False  # whether a decision changed the proposal's type (or nulled it)
+        for rule, before, exits in self._table.get((ctx.initial_type, intended_to), ()):
+            if ctx.proposed is not proposal:
+                proposal = ctx.proposed
+                moved = ctx.proposed_type is not intended_to
+            if moved and not rule.universal:
                 continue  # an earlier rule changed the proposal: this rule no longer applies
             start = len(log)
             try:
@@ -259,25 +279,25 @@ def _compiled(rules: tuple[Rule, ...]) -> dict[Pair, tuple[_Compiled, ...]]:
     return table
 
 
-def _exit(entered: _Entered, ctx: TransitionContext) -> None:
-    """Exit an entered rule: its after-step if its transition held (a universal rule's
-    always); if a later rule changed the proposal, its run changes dropped and its cleanup."""
-    rule, to_type, start, end = entered
-    proposed = ctx.proposed
-    if rule.universal:
-        step = rule.after
-    elif to_type not in rule.to_states:
-        return  # (its own decision moved the proposal out of its pairs)
-    elif (None if proposed is None else proposed.type) is to_type:
-        step = rule.after
-    else:  # fizzled
-        ctx._drop_updates(start, end)
-        step = rule.cleanup
-    if step is not None:
-        try:
-            step(ctx)
-        except Exception as exc:
-            raise _rule_error(rule, exc) from exc
+def _exit_rules(ctx: TransitionContext, entered: list[_Entered]) -> None:
+    """Exit the entered rules in reverse: a rule's after-step if its transition held (a
+    universal rule's always); if a later rule changed the proposal, its run changes dropped
+    and its cleanup."""
+    for rule, left, start, end in reversed(entered):
+        if rule.universal:
+            step = rule.after
+        elif left not in rule.to_states:
+            continue  # (its own decision moved the proposal out of its pairs)
+        elif ctx.proposed_type is left:
+            step = rule.after
+        else:  # fizzled
+            ctx._drop_updates(start, end)
+            step = rule.cleanup
+        if step is not None:
+            try:
+                step(ctx)
+            except Exception as exc:
+                raise _rule_error(rule, exc) from exc
 
 
 def _rule_error(rule: Rule, exc: Exception) -> RuleError:

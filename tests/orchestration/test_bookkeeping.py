@@ -71,7 +71,7 @@ def _snapshot(ctx: TransitionContext) -> tuple:
 
 def _check(ctx: TransitionContext, bookkeeping, steps) -> None:  # type: ignore[no-untyped-def]
     other = copy.deepcopy(ctx)
-    bookkeeping.apply_before(ctx)
+    ctx.proposed = bookkeeping.before(ctx, ctx.proposed)
     apply_steps(steps, other)
     assert _snapshot(ctx) == _snapshot(other)
 
