@@ -14,9 +14,10 @@ from __future__ import annotations
 from collections.abc import Generator
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
+from flowstate._engine_parts import EngineParts
 from flowstate._ids import uuid7
 from flowstate._interaction import Nap, run_steps
 from flowstate.concurrency import checks
@@ -41,11 +42,6 @@ from flowstate.errors import (
 )
 from flowstate.store.limits import LimitStore
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from flowstate.store.base import StoreBackend
-
 __all__ = ["ConcurrencyMethods"]
 
 
@@ -67,17 +63,8 @@ MAX_NAP_SECONDS = 60.0
 long the ``retry_after`` estimate (a limit changed meanwhile is noticed)."""
 
 
-class ConcurrencyMethods:
+class ConcurrencyMethods(EngineParts):
     """Global concurrency limits, their slots and leases (mixed into Orchestrator)."""
-
-    if TYPE_CHECKING:  # provided by Orchestrator
-        _store: StoreBackend
-        _sleep: Callable[[float], object]
-
-        def _transaction(self) -> Any: ...
-        def _read_transaction(self) -> Any: ...
-        def _now(self) -> datetime: ...
-        def _liveness_time(self, now: datetime | None) -> datetime: ...
 
     @cached_property
     def _limits(self) -> LimitStore:

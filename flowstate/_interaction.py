@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from flowstate import _validation as validate
+from flowstate._engine_parts import EngineParts
 from flowstate._ids import uuid7
 from flowstate._models import copy_with
 from flowstate.errors import InvalidState, ObjectNotFound, RunNotResumed, WaitTimeout
@@ -155,22 +156,9 @@ def _check_still_waiting(
         )
 
 
-class InteractionMethods:
+class InteractionMethods(EngineParts):
     """Pausing for input, waiting for the resume, and run-to-run messages (mixed into
     Orchestrator)."""
-
-    if TYPE_CHECKING:  # provided by Orchestrator
-        _store: StoreBackend
-        _sleep: Callable[[float], object]
-
-        def _transaction(self) -> Any: ...
-        def _now(self) -> datetime: ...
-        def _orchestrate_flow(
-            self, run_id: UUID, proposed: State, *, force: bool, now: datetime
-        ) -> OrchestrationResult: ...
-        def create_flow_run_input(
-            self, id: UUID | str, key: str, value: str, *, sender: str | None = None
-        ) -> None: ...
 
     # -- pausing -----------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from flowstate import _validation as validate
+from flowstate._engine_parts import EngineParts
 from flowstate._time import as_utc
 from flowstate.concurrency.tags import TASK_SLOT_LEASE_SECONDS
 from flowstate.errors import InvalidState
@@ -23,38 +24,19 @@ from flowstate.runs import FlowRun
 from flowstate.states import State, StateDetails, StateType
 
 if TYPE_CHECKING:
-    from flowstate.orchestration.policy import Policy
-    from flowstate.store.base import StoreBackend
     from flowstate.store.limits import LimitStore
 
 __all__ = ["WorkerMethods"]
 
 
-class WorkerMethods:
+class WorkerMethods(EngineParts):
     """What a worker, a reaper and the late-runs service call (mixed into Orchestrator)."""
 
-    if TYPE_CHECKING:  # provided by Orchestrator
-        _store: StoreBackend
-        _clock_given: bool
-
-        def _transaction(self) -> Any: ...
-        def transaction(self) -> Any: ...
-        def _now(self) -> datetime: ...
+    if TYPE_CHECKING:  # provided by Orchestrator (its DeploymentMethods)
         def expire_leases(self, *, now: datetime | None = None) -> list[Any]: ...
         @property
         def _limits(self) -> LimitStore: ...
-        def _read_flow_run(self, run_id: UUID, now: datetime) -> FlowRun: ...
         def _renew_deployment_slot(self, run: FlowRun, now: datetime) -> bool: ...
-        def _orchestrate_flow(
-            self,
-            run_id: UUID,
-            proposed: State,
-            *,
-            force: bool,
-            now: datetime,
-            run: FlowRun | None = None,
-            policy: Policy | None = None,
-        ) -> OrchestrationResult: ...
 
     def _at(self, now: datetime | None) -> datetime:
         if now is None:
