@@ -119,14 +119,8 @@ class _Table:
         return build_state(self.types[slot], variants[within % len(variants)], now)
 
 
-@lru_cache(maxsize=128)
-def _table(types: tuple[StateType, ...], kind: Kind | None) -> _Table:
-    return _Table(types, kind)
-
-
 @st.composite
-def _table_state(draw: st.DrawFn, types: tuple[StateType, ...], kind: Kind | None) -> State:
-    table = _table(types, kind)
+def _table_state(draw: st.DrawFn, table: _Table) -> State:
     index = draw(table.choice)
     return table.state(index, draw(_RUNNER).clock())
 
@@ -135,7 +129,7 @@ def _table_state(draw: st.DrawFn, types: tuple[StateType, ...], kind: Kind | Non
 def now_states(types: tuple[StateType, ...] | None, kind: Kind | None) -> st.SearchStrategy[State]:
     """A state of one of ``types`` (None: any type) for a ``kind`` run, its times relative to
     the machine's clock when the step is drawn: one choice."""
-    return _table_state(tuple(StateType) if types is None else types, kind)
+    return _table_state(_Table(tuple(StateType) if types is None else types, kind))
 
 
 PAUSES: st.SearchStrategy[State] = now_states((S.PAUSED,), "flow")

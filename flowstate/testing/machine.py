@@ -58,6 +58,7 @@ from hypothesis.stateful import (  # noqa: E402
 
 from flowstate import FlowRun, Orchestrator, OrchestrationResult, State, StateType, TaskRun  # noqa: E402
 from flowstate.results import SetStateStatus  # noqa: E402
+from flowstate.run_input import keyset_from_base_key  # noqa: E402
 from flowstate.testing._steps import (  # noqa: E402
     ANY_RUN,
     PAUSES,
@@ -443,9 +444,7 @@ class OrchestrationMachine(RuleBasedStateMachine):
         if run is None:
             return
         if for_input:
-            key = state.state_details.pause_key or "input"
-            keyset = {"description": f"{key}-description", "response": f"{key}-response",
-                      "schema": f"{key}-schema"}
+            keyset = keyset_from_base_key(state.state_details.pause_key or "input")
             details = state.state_details.model_copy(update={"run_input_keyset": keyset})
             state = state.model_copy(update={"state_details": details})
         result = self.propose("flow", run.id, state)
