@@ -63,7 +63,8 @@ def own_copy(model: M, changes: Mapping[str, Any]) -> M:
         kind = type(value)
         if kind is list or kind is dict or kind is set:
             values[name] = deepcopy(value) if value else kind()
-        elif isinstance(value, BaseModel) and name != "state":
+        elif type(kind) is not type and isinstance(value, BaseModel) and name != "state":
+            # (a model's class has pydantic's metaclass: plain values skip the isinstance)
             values[name] = own_copy(value, {})
     return copy
 

@@ -12,12 +12,12 @@ from collections.abc import Mapping
 from typing import Any, Literal, TypeVar
 from uuid import UUID
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from flowstate.errors import InvalidState, ObjectNotFound
 from flowstate.orchestration.policy import Policy
 from flowstate._models import construct
-from flowstate.runs import _FLOW_POLICY_DEFAULTS, FlowRun, FlowRunPolicy, TaskRunPolicy
+from flowstate.runs import _FLOW_POLICY_DEFAULTS, FlowRun, FlowRunPolicy, TaskRun, TaskRunPolicy
 from flowstate.states import State, StateType, plain_state
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "positive_seconds",
     "run_id",
     "name_filter",
+    "new_task_run",
     "state_type_filter",
     "validation_message",
 ]
@@ -193,6 +194,43 @@ _FLOW_RUN_DEFAULTS = {
 }
 _FLOW_RUN_TEMPLATE = {name: _FLOW_RUN_DEFAULTS.get(name) for name in FlowRun.model_fields}
 """Every field of a FlowRun in order, with its default (None for those given by the caller)."""
+
+
+_TASK_RUN_TEMPLATE = {
+    name: None if field.default_factory is not None else field.default
+    for name, field in TaskRun.model_fields.items()
+}
+"""Every field of a TaskRun in order, with its default (None for those given by the caller)."""
+_TASK_RUN_TEXTS = ("task_key", "dynamic_key", "name")
+
+
+def new_task_run(fields: dict[str, Any]) -> TaskRun:
+    """What ``TaskRun(**fields)`` validates to, for the fields ``create_task_run`` gathers (its
+    ids, tags and policy checked already), without validating the whole run: its texts are
+    taken as pydantic takes text, or refused (InvalidState naming each)."""
+    errors = []
+    for name in _TASK_RUN_TEXTS:
+        try:
+            fields[name] = _text(fields[name])
+        except ValidationError as exc:
+            errors.extend(_field_errors(name, exc))
+    fields["tags"] = [_text(tag) for tag in fields["tags"]]  # (each a str already)
+    if errors:
+        raise InvalidState(f"invalid task run: {'; '.join(errors)}")
+    return construct(TaskRun, {**_TASK_RUN_TEMPLATE, **fields}, set(fields))
+
+
+def _text(value: Any) -> str:
+    """``value`` as a pydantic ``str`` field takes it (bytes, enums and str subclasses holding
+    text become str); ValidationError if it is not text."""
+    return value if type(value) is str else TypeAdapter(str).validate_python(value)
+
+
+def _field_errors(name: str, exc: ValidationError) -> list[str]:
+    """``validation_message``'s parts for the errors of the value of field ``name``."""
+    return [
+        f"{name}: {error['msg']} (got {short_repr(error.get('input'))})" for error in exc.errors()
+    ]
 
 
 def plain_flow_run(fields: dict[str, Any]) -> FlowRun | None:

@@ -502,26 +502,25 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
         validate.check_text(task_key, "task_key")
         validate.check_text(dynamic_key, "dynamic_key")
         validate.check_text(name, "name")
-        try:
-            run = TaskRun(
-                id=uuid7() if id is None else validate.run_id(id),
-                flow_run_id=None
+        run = validate.new_task_run(
+            {
+                "id": uuid7() if id is None else validate.run_id(id),
+                "flow_run_id": None
                 if flow_run_id is None
                 else validate.run_id(flow_run_id, "flow_run_id"),
-                task_key=task_key,
-                dynamic_key=dynamic_key,
-                name=name or f"{task_key}-{dynamic_key}",
-                tags=checked_tags,
-                empirical_policy=validate.coerce_policy(empirical_policy, TaskRunPolicy),
-            )
-        except ValidationError as exc:
-            raise InvalidState(f"invalid task run: {validate.validation_message(exc)}") from None
+                "task_key": task_key,
+                "dynamic_key": dynamic_key,
+                "name": name or f"{task_key}-{dynamic_key}",
+                "tags": checked_tags,
+                "empirical_policy": validate.coerce_policy(empirical_policy, TaskRunPolicy),
+            }
+        )
         with self._transaction():
             now = self._now()
             # (only whether it exists: the store's own run, not a copy, will do)
             if run.flow_run_id is not None and self._store.working_flow_run(run.flow_run_id) is None:
                 raise ObjectNotFound(f"Flow run with id {run.flow_run_id} not found")
-            run.created = run.updated = now
+            set_fields(run, {"created": now, "updated": now})
             inserted = self._store.insert_task_run(run)
             if inserted is None:
                 raise ObjectAlreadyExists(f"Task run with id {run.id} already exists")

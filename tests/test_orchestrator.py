@@ -4,6 +4,7 @@ memory or in a file, a fresh PostgreSQL schema), and on the in-memory store
 
 from __future__ import annotations
 
+import enum
 import json
 import random
 import threading
@@ -33,6 +34,11 @@ from flowstate.states import (
 )
 from flowstate.testing import FrozenClock
 
+
+
+class _Letter(str, enum.Enum):
+    A = "a"
+    B = "b"
 
 
 @pytest.fixture
@@ -392,6 +398,61 @@ def test_threads_racing_for_the_same_run_have_exactly_one_winner(database):
 
 def test_version_is_exposed():
     assert flowstate.__version__
+
+
+def test_a_created_task_runs_transitions_follow_what_was_stored_not_the_callers_copy(orc, clock):
+    # the run cache keeps a run of its own for the transitions: changing the answered run,
+    # its policy's list of delays in place included, changes none of its retries
+    flow = orc.create_flow_run(state=Running())
+    created = orc.create_task_run(
+        flow_run_id=flow.id, tags=["t"], empirical_policy={"retries": 1, "retry_delay": [10]}
+    )
+    created.empirical_policy.retries = 0
+    created.empirical_policy.retry_delay[0] = 99  # type: ignore[index]
+    created.tags.append("mine")
+    for proposed in (Pending(), Running()):
+        orc.set_task_run_state(created.id, proposed)
+    result = orc.set_task_run_state(created.id, Failed())
+    assert (result.status, result.state.name) == (SetStateStatus.REJECT, "AwaitingRetry")
+    assert result.state.state_details.scheduled_time == clock.now + timedelta(seconds=10)
+    assert orc.read_task_run(created.id).tags == ["t"]
+
+
+@pytest.mark.parametrize(
+    "texts",
+    [
+        {"task_key": b"raw", "dynamic_key": "1"},
+        {"task_key": _Letter.A, "name": _Letter.B},
+        {"tags": [_Letter.A, "b"]},
+        {"task_key": 5},
+        {"task_key": 5, "dynamic_key": None, "name": ["x"]},
+    ],
+    ids=repr,
+)
+def test_a_task_runs_texts_are_taken_as_pydantic_takes_text(orc, texts):
+    """Bytes, enums and str subclasses become str; anything else is refused, each field
+    named, as validating a TaskRun does."""
+    from pydantic import ValidationError
+
+    from flowstate import _validation
+    from flowstate.runs import TaskRun
+
+    fields = {"task_key": "task", "dynamic_key": "0", "name": None, "tags": [], **texts}
+    fields["name"] = fields["name"] or f"{fields['task_key']}-{fields['dynamic_key']}"
+    try:
+        expected = TaskRun(id=uuid.uuid4(), **fields)
+    except ValidationError as exc:
+        message = f"invalid task run: {_validation.validation_message(exc)}"
+        with pytest.raises(InvalidState) as raised:
+            orc.create_task_run(**texts)
+        assert str(raised.value) == message
+        assert orc.read_task_runs() == []
+        return
+    created = orc.create_task_run(**texts)
+    got = (created.task_key, created.dynamic_key, created.name, created.tags)
+    assert got == (expected.task_key, expected.dynamic_key, expected.name, expected.tags)
+    assert {type(text) for text in (*got[:3], *got[3])} == {str}
+    assert orc.read_task_run(created.id) == created
 
 
 @pytest.mark.parametrize("policy", [{"retry_delay_seconds": float("inf")}, {"max_retries": "many"}])
