@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from flowstate.graph import INITIAL, TRIGGERS
+from flowstate.graph import INITIAL, TRIGGERS, Trigger, to_machine
 from flowstate.states import State, StateType
 
 if TYPE_CHECKING:
@@ -158,8 +158,6 @@ def to_mermaid_text(edges: Sequence[Edge], *, title: str = TITLE) -> str:
 
 def _styled_machine(edges: Sequence[Edge]) -> Any:
     """A transitions machine holding every edge, its visited states styled and its state current."""
-    from flowstate.graph import Trigger, to_machine
-
     declared = [edge for edge in edges if edge.kind == "trigger"]
     machine = to_machine(
         [Trigger(edge.label, (edge.source,), StateType(edge.dest)) for edge in declared]

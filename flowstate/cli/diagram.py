@@ -12,7 +12,13 @@ from dataclasses import asdict
 
 import click
 
-from flowstate.cli._common import database_override, echo_json, json_option, open_orchestrator
+from flowstate.cli._common import (
+    database_override,
+    echo_json,
+    json_option,
+    open_orchestrator,
+    read_flow_run,
+)
 
 __all__ = ["diagram"]
 
@@ -35,8 +41,6 @@ def diagram(
     history = []
     title = TITLE
     if run_id is not None:
-        from flowstate.cli._common import read_flow_run
-
         with open_orchestrator(database) as orc:
             run = read_flow_run(orc, run_id)
             history = orc.read_flow_run_states(run.id)

@@ -23,6 +23,7 @@ import click
 
 from flowstate.cli._common import (
     DASH,
+    console,
     database_override,
     duration,
     echo_json,
@@ -59,8 +60,6 @@ def list_limits(as_json: bool, database: str | None) -> None:
     if as_json:
         echo_json(found)
         return
-    from flowstate.cli._common import console
-
     holders = Counter(name for lease in leases for name in lease.limits)
     table = make_table(f"Concurrency limits ({len(found)})",
                    ("name", "held", "limit", "active", "decay/s", "holders", "deployments"))
@@ -142,8 +141,6 @@ def inspect_limit(name: str, as_json: bool, database: str | None) -> None:
     if as_json:
         echo_json({"limit": limit, "holders": holders, "deployments": users})
         return
-    from flowstate.cli._common import console
-
     out = console()
     out.print(_fields(limit, users))
     out.print(_holders(holders, runs))

@@ -14,6 +14,7 @@ import click
 
 from flowstate.cli._common import (
     DASH,
+    console,
     STATE_TYPE,
     database_override,
     duration,
@@ -109,8 +110,6 @@ def show_run(run_id: str, as_json: bool, database: str | None) -> None:
     if as_json:
         echo_json({f"{kind}_run": run, "states": history})
         return
-    from flowstate.cli._common import console
-
     out = console()
     out.print(_fields_table(kind, run))
     out.print(_timeline_table(history, datetime.now(timezone.utc)))
@@ -166,8 +165,6 @@ def _print_listing(found: list[Any], as_json: bool, table: Callable[[], Table]) 
     if as_json:
         echo_json(found)
         return
-    from flowstate.cli._common import console
-
     console().print(table())
 
 

@@ -22,6 +22,7 @@ from flowstate.cli._common import (
     print_result,
     read_flow_run,
 )
+from flowstate.cli.inputs import json_object, pending_input, prompt_for_input
 
 if TYPE_CHECKING:
     from flowstate.results import OrchestrationResult
@@ -86,8 +87,6 @@ def pause(
     database: str | None,
 ) -> None:
     """Pause the running flow run ID, optionally until it is resumed with input."""
-    from flowstate.cli.inputs import json_object
-
     if reschedule and pause_key is None:
         raise click.UsageError("--reschedule needs --key (the same key each time the run pauses)")
     if description is not None and schema_text is None:
@@ -115,14 +114,10 @@ def pause(
 @database_override
 def resume(run_id: str, run_input: str | None, as_json: bool, database: str | None) -> None:
     """Resume the paused flow run ID, as Prefect's /resume endpoint does."""
-    from flowstate.cli.inputs import json_object
-
     given = None if run_input is None else json_object(run_input, "--input", "run input")
     with open_orchestrator(database) as orc:
         run = read_flow_run(orc, run_id)
         if given is None and sys.stdin.isatty():
-            from flowstate.cli.inputs import pending_input, prompt_for_input
-
             wanted = pending_input(orc, run)
             if wanted is not None:
                 given = prompt_for_input(*wanted)

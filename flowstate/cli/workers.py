@@ -21,6 +21,7 @@ from flowstate.cli._common import (
     print_result,
     state_label,
 )
+from flowstate.cli.limits import describe_lease
 
 if TYPE_CHECKING:
     from flowstate.orchestrator import Orchestrator
@@ -85,8 +86,6 @@ def _stopped_summary(claimed: int, polls: int) -> str:
 
 def _release_expired_leases(orc: Orchestrator, *, as_json: bool) -> None:
     """Release the concurrency leases nobody renewed in time, naming each (not with --json)."""
-    from flowstate.cli.limits import describe_lease
-
     for lease in orc.expire_leases():
         if not as_json:
             click.echo(f"released expired lease {describe_lease(lease)}")
@@ -117,8 +116,6 @@ def reap(timeout: float, late_threshold: float | None, as_json: bool, database: 
     Each run is shown with its name and the state it left; with --json, the orchestration
     results as a list ([] when there is nothing to reap).
     """
-    from flowstate.cli.limits import describe_lease
-
     with open_orchestrator(database) as orc:
         results = orc.mark_lost_runs(timeout=timeout)
         if late_threshold is not None:
