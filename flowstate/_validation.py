@@ -205,9 +205,14 @@ _TASK_RUN_TEXTS = ("task_key", "dynamic_key", "name")
 
 
 def new_task_run(fields: dict[str, Any]) -> TaskRun:
-    """What ``TaskRun(**fields)`` validates to, for the fields ``create_task_run`` gathers (its
-    ids, tags and policy checked already), without validating the whole run: its texts are
-    taken as pydantic takes text, or refused (InvalidState naming each)."""
+    """The task run of the fields ``create_task_run`` gathers (its ids, tags and policy checked
+    already), without validating the whole run: its texts taken as pydantic takes text, or
+    refused (InvalidState naming each). Its ids and texts are in the form reading its row gives
+    them: plain UUIDs and str."""
+    for name in ("id", "flow_run_id"):
+        value = fields[name]
+        if value is not None and type(value) is not UUID:  # (a subclass: its value)
+            fields[name] = UUID(int=value.int)
     errors = []
     for name in _TASK_RUN_TEXTS:
         try:

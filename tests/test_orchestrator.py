@@ -418,6 +418,24 @@ def test_a_created_task_runs_transitions_follow_what_was_stored_not_the_callers_
     assert orc.read_task_run(created.id).tags == ["t"]
 
 
+class _ShoutingUUID(uuid.UUID):
+    """An id that writes itself in capitals."""
+
+    def __str__(self) -> str:
+        return super().__str__().upper()
+
+
+def test_a_task_run_created_with_an_id_of_a_uuid_subclass_is_stored_under_its_value(orc):
+    flow = orc.create_flow_run(state=Running())
+    given = _ShoutingUUID(int=uuid.uuid4().int)
+    created = orc.create_task_run(id=given, flow_run_id=_ShoutingUUID(int=flow.id.int))
+    assert type(created.id) is uuid.UUID and created.id == given
+    assert type(created.flow_run_id) is uuid.UUID and created.flow_run_id == flow.id
+    # stored under its value's text, as every id is (not the text the subclass writes)
+    assert orc.read_task_run(created.id) == created == orc.read_task_runs(flow_run_id=flow.id)[0]
+    assert orc.set_task_run_state(created.id, Pending()).status is SetStateStatus.ACCEPT
+
+
 @pytest.mark.parametrize(
     "texts",
     [

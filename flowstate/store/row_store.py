@@ -60,12 +60,12 @@ class RowStore(ConnectionLifecycle[C]):
         return self.read_flow_run(run_id)
 
     def insert_task_run(self, run: TaskRun) -> TaskRun | None:
-        """Insert a new task run: the run decoded from the values written (what reading its
-        row gives), or None if its id is taken (nothing written)."""
+        """Insert a new task run: what reading its row gives (``rows.task_run_from_insert_row``),
+        or None if its id is taken (nothing written)."""
         row = rows.task_run_insert_row(run)
         if self._execute(self._sql.INSERT_TASK_RUN_IF_NEW, row).rowcount == 0:
             return None
-        return rows.task_run_from_insert_row(row)
+        return rows.task_run_from_insert_row(run, row)
 
     def read_task_run(self, run_id: UUID) -> TaskRun | None:  # pragma: no cover - per backend
         """The task run with its current state, or None."""

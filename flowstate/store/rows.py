@@ -399,14 +399,21 @@ def task_run_update_row(
     )
 
 
-_NO_STATE = (None,) * STATE_WIDTH
-
-
-def task_run_from_insert_row(row: tuple[Any, ...]) -> TaskRun:
-    """The TaskRun reading back the row that INSERT_TASK_RUN wrote with ``row`` (a
-    ``task_run_insert_row``) gives: the same values, decoded the same way, without the read.
-    (A new run has no state: a SELECT_TASK_RUN row is its columns, the state's, then tags.)"""
-    return task_run_from_row((*row[:20], *_NO_STATE, row[20]))
+def task_run_from_insert_row(run: TaskRun, row: tuple[Any, ...]) -> TaskRun:
+    """The TaskRun reading back the row that INSERT_TASK_RUN wrote with ``row`` (the
+    ``task_run_insert_row`` of ``run``) gives, without the read, for a new run whose ids, texts
+    and tags are in their stored form already (plain UUIDs and str: ``create_task_run`` builds
+    it so): its policy and times decoded from the row, the rest taken from ``run``."""
+    return construct(
+        TaskRun,
+        {
+            **run.__dict__,
+            "tags": list(run.tags),
+            "empirical_policy": _validate_task_policy(row[15]),
+            "created": parse_time(row[18]),
+            "updated": parse_time(row[19]),
+        },
+    )
 
 
 def task_run_from_row(row: Sequence[Any]) -> TaskRun:
