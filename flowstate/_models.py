@@ -63,8 +63,7 @@ def own_copy(model: M, changes: Mapping[str, Any]) -> M:
         kind = type(value)
         if kind is list or kind is dict or kind is set:
             values[name] = deepcopy(value) if value else kind()
-        elif type(kind) is not type and isinstance(value, BaseModel) and name != "state":
-            # (a model's class has pydantic's metaclass: plain values skip the isinstance)
+        elif isinstance(value, BaseModel) and name != "state":
             values[name] = own_copy(value, {})
     return copy
 

@@ -62,10 +62,14 @@ class RowStore(ConnectionLifecycle[C]):
     def insert_task_run(self, run: TaskRun) -> TaskRun | None:
         """Insert a new task run: what reading its row gives (``rows.task_run_from_insert_row``),
         or None if its id is taken (nothing written)."""
+        row = self._insert_task_run_row(run)
+        return None if row is None else rows.task_run_from_insert_row(run, row)
+
+    def _insert_task_run_row(self, run: TaskRun) -> tuple[Any, ...] | None:
+        """Insert a new task run; returns the row written, None if the id is taken."""
         row = rows.task_run_insert_row(run)
-        if self._execute(self._sql.INSERT_TASK_RUN_IF_NEW, row).rowcount == 0:
-            return None
-        return rows.task_run_from_insert_row(run, row)
+        written = self._execute(self._sql.INSERT_TASK_RUN_IF_NEW, row).rowcount > 0
+        return row if written else None
 
     def read_task_run(self, run_id: UUID) -> TaskRun | None:  # pragma: no cover - per backend
         """The task run with its current state, or None."""

@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from flowstate._models import copy_with, own_copy, set_fields
+from flowstate._models import copy_with, set_fields
 from flowstate.runs import FlowRun, TaskRun
 from flowstate.states import State
 from flowstate.store import rows, sql
@@ -366,10 +366,12 @@ class Store(SqliteStore):
         return run
 
     def insert_task_run(self, run: TaskRun) -> TaskRun | None:
-        inserted = SqliteStore.insert_task_run(self, run)
-        if inserted is not None and self._caching():  # (the caller's run is the caller's)
-            self._keep_task(own_copy(inserted, {}))
-        return inserted
+        row = self._insert_task_run_row(run)
+        if row is None:
+            return None
+        if self._caching():  # what reading it gives (the caller gets a run of its own)
+            self._keep_task(rows.task_run_from_insert_row(run, row))
+        return rows.task_run_from_insert_row(run, row)
 
     def working_task_run(self, run_id: UUID) -> TaskRun | None:
         """The task run for a transition: the one the last transition left,
