@@ -64,8 +64,10 @@ def short_repr(value: Any, width: int = 80) -> str:
 
 
 def run_id(value: Any, what: str = "run id") -> UUID:
+    """An id as the engine keeps it: a plain UUID (of a UUID subclass: its value, whatever text
+    the subclass writes), or parsed from its text; InvalidState if it is neither."""
     if isinstance(value, UUID):
-        return value
+        return value if type(value) is UUID else UUID(int=value.int)
     if isinstance(value, str):
         try:
             return UUID(value)
@@ -205,14 +207,10 @@ _TASK_RUN_TEXTS = ("task_key", "dynamic_key", "name")
 
 
 def new_task_run(fields: dict[str, Any]) -> TaskRun:
-    """The task run of the fields ``create_task_run`` gathers (its ids, tags and policy checked
-    already), without validating the whole run: its texts taken as pydantic takes text, or
+    """The task run of the fields ``create_task_run`` gathers (its ids, plain UUIDs from
+    :func:`run_id`, its tags and policy checked already), without validating the whole run: its texts taken as pydantic takes text, or
     refused (InvalidState naming each). Its ids and texts are in the form reading its row gives
     them: plain UUIDs and str."""
-    for name in ("id", "flow_run_id"):
-        value = fields[name]
-        if value is not None and type(value) is not UUID:  # (a subclass: its value)
-            fields[name] = UUID(int=value.int)
     errors = []
     for name in _TASK_RUN_TEXTS:
         try:

@@ -434,6 +434,19 @@ def test_a_task_run_created_with_an_id_of_a_uuid_subclass_is_stored_under_its_va
     # stored under its value's text, as every id is (not the text the subclass writes)
     assert orc.read_task_run(created.id) == created == orc.read_task_runs(flow_run_id=flow.id)[0]
     assert orc.set_task_run_state(created.id, Pending()).status is SetStateStatus.ACCEPT
+    # and found by the very id it was created with, whatever text that id writes
+    assert orc.read_task_run(given).id == given
+    assert orc.set_task_run_state(given, Running()).status is SetStateStatus.ACCEPT
+    assert [s.type for s in orc.read_task_run_states(given)] == [StateType.PENDING, StateType.RUNNING]
+
+
+def test_a_flow_run_is_found_by_an_id_of_a_uuid_subclass(orc):
+    given = _ShoutingUUID(int=uuid.uuid4().int)
+    created = orc.create_flow_run(id=given)
+    assert type(created.id) is uuid.UUID and created.id == given
+    assert orc.read_flow_run(given).id == given
+    assert orc.set_flow_run_state(given, Pending()).status is SetStateStatus.ACCEPT
+    assert orc.read_flow_run(str(given).lower()).state.type is StateType.PENDING
 
 
 @pytest.mark.parametrize(
