@@ -184,12 +184,10 @@ class Policy:
         changes = self._details_update(run.__dict__, details)  # (a dict of its own, or None)
         if proposed.type is StateType.SCHEDULED and details.scheduled_time is None:
             # Prefect's default: scheduled for "now", on the engine's clock
-            changes = {**changes, "scheduled_time": now} if changes else {"scheduled_time": now}
+            changes = {**(changes or {}), "scheduled_time": now}
         timeout = details.pause_timeout
         if type(timeout) is FromNow:  # a relative pause timeout counts from the engine's "now"
-            changes = {**changes, "pause_timeout": pause_deadline(timeout, now)} if changes else {
-                "pause_timeout": pause_deadline(timeout, now)
-            }
+            changes = {**(changes or {}), "pause_timeout": pause_deadline(timeout, now)}
         stamp: dict[str, Any] = {"id": new_id(), "timestamp": now}
         if changes:
             stamp["state_details"] = copy_with(details, changes)
