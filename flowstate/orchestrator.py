@@ -329,10 +329,7 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
     def _flow_run_later(self, run_id: UUID) -> Callable[[], FlowRun]:
         """The flow run's row, read now, and what builds the run from it after the commit;
         ObjectNotFound if there is none."""
-        created = self._store.read_flow_run_later(run_id)
-        if created is None:
-            raise ObjectNotFound(f"Flow run with id {run_id} not found")
-        return created
+        return validate.found(self._store.read_flow_run_later(run_id), "flow", run_id)
 
     def read_flow_run(self, id: UUID | str) -> FlowRun:
         """The flow run with its current state; ObjectNotFound if there is none."""
@@ -505,9 +502,7 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
         run = validate.new_task_run(
             {
                 "id": uuid7() if id is None else validate.run_id(id),
-                "flow_run_id": None
-                if flow_run_id is None
-                else validate.run_id(flow_run_id, "flow_run_id"),
+                "flow_run_id": validate.optional_run_id(flow_run_id, "flow_run_id"),
                 "task_key": task_key,
                 "dynamic_key": dynamic_key,
                 "name": name or f"{task_key}-{dynamic_key}",
@@ -517,9 +512,9 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
         )
         with self._transaction():
             now = self._now()
-            # (only whether it exists: the store's own run, not a copy, will do)
-            if run.flow_run_id is not None and self._store.working_flow_run(run.flow_run_id) is None:
-                raise ObjectNotFound(f"Flow run with id {run.flow_run_id} not found")
+            parent_id = run.flow_run_id
+            if parent_id is not None:  # (only whether it exists: the store's own run will do)
+                validate.found(self._store.working_flow_run(parent_id), "flow", parent_id)
             set_fields(run, {"created": now, "updated": now})
             inserted = self._store.insert_task_run(run)
             if inserted is None:
@@ -551,7 +546,7 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
         """Task runs in creation order (``newest_first``: the newest first), optionally of one
         flow run, of the flow runs of one flow (``flow_name``) and/or in one state type; done
         by the database, as in :meth:`read_flow_runs`."""
-        flow_id = None if flow_run_id is None else validate.run_id(flow_run_id, "flow_run_id")
+        flow_id = validate.optional_run_id(flow_run_id, "flow_run_id")
         type_filter = validate.state_type_filter(state_type)
         checked_limit = validate.check_limit(limit)
         checked_offset = validate.check_offset(offset)
@@ -628,10 +623,8 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
         after it, on PostgreSQL too, where transactions wait for each other's rows only."""
         if policy is None:
             policy = MINIMAL_FLOW if force else self.flow_policy
-        if run is None:
-            run = self._store.working_flow_run(run_id)  # (deciding does not change it)
-            if run is None:
-                raise ObjectNotFound(f"Flow run with id {run_id} not found")
+        if run is None:  # (deciding does not change the store's run)
+            run = validate.found(self._store.working_flow_run(run_id), "flow", run_id)
         slots = None
         if run.deployment_id is not None:
             slots = self._run_slots()
