@@ -135,8 +135,7 @@ def task_details_update(values: Mapping[str, Any], details: StateDetails) -> dic
 def flow_bookkeeping(ctx: TransitionContext, proposed: State) -> State:
     """FLOW_BOOKKEEPING's before-steps in one pass (same result as applying them in order)."""
     changes: dict[str, Any] = {}
-    base, updates = ctx._base.__dict__, ctx.updates
-    values = {**base, **updates} if updates else base
+    values = ctx._values()
     proposed, to_type = common_bookkeeping(ctx.initial, values, proposed, changes)
     details = proposed.state_details
     update = flow_details_update(values, details)
@@ -147,16 +146,14 @@ def flow_bookkeeping(ctx: TransitionContext, proposed: State) -> State:
         changes["run_count"] = values["run_count"] + 1
     if policy.resuming and (to_type is _RUNNING or to_type in TERMINAL_TYPES):
         changes["empirical_policy"] = copy_with(policy, {"resuming": False})
-    ctx.updates.update(changes)  # (after every rule's changes: never dropped)
-    ctx._run = None
+    ctx._record_bookkeeping(changes)
     return proposed
 
 
 def task_bookkeeping(ctx: TransitionContext, proposed: State) -> State:
     """TASK_BOOKKEEPING's before-steps in one pass (same result as applying them in order)."""
     changes: dict[str, Any] = {}
-    base, updates = ctx._base.__dict__, ctx.updates
-    values = {**base, **updates} if updates else base
+    values = ctx._values()
     proposed, to_type = common_bookkeeping(ctx.initial, values, proposed, changes)
     details = proposed.state_details
     update = task_details_update(values, details)
@@ -164,21 +161,24 @@ def task_bookkeeping(ctx: TransitionContext, proposed: State) -> State:
         proposed = copy_with(proposed, {"state_details": copy_with(details, update)})
     if to_type is _RUNNING:
         changes["run_count"] = values["run_count"] + 1
-    ctx.updates.update(changes)  # (after every rule's changes: never dropped)
-    ctx._run = None
+    ctx._record_bookkeeping(changes)
     return proposed
 
 
 @dataclass(frozen=True)
 class Bookkeeping:
     """What every non-nullified proposal gets after the rules (``before``: the proposal as it
-    is written, the run's fields changed), then what runs once the new state is known."""
+    is written, the run's fields changed), then what runs once the new state is known
+    (``after``). ``details_update``: the run's ids a proposal names from the start."""
 
     before: Step
+    details_update: Callable[[Mapping[str, Any], StateDetails], dict[str, Any] | None]
     after: Sequence[Callable[[TransitionContext], None]] = ()
 
 
 FLOW_BOOKKEEPING = Bookkeeping(
-    before=flow_bookkeeping, after=(mirror_subflow_state_to_parent_task,)
+    before=flow_bookkeeping,
+    details_update=flow_details_update,
+    after=(mirror_subflow_state_to_parent_task,),
 )
-TASK_BOOKKEEPING = Bookkeeping(before=task_bookkeeping)
+TASK_BOOKKEEPING = Bookkeeping(before=task_bookkeeping, details_update=task_details_update)

@@ -121,6 +121,18 @@ class TransitionContext:
         updates = self.updates
         return updates[name] if name in updates else self._base.__dict__[name]
 
+    def _values(self) -> dict[str, Any]:
+        """The run's fields with the changes so far (the run's own ``__dict__`` while there are
+        none: read only)."""
+        values = self._base.__dict__
+        return {**values, **self.updates} if self.updates else values
+
+    def _record_bookkeeping(self, fields: dict[str, Any]) -> None:
+        """Record the bookkeeping's changes of the run: after every rule's, outside the record a
+        fizzled rule's changes are dropped from."""
+        self.updates.update(fields)
+        self._run = None
+
     @property
     def run_changed(self) -> bool:
         """Whether the run's fields were changed (even to values they had: the row is saved)."""

@@ -28,8 +28,6 @@ from flowstate.orchestration.bookkeeping import (
     FLOW_BOOKKEEPING,
     TASK_BOOKKEEPING,
     Bookkeeping,
-    flow_details_update,
-    task_details_update,
 )
 from flowstate.orchestration.context import RunKind, TransitionContext, pause_deadline
 from flowstate.orchestration.decisions import Abort, Decision, Proceed, Reject, Wait
@@ -102,9 +100,6 @@ class Policy:
         self.kind: RunKind = kind
         self.rules: tuple[Rule, ...] = tuple(rules)
         self.bookkeeping: Bookkeeping = _BOOKKEEPING[kind]
-        self._stamp = self.bookkeeping.before
-        self._details_update = flow_details_update if kind == "flow" else task_details_update
-        self._after = tuple(self.bookkeeping.after)
         _check_rules(name, self.rules)
         self._table = _compiled(self.rules)
 
@@ -181,7 +176,7 @@ class Policy:
         flow run) from the start: the bookkeeping would set those ids after the rules, in two
         more copies."""
         details = proposed.state_details
-        changes = self._details_update(run.__dict__, details)  # (a dict of its own, or None)
+        changes = self.bookkeeping.details_update(run.__dict__, details)  # (a dict of its own, or None)
         if proposed.type is StateType.SCHEDULED and details.scheduled_time is None:
             # Prefect's default: scheduled for "now", on the engine's clock
             changes = {**(changes or {}), "scheduled_time": now}
@@ -213,11 +208,12 @@ class Policy:
         """Run the rules and bookkeeping over ``ctx``; pure apart from the context's callables
         (the run is not changed: the outcome carries its changes)."""
         entered = self._enter_rules(ctx)
+        bookkeeping = self.bookkeeping
         written = ctx.proposed
-        if written is not None:  # the bookkeeping: the proposal as it is written
-            written = ctx.proposed = self._stamp(ctx, written)
+        if written is not None:  # the proposal as it is written
+            written = ctx.proposed = bookkeeping.before(ctx, written)
         ctx.validated = written if written is not None else ctx.initial
-        for step in self._after:
+        for step in bookkeeping.after:
             step(ctx)
         if entered:
             _exit_rules(ctx, entered)
