@@ -45,11 +45,12 @@ __all__ = [
 RUN_INPUT_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
 
 
-def validation_message(exc: ValidationError) -> str:
-    """Each of pydantic's errors as ``field: what is wrong (got value)``, the value cut short."""
+def validation_message(exc: ValidationError, field: str | None = None) -> str:
+    """Each of pydantic's errors as ``field: what is wrong (got value)``, the value cut short
+    (``field``: the name of the field the value validated was given for)."""
     parts = []
     for error in exc.errors():
-        location = ".".join(str(p) for p in error["loc"]) or "value"
+        location = field or ".".join(str(p) for p in error["loc"]) or "value"
         parts.append(f"{location}: {error['msg']} (got {short_repr(error.get('input'))})")
     return "; ".join(parts)
 
@@ -186,37 +187,33 @@ def _state_of_type_named(name: str) -> State:
     return plain_state(member)
 
 
-# Defaults read off the fields, without building a model: FlowRun defers
-# building its validator to first use, which importing flowstate should not pay for. The
-# fields with factories (parameters, tags, empirical_policy) are always given by the caller.
-_FLOW_RUN_DEFAULTS = {
-    name: field.default
-    for name, field in FlowRun.model_fields.items()
-    if field.default_factory is None and name != "id" and name != "name"
-}
-_FLOW_RUN_TEMPLATE = {name: _FLOW_RUN_DEFAULTS.get(name) for name in FlowRun.model_fields}
-"""Every field of a FlowRun in order, with its default (None for those given by the caller)."""
+def _field_template(model: type[FlowRun] | type[TaskRun]) -> dict[str, Any]:
+    """Every field of ``model`` in order, with its default (None for those the caller always
+    gives: the required ones and those with a default factory). Read off the fields, without
+    building a model: a model builds its validator at first use, which importing flowstate
+    should not pay for."""
+    return {
+        name: None if field.is_required() or field.default_factory is not None else field.default
+        for name, field in model.model_fields.items()
+    }
 
 
-_TASK_RUN_TEMPLATE = {
-    name: None if field.default_factory is not None else field.default
-    for name, field in TaskRun.model_fields.items()
-}
-"""Every field of a TaskRun in order, with its default (None for those given by the caller)."""
+_FLOW_RUN_TEMPLATE = _field_template(FlowRun)
+_TASK_RUN_TEMPLATE = _field_template(TaskRun)
 _TASK_RUN_TEXTS = ("task_key", "dynamic_key", "name")
 
 
 def new_task_run(fields: dict[str, Any]) -> TaskRun:
     """The task run of the fields ``create_task_run`` gathers (its ids, plain UUIDs from
-    :func:`run_id`, its tags and policy checked already), without validating the whole run: its texts taken as pydantic takes text, or
-    refused (InvalidState naming each). Its ids and texts are in the form reading its row gives
+    :func:`run_id`, its tags and policy checked already), without validating the whole run:
+    its texts taken as pydantic takes text, or refused (InvalidState naming each). Its ids and texts are in the form reading its row gives
     them: plain UUIDs and str."""
     errors = []
     for name in _TASK_RUN_TEXTS:
         try:
             fields[name] = _text(fields[name])
         except ValidationError as exc:
-            errors.extend(_field_errors(name, exc))
+            errors.append(validation_message(exc, name))
     fields["tags"] = [_text(tag) for tag in fields["tags"]]  # (each a str already)
     if errors:
         raise InvalidState(f"invalid task run: {'; '.join(errors)}")
@@ -227,13 +224,6 @@ def _text(value: Any) -> str:
     """``value`` as a pydantic ``str`` field takes it (bytes, enums and str subclasses holding
     text become str); ValidationError if it is not text."""
     return value if type(value) is str else TypeAdapter(str).validate_python(value)
-
-
-def _field_errors(name: str, exc: ValidationError) -> list[str]:
-    """``validation_message``'s parts for the errors of the value of field ``name``."""
-    return [
-        f"{name}: {error['msg']} (got {short_repr(error.get('input'))})" for error in exc.errors()
-    ]
 
 
 def plain_flow_run(fields: dict[str, Any]) -> FlowRun | None:
