@@ -223,7 +223,9 @@ def _plain_details(given: dict[str, Any]) -> StateDetails | None:
         kinds = _PLAIN_DETAILS.get(key)
         if kinds is None or type(value) not in kinds:
             return None
-    return _details(given)
+    values = _DETAIL_DEFAULTS.copy()
+    values.update(given)
+    return construct(StateDetails, values, set(given))
 
 
 def plain_state(type_: StateType) -> State:
@@ -233,13 +235,6 @@ def plain_state(type_: StateType) -> State:
 
 _TYPE_ONLY = frozenset({"type"})
 _NO_DETAILS = construct(StateDetails, _DETAIL_DEFAULTS.copy(), set())
-
-
-def _details(given: dict[str, Any]) -> StateDetails:
-    """``StateDetails(**given)`` for already-valid values."""
-    values = _DETAIL_DEFAULTS.copy()
-    values.update(given)
-    return construct(StateDetails, values, set(given))
 
 
 def _build(
