@@ -4,15 +4,19 @@ time in the order they came, and each answer goes back to the event loop that as
 A job is a plain function of the orchestrator (``Orchestrator.set_flow_run_state`` and its
 arguments), so the async face runs exactly the code the sync engine runs. A job still in the
 queue can be abandoned (its caller was cancelled); once the thread has taken it, it runs to its
-end, and the caller waits for that end (see ``AsyncOrchestrator``).
+end, and the caller waits for that end (see ``AsyncOrchestrator``). Which of the two happened is
+decided by the job's :class:`concurrent.futures.Future`: taken back by ``cancel()``, or started
+by ``set_running_or_notify_cancel()``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import queue
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from flowstate.listeners import TransitionEvent
@@ -22,66 +26,41 @@ if TYPE_CHECKING:
 
 __all__ = ["Job", "Worker"]
 
-QUEUED, RUNNING, DONE, ABANDONED = "queued", "running", "done", "abandoned"
-
 
 class Job:
     """One call for the worker thread, and what became of it."""
 
-    __slots__ = (
-        "fn", "args", "kwargs", "loop", "deliver", "future", "state", "value", "error", "events",
-    )
+    __slots__ = ("fn", "args", "kwargs", "ticket", "future", "value", "error", "events")
 
     def __init__(
         self,
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        loop: asyncio.AbstractEventLoop | None,
-        deliver: Callable[[Job], None] | None,
+        deliver: Callable[[Job], None],
     ) -> None:
         self.fn = fn
         self.args = args
         self.kwargs = kwargs
-        self.loop = loop
-        self.deliver = deliver
-        """Called on ``loop`` once the job is done (a control job has neither)."""
-        self.future: asyncio.Future[None] | None = None if loop is None else loop.create_future()
-        self.state = QUEUED
+        self.ticket: concurrent.futures.Future[None] = concurrent.futures.Future()
+        """Started by the worker thread, unless cancelled first (the job is abandoned)."""
+        self.future = asyncio.wrap_future(self.ticket)
+        """Done on the event loop once the ticket is; ``deliver`` is called first."""
+        self.future.add_done_callback(lambda _: deliver(self))
         self.value: Any = None
         self.error: BaseException | None = None
         self.events: list[TransitionEvent] = []
 
     @property
     def done(self) -> bool:
-        return self.state is DONE
-
-    def run(self, orchestrator: Orchestrator | None, open_error: BaseException | None) -> None:
-        """Run the call here and now (in the worker thread, or inline once it has stopped)."""
-        try:
-            if orchestrator is None:
-                assert open_error is not None
-                raise open_error
-            self.value = self.fn(orchestrator, *self.args, **self.kwargs)
-        except BaseException as exc:  # the caller gets it, whatever it is
-            self.error = exc
-
-    def wake(self) -> None:
-        """On the loop: the job is done; wake whoever waits for it."""
-        self.state = DONE
-        if self.deliver is not None:
-            self.deliver(self)
-        future = self.future
-        if future is not None and not future.done():
-            future.set_result(None)
+        return self.future.done() and not self.future.cancelled()
 
 
 class Worker:
     """A daemon thread that opens an orchestrator, then runs queued jobs until stopped."""
 
     def __init__(self, open_orchestrator: Callable[[], Orchestrator]) -> None:
-        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-        self._lock = threading.Lock()  # a job moves QUEUED -> RUNNING or -> ABANDONED once
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self.orchestrator: Orchestrator | None = None
         self.open_error: BaseException | None = None
         self.opened = threading.Event()
@@ -101,27 +80,26 @@ class Worker:
         except BaseException as exc:  # every call will raise it
             self.open_error = exc
         self.opened.set()
-        jobs, lock = self._jobs, self._lock
-        while True:
-            job = jobs.get()
-            if job is None:
-                break
-            with lock:
-                if job.state is ABANDONED:
-                    continue
-                job.state = RUNNING
-            job.run(self.orchestrator, self.open_error)
-            if self._events:
-                job.events, self._events = self._events, []
-            loop = job.loop
-            if loop is not None:
-                try:
-                    loop.call_soon_threadsafe(job.wake)
-                except RuntimeError:  # the loop was closed: nobody is waiting any more
-                    pass
-            job = loop = None  # hold nothing of the caller's while waiting for the next job
+        while (work := self._jobs.get()) is not None:
+            work()
+            work = None  # hold nothing of the caller's while waiting for the next job
         if self.orchestrator is not None:
             self.orchestrator.close()
+
+    def _run(self, job: Job) -> None:
+        """Run the call here and now (in the worker thread, or inline once it has stopped),
+        unless it was abandoned."""
+        if not job.ticket.set_running_or_notify_cancel():
+            return
+        try:
+            if self.orchestrator is None:
+                assert self.open_error is not None
+                raise self.open_error
+            job.value = job.fn(self.orchestrator, *job.args, **job.kwargs)
+        except BaseException as exc:  # the caller gets it, whatever it is
+            job.error = exc
+        job.events, self._events = self._events, []
+        job.ticket.set_result(None)
 
     def _record(self, event: TransitionEvent) -> None:
         """The orchestrator's listener (it runs in this thread, after each commit)."""
@@ -132,30 +110,26 @@ class Worker:
     def submit(self, job: Job) -> None:
         """Queue ``job``; after :meth:`stop`, run it at once in the calling thread instead."""
         if self.stopped:
-            job.run(self.orchestrator, self.open_error)
-            job.wake()
-            return
-        self._jobs.put(job)
+            self._run(job)
+        else:
+            self._jobs.put(partial(self._run, job))
 
     def abandon(self, job: Job) -> bool:
         """Take back a job that has not started; False if it has (it will run to its end)."""
-        with self._lock:
-            if job.state is QUEUED:
-                job.state = ABANDONED
-                return True
-            return False
+        return job.ticket.cancel()
 
     def record_events(self, on: bool) -> None:
         """Have the jobs queued from now on collect their transition events (or stop that)."""
 
-        def switch(orchestrator: Orchestrator) -> None:
-            if on and self._stop_recording is None:
-                self._stop_recording = orchestrator.add_listener(self._record)
+        def switch() -> None:
+            if on and self._stop_recording is None and self.orchestrator is not None:
+                self._stop_recording = self.orchestrator.add_listener(self._record)
             elif not on and self._stop_recording is not None:
                 self._stop_recording()
                 self._stop_recording = None
 
-        self.submit(Job(switch, (), {}, None, None))
+        if not self.stopped:
+            self._jobs.put(switch)
 
     def stop(self) -> None:
         """Let the thread finish the queued jobs, close the orchestrator and end; later jobs

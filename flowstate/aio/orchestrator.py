@@ -348,7 +348,7 @@ class AsyncOrchestrator:
         return await self._outcome(self._submit(fn, args, kwargs))
 
     def _submit(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Job:
-        job = Job(fn, args, kwargs, asyncio.get_running_loop(), self._deliver)
+        job = Job(fn, args, kwargs, self._deliver)
         self._worker.submit(job)
         return job
 
@@ -376,7 +376,7 @@ class AsyncOrchestrator:
         """
         cancelled = None if shielded else await self._unless_taken_back(job)
         if not job.done:
-            cancelled = await _until_done(job.future) or cancelled  # type: ignore[arg-type]
+            cancelled = await _until_done(job.future) or cancelled
         if settled is not None:
             settled()
         if job.events and self._listeners.callbacks:
@@ -393,7 +393,7 @@ class AsyncOrchestrator:
         """Wait for the job to be done; a cancellation meanwhile takes back a job still queued
         (and goes on at once), or is returned when the job has started."""
         try:
-            await asyncio.shield(job.future)  # type: ignore[arg-type]  # (left running if cancelled)
+            await asyncio.shield(job.future)  # (left running if cancelled)
         except asyncio.CancelledError as exc:
             if self._worker.abandon(job):
                 exc.add_note(
