@@ -12,16 +12,14 @@ choice too (:class:`OneChoiceRules`), so that most steps take four or five choic
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from functools import lru_cache
-from itertools import product
 from typing import Any, Literal
 from uuid import UUID
 
 from hypothesis import strategies as st
 
-from flowstate.states import State, StateDetails, StateType
-from flowstate.testing.strategies import _NAMES, _RESULT_DATA, CACHE_KEYS, PAUSE_KEYS
+from flowstate.states import State, StateType
+from flowstate.testing.strategies import StateTable
 
 Kind = Literal["flow", "task"]
 S = StateType
@@ -29,98 +27,8 @@ S = StateType
 _RUNNER: st.SearchStrategy[Any] = st.runner()
 """The machine running the step (one strategy object: a new one per draw is slow)."""
 
-OFFSETS: tuple[int | None, ...] = (None, 0, -1, 1, 60, -60, 3600, -3600)
-"""Seconds from the machine's clock for a time in a drawn state: none, exactly now, a second
-either side, a minute either side, an hour either side (simplest first)."""
-
-# A variant is (name, data, details) with every time as an offset in seconds (or None).
-Variant = tuple[str, Any, tuple[tuple[str, Any], ...]]
-
-
-_Details = tuple[tuple[str, Any], ...]
-
-
-def _scheduled_variants(names: tuple[str, ...], task: bool) -> tuple[Variant, ...]:
-    return tuple((n, None, (("scheduled_time", t),)) for n, t in product(names, OFFSETS))
-
-
-def _paused_variants(names: tuple[str, ...], task: bool) -> tuple[Variant, ...]:
-    return tuple(
-        (n, None, (("pause_key", key), ("pause_timeout", t), ("pause_reschedule", n == "Suspended")))
-        for n, key, t in product(names, (None, *PAUSE_KEYS), OFFSETS)
-    )
-
-
-def _running_variants(names: tuple[str, ...], task: bool) -> tuple[Variant, ...]:
-    if not task:
-        return _plain_variants(names, task)
-    caches: list[_Details] = [()]
-    caches += [(("cache_key", k), ("refresh_cache", r)) for k, r in product(CACHE_KEYS, (None, True, False))]
-    return tuple((n, None, c) for n, c in product(names, caches))
-
-
-def _completed_variants(names: tuple[str, ...], task: bool) -> tuple[Variant, ...]:
-    caches: list[_Details] = [()]
-    if task:
-        caches += [(("cache_key", k), ("cache_expiration", t)) for k, t in product(CACHE_KEYS, OFFSETS)]
-    return tuple((n, d, c) for n, d, c in product(names, _RESULT_DATA, caches))
-
-
-def _failed_variants(names: tuple[str, ...], task: bool) -> tuple[Variant, ...]:
-    if not task:
-        return _plain_variants(names, task)
-    return tuple((names[0], None, (("retriable", r),)) for r in (None, True, False))
-
-
-def _plain_variants(names: tuple[str, ...], task: bool) -> tuple[Variant, ...]:
-    return tuple((n, None, ()) for n in names)
-
-
-_VARIANTS_OF = {  # the types whose states vary in more than their name
-    S.SCHEDULED: _scheduled_variants,
-    S.PAUSED: _paused_variants,
-    S.RUNNING: _running_variants,
-    S.COMPLETED: _completed_variants,
-    S.FAILED: _failed_variants,
-}
-
-
-def _variants(type_: StateType, kind: Kind | None) -> tuple[Variant, ...]:
-    """Every state of ``type_`` the machine proposes, the plainest first."""
-    return _VARIANTS_OF.get(type_, _plain_variants)(_NAMES[type_], kind != "flow")
-
-
-def build_state(type_: StateType, variant: Variant, now: datetime) -> State:
-    """The state ``variant`` of ``type_`` describes, its times counted from ``now``."""
-    name, data, given = variant
-    details: dict[str, Any] = {
-        key: (now + timedelta(seconds=value) if key in _TIMES and value is not None else value)
-        for key, value in given
-    }
-    return State(type=type_, name=name, data=data, timestamp=now, state_details=StateDetails(**details))
-
-
-_TIMES = frozenset({"scheduled_time", "pause_timeout", "cache_expiration"})
-
-
-class _Table:
-    """States of several types: one choice picks the type (each as likely as the others) and
-    the variant together, so lowering it moves to an earlier type and a plainer variant."""
-
-    def __init__(self, types: tuple[StateType, ...], kind: Kind | None) -> None:
-        self.types = types
-        self.variants = [_variants(t, kind) for t in types]
-        self.width = max(len(v) for v in self.variants)
-        self.choice = st.integers(0, len(types) * self.width - 1)
-
-    def state(self, index: int, now: datetime) -> State:
-        slot, within = divmod(index, self.width)
-        variants = self.variants[slot]
-        return build_state(self.types[slot], variants[within % len(variants)], now)
-
-
 @st.composite
-def _table_state(draw: st.DrawFn, table: _Table) -> State:
+def _table_state(draw: st.DrawFn, table: StateTable) -> State:
     index = draw(table.choice)
     return table.state(index, draw(_RUNNER).clock())
 
@@ -129,7 +37,7 @@ def _table_state(draw: st.DrawFn, table: _Table) -> State:
 def now_states(types: tuple[StateType, ...] | None, kind: Kind | None) -> st.SearchStrategy[State]:
     """A state of one of ``types`` (None: any type) for a ``kind`` run, its times relative to
     the machine's clock when the step is drawn: one choice."""
-    return _table_state(_Table(tuple(StateType) if types is None else types, kind))
+    return _table_state(StateTable(tuple(StateType) if types is None else types, kind))
 
 
 PAUSES: st.SearchStrategy[State] = now_states((S.PAUSED,), "flow")

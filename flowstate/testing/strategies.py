@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
+from itertools import product
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple
@@ -93,7 +94,6 @@ _RESULT_DATA: tuple[Any, ...] = (
 )
 """The data COMPLETED states are drawn with: none, a persisted reference, an unpersisted
 marker, an empty dict or a plain value."""
-_RESULTS = st.sampled_from(_RESULT_DATA)
 
 
 def _types(value: StateType | str | Iterable[StateType | str] | None) -> list[StateType]:
@@ -113,92 +113,64 @@ def state_types(*, exclude: Iterable[StateType | str] = ()) -> st.SearchStrategy
     return st.sampled_from(left)
 
 
-_OFFSET = st.one_of(st.none(), st.just(0), st.integers(1, 3600), st.integers(-3600, -1))
-"""Seconds from ``now`` for a time: none (no time), exactly now, up to an hour later or
-earlier."""
-_NAME_OF = {t: st.sampled_from(names) for t, names in _NAMES.items()}
-_BOOLEANS = st.booleans()
-_MAYBE_FLAG = st.none() | st.booleans()
-_CACHE_KEY = st.sampled_from(CACHE_KEYS)
+OFFSETS: tuple[int | None, ...] = (None, 0, -1, 1, 60, -60, 3600, -3600)
+"""Seconds from ``now`` for a time in a drawn state: none, exactly now, a second either side, a
+minute either side, an hour either side (simplest first)."""
 
-
-@lru_cache(maxsize=64)
-def _pause_key(keys: tuple[str, ...]) -> st.SearchStrategy[str | None]:
-    return st.none() | st.sampled_from(keys) if keys else st.none()
-
-
-def _time(draw: st.DrawFn, now: datetime) -> datetime | None:
-    offset = draw(_OFFSET)
-    return None if offset is None else now + timedelta(seconds=offset)
-
-
-_Details = tuple[dict[str, Any], Any]  # the state details, and the state's data
-
-
-def _scheduled_details(
-    draw: st.DrawFn, name: str, kind: Kind | None, now: datetime, keys: tuple[str, ...]
-) -> _Details:
-    return {"scheduled_time": _time(draw, now)}, None
-
-
-def _paused_details(
-    draw: st.DrawFn, name: str, kind: Kind | None, now: datetime, keys: tuple[str, ...]
-) -> _Details:
-    return {
-        "pause_reschedule": name == "Suspended",
-        "pause_key": draw(_pause_key(keys)),
-        "pause_timeout": _time(draw, now),
-    }, None
-
-
-def _completed_details(
-    draw: st.DrawFn, name: str, kind: Kind | None, now: datetime, keys: tuple[str, ...]
-) -> _Details:
-    data = draw(_RESULTS)
-    if kind != "flow" and draw(_BOOLEANS):
-        return {"cache_key": draw(_CACHE_KEY), "cache_expiration": _time(draw, now)}, data
-    return {}, data
-
-
-def _running_details(
-    draw: st.DrawFn, name: str, kind: Kind | None, now: datetime, keys: tuple[str, ...]
-) -> _Details:
-    if kind != "flow" and draw(_BOOLEANS):
-        return {"cache_key": draw(_CACHE_KEY), "refresh_cache": draw(_MAYBE_FLAG)}, None
-    return {}, None
-
-
-def _failed_details(
-    draw: st.DrawFn, name: str, kind: Kind | None, now: datetime, keys: tuple[str, ...]
-) -> _Details:
-    return ({"retriable": draw(_MAYBE_FLAG)} if kind != "flow" else {}), None
-
-
-_DETAILS_OF = {  # the types whose states draw details (or data) of their own
-    S.SCHEDULED: _scheduled_details,
-    S.PAUSED: _paused_details,
-    S.COMPLETED: _completed_details,
-    S.RUNNING: _running_details,
-    S.FAILED: _failed_details,
+# A variant is (name, data, details) with every time as an offset in seconds (or None).
+Variant = tuple[str, Any, tuple[tuple[str, Any], ...]]
+_Details = tuple[tuple[str, Any], ...]
+_TIMES = frozenset({"scheduled_time", "pause_timeout", "cache_expiration"})
+_TASK_DETAILS: dict[StateType, list[_Details]] = {  # the details only task states are drawn with
+    S.RUNNING: [(), *((("cache_key", k), ("refresh_cache", r))
+                      for k, r in product(CACHE_KEYS, (None, True, False)))],
+    S.COMPLETED: [(), *((("cache_key", k), ("cache_expiration", t))
+                        for k, t in product(CACHE_KEYS, OFFSETS))],
+    S.FAILED: [(("retriable", r),) for r in (None, True, False)],
 }
 
 
-def draw_state(
-    draw: st.DrawFn, type_: StateType, kind: Kind | None, now: datetime, keys: tuple[str, ...]
-) -> State:
-    """One state of ``type_`` (see :func:`states`), drawn with ``draw`` from strategies built
-    once: for composite strategies that know ``now`` only when they draw."""
-    name = draw(_NAME_OF[type_])
-    drawer = _DETAILS_OF.get(type_)
-    details, data = ({}, None) if drawer is None else drawer(draw, name, kind, now, keys)
-    return State(
-        type=type_,
-        name=name,
-        message=draw(_MESSAGES),
-        data=data,
-        timestamp=now,
-        state_details=StateDetails(**details),
+def _details(type_: StateType, task: bool, keys: tuple[str, ...]) -> list[_Details]:
+    """The details a state of ``type_`` is drawn with, the plainest first."""
+    if type_ is S.PAUSED:
+        return [(("pause_key", k), ("pause_timeout", t)) for k, t in product((None, *keys), OFFSETS)]
+    if type_ is S.SCHEDULED:
+        return [(("scheduled_time", t),) for t in OFFSETS]
+    return _TASK_DETAILS.get(type_, [()]) if task else [()]
+
+
+def _variants(type_: StateType, task: bool, keys: tuple[str, ...]) -> tuple[Variant, ...]:
+    """Every state of ``type_`` the strategies draw, the plainest first."""
+    data = _RESULT_DATA if type_ is S.COMPLETED else (None,)
+    return tuple(
+        (n, d, (*c, ("pause_reschedule", n == "Suspended")) if type_ is S.PAUSED else c)
+        for n, d, c in product(_NAMES[type_], data, _details(type_, task, keys))
     )
+
+
+class StateTable:
+    """States of several types: one choice picks the type (each as likely as the others) and
+    the variant together, so lowering it moves to an earlier type and a plainer variant."""
+
+    def __init__(
+        self, types: tuple[StateType, ...], kind: Kind | None, keys: tuple[str, ...] = PAUSE_KEYS
+    ) -> None:
+        self.types = types
+        self.variants = [_variants(t, kind != "flow", keys) for t in types]
+        self.width = max(len(v) for v in self.variants)
+        self.choice = st.integers(0, len(types) * self.width - 1)
+
+    def state(self, index: int, now: datetime, message: str | None = None) -> State:
+        """The state at ``index``, its times counted from ``now``."""
+        slot, within = divmod(index, self.width)
+        variants = self.variants[slot]
+        name, data, given = variants[within % len(variants)]
+        details: dict[str, Any] = {
+            key: (now + timedelta(seconds=value) if key in _TIMES and value is not None else value)
+            for key, value in given
+        }
+        return State(type=self.types[slot], name=name, message=message, data=data, timestamp=now,
+                     state_details=StateDetails(**details))
 
 
 def states(
@@ -210,7 +182,7 @@ def states(
 ) -> st.SearchStrategy[State]:
     """Valid states with coherent details, of ``type`` (a type, a name, or several; default any).
 
-    Every time is none, exactly ``now``, up to an hour after it, or up to an hour before it:
+    Every time is none, exactly ``now``, or a second, a minute or an hour before or after it:
 
     * SCHEDULED states are named Scheduled, Late or AwaitingRetry, with a scheduled time (or
       none: the orchestrator then schedules them for its "now");
@@ -233,23 +205,12 @@ def states(
     return _states(tuple(_types(type)), kind, DEFAULT_START if now is None else now, keys)
 
 
-@lru_cache(maxsize=256)
-def type_choice(types: tuple[StateType, ...]) -> st.SearchStrategy[StateType]:
-    """One of ``types``, uniformly (one strategy per tuple, built once)."""
-    return st.just(types[0]) if len(types) == 1 else st.sampled_from(types)
-
-
 @lru_cache(maxsize=512)  # strategies are immutable; building them anew each step is slow
-@st.composite
 def _states(
-    draw: st.DrawFn,
-    types: tuple[StateType, ...],
-    kind: Kind | None,
-    now: datetime,
-    keys: tuple[str, ...],
-) -> State:
-    # a type first, uniformly: one_of() would favour the types with more distinct states
-    return draw_state(draw, draw(type_choice(types)), kind, now, keys)
+    types: tuple[StateType, ...], kind: Kind | None, now: datetime, keys: tuple[str, ...]
+) -> st.SearchStrategy[State]:
+    table = StateTable(types, kind, keys)
+    return st.tuples(table.choice, st.just(now), _MESSAGES).map(lambda drawn: table.state(*drawn))
 
 
 def proposals(

@@ -230,11 +230,11 @@ def corners(draws: int = 1000) -> dict[str, dict[str, int]]:
         found += [f"reached {t.value}" for t in (S.PAUSED, S.CANCELLING) if t in types]
         return found
 
-    from flowstate.testing._steps import _table
+    from flowstate.testing.strategies import StateTable
 
     def machine_states(types: tuple[StateType, ...], kind: Any) -> Any:
         """What the machine's steps draw (one choice into a table, times from its clock)."""
-        table = _table(types, kind)
+        table = StateTable(types, kind)
         return table.choice.map(lambda index: table.state(index, now))
 
     return {
