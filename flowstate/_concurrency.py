@@ -209,7 +209,7 @@ class ConcurrencyMethods(EngineParts):
         occupied = checks.occupancy(occupancy_seconds)
         with self._transaction():
             now = self._liveness_time(None)
-            found = self._sorted_by_name(self._limits.lock_limits_by_name(wanted), wanted)
+            found = self._limits.lock_limits_by_name(wanted)
             for row in found:
                 if not row.active:
                     continue
@@ -225,18 +225,13 @@ class ConcurrencyMethods(EngineParts):
     ) -> tuple[list[LimitRow], ConcurrencyLimitReached | None]:
         """Inside a transaction: lock the limits named and take ``count`` slots on the active
         ones, or (nothing written) return why not."""
-        found = self._sorted_by_name(self._limits.lock_limits_by_name(wanted), wanted)
+        found = self._limits.lock_limits_by_name(wanted)
         active = [row for row in found if row.active]
         check_request(active, count, mode)
         blocking = take_slots(self._limits, active, count, now)
         if blocking:
             return found, _no_room(blocking, count)
         return found, None
-
-    @staticmethod
-    def _sorted_by_name(rows: list[LimitRow], wanted: list[str]) -> list[LimitRow]:
-        order = {name: index for index, name in enumerate(wanted)}
-        return sorted(rows, key=lambda row: order[row.name])
 
     # -- leases --------------------------------------------------------------------------------
 
@@ -288,15 +283,13 @@ class ConcurrencyMethods(EngineParts):
         duration = checks.lease_duration(lease_duration)
         with self._transaction():
             now = self._liveness_time(None)
-            limits = self._limits
-            if not limits.renew_lease(lease_key, now + timedelta(seconds=duration)):
+            lease = self._limits.read_lease(lease_key, for_update=True)
+            if lease is None:
                 raise ObjectNotFound(
                     f"Lease {lease_key} not found: it was released, or it expired and its slots "
                     "were given back"
                 )
-            lease = limits.read_lease(lease_key)
-            assert lease is not None
-            return lease.model()
+            return self._limits.renew_lease(lease, now + timedelta(seconds=duration)).model()
 
     def release_concurrency_lease(self, lease_id: UUID | str) -> None:
         """Give back the slots of a lease and end it; a lease that is gone is a quiet no-op."""

@@ -12,7 +12,6 @@ before anything is written.
 from __future__ import annotations
 
 from datetime import datetime
-from functools import cached_property
 from typing import Any
 from uuid import UUID
 
@@ -22,11 +21,10 @@ from flowstate._ids import uuid7
 from flowstate.concurrency import checks
 from flowstate.concurrency.models import ConcurrencyOptions, Deployment
 from flowstate.concurrency.run_slots import RunSlots
-from flowstate.concurrency.slots import LimitRow
+from flowstate.concurrency.slots import DeploymentRow, LimitRow
 from flowstate.errors import InvalidState, ObjectAlreadyExists, ObjectNotFound
 from flowstate.orchestration.deployment_rules import DEFAULT_GRACE_SECONDS
 from flowstate.runs import FlowRun
-from flowstate.store.deployments import DeploymentRow, DeploymentStore
 
 __all__ = ["COLLISION_STRATEGIES", "DeploymentMethods", "own_limit_name"]
 
@@ -45,13 +43,9 @@ class DeploymentMethods(ConcurrencyMethods):
     """Deployments and their concurrency, built on the global limits (mixed into
     Orchestrator)."""
 
-    @cached_property
-    def _deployments(self) -> DeploymentStore:
-        return DeploymentStore.of(self._store)
-
     def _run_slots(self) -> RunSlots:
         """What the rules of one transition may do with limits (inside its transaction)."""
-        return RunSlots(self._limits, self._deployments, lambda: self._liveness_time(None))
+        return RunSlots(self._limits, lambda: self._liveness_time(None))
 
     def _renew_deployment_slot(self, run: FlowRun, now: datetime) -> bool:
         """Inside a transaction: make the lease of the deployment slot ``run`` holds last its
@@ -61,7 +55,7 @@ class DeploymentMethods(ConcurrencyMethods):
         lease_id = None if state is None else state.state_details.deployment_concurrency_lease_id
         if lease_id is None or run.deployment_id is None:
             return False
-        slots = RunSlots(self._limits, self._deployments, lambda: now)
+        slots = RunSlots(self._limits, lambda: now)
         deployment = slots.deployment_limit(run.deployment_id)
         grace = None if deployment is None else deployment.grace_period_seconds
         return slots.renew(lease_id, ("flow_run", run.id), grace or DEFAULT_GRACE_SECONDS)
@@ -114,7 +108,7 @@ class DeploymentMethods(ConcurrencyMethods):
                 created=now,
                 updated=now,
             )
-            if not self._deployments.insert(row):
+            if not self._limits.insert_deployment(row):
                 raise ObjectAlreadyExists(f"a deployment named {checked_name!r} already exists")
             return self._deployment_model(row, now)
 
@@ -129,7 +123,7 @@ class DeploymentMethods(ConcurrencyMethods):
         """Every deployment, by name."""
         with self._read_transaction():
             now = self._liveness_time(None)
-            return [self._deployment_model(row, now) for row in self._deployments.read_all()]
+            return [self._deployment_model(row, now) for row in self._limits.read_deployments()]
 
     def update_deployment(
         self,
@@ -167,7 +161,7 @@ class DeploymentMethods(ConcurrencyMethods):
             if grace is not _UNSET:
                 row.grace_period_seconds = grace
             row.updated = now
-            self._deployments.update(row)
+            self._limits.update_deployment(row)
             return self._deployment_model(row, now)
 
     # -- inside a transaction ------------------------------------------------------------------
@@ -188,7 +182,7 @@ class DeploymentMethods(ConcurrencyMethods):
                 row.concurrency_limit_id = self._own_limit(row.id, size, now).id
 
     def _deployment_row(self, key: str, *, for_update: bool = False) -> DeploymentRow:
-        row = self._deployments.read(key, for_update=for_update)
+        row = self._limits.read_deployment(key, for_update=for_update)
         if row is None:
             raise ObjectNotFound(f"Deployment with id {key} not found")
         return row

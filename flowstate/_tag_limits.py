@@ -121,12 +121,10 @@ class TagLimitMethods(ConcurrencyMethods):
             now = self._liveness_time(None)
             validate.found(self._store.read_task_run(run_id), "task", run_id)
             limits = self._limits
-            renewed = []
-            for lease in limits.lock_leases_of_holder("task_run", str(run_id)):
-                lease.expiration = now + timedelta(seconds=duration)
-                limits.renew_lease(lease.id, lease.expiration)
-                renewed.append(lease.model())
-            return renewed
+            return [
+                limits.renew_lease(lease, now + timedelta(seconds=duration)).model()
+                for lease in limits.lock_leases_of_holder("task_run", str(run_id))
+            ]
 
     def _tag_limit_row(self, name: str, *, for_update: bool = False) -> LimitRow:
         row = self._limits.read_limit(name, for_update=for_update)

@@ -23,7 +23,6 @@ from flowstate.concurrency.slots import LeaseRow, LimitRow, after_decay, hold, m
 from flowstate.concurrency.tags import tag_limit_name
 
 if TYPE_CHECKING:
-    from flowstate.store.deployments import DeploymentStore
     from flowstate.store.limits import LimitStore
 
 __all__ = ["NO_SLOTS", "DeploymentLimit", "RunSlots", "give_back", "take_slots"]
@@ -44,18 +43,16 @@ class DeploymentLimit:
 class RunSlots:
     """Concurrency limits as the rules of one transition see them (inside its transaction).
 
-    ``limits`` and ``deployments`` are the store's; ``clock`` gives the time leases are
+    ``limits`` are the store's rows; ``clock`` gives the time leases are
     stamped with (asked once, when first needed).
     """
 
     def __init__(
         self,
         limits: LimitStore | None,
-        deployments: DeploymentStore | None,
         clock: Callable[[], datetime],
     ) -> None:
         self._limits = limits
-        self._deployments = deployments
         self._clock = clock
         self._at: datetime | None = None
 
@@ -69,9 +66,9 @@ class RunSlots:
     def deployment_limit(self, deployment_id: UUID | None) -> DeploymentLimit | None:
         """The limit the runs of a deployment share, locked for this transaction; None when the
         run has no deployment, ``create_deployment`` did not make it, or it has no limit."""
-        if deployment_id is None or self._deployments is None or self._limits is None:
+        if deployment_id is None or self._limits is None:
             return None
-        row = self._deployments.read(str(deployment_id))
+        row = self._limits.read_deployment(str(deployment_id))
         if row is None or row.concurrency_limit_id is None:
             return None
         found = self._limits.lock_limits_by_id([row.concurrency_limit_id])
@@ -84,9 +81,7 @@ class RunSlots:
         of ``tags``; tags without a limit are left out."""
         if not tags or self._limits is None:
             return []
-        names = [tag_limit_name(tag) for tag in tags]
-        order = {name: index for index, name in enumerate(names)}
-        return sorted(self._limits.lock_limits_by_name(names), key=lambda row: order[row.name])
+        return self._limits.lock_limits_by_name([tag_limit_name(tag) for tag in tags])
 
     def release_held(self, holder: Holder, limits: list[LimitRow]) -> int:
         """Give back every lease of ``holder`` that holds one of ``limits`` (each lease all it
@@ -137,10 +132,12 @@ class RunSlots:
 
     def renew(self, lease_id: UUID | None, holder: Holder, duration: float) -> bool:
         """Make ``holder``'s lease last ``duration`` more seconds; False if it holds none such."""
-        if self._own(lease_id, holder) is None:
+        lease = self._own(lease_id, holder)
+        if lease is None:
             return False
         assert self._limits is not None
-        return self._limits.renew_lease(str(lease_id), self.now + timedelta(seconds=duration))
+        self._limits.renew_lease(lease, self.now + timedelta(seconds=duration))
+        return True
 
     def release(
         self, lease_id: UUID | None, holder: Holder, *, count_occupancy: bool = True
@@ -155,7 +152,7 @@ class RunSlots:
         return True
 
 
-NO_SLOTS = RunSlots(None, None, lambda: datetime.min)
+NO_SLOTS = RunSlots(None, lambda: datetime.min)
 """No limits at all: no deployment has one, nothing is taken or held."""
 
 

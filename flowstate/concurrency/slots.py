@@ -23,6 +23,7 @@ from flowstate.errors import InvalidState
 
 __all__ = [
     "DEFAULT_OCCUPANCY_SECONDS",
+    "DeploymentRow",
     "LeaseRow",
     "LimitRow",
     "MIN_RETRY_AFTER",
@@ -125,6 +126,20 @@ class LeaseRow:
             created=self.created,
             expiration=self.expiration,
         )
+
+
+@dataclass
+class DeploymentRow:
+    """One deployment as stored: the limit its flow runs share (``concurrency_limit_id``, None:
+    none) and what a run does when it is full."""
+
+    id: str
+    name: str
+    concurrency_limit_id: str | None
+    collision_strategy: str | None
+    grace_period_seconds: int | None
+    created: datetime
+    updated: datetime
 
 
 def after_decay(row: LimitRow, now: datetime) -> tuple[int, datetime]:

@@ -1,40 +1,115 @@
-"""Reading and writing global concurrency limits and leases, on either database.
+"""Reading and writing concurrency limits, their leases and deployments, on any store.
 
-:class:`LimitStore` runs inside the caller's transaction (an orchestrator call) and knows SQL
-only; what the numbers mean is ``flowstate.concurrency.slots``. The two stores differ in their
-placeholders and in locking: on PostgreSQL a read for a change locks the limit rows
-(``FOR UPDATE``, always in id order, so two calls never wait for each other in a circle); on
-SQLite the transaction holds the database's write lock from its start.
+:class:`LimitStore` runs inside the caller's transaction (an orchestrator call); what the
+numbers mean is ``flowstate.concurrency.slots``. Everything is built on five primitives over
+three tables (select, insert, update, delete, and dropping a limit's lease links), written in
+SQL here and over dictionaries by the in-memory store (``flowstate.store.memory_limits``).
+SQL is written with ``?`` placeholders (PostgreSQL's store converts them) and stores times as
+fixed-width UTC text. On PostgreSQL a read for a change locks its rows (``FOR UPDATE``, always
+in id order, so two calls never wait for each other in a circle); on SQLite the transaction
+holds the database's write lock from its start.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any, Self, TypeVar
+from typing import Any
 
 from flowstate._ids import uuid7
-from flowstate.concurrency.slots import LeaseRow, LimitRow
-from flowstate.store import limits_sql as sql
+from flowstate.concurrency.slots import DeploymentRow, LeaseRow, LimitRow
 from flowstate.store.rows import encode_time, parse_time
 
-__all__ = ["LimitStore", "SqlRows"]
+__all__ = ["DEPLOYMENTS", "LEASES", "LIMITS", "LimitStore", "Table"]
 
 Execute = Callable[[str, Any], Any]
-Row = TypeVar("Row")
 
 
-class SqlRows:
-    """Rows of one store: ``execute(statement, params)`` runs SQL written with ``?``
-    placeholders (converted by ``form``); ``lock`` is appended to reads made for a change,
-    ``skip_locked`` to the reaper's read of expired leases."""
+@dataclass(frozen=True)
+class Table:
+    """A table of rows of one dataclass (its fields in column order; a lease's links are
+    kept apart). A named table refuses a second row of the same name."""
+
+    sql: str
+    columns: tuple[str, ...]
+    row: type[Any]
+
+    @property
+    def named(self) -> bool:
+        return "name" in self.columns
+
+
+LIMITS = Table(
+    "concurrency_limit",
+    ("id", "name", "slot_limit", "active", "active_slots", "slot_decay_per_second",
+     "avg_slot_occupancy_seconds", "created", "updated"),
+    LimitRow,
+)
+LEASES = Table(
+    "concurrency_lease", ("id", "slots", "holder_type", "holder_id", "created", "expiration"),
+    LeaseRow,
+)
+DEPLOYMENTS = Table(
+    "deployment",
+    ("id", "name", "concurrency_limit_id", "collision_strategy", "grace_period_seconds",
+     "created", "updated"),
+    DeploymentRow,
+)
+
+WHERE = {
+    "id": "id IN {}",
+    "name": "name IN {}",
+    "limit": "id IN (SELECT lease_id FROM concurrency_lease_limit WHERE limit_id = ?)",
+    "holder": "holder_type = ? AND holder_id = ?",
+    "expired": "expiration < ?",
+    "tasks_of": "holder_type = 'task_run' AND holder_id IN "
+    "(SELECT id FROM task_run WHERE flow_run_id = ?)",
+}
+"""What a select may ask for: its SQL (``{}``: a list of as many placeholders as values)."""
+
+_DECODE: dict[str, Callable[[Any], Any]] = {
+    "active": bool,
+    "slot_decay_per_second": float,
+    "avg_slot_occupancy_seconds": float,
+    "created": parse_time,
+    "updated": parse_time,
+    "expiration": parse_time,
+}
+_UNCHANGING = ("id", "name", "created")
+"""What an update leaves as it is."""
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return encode_time(value)
+    return int(value) if isinstance(value, bool) else value
+
+
+def _values(table: Table, row: Any) -> list[Any]:
+    return [_encode(getattr(row, field.name)) for field in fields(table.row)[: len(table.columns)]]
+
+
+def _decoded(table: Table, values: Iterable[Any]) -> Any:
+    names = [field.name for field in fields(table.row)]
+    return table.row(*(_DECODE.get(name, _same)(value) for name, value in zip(names, values)))
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _in_list(count: int) -> str:
+    return "(" + ", ".join("?" * count) + ")"
+
+
+class LimitStore:
+    """The limit, lease and deployment rows of one store: ``execute(statement, params)`` runs
+    SQL written with ``?`` placeholders (converted by ``form``); ``lock`` is appended to reads
+    made for a change, ``skip_locked`` to the reaper's read of expired leases."""
 
     def __init__(
-        self,
-        execute: Execute,
-        *,
-        form: Callable[[str], str] = str,
-        lock: str = "",
+        self, execute: Execute, *, form: Callable[[str], str] = str, lock: str = "",
         skip_locked: str = "",
     ) -> None:
         self._run = execute
@@ -42,74 +117,115 @@ class SqlRows:
         self._lock = lock
         self._skip_locked = skip_locked
 
-    def _execute(self, statement: str, params: Any = ()) -> Any:
-        return self._run(self._form(statement), params)
-
-    @classmethod
-    def of(cls, store: Any) -> Self:
+    @staticmethod
+    def of(store: Any) -> LimitStore:
         """The rows of an orchestrator's store (SQLite, PostgreSQL or memory)."""
         from flowstate.store.memory import MemoryStore
         from flowstate.store.store import SqliteStore
 
         if isinstance(store, SqliteStore):
-            return cls(lambda statement, params: store.conn.execute(statement, params))
+            return LimitStore(lambda statement, params: store.conn.execute(statement, params))
         if isinstance(store, MemoryStore):
-            return cls._in_memory(store)
-        from flowstate.store.postgres.limits_sql import FOR_UPDATE, SKIP_LOCKED, psycopg_form
+            from flowstate.store.memory_limits import MemoryLimitStore
 
-        return cls(store._execute, form=psycopg_form, lock=FOR_UPDATE, skip_locked=SKIP_LOCKED)
+            return MemoryLimitStore(store)
+        from flowstate.store.postgres.sql import psycopg_form
 
-    @classmethod
-    def _in_memory(cls, store: Any) -> Self:
-        raise NotImplementedError
+        return LimitStore(
+            store._execute, form=psycopg_form, lock=" FOR UPDATE",
+            skip_locked=" FOR UPDATE SKIP LOCKED",
+        )
 
+    # -- the primitives: SQL -------------------------------------------------------------------
 
-class LimitStore(SqlRows):
-    """The limit and lease rows of one store."""
+    def _execute(self, statement: str, params: Any = ()) -> Any:
+        return self._run(self._form(statement), params)
 
-    @classmethod
-    def _in_memory(cls, store: Any) -> Self:
-        from flowstate.store.memory_limits import MemoryLimitStore
+    def _select(self, table: Table, by: str | None, values: tuple[Any, ...], lock: str) -> list[Any]:
+        """The rows ``WHERE[by]`` selects with ``values`` (every row if None), in id order
+        (leases with their links)."""
+        where = "" if by is None else " WHERE " + WHERE[by].format(_in_list(len(values)))
+        statement = f"SELECT {', '.join(table.columns)} FROM {table.sql}{where} ORDER BY id{lock}"
+        params = tuple(_encode(value) for value in values)
+        found = [_decoded(table, row) for row in self._execute(statement, params).fetchall()]
+        if table is LEASES and found:
+            by_id = {lease.id: lease for lease in found}
+            links = (
+                "SELECT k.lease_id, k.limit_id, k.slots, l.name FROM concurrency_lease_limit k "
+                "JOIN concurrency_limit l ON l.id = k.limit_id "
+                f"WHERE k.lease_id IN {_in_list(len(by_id))} ORDER BY l.name"
+            )
+            for lease_id, limit_id, slots, name in self._execute(links, tuple(by_id)).fetchall():
+                by_id[lease_id].taken[limit_id] = slots
+                by_id[lease_id].names.append(name)
+        return found
 
-        return MemoryLimitStore(store)  # type: ignore[return-value]
+    def _insert(self, table: Table, row: Any) -> bool:
+        """Insert a row; False if its name is taken (nothing written). A lease's links too."""
+        conflict = " ON CONFLICT (name) DO NOTHING" if table.named else ""
+        statement = (
+            f"INSERT INTO {table.sql} ({', '.join(table.columns)}) "
+            f"VALUES {_in_list(len(table.columns))}{conflict}"
+        )
+        if self._execute(statement, _values(table, row)).rowcount <= 0:
+            return False
+        for limit_id, slots in getattr(row, "taken", {}).items():
+            link = "INSERT INTO concurrency_lease_limit (lease_id, limit_id, slots) VALUES (?, ?, ?)"
+            self._execute(link, (row.id, limit_id, slots))
+        return True
+
+    def _update(self, table: Table, row: Any) -> None:
+        """Write a row's fields but its id, name and creation time."""
+        changed = [
+            (column, value) for column, value in zip(table.columns, _values(table, row))
+            if column not in _UNCHANGING
+        ]
+        sets = ", ".join(f"{column} = ?" for column, _ in changed)
+        self._execute(f"UPDATE {table.sql} SET {sets} WHERE id = ?", [*(v for _, v in changed), row.id])
+
+    def _delete(self, table: Table, row_id: str) -> bool:
+        """Delete a row (a limit's lease links go with it, and deployments let go of it)."""
+        return bool(self._execute(f"DELETE FROM {table.sql} WHERE id = ?", (row_id,)).rowcount > 0)
+
+    def drop_links_of_limit(self, limit_id: str) -> None:
+        """Let every lease go of one limit (the leases stay, with their other limits)."""
+        self._execute("DELETE FROM concurrency_lease_limit WHERE limit_id = ?", (limit_id,))
 
     # -- limits ----------------------------------------------------------------------------
 
     def insert_limit(self, row: LimitRow) -> bool:
         """Insert a new limit; False if its name is taken (nothing written)."""
-        cursor = self._execute(sql.INSERT_LIMIT, _limit_params(row))
-        return bool(cursor.rowcount > 0)
+        return self._insert(LIMITS, row)
 
     def read_limit(self, name: str, *, for_update: bool = False) -> LimitRow | None:
-        statement = sql.SELECT_LIMIT_BY_NAME + (self._lock if for_update else "")
-        return _first(self._limit_rows(statement, (name,)))
+        found = self._select(LIMITS, "name", (name,), self._lock if for_update else "")
+        return found[0] if found else None
 
     def read_limit_by_id(self, limit_id: str) -> LimitRow | None:
-        return _first(self._limit_rows(sql.SELECT_LIMIT_BY_ID, (limit_id,)))
+        found = self._select(LIMITS, "id", (limit_id,), "")
+        return found[0] if found else None
 
     def read_limits(self) -> list[LimitRow]:
-        return self._limit_rows(sql.SELECT_LIMITS)
+        """Every limit, by name."""
+        return sorted(self._select(LIMITS, None, (), ""), key=lambda row: row.name)
 
     def lock_limits_by_name(self, names: list[str]) -> list[LimitRow]:
-        """The limits with these names (unknown names are left out), locked, in id order."""
-        return self._limit_rows(sql.select_limits_by_names(len(names)) + self._lock, tuple(names))
+        """The limits with these names (unknown names are left out), locked, in the order of
+        ``names``."""
+        order = {name: index for index, name in enumerate(names)}
+        found = self._select(LIMITS, "name", tuple(names), self._lock)
+        return sorted(found, key=lambda row: order[row.name])
 
     def lock_limits_by_id(self, ids: Iterable[str]) -> list[LimitRow]:
-        wanted = sorted(set(ids))
-        if not wanted:
-            return []
-        return self._limit_rows(sql.select_limits_by_ids(len(wanted)) + self._lock, tuple(wanted))
-
-    def _limit_rows(self, statement: str, params: Any = ()) -> list[LimitRow]:
-        return [_limit(row) for row in self._execute(statement, params).fetchall()]
+        wanted = tuple(sorted(set(ids)))
+        return self._select(LIMITS, "id", wanted, self._lock) if wanted else []
 
     def update_limit(self, row: LimitRow) -> None:
         """Write the limit's fields but its id, name and creation time."""
-        _id, _name, *changed, _created, updated = _limit_params(row)
-        self._execute(sql.UPDATE_LIMIT, (*changed, updated, row.id))
+        self._update(LIMITS, row)
 
     def delete_limit(self, limit_id: str) -> None:
-        self._execute(sql.DELETE_LIMIT, (limit_id,))
+        self._delete(LIMITS, limit_id)
 
     def size_limit(self, name: str, size: int, now: datetime) -> LimitRow:
         """The limit ``name`` with ``size`` slots: an existing one resized (the slots held stay
@@ -125,62 +241,52 @@ class LimitStore(SqlRows):
 
     # -- leases ----------------------------------------------------------------------------
 
+    def _leases(self, by: str | None, *values: Any, lock: str = "") -> list[LeaseRow]:
+        """The leases selected, oldest first."""
+        found = self._select(LEASES, by, values, lock)
+        return sorted(found, key=lambda lease: (lease.created, lease.id))
+
     def insert_lease(self, lease: LeaseRow) -> None:
-        self._execute(
-            sql.INSERT_LEASE,
-            (
-                lease.id,
-                lease.slots,
-                lease.holder_type,
-                lease.holder_id,
-                encode_time(lease.created),
-                encode_time(lease.expiration),
-            ),
-        )
-        for limit_id, slots in lease.taken.items():
-            self._execute(sql.INSERT_LEASE_LIMIT, (lease.id, limit_id, slots))
+        self._insert(LEASES, lease)
 
     def read_lease(self, lease_id: str, *, for_update: bool = False) -> LeaseRow | None:
-        statement = sql.SELECT_LEASE + (self._lock if for_update else "")
-        return _first(self._lease_rows(statement, (lease_id,)))
+        found = self._leases("id", lease_id, lock=self._lock if for_update else "")
+        return found[0] if found else None
 
     def read_leases(self, limit_id: str | None = None) -> list[LeaseRow]:
         """Every lease (oldest first), or those holding slots of one limit."""
-        if limit_id is None:
-            return self._lease_rows(sql.SELECT_LEASES)
-        return self._lease_rows(sql.SELECT_LEASES_OF_LIMIT, (limit_id,))
+        return self._leases(None) if limit_id is None else self._leases("limit", limit_id)
 
     def lock_leases_of_holder(self, holder_type: str, holder_id: str) -> list[LeaseRow]:
         """The leases one holder holds (oldest first), locked."""
-        return self._lease_rows(sql.SELECT_LEASES_OF_HOLDER + self._lock, (holder_id, holder_type))
+        return self._leases("holder", holder_type, holder_id, lock=self._lock)
 
     def lock_expired_leases(self, now: datetime) -> list[LeaseRow]:
-        """Leases whose expiration is before ``now``, locked (on PostgreSQL, leases another
-        call is releasing right now are skipped: that call deals with them)."""
-        statement = sql.SELECT_EXPIRED_LEASES + self._skip_locked
-        return self._lease_rows(statement, (encode_time(now),))
+        """Leases whose expiration is before ``now``, the first to expire first, locked (on
+        PostgreSQL, leases another call is releasing right now are skipped: that call deals
+        with them)."""
+        found = self._select(LEASES, "expired", (now,), self._skip_locked)
+        return sorted(found, key=lambda lease: (lease.expiration, lease.id))
 
-    def renew_lease(self, lease_id: str, expiration: datetime) -> bool:
-        cursor = self._execute(sql.RENEW_LEASE, (encode_time(expiration), lease_id))
-        return bool(cursor.rowcount > 0)
+    def renew_lease(self, lease: LeaseRow, expiration: datetime) -> LeaseRow:
+        """Make a lease (read for a change) last until ``expiration``."""
+        lease.expiration = expiration
+        self._update(LEASES, lease)
+        return lease
 
     def lock_task_leases_of_flow_run(self, flow_run_id: str) -> list[LeaseRow]:
         """The leases the task runs of a flow run hold (oldest first), locked."""
-        return self._lease_rows(sql.SELECT_TASK_LEASES_OF_FLOW_RUN + self._lock, (flow_run_id,))
+        return self._leases("tasks_of", flow_run_id, lock=self._lock)
 
-    def renew_task_leases_of_flow_run(self, flow_run_id: str, expiration: datetime) -> int:
+    def renew_task_leases_of_flow_run(self, flow_run_id: str, expiration: datetime) -> None:
         """Make the leases held by the task runs of a flow run last until ``expiration`` at
-        least (a lease lasting longer keeps its time); returns how many were renewed."""
-        at = encode_time(expiration)
-        cursor = self._execute(sql.RENEW_TASK_LEASES_OF_FLOW_RUN, (at, at, flow_run_id))
-        return int(cursor.rowcount)
+        least (a lease lasting longer keeps its time)."""
+        for lease in self.lock_task_leases_of_flow_run(flow_run_id):
+            if lease.expiration < expiration:
+                self.renew_lease(lease, expiration)
 
     def delete_lease(self, lease_id: str) -> bool:
-        return bool(self._execute(sql.DELETE_LEASE, (lease_id,)).rowcount > 0)
-
-    def drop_links_of_limit(self, limit_id: str) -> None:
-        """Let every lease go of one limit (the leases stay, with their other limits)."""
-        self._execute(sql.DELETE_LINKS_OF_LIMIT, (limit_id,))
+        return self._delete(LEASES, lease_id)
 
     def let_holders_go(self, limit_id: str) -> None:
         """No lease holds the limit any more: a lease that held only it is gone, one holding
@@ -191,61 +297,20 @@ class LimitStore(SqlRows):
             if set(lease.taken) == {limit_id}:
                 self.delete_lease(lease.id)
 
-    def _lease_rows(self, statement: str, params: Any = ()) -> list[LeaseRow]:
-        """The leases a statement selects, with their links."""
-        found = self._execute(statement, params).fetchall()
-        return self._with_links([_lease(row) for row in found])
+    # -- deployments -----------------------------------------------------------------------
 
-    def _with_links(self, leases: list[LeaseRow]) -> list[LeaseRow]:
-        if not leases:
-            return leases
-        by_id = {lease.id: lease for lease in leases}
-        statement = sql.select_lease_links(len(by_id))
-        for lease_id, limit_id, slots, name in self._execute(statement, tuple(by_id)).fetchall():
-            lease = by_id[lease_id]
-            lease.taken[limit_id] = slots
-            lease.names.append(name)
-        return leases
+    def insert_deployment(self, row: DeploymentRow) -> bool:
+        """Insert a new deployment; False if its name is taken (nothing written)."""
+        return self._insert(DEPLOYMENTS, row)
 
+    def read_deployment(self, deployment_id: str, *, for_update: bool = False) -> DeploymentRow | None:
+        found = self._select(DEPLOYMENTS, "id", (deployment_id,), self._lock if for_update else "")
+        return found[0] if found else None
 
-def _first(rows: list[Row]) -> Row | None:
-    return rows[0] if rows else None
+    def read_deployments(self) -> list[DeploymentRow]:
+        """Every deployment, by name."""
+        return sorted(self._select(DEPLOYMENTS, None, (), ""), key=lambda row: row.name)
 
-
-def _limit_params(row: LimitRow) -> tuple[Any, ...]:
-    return (
-        row.id,
-        row.name,
-        row.limit,
-        int(row.active),
-        row.active_slots,
-        row.slot_decay_per_second,
-        row.avg_slot_occupancy_seconds,
-        encode_time(row.created),
-        encode_time(row.updated),
-    )
-
-
-def _limit(row: Any) -> LimitRow:
-    return LimitRow(
-        id=row[0],
-        name=row[1],
-        limit=row[2],
-        active=bool(row[3]),
-        active_slots=row[4],
-        slot_decay_per_second=float(row[5]),
-        avg_slot_occupancy_seconds=float(row[6]),
-        created=parse_time(row[7]),  # type: ignore[arg-type]
-        updated=parse_time(row[8]),  # type: ignore[arg-type]
-    )
-
-
-def _lease(row: Any) -> LeaseRow:
-    return LeaseRow(
-        id=row[0],
-        slots=row[1],
-        holder_type=row[2],
-        holder_id=row[3],
-        created=parse_time(row[4]),  # type: ignore[arg-type]
-        expiration=parse_time(row[5]),  # type: ignore[arg-type]
-    )
+    def update_deployment(self, row: DeploymentRow) -> None:
+        """Write the deployment's fields but its id, name and creation time."""
+        self._update(DEPLOYMENTS, row)

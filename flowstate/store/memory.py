@@ -20,7 +20,7 @@ from copy import deepcopy
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from itertools import count
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 from uuid import UUID
 
 from flowstate.errors import DatabaseError
@@ -29,10 +29,6 @@ from flowstate.runs import FlowRun, TaskRun
 from flowstate.states import State, StateType
 from flowstate.store.base import SAVED_FIELDS, RunKind
 from flowstate.store.lifecycle import ConnectionLifecycle
-
-if TYPE_CHECKING:
-    from flowstate.concurrency.slots import LeaseRow, LimitRow
-    from flowstate.store.deployments import DeploymentRow
 
 __all__ = ["MemoryStore", "Tables"]
 
@@ -65,11 +61,10 @@ class Tables:
         self.inputs: dict[tuple[UUID, str], tuple[str, str | None, datetime]] = {}
         """(flow run id, key) -> (value, sender, created)."""
         self.heartbeats: dict[UUID, tuple[str | None, datetime | None, float | None]] = {}
-        self.limits: dict[str, LimitRow] = {}
-        self.leases: dict[str, LeaseRow] = {}  # (with no links: those are in ``links``)
-        self.links: dict[tuple[str, str], int] = {}
-        """(lease id, limit id) -> slots the lease took on the limit."""
-        self.deployments: dict[str, DeploymentRow] = {}
+        self.rows: dict[str, dict[str, Any]] = {
+            "concurrency_limit": {}, "concurrency_lease": {}, "deployment": {}
+        }
+        """The rows of ``flowstate.store.limits``' tables, by table and id."""
         self.numbers = count(1)
         self.journal: list[tuple[dict[Any, Any], Any, Any]] = []
         self.marks: list[int] = []
