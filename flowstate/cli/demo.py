@@ -9,30 +9,27 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 import click
 
 from flowstate.cli._common import (
     DASH,
     STATUS_STYLES,
+    console,
     database_override,
     echo_json,
-    fields_table,
     open_orchestrator,
-    seconds,
-    state_label,
-    when,
 )
 from flowstate.cli._common import table as make_table
+from flowstate.cli.runs import run_fields_table, timeline_table
 
 if TYPE_CHECKING:
     from rich.table import Table
 
     from flowstate import Orchestrator
     from flowstate.demo import DemoRun, DemoStep
-    from flowstate.runs import FlowRun
-    from flowstate.states import State
 
 __all__ = ["demo"]
 
@@ -54,16 +51,15 @@ def demo(as_json: bool, database: str | None) -> None:
 
 def _print_demo(orc: Orchestrator, outcome: DemoRun) -> None:
     """Print the steps, the final run, its state history, the stored run input and the database."""
-    from rich.console import Console
     from rich.text import Text
 
-    console = Console()
-    console.print(_steps_table(outcome.steps))
+    out = console()
+    out.print(_steps_table(outcome.steps))
     run = orc.read_flow_run(outcome.flow_run_id)
-    console.print(_run_table(run))
-    console.print(_history_table(orc.read_flow_run_states(run.id)))
-    console.print(_run_input_table(orc, outcome))
-    console.print(Text.assemble(("database: ", "bold"), orc.database))
+    out.print(run_fields_table("flow", run))
+    out.print(timeline_table(orc.read_flow_run_states(run.id), datetime.now(timezone.utc)))
+    out.print(_run_input_table(orc, outcome))
+    out.print(Text.assemble(("database: ", "bold"), orc.database))
 
 
 def _steps_table(steps: list[DemoStep]) -> Table:
@@ -81,37 +77,6 @@ def _steps_table(steps: list[DemoStep]) -> Table:
             state.type.value if state else DASH,
             Text(state.name or DASH) if state else DASH,
             Text(result.reason or DASH),
-        )
-    return table
-
-
-def _run_table(run: FlowRun) -> Table:
-    """The final flow run as field/value rows."""
-    rows: dict[str, Any] = {
-        "id": run.id,
-        "name": run.name,
-        "flow": run.flow_name,
-        "state": state_label(run.state),
-        "run_count": run.run_count,
-        "start_time": when(run.start_time),
-        "end_time": when(run.end_time),
-        "total_run_time": seconds(run.total_run_time),
-        "pause_keys": ", ".join(sorted(run.empirical_policy.pause_keys)) or DASH,
-    }
-    return fields_table("Final flow run", rows)
-
-
-def _history_table(states: list[State]) -> Table:
-    """The flow run's state history, oldest first."""
-    from rich.text import Text
-
-    table = make_table("State history", ("timestamp", "type", "name", "message"))
-    for state in states:
-        table.add_row(
-            when(state.timestamp),
-            state.type.value,
-            Text(state.name or DASH),
-            Text(state.message or DASH),
         )
     return table
 

@@ -111,8 +111,8 @@ def show_run(run_id: str, as_json: bool, database: str | None) -> None:
         echo_json({f"{kind}_run": run, "states": history})
         return
     out = console()
-    out.print(_fields_table(kind, run))
-    out.print(_timeline_table(history, datetime.now(timezone.utc)))
+    out.print(run_fields_table(kind, run))
+    out.print(timeline_table(history, datetime.now(timezone.utc)))
 
 
 @click.group()
@@ -211,7 +211,7 @@ def _task_runs_table(found: list[TaskRun], limit: int | None = None, offset: int
     return table
 
 
-def _fields_table(kind: str, run: FlowRun | TaskRun) -> Table:
+def run_fields_table(kind: str, run: FlowRun | TaskRun) -> Table:
     """The run as field/value rows."""
     rows: dict[str, Any] = {"id": run.id, "name": run.name}
     if kind == "flow":
@@ -234,7 +234,7 @@ def _fields_table(kind: str, run: FlowRun | TaskRun) -> Table:
     return fields_table(f"{kind.capitalize()} run", rows)
 
 
-def _timeline_table(history: list[State], now: datetime) -> Table:
+def timeline_table(history: list[State], now: datetime) -> Table:
     """The state history, oldest first, with how long the run stayed in each state."""
     from rich.text import Text
 
