@@ -74,14 +74,17 @@ class _Transaction:
         self._depth = self._store.begin()
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        token = self._depth
+        if exc is None and token < 0:
+            return  # a call that succeeded inside its thread's block: nothing to end (end_call)
         try:
-            self._store.end(self._depth, exc)
+            self._store.end_call(token, exc)  # (a block's depth, never negative: end)
         except BaseException:
             self._listeners.rollback_to(self._mark)
             raise
         if exc is not None:
             self._listeners.rollback_to(self._mark)
-        elif self._depth == 0:
+        elif token == 0:
             self._listeners.flush()
 
 
@@ -97,22 +100,8 @@ class _CallTransaction(_Transaction):
         self._mark = listeners.mark() if listeners.recorded else 0
         self._depth = self._store.begin_call()
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        token = self._depth
-        if exc is None and token < 0:
-            return  # it succeeded inside its thread's block: nothing to end (end_call)
-        try:
-            self._store.end_call(token, exc)
-        except BaseException:
-            self._listeners.rollback_to(self._mark)
-            raise
-        if exc is not None:
-            self._listeners.rollback_to(self._mark)
-        elif token == 0:
-            self._listeners.flush()
 
-
-class _ReadTransaction(_CallTransaction):
+class _ReadTransaction(_Transaction):
     """The transaction of one API call that only reads (the store's ``begin_read``: on
     SQLite a read transaction, which neither waits for nor blocks a writer)."""
 
@@ -206,10 +195,10 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
         # database error halfway through dooms the block (``Store.begin_call``). Calls that
         # decide for several runs use ``transaction()``, which undoes just the call. (A
         # partial: one Python call fewer per API call than a method.)
-        self._transaction: Callable[[], _CallTransaction] = partial(
+        self._transaction: Callable[[], _Transaction] = partial(
             _CallTransaction, self._store, self._listeners
         )
-        self._read_transaction: Callable[[], _CallTransaction] = partial(
+        self._read_transaction: Callable[[], _Transaction] = partial(
             _ReadTransaction, self._store, self._listeners
         )
 
