@@ -214,7 +214,6 @@ class AsyncOrchestrator:
         self._finalizer = weakref.finalize(self, self._worker.stop)
         self._block: _Block | None = None
         self._listeners = Listeners()  # registry and errors only: events come from the worker
-        self._awaited_listeners = 0  # how many listeners are coroutine functions
         self._subscriptions: list[AsyncSubscription] = []
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -287,16 +286,12 @@ class AsyncOrchestrator:
         called and coroutine functions awaited, in the order they were added. Their exceptions
         are logged and kept in ``listener_errors``. Returns a function that removes the listener.
         """
-        awaited = inspect.iscoroutinefunction(callback)
         self._listeners.add(callback)
-        self._awaited_listeners += awaited
         self._listening_changed()
 
         def remove() -> None:
-            if any(c is callback for c in self._listeners.callbacks):
-                self._listeners.remove(callback)
-                self._awaited_listeners -= awaited
-                self._listening_changed()
+            self._listeners.remove(callback)
+            self._listening_changed()
 
         return remove
 
@@ -417,7 +412,7 @@ class AsyncOrchestrator:
     async def _tell(self, events: list[TransitionEvent]) -> asyncio.CancelledError | None:
         """Tell the listeners about ``events``; a cancellation meanwhile waits until all are
         told (it is returned)."""
-        if not self._awaited_listeners:
+        if not any(inspect.iscoroutinefunction(c) for c in self._listeners.callbacks):
             self._listeners.tell(events)  # nothing to await: nothing to interrupt
             return None
         task = asyncio.ensure_future(_await_listeners(self._listeners, events))
