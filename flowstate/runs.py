@@ -81,6 +81,14 @@ class TaskRunPolicy(BaseModel):
 _RUN_CONFIG = ConfigDict(defer_build=True, ser_json_timedelta="float")
 
 
+def _run_repr(run: FlowRun | TaskRun) -> str:
+    """The run's id, name, state, counters, times and retry/pause settings (not its
+    parameters, tags or bookkeeping times)."""
+    from flowstate._repr import run_repr
+
+    return run_repr(run)
+
+
 class FlowRun(BaseModel):
     """A flow run: its current state, bookkeeping and retry/pause policy."""
 
@@ -108,12 +116,7 @@ class FlowRun(BaseModel):
     created: UtcDateTime | None = None
     updated: UtcDateTime | None = None
 
-    def __repr__(self) -> str:
-        """The run's id, name, state, counters, times and retry/pause settings (not its
-        parameters, tags or bookkeeping times)."""
-        from flowstate._repr import run_repr
-
-        return run_repr(self)
+    __repr__ = _run_repr
 
 
 class TaskRun(BaseModel):
@@ -145,9 +148,4 @@ class TaskRun(BaseModel):
     created: UtcDateTime | None = None
     updated: UtcDateTime | None = None
 
-    def __repr__(self) -> str:
-        """The run's id, name, state, counters, times and retry/pause settings (not its
-        parameters, tags or bookkeeping times)."""
-        from flowstate._repr import run_repr
-
-        return run_repr(self)
+    __repr__ = _run_repr
