@@ -100,7 +100,7 @@ class ConcurrencyMethods(EngineParts):
                 active_slots=held,
                 slot_decay_per_second=decay,
             )
-            if not self._limits.insert_limit(row):
+            if not self._limits.insert(row):
                 raise ObjectAlreadyExists(
                     f"a global concurrency limit named {checked_name!r} already exists"
                 )
@@ -117,7 +117,7 @@ class ConcurrencyMethods(EngineParts):
         """Every limit, by name."""
         with self._read_transaction():
             now = self._liveness_time(None)
-            return [row.model(now) for row in self._limits.read_limits()]
+            return [row.model(now) for row in self._limits.every(LimitRow)]
 
     def update_global_concurrency_limit(
         self,
@@ -148,7 +148,7 @@ class ConcurrencyMethods(EngineParts):
                 setattr(row, field, value)
             if "active_slots" in changes or "slot_decay_per_second" in changes:
                 row.updated = now
-            self._limits.update_limit(row)
+            self._limits.update(row)
             return row.model(now)
 
     def delete_global_concurrency_limit(self, name: str) -> None:
@@ -156,7 +156,7 @@ class ConcurrencyMethods(EngineParts):
         checked_name = checks.limit_name(name)
         with self._transaction():
             row = self._limit_named(checked_name, for_update=True)
-            self._limits.delete_limit(row.id)
+            self._limits.delete(row)
 
     def reset_global_concurrency_limit(self, name: str) -> GlobalConcurrencyLimit:
         """Empty a limit: no slot held, and no lease holds it any more (a lease that held only
@@ -167,11 +167,11 @@ class ConcurrencyMethods(EngineParts):
             row = self._limit_named(checked_name, for_update=True)
             self._limits.let_holders_go(row.id)
             hold(row, 0, now, now)
-            self._limits.update_limit(row)
+            self._limits.update(row)
             return row.model(now)
 
     def _limit_named(self, name: str, *, for_update: bool = False) -> LimitRow:
-        row = self._limits.read_limit(name, for_update=for_update)
+        row = self._limits.one(LimitRow, "name", name, for_update=for_update)
         if row is None:
             raise ObjectNotFound(f"Global concurrency limit {name!r} not found")
         return row
@@ -217,7 +217,7 @@ class ConcurrencyMethods(EngineParts):
                 hold(row, max(held - count, 0), anchor, now)
                 if occupied is not None:
                     row.avg_slot_occupancy_seconds = moved_average(row, occupied, count)
-                self._limits.update_limit(row)
+                self._limits.update(row)
             return [row.name for row in found]
 
     def _take(
@@ -268,7 +268,7 @@ class ConcurrencyMethods(EngineParts):
                     taken={row.id: count if row.active else 0 for row in found},
                     names=sorted(row.name for row in found),
                 )
-                self._limits.insert_lease(lease)
+                self._limits.insert(lease)
         if refused is not None:
             raise refused
         return lease.model()
@@ -283,7 +283,7 @@ class ConcurrencyMethods(EngineParts):
         duration = checks.lease_duration(lease_duration)
         with self._transaction():
             now = self._liveness_time(None)
-            lease = self._limits.read_lease(lease_key, for_update=True)
+            lease = self._limits.one(LeaseRow, "id", lease_key, for_update=True)
             if lease is None:
                 raise ObjectNotFound(
                     f"Lease {lease_key} not found: it was released, or it expired and its slots "
@@ -296,9 +296,9 @@ class ConcurrencyMethods(EngineParts):
         lease_key = checks.lease_id(lease_id)
         with self._transaction():
             now = self._liveness_time(None)
-            lease = self._limits.read_lease(lease_key, for_update=True)
+            lease = self._limits.one(LeaseRow, "id", lease_key, for_update=True)
             if lease is not None:
-                self._give_back([lease], now)
+                give_back(self._limits, [lease], now)
 
     def read_concurrency_leases(self, name: str | None = None) -> list[ConcurrencyLease]:
         """The leases (oldest first) holding slots of the limit ``name``, or every lease."""
@@ -315,12 +315,8 @@ class ConcurrencyMethods(EngineParts):
         with self._transaction():
             at = self._liveness_time(now)
             leases = self._limits.lock_expired_leases(at)
-            self._give_back(leases, at)
+            give_back(self._limits, leases, at)
         return [lease.model() for lease in leases]
-
-    def _give_back(self, leases: list[LeaseRow], now: datetime) -> None:
-        """Inside a transaction: return the slots each lease took and delete the leases."""
-        give_back(self._limits, leases, now)
 
     # -- blocking helpers ------------------------------------------------------------------------
 
@@ -430,7 +426,7 @@ class ConcurrencyMethods(EngineParts):
     def _require_limits(self, wanted: list[str]) -> None:
         """ObjectNotFound unless a limit exists under each name (``strict``)."""
         with self._read_transaction():
-            missing = [name for name in wanted if self._limits.read_limit(name) is None]
+            missing = [name for name in wanted if self._limits.one(LimitRow, "name", name) is None]
         if missing:
             raise ObjectNotFound(
                 f"no global concurrency limit named {', '.join(map(repr, missing))}"

@@ -108,7 +108,7 @@ class DeploymentMethods(ConcurrencyMethods):
                 created=now,
                 updated=now,
             )
-            if not self._limits.insert_deployment(row):
+            if not self._limits.insert(row):
                 raise ObjectAlreadyExists(f"a deployment named {checked_name!r} already exists")
             return self._deployment_model(row, now)
 
@@ -123,7 +123,7 @@ class DeploymentMethods(ConcurrencyMethods):
         """Every deployment, by name."""
         with self._read_transaction():
             now = self._liveness_time(None)
-            return [self._deployment_model(row, now) for row in self._limits.read_deployments()]
+            return [self._deployment_model(row, now) for row in self._limits.every(DeploymentRow)]
 
     def update_deployment(
         self,
@@ -161,7 +161,7 @@ class DeploymentMethods(ConcurrencyMethods):
             if grace is not _UNSET:
                 row.grace_period_seconds = grace
             row.updated = now
-            self._limits.update_deployment(row)
+            self._limits.update(row)
             return self._deployment_model(row, now)
 
     # -- inside a transaction ------------------------------------------------------------------
@@ -182,7 +182,7 @@ class DeploymentMethods(ConcurrencyMethods):
                 row.concurrency_limit_id = self._own_limit(row.id, size, now).id
 
     def _deployment_row(self, key: str, *, for_update: bool = False) -> DeploymentRow:
-        row = self._limits.read_deployment(key, for_update=for_update)
+        row = self._limits.one(DeploymentRow, "id", key, for_update=for_update)
         if row is None:
             raise ObjectNotFound(f"Deployment with id {key} not found")
         return row
@@ -201,14 +201,14 @@ class DeploymentMethods(ConcurrencyMethods):
 
     def _drop_own_limit(self, row: DeploymentRow) -> None:
         """Delete the deployment's own limit, if it has one (a shared limit stays)."""
-        own = self._limits.read_limit(own_limit_name(row.id), for_update=True)
+        own = self._limits.one(LimitRow, "name", own_limit_name(row.id), for_update=True)
         if own is not None:
-            self._limits.delete_limit(own.id)
+            self._limits.delete(own)
 
     def _deployment_model(self, row: DeploymentRow, now: datetime) -> Deployment:
         limit = None
         if row.concurrency_limit_id is not None:
-            limit = self._limits.read_limit_by_id(row.concurrency_limit_id)
+            limit = self._limits.one(LimitRow, "id", row.concurrency_limit_id)
         options = None
         if row.collision_strategy is not None or row.grace_period_seconds is not None:
             options = ConcurrencyOptions(

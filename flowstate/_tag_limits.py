@@ -56,7 +56,7 @@ class TagLimitMethods(ConcurrencyMethods):
             limits = self._limits
             return [
                 tag_limit(row, limits.read_leases(row.id))
-                for row in limits.read_limits()
+                for row in limits.every(LimitRow)
                 if row.name.startswith(tag_checks.TAG_PREFIX)
             ]
 
@@ -82,7 +82,7 @@ class TagLimitMethods(ConcurrencyMethods):
             for run_id in override or []:
                 taken = 1 if row.active and held + 1 <= row.limit else 0
                 held += taken
-                limits.insert_lease(
+                limits.insert(
                     LeaseRow(
                         id=str(uuid7()),
                         slots=1,
@@ -96,7 +96,7 @@ class TagLimitMethods(ConcurrencyMethods):
                 )
             row.active_slots = held
             row.updated = now
-            limits.update_limit(row)
+            limits.update(row)
             return tag_limit(row, limits.read_leases(row.id))
 
     def delete_concurrency_limit(self, tag: str) -> None:
@@ -105,7 +105,7 @@ class TagLimitMethods(ConcurrencyMethods):
         with self._transaction():
             row = self._tag_limit_row(name, for_update=True)
             self._limits.let_holders_go(row.id)
-            self._limits.delete_limit(row.id)
+            self._limits.delete(row)
 
     def renew_task_run_slots(
         self, id: UUID | str, lease_duration: float = TASK_SLOT_LEASE_SECONDS
@@ -127,7 +127,7 @@ class TagLimitMethods(ConcurrencyMethods):
             ]
 
     def _tag_limit_row(self, name: str, *, for_update: bool = False) -> LimitRow:
-        row = self._limits.read_limit(name, for_update=for_update)
+        row = self._limits.one(LimitRow, "name", name, for_update=for_update)
         if row is None:
             raise ObjectNotFound(
                 f"no concurrency limit for tag {name[len(tag_checks.TAG_PREFIX):]!r}"

@@ -34,6 +34,7 @@ from flowstate._interaction import InteractionMethods
 from flowstate._tag_limits import TagLimitMethods
 from flowstate._workers import WorkerMethods
 from flowstate.listeners import Listener, Listeners, Subscription, TransitionEvent
+from flowstate.concurrency.run_slots import give_back
 from flowstate.concurrency.tags import check_tags
 from flowstate.errors import InvalidState, ObjectAlreadyExists, ObjectNotFound
 from flowstate.orchestration.policies import (
@@ -367,7 +368,7 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
                 raise ObjectNotFound(f"Flow run with id {run_id} not found")
             held = held_by_tasks + self._limits.lock_leases_of_holder("flow_run", str(run_id))
             if held:
-                self._give_back(held, self._liveness_time(None))
+                give_back(self._limits, held, self._liveness_time(None))
 
     def set_flow_run_state(
         self, id: UUID | str, state: State | Mapping[str, Any] | str, *, force: bool = False
@@ -558,7 +559,7 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
                 raise ObjectNotFound(f"Task run with id {run_id} not found")
             held = self._limits.lock_leases_of_holder("task_run", str(run_id))
             if held:
-                self._give_back(held, self._liveness_time(None))
+                give_back(self._limits, held, self._liveness_time(None))
 
     def set_task_run_state(
         self, id: UUID | str, state: State | Mapping[str, Any] | str, *, force: bool = False

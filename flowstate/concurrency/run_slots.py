@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from uuid import UUID
 
 from flowstate._ids import uuid7
-from flowstate.concurrency.slots import LeaseRow, LimitRow, after_decay, hold, moved_average
+from flowstate.concurrency.slots import DeploymentRow, LeaseRow, LimitRow, after_decay, hold, moved_average
 from flowstate.concurrency.tags import tag_limit_name
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ class RunSlots:
         run has no deployment, ``create_deployment`` did not make it, or it has no limit."""
         if deployment_id is None or self._limits is None:
             return None
-        row = self._limits.read_deployment(str(deployment_id))
+        row = self._limits.one(DeploymentRow, "id", str(deployment_id))
         if row is None or row.concurrency_limit_id is None:
             return None
         found = self._limits.lock_limits_by_id([row.concurrency_limit_id])
@@ -115,13 +115,13 @@ class RunSlots:
             taken={row.id: 1 for row in limits},
             names=sorted(row.name for row in limits),
         )
-        self._limits.insert_lease(lease)
+        self._limits.insert(lease)
         return UUID(lease.id)
 
     def _own(self, lease_id: UUID | None, holder: Holder) -> LeaseRow | None:
         if lease_id is None or self._limits is None:
             return None
-        lease = self._limits.read_lease(str(lease_id), for_update=True)
+        lease = self._limits.one(LeaseRow, "id", str(lease_id), for_update=True)
         if lease is None or (lease.holder_type, lease.holder_id) != (holder[0], str(holder[1])):
             return None
         return lease
@@ -169,7 +169,7 @@ def take_slots(
     for row in rows:
         slots, anchor = held[row.id]
         hold(row, slots + count, anchor, now)
-        limits.update_limit(row)
+        limits.update(row)
     return []
 
 
@@ -195,6 +195,6 @@ def give_back(
             if count_occupancy:
                 row.avg_slot_occupancy_seconds = moved_average(row, occupied * taken, taken)
             changed[row.id] = row
-        limits.delete_lease(lease.id)
+        limits.delete(lease)
     for row in changed.values():
-        limits.update_limit(row)
+        limits.update(row)

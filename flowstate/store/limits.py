@@ -15,15 +15,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from flowstate._ids import uuid7
 from flowstate.concurrency.slots import DeploymentRow, LeaseRow, LimitRow
 from flowstate.store.rows import encode_time, parse_time
 
-__all__ = ["DEPLOYMENTS", "LEASES", "LIMITS", "LimitStore", "Table"]
+__all__ = ["TABLES", "LimitStore", "Table"]
 
 Execute = Callable[[str, Any], Any]
+R = TypeVar("R", LimitRow, LeaseRow, DeploymentRow)
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ DEPLOYMENTS = Table(
      "created", "updated"),
     DeploymentRow,
 )
+TABLES: dict[type[Any], Table] = {LimitRow: LIMITS, LeaseRow: LEASES, DeploymentRow: DEPLOYMENTS}
+"""The table of each kind of row."""
 
 WHERE = {
     "id": "id IN {}",
@@ -141,9 +144,10 @@ class LimitStore:
     def _execute(self, statement: str, params: Any = ()) -> Any:
         return self._run(self._form(statement), params)
 
-    def _select(self, table: Table, by: str | None, values: tuple[Any, ...], lock: str) -> list[Any]:
+    def _select(self, kind: type[Any], by: str | None, values: tuple[Any, ...], lock: str) -> list[Any]:
         """The rows ``WHERE[by]`` selects with ``values`` (every row if None), in id order
         (leases with their links)."""
+        table = TABLES[kind]
         where = "" if by is None else " WHERE " + WHERE[by].format(_in_list(len(values)))
         statement = f"SELECT {', '.join(table.columns)} FROM {table.sql}{where} ORDER BY id{lock}"
         params = tuple(_encode(value) for value in values)
@@ -160,8 +164,9 @@ class LimitStore:
                 by_id[lease_id].names.append(name)
         return found
 
-    def _insert(self, table: Table, row: Any) -> bool:
+    def insert(self, row: LimitRow | LeaseRow | DeploymentRow) -> bool:
         """Insert a row; False if its name is taken (nothing written). A lease's links too."""
+        table = TABLES[type(row)]
         conflict = " ON CONFLICT (name) DO NOTHING" if table.named else ""
         statement = (
             f"INSERT INTO {table.sql} ({', '.join(table.columns)}) "
@@ -174,8 +179,9 @@ class LimitStore:
             self._execute(link, (row.id, limit_id, slots))
         return True
 
-    def _update(self, table: Table, row: Any) -> None:
+    def update(self, row: LimitRow | LeaseRow | DeploymentRow) -> None:
         """Write a row's fields but its id, name and creation time."""
+        table = TABLES[type(row)]
         changed = [
             (column, value) for column, value in zip(table.columns, _values(table, row))
             if column not in _UNCHANGING
@@ -183,75 +189,52 @@ class LimitStore:
         sets = ", ".join(f"{column} = ?" for column, _ in changed)
         self._execute(f"UPDATE {table.sql} SET {sets} WHERE id = ?", [*(v for _, v in changed), row.id])
 
-    def _delete(self, table: Table, row_id: str) -> bool:
+    def delete(self, row: LimitRow | LeaseRow | DeploymentRow) -> None:
         """Delete a row (a limit's lease links go with it, and deployments let go of it)."""
-        return bool(self._execute(f"DELETE FROM {table.sql} WHERE id = ?", (row_id,)).rowcount > 0)
+        self._execute(f"DELETE FROM {TABLES[type(row)].sql} WHERE id = ?", (row.id,))
 
     def drop_links_of_limit(self, limit_id: str) -> None:
         """Let every lease go of one limit (the leases stay, with their other limits)."""
         self._execute("DELETE FROM concurrency_lease_limit WHERE limit_id = ?", (limit_id,))
 
-    # -- limits ----------------------------------------------------------------------------
+    # -- what the calls share ----------------------------------------------------------------
 
-    def insert_limit(self, row: LimitRow) -> bool:
-        """Insert a new limit; False if its name is taken (nothing written)."""
-        return self._insert(LIMITS, row)
-
-    def read_limit(self, name: str, *, for_update: bool = False) -> LimitRow | None:
-        found = self._select(LIMITS, "name", (name,), self._lock if for_update else "")
+    def one(self, kind: type[R], by: str, value: str, *, for_update: bool = False) -> R | None:
+        """The row whose ``by`` (``"id"`` or ``"name"``) is ``value``, or None."""
+        found = self._select(kind, by, (value,), self._lock if for_update else "")
         return found[0] if found else None
 
-    def read_limit_by_id(self, limit_id: str) -> LimitRow | None:
-        found = self._select(LIMITS, "id", (limit_id,), "")
-        return found[0] if found else None
-
-    def read_limits(self) -> list[LimitRow]:
-        """Every limit, by name."""
-        return sorted(self._select(LIMITS, None, (), ""), key=lambda row: row.name)
+    def every(self, kind: type[R]) -> list[R]:
+        """Every limit or deployment, by name."""
+        return sorted(self._select(kind, None, (), ""), key=lambda row: row.name)
 
     def lock_limits_by_name(self, names: list[str]) -> list[LimitRow]:
         """The limits with these names (unknown names are left out), locked, in the order of
         ``names``."""
         order = {name: index for index, name in enumerate(names)}
-        found = self._select(LIMITS, "name", tuple(names), self._lock)
+        found = self._select(LimitRow, "name", tuple(names), self._lock)
         return sorted(found, key=lambda row: order[row.name])
 
     def lock_limits_by_id(self, ids: Iterable[str]) -> list[LimitRow]:
         wanted = tuple(sorted(set(ids)))
-        return self._select(LIMITS, "id", wanted, self._lock) if wanted else []
-
-    def update_limit(self, row: LimitRow) -> None:
-        """Write the limit's fields but its id, name and creation time."""
-        self._update(LIMITS, row)
-
-    def delete_limit(self, limit_id: str) -> None:
-        self._delete(LIMITS, limit_id)
+        return self._select(LimitRow, "id", wanted, self._lock) if wanted else []
 
     def size_limit(self, name: str, size: int, now: datetime) -> LimitRow:
         """The limit ``name`` with ``size`` slots: an existing one resized (the slots held stay
         held), else a new one created at ``now``."""
-        row = self.read_limit(name, for_update=True)
+        row = self.one(LimitRow, "name", name, for_update=True)
         if row is None:
             row = LimitRow.new(str(uuid7()), name, size, now)
-            self.insert_limit(row)
+            self.insert(row)
         else:
             row.limit = size
-            self.update_limit(row)
+            self.update(row)
         return row
-
-    # -- leases ----------------------------------------------------------------------------
 
     def _leases(self, by: str | None, *values: Any, lock: str = "") -> list[LeaseRow]:
         """The leases selected, oldest first."""
-        found = self._select(LEASES, by, values, lock)
+        found = self._select(LeaseRow, by, values, lock)
         return sorted(found, key=lambda lease: (lease.created, lease.id))
-
-    def insert_lease(self, lease: LeaseRow) -> None:
-        self._insert(LEASES, lease)
-
-    def read_lease(self, lease_id: str, *, for_update: bool = False) -> LeaseRow | None:
-        found = self._leases("id", lease_id, lock=self._lock if for_update else "")
-        return found[0] if found else None
 
     def read_leases(self, limit_id: str | None = None) -> list[LeaseRow]:
         """Every lease (oldest first), or those holding slots of one limit."""
@@ -265,13 +248,13 @@ class LimitStore:
         """Leases whose expiration is before ``now``, the first to expire first, locked (on
         PostgreSQL, leases another call is releasing right now are skipped: that call deals
         with them)."""
-        found = self._select(LEASES, "expired", (now,), self._skip_locked)
+        found = self._select(LeaseRow, "expired", (now,), self._skip_locked)
         return sorted(found, key=lambda lease: (lease.expiration, lease.id))
 
     def renew_lease(self, lease: LeaseRow, expiration: datetime) -> LeaseRow:
         """Make a lease (read for a change) last until ``expiration``."""
         lease.expiration = expiration
-        self._update(LEASES, lease)
+        self.update(lease)
         return lease
 
     def lock_task_leases_of_flow_run(self, flow_run_id: str) -> list[LeaseRow]:
@@ -285,9 +268,6 @@ class LimitStore:
             if lease.expiration < expiration:
                 self.renew_lease(lease, expiration)
 
-    def delete_lease(self, lease_id: str) -> bool:
-        return self._delete(LEASES, lease_id)
-
     def let_holders_go(self, limit_id: str) -> None:
         """No lease holds the limit any more: a lease that held only it is gone, one holding
         other limits keeps those."""
@@ -295,22 +275,4 @@ class LimitStore:
         self.drop_links_of_limit(limit_id)
         for lease in holders:
             if set(lease.taken) == {limit_id}:
-                self.delete_lease(lease.id)
-
-    # -- deployments -----------------------------------------------------------------------
-
-    def insert_deployment(self, row: DeploymentRow) -> bool:
-        """Insert a new deployment; False if its name is taken (nothing written)."""
-        return self._insert(DEPLOYMENTS, row)
-
-    def read_deployment(self, deployment_id: str, *, for_update: bool = False) -> DeploymentRow | None:
-        found = self._select(DEPLOYMENTS, "id", (deployment_id,), self._lock if for_update else "")
-        return found[0] if found else None
-
-    def read_deployments(self) -> list[DeploymentRow]:
-        """Every deployment, by name."""
-        return sorted(self._select(DEPLOYMENTS, None, (), ""), key=lambda row: row.name)
-
-    def update_deployment(self, row: DeploymentRow) -> None:
-        """Write the deployment's fields but its id, name and creation time."""
-        self._update(DEPLOYMENTS, row)
+                self.delete(lease)

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from flowstate.concurrency.slots import LeaseRow
+from flowstate.concurrency.slots import DeploymentRow, LeaseRow, LimitRow
 from flowstate.errors import DatabaseError
-from flowstate.store.limits import DEPLOYMENTS, LEASES, LIMITS, LimitStore, Table
+from flowstate.store.limits import TABLES, LimitStore
 from flowstate.store.memory import MemoryStore, Tables
 
 __all__ = ["MemoryLimitStore"]
@@ -48,14 +48,17 @@ class MemoryLimitStore(LimitStore):
     def _tables(self) -> Tables:
         return self._store.conn
 
-    def _select(self, table: Table, by: str | None, values: tuple[Any, ...], lock: str) -> list[Any]:
+    def _rows(self, kind: type[Any]) -> dict[str, Any]:
+        return self._tables.rows[TABLES[kind].sql]
+
+    def _select(self, kind: type[Any], by: str | None, values: tuple[Any, ...], lock: str) -> list[Any]:
         if by == "tasks_of":
             values = (self._task_run_ids(values[0]),)
-        rows = self._tables.rows[table.sql]
+        rows = self._rows(kind)
         found = [replace(rows[key]) for key in sorted(rows)]
         if by is not None:
             found = [row for row in found if TESTS[by](row, values)]
-        return [self._linked(lease) for lease in found] if table is LEASES else found
+        return [self._linked(lease) for lease in found] if kind is LeaseRow else found
 
     def _task_run_ids(self, flow_run_id: str) -> set[str]:
         tasks = self._tables.runs["task"].items()
@@ -63,46 +66,39 @@ class MemoryLimitStore(LimitStore):
 
     def _linked(self, lease: LeaseRow) -> LeaseRow:
         """A lease with its links ordered by its limits' names, and those names."""
-        limits = self._tables.rows[LIMITS.sql]
+        limits = self._rows(LimitRow)
         links = sorted((limits[key].name, key) for key in lease.taken)
         lease.taken = {key: lease.taken[key] for _, key in links}
         lease.names = [name for name, _ in links]
         return lease
 
-    def _insert(self, table: Table, row: Any) -> bool:
-        tables = self._tables
-        rows = tables.rows[table.sql]
-        if table.named and any(found.name == row.name for found in rows.values()):
+    def insert(self, row: LimitRow | LeaseRow | DeploymentRow) -> bool:
+        rows, taken = self._rows(type(row)), getattr(row, "taken", None)
+        if taken is None and any(found.name == getattr(row, "name") for found in rows.values()):
             return False
-        if row.id in rows or not set(getattr(row, "taken", ())) <= tables.rows[LIMITS.sql].keys():
-            raise DatabaseError(f"{table.sql} {row.id}: the id is taken, or a limit is missing")
-        copy = replace(row, taken=dict(row.taken), names=[]) if table is LEASES else replace(row)
-        tables.put(rows, row.id, copy)
+        if row.id in rows or not set(taken or ()) <= self._rows(LimitRow).keys():
+            raise DatabaseError(f"{row.id}: the id is taken, or a lease's limit is missing")
+        copy = replace(row) if taken is None else replace(row, taken=dict(taken), names=[])  # type: ignore[arg-type]
+        self._tables.put(rows, row.id, copy)
         return True
 
-    def _update(self, table: Table, row: Any) -> None:
-        tables = self._tables
-        rows = tables.rows[table.sql]
+    def update(self, row: LimitRow | LeaseRow | DeploymentRow) -> None:
+        rows = self._rows(type(row))
         old = rows.get(row.id)
-        if old is None:
-            return
-        kept = {key: getattr(old, key) for key in ("name", "created", "taken") if hasattr(old, key)}
-        tables.put(rows, row.id, replace(row, **kept))
+        if old is not None:
+            kept = {key: getattr(old, key) for key in ("name", "created", "taken") if hasattr(old, key)}
+            self._tables.put(rows, row.id, replace(row, **kept))
 
-    def _delete(self, table: Table, row_id: str) -> bool:
-        tables = self._tables
-        if not tables.drop(tables.rows[table.sql], row_id):
-            return False
-        if table is LIMITS:
-            self.drop_links_of_limit(row_id)
-            for deployment in list(tables.rows[DEPLOYMENTS.sql].values()):
-                if deployment.concurrency_limit_id == row_id:
-                    self._update(DEPLOYMENTS, replace(deployment, concurrency_limit_id=None))
-        return True
+    def delete(self, row: LimitRow | LeaseRow | DeploymentRow) -> None:
+        if not self._tables.drop(self._rows(type(row)), row.id) or not isinstance(row, LimitRow):
+            return
+        self.drop_links_of_limit(row.id)
+        for deployment in list(self._rows(DeploymentRow).values()):
+            if deployment.concurrency_limit_id == row.id:
+                self.update(replace(deployment, concurrency_limit_id=None))
 
     def drop_links_of_limit(self, limit_id: str) -> None:
-        tables = self._tables
-        leases = tables.rows[LEASES.sql]
+        leases = self._rows(LeaseRow)
         for lease in [lease for lease in leases.values() if limit_id in lease.taken]:
             taken = {key: slots for key, slots in lease.taken.items() if key != limit_id}
-            tables.put(leases, lease.id, replace(lease, taken=taken))
+            self._tables.put(leases, lease.id, replace(lease, taken=taken))
