@@ -19,6 +19,7 @@ from flowstate.testing._require import require_hypothesis
 require_hypothesis()
 
 from hypothesis import given, settings  # noqa: E402
+from pydantic_core import to_jsonable_python  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from flowstate.orchestration.policies import CORE_FLOW, CORE_TASK  # noqa: E402
@@ -82,19 +83,7 @@ def normalise(value: Any, *, ignore: Iterable[str] = ()) -> Any:
     >>> normalise(Running())["id"], normalise(Running())["type"]
     ('<id>', 'RUNNING')
     """
-    return _walk(_jsonable(value), None, frozenset(ignore))
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, set | frozenset):
-        return sorted(_jsonable(v) for v in value)
-    return value
+    return _walk(to_jsonable_python(value, by_alias=False), None, frozenset(ignore))
 
 
 def _first_difference(where: str, a: Any, b: Any) -> str | None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from flowstate.testing._require import require_hypothesis
 
@@ -77,14 +77,9 @@ def orchestrators(
     for name, policy in (("flow_policy", flow_policy), ("task_policy", task_policy)):
         if policy is not None and not isinstance(policy, Policy):
             raise TypeError(f"{name} must be a flowstate Policy, got {type(policy).__name__}")
-    if start is None:
-        starts: st.SearchStrategy[datetime] = st.just(DEFAULT_START)
-    elif isinstance(start, datetime):
-        starts = st.just(start)
-    elif isinstance(start, st.SearchStrategy):
-        starts = start
-    else:
+    if not isinstance(start, datetime | st.SearchStrategy | None):
         raise TypeError(f"start must be a datetime or a strategy of them, got {start!r}")
+    starts = start if isinstance(start, st.SearchStrategy) else st.just(start or DEFAULT_START)
     return _orchestrators(starts, flow_policy, task_policy)
 
 
@@ -96,9 +91,6 @@ def _orchestrators(
     task_policy: Policy | None,
 ) -> OrchestratorOnClock:
     clock = FrozenClock(draw(starts))
-    options: dict[str, Any] = {"clock": clock, "uniform": random.Random(0).uniform}
-    if flow_policy is not None:
-        options["flow_policy"] = flow_policy
-    if task_policy is not None:
-        options["task_policy"] = task_policy
-    return OrchestratorOnClock(Orchestrator(":memory:", **options), clock)
+    orc = Orchestrator(":memory:", clock=clock, uniform=random.Random(0).uniform,
+                       flow_policy=flow_policy, task_policy=task_policy)
+    return OrchestratorOnClock(orc, clock)
