@@ -369,9 +369,8 @@ class AsyncOrchestrator:
         ``shielded``: the job may not be taken back (the end of a transaction block);
         ``settled`` is called once the job is done, before its listeners run.
         """
-        cancelled = None if shielded else await self._unless_taken_back(job)
-        if not job.done:
-            cancelled = await _until_done(job.future) or cancelled
+        take_back = None if shielded else functools.partial(self._take_back, job)
+        cancelled = await _until_done(job.future, take_back)
         if settled is not None:
             settled()
         if job.events and self._listeners.callbacks:
@@ -384,19 +383,15 @@ class AsyncOrchestrator:
             raise error
         return job.value
 
-    async def _unless_taken_back(self, job: Job) -> asyncio.CancelledError | None:
-        """Wait for the job to be done; a cancellation meanwhile takes back a job still queued
-        (and goes on at once), or is returned when the job has started."""
-        try:
-            await asyncio.shield(job.future)  # (left running if cancelled)
-        except asyncio.CancelledError as exc:
-            if self._worker.abandon(job):
-                exc.add_note(
-                    f"flowstate: {_name(job)} was cancelled before it started: it did nothing"
-                )
-                raise
-            return exc
-        return None
+    def _take_back(self, job: Job, cancelled: asyncio.CancelledError) -> bool:
+        """Take back a job still queued, noting so on the cancellation that asked; False
+        once the job has started (it runs to its end)."""
+        if not self._worker.abandon(job):
+            return False
+        cancelled.add_note(
+            f"flowstate: {_name(job)} was cancelled before it started: it did nothing"
+        )
+        return True
 
     def _note_what_it_did(self, cancelled: asyncio.CancelledError, job: Job) -> None:
         """Note on the cancellation of a job that had started what the job did meanwhile."""
@@ -591,15 +586,19 @@ def _what_it_did(job: Job, in_block: bool) -> str:
     return f"{done} (committed)"
 
 
-async def _until_done(future: asyncio.Future[Any]) -> asyncio.CancelledError | None:
-    """Wait for ``future`` (a job that has started, or the listeners' task) to end, holding
-    back cancellations (the first is returned)."""
+async def _until_done(
+    future: asyncio.Future[Any],
+    take_back: Callable[[asyncio.CancelledError], bool] | None = None,
+) -> asyncio.CancelledError | None:
+    """Wait for ``future`` (a job, or the listeners' task) to end, holding back cancellations
+    (the first is returned), but for one ``take_back`` takes the queued job back for: that
+    one goes on at once. The future is left running (shielded)."""
     cancelled = None
     while not future.done():
         try:
             await asyncio.shield(future)
         except asyncio.CancelledError as exc:
-            if future.cancelled():
+            if future.cancelled() or (take_back is not None and take_back(exc)):
                 raise
             cancelled = cancelled or exc
     return cancelled
