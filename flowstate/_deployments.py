@@ -11,6 +11,7 @@ before anything is written.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -82,32 +83,14 @@ class DeploymentMethods(ConcurrencyMethods):
         without renewing it (going to RUNNING and each :meth:`heartbeat` renew it); after that
         ``expire_leases`` gives it back."""
         checked_name = checks.limit_name(name)
-        size = _size(concurrency_limit)
-        strategy = _strategy(collision_strategy)
-        grace = _grace(grace_period_seconds)
-        shared = _limit_id(global_concurrency_limit_id)
-        if size is not None and shared is not None:
-            raise InvalidState(
-                "give concurrency_limit (a limit of the deployment's own) or "
-                "global_concurrency_limit_id (a limit it shares), not both"
-            )
-        deployment_id = str(uuid7())
+        fields = _fields(
+            concurrency_limit, collision_strategy, grace_period_seconds,
+            global_concurrency_limit_id, unset=None,
+        )
         with self._transaction():
             now = self._liveness_time(None)
-            limit_id = shared
-            if shared is not None:
-                self._limit_by_id(shared)
-            if size is not None:
-                limit_id = self._own_limit(deployment_id, size, now).id
-            row = DeploymentRow(
-                id=deployment_id,
-                name=checked_name,
-                concurrency_limit_id=limit_id,
-                collision_strategy=strategy,
-                grace_period_seconds=grace,
-                created=now,
-                updated=now,
-            )
+            row = DeploymentRow(str(uuid7()), checked_name, None, None, None, now, now)
+            self._change(row, fields, now)
             if not self._limits.insert(row):
                 raise ObjectAlreadyExists(f"a deployment named {checked_name!r} already exists")
             return self._deployment_model(row, now)
@@ -143,61 +126,46 @@ class DeploymentMethods(ConcurrencyMethods):
         ``collision_strategy`` and ``grace_period_seconds`` as in :meth:`create_deployment`
         (None: the defaults)."""
         key = str(validate.run_id(deployment_id, "deployment_id"))
-        size = _size(concurrency_limit)
-        strategy = _strategy(collision_strategy)
-        grace = _grace(grace_period_seconds)
-        shared = _limit_id(global_concurrency_limit_id)
-        if size is not _UNSET and shared is not _UNSET:
-            raise InvalidState(
-                "give concurrency_limit (a limit of the deployment's own) or "
-                "global_concurrency_limit_id (a limit it shares), not both"
-            )
+        fields = _fields(
+            concurrency_limit, collision_strategy, grace_period_seconds,
+            global_concurrency_limit_id, unset=_UNSET,
+        )
         with self._transaction():
             now = self._liveness_time(None)
             row = self._deployment_row(key, for_update=True)
-            self._change_limit(row, shared=shared, size=size, now=now)
-            if strategy is not _UNSET:
-                row.collision_strategy = strategy
-            if grace is not _UNSET:
-                row.grace_period_seconds = grace
+            self._change(row, fields, now)
             row.updated = now
             self._limits.update(row)
             return self._deployment_model(row, now)
 
     # -- inside a transaction ------------------------------------------------------------------
 
-    def _change_limit(self, row: DeploymentRow, *, shared: Any, size: Any, now: datetime) -> None:
-        """Point ``row`` at the ``shared`` limit, or size (None: drop) its own; ``_UNSET`` leaves
-        the limit as it is."""
+    def _change(self, row: DeploymentRow, fields: list[Any], now: datetime) -> None:
+        """Point ``row`` at the ``shared`` limit, or size (None: drop) its own, and set its
+        options (``fields`` as :func:`_fields` gives them); what is ``_UNSET`` stays as it is."""
+        size, strategy, grace, shared = fields
         if shared is not _UNSET:
-            if shared is not None:
-                self._limit_by_id(shared)
+            if shared is not None and not self._limits.lock_limits_by_id([shared]):
+                raise ObjectNotFound(
+                    f"global_concurrency_limit_id {shared}: no global concurrency limit has this id"
+                )
             self._drop_own_limit(row)
             row.concurrency_limit_id = shared
-        if size is not _UNSET:
-            if size is None:
-                self._drop_own_limit(row)
-                row.concurrency_limit_id = None
-            else:
-                row.concurrency_limit_id = self._own_limit(row.id, size, now).id
+        if size is None:
+            self._drop_own_limit(row)
+            row.concurrency_limit_id = None
+        elif size is not _UNSET:
+            row.concurrency_limit_id = self._limits.size_limit(own_limit_name(row.id), size, now).id
+        if strategy is not _UNSET:
+            row.collision_strategy = strategy
+        if grace is not _UNSET:
+            row.grace_period_seconds = grace
 
     def _deployment_row(self, key: str, *, for_update: bool = False) -> DeploymentRow:
         row = self._limits.one(DeploymentRow, "id", key, for_update=for_update)
         if row is None:
             raise ObjectNotFound(f"Deployment with id {key} not found")
         return row
-
-    def _limit_by_id(self, limit_id: str) -> LimitRow:
-        found = self._limits.lock_limits_by_id([limit_id])
-        if not found:
-            raise ObjectNotFound(
-                f"global_concurrency_limit_id {limit_id}: no global concurrency limit has this id"
-            )
-        return found[0]
-
-    def _own_limit(self, deployment_id: str, size: int, now: datetime) -> LimitRow:
-        """The deployment's own limit, sized ``size`` (created if missing); slots held stay."""
-        return self._limits.size_limit(own_limit_name(deployment_id), size, now)
 
     def _drop_own_limit(self, row: DeploymentRow) -> None:
         """Delete the deployment's own limit, if it has one (a shared limit stays)."""
@@ -226,20 +194,23 @@ class DeploymentMethods(ConcurrencyMethods):
         )
 
 
-# The checks of a deployment's fields: each passes None (no value) and _UNSET (an update that
-# leaves the field as it is) through.
+def _fields(size: Any, strategy: Any, grace: Any, shared: Any, *, unset: Any) -> list[Any]:
+    """A deployment's concurrency_limit, collision_strategy, grace_period_seconds and
+    global_concurrency_limit_id, checked (None: no value); those that are ``unset`` (not
+    given) become ``_UNSET``."""
+    found = [
+        _UNSET if value is unset else value if value is None else check(value)
+        for value, check in zip((size, strategy, grace, shared), _CHECKS)
+    ]
+    if found[0] is not _UNSET and found[3] is not _UNSET:
+        raise InvalidState(
+            "give concurrency_limit (a limit of the deployment's own) or "
+            "global_concurrency_limit_id (a limit it shares), not both"
+        )
+    return found
 
 
-def _size(value: Any) -> int | None:
-    """A deployment's concurrency_limit: None, or a whole number >= 1 (Prefect: 422 for 0)."""
-    if value is None or value is _UNSET:
-        return value
-    return checks.count(value, "concurrency_limit", 1)
-
-
-def _strategy(value: Any) -> str | None:
-    if value is None or value is _UNSET:
-        return value
+def _strategy(value: Any) -> str:
     if value not in COLLISION_STRATEGIES:
         raise InvalidState(
             f"collision_strategy={value!r:.40}; expected 'ENQUEUE', 'CANCEL_NEW' or None"
@@ -247,9 +218,7 @@ def _strategy(value: Any) -> str | None:
     return str(value)
 
 
-def _grace(value: Any) -> int | None:
-    if value is None or value is _UNSET:
-        return value
+def _grace(value: Any) -> int:
     if (
         isinstance(value, bool)
         or not isinstance(value, int)
@@ -262,7 +231,9 @@ def _grace(value: Any) -> int | None:
     return value
 
 
-def _limit_id(value: Any) -> str | None:
-    if value is None or value is _UNSET:
-        return value
-    return str(validate.run_id(value, "global_concurrency_limit_id"))
+_CHECKS: tuple[Callable[[Any], Any], ...] = (
+    lambda value: checks.count(value, "concurrency_limit", 1),  # (>= 1: Prefect answers 422 to 0)
+    _strategy,
+    _grace,
+    lambda value: str(validate.run_id(value, "global_concurrency_limit_id")),
+)
