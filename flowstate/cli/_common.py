@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -109,19 +110,12 @@ def open_orchestrator(database: str | None) -> Iterator[Orchestrator]:
             raise click.ClickException(one_line(exc)) from exc
 
 
-class _StderrLine(logging.Handler):
-    """Each record as one line on stderr."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        click.echo(record.getMessage(), err=True)
-
-
 @contextmanager
 def lock_wait_notice() -> Iterator[None]:
     """Inside the block, a call that waits for another connection's write lock for about a
     second says so on stderr, once (the library logs it at INFO on ``flowstate.lock``)."""
     logger = logging.getLogger("flowstate.lock")
-    handler = _StderrLine(logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)  # each message as one line
     level = logger.level
     logger.addHandler(handler)
     if logger.getEffectiveLevel() > logging.INFO:

@@ -86,32 +86,20 @@ def run_inputs(run_id: str, as_json: bool, database: str | None) -> None:
 
 def _pauses_with_input(orc: Orchestrator, run: FlowRun) -> list[dict[str, Any]]:
     """Each pause of the run with a run-input keyset, oldest first, with what is stored."""
-    from flowstate import ObjectNotFound
-
     history = orc.read_flow_run_states(run.id)
     found = []
     for index, state in enumerate(history):
         keyset = state.state_details.run_input_keyset
         if state.type.value != "PAUSED" or not keyset:
             continue
-        stored: dict[str, Any] = {}
-        for part in ("schema", "description", "response"):
-            try:
-                text = orc.read_flow_run_input(run.id, keyset[part])
-            except (ObjectNotFound, KeyError):
-                stored[part] = None
-                continue
-            try:
-                stored[part] = json.loads(text)
-            except (json.JSONDecodeError, RecursionError):
-                stored[part] = text
         found.append(
             {
                 "pause_key": state.state_details.pause_key,
                 "state_name": state.name,
                 "status": _pause_status(history, index),
                 "keyset": keyset,
-                **stored,
+                **{part: _stored(orc, run.id, keyset.get(part))
+                   for part in ("schema", "description", "response")},
             }
         )
     return found
@@ -156,21 +144,28 @@ def pending_input(orc: Orchestrator, run: FlowRun) -> tuple[dict[str, Any], str 
     keyset = None if state is None else state.state_details.run_input_keyset
     if state is None or state.type.value != "PAUSED" or not keyset or "schema" not in keyset:
         return None
-    schema = _stored_json(orc, run.id, keyset["schema"])
+    schema = _stored(orc, run.id, keyset["schema"])
     if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
         return None  # the resume reports what is wrong with it
-    description = _stored_json(orc, run.id, keyset.get("description", ""))
+    description = _stored(orc, run.id, keyset.get("description"))
     return schema, description if isinstance(description, str) else None
 
 
-def _stored_json(orc: Orchestrator, run_id: UUID, key: str) -> Any:
-    """The JSON value stored under ``key``, or None when there is none or it is not JSON."""
+def _stored(orc: Orchestrator, run_id: UUID, key: str | None) -> Any:
+    """The JSON value stored under ``key`` (its text when it is not JSON); None when there is
+    none."""
     from flowstate import ObjectNotFound
 
-    try:
-        return json.loads(orc.read_flow_run_input(run_id, key))
-    except (ObjectNotFound, json.JSONDecodeError, RecursionError):
+    if key is None:
         return None
+    try:
+        text = orc.read_flow_run_input(run_id, key)
+    except ObjectNotFound:
+        return None
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        return text
 
 
 def prompt_for_input(schema: dict[str, Any], description: str | None) -> dict[str, Any]:

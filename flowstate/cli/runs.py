@@ -7,6 +7,7 @@ With ``--json``: ``runs ls`` and ``tasks ls`` print a JSON array of Prefect-shap
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import reduce
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -47,26 +48,14 @@ NO_WRAP = frozenset({"id", "timestamp", "state", "type", "duration"})
 
 def listing_options(noun: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``--limit``, ``--offset``, ``--all`` and ``--flow`` of ``runs ls`` and ``tasks ls``."""
-
-    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
-        for option in reversed(
-            (
-                click.option("--flow", "flow_name", metavar="NAME", help=f"Only {noun} of this flow."),
-                click.option(
-                    "--limit",
-                    type=LIMIT,
-                    default=DEFAULT_LIMIT,
-                    show_default=True,
-                    help=f"At most N {noun}, the newest.",
-                ),
-                click.option("--offset", type=OFFSET, default=0, help=f"Skip the N newest {noun} first."),
-                click.option("--all", "every", is_flag=True, help=f"Every {noun[:-1]}: no limit."),
-            )
-        ):
-            command = option(command)
-        return command
-
-    return decorate
+    options = (
+        click.option("--flow", "flow_name", metavar="NAME", help=f"Only {noun} of this flow."),
+        click.option("--limit", type=LIMIT, default=DEFAULT_LIMIT, show_default=True,
+                     help=f"At most N {noun}, the newest."),
+        click.option("--offset", type=OFFSET, default=0, help=f"Skip the N newest {noun} first."),
+        click.option("--all", "every", is_flag=True, help=f"Every {noun[:-1]}: no limit."),
+    )
+    return lambda command: reduce(lambda made, option: option(made), reversed(options), command)
 
 
 @click.group()
