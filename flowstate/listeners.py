@@ -45,12 +45,13 @@ class BufferedEvents:
     ``maxsize`` of them (0: no bound). When it is full the oldest is dropped to make room for
     the new one, and counted in :attr:`dropped`."""
 
-    def __init__(self, maxsize: int) -> None:
+    def __init__(self, maxsize: int, forget: Callable[[], None]) -> None:
         self.maxsize = maxsize
         self.closed = False
         self.dropped = 0
         """How many events were dropped, oldest first, because the queue was full."""
         self._events: deque[TransitionEvent] = deque()
+        self._forget = forget  # stops the events coming
 
     def _append(self, event: TransitionEvent) -> None:
         if self.maxsize and len(self._events) >= self.maxsize:
@@ -64,6 +65,14 @@ class BufferedEvents:
         return events
 
     def close(self) -> None:
+        """Stop receiving events; an iteration in progress ends after the queued ones."""
+        if not self.closed:
+            self.closed = True
+            self._forget()
+            self._wake()
+
+    def _wake(self) -> None:
+        """Wake whoever waits for an event (to find the subscription closed)."""
         raise NotImplementedError
 
     def __enter__(self) -> Self:
@@ -81,9 +90,8 @@ class Subscription(BufferedEvents):
     :attr:`dropped`, so a consumer that falls behind sees how many events it missed.
     """
 
-    def __init__(self, owner: Listeners, maxsize: int = 0) -> None:
-        super().__init__(maxsize)
-        self._owner = owner
+    def __init__(self, maxsize: int, forget: Callable[[], None]) -> None:
+        super().__init__(maxsize, forget)
         self._ready = threading.Condition(threading.Lock())
 
     def _put(self, event: TransitionEvent) -> None:
@@ -119,14 +127,9 @@ class Subscription(BufferedEvents):
         while (event := self._next(None)) is not None:
             yield event
 
-    def close(self) -> None:
-        """Stop receiving events; an iteration in progress ends after the queued ones."""
+    def _wake(self) -> None:
         with self._ready:
-            if self.closed:
-                return
-            self.closed = True
             self._ready.notify_all()
-        self._owner.remove(self._put)
 
 
 class Listeners:
@@ -155,7 +158,9 @@ class Listeners:
 
     def subscribe(self, maxsize: int = 0) -> Subscription:
         """A new :class:`Subscription` receiving every later event (``maxsize``: see there)."""
-        subscription = Subscription(self, checked_maxsize(maxsize))
+        subscription = Subscription(
+            checked_maxsize(maxsize), lambda: self.remove(subscription._put)
+        )
         self.add(subscription._put)
         return subscription
 

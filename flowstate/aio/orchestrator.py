@@ -305,7 +305,9 @@ class AsyncOrchestrator:
         ``maxsize`` (0: no bound) caps the events held for a slow subscriber: the oldest is
         dropped and counted in ``dropped``; a call never waits for the subscriber.
         """
-        subscription = AsyncSubscription(checked_maxsize(maxsize), self._forget_subscription)
+        subscription = AsyncSubscription(
+            checked_maxsize(maxsize), lambda: self._forget_subscription(subscription)
+        )
         self._subscriptions = [*self._subscriptions, subscription]
         self._listening_changed()
         return subscription

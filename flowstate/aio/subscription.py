@@ -22,9 +22,8 @@ class AsyncSubscription(BufferedEvents):
     behind sees how many events it missed.
     """
 
-    def __init__(self, maxsize: int, forget: Callable[[AsyncSubscription], None]) -> None:
-        super().__init__(maxsize)
-        self._forget = forget
+    def __init__(self, maxsize: int, forget: Callable[[], None]) -> None:
+        super().__init__(maxsize, forget)
         self._arrived: asyncio.Future[None] | None = None  # a reader waiting for an event
 
     def _put(self, events: Iterable[TransitionEvent]) -> None:
@@ -67,13 +66,6 @@ class AsyncSubscription(BufferedEvents):
             return await self.get()
         except queue.Empty:
             raise StopAsyncIteration from None
-
-    def close(self) -> None:
-        """Stop receiving events; an iteration in progress ends after the queued ones."""
-        if not self.closed:
-            self.closed = True
-            self._forget(self)
-            self._wake()
 
     async def __aenter__(self) -> AsyncSubscription:
         return self
