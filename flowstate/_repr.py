@@ -27,9 +27,6 @@ _DETAILS = (  # the details shown when they differ from the default, in this ord
     "cache_key", "cache_expiration", "refresh_cache", "retriable", "untrackable_result",
     "deferred",
 )
-_DETAIL_DEFAULTS: dict[str, Any] = {
-    "deferred": False, "untrackable_result": False, "pause_reschedule": False,
-}
 _ARGUMENT = {"pause_timeout": "pause_expiration_time"}  # the constructors' names for details
 
 
@@ -70,7 +67,7 @@ def _detail_arguments(state: State, constructor: str) -> list[str]:
     arguments: list[str] = []
     for name in _DETAILS:
         value = getattr(details, name)
-        if value == _DETAIL_DEFAULTS.get(name):
+        if value == _default(details, name):
             continue
         if name == "pause_reschedule":
             if constructor == "Paused":
@@ -83,28 +80,19 @@ def _detail_arguments(state: State, constructor: str) -> list[str]:
     return arguments
 
 
-def _fields(model: Any, names: tuple[str, ...], defaults: dict[str, Any]) -> list[str]:
-    shown = []
-    for name in names:
-        value = getattr(model, name)
-        if name in defaults and value == defaults[name]:
-            continue
-        shown.append(f"{name}={value_repr(value)}")
-    return shown
+def _default(model: Any, name: str) -> Any:
+    """The value the model's field ``name`` has when it is not given."""
+    return type(model).model_fields[name].get_default(call_default_factory=True)
+
+
+def _fields(model: Any, names: tuple[str, ...]) -> list[str]:
+    """``name=value`` for each of ``names`` whose value is not the field's default."""
+    return [f"{name}={value_repr(getattr(model, name))}" for name in names
+            if getattr(model, name) != _default(model, name)]
 
 
 _FLOW_POLICY = ("retries", "retry_delay", "pause_keys", "resuming", "retry_type")
 _TASK_POLICY = ("retries", "retry_delay", "retry_jitter_factor")
-_POLICY_DEFAULTS: dict[str, Any] = {
-    "retries": None, "retry_delay": None, "pause_keys": set(), "resuming": False,
-    "retry_type": None, "retry_jitter_factor": None,
-}
-_RUN_DEFAULTS: dict[str, Any] = {
-    "run_count": 0, "flow_run_run_count": 0, "expected_start_time": None,
-    "next_scheduled_start_time": None, "deployment_id": None, "infrastructure_pid": None,
-    "parent_task_run_id": None, "flow_run_id": None, "cache_key": None,
-    "cache_expiration": None,
-}
 
 
 def run_repr(run: FlowRun | TaskRun) -> str:
@@ -123,6 +111,6 @@ def run_repr(run: FlowRun | TaskRun) -> str:
         fields = ("flow_run_id", "run_count", "flow_run_run_count", "expected_start_time",
                   "next_scheduled_start_time", "cache_key", "cache_expiration")
         policy = _TASK_POLICY
-    parts += _fields(run, fields, _RUN_DEFAULTS)
-    parts += _fields(run.empirical_policy, policy, _POLICY_DEFAULTS)
+    parts += _fields(run, fields)
+    parts += _fields(run.empirical_policy, policy)
     return f"{kind}({', '.join(parts)})"
