@@ -318,3 +318,19 @@ def test_python_dash_m_flowstate_runs_show(database: Path, demo_run: tuple[str, 
     )
     assert process.returncode == 0, process.stderr
     assert "State history" in process.stdout and "COMPLETED" in process.stdout
+
+
+def test_names_and_messages_are_shown_as_written_never_as_rich_markup(database: Path) -> None:
+    with Orchestrator(str(database)) as orc:
+        run = orc.create_flow_run(flow_name="[bold]f", name="[red]n[/red]",
+                                  state=Running(message="[blue]m[/blue]"))
+        task = orc.create_task_run(flow_run_id=run.id, name="[i]t", task_key="[u]k")
+    for args, texts in ((("runs", "ls"), ["[bold]f/[red]n[/red]"]),
+                        (("tasks", "ls"), ["[i]t", "[u]k"]),
+                        (("runs", "show", str(run.id)), ["[red]n[/red]", "[blue]m[/blue]"]),
+                        (("runs", "show", str(task.id)), ["[i]t", "[u]k"])):
+        result = CliRunner().invoke(main, ["--database", str(database), *args],
+                                    env={"COLUMNS": "250"})
+        assert_ok(result)
+        for text in texts:
+            assert text in result.output, (args, result.output)

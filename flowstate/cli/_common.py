@@ -179,10 +179,12 @@ def echo_json(value: Any) -> None:
 
 
 def console() -> Console:
-    """A rich console on stdout (imported here so that ``--json`` never loads rich)."""
+    """A rich console on stdout (imported here so that ``--json`` never loads rich). Text is
+    printed as written: rich markup is off, so a name such as ``[red]x`` is never read as a
+    style."""
     from rich.console import Console
 
-    return Console(highlight=False)
+    return Console(highlight=False, markup=False)
 
 
 def table(title: str, columns: Iterable[str], *, no_wrap: Collection[str] = ()) -> Table:
@@ -196,15 +198,14 @@ def table(title: str, columns: Iterable[str], *, no_wrap: Collection[str] = ()) 
 
 
 def fields_table(title: str, rows: dict[str, Any]) -> Table:
-    """``field  value`` rows under ``title`` (each value shown as written, never as markup)."""
+    """``field  value`` rows under ``title``."""
     from rich.table import Table
-    from rich.text import Text
 
     made = Table(title=title, title_justify="left", show_header=False)
     made.add_column("field", style="bold")
     made.add_column("value", overflow="fold")
     for field, value in rows.items():
-        made.add_row(field, Text(str(value)))
+        made.add_row(field, str(value))
     return made
 
 

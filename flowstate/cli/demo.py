@@ -72,19 +72,17 @@ def _steps_table(steps: list[DemoStep]) -> Table:
         state = result.state
         table.add_row(
             str(number),
-            Text(description),
+            description,
             Text(status, style=STATUS_STYLES.get(status, "")),
             state.type.value if state else DASH,
-            Text(state.name or DASH) if state else DASH,
-            Text(result.reason or DASH),
+            state.name or DASH if state else DASH,
+            result.reason or DASH,
         )
     return table
 
 
 def _run_input_table(orc: Orchestrator, outcome: DemoRun) -> Table:
     """The run input stored under the pause's keyset, read back from the database."""
-    from rich.text import Text
-
     from flowstate import ObjectNotFound
 
     table = make_table("Stored run input", ("key", "value"), no_wrap={"key"})
@@ -94,5 +92,5 @@ def _run_input_table(orc: Orchestrator, outcome: DemoRun) -> Table:
             value = orc.read_flow_run_input(outcome.flow_run_id, key)
         except ObjectNotFound:
             value = "(not stored)"
-        table.add_row(Text(key), Text(value))
+        table.add_row(key, value)
     return table

@@ -35,7 +35,6 @@ from flowstate.cli._common import table as make_table
 
 if TYPE_CHECKING:
     from rich.table import Table
-    from rich.text import Text
 
     from flowstate import FlowRun, Orchestrator, TaskRun
     from flowstate.concurrency import ConcurrencyLease, Deployment, GlobalConcurrencyLimit
@@ -65,13 +64,13 @@ def list_limits(as_json: bool, database: str | None) -> None:
                    ("name", "held", "limit", "active", "decay/s", "holders", "deployments"))
     for limit in found:
         table.add_row(
-            _text(limit.name),
+            limit.name,
             str(limit.active_slots),
             str(limit.limit),
             "yes" if limit.active else "no",
             f"{limit.slot_decay_per_second:g}" if limit.slot_decay_per_second else DASH,
             str(holders[limit.name]),
-            _text(", ".join(d.name for d in users.get(limit.id, ())) or DASH),
+            ", ".join(d.name for d in users.get(limit.id, ())) or DASH,
         )
     console().print(table)
 
@@ -179,12 +178,6 @@ def describe_lease(lease: ConcurrencyLease) -> str:
     return f"{lease.lease_id} ({lease.slots} slot{'s' if lease.slots != 1 else ''} of {limits_held}{holder})"
 
 
-def _text(value: str) -> Text:
-    from rich.text import Text
-
-    return Text(value)  # (a name is shown as written, never read as markup)
-
-
 def _deployments_by_limit(deployments: list[Deployment]) -> dict[UUID, list[Deployment]]:
     """Limit id -> the deployments whose runs share it."""
     found: dict[UUID, list[Deployment]] = {}
@@ -252,7 +245,7 @@ def _holders(leases: list[ConcurrencyLease], runs: dict[UUID, FlowRun | TaskRun]
         table.add_row(
             str(lease.lease_id),
             str(lease.slots),
-            _text(holder),
+            holder,
             duration(max(now - lease.created, timedelta(0))),
             "expired" if left.total_seconds() < 0 else duration(left),
         )

@@ -81,7 +81,10 @@ def list_runs(
     cut = None if every else limit
     with open_orchestrator(database) as orc:
         found = orc.read_flow_runs(**_listing(state_type, flow_name, cut, offset))
-    _print_listing(found, as_json, lambda: _flow_runs_table(found, cut, offset))
+    _print_listing(found, as_json, _title("Flow runs", len(found), cut, offset),
+                   ("id", "flow/name", "state", "runs"),
+                   lambda run: (str(run.id), f"{run.flow_name}/{run.name}", short_state(run.state),
+                                str(run.run_count)))
 
 
 @runs.command("show")
@@ -133,7 +136,10 @@ def list_tasks(
         found = orc.read_task_runs(
             flow_run_id=flow_run_id, **_listing(state_type, flow_name, cut, offset)
         )
-    _print_listing(found, as_json, lambda: _task_runs_table(found, cut, offset))
+    _print_listing(found, as_json, _title("Task runs", len(found), cut, offset),
+                   ("id", "name", "task_key", "state", "runs"),
+                   lambda run: (str(run.id), run.name, run.task_key, short_state(run.state),
+                                str(run.run_count)))
 
 
 def _listing(
@@ -149,19 +155,21 @@ def _listing(
     }
 
 
-def _print_listing(found: list[Any], as_json: bool, table: Callable[[], Table]) -> None:
-    """The runs found, as JSON or as the table ``table()`` makes."""
+def _print_listing(
+    found: list[Any], as_json: bool, title: str, columns: tuple[str, ...],
+    row: Callable[[Any], tuple[str, ...]],
+) -> None:
+    """The runs found, as JSON or as a table titled ``title``: one ``row(run)`` per run."""
     if as_json:
         echo_json(found)
         return
-    console().print(table())
+    table = make_table(title, columns, no_wrap=NO_WRAP)
+    for run in found:
+        table.add_row(*row(run))
+    console().print(table)
 
 
 # -- tables ---------------------------------------------------------------------------------------
-
-
-def _table(title: str, columns: tuple[str, ...]) -> Table:
-    return make_table(title, columns, no_wrap=NO_WRAP)
 
 
 def _title(noun: str, shown: int, limit: int | None, offset: int) -> str:
@@ -170,34 +178,6 @@ def _title(noun: str, shown: int, limit: int | None, offset: int) -> str:
         more = f"--offset {offset + limit} for the next, --all for every one"
         return f"{noun} ({shown} shown, newest first; {more})"
     return f"{noun} ({shown})"
-
-
-def _flow_runs_table(found: list[FlowRun], limit: int | None = None, offset: int = 0) -> Table:
-    """One row per flow run."""
-    from rich.text import Text
-
-    table = _table(_title("Flow runs", len(found), limit, offset), ("id", "flow/name", "state", "runs"))
-    for run in found:
-        table.add_row(
-            str(run.id), Text(f"{run.flow_name}/{run.name}"), short_state(run.state), str(run.run_count)
-        )
-    return table
-
-
-def _task_runs_table(found: list[TaskRun], limit: int | None = None, offset: int = 0) -> Table:
-    """One row per task run."""
-    from rich.text import Text
-
-    table = _table(_title("Task runs", len(found), limit, offset), ("id", "name", "task_key", "state", "runs"))
-    for run in found:
-        table.add_row(
-            str(run.id),
-            Text(run.name),
-            Text(run.task_key),
-            short_state(run.state),
-            str(run.run_count),
-        )
-    return table
 
 
 def run_fields_table(kind: str, run: FlowRun | TaskRun) -> Table:
@@ -225,9 +205,8 @@ def run_fields_table(kind: str, run: FlowRun | TaskRun) -> Table:
 
 def timeline_table(history: list[State], now: datetime) -> Table:
     """The state history, oldest first, with how long the run stayed in each state."""
-    from rich.text import Text
-
-    table = _table("State history", ("#", "timestamp", "type", "name", "duration", "message"))
+    table = make_table("State history", ("#", "timestamp", "type", "name", "duration", "message"),
+                       no_wrap=NO_WRAP)
     for number, state in enumerate(history, start=1):
         if number < len(history):
             stayed = duration(history[number].timestamp - state.timestamp)
@@ -239,8 +218,8 @@ def timeline_table(history: list[State], now: datetime) -> Table:
             str(number),
             timestamp(state.timestamp),
             state.type.value,
-            Text(state.name or DASH),
+            state.name or DASH,
             stayed,
-            Text(state.message or DASH),
+            state.message or DASH,
         )
     return table
