@@ -251,9 +251,9 @@ class InteractionMethods(EngineParts):
         id: UUID | str,
         *,
         key: str,
-        model: Any,
-        timeout: float | None,
-        poll_interval: float,
+        model: Any = None,
+        timeout: float | None = None,
+        poll_interval: float = 1.0,
     ) -> Generator[Nap, None, Any]:
         """:meth:`wait_for_resume` as steps: each check is one transaction; between two, the
         generator yields how long to wait (the caller sleeps: the sync engine, or an event loop)."""

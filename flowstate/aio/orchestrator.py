@@ -60,12 +60,9 @@ def _waiting_twin(
     """The coroutine form of a method that waits (``wait_for_resume``): ``steps`` (its checks,
     each a transaction, with a :class:`Nap` between two) run in the engine's thread one by
     one, and the naps pass on the event loop, so a wait holds up neither."""
-    signature = inspect.signature(method)
 
     async def call(self: AsyncOrchestrator, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        bound = signature.bind(None, *args, **kwargs)  # (None: self) the defaults, as the sync
-        bound.apply_defaults()
-        waited: R = await self._run_steps(steps, bound.args[1:], bound.kwargs)
+        waited: R = await self._run_steps(steps, args, kwargs)  # (same defaults as ``method``)
         return waited
 
     functools.update_wrapper(call, method)
@@ -494,28 +491,26 @@ class AsyncOrchestrator:
     async def _run_steps(
         self, steps: Callable[..., Iterator[Nap]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        """Run a wait's steps to their end: each check in the engine's thread, each nap on the
-        event loop; returns what the steps return."""
-        checks = await self._call(steps, args, kwargs)
-        while True:
-            done, value = await self._call(_next, (checks,), {})
-            if done:
-                return value
-            await self._nap(value.seconds)
+        """Run a wait's steps to their end; returns what the steps return."""
+        return (await self._advance(await self._call(steps, args, kwargs)))[1]
 
     async def _iterate(
         self, method: Callable[..., Iterator[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> AsyncIterator[Any]:
         waiting = await self._call(method, args, kwargs)
         steps = getattr(waiting, "steps", waiting)  # (Sleeping: its steps, naps included)
+        while not (step := await self._advance(steps))[0]:
+            yield step[1]
+
+    async def _advance(self, steps: Iterator[Any]) -> tuple[bool, Any]:
+        """The next step of a wait or a waiting iterator that is not a :class:`Nap`: (False,
+        its value), or (True, what the steps return) at their end. Each step runs in the
+        engine's thread, each nap passes on the event loop."""
         while True:
             done, item = await self._call(_next, (steps,), {})
-            if done:
-                return
-            if isinstance(item, Nap):
-                await self._nap(item.seconds)
-            else:
-                yield item
+            if done or not isinstance(item, Nap):
+                return done, item
+            await self._nap(item.seconds)
 
     async def _nap(self, seconds: float) -> None:
         """Pass ``seconds`` between two checks of a wait: on the event loop, or through the
