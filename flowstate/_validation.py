@@ -22,8 +22,6 @@ from flowstate.states import State, StateType, plain_state
 
 __all__ = [
     "MAX_RETRY_DELAY",
-    "check_limit",
-    "check_offset",
     "check_policy",
     "check_retry_delays",
     "check_run_input_key",
@@ -35,9 +33,8 @@ __all__ = [
     "plain_flow_run",
     "positive_seconds",
     "run_id",
-    "name_filter",
     "new_task_run",
-    "state_type_filter",
+    "page",
     "validation_message",
 ]
 
@@ -324,18 +321,6 @@ def check_run_input_key(key: Any) -> None:
         raise InvalidState(f"run input key {key!r} is invalid; use letters, digits and dashes only")
 
 
-def state_type_filter(value: StateType | str | None) -> StateType | None:
-    if value is None or isinstance(value, StateType):
-        return value
-    try:
-        return StateType(str(value).upper())
-    except ValueError:
-        expected = ", ".join(t.value for t in StateType)
-        raise InvalidState(
-            f"state_type={value!r} is not a StateType; expected one of {expected}"
-        ) from None
-
-
 MAX_SQL_INT = 2**63 - 1
 
 
@@ -343,21 +328,29 @@ def is_whole_number(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SQL_INT
 
 
-def check_limit(value: int | None) -> int | None:
-    if value is not None and not is_whole_number(value):
-        raise InvalidState(f"limit={value!r}; expected a whole number from 0 to 2**63-1, or None")
-    return value
-
-
-def name_filter(value: str | None, what: str) -> str | None:
-    """A name to filter on (``flow_name=``): text or None."""
-    if value is not None and not isinstance(value, str):
-        raise InvalidState(f"{what}={value!r}; expected a str or None")
-    check_text(value, what)
-    return value
-
-
-def check_offset(value: int) -> int:
-    if not is_whole_number(value):
-        raise InvalidState(f"offset={value!r}; expected a whole number from 0 to 2**63-1")
-    return value
+def page(
+    state_type: Any, limit: Any, offset: Any, flow_name: Any, newest_first: Any
+) -> dict[str, Any]:
+    """A listing's filters and page, checked in this order, as the store's reads take them:
+    a StateType (or its name, in any case), whole numbers, text."""
+    if state_type is not None and not isinstance(state_type, StateType):
+        try:
+            state_type = StateType(str(state_type).upper())
+        except ValueError:
+            raise InvalidState(
+                f"state_type={state_type!r} is not a StateType; expected one of {_TYPE_NAMES}"
+            ) from None
+    if limit is not None and not is_whole_number(limit):
+        raise InvalidState(f"limit={limit!r}; expected a whole number from 0 to 2**63-1, or None")
+    if not is_whole_number(offset):
+        raise InvalidState(f"offset={offset!r}; expected a whole number from 0 to 2**63-1")
+    if flow_name is not None and not isinstance(flow_name, str):
+        raise InvalidState(f"flow_name={flow_name!r}; expected a str or None")
+    check_text(flow_name, "flow_name")
+    return {
+        "state_type": state_type,
+        "limit": limit,
+        "offset": offset,
+        "flow_name": flow_name,
+        "newest_first": bool(newest_first),
+    }

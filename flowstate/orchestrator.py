@@ -313,13 +313,9 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
                 self._store.record_heartbeat(run.id, timeout_seconds=timeout)
             if proposed is not None:
                 self._orchestrate_flow(run.id, proposed, force=True, now=now)
-            created = self._flow_run_later(run.id)
+            # (the row read now; the run built from it after the commit)
+            created = validate.found(self._store.read_flow_run_later(run.id), "flow", run.id)
         return _with_estimated_run_time(created(), now)
-
-    def _flow_run_later(self, run_id: UUID) -> Callable[[], FlowRun]:
-        """The flow run's row, read now, and what builds the run from it after the commit;
-        ObjectNotFound if there is none."""
-        return validate.found(self._store.read_flow_run_later(run_id), "flow", run_id)
 
     def read_flow_run(self, id: UUID | str) -> FlowRun:
         """The flow run with its current state; ObjectNotFound if there is none."""
@@ -343,19 +339,10 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
         """Flow runs in creation order (``newest_first``: the newest first), optionally only
         those in one state type and/or of one flow. Filters, order, ``limit`` and ``offset``
         are applied by the database, so a page costs the same whatever the number of runs."""
-        type_filter = validate.state_type_filter(state_type)
-        checked_limit = validate.check_limit(limit)
-        checked_offset = validate.check_offset(offset)
-        name = validate.name_filter(flow_name, "flow_name")
+        page = validate.page(state_type, limit, offset, flow_name, newest_first)
         with self._read_transaction():
             now = self._now()
-            runs = self._store.read_flow_runs(
-                state_type=type_filter,
-                limit=checked_limit,
-                offset=checked_offset,
-                flow_name=name,
-                newest_first=bool(newest_first),
-            )
+            runs = self._store.read_flow_runs(**page)
             return [_with_estimated_run_time(run, now) for run in runs]
 
     def delete_flow_run(self, id: UUID | str) -> None:
@@ -512,16 +499,13 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
             if proposed is None:
                 return inserted
             self._orchestrate_task(run.id, proposed, force=True, now=now)
-            return self._read_task_run(run.id)
+            return validate.found(self._store.read_task_run(run.id), "task", run.id)
 
     def read_task_run(self, id: UUID | str) -> TaskRun:
         """The task run with its current state; ObjectNotFound if there is none."""
         run_id = validate.run_id(id)
         with self._read_transaction():
-            return self._read_task_run(run_id)
-
-    def _read_task_run(self, run_id: UUID) -> TaskRun:
-        return validate.found(self._store.read_task_run(run_id), "task", run_id)
+            return validate.found(self._store.read_task_run(run_id), "task", run_id)
 
     def read_task_runs(
         self,
@@ -537,19 +521,9 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
         flow run, of the flow runs of one flow (``flow_name``) and/or in one state type; done
         by the database, as in :meth:`read_flow_runs`."""
         flow_id = validate.optional_run_id(flow_run_id, "flow_run_id")
-        type_filter = validate.state_type_filter(state_type)
-        checked_limit = validate.check_limit(limit)
-        checked_offset = validate.check_offset(offset)
-        name = validate.name_filter(flow_name, "flow_name")
+        page = validate.page(state_type, limit, offset, flow_name, newest_first)
         with self._read_transaction():
-            return self._store.read_task_runs(
-                flow_run_id=flow_id,
-                state_type=type_filter,
-                limit=checked_limit,
-                offset=checked_offset,
-                flow_name=name,
-                newest_first=bool(newest_first),
-            )
+            return self._store.read_task_runs(flow_run_id=flow_id, **page)
 
     def delete_task_run(self, id: UUID | str) -> None:
         """Delete a task run with its history; the tag slots it holds are given back."""

@@ -111,3 +111,17 @@ def test_a_long_but_schedulable_retry_delay_still_retries(orc):
     orc.set_flow_run_state(run.id, Running(), force=True)
     result = orc.set_flow_run_state(run.id, Failed())
     assert result.state.name == "AwaitingRetry"
+
+
+@pytest.mark.parametrize(
+    ("filters", "message"),
+    [
+        ({"state_type": "DONE"}, "state_type='DONE' is not a StateType; expected one of SCHEDULED"),
+        ({"flow_name": 7}, "flow_name=7; expected a str or None"),
+        ({"flow_name": "\ud800"}, "flow_name '\\\\ud800' holds a lone surrogate"),
+    ],
+)
+def test_a_listing_filter_that_cannot_match_is_an_invalid_state(orc, filters, message):
+    for read in (orc.read_flow_runs, orc.read_task_runs):
+        with pytest.raises(InvalidState, match=message):
+            read(**filters)
