@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import Any, Literal
 from uuid import UUID
 
+from hypothesis import assume
 from hypothesis import strategies as st
 
 from flowstate.states import State, StateType
@@ -61,20 +62,16 @@ _WHICH = st.integers(0, 7)
 
 
 @st.composite
-def _runs_in(
-    draw: st.DrawFn, kind: Kind, types: frozenset[StateType | None] | None
-) -> RunRef | None:
-    machine = draw(_RUNNER)
-    return machine.pick(kind, types, draw(_WHICH))
+def _runs_in(draw: st.DrawFn, kind: Kind, types: frozenset[StateType | None] | None) -> RunRef:
+    found = draw(_RUNNER).pick(kind, types, draw(_WHICH))
+    assume(found is not None)  # the rule's precondition makes sure there is one
+    return found  # type: ignore[no-any-return]
 
 
 @lru_cache(maxsize=64)
-def a_run_in(
-    kind: Kind, types: tuple[StateType | None, ...] | None
-) -> st.SearchStrategy[RunRef | None]:
+def a_run_in(kind: Kind, types: tuple[StateType | None, ...] | None) -> st.SearchStrategy[RunRef]:
     """One of the machine's runs of ``kind`` in a state of one of ``types`` when the step is
-    drawn (``types`` None: in any state; None if there is none: the machine's preconditions
-    make sure there is one). The choice is a small number, the same whatever the runs' states,
+    drawn (``types`` None: in any state; the step's precondition makes sure there is one). The choice is a small number, the same whatever the runs' states,
     so removing an earlier step leaves it meaning "the n-th run in such a state"."""
     return _runs_in(kind, None if types is None else frozenset(types))
 

@@ -119,14 +119,17 @@ class _Undo(Exception):
     """Raised inside a transaction to roll it back."""
 
 
-def _when_runs_in(kind: Kind, types: tuple[StateType | None, ...]) -> Any:
-    """A precondition: some run of ``kind`` is in a state of one of ``types``."""
+def _step(kind: Kind, types: tuple[StateType | None, ...], **arguments: Any) -> Any:
+    """A rule acting on ``run``, one of the runs of ``kind`` in a state of one of ``types``
+    (:func:`~flowstate.testing._steps.a_run_in`), chosen only when there is such a run."""
 
     def some_run_in(machine: OrchestrationMachine) -> bool:
         return bool(machine.runs_in(kind, types))
 
     some_run_in.__name__ = f"some_{kind}_run_in_{'_'.join(str(t and t.value) for t in types)}"
-    return precondition(some_run_in)
+    return lambda function: precondition(some_run_in)(
+        rule(run=a_run_in(kind, types), **arguments)(function)
+    )
 
 
 _FORCE = st.sampled_from([False, False, False, True])
@@ -420,29 +423,22 @@ class OrchestrationMachine(RuleBasedStateMachine):
     # -- rules: flow runs along the state graph ---------------------------------------------
     # each applies to runs in some states, and is chosen only when a run is in one of them
 
-    @_when_runs_in("flow", _QUEUE_FROM)
-    @rule(run=a_run_in("flow", _QUEUE_FROM), state=now_states((S.SCHEDULED, S.PENDING), "flow"))
-    def queue_flow_run(self, run: RunRef | None, state: State) -> None:
+    @_step("flow", _QUEUE_FROM, state=now_states((S.SCHEDULED, S.PENDING), "flow"))
+    def queue_flow_run(self, run: RunRef, state: State) -> None:
         """Schedule (or reschedule, or mark late) or submit a new, scheduled or finished flow
         run."""
-        if run is not None:
-            self.propose("flow", run.id, state)
+        self.propose("flow", run.id, state)
 
-    @_when_runs_in("flow", _START_FROM)
-    @rule(run=a_run_in("flow", _START_FROM), state=now_states((S.RUNNING,), "flow"))
-    def start_flow_run(self, run: RunRef | None, state: State) -> None:
+    @_step("flow", _START_FROM, state=now_states((S.RUNNING,), "flow"))
+    def start_flow_run(self, run: RunRef, state: State) -> None:
         """Start a flow run: a first start, a resume from a pause, a retry, or a run being
         cancelled (which the policy should refuse)."""
-        if run is not None:
-            self.propose("flow", run.id, state)
+        self.propose("flow", run.id, state)
 
-    @_when_runs_in("flow", (S.RUNNING,))
-    @rule(run=a_run_in("flow", (S.RUNNING,)), state=PAUSES, for_input=st.booleans())
-    def pause_flow_run(self, run: RunRef | None, state: State, for_input: bool) -> None:
+    @_step("flow", (S.RUNNING,), state=PAUSES, for_input=st.booleans())
+    def pause_flow_run(self, run: RunRef, state: State, for_input: bool) -> None:
         """Pause or suspend a running flow run; ``for_input``: waiting for run input, whose
         schema is stored on ACCEPT."""
-        if run is None:
-            return
         if for_input:
             keyset = keyset_from_base_key(state.state_details.pause_key or "input")
             details = state.state_details.model_copy(update={"run_input_keyset": keyset})
@@ -452,50 +448,34 @@ class OrchestrationMachine(RuleBasedStateMachine):
         if keyset_given and result.status is SetStateStatus.ACCEPT:
             self.orc.create_flow_run_input(run.id, keyset_given["schema"], json.dumps(INPUT_SCHEMA))
 
-    @_when_runs_in("flow", (S.PAUSED,))
-    @rule(run=a_run_in("flow", (S.PAUSED,)), run_input=_RESUME_INPUT.flatmap(_RESUME_INPUTS.__getitem__))
-    def resume_flow_run(self, run: RunRef | None, run_input: dict[str, Any] | None) -> None:
+    @_step("flow", (S.PAUSED,), run_input=_RESUME_INPUT.flatmap(_RESUME_INPUTS.__getitem__))
+    def resume_flow_run(self, run: RunRef, run_input: dict[str, Any] | None) -> None:
         """Resume a paused flow run, with valid input, invalid input or none."""
-        if run is None:
-            return
         before = self.history_now("flow", run.id)
         result = self.orc.resume_flow_run(run.id, run_input)
         after = self.history_now("flow", run.id)
         self.check_result(result, before, after)
 
-    @_when_runs_in("flow", _END_FROM)
-    @rule(
-        run=a_run_in("flow", _END_FROM),
-        state=now_states((S.COMPLETED, S.FAILED, S.CRASHED, S.CANCELLING, S.CANCELLED), "flow"),
-    )
-    def end_flow_run(self, run: RunRef | None, state: State) -> None:
+    @_step("flow", _END_FROM,
+           state=now_states((S.COMPLETED, S.FAILED, S.CRASHED, S.CANCELLING, S.CANCELLED), "flow"))
+    def end_flow_run(self, run: RunRef, state: State) -> None:
         """Complete, fail or crash a flow run (a failure may be retried), cancel it, or
         finish cancelling it."""
-        if run is not None:
-            self.propose("flow", run.id, state)
+        self.propose("flow", run.id, state)
 
     # -- rules: task runs -------------------------------------------------------------------
 
-    @_when_runs_in("task", _TASK_START_FROM)
-    @rule(
-        run=a_run_in("task", _TASK_START_FROM),
-        state=now_states((S.RUNNING, S.SCHEDULED, S.PENDING), "task"),
-    )
-    def start_task_run(self, run: RunRef | None, state: State) -> None:
+    @_step("task", _TASK_START_FROM, state=now_states((S.RUNNING, S.SCHEDULED, S.PENDING), "task"))
+    def start_task_run(self, run: RunRef, state: State) -> None:
         """Start a task run (maybe with a cache key), retry a finished one, or schedule or
         submit it."""
-        if run is not None:
-            self.propose("task", run.id, state)
+        self.propose("task", run.id, state)
 
-    @_when_runs_in("task", (S.RUNNING,))
-    @rule(
-        run=a_run_in("task", (S.RUNNING,)),
-        state=now_states((S.COMPLETED, S.FAILED, S.CRASHED, S.CANCELLED), "task"),
-    )
-    def finish_task_run(self, run: RunRef | None, state: State) -> None:
+    @_step("task", (S.RUNNING,),
+           state=now_states((S.COMPLETED, S.FAILED, S.CRASHED, S.CANCELLED), "task"))
+    def finish_task_run(self, run: RunRef, state: State) -> None:
         """Finish a running task run (a completion may be cached, a failure retried)."""
-        if run is not None:
-            self.propose("task", run.id, state)
+        self.propose("task", run.id, state)
 
     # -- rules: anything --------------------------------------------------------------------
 
