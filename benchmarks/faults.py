@@ -10,6 +10,9 @@
    largest size during the load and its size once the load ended (one more connection stays
    open throughout, as a long-lived process would keep it, so SQLite does not delete the WAL on
    the last close), and the acknowledged transitions against those found in the database.
+   And how busy the machine was: the load average before and after, and the share of the
+   writers' time spent ready to run but waiting for a CPU (Linux scheduler statistics; on a
+   machine shared with other work, latency then says more about the machine than flowstate).
    **The floor of the same shape**: the same number of processes writing, with plain sqlite3,
    the very rows flowstate wrote for that cycle (one commit per call, flowstate's PRAGMAs),
    one writer alone and then all at once (with the same reader), twice: waiting in SQLite's busy handler
@@ -61,16 +64,27 @@ def _share_over(values: list[float], seconds: float) -> float:
     return sum(value > seconds for value in values) / len(values)
 
 
+def _waited_for_cpu() -> float | None:
+    """Seconds this thread has spent ready to run but waiting for a CPU (Linux), or None."""
+    try:
+        with open("/proc/thread-self/schedstat") as stats:
+            return int(stats.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _writer(path: str, start_at: float, seconds: float, out: str, release: Any) -> None:
-    """Child: full flow-run cycles until ``start_at + seconds``; per-call latencies and the ids
-    of the states acknowledged (an ACCEPT returned) go to ``out``. The connection stays open,
-    idle, until ``release`` is set (the WAL is measured meanwhile)."""
+    """Child: full flow-run cycles until ``start_at + seconds``; per-call latencies, the ids
+    of the states acknowledged (an ACCEPT returned) and the time spent waiting for a CPU go to
+    ``out``. The connection stays open, idle, until ``release`` is set (the WAL is measured
+    meanwhile)."""
     latencies: list[float] = []
     acked: list[str] = []
     clock = time.perf_counter
     with Orchestrator(path) as orc:
         while time.time() < start_at:
             time.sleep(0.001)
+        waited_before = _waited_for_cpu()
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             t = clock()
@@ -83,7 +97,9 @@ def _writer(path: str, start_at: float, seconds: float, out: str, release: Any) 
                 latencies.append(clock() - t)
                 if result.status is SetStateStatus.ACCEPT:
                     acked.append(str(result.state.id))  # type: ignore[union-attr]
-        Path(out).write_text(json.dumps({"latencies": latencies, "acked": acked}))
+        waited_after = _waited_for_cpu()
+        waited = None if waited_before is None or waited_after is None else waited_after - waited_before
+        Path(out).write_text(json.dumps({"latencies": latencies, "acked": acked, "waited_for_cpu": waited}))
         release.wait(60)
 
 
@@ -232,6 +248,7 @@ def _load(folder: Path, writers: int, seconds: float, reader: bool) -> dict[str,
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     keeper = Orchestrator(path)  # a long-lived connection: the WAL is not deleted on close
+    load_before = os.getloadavg()[0]
     start_at = time.time() + 0.5
     procs = []
     outs = []
@@ -264,6 +281,7 @@ def _load(folder: Path, writers: int, seconds: float, reader: bool) -> dict[str,
         time.sleep(0.05)
     stop.set()
     watcher.join()
+    load_after = os.getloadavg()[0]
     time.sleep(0.5)  # the load has ended; every writer's connection is still open, idle
     wal_after = _wal_size(path)
     release.set()
@@ -273,10 +291,12 @@ def _load(folder: Path, writers: int, seconds: float, reader: bool) -> dict[str,
     assert not failed, f"a load process failed: exit codes {failed}"
     latencies: list[float] = []
     acked: set[str] = set()
+    waits: list[float | None] = []
     for out in outs:
         data = json.loads(out.read_text())
         latencies += data["latencies"]
         acked.update(data["acked"])
+        waits.append(data["waited_for_cpu"])
     with closing(sqlite3.connect(path)) as conn:
         found = {row[0] for row in conn.execute("SELECT id FROM flow_run_state")}
         integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
@@ -295,6 +315,11 @@ def _load(folder: Path, writers: int, seconds: float, reader: bool) -> dict[str,
         "found": len(found),
         "acknowledged_missing": len(acked - found),
         "integrity": integrity,
+        "load_average_before": load_before,
+        "load_average_after": load_after,
+        "writers_share_waiting_for_cpu": (
+            None if None in waits else sum(waits) / (writers * seconds)  # type: ignore[arg-type]
+        ),
     }
     if reader:
         reads = json.loads(reader_out.read_text())["latencies"]
