@@ -11,7 +11,7 @@ host's. A refused request writes nothing and raises
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
@@ -63,6 +63,19 @@ MAX_NAP_SECONDS = 60.0
 long the ``retry_after`` estimate (a limit changed meanwhile is noticed)."""
 
 
+_LIMIT_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "limit": lambda value: checks.count(value, "limit", 0),
+    "active": checks.active,
+    "active_slots": lambda value: checks.count(value, "active_slots", 0),
+    "slot_decay_per_second": checks.decay,
+}
+
+
+def _limit_fields(**given: Any) -> dict[str, Any]:
+    """The fields of a limit given (not ``_UNSET``), checked in turn."""
+    return {name: _LIMIT_FIELDS[name](value) for name, value in given.items() if value is not _UNSET}
+
+
 class ConcurrencyMethods(EngineParts):
     """Global concurrency limits, their slots and leases (mixed into Orchestrator)."""
 
@@ -85,21 +98,13 @@ class ConcurrencyMethods(EngineParts):
         taken). ``slot_decay_per_second > 0`` makes it a rate limit (see :meth:`rate_limit`);
         an inactive limit restricts nothing."""
         checked_name = checks.limit_name(name)
-        row_limit = checks.count(limit, "limit", 0)
-        is_active = checks.active(active)
-        held = checks.count(active_slots, "active_slots", 0)
-        decay = checks.decay(slot_decay_per_second)
+        fields = _limit_fields(
+            limit=limit, active=active, active_slots=active_slots,
+            slot_decay_per_second=slot_decay_per_second,
+        )
         with self._transaction():
             now = self._liveness_time(None)
-            row = LimitRow.new(
-                str(uuid7()),
-                checked_name,
-                row_limit,
-                now,
-                active=is_active,
-                active_slots=held,
-                slot_decay_per_second=decay,
-            )
+            row = LimitRow.new(str(uuid7()), checked_name, fields.pop("limit"), now, **fields)
             if not self._limits.insert(row):
                 raise ObjectAlreadyExists(
                     f"a global concurrency limit named {checked_name!r} already exists"
@@ -131,15 +136,10 @@ class ConcurrencyMethods(EngineParts):
         """Change the given fields of a limit; the slots held stay held unless
         ``active_slots`` is given. Returns the limit as changed."""
         checked_name = checks.limit_name(name)
-        changes: dict[str, Any] = {}
-        if limit is not _UNSET:
-            changes["limit"] = checks.count(limit, "limit", 0)
-        if active is not _UNSET:
-            changes["active"] = checks.active(active)
-        if active_slots is not _UNSET:
-            changes["active_slots"] = checks.count(active_slots, "active_slots", 0)
-        if slot_decay_per_second is not _UNSET:
-            changes["slot_decay_per_second"] = checks.decay(slot_decay_per_second)
+        changes = _limit_fields(
+            limit=limit, active=active, active_slots=active_slots,
+            slot_decay_per_second=slot_decay_per_second,
+        )
         with self._transaction():
             now = self._liveness_time(None)
             row = self._limit_named(checked_name, for_update=True)
@@ -170,10 +170,13 @@ class ConcurrencyMethods(EngineParts):
             self._limits.update(row)
             return row.model(now)
 
-    def _limit_named(self, name: str, *, for_update: bool = False) -> LimitRow:
+    def _limit_named(
+        self, name: str, *, for_update: bool = False, missing: str | None = None
+    ) -> LimitRow:
+        """The limit named ``name``; ObjectNotFound (saying ``missing``) if there is none."""
         row = self._limits.one(LimitRow, "name", name, for_update=for_update)
         if row is None:
-            raise ObjectNotFound(f"Global concurrency limit {name!r} not found")
+            raise ObjectNotFound(missing or f"Global concurrency limit {name!r} not found")
         return row
 
     # -- slots ---------------------------------------------------------------------------------

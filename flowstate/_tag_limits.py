@@ -36,7 +36,7 @@ class TagLimitMethods(ConcurrencyMethods):
         limit ``tag:<tag>``, or changes the limit of an existing one (its holders keep their
         slots). 0 makes a task run with the tag abort when it tries to run; a negative limit
         restricts nothing."""
-        name = tag_limit_name(tag_checks.tag_value(tag))
+        name = tag_limit_name(checks.limit_name(tag, "tag"))
         value = tag_checks.tag_limit_value(limit)
         with self._transaction():
             row = self._limits.size_limit(name, value, self._liveness_time(None))
@@ -45,9 +45,9 @@ class TagLimitMethods(ConcurrencyMethods):
     def read_concurrency_limit(self, tag: str) -> ConcurrencyLimit:
         """The limit of the task runs tagged ``tag``, with the task runs holding its slots;
         ObjectNotFound if the tag has none."""
-        name = tag_limit_name(tag_checks.tag_value(tag))
+        name = tag_limit_name(checks.limit_name(tag, "tag"))
         with self._read_transaction():
-            row = self._tag_limit_row(name)
+            row = self._limit_named(name, missing=f"no concurrency limit for tag {tag!r}")
             return tag_limit(row, self._limits.read_leases(row.id))
 
     def read_concurrency_limits(self) -> list[ConcurrencyLimit]:
@@ -68,7 +68,7 @@ class TagLimitMethods(ConcurrencyMethods):
         slot each afterwards instead, as far as the limit has room (each is listed as a
         holder; those beyond the limit hold none). ObjectNotFound for a tag without a limit or
         an id that is no task run."""
-        name = tag_limit_name(tag_checks.tag_value(tag))
+        name = tag_limit_name(checks.limit_name(tag, "tag"))
         override = tag_checks.slot_override(slot_override)
         with self._transaction():
             now = self._liveness_time(None)
@@ -76,7 +76,9 @@ class TagLimitMethods(ConcurrencyMethods):
             for run_id in override or []:
                 if store.read_task_run(run_id) is None:
                     raise ObjectNotFound(f"slot_override: no task run with id {run_id}")
-            row = self._tag_limit_row(name, for_update=True)
+            row = self._limit_named(
+                name, for_update=True, missing=f"no concurrency limit for tag {tag!r}"
+            )
             limits.let_holders_go(row.id)
             held = 0
             for run_id in override or []:
@@ -101,9 +103,11 @@ class TagLimitMethods(ConcurrencyMethods):
 
     def delete_concurrency_limit(self, tag: str) -> None:
         """Delete the tag's limit; its holders let go of it (ObjectNotFound if it has none)."""
-        name = tag_limit_name(tag_checks.tag_value(tag))
+        name = tag_limit_name(checks.limit_name(tag, "tag"))
         with self._transaction():
-            row = self._tag_limit_row(name, for_update=True)
+            row = self._limit_named(
+                name, for_update=True, missing=f"no concurrency limit for tag {tag!r}"
+            )
             self._limits.let_holders_go(row.id)
             self._limits.delete(row)
 
@@ -125,11 +129,3 @@ class TagLimitMethods(ConcurrencyMethods):
                 limits.renew_lease(lease, now + timedelta(seconds=duration)).model()
                 for lease in limits.lock_leases_of_holder("task_run", str(run_id))
             ]
-
-    def _tag_limit_row(self, name: str, *, for_update: bool = False) -> LimitRow:
-        row = self._limits.one(LimitRow, "name", name, for_update=for_update)
-        if row is None:
-            raise ObjectNotFound(
-                f"no concurrency limit for tag {name[len(tag_checks.TAG_PREFIX):]!r}"
-            )
-        return row

@@ -83,11 +83,11 @@ class RunSlots:
             return []
         return self._limits.lock_limits_by_name([tag_limit_name(tag) for tag in tags])
 
-    def release_held(self, holder: Holder, limits: list[LimitRow]) -> int:
+    def release_held(self, holder: Holder, limits: list[LimitRow]) -> None:
         """Give back every lease of ``holder`` that holds one of ``limits`` (each lease all it
-        took, on every limit); returns how many were released."""
+        took, on every limit)."""
         if self._limits is None or not limits:
-            return 0
+            return
         wanted = {row.id for row in limits}
         mine = [
             lease
@@ -96,7 +96,6 @@ class RunSlots:
         ]
         if mine:
             give_back(self._limits, mine, self.now, count_occupancy=False)
-        return len(mine)
 
     def take(self, limits: list[LimitRow], holder: Holder, duration: float) -> UUID | None:
         """One slot of each limit (locked rows, all active), held by a new lease of ``holder``
@@ -118,7 +117,8 @@ class RunSlots:
         self._limits.insert(lease)
         return UUID(lease.id)
 
-    def _own(self, lease_id: UUID | None, holder: Holder) -> LeaseRow | None:
+    def held(self, lease_id: UUID | None, holder: Holder) -> LeaseRow | None:
+        """The lease (locked) if it exists and ``holder`` holds it, else None."""
         if lease_id is None or self._limits is None:
             return None
         lease = self._limits.one(LeaseRow, "id", str(lease_id), for_update=True)
@@ -126,13 +126,9 @@ class RunSlots:
             return None
         return lease
 
-    def holds(self, lease_id: UUID | None, holder: Holder) -> bool:
-        """Whether the lease exists and ``holder`` holds it."""
-        return self._own(lease_id, holder) is not None
-
     def renew(self, lease_id: UUID | None, holder: Holder, duration: float) -> bool:
         """Make ``holder``'s lease last ``duration`` more seconds; False if it holds none such."""
-        lease = self._own(lease_id, holder)
+        lease = self.held(lease_id, holder)
         if lease is None:
             return False
         assert self._limits is not None
@@ -141,15 +137,13 @@ class RunSlots:
 
     def release(
         self, lease_id: UUID | None, holder: Holder, *, count_occupancy: bool = True
-    ) -> bool:
-        """Give back the slots of ``holder``'s lease and end it; False (nothing changed) if it
-        holds no such lease. ``count_occupancy`` as in :func:`give_back`."""
-        lease = self._own(lease_id, holder)
-        if lease is None:
-            return False
-        assert self._limits is not None
-        give_back(self._limits, [lease], self.now, count_occupancy=count_occupancy)
-        return True
+    ) -> None:
+        """Give back the slots of ``holder``'s lease and end it (nothing changes if it holds no
+        such lease). ``count_occupancy`` as in :func:`give_back`."""
+        lease = self.held(lease_id, holder)
+        if lease is not None:
+            assert self._limits is not None
+            give_back(self._limits, [lease], self.now, count_occupancy=count_occupancy)
 
 
 NO_SLOTS = RunSlots(None, lambda: datetime.min)

@@ -27,7 +27,6 @@ __all__ = [
     "tag_limit",
     "tag_limit_name",
     "tag_limit_value",
-    "tag_value",
 ]
 
 TAG_PREFIX = "tag:"
@@ -60,11 +59,6 @@ class ConcurrencyLimit(BaseModel):
     updated: UtcDateTime
 
 
-def tag_value(tag: Any, what: str = "tag") -> str:
-    """A tag, checked: a non-empty str without NUL characters."""
-    return checks.limit_name(tag, what)
-
-
 def tag_limit_name(tag: str) -> str:
     """The name of the global limit that is ``tag``'s limit."""
     return TAG_PREFIX + tag
@@ -91,7 +85,7 @@ def check_tags(value: Any) -> list[str]:
         return []
     if not isinstance(value, list | tuple):
         raise InvalidState(f"tags must be a list of str, not {type(value).__name__}")
-    return list(dict.fromkeys(tag_value(tag, "tags") for tag in value))
+    return list(dict.fromkeys(checks.limit_name(tag, "tags") for tag in value))
 
 
 def slot_override(value: Any) -> list[UUID] | None:

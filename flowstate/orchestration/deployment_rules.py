@@ -82,7 +82,7 @@ def secure_flow_concurrency_slots(ctx: TransitionContext) -> Decision | None:
     if deployment is None:
         return None
     kept = _lease_of(ctx.initial)
-    if kept is not None and ctx.slots.holds(kept, _holder(ctx)):
+    if kept is not None and ctx.slots.held(kept, _holder(ctx)) is not None:
         # the run kept its slot (an automatic retry): it goes on with it
         if _lease_of(proposed) == kept:
             return None
