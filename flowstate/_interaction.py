@@ -79,7 +79,7 @@ def _pause_input_arguments(
     """Check ``pause_flow_run``'s arguments about the pause and its input; return the input's
     JSON schema (None: no input asked for) and the description to store with it."""
     if key is not None:
-        _check_key(key, "key")
+        validate.check_run_input_key(key, "key")
     elif reschedule:
         raise InvalidState(
             "a suspension (reschedule=True) needs a key that stays the same when the run is "
@@ -217,7 +217,7 @@ class InteractionMethods(EngineParts):
         ObjectNotFound if the run was never paused with ``key``.
         """
         run_id = validate.run_id(id)
-        _check_key(key, "key")
+        validate.check_run_input_key(key, "key")
         as_model = None if model is None else _model_of(model, "model")
         with self._transaction():
             states = self._history(run_id)
@@ -258,7 +258,7 @@ class InteractionMethods(EngineParts):
         """:meth:`wait_for_resume` as steps: each check is one transaction; between two, the
         generator yields how long to wait (the caller sleeps: the sync engine, or an event loop)."""
         run_id = validate.run_id(id)
-        _check_key(key, "key")
+        validate.check_run_input_key(key, "key")
         as_model = None if model is None else _model_of(model, "model")
         self._not_in_a_block("wait_for_resume")
         interval = _poll_interval(poll_interval)
@@ -301,7 +301,7 @@ class InteractionMethods(EngineParts):
         receiver = validate.run_id(run_id)
         instance = input_value(value)
         prefix = key_prefix if key_prefix is not None else default_key_prefix(type(instance))
-        _check_key(prefix, "key_prefix")
+        validate.check_run_input_key(prefix, "key_prefix")
         if isinstance(sender, UUID):
             sender = f"prefect.flow-run.{sender}"
         elif sender is not None and not isinstance(sender, str):
@@ -342,7 +342,7 @@ class InteractionMethods(EngineParts):
         receiver = validate.run_id(run_id)
         as_model = _model_of(type_, "type_")
         prefix = key_prefix if key_prefix is not None else default_key_prefix(as_model)
-        _check_key(prefix, "key_prefix")
+        validate.check_run_input_key(prefix, "key_prefix")
         limit = None if timeout is None else _wait_seconds(timeout, "timeout")
         interval = _poll_interval(poll_interval)
         if exclude_keys is None:
@@ -443,14 +443,6 @@ def _pause_index(states: list[State], key: str, run_id: UUID) -> int:
         if state.type is StateType.PAUSED and state.state_details.pause_key == key:
             return index
     raise ObjectNotFound(f"flow run {run_id} was never paused with key {key!r}")
-
-
-def _check_key(value: Any, what: str) -> None:
-    """A pause key or key prefix: part of run-input keys, so letters, digits and dashes."""
-    if not isinstance(value, str) or not value or not set(value) <= validate.RUN_INPUT_KEY_CHARS:
-        raise InvalidState(
-            f"{what}={value!r:.80} is invalid; use letters, digits and dashes only"
-        )
 
 
 def _wait_seconds(value: Any, what: str) -> float:

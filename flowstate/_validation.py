@@ -316,9 +316,12 @@ def check_policy(policy: Any, kind: str) -> Policy:
     return policy
 
 
-def check_run_input_key(key: Any) -> None:
+def check_run_input_key(key: Any, what: str | None = None) -> None:
+    """A run-input key, or (``what``) a pause key or key prefix, part of one: letters, digits
+    and dashes."""
     if not isinstance(key, str) or not key or not set(key) <= RUN_INPUT_KEY_CHARS:
-        raise InvalidState(f"run input key {key!r} is invalid; use letters, digits and dashes only")
+        named = f"run input key {key!r}" if what is None else f"{what}={key!r:.80}"
+        raise InvalidState(f"{named} is invalid; use letters, digits and dashes only")
 
 
 MAX_SQL_INT = 2**63 - 1
