@@ -77,26 +77,18 @@ def secure_task_concurrency_slots(ctx: TransitionContext) -> Decision | None:
     if ctx.proposed is None or not tags:
         return None
     limits = [row for row in ctx.slots.tag_limits(tags) if row.active]
-    abort = _deadlock_abort(limits)
-    if abort is not None:
-        return abort
+    zero = next((row for row in limits if row.limit == 0), None)
+    if zero is not None:  # the task run could never run
+        return Abort(
+            f'The concurrency limit on tag "{_tag_of(zero)}" is 0 and will deadlock if the '
+            "task tries to run again."
+        )
     return _take_or_wait(ctx, [row for row in limits if row.limit > 0])
 
 
 def _tag_of(row: LimitRow) -> str:
     """The tag a tag limit is named after (its name is ``tag:<tag>``)."""
     return row.name.split(":", 1)[1]
-
-
-def _deadlock_abort(limits: list[LimitRow]) -> Abort | None:
-    """ABORT when one of the limits is 0: the task run could never run."""
-    for row in limits:
-        if row.limit == 0:
-            return Abort(
-                f'The concurrency limit on tag "{_tag_of(row)}" is 0 and will deadlock if the '
-                "task tries to run again."
-            )
-    return None
 
 
 def _take_or_wait(ctx: TransitionContext, limits: list[LimitRow]) -> Decision | None:
