@@ -7,15 +7,12 @@ granted within ``busy_timeout``, or a deadlock), with the original chained as ``
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import psycopg
 from psycopg import errors as pg
 
 from flowstate.errors import DatabaseBusy, DatabaseError, FlowstateError
 
-__all__ = ["describe", "translate_postgres_errors"]
+__all__ = ["describe"]
 
 _BUSY = (pg.LockNotAvailable, pg.DeadlockDetected, pg.SerializationFailure)
 
@@ -57,12 +54,3 @@ def describe(exc: BaseException, url: str) -> FlowstateError:
     sqlstate = getattr(exc, "sqlstate", None)
     code = f" [{sqlstate}]" if sqlstate else ""
     return DatabaseError(f"database error on {url}{code}: {text}")
-
-
-@contextmanager
-def translate_postgres_errors(url: str) -> Iterator[None]:
-    """Re-raise any ``psycopg.Error`` inside the block as a flowstate error."""
-    try:
-        yield
-    except psycopg.Error as exc:
-        raise describe(exc, url) from exc

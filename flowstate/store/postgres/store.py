@@ -20,9 +20,7 @@ import psycopg
 
 from flowstate.errors import DatabaseError, FlowstateError
 from flowstate.runs import FlowRun, TaskRun
-from flowstate.states import State, StateType
 from flowstate.store import rows
-from flowstate.store.base import RunKind
 from flowstate.store.connection import Synchronous
 from flowstate.store.postgres import sql
 from flowstate.store.postgres.connection import check_busy_timeout, connect
