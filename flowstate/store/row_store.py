@@ -90,16 +90,7 @@ class RowStore(ConnectionLifecycle[C]):
     ) -> list[FlowRun]:
         """Flow runs in creation order (or newest first), optionally of one state type and/or
         one flow."""
-        statement = self._sql.select_runs(
-            "flow", state_type=state_type is not None, flow_name=flow_name is not None,
-            newest_first=newest_first,
-        )
-        params: list[Any] = [] if state_type is None else [state_type.value]
-        if flow_name is not None:
-            params.append(flow_name)
-        limit_value = self._sql.NO_LIMIT if limit is None else limit
-        cursor = self._execute_on_runs(statement, (*params, limit_value, offset))
-        return [rows.flow_run_from_row(row) for row in cursor]
+        return self._read_runs("flow", None, state_type, flow_name, limit, offset, newest_first)
 
     def read_task_runs(
         self,
@@ -113,18 +104,35 @@ class RowStore(ConnectionLifecycle[C]):
     ) -> list[TaskRun]:
         """Task runs in creation order (or newest first), optionally of one flow run, of the
         runs of one flow and/or of one state type."""
-        statement = self._sql.select_runs(
-            "task", flow_run_id=flow_run_id is not None, state_type=state_type is not None,
-            flow_name=flow_name is not None, newest_first=newest_first,
+        return self._read_runs(
+            "task", flow_run_id, state_type, flow_name, limit, offset, newest_first
         )
-        params: list[Any] = [] if flow_run_id is None else [str(flow_run_id)]
-        if state_type is not None:
-            params.append(state_type.value)
-        if flow_name is not None:
-            params.append(flow_name)
+
+    def _read_runs(
+        self,
+        kind: RunKind,
+        flow_run_id: UUID | None,
+        state_type: StateType | None,
+        flow_name: str | None,
+        limit: int | None,
+        offset: int,
+        newest_first: bool,
+    ) -> list[Any]:
+        """``read_flow_runs`` or ``read_task_runs``: each filter given is a parameter, in the
+        order ``select_runs`` takes them."""
+        values = {
+            "flow_run_id": None if flow_run_id is None else str(flow_run_id),
+            "state_type": None if state_type is None else state_type.value,
+            "flow_name": flow_name,
+        }
+        given = {name: value for name, value in values.items() if value is not None}
+        statement = self._sql.select_runs(
+            kind, **dict.fromkeys(given, True), newest_first=newest_first
+        )
         limit_value = self._sql.NO_LIMIT if limit is None else limit
-        cursor = self._execute_on_runs(statement, (*params, limit_value, offset))
-        return [rows.task_run_from_row(row) for row in cursor]
+        cursor = self._execute_on_runs(statement, (*given.values(), limit_value, offset))
+        decode = rows.flow_run_from_row if kind == "flow" else rows.task_run_from_row
+        return [decode(row) for row in cursor]
 
     def delete_run(self, kind: RunKind, run_id: UUID) -> bool:
         """Delete a run with its history (and a flow run's task runs); False if there was none."""
