@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from types import ModuleType
 from typing import Any, TypeVar
 from uuid import UUID
@@ -45,14 +46,21 @@ class RowStore(ConnectionLifecycle[C]):
 
     # -- runs ------------------------------------------------------------------------------
 
-    def read_flow_run(self, run_id: UUID) -> FlowRun | None:  # pragma: no cover - per backend
-        """The flow run with its current state, or None."""
+    def _run_row(self, kind: RunKind, run_id: UUID) -> Any:  # pragma: no cover - per backend
+        """The row of a run with its current state (``SELECT_FLOW_RUN``, ``SELECT_TASK_RUN``),
+        or None."""
         raise NotImplementedError
 
+    def read_flow_run(self, run_id: UUID) -> FlowRun | None:
+        """The flow run with its current state, or None."""
+        row = self._run_row("flow", run_id)
+        return None if row is None else rows.flow_run_from_row(row)
+
     def read_flow_run_later(self, run_id: UUID) -> Callable[[], FlowRun] | None:
-        """``read_flow_run`` now; the function returned gives the run."""
-        run = self.read_flow_run(run_id)
-        return None if run is None else (lambda: run)
+        """``read_flow_run``, its row read now and decoded by the function returned (after the
+        commit, holding no lock)."""
+        row = self._run_row("flow", run_id)
+        return None if row is None else partial(rows.flow_run_from_row, row)
 
     def working_flow_run(self, run_id: UUID) -> FlowRun | None:
         """``read_flow_run``: a plain store keeps no runs between reads, so every run it gives
@@ -71,9 +79,10 @@ class RowStore(ConnectionLifecycle[C]):
         written = self._execute(self._sql.INSERT_TASK_RUN_IF_NEW, row).rowcount > 0
         return row if written else None
 
-    def read_task_run(self, run_id: UUID) -> TaskRun | None:  # pragma: no cover - per backend
+    def read_task_run(self, run_id: UUID) -> TaskRun | None:
         """The task run with its current state, or None."""
-        raise NotImplementedError
+        row = self._run_row("task", run_id)
+        return None if row is None else rows.task_run_from_row(row)
 
     def working_task_run(self, run_id: UUID) -> TaskRun | None:
         """``read_task_run`` (see ``working_flow_run``)."""

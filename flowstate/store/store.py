@@ -13,14 +13,14 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 from uuid import UUID
 
 from flowstate.errors import DatabaseError
-from flowstate.runs import FlowRun, TaskRun
+from flowstate.runs import FlowRun
 from flowstate.store import rows, sql
 from flowstate.store._sqlite_errors import describe, is_busy, translate_sqlite_errors
+from flowstate.store.base import RunKind
 from flowstate.store.connection import Synchronous, configure, connect
 from flowstate.store.lock_wait import Wait, wait_for_lock
 from flowstate.store.schema import ensure_schema
@@ -345,21 +345,10 @@ class SqliteStore(RowStore[sqlite3.Connection]):
         """Insert a new flow run; False if its id is taken (nothing written)."""
         return self._insert_flow_run_row(run) is not None
 
-    def read_flow_run(self, run_id: UUID) -> FlowRun | None:
-        """The flow run with its current state, or None."""
-        row = self._execute(sql.SELECT_FLOW_RUN, (str(run_id),)).fetchone()
-        return None if row is None else rows.flow_run_from_row(row)
-
-    def read_flow_run_later(self, run_id: UUID) -> Callable[[], FlowRun] | None:
-        """``read_flow_run``, its row read now and decoded by the function returned (after the
-        commit, outside the write lock)."""
-        row = self._execute(sql.SELECT_FLOW_RUN, (str(run_id),)).fetchone()
-        return None if row is None else partial(rows.flow_run_from_row, row)
-
-    def read_task_run(self, run_id: UUID) -> TaskRun | None:
-        """The task run with its current state, or None."""
-        row = self._execute(sql.SELECT_TASK_RUN, (str(run_id),)).fetchone()
-        return None if row is None else rows.task_run_from_row(row)
+    def _run_row(self, kind: RunKind, run_id: UUID) -> Any:
+        """The row of a run with its current state, or None."""
+        select = sql.SELECT_FLOW_RUN if kind == "flow" else sql.SELECT_TASK_RUN
+        return self._execute(select, (str(run_id),)).fetchone()
 
     def _update_flow_run(self, row: tuple[Any, ...], policy: bool = True) -> None:
         """UPDATE_FLOW_RUN for ``row`` (a ``flow_run_update_row``); its policy too, where it

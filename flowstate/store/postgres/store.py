@@ -19,8 +19,9 @@ from uuid import UUID
 import psycopg
 
 from flowstate.errors import DatabaseError, FlowstateError
-from flowstate.runs import FlowRun, TaskRun
+from flowstate.runs import FlowRun
 from flowstate.store import rows
+from flowstate.store.base import RunKind
 from flowstate.store.connection import Synchronous
 from flowstate.store.postgres import sql
 from flowstate.store.postgres.connection import check_busy_timeout, connect
@@ -156,7 +157,7 @@ class PostgresStore(RowStore[psycopg.Connection[Any]]):
         """Open a transaction (or a savepoint inside one); returns the depth to pass to end.
 
         ``BEGIN`` at READ COMMITTED: reads of a run inside lock its row (see
-        :meth:`_read_run`), and any ``psycopg.Error`` raised inside the block leaves as a
+        :meth:`_run_row`), and any ``psycopg.Error`` raised inside the block leaves as a
         flowstate error. A connection lost since the last call is replaced first (a new
         connection, the same settings), and so is one found lost by the ``BEGIN`` itself
         (nothing of the call was sent yet): a server restart between calls costs nothing,
@@ -257,29 +258,21 @@ class PostgresStore(RowStore[psycopg.Connection[Any]]):
         row = rows.flow_run_insert_row(run)
         return self._execute(sql.INSERT_FLOW_RUN_IF_NEW, row).rowcount > 0
 
-    def _read_run(self, select: str, locking: str, run_id: UUID) -> Any:
-        """The row of a run with its current state, or None; locked inside a transaction."""
+    def _run_row(self, kind: RunKind, run_id: UUID) -> Any:
+        """The row of a run with its current state, or None; inside a transaction, the run's
+        row stays locked until the transaction ends."""
+        flow = kind == "flow"
+        select = sql.SELECT_FLOW_RUN if flow else sql.SELECT_TASK_RUN
         key = (str(run_id),)
         if not self.in_transaction:
             return self._execute(select, key).fetchone()
+        locking = sql.SELECT_FLOW_RUN_FOR_UPDATE if flow else sql.SELECT_TASK_RUN_FOR_UPDATE
         row = self._execute(locking, key).fetchone()
         if row is not None and row[sql.RUN_STATE_ID] != row[sql.STATE_ID]:
             # The run changed while we waited for its lock, and its new state is not in this
             # statement's snapshot (see sql.SELECT_FLOW_RUN_FOR_UPDATE): read it again.
             row = self._execute(select, key).fetchone()
         return row
-
-    def read_flow_run(self, run_id: UUID) -> FlowRun | None:
-        """The flow run with its current state, or None; inside a transaction, its row stays
-        locked until the transaction ends."""
-        row = self._read_run(sql.SELECT_FLOW_RUN, sql.SELECT_FLOW_RUN_FOR_UPDATE, run_id)
-        return None if row is None else rows.flow_run_from_row(row)
-
-    def read_task_run(self, run_id: UUID) -> TaskRun | None:
-        """The task run with its current state, or None; inside a transaction, its row stays
-        locked until the transaction ends."""
-        row = self._read_run(sql.SELECT_TASK_RUN, sql.SELECT_TASK_RUN_FOR_UPDATE, run_id)
-        return None if row is None else rows.task_run_from_row(row)
 
     def _update_flow_run(self, row: tuple[Any, ...]) -> None:
         self._execute(sql.UPDATE_FLOW_RUN, row)
