@@ -48,7 +48,7 @@ from flowstate.orchestration.resume import ResumePlan, plan_resume
 from flowstate.results import OrchestrationResult, SetStateStatus
 from flowstate.runs import FlowRun, FlowRunPolicy, TaskRun, TaskRunPolicy
 from flowstate.states import State, StateType
-from flowstate.store.base import StoreBackend
+from flowstate.store.base import RunKind, StoreBackend
 from flowstate.store.location import database_location, default_database_path
 from flowstate.store.opening import open_store
 from flowstate.store.postgres.timeouts import check_call_timeout
@@ -350,12 +350,7 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
         the run holds, and the tag slots its task runs hold, are given back."""
         run_id = validate.run_id(id)
         with self._transaction():
-            held_by_tasks = self._limits.lock_task_leases_of_flow_run(str(run_id))
-            if not self._store.delete_run("flow", run_id):
-                raise ObjectNotFound(f"Flow run with id {run_id} not found")
-            held = held_by_tasks + self._limits.lock_leases_of_holder("flow_run", str(run_id))
-            if held:
-                give_back(self._limits, held, self._liveness_time(None))
+            self._delete_run("flow", run_id, self._limits.lock_task_leases_of_flow_run(str(run_id)))
 
     def set_flow_run_state(
         self, id: UUID | str, state: State | Mapping[str, Any] | str, *, force: bool = False
@@ -368,10 +363,7 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
 
     def read_flow_run_states(self, id: UUID | str) -> list[State]:
         """A flow run's state history, oldest first."""
-        run_id = validate.run_id(id)
-        with self._read_transaction():
-            validate.found(self._store.read_flow_run(run_id), "flow", run_id)
-            return self._store.read_states("flow", run_id)
+        return self._read_states("flow", id)
 
     def resume_flow_run(
         self, id: UUID | str, run_input: dict[str, Any] | None = None
@@ -529,11 +521,16 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
         """Delete a task run with its history; the tag slots it holds are given back."""
         run_id = validate.run_id(id)
         with self._transaction():
-            if not self._store.delete_run("task", run_id):
-                raise ObjectNotFound(f"Task run with id {run_id} not found")
-            held = self._limits.lock_leases_of_holder("task_run", str(run_id))
-            if held:
-                give_back(self._limits, held, self._liveness_time(None))
+            self._delete_run("task", run_id, [])
+
+    def _delete_run(self, kind: RunKind, run_id: UUID, held: list[Any]) -> None:
+        """Delete a run (ObjectNotFound if there is none) and give back the slots it holds,
+        with those in ``held``."""
+        if not self._store.delete_run(kind, run_id):
+            raise ObjectNotFound(f"{kind.capitalize()} run with id {run_id} not found")
+        held = held + self._limits.lock_leases_of_holder(f"{kind}_run", str(run_id))
+        if held:
+            give_back(self._limits, held, self._liveness_time(None))
 
     def set_task_run_state(
         self, id: UUID | str, state: State | Mapping[str, Any] | str, *, force: bool = False
@@ -547,10 +544,14 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
 
     def read_task_run_states(self, id: UUID | str) -> list[State]:
         """A task run's state history, oldest first."""
+        return self._read_states("task", id)
+
+    def _read_states(self, kind: RunKind, id: UUID | str) -> list[State]:
         run_id = validate.run_id(id)
         with self._read_transaction():
-            validate.found(self._store.read_task_run(run_id), "task", run_id)
-            return self._store.read_states("task", run_id)
+            read = self._store.read_flow_run if kind == "flow" else self._store.read_task_run
+            validate.found(read(run_id), kind, run_id)
+            return self._store.read_states(kind, run_id)
 
     # -- the transition itself (inside a transaction) ---------------------------------------
 
