@@ -45,11 +45,11 @@ RUN_INPUT_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTU
 def validation_message(exc: ValidationError, field: str | None = None) -> str:
     """Each of pydantic's errors as ``field: what is wrong (got value)``, the value cut short
     (``field``: the name of the field the value validated was given for)."""
-    parts = []
-    for error in exc.errors():
-        location = field or ".".join(str(p) for p in error["loc"]) or "value"
-        parts.append(f"{location}: {error['msg']} (got {short_repr(error.get('input'))})")
-    return "; ".join(parts)
+    return "; ".join(
+        f"{field or '.'.join(map(str, error['loc'])) or 'value'}: {error['msg']} "
+        f"(got {short_repr(error.get('input'))})"
+        for error in exc.errors()
+    )
 
 
 def short_repr(value: Any, width: int = 80) -> str:
@@ -122,8 +122,7 @@ def _all_ascii(state: State) -> bool:
 
 
 def check_state_text(state: State) -> None:
-    if _all_ascii(state):
-        return
+    """Refuse a state's text SQLite cannot store (for a state :func:`_all_ascii` is not)."""
     check_text(state.name, "state.name")
     check_text(state.message, "state.message")
     for field, value in state.state_details.__dict__.items():  # its fields (extra="forbid")
@@ -229,13 +228,15 @@ def plain_flow_run(fields: dict[str, Any]) -> FlowRun | None:
     with a policy given."""
     if fields["empirical_policy"] is not None or not _plain_values(fields):
         return None
-    values = _FLOW_RUN_TEMPLATE.copy()  # every field, in field order
-    values.update(fields)
-    values["parameters"] = dict(fields["parameters"])  # validation copies the containers
-    values["tags"] = list(fields["tags"])
-    values["empirical_policy"] = construct(
-        FlowRunPolicy, {**_FLOW_POLICY_DEFAULTS, "pause_keys": set()}, set()
-    )
+    values = {  # every field, in field order; validation copies the containers
+        **_FLOW_RUN_TEMPLATE,
+        **fields,
+        "parameters": dict(fields["parameters"]),
+        "tags": list(fields["tags"]),
+        "empirical_policy": construct(
+            FlowRunPolicy, {**_FLOW_POLICY_DEFAULTS, "pause_keys": set()}, set()
+        ),
+    }
     return construct(FlowRun, values, set(fields))
 
 
