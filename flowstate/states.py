@@ -203,17 +203,15 @@ def _state(
     when validation would change nothing: text or None for name and message, no data, and
     plain detail values (``_PLAIN_DETAILS``)."""
     if (
-        data is not None
-        or (name is not None and type(name) is not str)
-        or (message is not None and type(message) is not str)
+        data is None
+        and (name is None or type(name) is str)
+        and (message is None or type(message) is str)
     ):
-        return _validated_state(type_, name, message, data, **details)
-    if not details:  # (the usual call: Running(), Completed(), ...)
-        return _build(type_, name, message, _NO_DETAILS, _STATE_FIELDS_SET)
-    plain = _plain_details(details)
-    if plain is None:
-        return _validated_state(type_, name, message, data, **details)
-    return _build(type_, name, message, plain, _STATE_FIELDS_SET)
+        # (no details: the usual call, Running(), Completed(), ...)
+        plain = _plain_details(details) if details else _NO_DETAILS
+        if plain is not None:
+            return _build(type_, name, message, plain, _STATE_FIELDS_SET)
+    return _validated_state(type_, name, message, data, **details)
 
 
 def _plain_details(given: dict[str, Any]) -> StateDetails | None:
@@ -223,9 +221,7 @@ def _plain_details(given: dict[str, Any]) -> StateDetails | None:
         kinds = _PLAIN_DETAILS.get(key)
         if kinds is None or type(value) not in kinds:
             return None
-    values = _DETAIL_DEFAULTS.copy()
-    values.update(given)
-    return construct(StateDetails, values, set(given))
+    return construct(StateDetails, {**_DETAIL_DEFAULTS, **given}, set(given))
 
 
 def plain_state(type_: StateType) -> State:
