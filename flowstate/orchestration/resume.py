@@ -65,12 +65,11 @@ def hydrate(value: Any) -> Any:
     if isinstance(value, dict):
         if _KIND in value:
             return _hydrate_placeholder(value)
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            hydrated = hydrate(item)
-            if hydrated is not _REMOVE:
-                out[key] = hydrated
-        return out
+        return {
+            key: hydrated
+            for key, item in value.items()
+            if (hydrated := hydrate(item)) is not _REMOVE
+        }
     if isinstance(value, list):
         return [item for item in map(hydrate, value) if item is not _REMOVE]
     return value
