@@ -48,18 +48,18 @@ class DeploymentMethods(ConcurrencyMethods):
         """What the rules of one transition may do with limits (inside its transaction)."""
         return RunSlots(self._limits, lambda: self._liveness_time(None))
 
-    def _renew_deployment_slot(self, run: FlowRun, now: datetime) -> bool:
+    def _renew_deployment_slot(self, run: FlowRun, now: datetime) -> None:
         """Inside a transaction: make the lease of the deployment slot ``run`` holds last its
         deployment's grace period from ``now`` (a heartbeat: a run alive keeps its slot however
-        long it runs). False when it holds none."""
+        long it runs); nothing when it holds none."""
         state = run.state
         lease_id = None if state is None else state.state_details.deployment_concurrency_lease_id
         if lease_id is None or run.deployment_id is None:
-            return False
+            return
         slots = RunSlots(self._limits, lambda: now)
         deployment = slots.deployment_limit(run.deployment_id)
         grace = None if deployment is None else deployment.grace_period_seconds
-        return slots.renew(lease_id, ("flow_run", run.id), grace or DEFAULT_GRACE_SECONDS)
+        slots.renew(lease_id, ("flow_run", run.id), grace or DEFAULT_GRACE_SECONDS)
 
     def create_deployment(
         self,
