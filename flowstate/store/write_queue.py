@@ -19,10 +19,12 @@ them when a process dies, so a killed writer never keeps the others out.
   writer keeps until it has the write lock: writers get the lock in the order of their tickets.
   The first in line waits for the write lock itself.
 * **A turn.** The writer that got the lock from the line may take it again, for its next calls,
-  for :data:`PASS_FOR` seconds (a process then does a few calls in a row, as it would alone,
+  for :data:`PASS_FOR` seconds (a process then does many calls in a row, as it would alone,
   and its caches of the database stay valid): the first in line asks for the write lock only
-  once that time is over. After it, the writer draws a new ticket like everyone else. So a
-  writer waits about one turn for each writer ahead of it.
+  once that time is over, or once the writer has left the lock free for :data:`IDLE_FOR` (it
+  has stopped writing: nobody waits for a turn nobody uses). After it, the writer draws a new
+  ticket like everyone else. So a writer waits about one turn for each writer ahead of it, and
+  only its first call of a turn waits at all.
 
 The counters in the file (next ticket, tickets served, when the current turn began and whose it
 is) only steer who asks for the lock next: the locked bytes decide who has it, and SQLite's own
@@ -63,16 +65,24 @@ __all__ = ["PASS_FOR", "SUFFIX", "WriteQueue"]
 SUFFIX = "-writers"
 """The queue's file: the database's path with this added."""
 
-PASS_FOR = 0.0015
-"""Seconds a turn lasts: the writer that got the lock from the line may take it again, without
-a new ticket, until then."""
+PASS_FOR = 0.02
+"""Seconds a turn lasts at most: the writer that got the lock from the line may take it again,
+without a new ticket, until then. Long enough for a fast writer's calls of a turn to outnumber
+its waits many times over; short enough that eight writers' turns take well under a second."""
+
+IDLE_FOR = 0.001
+"""Seconds the write lock stays free before the first in line takes the turn early: its writer
+has stopped writing (between two calls of a busy writer the lock is free for microseconds)."""
 
 _SLICE = 0.05  # seconds between two looks at the deadline while a thread waits in the kernel
 
 # The file's counters (native unsigned 64-bit): next ticket, tickets served (the line is empty
-# when both are equal), when the current turn began (CLOCK_MONOTONIC, ns), whose turn it is.
+# when both are equal), when the current turn began (CLOCK_MONOTONIC, ns), whose turn it is;
+# and, apart, when the write lock was last let go.
 _COUNTERS = struct.Struct("=QQQQ")
 _SERVED_AT = 8
+_RELEASED = struct.Struct("=Q")
+_RELEASED_AT = 40
 _SIZE = 64
 # The locked bytes.
 _TICKETS = (0, 8)  # held while a ticket is drawn
@@ -82,9 +92,11 @@ _SLOTS = 1 << 16
 
 _SETLK = getattr(fcntl, "F_OFD_SETLK", None)
 _SETLKW = getattr(fcntl, "F_OFD_SETLKW", None)
+_GETLK = getattr(fcntl, "F_OFD_GETLK", None)
 _FLOCK = struct.Struct("hhqqi4x")  # struct flock: type, whence, start, len, pid (0 here)
 _TAKEN = (errno.EAGAIN, errno.EACCES)
 _PASS_FOR_NS = int(PASS_FOR * 1e9)
+_IDLE_FOR_NS = int(IDLE_FOR * 1e9)
 _NAMES = itertools.count(1)
 
 
@@ -169,6 +181,8 @@ class WriteQueue:
         """Let the next writer in (call it after the COMMIT or ROLLBACK)."""
         held, self._held = self._held, None
         if held is not None:
+            # the time first: a waiter that finds the lock free reads when it was let go
+            _RELEASED.pack_into(self._counters, _RELEASED_AT, time.monotonic_ns())  # type: ignore[arg-type]
             fcntl.fcntl(held, _SETLK, _FREE_WRITE)  # type: ignore[arg-type]
 
     def close(self) -> None:
@@ -272,13 +286,23 @@ def _release_all(fd: int) -> None:
     fcntl.fcntl(fd, _SETLK, _request(fcntl.F_UNLCK, (0, 0)))  # type: ignore[arg-type]
 
 
-def _after_the_pass(counters: mmap.mmap) -> None:
-    """Sleep until the current turn's :data:`PASS_FOR` is over: until then its writer may
-    take the lock again, and the first in line would otherwise take it between its calls."""
-    began = _COUNTERS.unpack_from(counters)[2]
-    left = began + _PASS_FOR_NS - time.monotonic_ns()
-    if 0 < left <= _PASS_FOR_NS:
-        time.sleep(left / 1e9)
+def _after_the_turn(fd: int, counters: mmap.mmap) -> None:
+    """Sleep until the current turn is over: its :data:`PASS_FOR` has passed, or its writer has
+    left the write lock free for :data:`IDLE_FOR`. Until then its writer may take the lock
+    again, and the first in line would otherwise take it between its calls."""
+    end = _COUNTERS.unpack_from(counters)[2] + _PASS_FOR_NS
+    while 0 < (left := end - time.monotonic_ns()) <= _PASS_FOR_NS and not _idle(fd, counters):
+        time.sleep(min(left, _IDLE_FOR_NS) / 1e9)
+
+
+def _idle(fd: int, counters: mmap.mmap) -> bool:
+    """Whether the write lock has been free for :data:`IDLE_FOR` (its last holder writes when
+    it let go before letting go)."""
+    released = _RELEASED.unpack_from(counters, _RELEASED_AT)[0]
+    if time.monotonic_ns() - released < _IDLE_FOR_NS:
+        return False
+    answer = fcntl.fcntl(fd, _GETLK, _TAKE_WRITE)  # type: ignore[arg-type]
+    return _FLOCK.unpack(answer)[0] == fcntl.F_UNLCK
 
 
 def _take_turn(fd: int, counters: mmap.mmap, me: int, given_up: Callable[[], bool]) -> bool:
@@ -295,7 +319,7 @@ def _take_turn(fd: int, counters: mmap.mmap, me: int, given_up: Callable[[], boo
     before = _slot(ticket - 1)
     _lock(fd, before)  # the writer before has the write lock now (or gave up, or died)
     _unlock(fd, before)
-    _after_the_pass(counters)
+    _after_the_turn(fd, counters)
     if given_up():
         return False
     _lock(fd, _WRITE)
