@@ -8,6 +8,10 @@ Supported: ``type`` (one or a list of ``object``, ``array``, ``string``, ``integ
 ``#/$defs/...`` or ``#/definitions/...``, and ``allOf`` of object schemas (merged). Anything else
 raises ``ValueError`` naming the keyword, rather than generating values the schema refuses. That
 covers the schemas Prefect's pydantic run-input models produce.
+
+Why not ``hypothesis-jsonschema``: its latest release (0.23.1) fails on every object schema with
+Hypothesis 6.170 (it calls ``hypothesis.internal.conjecture.utils.many(...).more()``, which
+Hypothesis no longer has), and run input is always an object.
 """
 
 from __future__ import annotations
