@@ -140,13 +140,11 @@ _TASK_START_FROM = (None, S.SCHEDULED, S.PENDING, *_FINAL)
 _CLOCK_STEP = st.runner().flatmap(lambda machine: machine.clock_steps)
 
 
-_RESUME_INPUTS: tuple[st.SearchStrategy[dict[str, Any] | None], ...] = (
-    *(st.just(value) for value in RUN_INPUTS),
-    run_inputs(INPUT_SCHEMA),
+_RESUME_INPUT: st.SearchStrategy[dict[str, Any] | None] = st.one_of(
+    *map(st.just, RUN_INPUTS), run_inputs(INPUT_SCHEMA)
 )
 """A resume's input: one of :data:`RUN_INPUTS`, or (the last choice) input drawn from the
-schema."""
-_RESUME_INPUT = st.integers(0, len(RUN_INPUTS))
+schema, each as likely as the others (one choice)."""
 _FLOW_RETRIES = st.sampled_from([None, 0, 1, 2])
 _TASK_POLICIES = st.sampled_from([
     {"retries": retries, "retry_delay": delay, "retry_jitter_factor": jitter}
@@ -448,7 +446,7 @@ class OrchestrationMachine(RuleBasedStateMachine):
         if keyset_given and result.status is SetStateStatus.ACCEPT:
             self.orc.create_flow_run_input(run.id, keyset_given["schema"], json.dumps(INPUT_SCHEMA))
 
-    @_step("flow", (S.PAUSED,), run_input=_RESUME_INPUT.flatmap(_RESUME_INPUTS.__getitem__))
+    @_step("flow", (S.PAUSED,), run_input=_RESUME_INPUT)
     def resume_flow_run(self, run: RunRef, run_input: dict[str, Any] | None) -> None:
         """Resume a paused flow run, with valid input, invalid input or none."""
         before = self.history_now("flow", run.id)
