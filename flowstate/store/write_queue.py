@@ -70,9 +70,11 @@ PASS_FOR = 0.02
 without a new ticket, until then. Long enough for a fast writer's calls of a turn to outnumber
 its waits many times over; short enough that eight writers' turns take well under a second."""
 
-IDLE_FOR = 0.001
+IDLE_FOR = 0.003
 """Seconds the write lock stays free before the first in line takes the turn early: its writer
-has stopped writing (between two calls of a busy writer the lock is free for microseconds)."""
+has stopped writing. Between two calls of a busy writer the lock is free for microseconds, or
+for a few milliseconds when the machine is busy and the writer waits for a core: the turn is
+not cut short then."""
 
 _SLICE = 0.05  # seconds between two looks at the deadline while a thread waits in the kernel
 
