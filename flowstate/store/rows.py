@@ -314,31 +314,34 @@ def flow_run_update_row(
 
 def flow_run_from_row(row: Sequence[Any]) -> FlowRun:
     """A FlowRun (with its current state) from a SELECT_FLOW_RUN* row."""
-    state_type = row[6]
+    state_type, parameters, tags = row[6], row[3], row[4]
+    start, end, expected, following = row[9], row[10], row[12], row[13]
+    run_time = timedelta(seconds=row[11])
     return construct(
         FlowRun,
         {
             "id": UUID(row[0]),
             "name": row[1],
             "flow_name": row[2],
-            "parameters": {} if row[3] is None else json.loads(row[3]),  # (None: not read)
-            "tags": json.loads(row[4]),
+            # (parameters None: not read; no parameters and no tags are the usual texts)
+            "parameters": {} if parameters is None or parameters == "{}" else json.loads(parameters),
+            "tags": [] if tags == "[]" else json.loads(tags),
             "state": state_from_row(row, 20),
             "state_type": None if state_type is None else _state_types[state_type],
             "state_name": row[7],
             "run_count": row[8],
-            "start_time": parse_time(row[9]),
-            "end_time": parse_time(row[10]),
-            "total_run_time": timedelta(seconds=row[11]),
-            "expected_start_time": parse_time(row[12]),
-            "next_scheduled_start_time": parse_time(row[13]),
-            "estimated_run_time": timedelta(seconds=row[11]),
+            "start_time": None if start is None else _parse_iso(start),
+            "end_time": None if end is None else _parse_iso(end),
+            "total_run_time": run_time,
+            "expected_start_time": None if expected is None else _parse_iso(expected),
+            "next_scheduled_start_time": None if following is None else _parse_iso(following),
+            "estimated_run_time": run_time,
             "empirical_policy": _validate_flow_policy(row[14]),
             "deployment_id": _uuid(row[15]),
             "infrastructure_pid": row[16],
             "parent_task_run_id": _uuid(row[17]),
-            "created": parse_time(row[18]),
-            "updated": parse_time(row[19]),
+            "created": _parse_iso(row[18]),
+            "updated": _parse_iso(row[19]),
         },
     )
 
