@@ -14,9 +14,10 @@ store the orchestrator opens for a SQLite database. The layer alone knows that r
   waiting UPDATEs are written: before a statement that reads or deletes flow_run rows beyond
   one run's read, before a savepoint, and at the commit;
 - a transition reads the cached run itself (``working_flow_run``: rules get copies of their
-  own) and saving it applies the transition's changes to it in place; readers get copies of a
-  run only while it is what its row decodes to, and otherwise the row decoded again: a read
-  equals a fresh read.
+  own) and saving it applies the transition's changes to it in place; a reader gets the run's
+  row decoded, as a fresh read decodes it: the row this connection last read or wrote
+  (:meth:`_CachedFlowRun.stored_row`, its waiting UPDATE written first), so a read equals a
+  fresh read by construction.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import Any
 from uuid import UUID
 
-from flowstate._models import copy_with, set_fields
+from flowstate._models import set_fields
 from flowstate.runs import FlowRun, TaskRun
 from flowstate.states import State
 from flowstate.store import rows, sql
@@ -38,7 +40,6 @@ from flowstate.store.store import SqliteStore
 __all__ = ["RUN_CACHE_SIZE", "Store"]
 
 _get_ident = threading.get_ident
-_loads = __import__("json").loads
 
 _SAVED_FLOW, _SAVED_TASK = SAVED_FIELDS["flow"], SAVED_FIELDS["task"]
 
@@ -47,25 +48,23 @@ RUN_CACHE_SIZE = 16
 
 
 class _CachedFlowRun:
-    """A flow run decoded from its row, with the JSON texts it came from.
+    """A flow run decoded from its row, with the row it came from.
 
-    A transition reads ``run`` itself (:meth:`Store.working_flow_run`); once it saved its
-    changes, ``run`` holds the values the transition gave it, which are not
-    what a reader would get (``as_read`` False): the next read decodes the row again. Readers
-    get :meth:`detached` copies of a run as read. Only runs whose current state is deeply
-    immutable (no result data, no run input keyset) are kept, so the copies can share it.
+    A transition reads ``run`` itself (:meth:`Store.working_flow_run`) and saving applies its
+    changes to it in place. Readers never get ``run``: they get the row decoded
+    (:meth:`Store.read_flow_run`). Only runs whose current state is deeply immutable (no
+    result data, no run input keyset) are kept, so a rule's copy of ``run`` can share it.
     """
 
     __slots__ = (
-        "run", "parameters", "tags", "policy", "id_text", "policy_object", "pending",
-        "policy_dirty", "as_read", "row", "update", "state_row", "seen",
+        "run", "parameters", "policy", "id_text", "policy_object", "pending",
+        "policy_dirty", "row", "update", "state_row", "seen",
     )
 
     def __init__(
         self,
         run: FlowRun,
         parameters: str | None,
-        tags: str,
         policy: str,
         id_text: str,
         row: tuple[Any, ...],
@@ -74,7 +73,6 @@ class _CachedFlowRun:
         self.run = run
         self.parameters: str | None = parameters
         """The parameters' JSON (None: not read, see Store._fetch_flow_run and _verified)."""
-        self.tags = tags
         self.policy: str | None = policy
         """The policy's JSON (None: not encoded yet, after a deferred update)."""
         self.id_text = id_text
@@ -84,8 +82,6 @@ class _CachedFlowRun:
         """The run's UPDATE not executed yet (its state id and time), see Store._flushed."""
         self.policy_dirty = False
         """Whether that update must write the policy too (a transition replaced it)."""
-        self.as_read = True
-        """Whether ``run`` is what reading its row builds (False once a transition changed it)."""
         self.row = row
         """The run's SELECT_FLOW_RUN_LEAN row as this connection read or inserted it."""
         self.update: tuple[Any, ...] | None = None
@@ -107,19 +103,6 @@ class _CachedFlowRun:
         if state is not None:
             row = (*row[:20], *state[1:])
         return row
-
-    def detached(self) -> FlowRun:
-        """A copy the caller may change freely: its mutable parts are new objects."""
-        run = self.run
-        policy = run.empirical_policy
-        return copy_with(
-            run,
-            {
-                "parameters": {} if self.parameters == "{}" else _loads(self.parameters),  # type: ignore[arg-type]
-                "tags": [] if self.tags == "[]" else _loads(self.tags),
-                "empirical_policy": copy_with(policy, {"pause_keys": set(policy.pause_keys)}),
-            },
-        )
 
 
 _NO_STATE = (None,) * rows.STATE_WIDTH
@@ -268,9 +251,7 @@ class Store(SqliteStore):
             self._forget(key)
         if _immutable(run.state):
             lean = (*row[:3], None, *row[4:])  # (as SELECT_FLOW_RUN_LEAN reads it)
-            runs[key] = _CachedFlowRun(
-                run, row[3], row[4], row[14], row[0], lean, self._data_version
-            )
+            runs[key] = _CachedFlowRun(run, row[3], row[14], row[0], lean, self._data_version)
             while len(runs) > RUN_CACHE_SIZE:  # the least recently used go
                 self._forget(next(iter(runs)))
 
@@ -287,40 +268,44 @@ class Store(SqliteStore):
         return True
 
     def read_flow_run(self, run_id: UUID) -> FlowRun | None:
-        """The flow run with its current state, or None. The caller may change the run."""
+        """The flow run with its current state, or None: its row decoded (a kept run's row as
+        this connection last read or wrote it). The caller may change the run."""
         caching = self._caching()
-        if caching:
-            cached = self._runs.get(run_id.int)
-            if cached is not None:
-                if cached.as_read and cached.seen == self._data_version:
-                    return self._detached(cached)
-                self._forget(run_id.int)  # changed by a transition, or maybe by another
-                # connection: read its row again
-        run = self._fetch_flow_run(run_id, caching)
-        if run is not None and caching and _immutable(run.state):
-            return self._detached(self._runs[run_id.int])  # the fetched run is the cache's now
-        return run
+        row = self._kept_row(run_id) if caching else None
+        if row is None:
+            row = self._execute(sql.SELECT_FLOW_RUN, (str(run_id),)).fetchone()
+            if row is None:
+                return None
+            run = rows.flow_run_from_row(row)
+            if not (caching and _immutable(run.state)):
+                return run
+            self._remember(run, row)  # kept for transitions: the reader gets a run of its own
+        return rows.flow_run_from_row(row)
 
     def read_flow_run_later(self, run_id: UUID) -> Callable[[], FlowRun] | None:
-        """``read_flow_run`` for an answer: a kept run as read is copied now; any other run's
-        row is read now (its waiting update written first) and decoded by the function
-        returned, after the commit. A run kept for transitions stays kept."""
-        if self._caching():
-            cached = self._runs.get(run_id.int)
-            if cached is not None:
-                if cached.as_read and cached.seen == self._data_version:
-                    run = self._detached(cached)
-                    return lambda: run
-                self._write_now(cached)
-        return SqliteStore.read_flow_run_later(self, run_id)
+        """``read_flow_run`` for an answer: the run's row (a kept run's as this connection last
+        read or wrote it), decoded by the function returned, after the commit."""
+        row = self._kept_row(run_id) if self._caching() else None
+        if row is None:
+            return SqliteStore.read_flow_run_later(self, run_id)
+        return partial(rows.flow_run_from_row, row)
 
-    def _detached(self, cached: _CachedFlowRun) -> FlowRun:
-        """``cached.detached()``, its parameters read first if they are not kept (see
-        ``_verified``)."""
-        if cached.parameters is None:
+    def _kept_row(self, run_id: UUID) -> tuple[Any, ...] | None:
+        """The SELECT_FLOW_RUN row of a kept run as this connection last read or wrote it (its
+        waiting UPDATE written first), or None: the run is not kept, or another connection may
+        have changed it (then it is forgotten)."""
+        cached = self._runs.get(run_id.int)
+        if cached is None:
+            return None
+        if cached.seen != self._data_version:
+            self._forget(run_id.int)
+            return None
+        self._write_now(cached)
+        if cached.parameters is None:  # (not read with the run: see _verified)
             row = self._execute(sql.SELECT_FLOW_RUN_PARAMETERS, (cached.id_text,)).fetchone()
             cached.parameters = row[0]
-        return cached.detached()
+        row = cached.stored_row()
+        return (*row[:3], cached.parameters, *row[4:])
 
     def working_flow_run(self, run_id: UUID) -> FlowRun | None:
         """The flow run for a transition: the cached run itself, when there is one (see
@@ -331,8 +316,8 @@ class Store(SqliteStore):
                 if cached.seen == self._data_version:
                     return cached.run
                 return self._verified(cached)
-            return self._fetch_flow_run(run_id, True, lean=True)
-        return self._fetch_flow_run(run_id, self._caching(), lean=True)
+            return self._fetch_flow_run(run_id, True)
+        return self._fetch_flow_run(run_id, self._caching())
 
     def _verified(self, cached: _CachedFlowRun) -> FlowRun | None:
         """``working_flow_run`` of a kept run that another connection may have changed: the
@@ -343,18 +328,16 @@ class Store(SqliteStore):
         if row == cached.stored_row():
             cached.row, cached.update, cached.state_row = row, None, None
             cached.seen = self._data_version
-            cached.parameters = None  # (not in that row: read again when a copy needs them)
+            cached.parameters = None  # (not in that row: read again when a reader needs them)
             return cached.run
         self._forget(cached.run.id.int)
         return None if row is None else self._decoded(row, True)
 
-    def _fetch_flow_run(self, run_id: UUID, caching: bool, lean: bool = False) -> FlowRun | None:
-        """Read a flow run from its row, and cache it when ``caching`` and its state allow.
-        ``lean``: for a transition, which reads no parameters (the run has none; a rule's copy
-        of the run and its cache entry read them when needed), so a transition's cost does not
-        grow with them."""
-        statement = sql.SELECT_FLOW_RUN_LEAN if lean else sql.SELECT_FLOW_RUN
-        row = self._execute(statement, (str(run_id),)).fetchone()
+    def _fetch_flow_run(self, run_id: UUID, caching: bool) -> FlowRun | None:
+        """Read a flow run for a transition from its row, and cache it when ``caching`` and its
+        state allow. A transition reads no parameters (the run has none; a rule's copy of the
+        run and a reader read them when needed), so its cost does not grow with them."""
+        row = self._execute(sql.SELECT_FLOW_RUN_LEAN, (str(run_id),)).fetchone()
         return None if row is None else self._decoded(row, caching)
 
     def _decoded(self, row: Any, caching: bool) -> FlowRun:
@@ -440,8 +423,8 @@ class Store(SqliteStore):
     ) -> None:
         """Save a transition of the cached run: ``updates`` applied to it, the new state's row
         now; the run's row now, or, inside a block, when the block commits (``_dirty``). The
-        run keeps the values the transition gave it, and its new state; the next read decodes
-        its row."""
+        run keeps the values the transition gave it, and its new state; a reader gets the row
+        written decoded (``_kept_row``)."""
         run = cached.run
         set_fields(run, updates)
         state_row = None
@@ -467,6 +450,5 @@ class Store(SqliteStore):
             return
         if written is not None:
             set_fields(run, {"state": written})
-        cached.as_read = False
         runs = self._runs
         runs[key] = runs.pop(key)  # the most recently used
