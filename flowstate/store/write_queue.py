@@ -65,7 +65,7 @@ __all__ = ["PASS_FOR", "SUFFIX", "WriteQueue"]
 SUFFIX = "-writers"
 """The queue's file: the database's path with this added."""
 
-PASS_FOR = 0.02
+PASS_FOR = 0.025
 """Seconds a turn lasts at most: the writer that got the lock from the line may take it again,
 without a new ticket, until then. Long enough for a fast writer's calls of a turn to outnumber
 its waits many times over; short enough that eight writers' turns take well under a second."""
