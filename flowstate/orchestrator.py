@@ -603,8 +603,8 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
 
     def _flow_run_parameters(self, run_id: UUID) -> dict[str, Any]:
         """A flow run's parameters, for a rule's copy of a run a transition read without them."""
-        run = self._store.read_flow_run(run_id)
-        return {} if run is None else run.parameters
+        parameters = self._store.read_flow_run_parameters(run_id)
+        return {} if parameters is None else parameters
 
     def _orchestrate_task(
         self, run_id: UUID, proposed: State, *, force: bool, now: datetime | None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import queue
 import uuid
@@ -363,6 +364,37 @@ def test_a_rule_sees_the_parameters_a_transition_does_not_read(database):
     with Orchestrator(database, **options) as orc:
         orc.set_flow_run_state(run.id, Running())
     assert seen == [{"x": [1]}] * 4
+
+
+def test_a_rule_reads_a_runs_parameters_alone_on_every_backend(open_orchestrator):
+    """``ctx.run.parameters`` and a task rule's ``ctx.flow_run.parameters`` are the run's on
+    every backend, each a copy of the rule's own; each store reads a flow run's parameters
+    alone (``read_flow_run_parameters``: None for a run that is not there)."""
+    parameters = {"x": [1, {"y": None}], "z": "text"}
+    seen = []
+
+    @rule(from_=ANY_STATE, to=ANY_STATE, name="look")
+    def look(ctx):
+        seen.append(copy.deepcopy(ctx.run.parameters))
+        ctx.run.parameters["x"].append("changed by a rule")  # (its own copy: nothing else sees it)
+
+    @rule(from_=ANY_STATE, to=StateType.RUNNING, name="look-up")
+    def look_up(ctx):
+        seen.append(copy.deepcopy(ctx.flow_run.parameters))
+        ctx.flow_run.parameters.clear()
+
+    options = dict(flow_policy=CORE_FLOW.append(look), task_policy=CORE_TASK.append(look_up))
+    with open_orchestrator(**options) as orc:
+        run = orc.create_flow_run(parameters=parameters, state=Pending())
+        orc.set_flow_run_state(run.id, Running())
+        task = orc.create_task_run(flow_run_id=run.id, state=Pending())
+        orc.set_task_run_state(task.id, Running())
+        orc.set_flow_run_state(run.id, Paused())
+        assert orc.read_flow_run(run.id).parameters == parameters
+        with orc.transaction():
+            assert orc._store.read_flow_run_parameters(run.id) == parameters
+            assert orc._store.read_flow_run_parameters(uuid.uuid4()) is None
+    assert seen == [parameters] * 3
 
 
 def test_a_rule_changing_a_field_runs_do_not_have_fails_the_call_and_changes_nothing(database):

@@ -104,6 +104,10 @@ class StoreBackend(Protocol):
         built by the function returned, which may be called after the commit, so building it
         holds no lock (None: no such run)."""
 
+    def read_flow_run_parameters(self, run_id: UUID) -> dict[str, Any] | None:
+        """A flow run's parameters alone, the caller's own, or None: no such run. What a
+        rule's copy of a run read without them (``working_flow_run``) reads."""
+
     def working_flow_run(self, run_id: UUID) -> FlowRun | None:
         """``read_flow_run`` for a transition: the run may be the store's own cached object,
         which the caller only reads (a rule gets a copy of its own: ``ctx.run``) and passes to

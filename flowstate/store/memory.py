@@ -186,6 +186,12 @@ class MemoryStore(ConnectionLifecycle[Tables]):
         run = self.read_flow_run(run_id)
         return None if run is None else (lambda: run)
 
+    def read_flow_run_parameters(self, run_id: UUID) -> dict[str, Any] | None:
+        """A flow run's parameters alone (a copy of their own), or None: no such run."""
+        found = self.conn.runs["flow"].get(run_id)
+        run = None if found is None else found[0]
+        return deepcopy(run.parameters) if isinstance(run, FlowRun) else None
+
     def working_flow_run(self, run_id: UUID) -> FlowRun | None:
         """``read_flow_run``: every run handed out is the caller's own."""
         return self.read_flow_run(run_id)

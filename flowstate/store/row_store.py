@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
+from json import loads
 from types import ModuleType
 from typing import Any, TypeVar
 from uuid import UUID
@@ -61,6 +62,11 @@ class RowStore(ConnectionLifecycle[C]):
         commit, holding no lock)."""
         row = self._run_row("flow", run_id)
         return None if row is None else partial(rows.flow_run_from_row, row)
+
+    def read_flow_run_parameters(self, run_id: UUID) -> dict[str, Any] | None:
+        """A flow run's parameters alone (their column decoded), or None: no such run."""
+        row = self._execute(self._sql.SELECT_FLOW_RUN_PARAMETERS, (str(run_id),)).fetchone()
+        return None if row is None else loads(row[0])
 
     def working_flow_run(self, run_id: UUID) -> FlowRun | None:
         """``read_flow_run``: a plain store keeps no runs between reads, so every run it gives

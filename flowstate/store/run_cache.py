@@ -26,6 +26,7 @@ import threading
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
+from json import loads
 from typing import Any
 from uuid import UUID
 
@@ -289,6 +290,16 @@ class Store(SqliteStore):
         if row is None:
             return SqliteStore.read_flow_run_later(self, run_id)
         return partial(rows.flow_run_from_row, row)
+
+    def read_flow_run_parameters(self, run_id: UUID) -> dict[str, Any] | None:
+        """A flow run's parameters alone: from the JSON a kept run keeps, when it has it, else
+        read."""
+        if self._caching():
+            cached = self._runs.get(run_id.int)
+            if cached is not None and cached.parameters is not None:
+                if cached.seen == self._data_version:
+                    return loads(cached.parameters)
+        return SqliteStore.read_flow_run_parameters(self, run_id)
 
     def _kept_row(self, run_id: UUID) -> tuple[Any, ...] | None:
         """The SELECT_FLOW_RUN row of a kept run as this connection last read or wrote it (its

@@ -32,6 +32,7 @@ INSERT_TASK_RUN_IF_NEW = psycopg_form(sqlite.INSERT_TASK_RUN_IF_NEW)
 
 SELECT_FLOW_RUN = psycopg_form(sqlite.SELECT_FLOW_RUN_ONE_TABLE)
 SELECT_TASK_RUN = psycopg_form(sqlite.SELECT_TASK_RUN)
+SELECT_FLOW_RUN_PARAMETERS = "SELECT parameters FROM flow_run WHERE id = %s"
 
 # Reading a run inside a transaction locks its row. When the lock had to wait for another
 # transaction that changed the run, PostgreSQL re-reads the run's row (the newest version) but
