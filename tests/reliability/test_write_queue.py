@@ -399,14 +399,10 @@ def test_a_forked_child_keeps_none_of_the_parents_queue_files_open(tmp_path: Pat
         assert orc.set_flow_run_state(run_id, Running()).status.value == "ACCEPT"
 
 
-def test_the_first_in_line_leaves_the_turn_to_its_writer_until_the_pass_ends(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(write_queue, "_PASS_FOR_NS", 500_000_000)  # a pass long enough to see
-    monkeypatch.setattr(write_queue, "_IDLE_FOR_NS", 500_000_000)  # (a pause between calls)
-    database = _database(tmp_path)
+@contextmanager
+def _a_turn_from_the_line(database: str) -> Iterator[WriteQueue]:
+    """A writer holding the write lock it got from the line (its turn's pass has begun)."""
     first, turn = WriteQueue(database), WriteQueue(database)
-    order: list[str] = []
     try:
         first.enter(10, database)
         got_turn: list[bool] = []
@@ -415,7 +411,21 @@ def test_the_first_in_line_leaves_the_turn_to_its_writer_until_the_pass_ends(
         _waiting(database, 1)
         first.leave()
         waiting.join(5)
-        assert got_turn == [True]  # `turn` got the lock from the line: its pass begins
+        assert got_turn == [True]
+        yield turn
+    finally:
+        first.close()
+        turn.close()
+
+
+def test_the_first_in_line_leaves_the_turn_to_its_writer_until_the_pass_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(write_queue, "_PASS_FOR_NS", 500_000_000)  # a pass long enough to see
+    monkeypatch.setattr(write_queue, "_IDLE_FOR_NS", 500_000_000)  # (a pause between calls)
+    database = _database(tmp_path)
+    order: list[str] = []
+    with _a_turn_from_the_line(database) as turn:
         behind = _line_up(database, "behind", order)  # first in line now
         _waiting(database, 2)
         time.sleep(0.05)
@@ -425,9 +435,6 @@ def test_the_first_in_line_leaves_the_turn_to_its_writer_until_the_pass_ends(
         turn.leave()
         behind.join(5)
         assert order == ["turn again", "behind"]
-    finally:
-        first.close()
-        turn.close()
 
 
 def test_the_first_in_line_takes_the_turn_once_its_writer_stops_writing(
@@ -435,17 +442,8 @@ def test_the_first_in_line_takes_the_turn_once_its_writer_stops_writing(
 ) -> None:
     monkeypatch.setattr(write_queue, "_PASS_FOR_NS", 20_000_000_000)  # a pass that never ends here
     database = _database(tmp_path)
-    first, turn = WriteQueue(database), WriteQueue(database)
     order: list[str] = []
-    try:
-        first.enter(10, database)
-        got_turn: list[bool] = []
-        waiting = threading.Thread(target=lambda: got_turn.append(turn.enter(10, database) is not None))
-        waiting.start()
-        _waiting(database, 1)
-        first.leave()
-        waiting.join(5)
-        assert got_turn == [True]  # `turn` got the lock from the line: its pass begins
+    with _a_turn_from_the_line(database) as turn:
         behind = _line_up(database, "behind", order)
         _waiting(database, 2)
         turn.leave()  # and `turn` writes no more: the lock stays free
@@ -453,6 +451,3 @@ def test_the_first_in_line_takes_the_turn_once_its_writer_stops_writing(
         assert order == ["behind"]
         # the turn is `behind`'s now: `turn` lines up like everyone else, and finds nobody
         assert _in_line(database) == 0
-    finally:
-        first.close()
-        turn.close()
