@@ -288,11 +288,15 @@ def _release_all(fd: int) -> None:
     fcntl.fcntl(fd, _SETLK, _request(fcntl.F_UNLCK, (0, 0)))  # type: ignore[arg-type]
 
 
-def _after_the_turn(fd: int, counters: mmap.mmap) -> None:
+def _after_the_turn(fd: int, counters: mmap.mmap, me: int) -> None:
     """Sleep until the current turn is over: its :data:`PASS_FOR` has passed, or its writer has
     left the write lock free for :data:`IDLE_FOR`. Until then its writer may take the lock
-    again, and the first in line would otherwise take it between its calls."""
-    end = _COUNTERS.unpack_from(counters)[2] + _PASS_FOR_NS
+    again, and the first in line would otherwise take it between its calls. No sleep when the
+    turn is ``me``'s own: nobody else may take the lock in it."""
+    began, owner = _COUNTERS.unpack_from(counters)[2:]
+    if owner == me:
+        return
+    end = began + _PASS_FOR_NS
     while 0 < (left := end - time.monotonic_ns()) <= _PASS_FOR_NS and not _idle(fd, counters):
         time.sleep(min(left, _IDLE_FOR_NS) / 1e9)
 
@@ -321,7 +325,7 @@ def _take_turn(fd: int, counters: mmap.mmap, me: int, given_up: Callable[[], boo
     before = _slot(ticket - 1)
     _lock(fd, before)  # the writer before has the write lock now (or gave up, or died)
     _unlock(fd, before)
-    _after_the_turn(fd, counters)
+    _after_the_turn(fd, counters, me)
     if given_up():
         return False
     _lock(fd, _WRITE)

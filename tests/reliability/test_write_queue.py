@@ -451,3 +451,29 @@ def test_the_first_in_line_takes_the_turn_once_its_writer_stops_writing(
         assert order == ["behind"]
         # the turn is `behind`'s now: `turn` lines up like everyone else, and finds nobody
         assert _in_line(database) == 0
+
+
+def test_a_writer_first_in_line_during_its_own_turn_takes_the_lock_once_it_is_free(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(write_queue, "_PASS_FOR_NS", 20_000_000_000)  # a pass that never ends here
+    monkeypatch.setattr(write_queue, "_IDLE_FOR_NS", 2_000_000_000)  # (an idle lock long to see)
+    database = _database(tmp_path)
+    other = WriteQueue(database)
+    try:
+        with _a_turn_from_the_line(database) as mine:
+            mine.leave()
+            assert other.enter(10, database) is None  # nobody in line: at once
+            got: list[float] = []
+            again = threading.Thread(
+                target=lambda: (mine.enter(10, database), got.append(time.monotonic()))
+            )
+            again.start()
+            _waiting(database, 2)  # `mine` waits in line, for a turn that is its own
+            left = time.monotonic()
+            other.leave()
+            again.join(10)
+            assert got and got[0] - left < 0.5  # not IDLE_FOR after the lock came free
+            mine.leave()
+    finally:
+        other.close()
