@@ -303,12 +303,15 @@ def _after_the_turn(fd: int, counters: mmap.mmap, me: int) -> None:
 
 def _idle(fd: int, counters: mmap.mmap) -> bool:
     """Whether the write lock has been free for :data:`IDLE_FOR` (its last holder writes when
-    it let go before letting go)."""
+    it let go before letting go). The time is read again after the lock is found free: a
+    holder that let go in between (it wrote a new time) has not left it free that long."""
     released = _RELEASED.unpack_from(counters, _RELEASED_AT)[0]
     if time.monotonic_ns() - released < _IDLE_FOR_NS:
         return False
     answer = fcntl.fcntl(fd, _GETLK, _TAKE_WRITE)  # type: ignore[arg-type]
-    return _FLOCK.unpack(answer)[0] == fcntl.F_UNLCK
+    if _FLOCK.unpack(answer)[0] != fcntl.F_UNLCK:
+        return False
+    return _RELEASED.unpack_from(counters, _RELEASED_AT)[0] == released
 
 
 def _take_turn(fd: int, counters: mmap.mmap, me: int, given_up: Callable[[], bool]) -> bool:

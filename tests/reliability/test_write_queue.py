@@ -477,3 +477,43 @@ def test_a_writer_first_in_line_during_its_own_turn_takes_the_lock_once_it_is_fr
             mine.leave()
     finally:
         other.close()
+
+
+class _LetGoWhileRead:
+    """write_queue._RELEASED, with the holder letting go just after the first read of when
+    the lock was last let go (as if the reader were preempted there)."""
+
+    def __init__(self, holder: WriteQueue) -> None:
+        self._real = write_queue._RELEASED
+        self._holder: WriteQueue | None = holder
+
+    def unpack_from(self, buffer: object, offset: int) -> tuple[int, ...]:
+        value = self._real.unpack_from(buffer, offset)  # type: ignore[arg-type]
+        holder, self._holder = self._holder, None
+        if holder is not None:
+            holder.leave()
+        return value
+
+    def pack_into(self, buffer: object, offset: int, value: int) -> None:
+        self._real.pack_into(buffer, offset, value)  # type: ignore[arg-type]
+
+
+def test_a_lock_let_go_while_the_first_in_line_looks_is_not_found_idle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = _database(tmp_path)
+    holder = WriteQueue(database)
+    opened = write_queue._open_mapped(database)
+    assert opened is not None
+    fd, counters = opened
+    try:
+        holder.enter(10, database)
+        time.sleep(2 * write_queue.IDLE_FOR)  # the last let-go is long past
+        assert not write_queue._idle(fd, counters)  # held
+        monkeypatch.setattr(write_queue, "_RELEASED", _LetGoWhileRead(holder))
+        # free for microseconds only: the turn's writer has not stopped writing
+        assert not write_queue._idle(fd, counters)
+    finally:
+        counters.close()
+        os.close(fd)
+        holder.close()
