@@ -297,21 +297,26 @@ def _after_the_turn(fd: int, counters: mmap.mmap, me: int) -> None:
     if owner == me:
         return
     end = began + _PASS_FOR_NS
-    while 0 < (left := end - time.monotonic_ns()) <= _PASS_FOR_NS and not _idle(fd, counters):
-        time.sleep(min(left, _IDLE_FOR_NS) / 1e9)
+    while 0 < (left := end - time.monotonic_ns()) <= _PASS_FOR_NS and (
+        wait := _until_idle(fd, counters)
+    ):
+        time.sleep(min(left, wait) / 1e9)
 
 
-def _idle(fd: int, counters: mmap.mmap) -> bool:
-    """Whether the write lock has been free for :data:`IDLE_FOR` (its last holder writes when
-    it let go before letting go). The time is read again after the lock is found free: a
-    holder that let go in between (it wrote a new time) has not left it free that long."""
+def _until_idle(fd: int, counters: mmap.mmap) -> int:
+    """Nanoseconds until the write lock may have been free for :data:`IDLE_FOR`: 0 once it has
+    (its last holder writes when it let go before letting go), what is left of it since then
+    while it is free, :data:`IDLE_FOR` while it is held. The time is read again after the lock
+    is found free: a holder that let go in between (it wrote a new time) has not left it free
+    that long."""
     released = _RELEASED.unpack_from(counters, _RELEASED_AT)[0]
-    if time.monotonic_ns() - released < _IDLE_FOR_NS:
-        return False
+    quiet = time.monotonic_ns() - released
+    if quiet < _IDLE_FOR_NS:
+        return _IDLE_FOR_NS - quiet
     answer = fcntl.fcntl(fd, _GETLK, _TAKE_WRITE)  # type: ignore[arg-type]
     if _FLOCK.unpack(answer)[0] != fcntl.F_UNLCK:
-        return False
-    return _RELEASED.unpack_from(counters, _RELEASED_AT)[0] == released
+        return _IDLE_FOR_NS
+    return 0 if _RELEASED.unpack_from(counters, _RELEASED_AT)[0] == released else _IDLE_FOR_NS
 
 
 def _take_turn(fd: int, counters: mmap.mmap, me: int, given_up: Callable[[], bool]) -> bool:

@@ -509,11 +509,37 @@ def test_a_lock_let_go_while_the_first_in_line_looks_is_not_found_idle(
     try:
         holder.enter(10, database)
         time.sleep(2 * write_queue.IDLE_FOR)  # the last let-go is long past
-        assert not write_queue._idle(fd, counters)  # held
+        assert write_queue._until_idle(fd, counters) > 0  # held
         monkeypatch.setattr(write_queue, "_RELEASED", _LetGoWhileRead(holder))
         # free for microseconds only: the turn's writer has not stopped writing
-        assert not write_queue._idle(fd, counters)
+        assert write_queue._until_idle(fd, counters) > 0
     finally:
         counters.close()
         os.close(fd)
         holder.close()
+
+
+def test_the_first_in_line_takes_the_turn_idle_for_after_its_writer_let_go_not_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(write_queue, "_PASS_FOR_NS", 20_000_000_000)  # a pass that never ends here
+    monkeypatch.setattr(write_queue, "_IDLE_FOR_NS", 1_000_000_000)  # (long enough to measure)
+    database = _database(tmp_path)
+    behind = WriteQueue(database)
+    try:
+        with _a_turn_from_the_line(database) as turn:
+            got: list[float] = []
+            waiting = threading.Thread(
+                target=lambda: (behind.enter(10, database), got.append(time.monotonic()))
+            )
+            waiting.start()
+            _waiting(database, 2)  # first in line: it finds the lock held, and looks again later
+            time.sleep(0.1)
+            left = time.monotonic()
+            turn.leave()  # and `turn` writes no more
+            waiting.join(10)
+            assert got
+            assert 0.9 < got[0] - left < 1.5  # IDLE_FOR after, not up to twice that
+            behind.leave()
+    finally:
+        behind.close()
