@@ -19,12 +19,14 @@ them when a process dies, so a killed writer never keeps the others out.
   writer keeps until it has the write lock: writers get the lock in the order of their tickets.
   The first in line waits for the write lock itself.
 * **A turn.** The writer that got the lock from the line may take it again, for its next calls,
-  for :data:`PASS_FOR` seconds (a process then does many calls in a row, as it would alone,
-  and its caches of the database stay valid): the first in line asks for the write lock only
-  once that time is over, or once the writer has left the lock free for :data:`IDLE_FOR` (it
-  has stopped writing: nobody waits for a turn nobody uses). After it, the writer draws a new
-  ticket like everyone else. So a writer waits about one turn for each writer ahead of it, and
-  only its first call of a turn waits at all.
+  for :data:`SHORT_PASS` seconds while fewer than :data:`LONG_LINE` writers wait, and for up to
+  :data:`PASS_FOR` once the line is that long (a process then does many calls in a row, as it
+  would alone, and its caches of the database stay valid): the first in line asks for the write
+  lock only once that time is over, or once the writer has left the lock free for
+  :data:`IDLE_FOR` (it has stopped writing: nobody waits for a turn nobody uses). After it, the
+  writer draws a new ticket like everyone else. So a writer waits about one turn for each writer
+  ahead of it: a few milliseconds behind a short line; behind a long one, only the first call of
+  a turn waits, for up to the line's turns.
 
 The counters in the file (next ticket, tickets served, when the current turn began and whose it
 is) only steer who asks for the lock next: the locked bytes decide who has it, and SQLite's own
@@ -66,9 +68,19 @@ SUFFIX = "-writers"
 """The queue's file: the database's path with this added."""
 
 PASS_FOR = 0.025
-"""Seconds a turn lasts at most: the writer that got the lock from the line may take it again,
-without a new ticket, until then. Long enough for a fast writer's calls of a turn to outnumber
-its waits many times over; short enough that eight writers' turns take well under a second."""
+"""Seconds a turn lasts at most while :data:`LONG_LINE` or more writers wait: the writer that
+got the lock from the line may take it again, without a new ticket, until then. Long enough for
+a fast writer's calls of a turn to outnumber its waits many times over; short enough that eight
+writers' turns take well under a second."""
+
+SHORT_PASS = 0.0015
+"""Seconds a turn lasts while fewer than :data:`LONG_LINE` writers wait: a few calls, so a
+writer that waits at all waits a few milliseconds."""
+
+LONG_LINE = 3
+"""Writers in line from which a turn lasts :data:`PASS_FOR`: behind that many, turns of a few
+calls spend much of the lock's time handing it over, and a round of the line grows past 10 ms
+anyway. Behind fewer, short turns keep each wait short for writers that write in bursts."""
 
 IDLE_FOR = 0.003
 """Seconds the write lock stays free before the first in line takes the turn early: its writer
@@ -98,6 +110,7 @@ _GETLK = getattr(fcntl, "F_OFD_GETLK", None)
 _FLOCK = struct.Struct("hhqqi4x")  # struct flock: type, whence, start, len, pid (0 here)
 _TAKEN = (errno.EAGAIN, errno.EACCES)
 _PASS_FOR_NS = int(PASS_FOR * 1e9)
+_SHORT_PASS_NS = int(SHORT_PASS * 1e9)
 _IDLE_FOR_NS = int(IDLE_FOR * 1e9)
 _NAMES = itertools.count(1)
 
@@ -162,7 +175,9 @@ class WriteQueue:
         counters = self._counters
         assert counters is not None  # (mapped whenever _fd is open)
         ticket, served, began, owner = _COUNTERS.unpack_from(counters)
-        return ticket == served or (owner == self._me and time.monotonic_ns() - began < _PASS_FOR_NS)
+        return ticket == served or (
+            owner == self._me and time.monotonic_ns() - began < _pass_ns(ticket - served)
+        )
 
     def _entered_at_once(self, fd: int) -> bool:
         """Try the write lock without waiting: True if this connection holds it now, or if
@@ -289,18 +304,26 @@ def _release_all(fd: int) -> None:
 
 
 def _after_the_turn(fd: int, counters: mmap.mmap, me: int) -> None:
-    """Sleep until the current turn is over: its :data:`PASS_FOR` has passed, or its writer has
-    left the write lock free for :data:`IDLE_FOR`. Until then its writer may take the lock
-    again, and the first in line would otherwise take it between its calls. No sleep when the
-    turn is ``me``'s own: nobody else may take the lock in it."""
-    began, owner = _COUNTERS.unpack_from(counters)[2:]
-    if owner == me:
-        return
-    end = began + _PASS_FOR_NS
-    while 0 < (left := end - time.monotonic_ns()) <= _PASS_FOR_NS and (
-        wait := _until_idle(fd, counters)
-    ):
+    """Sleep until the current turn is over: its pass has passed (see :func:`_pass_ns`; the line
+    is read at each look, the sleeper in it), or its writer has left the write lock free for
+    :data:`IDLE_FOR`. Until then its writer may take the lock again, and the first in line
+    would otherwise take it between its calls. No sleep when the turn is ``me``'s own: nobody
+    else may take the lock in it."""
+    while True:
+        ticket, served, began, owner = _COUNTERS.unpack_from(counters)
+        if owner == me:
+            return
+        length = _pass_ns(ticket - served)
+        left = began + length - time.monotonic_ns()
+        if not 0 < left <= length or not (wait := _until_idle(fd, counters)):
+            return
         time.sleep(min(left, wait) / 1e9)
+
+
+def _pass_ns(waiting: int) -> int:
+    """How long a turn lasts with ``waiting`` writers in line: :data:`SHORT_PASS` while the line
+    is short, :data:`PASS_FOR` once it is :data:`LONG_LINE` writers long."""
+    return _PASS_FOR_NS if waiting >= LONG_LINE else _SHORT_PASS_NS
 
 
 def _until_idle(fd: int, counters: mmap.mmap) -> int:

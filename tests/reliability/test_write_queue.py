@@ -421,6 +421,7 @@ def _a_turn_from_the_line(database: str) -> Iterator[WriteQueue]:
 def test_the_first_in_line_leaves_the_turn_to_its_writer_until_the_pass_ends(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(write_queue, "LONG_LINE", 1)  # the long pass, with one writer in line
     monkeypatch.setattr(write_queue, "_PASS_FOR_NS", 500_000_000)  # a pass long enough to see
     monkeypatch.setattr(write_queue, "_IDLE_FOR_NS", 500_000_000)  # (a pause between calls)
     database = _database(tmp_path)
@@ -440,6 +441,7 @@ def test_the_first_in_line_leaves_the_turn_to_its_writer_until_the_pass_ends(
 def test_the_first_in_line_takes_the_turn_once_its_writer_stops_writing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(write_queue, "LONG_LINE", 1)  # the long pass, with one writer in line
     monkeypatch.setattr(write_queue, "_PASS_FOR_NS", 20_000_000_000)  # a pass that never ends here
     database = _database(tmp_path)
     order: list[str] = []
@@ -456,6 +458,7 @@ def test_the_first_in_line_takes_the_turn_once_its_writer_stops_writing(
 def test_a_writer_first_in_line_during_its_own_turn_takes_the_lock_once_it_is_free(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(write_queue, "LONG_LINE", 1)  # the long pass, with one writer in line
     monkeypatch.setattr(write_queue, "_PASS_FOR_NS", 20_000_000_000)  # a pass that never ends here
     monkeypatch.setattr(write_queue, "_IDLE_FOR_NS", 2_000_000_000)  # (an idle lock long to see)
     database = _database(tmp_path)
@@ -522,6 +525,7 @@ def test_a_lock_let_go_while_the_first_in_line_looks_is_not_found_idle(
 def test_the_first_in_line_takes_the_turn_idle_for_after_its_writer_let_go_not_later(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(write_queue, "LONG_LINE", 1)  # the long pass, with one writer in line
     monkeypatch.setattr(write_queue, "_PASS_FOR_NS", 20_000_000_000)  # a pass that never ends here
     monkeypatch.setattr(write_queue, "_IDLE_FOR_NS", 1_000_000_000)  # (long enough to measure)
     database = _database(tmp_path)
@@ -543,3 +547,25 @@ def test_the_first_in_line_takes_the_turn_idle_for_after_its_writer_let_go_not_l
             behind.leave()
     finally:
         behind.close()
+
+
+def test_behind_a_short_line_a_turn_lasts_the_short_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(write_queue, "LONG_LINE", 2)
+    monkeypatch.setattr(write_queue, "_SHORT_PASS_NS", 300_000_000)
+    monkeypatch.setattr(write_queue, "_PASS_FOR_NS", 20_000_000_000)  # never over here
+    monkeypatch.setattr(write_queue, "_IDLE_FOR_NS", 20_000_000_000)  # (pauses between calls)
+    database = _database(tmp_path)
+    order: list[str] = []
+    with _a_turn_from_the_line(database) as turn:
+        behind = _line_up(database, "behind", order)  # one writer in line: a short line
+        _waiting(database, 2)
+        turn.leave()
+        assert turn.enter(10, database) is None  # within the short pass: at once
+        order.append("turn again")
+        turn.leave()
+        behind.join(10)  # (with the long pass, the join would time out)
+        assert order == ["turn again", "behind"]
+        # once the short pass is over, `turn` lines up: behind the writer now in its turn
+        assert _in_line(database) == 0
