@@ -399,6 +399,23 @@ def test_a_forked_child_keeps_none_of_the_parents_queue_files_open(tmp_path: Pat
         assert orc.set_flow_run_state(run_id, Running()).status.value == "ACCEPT"
 
 
+def _set_turns(
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    long_line: int,
+    pass_ns: int,
+    idle_ns: int | None = None,
+    short_ns: int | None = None,
+) -> None:
+    """Turns of the given lengths for one test (``None``: as the module sets them)."""
+    monkeypatch.setattr(write_queue, "LONG_LINE", long_line)
+    monkeypatch.setattr(write_queue, "_PASS_FOR_NS", pass_ns)
+    if idle_ns is not None:
+        monkeypatch.setattr(write_queue, "_IDLE_FOR_NS", idle_ns)
+    if short_ns is not None:
+        monkeypatch.setattr(write_queue, "_SHORT_PASS_NS", short_ns)
+
+
 @contextmanager
 def _a_turn_from_the_line(database: str) -> Iterator[WriteQueue]:
     """A writer holding the write lock it got from the line (its turn's pass has begun)."""
@@ -421,9 +438,8 @@ def _a_turn_from_the_line(database: str) -> Iterator[WriteQueue]:
 def test_the_first_in_line_leaves_the_turn_to_its_writer_until_the_pass_ends(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(write_queue, "LONG_LINE", 1)  # the long pass, with one writer in line
-    monkeypatch.setattr(write_queue, "_PASS_FOR_NS", 500_000_000)  # a pass long enough to see
-    monkeypatch.setattr(write_queue, "_IDLE_FOR_NS", 500_000_000)  # (a pause between calls)
+    # the long pass with one writer in line, long enough to see; a pause between calls
+    _set_turns(monkeypatch, long_line=1, pass_ns=500_000_000, idle_ns=500_000_000)
     database = _database(tmp_path)
     order: list[str] = []
     with _a_turn_from_the_line(database) as turn:
@@ -441,8 +457,8 @@ def test_the_first_in_line_leaves_the_turn_to_its_writer_until_the_pass_ends(
 def test_the_first_in_line_takes_the_turn_once_its_writer_stops_writing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(write_queue, "LONG_LINE", 1)  # the long pass, with one writer in line
-    monkeypatch.setattr(write_queue, "_PASS_FOR_NS", 20_000_000_000)  # a pass that never ends here
+    # the long pass with one writer in line, never over here
+    _set_turns(monkeypatch, long_line=1, pass_ns=20_000_000_000)
     database = _database(tmp_path)
     order: list[str] = []
     with _a_turn_from_the_line(database) as turn:
@@ -458,9 +474,8 @@ def test_the_first_in_line_takes_the_turn_once_its_writer_stops_writing(
 def test_a_writer_first_in_line_during_its_own_turn_takes_the_lock_once_it_is_free(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(write_queue, "LONG_LINE", 1)  # the long pass, with one writer in line
-    monkeypatch.setattr(write_queue, "_PASS_FOR_NS", 20_000_000_000)  # a pass that never ends here
-    monkeypatch.setattr(write_queue, "_IDLE_FOR_NS", 2_000_000_000)  # (an idle lock long to see)
+    # the long pass with one writer in line, never over here; an idle lock long to see
+    _set_turns(monkeypatch, long_line=1, pass_ns=20_000_000_000, idle_ns=2_000_000_000)
     database = _database(tmp_path)
     other = WriteQueue(database)
     try:
@@ -525,9 +540,8 @@ def test_a_lock_let_go_while_the_first_in_line_looks_is_not_found_idle(
 def test_the_first_in_line_takes_the_turn_idle_for_after_its_writer_let_go_not_later(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(write_queue, "LONG_LINE", 1)  # the long pass, with one writer in line
-    monkeypatch.setattr(write_queue, "_PASS_FOR_NS", 20_000_000_000)  # a pass that never ends here
-    monkeypatch.setattr(write_queue, "_IDLE_FOR_NS", 1_000_000_000)  # (long enough to measure)
+    # the long pass with one writer in line, never over here; IDLE_FOR long enough to measure
+    _set_turns(monkeypatch, long_line=1, pass_ns=20_000_000_000, idle_ns=1_000_000_000)
     database = _database(tmp_path)
     behind = WriteQueue(database)
     try:
@@ -552,10 +566,11 @@ def test_the_first_in_line_takes_the_turn_idle_for_after_its_writer_let_go_not_l
 def test_behind_a_short_line_a_turn_lasts_the_short_pass(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(write_queue, "LONG_LINE", 2)
-    monkeypatch.setattr(write_queue, "_SHORT_PASS_NS", 300_000_000)
-    monkeypatch.setattr(write_queue, "_PASS_FOR_NS", 20_000_000_000)  # never over here
-    monkeypatch.setattr(write_queue, "_IDLE_FOR_NS", 20_000_000_000)  # (pauses between calls)
+    # a short pass long enough to see; the long pass never over here; pauses between calls
+    _set_turns(
+        monkeypatch, long_line=2, short_ns=300_000_000, pass_ns=20_000_000_000,
+        idle_ns=20_000_000_000,
+    )
     database = _database(tmp_path)
     order: list[str] = []
     with _a_turn_from_the_line(database) as turn:
