@@ -149,3 +149,12 @@ def test_the_fault_benchmark_runs_at_toy_size(tmp_path: Path, capsys) -> None:  
         assert raw["writers"] == 2 and raw["calls_per_second"] > 0
         assert raw["found"] == raw["acknowledged"] > 0
     assert figures["listing"]["runs"] == 200 and figures["listing"]["cli_wall_s"] > 0
+
+
+def test_the_bursts_benchmark_runs_at_toy_size(capsys) -> None:  # type: ignore[no-untyped-def]
+    from benchmarks import bursts
+
+    assert bursts.main(["--writers", "2", "--gap", "0.001", "--runs", "3"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["writers"] == 2 and summary["calls"] == 2 * 3 * 5
+    assert 0 < summary["p50_ms"] <= summary["p99_ms"] <= summary["max_ms"]
