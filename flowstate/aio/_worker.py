@@ -114,10 +114,6 @@ class Worker:
         else:
             self._jobs.put(partial(self._run, job))
 
-    def abandon(self, job: Job) -> bool:
-        """Take back a job that has not started; False if it has (it will run to its end)."""
-        return job.ticket.cancel()
-
     def record_events(self, on: bool) -> None:
         """Have the jobs queued from now on collect their transition events (or stop that)."""
 

@@ -26,9 +26,6 @@ from flowstate.errors import FlowstateError, ObjectNotFound
 from flowstate.orchestrator import Orchestrator
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
-    from flowstate._interaction import Nap
     from flowstate.aio.orchestrator import AsyncOrchestrator
 
 __all__ = ["AsyncHeldSlots"]
@@ -49,8 +46,9 @@ class AsyncHeldSlots(Block["AsyncOrchestrator"]):
     async def _enter(self) -> AsyncHeldSlots:
         orc = self._orc
         box = Acquired()
+        options = {"box": box, **self._options}
         try:
-            await orc._run_steps(_acquire_steps, (self.names, self.occupy, box, self._options), {})
+            await orc._run_steps(Orchestrator._acquire_steps, (self.names, self.occupy), options)
         except BaseException:
             if box.lease is not None:  # taken, then cancelled before the block began
                 await self._release(box.lease)
@@ -89,9 +87,3 @@ class AsyncHeldSlots(Block["AsyncOrchestrator"]):
                 return
             except FlowstateError as exc:
                 warn_renewal_failed(lease_label(lease), exc)
-
-
-def _acquire_steps(
-    orc: Orchestrator, names: list[str], occupy: int, box: Acquired, options: dict[str, Any]
-) -> Iterator[Nap]:
-    return orc._acquire_steps(names, occupy, box=box, **options)

@@ -385,10 +385,10 @@ class AsyncOrchestrator:
     def _take_back(self, job: Job, cancelled: asyncio.CancelledError) -> bool:
         """Take back a job still queued, noting so on the cancellation that asked; False
         once the job has started (it runs to its end)."""
-        if not self._worker.abandon(job):
+        if not job.ticket.cancel():
             return False
         cancelled.add_note(
-            f"flowstate: {_name(job)} was cancelled before it started: it did nothing"
+            f"flowstate: {_name(job.fn)} was cancelled before it started: it did nothing"
         )
         return True
 
@@ -396,10 +396,8 @@ class AsyncOrchestrator:
         """Note on the cancellation of a job that had started what the job did meanwhile."""
         block = self._block
         in_block = block is not None and block.task is asyncio.current_task()
-        if job.fn is _exit_transaction or job.fn is _enter_transaction:
-            in_block = False
         cancelled.add_note(
-            f"flowstate: {_name(job)} had started when its task was cancelled; it ran to its "
+            f"flowstate: {_name(job.fn)} had started when its task was cancelled; it ran to its "
             f"end first and {_what_it_did(job, in_block)}"
         )
 
@@ -561,8 +559,7 @@ def _opened(orc: Orchestrator) -> None:
     """The job ``open()`` waits for: the first in the queue, so opening is over when it runs."""
 
 
-def _name(call: Job | Callable[..., Any]) -> str:
-    fn = call.fn if isinstance(call, Job) else call
+def _name(fn: Callable[..., Any]) -> str:
     return getattr(fn, "__name__", "the call").strip("_")
 
 
