@@ -327,18 +327,15 @@ class AsyncOrchestrator:
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         """Run ``fn(orchestrator, *args, **kwargs)`` in the worker thread and return its result."""
-        block = self._block
-        if block is not None:
-            task = asyncio.current_task()
-            if block.task is not task:
-                try:
-                    await self._wait_for_block(task)
-                except asyncio.CancelledError as exc:
-                    exc.add_note(
-                        f"flowstate: {_name(fn)} was cancelled before it started: it did nothing "
-                        "(it was waiting for another task's transaction block to end)"
-                    )
-                    raise
+        if self._block is not None:
+            try:
+                await self._wait_for_block(asyncio.current_task())
+            except asyncio.CancelledError as exc:
+                exc.add_note(
+                    f"flowstate: {_name(fn)} was cancelled before it started: it did nothing "
+                    "(it was waiting for another task's transaction block to end)"
+                )
+                raise
         return await self._outcome(self._submit(fn, args, kwargs))
 
     def _submit(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Job:
