@@ -66,11 +66,9 @@ class Sleeping(Iterator[Any]):
         self._sleep = sleep
 
     def __next__(self) -> Any:
-        while True:
-            item = next(self.steps)
-            if not isinstance(item, Nap):
-                return item
+        while isinstance(item := next(self.steps), Nap):
             self._sleep(item.seconds)
+        return item
 
 
 def _pause_input_arguments(
@@ -192,7 +190,7 @@ class InteractionMethods(EngineParts):
         with self._transaction():
             now = self._now()
             store = self._store
-            validate.found(store.read_flow_run(run_id), "flow", run_id)
+            self._flow_run_exists(run_id)
             if key is None:
                 key = _next_pause_key(store, run_id)
             make = Suspended if reschedule else Paused
