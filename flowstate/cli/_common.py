@@ -10,7 +10,7 @@ import logging
 import sys
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -44,8 +44,7 @@ DASH = "—"
 EXIT_CODES: dict[str, int] = {"ACCEPT": 0, "REJECT": 3, "WAIT": 4, "ABORT": 5}
 """The exit code of a command that proposes a state, by orchestration status."""
 
-STATE_TYPES = [t.value for t in StateType]
-STATE_TYPE = click.Choice(STATE_TYPES, case_sensitive=False)
+STATE_TYPE = click.Choice([t.value for t in StateType], case_sensitive=False)
 
 
 @dataclass(frozen=True)
@@ -56,39 +55,37 @@ class CliConfig:
     busy_timeout: float = 30.0
 
 
+def _database_after_command(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    """The command's ``--database`` replaces the group's in the command's :class:`CliConfig`."""
+    if value is not None:
+        ctx.obj = replace(ctx.find_object(CliConfig) or CliConfig(None), database=value)
+
+
 def database_override(command: Callable[..., Any]) -> Callable[..., Any]:
     """``--database`` accepted after the command name too (``flowstate demo --database x.db``)."""
     option = click.option(
         "--database",
         metavar="PATH|URL",
         default=None,
+        expose_value=False,
+        callback=_database_after_command,
         help=f"{DATABASE_HELP} Overrides the global option.",
     )
     return option(command)
 
 
-def json_option(command: Callable[..., Any]) -> Callable[..., Any]:
-    """The ``--json`` flag: print Prefect-shaped JSON instead of tables."""
-    return click.option("--json", "as_json", is_flag=True, help="Print Prefect-shaped JSON.")(command)
-
-
-def chosen_database(database: str | None) -> str | None:
-    """The command's ``--database``, else the group's (itself from ``$FLOWSTATE_DATABASE``)."""
-    if database is None:
-        config = click.get_current_context().find_object(CliConfig)
-        database = config.database if config else None
-    if database is not None and not database.strip():
-        raise click.BadParameter(
-            "is empty; pass ':memory:' for a throwaway database in memory, a file path, or "
-            "leave the option out for the default database (~/.flowstate/flowstate.db)",
-            param_hint="'--database'",
-        )
-    return database
+def json_and_database(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of almost every command: ``--json`` (print Prefect-shaped JSON instead of
+    tables) and :func:`database_override`."""
+    option = click.option("--json", "as_json", is_flag=True, help="Print Prefect-shaped JSON.")
+    return option(database_override(command))
 
 
 @contextmanager
-def open_orchestrator(database: str | None) -> Iterator[Orchestrator]:
-    """Open the orchestrator; turn any flowstate error inside the block into a one-line exit.
+def open_orchestrator() -> Iterator[Orchestrator]:
+    """Open the orchestrator of the database chosen by ``--database`` (after the command name,
+    else before it, else ``$FLOWSTATE_DATABASE``); turn any flowstate error inside the block into
+    a one-line exit.
 
     While opening, ``OSError`` is treated the same way: a home folder that cannot be created is a
     problem of the environment, not a bug worth a traceback. (Later OSErrors, such as a closed
@@ -96,11 +93,16 @@ def open_orchestrator(database: str | None) -> Iterator[Orchestrator]:
     """
     from flowstate import FlowstateError, Orchestrator
 
-    config = click.get_current_context().find_object(CliConfig)
-    busy_timeout = config.busy_timeout if config else 30.0
+    config = click.get_current_context().find_object(CliConfig) or CliConfig(None)
+    if config.database is not None and not config.database.strip():
+        raise click.BadParameter(
+            "is empty; pass ':memory:' for a throwaway database in memory, a file path, or "
+            "leave the option out for the default database (~/.flowstate/flowstate.db)",
+            param_hint="'--database'",
+        )
     with lock_wait_notice():
         try:
-            orc = Orchestrator(chosen_database(database), busy_timeout=busy_timeout)
+            orc = Orchestrator(config.database, busy_timeout=config.busy_timeout)
         except (FlowstateError, OSError) as exc:
             raise click.ClickException(one_line(exc)) from exc
         try:

@@ -37,11 +37,11 @@ __all__ = ["demo"]
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print each result as JSON, one per line.")
 @database_override
-def demo(as_json: bool, database: str | None) -> None:
+def demo(as_json: bool) -> None:
     """Walk one new flow run through schedule, pause, input check, resume, tasks and completion."""
     from flowstate.demo import run_demo
 
-    with open_orchestrator(database) as orc:
+    with open_orchestrator() as orc:
         if as_json:
             run_demo(orc, on_step=lambda step: echo_json(step.result))
             return

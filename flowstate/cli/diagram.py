@@ -13,9 +13,8 @@ from dataclasses import asdict
 import click
 
 from flowstate.cli._common import (
-    database_override,
     echo_json,
-    json_option,
+    json_and_database,
     open_orchestrator,
     read_flow_run,
 )
@@ -29,11 +28,8 @@ __all__ = ["diagram"]
 @click.option("--run", "run_id", metavar="ID", help="Draw the path this flow run took.")
 @click.option("--policy/--no-policy", default=True, show_default=True,
               help="Add the transitions the core flow policy rejects or aborts.")
-@json_option
-@database_override
-def diagram(
-    fmt: str, run_id: str | None, policy: bool, as_json: bool, database: str | None
-) -> None:
+@json_and_database
+def diagram(fmt: str, run_id: str | None, policy: bool, as_json: bool) -> None:
     """Draw the flow run state graph (no graphviz binary needed for either format)."""
     from flowstate.diagram import TITLE, diagram_edges, path_edges, to_dot_text, to_mermaid_text
 
@@ -41,7 +37,7 @@ def diagram(
     history = []
     title = TITLE
     if run_id is not None:
-        with open_orchestrator(database) as orc:
+        with open_orchestrator() as orc:
             run = read_flow_run(orc, run_id)
             history = orc.read_flow_run_states(run.id)
         edges += path_edges(history)

@@ -14,10 +14,9 @@ import click
 from flowstate.cli._common import (
     DASH,
     STATE_TYPE,
-    database_override,
     echo_json,
+    json_and_database,
     fail,
-    json_option,
     open_orchestrator,
     read_flow_run,
 )
@@ -40,16 +39,13 @@ _NO = frozenset({"n", "no", "false", "f", "0"})
 @click.option("--name", help="The run's name (default: a generated one, e.g. daring-puffin).")
 @click.option("--state", "state_type", type=STATE_TYPE,
               help="Set this state at once, with force (default: no state).")
-@json_option
-@database_override
-def create_run(
-    flow_name: str, name: str | None, state_type: str | None, as_json: bool, database: str | None
-) -> None:
+@json_and_database
+def create_run(flow_name: str, name: str | None, state_type: str | None, as_json: bool) -> None:
     """Create a flow run of FLOW_NAME and print its id (``--json``: the run)."""
     from flowstate.states import State, StateType
 
     state = None if state_type is None else State(type=StateType(state_type.upper()))
-    with open_orchestrator(database) as orc:
+    with open_orchestrator() as orc:
         run = orc.create_flow_run(flow_name=flow_name, name=name, state=state)
     if as_json:
         echo_json(run)
@@ -59,12 +55,11 @@ def create_run(
 
 @click.command("input")
 @click.argument("run_id", metavar="ID")
-@json_option
-@database_override
-def run_inputs(run_id: str, as_json: bool, database: str | None) -> None:
+@json_and_database
+def run_inputs(run_id: str, as_json: bool) -> None:
     """The input of each pause of the flow run ID that waited for input: the schema it
     waits for, its description and the response it was resumed with."""
-    with open_orchestrator(database) as orc:
+    with open_orchestrator() as orc:
         run = read_flow_run(orc, run_id)
         pauses = _pauses_with_input(orc, run)
     if as_json:

@@ -27,8 +27,8 @@ from flowstate.cli._common import (
     database_override,
     duration,
     echo_json,
+    json_and_database,
     fields_table,
-    json_option,
     open_orchestrator,
 )
 from flowstate.cli._common import table as make_table
@@ -48,11 +48,10 @@ def limits() -> None:
 
 
 @limits.command("ls")
-@json_option
-@database_override
-def list_limits(as_json: bool, database: str | None) -> None:
+@json_and_database
+def list_limits(as_json: bool) -> None:
     """Every limit, by name, with the slots held and the number of holders (leases)."""
-    with open_orchestrator(database) as orc:
+    with open_orchestrator() as orc:
         found = orc.read_global_concurrency_limits()
         leases = orc.read_concurrency_leases()
         users = _deployments_by_limit(orc.read_deployments())
@@ -83,12 +82,10 @@ def list_limits(as_json: bool, database: str | None) -> None:
 @click.option("--inactive", is_flag=True,
               help="Create it inactive: it restricts nothing until "
               "'flowstate limits update NAME --active'.")
-@json_option
-@database_override
-def create_limit(name: str, limit: int, decay: float, inactive: bool, as_json: bool,
-                 database: str | None) -> None:
+@json_and_database
+def create_limit(name: str, limit: int, decay: float, inactive: bool, as_json: bool) -> None:
     """Create the limit NAME of LIMIT slots."""
-    with open_orchestrator(database) as orc:
+    with open_orchestrator() as orc:
         created = orc.create_global_concurrency_limit(
             name, limit, slot_decay_per_second=decay, active=not inactive)
     if as_json:
@@ -104,16 +101,16 @@ def create_limit(name: str, limit: int, decay: float, inactive: bool, as_json: b
 @click.option("--decay", type=float, metavar="R",
               help="Slots freed per second by themselves (0: none).")
 @click.option("--active/--inactive", default=None, help="Make it restrict, or restrict nothing.")
-@json_option
-@database_override
-def update_limit(name: str, new_limit: int | None, decay: float | None, active: bool | None,
-                 as_json: bool, database: str | None) -> None:
+@json_and_database
+def update_limit(
+    name: str, new_limit: int | None, decay: float | None, active: bool | None, as_json: bool
+) -> None:
     """Change a limit's slots, decay or activity; the slots held stay held."""
     given = {"limit": new_limit, "slot_decay_per_second": decay, "active": active}
     changes = {field: value for field, value in given.items() if value is not None}
     if not changes:
         raise click.UsageError("nothing to change: give --limit, --decay, --active or --inactive")
-    with open_orchestrator(database) as orc:
+    with open_orchestrator() as orc:
         limit = orc.update_global_concurrency_limit(name, **changes)  # type: ignore[arg-type]
     if as_json:
         echo_json(limit)
@@ -126,12 +123,11 @@ def update_limit(name: str, new_limit: int | None, decay: float | None, active: 
 
 @limits.command("inspect")
 @click.argument("name")
-@json_option
-@database_override
-def inspect_limit(name: str, as_json: bool, database: str | None) -> None:
+@json_and_database
+def inspect_limit(name: str, as_json: bool) -> None:
     """A limit's fields, the deployments whose runs share it and the leases holding its slots
     (NAME may be ``deployment:<deployment name>``)."""
-    with open_orchestrator(database) as orc:
+    with open_orchestrator() as orc:
         deployments = orc.read_deployments()
         limit = orc.read_global_concurrency_limit(_limit_name(name, deployments))
         holders = orc.read_concurrency_leases(limit.name)
@@ -147,11 +143,10 @@ def inspect_limit(name: str, as_json: bool, database: str | None) -> None:
 
 @limits.command("reset")
 @click.argument("name")
-@json_option
-@database_override
-def reset_limit(name: str, as_json: bool, database: str | None) -> None:
+@json_and_database
+def reset_limit(name: str, as_json: bool) -> None:
     """Empty a limit: no slot held, and its holders' leases no longer hold it."""
-    with open_orchestrator(database) as orc:
+    with open_orchestrator() as orc:
         before = len(orc.read_concurrency_leases(name))
         limit = orc.reset_global_concurrency_limit(name)
     if as_json:
@@ -164,9 +159,9 @@ def reset_limit(name: str, as_json: bool, database: str | None) -> None:
 @limits.command("delete")
 @click.argument("name")
 @database_override
-def delete_limit(name: str, database: str | None) -> None:
+def delete_limit(name: str) -> None:
     """Delete a limit (the leases on it stay, holding nothing of it)."""
-    with open_orchestrator(database) as orc:
+    with open_orchestrator() as orc:
         orc.delete_global_concurrency_limit(name)
     click.echo(f"deleted {name!r}")
 

@@ -17,12 +17,11 @@ from flowstate.cli._common import (
     DASH,
     console,
     STATE_TYPE,
-    database_override,
     duration,
     echo_json,
+    json_and_database,
     fields_table,
     find_run,
-    json_option,
     open_orchestrator,
     seconds,
     short_state,
@@ -66,8 +65,7 @@ def runs() -> None:
 @runs.command("ls")
 @click.option("--state", "state_type", type=STATE_TYPE, help="Only runs in this state type.")
 @listing_options("flow runs")
-@json_option
-@database_override
+@json_and_database
 def list_runs(
     state_type: str | None,
     flow_name: str | None,
@@ -75,11 +73,10 @@ def list_runs(
     offset: int,
     every: bool,
     as_json: bool,
-    database: str | None,
 ) -> None:
     """Flow runs, newest first (the 20 newest unless --limit or --all says otherwise)."""
     cut = None if every else limit
-    with open_orchestrator(database) as orc:
+    with open_orchestrator() as orc:
         found = orc.read_flow_runs(**_listing(state_type, flow_name, cut, offset))
     _print_listing(found, as_json, _title("Flow runs", len(found), cut, offset),
                    ("id", "flow/name", "state", "runs"),
@@ -89,11 +86,10 @@ def list_runs(
 
 @runs.command("show")
 @click.argument("run_id", metavar="ID")
-@json_option
-@database_override
-def show_run(run_id: str, as_json: bool, database: str | None) -> None:
+@json_and_database
+def show_run(run_id: str, as_json: bool) -> None:
     """A flow run or task run: its fields, and its state history as a timeline."""
-    with open_orchestrator(database) as orc:
+    with open_orchestrator() as orc:
         kind, run = find_run(orc, run_id)
         if kind == "flow":
             history = orc.read_flow_run_states(run.id)
@@ -116,8 +112,7 @@ def tasks() -> None:
 @click.option("--flow-run", "flow_run_id", metavar="ID", help="Only the task runs of this flow run.")
 @click.option("--state", "state_type", type=STATE_TYPE, help="Only task runs in this state type.")
 @listing_options("task runs")
-@json_option
-@database_override
+@json_and_database
 def list_tasks(
     flow_run_id: str | None,
     state_type: str | None,
@@ -126,11 +121,10 @@ def list_tasks(
     offset: int,
     every: bool,
     as_json: bool,
-    database: str | None,
 ) -> None:
     """Task runs, newest first (the 20 newest unless --limit or --all says otherwise)."""
     cut = None if every else limit
-    with open_orchestrator(database) as orc:
+    with open_orchestrator() as orc:
         if flow_run_id is not None:
             orc.read_flow_run(flow_run_id)  # an unknown flow run is an error, not an empty list
         found = orc.read_task_runs(

@@ -13,11 +13,10 @@ import click
 
 from flowstate.cli._common import (
     STATE_TYPE,
-    database_override,
     echo_json,
+    json_and_database,
     exit_for,
     find_run,
-    json_option,
     open_orchestrator,
     print_result,
     read_flow_run,
@@ -37,8 +36,7 @@ __all__ = ["cancel", "pause", "resume", "set_state"]
 @click.option("--name", help="The state's name (default: the type's, e.g. Running).")
 @click.option("--message", help="The state's message.")
 @click.option("--force", is_flag=True, help="Skip the core policy's rules (Prefect's force=True).")
-@json_option
-@database_override
+@json_and_database
 def set_state(
     run_id: str,
     state_type: str,
@@ -46,13 +44,12 @@ def set_state(
     message: str | None,
     force: bool,
     as_json: bool,
-    database: str | None,
 ) -> None:
     """Propose a state of TYPE for the flow run or task run ID."""
     from flowstate.states import State, StateType
 
     proposed = State(type=StateType(state_type.upper()), name=name, message=message)
-    with open_orchestrator(database) as orc:
+    with open_orchestrator() as orc:
         kind, run = find_run(orc, run_id)
         if kind == "flow":
             result = orc.set_flow_run_state(run.id, proposed, force=force)
@@ -74,8 +71,7 @@ def set_state(
 @click.option("--reschedule", is_flag=True,
               help="Suspend: release the infrastructure, resume to Scheduled (needs a "
               "deployment and --key).")
-@json_option
-@database_override
+@json_and_database
 def pause(
     run_id: str,
     pause_key: str | None,
@@ -84,7 +80,6 @@ def pause(
     description: str | None,
     reschedule: bool,
     as_json: bool,
-    database: str | None,
 ) -> None:
     """Pause the running flow run ID, optionally until it is resumed with input."""
     if reschedule and pause_key is None:
@@ -92,7 +87,7 @@ def pause(
     if description is not None and schema_text is None:
         raise click.UsageError("--description goes with --schema")
     schema = None if schema_text is None else json_object(schema_text, "--schema", "schema")
-    with open_orchestrator(database) as orc:
+    with open_orchestrator() as orc:
         run = read_flow_run(orc, run_id)
         result = orc.pause_flow_run(
             run.id,
@@ -110,12 +105,11 @@ def pause(
 @click.option("--input", "run_input", metavar="JSON|@FILE",
               help="Run input: a JSON object, or @path to a file holding one. Without it, on a "
               "terminal, a pause that waits for input asks for each field.")
-@json_option
-@database_override
-def resume(run_id: str, run_input: str | None, as_json: bool, database: str | None) -> None:
+@json_and_database
+def resume(run_id: str, run_input: str | None, as_json: bool) -> None:
     """Resume the paused flow run ID, as Prefect's /resume endpoint does."""
     given = None if run_input is None else json_object(run_input, "--input", "run input")
-    with open_orchestrator(database) as orc:
+    with open_orchestrator() as orc:
         run = read_flow_run(orc, run_id)
         if given is None and sys.stdin.isatty():
             wanted = pending_input(orc, run)
@@ -128,9 +122,8 @@ def resume(run_id: str, run_input: str | None, as_json: bool, database: str | No
 @click.command()
 @click.argument("run_id", metavar="ID")
 @click.option("--message", help="The Cancelling state's message.")
-@json_option
-@database_override
-def cancel(run_id: str, message: str | None, as_json: bool, database: str | None) -> None:
+@json_and_database
+def cancel(run_id: str, message: str | None, as_json: bool) -> None:
     """Cancel the flow run ID: propose CANCELLING, as Prefect does.
 
     A run with no infrastructure to stop (e.g. SCHEDULED) is answered REJECT with a
@@ -138,7 +131,7 @@ def cancel(run_id: str, message: str | None, as_json: bool, database: str | None
     """
     from flowstate.states import Cancelling
 
-    with open_orchestrator(database) as orc:
+    with open_orchestrator() as orc:
         run = read_flow_run(orc, run_id)
         result = orc.set_flow_run_state(run.id, Cancelling(message=message))
     _report(result, before=run.state, subject=f"flow run {run.id} ({run.name})", as_json=as_json)

@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING
 import click
 
 from flowstate.cli._common import (
-    database_override,
     echo_json,
-    json_option,
+    json_and_database,
     open_orchestrator,
     print_result,
     state_label,
@@ -44,10 +43,11 @@ __all__ = ["reap", "worker"]
               help="Stop after this many polls (--loop).")
 @click.option("--name", "worker_name", default="cli-worker", show_default=True,
               help="The worker name recorded with each claim.")
-@json_option
-@database_override
-def worker(mode: str, limit: int, poll_interval: float, max_polls: int | None, worker_name: str,
-           as_json: bool, database: str | None) -> None:
+@json_and_database
+def worker(
+    mode: str, limit: int, poll_interval: float, max_polls: int | None, worker_name: str,
+    as_json: bool,
+) -> None:
     """Claim due SCHEDULED flow runs (moving them to PENDING) and print them; each poll also
     releases expired concurrency leases.
 
@@ -59,7 +59,7 @@ def worker(mode: str, limit: int, poll_interval: float, max_polls: int | None, w
     once = mode == "once"
     last_poll = 1 if once else max_polls
     polls = claimed_in_all = 0
-    with open_orchestrator(database) as orc:
+    with open_orchestrator() as orc:
         try:
             while True:
                 _release_expired_leases(orc, as_json=as_json)
@@ -107,16 +107,15 @@ def _show_claimed(claimed: list[FlowRun], *, as_json: bool, once: bool) -> None:
               help="Seconds of silence (no heartbeat) after which a PENDING/RUNNING run is lost.")
 @click.option("--late-threshold", type=click.FloatRange(min=0), default=None,
               help="Also mark Late the runs still Scheduled this many seconds past their time.")
-@json_option
-@database_override
-def reap(timeout: float, late_threshold: float | None, as_json: bool, database: str | None) -> None:
+@json_and_database
+def reap(timeout: float, late_threshold: float | None, as_json: bool) -> None:
     """Propose CRASHED for flow runs silent longer than --timeout (and mark late runs); release
     the concurrency leases not renewed before they expired.
 
     Each run is shown with its name and the state it left; with --json, the orchestration
     results as a list ([] when there is nothing to reap).
     """
-    with open_orchestrator(database) as orc:
+    with open_orchestrator() as orc:
         results = orc.mark_lost_runs(timeout=timeout)
         if late_threshold is not None:
             results += orc.mark_late_runs(threshold=late_threshold)
