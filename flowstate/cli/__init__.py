@@ -37,7 +37,7 @@ from flowstate.cli._common import BUSY_TIMEOUT_HELP, DATABASE_HELP, EXIT_CODES, 
 from flowstate.store.connection import MAX_BUSY_TIMEOUT
 from flowstate.cli.demo import demo
 from flowstate.cli.diagram import diagram
-from flowstate.cli.inputs import create_run, run_inputs
+from flowstate.cli.inputs import run_inputs
 from flowstate.cli.limits import limits
 from flowstate.cli.runs import runs, tasks
 from flowstate.cli.steer import cancel, pause, resume, set_state
@@ -74,7 +74,6 @@ def main(ctx: click.Context, database: str | None, busy_timeout: float) -> None:
     ctx.obj = CliConfig(database=database, busy_timeout=busy_timeout)
 
 
-runs.add_command(create_run)
 runs.add_command(run_inputs)
 for _command in (demo, runs, tasks, set_state, pause, resume, cancel, diagram, worker, reap, limits):
     main.add_command(_command)

@@ -177,6 +177,14 @@ def echo_json(value: Any) -> None:
     click.echo(json.dumps(jsonable, separators=(",", ":"), ensure_ascii=False))
 
 
+def echo_result(value: Any, text: str, *, as_json: bool) -> None:
+    """Print ``value`` as JSON with ``--json``, else the line ``text``."""
+    if as_json:
+        echo_json(value)
+    else:
+        click.echo(text)
+
+
 # -- presentation ---------------------------------------------------------------------------------
 
 
@@ -209,6 +217,11 @@ def fields_table(title: str, rows: dict[str, Any]) -> Table:
     for field, value in rows.items():
         made.add_row(field, str(value))
     return made
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 slot``, ``2 slots``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def short_state(state: State | None) -> str:
@@ -276,10 +289,3 @@ def print_result(result: OrchestrationResult, *, before: State | None, subject: 
         rows.append(("retry in", f"{delay} s"))
     for field, value in rows:
         click.echo(f"{field:<8}  {value}")
-
-
-def exit_for(result: OrchestrationResult) -> None:
-    """Leave with the exit code of the result's status (0 for ACCEPT)."""
-    code = EXIT_CODES[result.status.value]
-    if code:
-        raise SystemExit(code)

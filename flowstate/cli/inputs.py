@@ -1,5 +1,5 @@
-"""``flowstate runs create`` and ``flowstate runs input``, and the prompts ``flowstate resume``
-shows on a terminal when the pause waits for input.
+"""``flowstate runs input``, and the prompts ``flowstate resume`` shows on a terminal when the
+pause waits for input.
 
 Prompts go to stderr, so ``--json`` output on stdout stays clean.
 """
@@ -13,10 +13,9 @@ import click
 
 from flowstate.cli._common import (
     DASH,
-    STATE_TYPE,
     echo_json,
-    json_and_database,
     fail,
+    json_and_database,
     open_orchestrator,
     read_flow_run,
 )
@@ -28,29 +27,10 @@ if TYPE_CHECKING:
     from flowstate.runs import FlowRun
     from flowstate.states import State
 
-__all__ = ["create_run", "pending_input", "prompt_for_input", "run_inputs"]
+__all__ = ["pending_input", "prompt_for_input", "run_inputs"]
 
 _YES = frozenset({"y", "yes", "true", "t", "1"})
 _NO = frozenset({"n", "no", "false", "f", "0"})
-
-
-@click.command("create")
-@click.argument("flow_name", metavar="FLOW_NAME")
-@click.option("--name", help="The run's name (default: a generated one, e.g. daring-puffin).")
-@click.option("--state", "state_type", type=STATE_TYPE,
-              help="Set this state at once, with force (default: no state).")
-@json_and_database
-def create_run(flow_name: str, name: str | None, state_type: str | None, as_json: bool) -> None:
-    """Create a flow run of FLOW_NAME and print its id (``--json``: the run)."""
-    from flowstate.states import State, StateType
-
-    state = None if state_type is None else State(type=StateType(state_type.upper()))
-    with open_orchestrator() as orc:
-        run = orc.create_flow_run(flow_name=flow_name, name=name, state=state)
-    if as_json:
-        echo_json(run)
-    else:
-        click.echo(str(run.id))
 
 
 @click.command("input")

@@ -27,9 +27,11 @@ from flowstate.cli._common import (
     database_override,
     duration,
     echo_json,
-    json_and_database,
+    echo_result,
     fields_table,
+    json_and_database,
     open_orchestrator,
+    plural,
 )
 from flowstate.cli._common import table as make_table
 
@@ -88,11 +90,8 @@ def create_limit(name: str, limit: int, decay: float, inactive: bool, as_json: b
     with open_orchestrator() as orc:
         created = orc.create_global_concurrency_limit(
             name, limit, slot_decay_per_second=decay, active=not inactive)
-    if as_json:
-        echo_json(created)
-        return
     kind = f"rate limit ({decay:g} slots/s)" if decay else "concurrency limit"
-    click.echo(f"created {kind} {name!r}: {limit} slot{'s' if limit != 1 else ''}")
+    echo_result(created, f"created {kind} {name!r}: {plural(limit, 'slot')}", as_json=as_json)
 
 
 @limits.command("update")
@@ -112,13 +111,11 @@ def update_limit(
         raise click.UsageError("nothing to change: give --limit, --decay, --active or --inactive")
     with open_orchestrator() as orc:
         limit = orc.update_global_concurrency_limit(name, **changes)  # type: ignore[arg-type]
-    if as_json:
-        echo_json(limit)
-        return
     state = "active" if limit.active else "inactive (restricts nothing)"
     decay = limit.slot_decay_per_second
     rate = f"; a rate limit ({decay:g} slots/s)" if decay else ""
-    click.echo(f"updated {name!r}: {limit.active_slots} of {limit.limit} slots held; {state}{rate}")
+    echo_result(limit, f"updated {name!r}: {limit.active_slots} of {limit.limit} slots held; "
+                f"{state}{rate}", as_json=as_json)
 
 
 @limits.command("inspect")
@@ -149,11 +146,8 @@ def reset_limit(name: str, as_json: bool) -> None:
     with open_orchestrator() as orc:
         before = len(orc.read_concurrency_leases(name))
         limit = orc.reset_global_concurrency_limit(name)
-    if as_json:
-        echo_json(limit)
-        return
-    click.echo(f"reset {name!r}: 0 of {limit.limit} slots held; {before} holder"
-               f"{'s' if before != 1 else ''} let go")
+    echo_result(limit, f"reset {name!r}: 0 of {limit.limit} slots held; "
+                f"{plural(before, 'holder')} let go", as_json=as_json)
 
 
 @limits.command("delete")
@@ -164,13 +158,6 @@ def delete_limit(name: str) -> None:
     with open_orchestrator() as orc:
         orc.delete_global_concurrency_limit(name)
     click.echo(f"deleted {name!r}")
-
-
-def describe_lease(lease: ConcurrencyLease) -> str:
-    """``<lease id> (2 slots of db, api; held by task_run <id>)``, one line."""
-    limits_held = ", ".join(lease.limits) or "no limit"
-    holder = "" if lease.holder is None else f"; held by {lease.holder.type} {lease.holder.id}"
-    return f"{lease.lease_id} ({lease.slots} slot{'s' if lease.slots != 1 else ''} of {limits_held}{holder})"
 
 
 def _deployments_by_limit(deployments: list[Deployment]) -> dict[UUID, list[Deployment]]:

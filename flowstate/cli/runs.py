@@ -1,7 +1,9 @@
-"""``flowstate runs ls|show`` and ``flowstate tasks ls``: look at runs and their state history.
+"""``flowstate runs ls|show|create`` and ``flowstate tasks ls``: look at runs and their state
+history, create a flow run.
 
 With ``--json``: ``runs ls`` and ``tasks ls`` print a JSON array of Prefect-shaped runs;
-``runs show`` prints ``{"flow_run": ..., "states": [...]}`` (``"task_run"`` for a task run).
+``runs show`` prints ``{"flow_run": ..., "states": [...]}`` (``"task_run"`` for a task run);
+``runs create`` prints the new flow run.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ import click
 
 from flowstate.cli._common import (
     DASH,
-    console,
     STATE_TYPE,
+    console,
     duration,
     echo_json,
-    json_and_database,
+    echo_result,
     fields_table,
     find_run,
+    json_and_database,
     open_orchestrator,
     seconds,
     short_state,
@@ -103,6 +106,22 @@ def show_run(run_id: str, as_json: bool) -> None:
     out.print(timeline_table(history, datetime.now(timezone.utc)))
 
 
+@runs.command("create")
+@click.argument("flow_name", metavar="FLOW_NAME")
+@click.option("--name", help="The run's name (default: a generated one, e.g. daring-puffin).")
+@click.option("--state", "state_type", type=STATE_TYPE,
+              help="Set this state at once, with force (default: no state).")
+@json_and_database
+def create_run(flow_name: str, name: str | None, state_type: str | None, as_json: bool) -> None:
+    """Create a flow run of FLOW_NAME and print its id (``--json``: the run)."""
+    from flowstate.states import State, StateType
+
+    state = None if state_type is None else State(type=StateType(state_type))
+    with open_orchestrator() as orc:
+        run = orc.create_flow_run(flow_name=flow_name, name=name, state=state)
+    echo_result(run, str(run.id), as_json=as_json)
+
+
 @click.group()
 def tasks() -> None:
     """List task runs."""
@@ -141,7 +160,7 @@ def _listing(
 ) -> dict[str, Any]:
     """The filters and page of ``runs ls`` / ``tasks ls``, as ``read_*_runs`` takes them."""
     return {
-        "state_type": state_type.upper() if state_type else None,
+        "state_type": state_type,
         "flow_name": flow_name,
         "limit": limit,
         "offset": offset,

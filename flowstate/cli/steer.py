@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 import click
 
 from flowstate.cli._common import (
+    EXIT_CODES,
     STATE_TYPE,
     echo_json,
-    json_and_database,
-    exit_for,
     find_run,
+    json_and_database,
     open_orchestrator,
     print_result,
     read_flow_run,
@@ -25,7 +25,7 @@ from flowstate.cli.inputs import json_object, pending_input, prompt_for_input
 
 if TYPE_CHECKING:
     from flowstate.results import OrchestrationResult
-    from flowstate.states import State
+    from flowstate.runs import FlowRun, TaskRun
 
 __all__ = ["cancel", "pause", "resume", "set_state"]
 
@@ -48,14 +48,12 @@ def set_state(
     """Propose a state of TYPE for the flow run or task run ID."""
     from flowstate.states import State, StateType
 
-    proposed = State(type=StateType(state_type.upper()), name=name, message=message)
+    proposed = State(type=StateType(state_type), name=name, message=message)
     with open_orchestrator() as orc:
         kind, run = find_run(orc, run_id)
-        if kind == "flow":
-            result = orc.set_flow_run_state(run.id, proposed, force=force)
-        else:
-            result = orc.set_task_run_state(run.id, proposed, force=force)
-    _report(result, before=run.state, subject=f"{kind} run {run.id} ({run.name})", as_json=as_json)
+        set_run_state = orc.set_flow_run_state if kind == "flow" else orc.set_task_run_state
+        result = set_run_state(run.id, proposed, force=force)
+    _report(result, kind, run, as_json)
 
 
 @click.command()
@@ -97,7 +95,7 @@ def pause(
             description=description,
             reschedule=reschedule,
         )
-    _report(result, before=run.state, subject=f"flow run {run.id} ({run.name})", as_json=as_json)
+    _report(result, "flow", run, as_json)
 
 
 @click.command()
@@ -116,7 +114,7 @@ def resume(run_id: str, run_input: str | None, as_json: bool) -> None:
             if wanted is not None:
                 given = prompt_for_input(*wanted)
         result = orc.resume_flow_run(run.id, run_input=given)
-    _report(result, before=run.state, subject=f"flow run {run.id} ({run.name})", as_json=as_json)
+    _report(result, "flow", run, as_json)
 
 
 @click.command()
@@ -134,14 +132,17 @@ def cancel(run_id: str, message: str | None, as_json: bool) -> None:
     with open_orchestrator() as orc:
         run = read_flow_run(orc, run_id)
         result = orc.set_flow_run_state(run.id, Cancelling(message=message))
-    _report(result, before=run.state, subject=f"flow run {run.id} ({run.name})", as_json=as_json)
+    _report(result, "flow", run, as_json)
 
 
-def _report(result: OrchestrationResult, *, before: State | None, subject: str, as_json: bool) -> None:
-    """Print the result (JSON or rows), then exit with the code of its status."""
+def _report(result: OrchestrationResult, kind: str, run: FlowRun | TaskRun, as_json: bool) -> None:
+    """Print the result for the run as it was before (JSON or rows), then exit with the code of
+    its status (0 for ACCEPT)."""
     if as_json:
         echo_json(result)
     else:
-        print_result(result, before=before, subject=subject)
-    exit_for(result)
+        print_result(result, before=run.state, subject=f"{kind} run {run.id} ({run.name})")
+    code = EXIT_CODES[result.status.value]
+    if code:
+        raise SystemExit(code)
 

@@ -17,12 +17,13 @@ from flowstate.cli._common import (
     echo_json,
     json_and_database,
     open_orchestrator,
+    plural,
     print_result,
     state_label,
 )
-from flowstate.cli.limits import describe_lease
 
 if TYPE_CHECKING:
+    from flowstate.concurrency import ConcurrencyLease
     from flowstate.orchestrator import Orchestrator
     from flowstate.results import OrchestrationResult
     from flowstate.runs import FlowRun
@@ -72,23 +73,27 @@ def worker(
                 if not claimed:
                     time.sleep(poll_interval)
         except KeyboardInterrupt:
-            click.echo(_stopped_summary(claimed_in_all, polls), err=as_json)
+            summary = f"stopped: claimed {plural(claimed_in_all, 'run')} in {polls} polls"
+            click.echo(summary, err=as_json)
             return
         if once and not claimed and not as_json:
             click.echo("no due runs")
 
 
-def _stopped_summary(claimed: int, polls: int) -> str:
-    """What ``worker --loop`` says when Ctrl-C stops it."""
-    runs = "run" if claimed == 1 else "runs"
-    return f"stopped: claimed {claimed} {runs} in {polls} polls"
-
-
 def _release_expired_leases(orc: Orchestrator, *, as_json: bool) -> None:
     """Release the concurrency leases nobody renewed in time, naming each (not with --json)."""
-    for lease in orc.expire_leases():
-        if not as_json:
-            click.echo(f"released expired lease {describe_lease(lease)}")
+    expired = orc.expire_leases()
+    if not as_json:
+        _say_released(expired)
+
+
+def _say_released(leases: list[ConcurrencyLease]) -> None:
+    """``released expired lease <id> (2 slots of db, api; held by task_run <id>)``, a line each."""
+    for lease in leases:
+        held = ", ".join(lease.limits) or "no limit"
+        holder = "" if lease.holder is None else f"; held by {lease.holder.type} {lease.holder.id}"
+        click.echo(f"released expired lease {lease.lease_id} ({plural(lease.slots, 'slot')} of "
+                   f"{held}{holder})")
 
 
 def _show_claimed(claimed: list[FlowRun], *, as_json: bool, once: bool) -> None:
@@ -138,8 +143,7 @@ def reap(timeout: float, late_threshold: float | None, as_json: bool) -> None:
                 before=_state_left(orc.read_flow_run_states(run_id), result),
                 subject=f"flow run {run_id} ({run.name})",
             )
-        for lease in expired:
-            click.echo(f"released expired lease {describe_lease(lease)}")
+        _say_released(expired)
 
 
 def _state_left(history: list[State], result: OrchestrationResult) -> State | None:
