@@ -492,9 +492,8 @@ class AsyncOrchestrator:
     async def _iterate(
         self, method: Callable[..., Iterator[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> AsyncIterator[Any]:
-        waiting = await self._call(method, args, kwargs)
-        steps = getattr(waiting, "steps", waiting)  # (Sleeping: its steps, naps included)
-        while not (step := await self._advance(steps))[0]:
+        sleeping = await self._call(method, args, kwargs)  # a Sleeping: its steps hold the naps
+        while not (step := await self._advance(sleeping.steps))[0]:
             yield step[1]
 
     async def _advance(self, steps: Iterator[Any]) -> tuple[bool, Any]:
