@@ -180,13 +180,11 @@ def _field_label(name: str, field: dict[str, Any]) -> str:
 def _ask(label: str, field: dict[str, Any], *, required: bool) -> str | None:
     """One answer typed for a field; None when an optional field without default is left out."""
     if "default" in field:
-        answer: str = click.prompt(label, default=_as_text(field["default"]), err=True)
-        return answer
+        return str(click.prompt(label, default=_as_text(field["default"]), err=True))
     if required:
-        answer = click.prompt(label, err=True)
-        return answer
+        return str(click.prompt(label, err=True))
     answer = click.prompt(f"{label} (Enter: leave out)", default="", show_default=False, err=True)
-    return None if answer == "" else answer
+    return str(answer) or None
 
 
 def _resolved(field: Any, schema: dict[str, Any]) -> dict[str, Any]:
