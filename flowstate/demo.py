@@ -39,7 +39,6 @@ __all__ = [
     "INVALID_INPUT",
     "VALID_INPUT",
     "run_demo",
-    "run_input_keyset",
 ]
 
 DEMO_FLOW_NAME = "demo-etl"
@@ -82,15 +81,6 @@ class DemoRun:
     steps: list[DemoStep] = field(default_factory=list)
 
 
-def run_input_keyset(pause_key: str, state_name: str = "Paused") -> dict[str, str]:
-    """The run-input keys a pause waiting for input uses, as Prefect's client names them.
-
-    >>> run_input_keyset("k1")["schema"]
-    'paused-k1-schema'
-    """
-    return keyset_from_base_key(f"{state_name.lower()}-{pause_key}")
-
-
 def run_demo(
     orc: Orchestrator, *, on_step: Callable[[DemoStep], None] | None = None
 ) -> DemoRun:
@@ -100,17 +90,7 @@ def run_demo(
     also collected in the returned :class:`DemoRun`. Orchestration answers (REJECT, WAIT, ABORT)
     never raise; errors of the engine (e.g. :class:`flowstate.DatabaseError`) propagate.
     """
-    demo = _create_demo_run(orc)
-    for step in _walk(orc, demo):
-        demo.steps.append(step)
-        if on_step is not None:
-            on_step(step)
-    return demo
-
-
-def _create_demo_run(orc: Orchestrator) -> DemoRun:
-    """Create the flow run (no state yet) with a pause key unique to this demo invocation."""
-    suffix = uuid.uuid4().hex[:8]
+    suffix = uuid.uuid4().hex[:8]  # the run's name and its pause key are new on every call
     run = orc.create_flow_run(
         flow_name=DEMO_FLOW_NAME,
         name=f"nightly-load-{suffix}",
@@ -119,9 +99,14 @@ def _create_demo_run(orc: Orchestrator) -> DemoRun:
         empirical_policy=FlowRunPolicy(retries=1),
     )
     pause_key = f"approval-{suffix}"
-    return DemoRun(
-        flow_run_id=run.id, pause_key=pause_key, run_input_keyset=run_input_keyset(pause_key)
-    )
+    # the run-input keys of a pause waiting for input, as Prefect's client names them
+    keyset = keyset_from_base_key(f"paused-{pause_key}")
+    demo = DemoRun(flow_run_id=run.id, pause_key=pause_key, run_input_keyset=keyset)
+    for step in _walk(orc, demo):
+        demo.steps.append(step)
+        if on_step is not None:
+            on_step(step)
+    return demo
 
 
 def _walk(orc: Orchestrator, demo: DemoRun) -> Iterator[DemoStep]:
