@@ -27,13 +27,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from flowstate.graph import INITIAL, TRIGGERS, Trigger, to_machine
 from flowstate.states import State, StateType
-
-if TYPE_CHECKING:
-    from flowstate.orchestration.policy import Policy
 
 __all__ = [
     "Edge",
@@ -72,8 +69,8 @@ class Edge:
     reason: str | None = None
 
 
-def policy_verdicts(policy: Policy | None = None) -> list[Verdict]:
-    """Ask ``policy`` (default: the core flow policy) about every (from, to) pair of state types.
+def policy_verdicts() -> list[Verdict]:
+    """Ask the core flow policy about every (from, to) pair of state types.
 
     Each pair is proposed once, on a fresh flow run of an in-memory orchestrator that was forced
     into ``from`` (``NONE``: a run with no state yet). Nothing is written anywhere else.
@@ -81,7 +78,7 @@ def policy_verdicts(policy: Policy | None = None) -> list[Verdict]:
     from flowstate.orchestrator import Orchestrator
 
     verdicts: list[Verdict] = []
-    with Orchestrator(":memory:", flow_policy=policy) as orc:
+    with Orchestrator(":memory:") as orc:
         for source in (None, *StateType):
             for dest in StateType:
                 run = orc.create_flow_run(flow_name="diagram")
@@ -100,7 +97,7 @@ def policy_verdicts(policy: Policy | None = None) -> list[Verdict]:
     return verdicts
 
 
-def diagram_edges(*, policy: bool = True, verdicts: Iterable[Verdict] | None = None) -> list[Edge]:
+def diagram_edges(*, policy: bool = True) -> list[Edge]:
     """The declared trigger edges, then (with ``policy``) the refused pairs that are not triggers.
 
     A declared trigger that needs something the plain run lacks (``reschedule`` needs a
@@ -114,7 +111,7 @@ def diagram_edges(*, policy: bool = True, verdicts: Iterable[Verdict] | None = N
     if not policy:
         return edges
     declared = {(edge.source, edge.dest) for edge in edges}
-    for verdict in policy_verdicts() if verdicts is None else verdicts:
+    for verdict in policy_verdicts():
         if verdict.status != "ACCEPT" and (verdict.source, verdict.dest) not in declared:
             label = verdict.status
             if verdict.result_type not in (None, verdict.source, verdict.dest):
