@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import click
 
-from flowstate.cli._common import BUSY_TIMEOUT_HELP, DATABASE_HELP, EXIT_CODES, CliConfig
+from flowstate.cli._common import DATABASE_HELP, EXIT_CODES, CliConfig
 from flowstate.store.connection import MAX_BUSY_TIMEOUT
 from flowstate.cli.demo import demo
 from flowstate.cli.diagram import diagram
@@ -61,7 +61,9 @@ __all__ = ["EXIT_CODES", "main"]
     type=click.FloatRange(min=0, max=MAX_BUSY_TIMEOUT),
     default=30.0,
     show_default=True,
-    help=BUSY_TIMEOUT_HELP,
+    help="How long to wait for the write lock while another connection holds it, in seconds, "
+    "before failing with DatabaseBusy. After about a second of waiting, one line on stderr "
+    "says so; Ctrl-C stops the wait at once.",
 )
 @click.version_option(package_name="flowstate", prog_name="flowstate")
 @click.pass_context

@@ -33,11 +33,6 @@ DATABASE_HELP = (
     "(postgresql://user@host/db; needs pip install 'flowstate[postgres]'). "
     "Default: ~/.flowstate/flowstate.db."
 )
-BUSY_TIMEOUT_HELP = (
-    "How long to wait for the write lock while another connection holds it, in seconds, "
-    "before failing with DatabaseBusy. After about a second of waiting, one line on stderr "
-    "says so; Ctrl-C stops the wait at once."
-)
 STATUS_STYLES = {"ACCEPT": "green", "REJECT": "yellow", "WAIT": "blue", "ABORT": "red"}
 DASH = "—"
 

@@ -42,9 +42,6 @@ if TYPE_CHECKING:
 
 __all__ = ["runs", "tasks"]
 
-LIMIT = click.IntRange(min=1)
-OFFSET = click.IntRange(min=0)
-DEFAULT_LIMIT = 20
 NO_WRAP = frozenset({"id", "timestamp", "state", "type", "duration"})
 
 
@@ -52,9 +49,10 @@ def listing_options(noun: str) -> Callable[[Callable[..., Any]], Callable[..., A
     """``--limit``, ``--offset``, ``--all`` and ``--flow`` of ``runs ls`` and ``tasks ls``."""
     options = (
         click.option("--flow", "flow_name", metavar="NAME", help=f"Only {noun} of this flow."),
-        click.option("--limit", type=LIMIT, default=DEFAULT_LIMIT, show_default=True,
+        click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True,
                      help=f"At most N {noun}, the newest."),
-        click.option("--offset", type=OFFSET, default=0, help=f"Skip the N newest {noun} first."),
+        click.option("--offset", type=click.IntRange(min=0), default=0,
+                     help=f"Skip the N newest {noun} first."),
         click.option("--all", "every", is_flag=True, help=f"Every {noun[:-1]}: no limit."),
     )
     return lambda command: reduce(lambda made, option: option(made), reversed(options), command)
@@ -94,10 +92,8 @@ def show_run(run_id: str, as_json: bool) -> None:
     """A flow run or task run: its fields, and its state history as a timeline."""
     with open_orchestrator() as orc:
         kind, run = find_run(orc, run_id)
-        if kind == "flow":
-            history = orc.read_flow_run_states(run.id)
-        else:
-            history = orc.read_task_run_states(run.id)
+        read_states = orc.read_flow_run_states if kind == "flow" else orc.read_task_run_states
+        history = read_states(run.id)
     if as_json:
         echo_json({f"{kind}_run": run, "states": history})
         return
