@@ -373,34 +373,32 @@ class InteractionMethods(EngineParts):
         """The inputs as they come, with a :class:`Nap` between two checks that found none."""
         from flowstate.run_input import RunInputMetadata, load_input
 
-        deadline = None if limit is None else self._now() + timedelta(seconds=limit)
-        while True:
-            with self._transaction():
-                self._flow_run_exists(receiver)
-                found = next(
-                    (
-                        row
-                        for row in self._store.read_run_inputs(receiver, prefix)
-                        if row[0] not in exclude_keys
-                    ),
-                    None,
-                )
-            if found is not None:
-                key, text, sender = found
-                exclude_keys.add(key)
-                metadata = RunInputMetadata(key=key, sender=sender, receiver=receiver)
-                yield load_input(as_model, text, metadata, with_metadata=with_metadata)
-                deadline = None if limit is None else self._now() + timedelta(seconds=limit)
-                continue
-            now = self._now()
-            if deadline is not None and now >= deadline:
-                if raise_timeout_error:
-                    raise WaitTimeout(
-                        f"no new input under {prefix!r} reached flow run {receiver} "
-                        f"within {limit} s"
-                    )
-                return
-            yield Nap(_next_nap(interval, now, deadline, None))
+        while True:  # each input: wait up to ``limit`` for it, then yield it
+            deadline = None if limit is None else self._now() + timedelta(seconds=limit)
+            while (found := self._unseen_input(receiver, prefix, exclude_keys)) is None:
+                now = self._now()
+                if deadline is not None and now >= deadline:
+                    if raise_timeout_error:
+                        raise WaitTimeout(
+                            f"no new input under {prefix!r} reached flow run {receiver} "
+                            f"within {limit} s"
+                        )
+                    return
+                yield Nap(_next_nap(interval, now, deadline, None))
+            key, text, sender = found
+            exclude_keys.add(key)
+            metadata = RunInputMetadata(key=key, sender=sender, receiver=receiver)
+            yield load_input(as_model, text, metadata, with_metadata=with_metadata)
+
+    def _unseen_input(
+        self, receiver: UUID, prefix: str, exclude_keys: MutableSet[str]
+    ) -> tuple[str, str, str | None] | None:
+        """The first input under ``prefix`` whose key is not in ``exclude_keys`` (one
+        transaction), as (key, JSON text, sender); None if there is none."""
+        with self._transaction():
+            self._flow_run_exists(receiver)
+            rows = self._store.read_run_inputs(receiver, prefix)
+            return next((row for row in rows if row[0] not in exclude_keys), None)
 
     # -- helpers -----------------------------------------------------------------------------
 
