@@ -20,6 +20,7 @@ from flowstate import _validation as validate
 from flowstate._concurrency import _UNSET, ConcurrencyMethods
 from flowstate._ids import uuid7
 from flowstate.concurrency import checks
+from flowstate.concurrency.checks import expect, is_number
 from flowstate.concurrency.models import ConcurrencyOptions, Deployment
 from flowstate.concurrency.run_slots import RunSlots
 from flowstate.concurrency.slots import DeploymentRow, LimitRow
@@ -211,23 +212,19 @@ def _fields(size: Any, strategy: Any, grace: Any, shared: Any, *, unset: Any) ->
 
 
 def _strategy(value: Any) -> str:
-    if value not in COLLISION_STRATEGIES:
-        raise InvalidState(
-            f"collision_strategy={value!r:.40}; expected 'ENQUEUE', 'CANCEL_NEW' or None"
-        )
+    expect(
+        value in COLLISION_STRATEGIES, "collision_strategy", value,
+        "'ENQUEUE', 'CANCEL_NEW' or None",
+    )
     return str(value)
 
 
 def _grace(value: Any) -> int:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or not MIN_GRACE_SECONDS <= value <= MAX_GRACE_SECONDS
-    ):
-        raise InvalidState(
-            f"grace_period_seconds={value!r:.40}; expected whole seconds from "
-            f"{MIN_GRACE_SECONDS} to {MAX_GRACE_SECONDS}, or None (300)"
-        )
+    ok = is_number(value, whole=True) and MIN_GRACE_SECONDS <= value <= MAX_GRACE_SECONDS
+    expect(
+        ok, "grace_period_seconds", value,
+        f"whole seconds from {MIN_GRACE_SECONDS} to {MAX_GRACE_SECONDS}, or None (300)",
+    )
     return value
 
 

@@ -180,6 +180,7 @@ def test_bad_arguments_fail_before_anything_is_taken(orc):
         (lambda: orc.concurrency("warehouse", occupy=2**64), "occupy=18446744073709551616"),
         (lambda: orc.concurrency("warehouse", timeout=1e12), "timeout=1000000000000.0"),
         (lambda: orc.rate_limit("warehouse", timeout=1e300), "timeout=1e\\+300"),
+        (lambda: orc.rate_limit("warehouse", timeout=10**400), "timeout=10{39}; expected"),
         (lambda: orc.concurrency("warehouse", strict="no"), "strict='no'; expected True or False"),
         (lambda: orc.rate_limit("warehouse", strict=1), "strict=1; expected True or False"),
     ):

@@ -413,6 +413,7 @@ def test_bad_limits_are_refused(orc, arguments, message):
         ({"active_slots": -1}, "active_slots=-1"),
         ({"slot_decay_per_second": -0.5}, "slot_decay_per_second=-0.5"),
         ({"slot_decay_per_second": math.inf}, "slot_decay_per_second=inf"),
+        ({"slot_decay_per_second": 10**400}, "slot_decay_per_second=10{39}; expected"),
         ({"active": "yes"}, "active='yes'"),
         ({"active_slots": 2**63}, "active_slots=9223372036854775808"),
     ],
@@ -439,6 +440,10 @@ def test_bad_fields_are_refused_on_create_and_update(orc, options, message):
         (lambda orc: orc.decrement_concurrency_slots("db", 0), "slots=0"),
         (lambda orc: orc.decrement_concurrency_slots("db", 1, occupancy_seconds=-1),
          "occupancy_seconds=-1"),
+        (lambda orc: orc.decrement_concurrency_slots("db", 1, occupancy_seconds=10**400),
+         "occupancy_seconds=10{39}; expected"),
+        (lambda orc: orc.increment_concurrency_slots_with_lease("db", 1, lease_duration=10**400),
+         "lease_duration=10{39}; expected"),
         (lambda orc: orc.increment_concurrency_slots_with_lease("db", 1, holder={"type": "x"}),
          "holder="),
         (lambda orc: orc.increment_concurrency_slots_with_lease(

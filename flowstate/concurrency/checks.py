@@ -3,7 +3,7 @@ the parameter, raised before anything is read or written."""
 
 from __future__ import annotations
 
-import math
+import sys
 from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
@@ -19,7 +19,9 @@ __all__ = [
     "block_arguments",
     "count",
     "decay",
+    "expect",
     "holder",
+    "is_number",
     "lease_duration",
     "lease_id",
     "limit_name",
@@ -63,79 +65,69 @@ MAX_WAIT_SECONDS = 100 * 365.25 * 86400
 """The longest ``timeout`` (a century): longer is no different from None (no timeout)."""
 
 
+def expect(ok: bool, what: str, value: Any, expected: str) -> None:
+    """InvalidState ``<what>=<value>; expected <expected>`` unless ``ok``."""
+    if not ok:
+        raise InvalidState(f"{what}={value!r:.40}; expected {expected}")
+
+
+def is_number(value: Any, *, whole: bool = False) -> bool:
+    """A finite int or float (an int only if ``whole``) that a float holds; never a bool."""
+    kinds = int if whole else int | float
+    return (
+        isinstance(value, kinds)
+        and not isinstance(value, bool)
+        and -sys.float_info.max <= value <= sys.float_info.max  # (False for NaN)
+    )
+
+
 def count(value: Any, what: str, minimum: int) -> int:
     """A whole number from ``minimum`` to 2**63-1 (what a database column holds)."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or not minimum <= value <= validate.MAX_SQL_INT
-    ):
-        raise InvalidState(
-            f"{what}={value!r:.40}; expected a whole number from {minimum} to 2**63-1"
-        )
+    ok = is_number(value, whole=True) and minimum <= value <= validate.MAX_SQL_INT
+    expect(ok, what, value, f"a whole number from {minimum} to 2**63-1")
     return value
 
 
 def decay(value: Any) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise InvalidState(
-            f"slot_decay_per_second={value!r:.40}; expected a number >= 0 (0: no decay)"
-        )
+    ok = is_number(value) and value >= 0
+    expect(ok, "slot_decay_per_second", value, "a number >= 0 (0: no decay)")
     return float(value)
 
 
 def active(value: Any, what: str = "active") -> bool:
-    if not isinstance(value, bool):
-        raise InvalidState(f"{what}={value!r:.40}; expected True or False")
+    expect(isinstance(value, bool), what, value, "True or False")
     return value
 
 
 def mode(value: Any) -> str:
-    if value not in ("concurrency", "rate_limit"):
-        raise InvalidState(f"mode={value!r:.40}; expected 'concurrency' or 'rate_limit'")
+    expect(value in ("concurrency", "rate_limit"), "mode", value, "'concurrency' or 'rate_limit'")
     return str(value)
 
 
-def _seconds(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
 def lease_duration(value: Any) -> float:
-    seconds = _seconds(value)
-    if seconds is None or not MIN_LEASE_SECONDS <= seconds <= MAX_LEASE_SECONDS:
-        raise InvalidState(
-            f"lease_duration={value!r:.40}; expected seconds between {MIN_LEASE_SECONDS} and "
-            f"{MAX_LEASE_SECONDS}"
-        )
-    return seconds
+    ok = is_number(value) and MIN_LEASE_SECONDS <= value <= MAX_LEASE_SECONDS
+    expect(
+        ok, "lease_duration", value,
+        f"seconds between {MIN_LEASE_SECONDS} and {MAX_LEASE_SECONDS}",
+    )
+    return float(value)
 
 
 def occupancy(value: Any) -> float | None:
     if value is None:
         return None
-    seconds = _seconds(value)
-    if seconds is None or seconds <= 0:
-        raise InvalidState(f"occupancy_seconds={value!r:.40}; expected seconds > 0, or None")
-    return seconds
+    expect(is_number(value) and value > 0, "occupancy_seconds", value, "seconds > 0, or None")
+    return float(value)
 
 
 def timeout(value: Any) -> float | None:
     if value is None:
         return None
-    seconds = _seconds(value)
-    if seconds is None or not 0 <= seconds <= MAX_WAIT_SECONDS:
-        raise InvalidState(
-            f"timeout={value!r:.40}; expected seconds from 0 to {MAX_WAIT_SECONDS:.0f} (a "
-            "century), or None (no timeout)"
-        )
-    return seconds
+    expect(
+        is_number(value) and 0 <= value <= MAX_WAIT_SECONDS, "timeout", value,
+        f"seconds from 0 to {MAX_WAIT_SECONDS:.0f} (a century), or None (no timeout)",
+    )
+    return float(value)
 
 
 def lease_id(value: Any) -> str:
