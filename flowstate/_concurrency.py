@@ -18,7 +18,6 @@ from typing import Any
 from uuid import UUID
 
 from flowstate._engine_parts import EngineParts
-from flowstate._ids import uuid7
 from flowstate._interaction import Nap, run_steps
 from flowstate.concurrency import checks
 from flowstate.concurrency.holding import Acquired, HeldSlots
@@ -104,7 +103,7 @@ class ConcurrencyMethods(EngineParts):
         )
         with self._transaction():
             now = self._liveness_time(None)
-            row = LimitRow.new(str(uuid7()), checked_name, fields.pop("limit"), now, **fields)
+            row = LimitRow.new(checked_name, fields.pop("limit"), now, **fields)
             if not self._limits.insert(row):
                 raise ObjectAlreadyExists(
                     f"a global concurrency limit named {checked_name!r} already exists"
@@ -261,16 +260,8 @@ class ConcurrencyMethods(EngineParts):
             now = self._liveness_time(None)
             found, refused = self._take(wanted, count, how, now)
             if refused is None:
-                lease = LeaseRow(
-                    id=str(uuid7()),
-                    slots=count,
-                    holder_type=None if held_by is None else held_by[0],
-                    holder_id=None if held_by is None else held_by[1],
-                    created=now,
-                    expiration=now + timedelta(seconds=duration),
-                    taken={row.id: count if row.active else 0 for row in found},
-                    names=sorted(row.name for row in found),
-                )
+                taken = [(row, count if row.active else 0) for row in found]
+                lease = LeaseRow.new(held_by, count, now, duration, taken)
                 self._limits.insert(lease)
         if refused is not None:
             raise refused

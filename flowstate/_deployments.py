@@ -22,10 +22,9 @@ from flowstate._ids import uuid7
 from flowstate.concurrency import checks
 from flowstate.concurrency.checks import expect, is_number
 from flowstate.concurrency.models import ConcurrencyOptions, Deployment
-from flowstate.concurrency.run_slots import RunSlots
+from flowstate.concurrency.run_slots import DEFAULT_GRACE_SECONDS, RunSlots
 from flowstate.concurrency.slots import DeploymentRow, LimitRow
 from flowstate.errors import InvalidState, ObjectAlreadyExists, ObjectNotFound
-from flowstate.orchestration.deployment_rules import DEFAULT_GRACE_SECONDS
 from flowstate.runs import FlowRun
 
 __all__ = ["COLLISION_STRATEGIES", "DeploymentMethods", "own_limit_name"]
@@ -59,8 +58,8 @@ class DeploymentMethods(ConcurrencyMethods):
             return
         slots = RunSlots(self._limits, lambda: now)
         deployment = slots.deployment_limit(run.deployment_id)
-        grace = None if deployment is None else deployment.grace_period_seconds
-        slots.renew(lease_id, ("flow_run", run.id), grace or DEFAULT_GRACE_SECONDS)
+        grace = DEFAULT_GRACE_SECONDS if deployment is None else deployment.grace
+        slots.renew(lease_id, ("flow_run", run.id), grace)
 
     def create_deployment(
         self,

@@ -12,7 +12,6 @@ from uuid import UUID
 
 from flowstate import _validation as validate
 from flowstate._concurrency import ConcurrencyMethods
-from flowstate._ids import uuid7
 from flowstate.concurrency import checks
 from flowstate.concurrency.models import ConcurrencyLease
 from flowstate.concurrency import tags as tag_checks
@@ -84,18 +83,8 @@ class TagLimitMethods(ConcurrencyMethods):
             for run_id in override or []:
                 taken = 1 if row.active and held + 1 <= row.limit else 0
                 held += taken
-                limits.insert(
-                    LeaseRow(
-                        id=str(uuid7()),
-                        slots=1,
-                        holder_type="task_run",
-                        holder_id=str(run_id),
-                        created=now,
-                        expiration=now + timedelta(seconds=TASK_SLOT_LEASE_SECONDS),
-                        taken={row.id: taken},
-                        names=[row.name],
-                    )
-                )
+                holder = ("task_run", str(run_id))
+                limits.insert(LeaseRow.new(holder, 1, now, TASK_SLOT_LEASE_SECONDS, [(row, taken)]))
             row.active_slots = held
             row.updated = now
             limits.update(row)

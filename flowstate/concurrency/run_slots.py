@@ -18,17 +18,20 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from flowstate._ids import uuid7
 from flowstate.concurrency.slots import DeploymentRow, LeaseRow, LimitRow, after_decay, hold, moved_average
 from flowstate.concurrency.tags import tag_limit_name
 
 if TYPE_CHECKING:
     from flowstate.store.limits import LimitStore
 
-__all__ = ["NO_SLOTS", "DeploymentLimit", "RunSlots", "give_back", "take_slots"]
+__all__ = ["DEFAULT_GRACE_SECONDS", "NO_SLOTS", "DeploymentLimit", "RunSlots", "give_back", "take_slots"]
 
 Holder = tuple[str, UUID]
 """(``"flow_run"`` or ``"task_run"``, the run's id)."""
+
+
+DEFAULT_GRACE_SECONDS = 300
+"""How long a run's slot lasts unrenewed when its deployment sets no grace period."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +41,11 @@ class DeploymentLimit:
     limit: LimitRow
     collision_strategy: str | None
     grace_period_seconds: int | None
+
+    @property
+    def grace(self) -> int:
+        """How long a run's slot lasts unrenewed: the grace period, or the default."""
+        return self.grace_period_seconds or DEFAULT_GRACE_SECONDS
 
 
 class RunSlots:
@@ -97,25 +105,21 @@ class RunSlots:
         if mine:
             give_back(self._limits, mine, self.now, count_occupancy=False)
 
-    def take(self, limits: list[LimitRow], holder: Holder, duration: float) -> UUID | None:
+    def take(
+        self, limits: list[LimitRow], holder: Holder, duration: float
+    ) -> tuple[UUID | None, list[tuple[LimitRow, int]]]:
         """One slot of each limit (locked rows, all active), held by a new lease of ``holder``
-        for ``duration`` seconds; None (nothing written) when one of them is full."""
+        for ``duration`` seconds: (its id, []); or, when some are full, (None, those limits
+        with the slots they hold), nothing written."""
         assert self._limits is not None
         now = self.now
-        if take_slots(self._limits, limits, 1, now):
-            return None
-        lease = LeaseRow(
-            id=str(uuid7()),
-            slots=1,
-            holder_type=holder[0],
-            holder_id=str(holder[1]),
-            created=now,
-            expiration=now + timedelta(seconds=duration),
-            taken={row.id: 1 for row in limits},
-            names=sorted(row.name for row in limits),
-        )
+        full = take_slots(self._limits, limits, 1, now)
+        if full:
+            return None, full
+        owner = (holder[0], str(holder[1]))
+        lease = LeaseRow.new(owner, 1, now, duration, [(row, 1) for row in limits])
         self._limits.insert(lease)
-        return UUID(lease.id)
+        return UUID(lease.id), []
 
     def held(self, lease_id: UUID | None, holder: Holder) -> LeaseRow | None:
         """The lease (locked) if it exists and ``holder`` holds it, else None."""

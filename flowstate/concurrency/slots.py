@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from uuid import UUID
 
+from flowstate._ids import uuid7
 from flowstate.concurrency.models import (
     ConcurrencyLease,
     ConcurrencyLeaseHolder,
@@ -61,7 +62,6 @@ class LimitRow:
     @classmethod
     def new(
         cls,
-        id: str,
         name: str,
         limit: int,
         now: datetime,
@@ -70,9 +70,9 @@ class LimitRow:
         active_slots: int = 0,
         slot_decay_per_second: float = 0.0,
     ) -> LimitRow:
-        """A limit created at ``now``, with the default average occupancy."""
+        """A new limit (a new id) created at ``now``, with the default average occupancy."""
         return cls(
-            id=id,
+            id=str(uuid7()),
             name=name,
             limit=limit,
             active=active,
@@ -113,6 +113,29 @@ class LeaseRow:
     taken: dict[str, int] = field(default_factory=dict)
     """limit id -> slots taken on it."""
     names: list[str] = field(default_factory=list)
+
+    @classmethod
+    def new(
+        cls,
+        holder: tuple[str, str] | None,
+        slots: int,
+        now: datetime,
+        seconds: float,
+        taken: list[tuple[LimitRow, int]],
+    ) -> LeaseRow:
+        """A lease of ``holder`` (type, id), taken at ``now`` for ``seconds``, of ``slots``
+        slots: ``taken`` says how many it took on each limit."""
+        holder_type, holder_id = holder or (None, None)
+        return cls(
+            id=str(uuid7()),
+            slots=slots,
+            holder_type=holder_type,
+            holder_id=holder_id,
+            created=now,
+            expiration=now + timedelta(seconds=seconds),
+            taken={row.id: count for row, count in taken},
+            names=sorted(row.name for row, _ in taken),
+        )
 
     def model(self) -> ConcurrencyLease:
         holder = None

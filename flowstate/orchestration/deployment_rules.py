@@ -21,7 +21,6 @@ from flowstate.results import SetStateStatus
 from flowstate.states import State, StateType
 
 __all__ = [
-    "DEFAULT_GRACE_SECONDS",
     "SLOT_WAIT_SECONDS",
     "release_flow_concurrency_slots",
     "secure_flow_concurrency_slots",
@@ -31,8 +30,6 @@ __all__ = [
 S = StateType
 HOLDING = frozenset({S.PENDING, S.RUNNING, S.CANCELLING})
 """A deployment's run holds its slot while in one of these."""
-DEFAULT_GRACE_SECONDS = 300
-"""How long a run's slot lasts unrenewed when its deployment sets no grace period."""
 SLOT_WAIT_SECONDS = 30
 """How far ahead an enqueued run is rescheduled (``AwaitingConcurrencySlot``)."""
 LIMIT_REACHED = "Deployment concurrency limit reached."
@@ -101,11 +98,9 @@ def _take_slot(
         return None  # an inactive limit restricts nothing
     if limit.limit == 0:
         return Abort(ZERO_LIMIT)
-    grace = deployment.grace_period_seconds or DEFAULT_GRACE_SECONDS
-    lease = ctx.slots.take([limit], _holder(ctx), grace)
-    if lease is not None:
-        ctx.parameters[_TAKEN] = lease
-        return Proceed(ctx.with_details(proposed, deployment_concurrency_lease_id=lease))
+    taken = _take_anew(ctx, proposed, deployment)
+    if taken is not None:
+        return taken
     if deployment.collision_strategy == "CANCEL_NEW":
         return Reject(LIMIT_REACHED, ctx.fresh_state(S.CANCELLED, message=LIMIT_REACHED))
     waiting = ctx.fresh_state(
@@ -114,6 +109,18 @@ def _take_slot(
         scheduled_time=ctx.now + timedelta(seconds=SLOT_WAIT_SECONDS),
     )
     return Reject(LIMIT_REACHED, waiting)
+
+
+def _take_anew(
+    ctx: TransitionContext, proposed: State, deployment: DeploymentLimit
+) -> Proceed | None:
+    """A new slot of the deployment's limit for the run, ``proposed`` carrying its lease;
+    None (nothing taken) when the limit is full."""
+    lease, _full = ctx.slots.take([deployment.limit], _holder(ctx), deployment.grace)
+    if lease is None:
+        return None
+    ctx.parameters[_TAKEN] = lease
+    return Proceed(ctx.with_details(proposed, deployment_concurrency_lease_id=lease))
 
 
 @rule(
@@ -138,17 +145,13 @@ def validate_deployment_concurrency_at_running(ctx: TransitionContext) -> Decisi
     deployment = ctx.slots.deployment_limit(ctx._value("deployment_id"))
     if deployment is None:
         return decision
-    holder = _holder(ctx)
-    grace = deployment.grace_period_seconds or DEFAULT_GRACE_SECONDS
-    if ctx.slots.renew(lease_id, holder, grace):
+    if ctx.slots.renew(lease_id, _holder(ctx), deployment.grace):
         return decision
-    limit = deployment.limit
-    if not limit.active:
+    if not deployment.limit.active:
         return decision  # an inactive limit restricts nothing
-    lease = ctx.slots.take([limit], holder, grace)
-    if lease is not None:
-        ctx.parameters[_TAKEN] = lease
-        return Proceed(ctx.with_details(proposed, deployment_concurrency_lease_id=lease))
+    taken = _take_anew(ctx, proposed, deployment)
+    if taken is not None:
+        return taken
     return Reject(LOST_REASON, ctx.fresh_state(S.CANCELLED, message=LOST_MESSAGE))
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from flowstate.concurrency.slots import LimitRow, after_decay
+from flowstate.concurrency.slots import LimitRow
 from flowstate.concurrency.tags import TASK_SLOT_LEASE_SECONDS
 from flowstate.orchestration.context import TransitionContext
 from flowstate.orchestration.decisions import Abort, Decision, Wait
@@ -95,13 +95,10 @@ def _take_or_wait(ctx: TransitionContext, limits: list[LimitRow]) -> Decision | 
     """A slot of each of the limits (all positive), all or none: WAIT while one is full."""
     if not limits:
         return None
-    lease = ctx.slots.take(limits, _holder(ctx), TASK_SLOT_LEASE_SECONDS)
+    lease, full = ctx.slots.take(limits, _holder(ctx), TASK_SLOT_LEASE_SECONDS)
     if lease is not None:
         ctx.parameters[_TAKEN] = lease
         return None
-    now = ctx.slots.now
-    held = [(row, after_decay(row, now)[0]) for row in limits]
-    full = [(row, slots) for row, slots in held if slots + 1 > row.limit]
     names = ", ".join(_tag_of(row) for row in limits)
     return Wait(wait_seconds(full), f"Concurrency limit reached for tags: {names}")
 

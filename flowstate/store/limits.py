@@ -17,7 +17,6 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, TypeVar
 
-from flowstate._ids import uuid7
 from flowstate.concurrency.slots import DeploymentRow, LeaseRow, LimitRow
 from flowstate.store.rows import encode_time, parse_time
 
@@ -224,7 +223,7 @@ class LimitStore:
         held), else a new one created at ``now``."""
         row = self.one(LimitRow, "name", name, for_update=True)
         if row is None:
-            row = LimitRow.new(str(uuid7()), name, size, now)
+            row = LimitRow.new(name, size, now)
             self.insert(row)
         else:
             row.limit = size
