@@ -14,17 +14,24 @@ from flowstate import _validation as validate
 from flowstate._concurrency import ConcurrencyMethods
 from flowstate.concurrency import checks
 from flowstate.concurrency.models import ConcurrencyLease
-from flowstate.concurrency import tags as tag_checks
-from flowstate.concurrency.slots import LeaseRow, LimitRow
+from flowstate.concurrency.slots import LeaseRow, LimitRow, hold
 from flowstate.concurrency.tags import (
+    TAG_PREFIX,
     TASK_SLOT_LEASE_SECONDS,
     ConcurrencyLimit,
+    slot_override as checked_override,
     tag_limit,
     tag_limit_name,
+    tag_limit_value,
 )
 from flowstate.errors import ObjectNotFound
 
 __all__ = ["TagLimitMethods"]
+
+
+def _limit_name(tag: str) -> str:
+    """The name of ``tag``'s limit (``tag:<tag>``), the tag checked."""
+    return tag_limit_name(checks.limit_name(tag, "tag"))
 
 
 class TagLimitMethods(ConcurrencyMethods):
@@ -35,29 +42,24 @@ class TagLimitMethods(ConcurrencyMethods):
         limit ``tag:<tag>``, or changes the limit of an existing one (its holders keep their
         slots). 0 makes a task run with the tag abort when it tries to run; a negative limit
         restricts nothing."""
-        name = tag_limit_name(checks.limit_name(tag, "tag"))
-        value = tag_checks.tag_limit_value(limit)
+        name = _limit_name(tag)
+        value = tag_limit_value(limit)
         with self._transaction():
-            row = self._limits.size_limit(name, value, self._liveness_time(None))
-            return tag_limit(row, self._limits.read_leases(row.id))
+            return self._tag_view(self._limits.size_limit(name, value, self._liveness_time(None)))
 
     def read_concurrency_limit(self, tag: str) -> ConcurrencyLimit:
         """The limit of the task runs tagged ``tag``, with the task runs holding its slots;
         ObjectNotFound if the tag has none."""
-        name = tag_limit_name(checks.limit_name(tag, "tag"))
+        name = _limit_name(tag)
         with self._read_transaction():
             row = self._limit_named(name, missing=f"no concurrency limit for tag {tag!r}")
-            return tag_limit(row, self._limits.read_leases(row.id))
+            return self._tag_view(row)
 
     def read_concurrency_limits(self) -> list[ConcurrencyLimit]:
         """Every tag limit, by tag."""
         with self._read_transaction():
-            limits = self._limits
-            return [
-                tag_limit(row, limits.read_leases(row.id))
-                for row in limits.every(LimitRow)
-                if row.name.startswith(tag_checks.TAG_PREFIX)
-            ]
+            rows = self._limits.every(LimitRow)
+            return [self._tag_view(row) for row in rows if row.name.startswith(TAG_PREFIX)]
 
     def reset_concurrency_limit(
         self, tag: str, slot_override: list[UUID | str] | None = None
@@ -67,8 +69,8 @@ class TagLimitMethods(ConcurrencyMethods):
         slot each afterwards instead, as far as the limit has room (each is listed as a
         holder; those beyond the limit hold none). ObjectNotFound for a tag without a limit or
         an id that is no task run."""
-        name = tag_limit_name(checks.limit_name(tag, "tag"))
-        override = tag_checks.slot_override(slot_override)
+        name = _limit_name(tag)
+        override = checked_override(slot_override)
         with self._transaction():
             now = self._liveness_time(None)
             store, limits = self._store, self._limits
@@ -85,14 +87,13 @@ class TagLimitMethods(ConcurrencyMethods):
                 held += taken
                 holder = ("task_run", str(run_id))
                 limits.insert(LeaseRow.new(holder, 1, now, TASK_SLOT_LEASE_SECONDS, [(row, taken)]))
-            row.active_slots = held
-            row.updated = now
+            hold(row, held, now, now)
             limits.update(row)
-            return tag_limit(row, limits.read_leases(row.id))
+            return self._tag_view(row)
 
     def delete_concurrency_limit(self, tag: str) -> None:
         """Delete the tag's limit; its holders let go of it (ObjectNotFound if it has none)."""
-        name = tag_limit_name(checks.limit_name(tag, "tag"))
+        name = _limit_name(tag)
         with self._transaction():
             row = self._limit_named(
                 name, for_update=True, missing=f"no concurrency limit for tag {tag!r}"
@@ -118,3 +119,7 @@ class TagLimitMethods(ConcurrencyMethods):
                 limits.renew_lease(lease, now + timedelta(seconds=duration)).model()
                 for lease in limits.lock_leases_of_holder("task_run", str(run_id))
             ]
+
+    def _tag_view(self, row: LimitRow) -> ConcurrencyLimit:
+        """The tag limit ``row`` is, with the task runs holding it."""
+        return tag_limit(row, self._limits.read_leases(row.id))
