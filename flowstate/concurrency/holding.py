@@ -19,6 +19,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -50,14 +51,12 @@ RENEWALS_PER_LEASE = 3
 briefly unreachable) before it expires."""
 
 
+@dataclass(slots=True)
 class Acquired:
     """What an acquisition took, filled in as soon as it is taken."""
 
-    __slots__ = ("lease", "names")
-
-    def __init__(self) -> None:
-        self.lease: ConcurrencyLease | None = None
-        self.names: list[str] = []
+    lease: ConcurrencyLease | None = None
+    names: list[str] = field(default_factory=list)
 
 
 class LeaseKeeper:

@@ -35,10 +35,6 @@ class Table:
     columns: tuple[str, ...]
     row: type[Any]
 
-    @property
-    def named(self) -> bool:
-        return "name" in self.columns
-
 
 LIMITS = Table(
     "concurrency_limit",
@@ -166,7 +162,7 @@ class LimitStore:
     def insert(self, row: LimitRow | LeaseRow | DeploymentRow) -> bool:
         """Insert a row; False if its name is taken (nothing written). A lease's links too."""
         table = TABLES[type(row)]
-        conflict = " ON CONFLICT (name) DO NOTHING" if table.named else ""
+        conflict = " ON CONFLICT (name) DO NOTHING" if "name" in table.columns else ""
         statement = (
             f"INSERT INTO {table.sql} ({', '.join(table.columns)}) "
             f"VALUES {_in_list(len(table.columns))}{conflict}"
