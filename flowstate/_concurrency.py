@@ -29,7 +29,7 @@ from flowstate.concurrency.slots import (
     after_decay,
     check_request,
     hold,
-    moved_average,
+    let_go,
     retry_after,
 )
 from flowstate.errors import (
@@ -56,6 +56,9 @@ class _Unchanged:
 
 
 _UNSET: Any = _Unchanged()
+
+LeaseFor = tuple[float, "tuple[str, str] | None"]
+"""The lease an attempt takes its slots with: (its seconds, its holder's type and id)."""
 
 MAX_NAP_SECONDS = 60.0
 """A waiting ``concurrency()`` or ``rate_limit()`` asks again at least once a minute, however
@@ -193,12 +196,8 @@ class ConcurrencyMethods(EngineParts):
         """
         wanted = checks.names(names)
         count = checks.count(slots, "slots", 1)
-        how = checks.mode(mode)
-        with self._transaction():
-            found, refused = self._take(wanted, count, how, self._liveness_time(None))
-        if refused is not None:
-            raise refused
-        return [row.name for row in found]
+        found, _lease = self._increment(wanted, count, checks.mode(mode))
+        return found
 
     def decrement_concurrency_slots(
         self, names: str | list[str], slots: int, *, occupancy_seconds: float | None = None
@@ -213,27 +212,33 @@ class ConcurrencyMethods(EngineParts):
             now = self._liveness_time(None)
             found = self._limits.lock_limits_by_name(wanted)
             for row in found:
-                if not row.active:
-                    continue
-                held, anchor = after_decay(row, now)
-                hold(row, max(held - count, 0), anchor, now)
-                if occupied is not None:
-                    row.avg_slot_occupancy_seconds = moved_average(row, occupied, count)
-                self._limits.update(row)
+                if row.active:
+                    let_go(row, count, now, occupied)
+                    self._limits.update(row)
             return [row.name for row in found]
 
-    def _take(
-        self, wanted: list[str], count: int, mode: str, now: datetime
-    ) -> tuple[list[LimitRow], ConcurrencyLimitReached | None]:
-        """Inside a transaction: lock the limits named and take ``count`` slots on the active
-        ones, or (nothing written) return why not."""
-        found = self._limits.lock_limits_by_name(wanted)
-        active = [row for row in found if row.active]
-        check_request(active, count, mode)
-        blocking = take_slots(self._limits, active, count, now)
-        if blocking:
-            return found, _no_room(blocking, count)
-        return found, None
+    def _increment(
+        self, wanted: list[str], count: int, mode: str, lease_for: LeaseFor | None = None
+    ) -> tuple[list[str], ConcurrencyLease | None]:
+        """One attempt, one transaction: take ``count`` slots of each active limit named (the
+        arguments checked), all or none, held by a lease if ``lease_for`` is given. Returns
+        the names of the limits found and the lease; when one is full, nothing is written and
+        ConcurrencyLimitReached is raised once the transaction has ended."""
+        with self._transaction():
+            now = self._liveness_time(None)
+            found = self._limits.lock_limits_by_name(wanted)
+            active = [row for row in found if row.active]
+            check_request(active, count, mode)
+            full = take_slots(self._limits, active, count, now)
+            lease = None
+            if not full and lease_for is not None:
+                seconds, holder = lease_for
+                taken = [(row, count if row.active else 0) for row in found]
+                lease = LeaseRow.new(holder, count, now, seconds, taken)
+                self._limits.insert(lease)
+        if full:
+            raise _no_room(full, count)
+        return [row.name for row in found], None if lease is None else lease.model()
 
     # -- leases --------------------------------------------------------------------------------
 
@@ -254,18 +259,10 @@ class ConcurrencyMethods(EngineParts):
         wanted = checks.names(names)
         count = checks.count(slots, "slots", 1)
         how = checks.mode(mode)
-        duration = checks.lease_duration(lease_duration)
-        held_by = checks.holder(holder)
-        with self._transaction():
-            now = self._liveness_time(None)
-            found, refused = self._take(wanted, count, how, now)
-            if refused is None:
-                taken = [(row, count if row.active else 0) for row in found]
-                lease = LeaseRow.new(held_by, count, now, duration, taken)
-                self._limits.insert(lease)
-        if refused is not None:
-            raise refused
-        return lease.model()
+        lease_for = (checks.lease_duration(lease_duration), checks.holder(holder))
+        _found, lease = self._increment(wanted, count, how, lease_for)
+        assert lease is not None  # (given lease_for)
+        return lease
 
     def renew_concurrency_lease(
         self, lease_id: UUID | str, lease_duration: float = 300
@@ -386,7 +383,7 @@ class ConcurrencyMethods(EngineParts):
         timeout: float | None,
         lease_duration: float | None,
         strict: bool,
-        holder: Any,
+        holder: tuple[str, str] | None,
         box: Acquired,
     ) -> Generator[Nap, None, None]:
         """Attempt after attempt until the slots are taken (put in ``box``, so that a caller
@@ -401,15 +398,10 @@ class ConcurrencyMethods(EngineParts):
         if strict:
             self._require_limits(wanted)
         deadline = None if timeout is None else self._now() + timedelta(seconds=timeout)
+        lease_for = None if lease_duration is None else (lease_duration, holder)
         while True:
             try:
-                if lease_duration is None:
-                    box.names = self.increment_concurrency_slots(wanted, count, mode=mode)
-                else:
-                    box.lease = self.increment_concurrency_slots_with_lease(
-                        wanted, count, mode=mode, lease_duration=lease_duration, holder=holder
-                    )
-                    box.names = box.lease.limits
+                box.names, box.lease = self._increment(wanted, count, mode, lease_for)
                 return
             except ConcurrencyLimitReached as refused:
                 if mode == "concurrency" and self.expire_leases():

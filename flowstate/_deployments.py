@@ -59,7 +59,7 @@ class DeploymentMethods(ConcurrencyMethods):
         slots = RunSlots(self._limits, lambda: now)
         deployment = slots.deployment_limit(run.deployment_id)
         grace = DEFAULT_GRACE_SECONDS if deployment is None else deployment.grace
-        slots.renew(lease_id, ("flow_run", run.id), grace)
+        slots.renew(lease_id, ("flow_run", str(run.id)), grace)
 
     def create_deployment(
         self,

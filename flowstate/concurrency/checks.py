@@ -168,7 +168,6 @@ def block_arguments(
         "timeout": timeout(wait),
         "lease_duration": lease_duration(duration),
         "strict": active(strict, "strict"),
-        "holder": held_by,
+        "holder": holder(held_by),
     }
-    holder(held_by)
     return checked_names, slots, options

@@ -18,16 +18,25 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from flowstate.concurrency.slots import DeploymentRow, LeaseRow, LimitRow, after_decay, hold, moved_average
+from flowstate.concurrency.slots import (
+    DeploymentRow,
+    LeaseRow,
+    LimitRow,
+    after_decay,
+    hold,
+    let_go,
+)
 from flowstate.concurrency.tags import tag_limit_name
 
 if TYPE_CHECKING:
     from flowstate.store.limits import LimitStore
 
-__all__ = ["DEFAULT_GRACE_SECONDS", "NO_SLOTS", "DeploymentLimit", "RunSlots", "give_back", "take_slots"]
+__all__ = [
+    "DEFAULT_GRACE_SECONDS", "NO_SLOTS", "DeploymentLimit", "RunSlots", "give_back", "take_slots",
+]
 
-Holder = tuple[str, UUID]
-"""(``"flow_run"`` or ``"task_run"``, the run's id)."""
+Holder = tuple[str, str]
+"""(``"flow_run"`` or ``"task_run"``, the run's id), as a lease stores its holder."""
 
 
 DEFAULT_GRACE_SECONDS = 300
@@ -99,7 +108,7 @@ class RunSlots:
         wanted = {row.id for row in limits}
         mine = [
             lease
-            for lease in self._limits.lock_leases_of_holder(holder[0], str(holder[1]))
+            for lease in self._limits.lock_leases_of_holder(*holder)
             if wanted & set(lease.taken)
         ]
         if mine:
@@ -116,8 +125,7 @@ class RunSlots:
         full = take_slots(self._limits, limits, 1, now)
         if full:
             return None, full
-        owner = (holder[0], str(holder[1]))
-        lease = LeaseRow.new(owner, 1, now, duration, [(row, 1) for row in limits])
+        lease = LeaseRow.new(holder, 1, now, duration, [(row, 1) for row in limits])
         self._limits.insert(lease)
         return UUID(lease.id), []
 
@@ -126,7 +134,7 @@ class RunSlots:
         if lease_id is None or self._limits is None:
             return None
         lease = self._limits.one(LeaseRow, "id", str(lease_id), for_update=True)
-        if lease is None or (lease.holder_type, lease.holder_id) != (holder[0], str(holder[1])):
+        if lease is None or (lease.holder_type, lease.holder_id) != holder:
             return None
         return lease
 
@@ -188,10 +196,7 @@ def give_back(
             row = rows.get(limit_id)
             if row is None or taken <= 0:
                 continue
-            held, anchor = after_decay(row, now)
-            hold(row, max(held - taken, 0), anchor, now)
-            if count_occupancy:
-                row.avg_slot_occupancy_seconds = moved_average(row, occupied * taken, taken)
+            let_go(row, taken, now, occupied * taken if count_occupancy else None)
             changed[row.id] = row
         limits.delete(lease)
     for row in changed.values():

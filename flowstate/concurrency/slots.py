@@ -31,7 +31,7 @@ __all__ = [
     "after_decay",
     "check_request",
     "hold",
-    "moved_average",
+    "let_go",
     "retry_after",
 ]
 
@@ -217,14 +217,16 @@ def retry_after(blocking: list[tuple[LimitRow, int]], slots: int) -> float:
     return longest
 
 
-def moved_average(row: LimitRow, occupancy_seconds: float, slots: int) -> float:
-    """The limit's average occupancy after slots were held ``occupancy_seconds`` in all: it
-    moves toward the seconds per slot by a step of ``1 / (2 * limit)``."""
-    if row.limit <= 0 or slots <= 0:
-        return row.avg_slot_occupancy_seconds
-    per_slot = max(occupancy_seconds / slots, 0.0)
-    average = row.avg_slot_occupancy_seconds
-    return average + (per_slot - average) / (row.limit * 2)
+def let_go(row: LimitRow, slots: int, now: datetime, occupied: float | None) -> None:
+    """Give back ``slots`` (>= 1) slots of a limit at ``now``, never going below 0.
+    ``occupied``: how long they were held in all (None: not counted), which moves the limit's
+    average occupancy toward the seconds per slot by a step of ``1 / (2 * limit)``."""
+    held, anchor = after_decay(row, now)
+    hold(row, max(held - slots, 0), anchor, now)
+    if occupied is not None and row.limit > 0:
+        average = row.avg_slot_occupancy_seconds
+        per_slot = max(occupied / slots, 0.0)
+        row.avg_slot_occupancy_seconds = average + (per_slot - average) / (row.limit * 2)
 
 
 def hold(row: LimitRow, held: int, anchor: datetime, now: datetime) -> None:

@@ -43,8 +43,8 @@ _TAKEN = "deployment_concurrency_lease_taken"
 """``ctx.parameters`` key: the lease a rule took in this transition (given back on a fizzle)."""
 
 
-def _holder(ctx: TransitionContext) -> tuple[str, UUID]:
-    return ("flow_run", ctx._value("id"))
+def _holder(ctx: TransitionContext) -> tuple[str, str]:
+    return ("flow_run", str(ctx._value("id")))
 
 
 def _lease_of(state: State | None) -> UUID | None:

@@ -12,8 +12,6 @@ release yet). Reason texts are Prefect's.
 
 from __future__ import annotations
 
-from uuid import UUID
-
 from flowstate.concurrency.slots import LimitRow
 from flowstate.concurrency.tags import TASK_SLOT_LEASE_SECONDS
 from flowstate.orchestration.context import TransitionContext
@@ -38,8 +36,8 @@ _TAKEN = "task_concurrency_lease_taken"
 """``ctx.parameters`` key: the lease taken in this transition (given back on a fizzle)."""
 
 
-def _holder(ctx: TransitionContext) -> tuple[str, UUID]:
-    return ("task_run", ctx._value("id"))
+def _holder(ctx: TransitionContext) -> tuple[str, str]:
+    return ("task_run", str(ctx._value("id")))
 
 
 def _tags(ctx: TransitionContext) -> list[str]:
