@@ -38,7 +38,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Any
 from uuid import UUID
 
 from flowstate.testing._require import require_hypothesis
@@ -70,12 +70,12 @@ from flowstate.testing._steps import (  # noqa: E402
     run_or_none,
 )
 from flowstate.testing.clock import DEFAULT_START, FrozenClock  # noqa: E402
-from flowstate.testing.strategies import run_inputs  # noqa: E402
+from flowstate.testing.strategies import Kind, run_inputs  # noqa: E402
 
 __all__ = ["CLOCK_STEPS", "INPUT_SCHEMA", "OrchestrationMachine", "Snapshot"]
 
-Kind = Literal["flow", "task"]
 S = StateType
+_KINDS: tuple[Kind, ...] = ("flow", "task")
 
 INPUT_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -264,9 +264,15 @@ class OrchestrationMachine(RuleBasedStateMachine):
             return self.orc.read_flow_run_states(run_id)
         return self.orc.read_task_run_states(run_id)
 
+    def _ids(self, kind: Kind) -> list[UUID]:
+        return self.flow_run_ids if kind == "flow" else self.task_run_ids
+
+    def _read(self, kind: Kind, run_id: UUID) -> FlowRun | TaskRun:
+        return self.orc.read_flow_run(run_id) if kind == "flow" else self.orc.read_task_run(run_id)
+
     def current_type(self, kind: Kind, run_id: UUID) -> StateType | None:
         """The type of the run's current state (None: no state yet)."""
-        run = self.orc.read_flow_run(run_id) if kind == "flow" else self.orc.read_task_run(run_id)
+        run = self._read(kind, run_id)
         self._types[run_id] = run.state_type
         return run.state_type
 
@@ -274,39 +280,36 @@ class OrchestrationMachine(RuleBasedStateMachine):
         """The ids of the machine's runs of ``kind`` whose current state type is in ``types``
         (None in it: no state yet), as of the last step: for your own rules' preconditions."""
         wanted = set(types)
-        ids = self.flow_run_ids if kind == "flow" else self.task_run_ids
-        return [run_id for run_id in ids if self._types.get(run_id) in wanted]
+        return [run_id for run_id in self._ids(kind) if self._types.get(run_id) in wanted]
 
     def pick(
         self, kind: Kind, types: frozenset[StateType | None] | None, n: int
     ) -> RunRef | None:
         """The ``n``-th (modulo their number) of the runs of ``kind`` whose state type is in
         ``types`` (None: any run of ``kind``); None if there is none."""
-        ids = self.flow_run_ids if kind == "flow" else self.task_run_ids
+        ids = self._ids(kind)
         found = [
-            (i, run_id)
-            for i, run_id in enumerate(ids)
-            if types is None or self._types.get(run_id) in types
+            i for i, run_id in enumerate(ids) if types is None or self._types.get(run_id) in types
         ]
         if not found:
             return None
-        index, run_id = found[n % len(found)]
-        return RunRef(kind, index, run_id)
+        index = found[n % len(found)]
+        return RunRef(kind, index, ids[index])
 
     def pick_any(self, n: int) -> RunRef:
         """The ``n``-th (modulo their number) of all the machine's runs, flow runs first."""
-        n %= len(self.flow_run_ids) + len(self.task_run_ids)
-        if n < len(self.flow_run_ids):
-            return RunRef("flow", n, self.flow_run_ids[n])
-        n -= len(self.flow_run_ids)
-        return RunRef("task", n, self.task_run_ids[n])
+        runs = [
+            RunRef(kind, index, run_id)
+            for kind in _KINDS
+            for index, run_id in enumerate(self._ids(kind))
+        ]
+        return runs[n % len(runs)]
 
     def history_now(self, kind: Kind, run_id: UUID) -> list[State]:
         """The run's state history, read again only if its current state changed since the
         machine last read it (a history grows only by a write, which changes the current
         state)."""
-        run = self.orc.read_flow_run(run_id) if kind == "flow" else self.orc.read_task_run(run_id)
-        return self._history_of(kind, run)
+        return self._history_of(kind, self._read(kind, run_id))
 
     def _history_of(self, kind: Kind, run: FlowRun | TaskRun) -> list[State]:
         current = None if run.state is None else run.state.id
@@ -322,10 +325,8 @@ class OrchestrationMachine(RuleBasedStateMachine):
     ) -> OrchestrationResult:
         """Propose ``state`` to a run, then check the answer against the run's history."""
         before = self.history_now(kind, run_id)
-        if kind == "flow":
-            result = self.orc.set_flow_run_state(run_id, state, force=force)
-        else:
-            result = self.orc.set_task_run_state(run_id, state, force=force)
+        set_state = self.orc.set_flow_run_state if kind == "flow" else self.orc.set_task_run_state
+        result = set_state(run_id, state, force=force)
         after = self.history_now(kind, run_id)
         if force:
             self.forced_state_ids |= {s.id for s in after} - {s.id for s in before}
@@ -349,23 +350,17 @@ class OrchestrationMachine(RuleBasedStateMachine):
     def snapshot(self, *, only: UUID | None = None) -> Snapshot:
         """Every run the machine created (or ``only`` one), with its history."""
         snap = Snapshot()
-        for kind, ids in (("flow", self.flow_run_ids), ("task", self.task_run_ids)):
-            for run_id in ids:
-                if only is not None and run_id != only:
-                    continue
-                run = (
-                    self.orc.read_flow_run(run_id)
-                    if kind == "flow"
-                    else self.orc.read_task_run(run_id)
-                )
-                snap.runs[run_id] = run
-                snap.histories[run_id] = self._history_of(kind, run)  # type: ignore[arg-type]
-                snap.kinds[run_id] = kind  # type: ignore[assignment]
+        for kind in _KINDS:
+            for run_id in self._ids(kind):
+                if only is None or run_id == only:
+                    run = self._read(kind, run_id)
+                    snap.runs[run_id] = run
+                    snap.histories[run_id] = self._history_of(kind, run)
+                    snap.kinds[run_id] = kind
         return snap
 
     def _created(self, kind: Kind, run: FlowRun | TaskRun) -> UUID:
-        ids = self.flow_run_ids if kind == "flow" else self.task_run_ids
-        ids.append(run.id)
+        self._ids(kind).append(run.id)
         self._types[run.id] = run.state_type
         return run.id
 
@@ -634,8 +629,7 @@ def _check_written(result: OrchestrationResult, written: list[UUID], after: list
 
 def _check_rule(cls: type[OrchestrationMachine], name: str, setting: str) -> None:
     """``setting`` (``rule_weights``, ``step_order``) names a rule ``cls`` has."""
-    function = getattr(cls, name, None)
-    if function is None or not callable(function):
+    if not callable(getattr(cls, name, None)):
         raise ValueError(f"{setting} names {name!r}, which is not a rule of {cls.__name__}")
 
 
