@@ -13,17 +13,14 @@ choice too (:class:`OneChoiceRules`), so that most steps take four or five choic
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any
 from uuid import UUID
 
 from hypothesis import assume
 from hypothesis import strategies as st
 
 from flowstate.states import State, StateType
-from flowstate.testing.strategies import StateTable
-
-Kind = Literal["flow", "task"]
-S = StateType
+from flowstate.testing.strategies import Kind, StateTable
 
 _RUNNER: st.SearchStrategy[Any] = st.runner()
 """The machine running the step (one strategy object: a new one per draw is slow)."""
@@ -41,7 +38,7 @@ def now_states(types: tuple[StateType, ...] | None, kind: Kind | None) -> st.Sea
     return _table_state(StateTable(tuple(StateType) if types is None else types, kind))
 
 
-PAUSES: st.SearchStrategy[State] = now_states((S.PAUSED,), "flow")
+PAUSES: st.SearchStrategy[State] = now_states((StateType.PAUSED,), "flow")
 """A pause or suspension: a pause key from :data:`~flowstate.testing.strategies.PAUSE_KEYS` or
 none (a fresh key), a timeout none, already expired, exactly now or ahead (one choice)."""
 
