@@ -109,17 +109,17 @@ def _types(value: StateType | str | Iterable[StateType | str] | None) -> list[St
 
 def state_types(*, exclude: Iterable[StateType | str] = ()) -> st.SearchStrategy[StateType]:
     """One of the nine :class:`~flowstate.StateType` members (less ``exclude``)."""
-    left = [t for t in StateType if t not in set(_types(exclude) if exclude else [])]
-    return st.sampled_from(left)
+    excluded = set(_types(exclude)) if exclude else set()
+    return st.sampled_from([t for t in StateType if t not in excluded])
 
 
 OFFSETS: tuple[int | None, ...] = (None, 0, -1, 1, 60, -60, 3600, -3600)
 """Seconds from ``now`` for a time in a drawn state: none, exactly now, a second either side, a
 minute either side, an hour either side (simplest first)."""
 
-# A variant is (name, data, details) with every time as an offset in seconds (or None).
-Variant = tuple[str, Any, tuple[tuple[str, Any], ...]]
 _Details = tuple[tuple[str, Any], ...]
+# A variant is (name, data, details) with every time as an offset in seconds (or None).
+Variant = tuple[str, Any, _Details]
 _TIMES = frozenset({"scheduled_time", "pause_timeout", "cache_expiration"})
 _TASK_DETAILS: dict[StateType, list[_Details]] = {  # the details only task states are drawn with
     S.RUNNING: [(), *((("cache_key", k), ("refresh_cache", r))
