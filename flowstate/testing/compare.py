@@ -149,9 +149,8 @@ def _cases(policy: Policy, core: Policy) -> st.SearchStrategy[tuple[FlowRun | Ta
     """(run, proposal) pairs anywhere, and (for half the examples) where the rules that
     ``policy`` adds, replaces or leaves out of ``core`` apply."""
     kind = policy.kind
-    types: list[StateType | None] = [None, *StateType]
     anywhere = st.tuples(
-        st.sampled_from(types).flatmap(lambda t: runs_in(t, kind=kind)),
+        st.sampled_from([None, *StateType]).flatmap(lambda t: runs_in(t, kind=kind)),
         proposals(kind, force=False),
     )
     # half the examples go where the policy's own rules (or the core rules it left out) apply

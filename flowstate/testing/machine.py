@@ -389,7 +389,7 @@ class OrchestrationMachine(RuleBasedStateMachine):
         return len(self.task_run_ids) < self.max_task_runs
 
     def _room_for_a_subflow(self) -> bool:
-        return bool(self.task_run_ids) and len(self.flow_run_ids) < self.max_flow_runs
+        return bool(self.task_run_ids) and self._room_for_flow_runs()
 
     @precondition(_room_for_flow_runs)
     @rule(target=flow_runs, retries=_FLOW_RETRIES, deployment=st.booleans(), infra=st.booleans())
