@@ -106,6 +106,21 @@ def test_limits_are_listed_by_name(orc):
     assert [limit.name for limit in orc.read_global_concurrency_limits()] == ["a", "b", "c"]
 
 
+def test_limits_tag_limits_and_deployments_are_listed_in_code_point_order_on_every_backend(orc):
+    # (whatever the PostgreSQL server's collation: upper case before lower case)
+    names = ["b", "B", "a", "A"]
+    for name in names:
+        orc.create_global_concurrency_limit(f"g-{name}", 1)
+        orc.create_concurrency_limit(f"t-{name}", 1)
+        orc.create_deployment(f"d-{name}")
+    global_names = [limit.name for limit in orc.read_global_concurrency_limits()]
+    assert [name for name in global_names if name.startswith("g-")] == ["g-A", "g-B", "g-a", "g-b"]
+    assert [limit.tag for limit in orc.read_concurrency_limits()] == ["t-A", "t-B", "t-a", "t-b"]
+    assert [deployment.name for deployment in orc.read_deployments()] == [
+        "d-A", "d-B", "d-a", "d-b"
+    ]
+
+
 # -- slots ----------------------------------------------------------------------------------
 
 
