@@ -187,32 +187,23 @@ def _quote(text: str) -> str:
 
 
 def to_dot_text(edges: Sequence[Edge], *, title: str = TITLE) -> str:
-    """Graphviz DOT text of the same drawing: refused edges dashed with the reason as tooltip."""
+    """Graphviz DOT text of the same drawing: refused edges dashed with the reason as tooltip;
+    one node line per state, the current one red, the other visited ones blue."""
     visited, current = _visited(edges)
+    styles = {state: " [color=blue, fillcolor=azure]" for state in visited}
+    if current is not None:
+        styles[current] = " [color=red, fillcolor=darksalmon, peripheries=2]"
     lines = [
         f"digraph {_quote(title)} {{",
         f"  label={_quote(title)}; labelloc=t; rankdir=LR;",
         '  node [shape=rectangle, style="rounded,filled", fillcolor=white, color=black];',
         "  __start__ [shape=point, label=\"\"];",
         f"  __start__ -> {INITIAL};",
+        *(f"  {state}{styles.get(state, '')};" for state in (INITIAL, *(t.value for t in StateType))),
+        *_dot_edge_lines(edges),
+        "}",
     ]
-    lines.extend(_dot_state_lines(visited, current))
-    lines.extend(_dot_edge_lines(edges))
-    lines.append("}")
     return "\n".join(lines) + "\n"
-
-
-def _dot_state_lines(visited: set[str], current: str | None) -> list[str]:
-    """One DOT node line per state: the current one red, the other visited ones blue."""
-    lines = []
-    for state in (INITIAL, *(t.value for t in StateType)):
-        style = ""
-        if state == current:
-            style = ' [color=red, fillcolor=darksalmon, peripheries=2]'
-        elif state in visited:
-            style = ' [color=blue, fillcolor=azure]'
-        lines.append(f"  {state}{style};")
-    return lines
 
 
 def _dot_edge_lines(edges: Iterable[Edge]) -> list[str]:
