@@ -37,7 +37,6 @@ class Trigger:
 
 
 S = StateType
-_ACTIVE = ("SCHEDULED", "PENDING", "RUNNING")
 _FINAL = ("COMPLETED", "FAILED", "CANCELLED", "CRASHED")
 
 TRIGGERS: tuple[Trigger, ...] = (
