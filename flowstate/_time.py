@@ -18,12 +18,10 @@ utcnow: Callable[[], datetime] = partial(datetime.now, UTC)
 
 def as_utc(value: datetime) -> datetime:
     """Return ``value`` in UTC; a naive datetime is taken to be UTC already."""
-    if value.tzinfo is UTC and type(value) is datetime:
+    if value.tzinfo is UTC:
         return value
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    if value.utcoffset() == UTC.utcoffset(None) and value.tzinfo is UTC:
-        return value
     return value.astimezone(UTC)
 
 
