@@ -18,7 +18,7 @@ from flowstate.store.connection import read_only_reason
 if TYPE_CHECKING:
     from sqlite_utils import Database
 
-__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "ensure_schema"]
+__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "ensure_schema", "newer_schema", "statements"]
 
 APPLICATION_ID = 0x466C5374  # "FlSt"
 SCHEMA_VERSION = 7
@@ -207,12 +207,6 @@ CREATE INDEX ix_concurrency_lease_holder ON concurrency_lease (holder_id, holder
 """
 
 
-def _run_script(db: Database, script: str) -> None:
-    for statement in script.split(";"):
-        if statement.strip():
-            db.execute(statement)
-
-
 _STEPS = (
     ("0001_initial", _V1),
     ("0002_heartbeats", _V2_HEARTBEATS),
@@ -225,9 +219,24 @@ _STEPS = (
 """The migrations, in order: each runs its script."""
 
 
+def statements(script: str) -> list[str]:
+    """The statements of a migration script, one by one (for a transaction that must stay open:
+    ``executescript`` commits first). No script holds a ``;`` but between statements."""
+    return [statement for statement in script.split(";") if statement.strip()]
+
+
+def newer_schema(where: str, version: int, known: int) -> DatabaseError:
+    """The error for a database a newer flowstate wrote (schema ``version`` > ``known``)."""
+    return DatabaseError(
+        f"{where} was written by a newer flowstate (schema version {version}; this one knows "
+        f"up to {known}); upgrade flowstate to open it"
+    )
+
+
 def _step(script: str) -> Callable[[Database], None]:
     def run(db: Database) -> None:
-        _run_script(db, script)
+        for statement in statements(script):
+            db.execute(statement)
 
     return run
 
@@ -258,10 +267,7 @@ def _check_identity(path: str, application_id: int, user_version: int, tables: i
     """Raise unless this is a flowstate database we can use; True if a migration is pending."""
     if application_id == APPLICATION_ID:
         if user_version > SCHEMA_VERSION:
-            raise DatabaseError(
-                f"{path} was written by a newer flowstate (schema version {user_version}; this "
-                f"one knows up to {SCHEMA_VERSION}); upgrade flowstate to open it"
-            )
+            raise newer_schema(path, user_version, SCHEMA_VERSION)
         return user_version < SCHEMA_VERSION
     if application_id == 0 and tables == 0:
         return True  # a new, empty database

@@ -17,6 +17,7 @@ from contextlib import suppress
 from typing import Any
 
 from flowstate.errors import DatabaseError
+from flowstate.store.schema import newer_schema, statements
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "ensure_schema"]
 
@@ -210,10 +211,6 @@ READ_VERSION = "SELECT coalesce(max(version), 0) FROM flowstate_migration"
 RECORD_MIGRATION = "INSERT INTO flowstate_migration (version, name) VALUES (%s, %s)"
 
 
-def _statements(script: str) -> list[str]:
-    return [statement for statement in script.split(";") if statement.strip()]
-
-
 def _pending(conn: Any, shown: str) -> list[tuple[int, str, str]]:
     """The migrations still to apply; raises unless this is a usable flowstate schema."""
     schema, has_migrations, tables = conn.execute(READ_IDENTITY).fetchone()
@@ -232,10 +229,7 @@ def _pending(conn: Any, shown: str) -> list[tuple[int, str, str]]:
         return list(MIGRATIONS)
     version = conn.execute(READ_VERSION).fetchone()[0]
     if version > SCHEMA_VERSION:
-        raise DatabaseError(
-            f"{shown} was written by a newer flowstate (schema version {version}; this one knows "
-            f"up to {SCHEMA_VERSION}); upgrade flowstate to open it"
-        )
+        raise newer_schema(shown, version, SCHEMA_VERSION)
     return [migration for migration in MIGRATIONS if migration[0] > version]
 
 
@@ -252,7 +246,7 @@ def ensure_schema(conn: Any, shown: str) -> None:
         if pending and pending[0] == MIGRATIONS[0]:
             conn.execute(CREATE_MIGRATION_TABLE)
         for version, name, script in pending:
-            for statement in _statements(script):
+            for statement in statements(script):
                 conn.execute(statement)
             conn.execute(RECORD_MIGRATION, (version, name))
         conn.execute("COMMIT")
