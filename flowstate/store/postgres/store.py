@@ -47,8 +47,6 @@ was committed before it (a stricter level would turn a wait for a run's lock int
 
 
 class PostgresStore(RowStore[psycopg.Connection[Any]]):
-    _sql = sql
-
     """One PostgreSQL database (or schema), connected, checked and migrated on construction.
 
     ``url`` is a ``postgresql://`` (or ``postgres://``) URL as libpq reads it, plus an optional
@@ -62,6 +60,8 @@ class PostgresStore(RowStore[psycopg.Connection[Any]]):
     A lost connection costs the calls that were using it, never the store: each later call
     connects again until one succeeds. Only :meth:`close` closes the store.
     """
+
+    _sql = sql
 
     def __init__(
         self,
