@@ -91,26 +91,29 @@ def _fields(model: Any, names: tuple[str, ...]) -> list[str]:
             if getattr(model, name) != _default(model, name)]
 
 
-_FLOW_POLICY = ("retries", "retry_delay", "pause_keys", "resuming", "retry_type")
-_TASK_POLICY = ("retries", "retry_delay", "retry_jitter_factor")
+# (the run's fields, its policy's fields) a run's repr shows when they are not their defaults
+_FLOW_RUN_SHOWN = (
+    ("run_count", "expected_start_time", "next_scheduled_start_time", "deployment_id",
+     "infrastructure_pid", "parent_task_run_id"),
+    ("retries", "retry_delay", "pause_keys", "resuming", "retry_type"),
+)
+_TASK_RUN_SHOWN = (
+    ("flow_run_id", "run_count", "flow_run_run_count", "expected_start_time",
+     "next_scheduled_start_time", "cache_key", "cache_expiration"),
+    ("retries", "retry_delay", "retry_jitter_factor"),
+)
 
 
 def run_repr(run: FlowRun | TaskRun) -> str:
     """``FlowRun(id='…', name='…', state=Running(), run_count=1, retries=1, pause_keys={'a'})``:
     the run's current state, counters, scheduling times, retry settings and pause keys."""
     kind = type(run).__name__
-    parts = [f"id={value_repr(run.id)}", f"name={run.name!r}"]
-    parts.append(f"state={'None' if run.state is None else state_repr(run.state)}")
-    fields: tuple[str, ...]
-    policy: tuple[str, ...]
-    if kind == "FlowRun":
-        fields = ("run_count", "expected_start_time", "next_scheduled_start_time",
-                  "deployment_id", "infrastructure_pid", "parent_task_run_id")
-        policy = _FLOW_POLICY
-    else:
-        fields = ("flow_run_id", "run_count", "flow_run_run_count", "expected_start_time",
-                  "next_scheduled_start_time", "cache_key", "cache_expiration")
-        policy = _TASK_POLICY
-    parts += _fields(run, fields)
-    parts += _fields(run.empirical_policy, policy)
+    fields, policy = _FLOW_RUN_SHOWN if kind == "FlowRun" else _TASK_RUN_SHOWN
+    parts = [
+        f"id={value_repr(run.id)}",
+        f"name={run.name!r}",
+        f"state={'None' if run.state is None else state_repr(run.state)}",
+        *_fields(run, fields),
+        *_fields(run.empirical_policy, policy),
+    ]
     return f"{kind}({', '.join(parts)})"
