@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -92,29 +93,27 @@ class PostgresStore(RowStore[psycopg.Connection[Any]]):
     def _open(self) -> psycopg.Connection[Any]:
         """A new connection with the session settings, its schema checked and migrated."""
         watchdog = self._watchdog
-        watchdog.arm()
         try:
-            conn = connect(
-                self._url,
-                self.path,
-                busy_timeout=self._busy_timeout,
-                synchronous=self._synchronous,
-                call_timeout=self.call_timeout,
-                watchdog=watchdog,
-            )
-            try:
-                ensure_schema(conn, self.path)
-            except BaseException as exc:
-                conn.close()
-                if isinstance(exc, psycopg.Error):
-                    raise self._describe(exc) from exc
-                raise
+            with watchdog:
+                conn = connect(
+                    self._url,
+                    self.path,
+                    busy_timeout=self._busy_timeout,
+                    synchronous=self._synchronous,
+                    call_timeout=self.call_timeout,
+                    watchdog=watchdog,
+                )
+                try:
+                    ensure_schema(conn, self.path)
+                except BaseException as exc:
+                    conn.close()
+                    if isinstance(exc, psycopg.Error):
+                        raise self._describe(exc) from exc
+                    raise
         except DatabaseError as exc:
             if watchdog.fired:
                 raise self._timed_out() from exc
             raise
-        finally:
-            watchdog.disarm()
         return conn
 
     def _reconnect(self, old: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
@@ -174,23 +173,20 @@ class PostgresStore(RowStore[psycopg.Connection[Any]]):
                     conn = self.conn  # raises once the store is closed
                     if conn.closed or conn.broken:
                         conn = self._reconnect(conn)
-                    watchdog.arm()
                     try:
-                        conn.execute(BEGIN)
+                        with watchdog:
+                            conn.execute(BEGIN)
                     except psycopg.OperationalError:
                         if not conn.broken or watchdog.fired:
                             raise
-                        watchdog.disarm()
                         conn = self._reconnect(conn)  # it broke while idle
-                        watchdog.arm()
-                        conn.execute(BEGIN)
+                        with watchdog:
+                            conn.execute(BEGIN)
                 else:
-                    watchdog.arm()
-                    self.conn.execute(f"SAVEPOINT fs_{depth}")
+                    with watchdog:
+                        self.conn.execute(f"SAVEPOINT fs_{depth}")
             except psycopg.Error as exc:
                 raise self._describe(exc) from exc
-            finally:
-                watchdog.disarm()
         except BaseException:
             lock.release()
             raise
@@ -201,19 +197,18 @@ class PostgresStore(RowStore[psycopg.Connection[Any]]):
     def end(self, depth: int, exc: BaseException | None) -> None:
         """Commit (or release the savepoint); on ``exc``, roll back and re-raise it translated."""
         conn = self._conn
-        watchdog = self._watchdog
         try:
             self._depth = depth
             if exc is None:
-                watchdog.arm()
                 try:
-                    self.conn.execute("COMMIT" if depth == 0 else f"RELEASE SAVEPOINT fs_{depth}")
+                    with self._watchdog:
+                        self.conn.execute(
+                            "COMMIT" if depth == 0 else f"RELEASE SAVEPOINT fs_{depth}"
+                        )
                 except psycopg.Error as error:
                     described = self._describe(error)
                     self._rollback(conn, depth)
                     raise described from error
-                finally:
-                    watchdog.disarm()
                 return
             if conn is not None:
                 self._rollback(conn, depth)
@@ -228,28 +223,21 @@ class PostgresStore(RowStore[psycopg.Connection[Any]]):
         status = conn.info.transaction_status
         if status == psycopg.pq.TransactionStatus.IDLE:
             return
-        watchdog = self._watchdog
-        watchdog.arm()
-        try:
+        # A connection that breaks meanwhile is rolled back by the server; the next begin
+        # reconnects.
+        with suppress(psycopg.OperationalError), self._watchdog:
             if depth == 0:
                 conn.execute("ROLLBACK")
             else:
                 conn.execute(f"ROLLBACK TO SAVEPOINT fs_{depth}")
                 conn.execute(f"RELEASE SAVEPOINT fs_{depth}")
-        except psycopg.OperationalError:
-            pass  # the connection broke: the server rolls back; the next begin reconnects
-        finally:
-            watchdog.disarm()
 
     def _execute(self, statement: str, params: Any = None) -> psycopg.Cursor[Any]:
-        watchdog = self._watchdog
-        watchdog.arm()
         try:
-            return self.conn.execute(statement, params)
+            with self._watchdog:
+                return self.conn.execute(statement, params)
         except psycopg.Error as exc:
             raise self._describe(exc) from exc
-        finally:
-            watchdog.disarm()
 
     # -- runs ------------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 psycopg waits for the server's answer without a time limit, and TCP keepalives cannot tell a
 stopped server (its kernel still acknowledges) from a slow one. So each store has a
-:class:`Watchdog`: the store arms it before each round trip to the server and disarms it after;
+:class:`Watchdog`, which each round trip to the server runs inside (``with watchdog:``);
 a daemon thread shuts down the socket of a round trip that is still waiting at its deadline.
 The waiting call then fails at once (psycopg sees the connection closed), and the store turns
 that into a :class:`~flowstate.DatabaseError` that names the timeout; the next call reconnects.
@@ -22,8 +22,8 @@ __all__ = ["Watchdog"]
 class Watchdog:
     """Shuts down the connection of a round trip that outlives ``seconds``.
 
-    ``arm()`` before a round trip, ``disarm()`` after it; :attr:`fired` tells whether the last
-    armed round trip was cut. The thread starts with the watchdog and ends with :meth:`stop`.
+    ``with watchdog:`` around a round trip; :attr:`fired` tells whether the last round trip was
+    cut. The thread starts with the watchdog and ends with :meth:`stop`.
     """
 
     def __init__(self, seconds: float, name: str) -> None:
@@ -37,13 +37,14 @@ class Watchdog:
         self._thread = threading.Thread(target=self._watch, name=name, daemon=True)
         self._thread.start()
 
-    def arm(self) -> None:
+    def __enter__(self) -> Watchdog:
         """A round trip starts: it has ``seconds`` to finish."""
         with self._lock:
             self._deadline = monotonic() + self.seconds
             self.fired = False
+        return self
 
-    def disarm(self) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         """The round trip finished (or failed)."""
         with self._lock:
             self._deadline = None
