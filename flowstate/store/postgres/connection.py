@@ -24,14 +24,14 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from flowstate.errors import DatabaseError
-from flowstate.store.connection import Synchronous, check_busy_timeout
+from flowstate.store.connection import Synchronous
 
 if TYPE_CHECKING:
     import psycopg
 
     from flowstate.store.postgres.watchdog import Watchdog
 
-__all__ = ["CONNECT_TIMEOUT", "check_busy_timeout", "connect", "import_psycopg"]
+__all__ = ["CONNECT_TIMEOUT", "connect", "import_psycopg"]
 
 CONNECT_TIMEOUT = 10
 """Seconds to wait for the server to answer when the URL sets no ``connect_timeout`` (less
@@ -60,11 +60,6 @@ def import_psycopg() -> Any:
             "installed; run: pip install 'flowstate[postgres]'"
         ) from exc
     return psycopg
-
-
-def lock_timeout_ms(busy_timeout: float) -> int:
-    """``busy_timeout`` seconds as PostgreSQL's ``lock_timeout`` (at least 1 ms)."""
-    return max(1, round(busy_timeout * 1000))
 
 
 def connect(
@@ -118,12 +113,13 @@ def connect(
 def configure(
     conn: psycopg.Connection[Any], *, busy_timeout: float, synchronous: Synchronous
 ) -> None:
-    """Session settings: lock_timeout from busy_timeout, synchronous_commit, UTC, UTF-8 text
-    (which the NUL-safe text adapters of :mod:`flowstate.store.postgres.text` then use)."""
+    """Session settings: lock_timeout from busy_timeout (at least 1 ms), synchronous_commit,
+    UTC, UTF-8 text (which the NUL-safe text adapters of :mod:`flowstate.store.postgres.text`
+    then use)."""
     conn.execute(
         "SELECT set_config('lock_timeout', %s, false), set_config('TimeZone', 'UTC', false), "
         "set_config('client_encoding', 'UTF8', false)",
-        (f"{lock_timeout_ms(busy_timeout)}ms",),
+        (f"{max(1, round(busy_timeout * 1000))}ms",),
     )
     from flowstate.store.postgres.text import register
 

@@ -23,9 +23,9 @@ from flowstate.errors import DatabaseError, FlowstateError
 from flowstate.runs import FlowRun
 from flowstate.store import rows
 from flowstate.store.base import RunKind
-from flowstate.store.connection import Synchronous
+from flowstate.store.connection import Synchronous, check_busy_timeout
 from flowstate.store.postgres import sql
-from flowstate.store.postgres.connection import check_busy_timeout, connect
+from flowstate.store.postgres.connection import connect
 from flowstate.store.postgres.errors import describe
 from flowstate.store.postgres.schema import ensure_schema
 from flowstate.store.postgres.timeouts import (
