@@ -74,10 +74,8 @@ def wait_for_lock(attempt: Callable[[], bool], wait: Wait) -> None:
     handler's exception (KeyboardInterrupt, SystemExit) leaves from the sleep within a slice.
     """
     started, deadline, notice = wait.started, wait.deadline, wait.notice
-    monotonic = time.monotonic
-    sleep = time.sleep
     while True:
-        now = monotonic()
+        now = time.monotonic()
         if now >= deadline:
             raise busy_error()
         notice.check()
@@ -86,6 +84,6 @@ def wait_for_lock(attempt: Callable[[], bool], wait: Wait) -> None:
         for after, shorter in LONG_WAIT_SLICES:
             if waited >= after:
                 pause = shorter
-        sleep(min(pause, deadline - now))
+        time.sleep(min(pause, deadline - now))
         if attempt():
             return
