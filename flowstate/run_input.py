@@ -132,10 +132,9 @@ def input_value(value: Any) -> RunInput:
     model wrapped as ``<Name>RunInput``, anything else as ``<type>AutomaticRunInput(value=...)``."""
     if isinstance(value, RunInput):
         return value
+    data = value.model_dump() if isinstance(value, BaseModel) else {"value": value}
     try:
-        if isinstance(value, BaseModel):
-            return input_model(type(value), "value").model_validate(value.model_dump())
-        return input_model(type(value), "value").model_validate({"value": value})
+        return input_model(type(value), "value").model_validate(data)
     except pydantic.ValidationError as exc:
         raise InvalidState(f"value {value!r:.80} cannot be sent as run input: {exc}") from None
 
