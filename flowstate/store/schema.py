@@ -259,8 +259,7 @@ _READ_IDENTITY = (
 def _read_identity(conn: sqlite3.Connection) -> tuple[int, int, int]:
     # One statement, so one snapshot: read separately, another process's first migration could
     # commit in between and a new database would look like a foreign one (tables, no id).
-    application_id, user_version, tables = conn.execute(_READ_IDENTITY).fetchone()
-    return application_id, user_version, tables
+    return conn.execute(_READ_IDENTITY).fetchone()
 
 
 def _check_identity(path: str, application_id: int, user_version: int, tables: int) -> bool:
