@@ -34,8 +34,7 @@ def value_repr(value: Any, limit: int = 60) -> str:
     """A short repr: times as ISO text in UTC (``'2024-01-01T09:00:00Z'``, which the
     constructors accept), ids as text, long values cut."""
     if isinstance(value, datetime):
-        text = value.isoformat().replace("+00:00", "Z")
-        return repr(text)
+        return repr(value.isoformat().replace("+00:00", "Z"))
     if isinstance(value, UUID):
         return repr(str(value))
     if isinstance(value, set | frozenset):
