@@ -367,12 +367,10 @@ class ConcurrencyMethods(EngineParts):
         wanted = checks.names(names)
         count = checks.count(occupy, "occupy", 1)
         wait = checks.timeout(timeout)
-        box = Acquired()
-        yield from self._acquire_steps(
+        return (yield from self._acquire_steps(
             wanted, count, mode="rate_limit", timeout=wait, lease_duration=None,
-            strict=checks.active(strict, "strict"), holder=None, box=box,
-        )
-        return box.names
+            strict=checks.active(strict, "strict"), holder=None, box=Acquired(),
+        ))
 
     def _acquire_steps(
         self,
@@ -385,11 +383,12 @@ class ConcurrencyMethods(EngineParts):
         strict: bool,
         holder: tuple[str, str] | None,
         box: Acquired,
-    ) -> Generator[Nap, None, None]:
+    ) -> Generator[Nap, None, list[str]]:
         """Attempt after attempt until the slots are taken (put in ``box``, so that a caller
-        interrupted right after can still give them back); a Nap of ``retry_after`` seconds
-        between two (at most :data:`MAX_NAP_SECONDS`). A refused ``concurrency`` attempt first
-        releases expired leases."""
+        interrupted right after can still give them back; the names of the limits found are
+        returned too); a Nap of ``retry_after`` seconds between two (at most
+        :data:`MAX_NAP_SECONDS`). A refused ``concurrency`` attempt first releases expired
+        leases."""
         if self._store.in_transaction:
             raise InvalidState(
                 "concurrency() and rate_limit() wait for other holders, who cannot release "
@@ -402,7 +401,7 @@ class ConcurrencyMethods(EngineParts):
         while True:
             try:
                 box.names, box.lease = self._increment(wanted, count, mode, lease_for)
-                return
+                return box.names
             except ConcurrencyLimitReached as refused:
                 if mode == "concurrency" and self.expire_leases():
                     continue  # a crashed holder's slots came back: try again at once
