@@ -1,4 +1,6 @@
-"""Slots held by runs: what orchestration rules may do with concurrency limits while deciding.
+"""Taking and giving back slots: :func:`take_slots` and :func:`give_back`, inside the caller's
+transaction, for every kind of limit; and :class:`RunSlots`, what orchestration rules may do
+with concurrency limits while deciding.
 
 A transition's rules reach the limits only through the :class:`RunSlots` their context carries
 (``ctx.slots``), which works inside the transition's own transaction: a slot taken by a
