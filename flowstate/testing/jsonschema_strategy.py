@@ -5,9 +5,10 @@ Supported: ``type`` (one or a list of ``object``, ``array``, ``string``, ``integ
 ``additionalProperties`` (false, or a schema), ``items``, ``minItems`` / ``maxItems``,
 ``minLength`` / ``maxLength`` / ``pattern``, ``minimum`` / ``maximum`` / ``exclusiveMinimum`` /
 ``exclusiveMaximum``, ``anyOf`` / ``oneOf`` (a draw from one branch), local ``$ref`` to
-``#/$defs/...`` or ``#/definitions/...``, and ``allOf`` of object schemas (merged). Anything else
-raises ``ValueError`` naming the keyword, rather than generating values the schema refuses. That
-covers the schemas Prefect's pydantic run-input models produce.
+``#/$defs/...`` or ``#/definitions/...``, and ``allOf`` of object schemas (merged into one: an
+``additionalProperties`` of one part is taken for the whole, which JSON Schema does not do).
+Anything else raises ``ValueError`` naming the keyword, rather than generating values the
+schema refuses. That covers the schemas Prefect's pydantic run-input models produce.
 
 Why not ``hypothesis-jsonschema``: its latest release (0.23.1) fails on every object schema with
 Hypothesis 6.170 (it calls ``hypothesis.internal.conjecture.utils.many(...).more()``, which
@@ -16,6 +17,7 @@ Hypothesis no longer has), and run input is always an object.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -125,26 +127,39 @@ def _string(schema: dict[str, Any], root: dict[str, Any]) -> st.SearchStrategy[s
 
 
 def _bounds(schema: dict[str, Any]) -> tuple[Any, Any, bool, bool]:
-    low, high = schema.get("minimum"), schema.get("maximum")
-    exclude_low = exclude_high = False
-    if isinstance(schema.get("exclusiveMinimum"), int | float):
-        low, exclude_low = schema["exclusiveMinimum"], True
-    if isinstance(schema.get("exclusiveMaximum"), int | float):
-        high, exclude_high = schema["exclusiveMaximum"], True
+    """The lower and upper bounds and whether each is exclusive: the tighter of ``minimum`` and
+    a numeric ``exclusiveMinimum`` (draft 6 on), or ``minimum`` made exclusive by a boolean one
+    (draft 4); the same for the upper bound."""
+    low, exclude_low = _bound(schema, "minimum", "exclusiveMinimum", max)
+    high, exclude_high = _bound(schema, "maximum", "exclusiveMaximum", min)
     return low, high, exclude_low, exclude_high
+
+
+def _bound(
+    schema: dict[str, Any], inclusive: str, exclusive: str, tighter: Callable[..., Any]
+) -> tuple[Any, bool]:
+    value, strict = schema.get(inclusive), schema.get(exclusive)
+    if isinstance(strict, bool):  # draft 4: a flag on the inclusive bound
+        return value, strict and value is not None
+    if not isinstance(strict, int | float):
+        return value, False
+    if value is None or tighter(value, strict) == strict:
+        return strict, True
+    return value, False
 
 
 def _integer(schema: dict[str, Any], root: dict[str, Any]) -> st.SearchStrategy[int]:
     low, high, exclude_low, exclude_high = _bounds(schema)
-    low = None if low is None else int(low) + (1 if exclude_low else 0)
-    high = None if high is None else int(high) - (1 if exclude_high else 0)
-    return st.integers(min_value=low, max_value=high)
+    return st.integers(
+        min_value=None if low is None else math.floor(low) + 1 if exclude_low else math.ceil(low),
+        max_value=None if high is None else math.ceil(high) - 1 if exclude_high else math.floor(high),
+    )
 
 
 def _number(schema: dict[str, Any], root: dict[str, Any]) -> st.SearchStrategy[float]:
     low, high, exclude_low, exclude_high = _bounds(schema)
-    return st.floats(min_value=low, max_value=high, exclude_min=exclude_low and low is not None,
-                     exclude_max=exclude_high and high is not None, allow_nan=False, allow_infinity=False)
+    return st.floats(min_value=low, max_value=high, exclude_min=exclude_low, exclude_max=exclude_high,
+                     allow_nan=False, allow_infinity=False)
 
 
 _BY_TYPE: dict[str, Any] = {

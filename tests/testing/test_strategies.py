@@ -180,3 +180,72 @@ def test_run_inputs_cover_refs_patterns_bounds_and_unions(value):
 def test_run_inputs_refuse_keywords_they_cannot_honour():
     with pytest.raises(ValueError, match="patternProperties"):
         run_inputs({"type": "object", "patternProperties": {"^x": {"type": "string"}}})
+
+
+ALL_OF_SCHEMA = {
+    "definitions": {"Named": {"type": "object", "properties": {"name": {"type": "string"}},
+                              "required": ["name"]}},
+    "allOf": [
+        {"$ref": "#/definitions/Named"},
+        {"properties": {"size": {"type": ["integer", "null"]}}, "required": ["size"]},
+    ],
+}
+LOOSE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "anything": {},
+        "either": {"type": ["string", "boolean"]},
+        "kind": {"enum": ["a", "b"]},
+        "shape": {"oneOf": [{"type": "integer"}, {"type": "array", "items": {"type": "boolean"},
+                                                   "minItems": 2, "maxItems": 3}]},
+        "extra": {"type": "object", "additionalProperties": {"type": "integer"}},
+    },
+    "required": ["anything", "either", "kind", "shape", "extra"],
+}
+BOUNDS_SCHEMA = {
+    "type": "object",
+    "properties": {  # bounds that are not whole numbers, and both kinds of lower bound at once
+        "a": {"type": "integer", "minimum": 1.5, "maximum": 3},
+        "b": {"type": "integer", "minimum": -4, "maximum": -1.5},
+        "c": {"type": "integer", "exclusiveMinimum": -1.5, "exclusiveMaximum": 0.5},
+        "d": {"type": "integer", "minimum": 5, "exclusiveMinimum": 0, "maximum": 9},
+        "e": {"type": "number", "minimum": 5, "exclusiveMinimum": 0, "exclusiveMaximum": 6},
+    },
+    "required": ["a", "b", "c", "d", "e"],
+    "additionalProperties": False,
+}
+
+
+@pytest.mark.parametrize("schema", [ALL_OF_SCHEMA, LOOSE_SCHEMA, BOUNDS_SCHEMA],
+                         ids=["allOf-and-definitions", "types-enum-oneOf-items", "bounds"])
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_run_inputs_of_every_documented_keyword_satisfy_their_schema(schema, data):
+    import jsonschema
+
+    jsonschema.Draft202012Validator(schema).validate(data.draw(run_inputs(schema)))
+
+
+DRAFT_4_SCHEMA = {"type": "object", "properties": {
+    "n": {"type": "integer", "minimum": 0, "maximum": 10, "exclusiveMinimum": True}},
+    "required": ["n"], "$schema": "http://json-schema.org/draft-04/schema#"}
+
+
+@settings(max_examples=100, deadline=None)
+@given(run_inputs(DRAFT_4_SCHEMA))
+def test_a_draft_4_boolean_exclusive_minimum_makes_the_minimum_exclusive(value):
+    assert 1 <= value["n"] <= 10
+
+
+def test_the_integers_a_bound_allows_are_all_reached():
+    assert find(run_inputs(DRAFT_4_SCHEMA), lambda value: value["n"] == 1)["n"] == 1
+    schema = {"type": "object", "properties": {
+        "n": {"type": "integer", "exclusiveMinimum": -1.5, "exclusiveMaximum": 1.5}},
+        "required": ["n"], "additionalProperties": False}
+    for n in (-1, 1):
+        assert find(run_inputs(schema), lambda value, n=n: value["n"] == n) == {"n": n}
+
+
+def test_run_inputs_refuse_a_ref_they_cannot_resolve():
+    with pytest.raises(ValueError, match="local"):
+        run_inputs({"type": "object", "properties": {"x": {"$ref": "other.json#/Thing"}}}).example()
