@@ -106,8 +106,9 @@ _TASK_RUN_SHOWN = (
 def run_repr(run: FlowRun | TaskRun) -> str:
     """``FlowRun(id='…', name='…', state=Running(), run_count=1, retries=1, pause_keys={'a'})``:
     the run's current state, counters, scheduling times, retry settings and pause keys."""
-    kind = type(run).__name__
-    fields, policy = _FLOW_RUN_SHOWN if kind == "FlowRun" else _TASK_RUN_SHOWN
+    from flowstate.runs import FlowRun  # (loaded already: a run is being printed)
+
+    fields, policy = _FLOW_RUN_SHOWN if isinstance(run, FlowRun) else _TASK_RUN_SHOWN
     parts = [
         f"id={value_repr(run.id)}",
         f"name={run.name!r}",
@@ -115,4 +116,4 @@ def run_repr(run: FlowRun | TaskRun) -> str:
         *_fields(run, fields),
         *_fields(run.empirical_policy, policy),
     ]
-    return f"{kind}({', '.join(parts)})"
+    return f"{type(run).__name__}({', '.join(parts)})"

@@ -92,3 +92,27 @@ def test_import_flowstate_does_not_load_the_repr_module() -> None:
         capture_output=True, text=True, check=True,
     )
     assert out.stdout.strip() == "False"
+
+
+def test_a_subclass_of_a_run_prints_with_the_fields_of_its_kind() -> None:
+    from uuid import UUID
+
+    from flowstate import FlowRun, TaskRun
+
+    class NightlyRun(FlowRun):
+        pass
+
+    class StepRun(TaskRun):
+        pass
+
+    flow = NightlyRun(id=UUID(int=1), name="nightly", empirical_policy={"retries": 2})
+    task = StepRun(id=UUID(int=2), name="step", task_key="t", dynamic_key="0",
+                   flow_run_id=UUID(int=1))
+    assert repr(flow) == (
+        "NightlyRun(id='00000000-0000-0000-0000-000000000001', name='nightly', state=None, "
+        "retries=2)"
+    )
+    assert repr(task) == (
+        "StepRun(id='00000000-0000-0000-0000-000000000002', name='step', state=None, "
+        "flow_run_id='00000000-0000-0000-0000-000000000001')"
+    )
