@@ -150,16 +150,19 @@ def _bound(
 
 def _integer(schema: dict[str, Any], root: dict[str, Any]) -> st.SearchStrategy[int]:
     low, high, exclude_low, exclude_high = _bounds(schema)
-    return st.integers(
-        min_value=None if low is None else math.floor(low) + 1 if exclude_low else math.ceil(low),
-        max_value=None if high is None else math.ceil(high) - 1 if exclude_high else math.floor(high),
-    )
+    if low is not None:  # the least whole number the bound allows
+        low = math.floor(low) + 1 if exclude_low else math.ceil(low)
+    if high is not None:  # the greatest
+        high = math.ceil(high) - 1 if exclude_high else math.floor(high)
+    return st.integers(min_value=low, max_value=high)
 
 
 def _number(schema: dict[str, Any], root: dict[str, Any]) -> st.SearchStrategy[float]:
     low, high, exclude_low, exclude_high = _bounds(schema)
-    return st.floats(min_value=low, max_value=high, exclude_min=exclude_low, exclude_max=exclude_high,
-                     allow_nan=False, allow_infinity=False)
+    return st.floats(
+        min_value=low, max_value=high, exclude_min=exclude_low, exclude_max=exclude_high,
+        allow_nan=False, allow_infinity=False,
+    )
 
 
 _BY_TYPE: dict[str, Any] = {
