@@ -1,7 +1,10 @@
 """How fast could Python go? Scenario 2's cycle through a deliberately lean engine.
 
-``python -m benchmarks.floor [--rounds N]`` interleaves three sides, 100 runs per transaction:
-flowstate, raw sqlite3 (scenario 2's baseline), and :class:`LeanEngine` — not part of
+``python -m benchmarks.floor [--rounds N]`` interleaves four sides, 100 runs per transaction:
+flowstate; flowstate with a flow policy of no rules (``no rules``: the same calls, context,
+bookkeeping, saving and cache, without the rule pipeline, so what the pipeline costs and what
+the rest costs can be told apart); raw sqlite3 (scenario 2's baseline); and
+:class:`LeanEngine` — not part of
 flowstate, and not a general engine: just enough to drive the benchmark's cycle (create →
 Scheduled → Pending → Running → Paused → resume → Completed) the way flowstate does, with plain
 slotted objects instead of pydantic models and no rule pipeline. It runs the checks the core
@@ -24,6 +27,7 @@ import argparse
 import json
 import sqlite3
 import tempfile
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -32,6 +36,7 @@ from uuid import UUID
 from flowstate import Orchestrator
 from flowstate._ids import uuid7
 from flowstate._models import construct
+from flowstate.orchestration.policies import CORE_FLOW
 from flowstate.results import AcceptDetails, OrchestrationResult, SetStateStatus
 from flowstate.runs import FlowRun, FlowRunPolicy
 from flowstate.states import _DETAIL_DEFAULTS, State, StateDetails, StateType
@@ -334,18 +339,23 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     folder = Path(args.folder or tempfile.mkdtemp(prefix="flowstate-floor-"))
     folder.mkdir(parents=True, exist_ok=True)
     recording = record(str(folder / "recording.db"), _script())
-    for name in ("flowstate.db", "raw.db", "lean.db"):
+    for name in ("flowstate.db", "no-rules.db", "raw.db", "lean.db"):
         Orchestrator(folder / name).close()  # flowstate's schema for every side
     orc = Orchestrator(folder / "flowstate.db")
+    no_rules = CORE_FLOW.remove(*CORE_FLOW.names, name="no rules")
+    bare = Orchestrator(folder / "no-rules.db", flow_policy=no_rules)
     raw = RawReplayer(open_raw(str(folder / "raw.db")), recording)
     lean = LeanEngine(str(folder / "lean.db"))
     calls = args.runs * args.batches * CALLS_PER_CYCLE
 
-    def flowstate_side() -> None:
-        for _ in range(args.batches):
-            with orc.transaction():
-                for _ in range(args.runs):
-                    flow_cycle(orc)
+    def cycles_of(engine: Orchestrator) -> Callable[[], None]:
+        def side() -> None:
+            for _ in range(args.batches):
+                with engine.transaction():
+                    for _ in range(args.runs):
+                        flow_cycle(engine)
+
+        return side
 
     def lean_side() -> None:
         for _ in range(args.batches):
@@ -357,20 +367,24 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         for _ in range(args.batches):
             raw.replay_batched(args.runs)
 
-    sides = {"flowstate": flowstate_side, "lean": lean_side, "raw": raw_side}
+    sides = {
+        "flowstate": cycles_of(orc), "no rules": cycles_of(bare), "lean": lean_side, "raw": raw_side
+    }
     figures: dict[str, list[float]] = {name: [] for name in sides}
     for work in sides.values():
         work()  # warm up
     order = list(sides)
     for index in range(args.rounds):
-        for name in order[index % 3:] + order[: index % 3]:  # rotate who goes first
+        turn = index % len(order)
+        for name in order[turn:] + order[:turn]:  # rotate who goes first
             figures[name].append(rate(calls, sides[name]))
     result = {name: median(values) for name, values in figures.items()}
     raw_median = result["raw"]
     print(f"scenario 2's cycle, {args.runs} runs per transaction, medians of {args.rounds} rounds:")
-    for name in ("raw", "flowstate", "lean"):
+    for name in ("raw", "flowstate", "no rules", "lean"):
         print(f"  {name:9s} {result[name]:9,.0f} calls/s   ratio to raw {result[name] / raw_median:.2f}")
     orc.close()
+    bare.close()
     raw.conn.close()
     lean.conn.close()
     return result
