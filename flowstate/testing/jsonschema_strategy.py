@@ -5,10 +5,9 @@ Supported: ``type`` (one or a list of ``object``, ``array``, ``string``, ``integ
 ``additionalProperties`` (false, or a schema), ``items``, ``minItems`` / ``maxItems``,
 ``minLength`` / ``maxLength`` / ``pattern``, ``minimum`` / ``maximum`` / ``exclusiveMinimum`` /
 ``exclusiveMaximum``, ``anyOf`` / ``oneOf`` (a draw from one branch), local ``$ref`` to
-``#/$defs/...`` or ``#/definitions/...``, and ``allOf`` of object schemas (merged into one: an
-``additionalProperties`` of one part is taken for the whole, which JSON Schema does not do).
-Anything else raises ``ValueError`` naming the keyword, rather than generating values the
-schema refuses. That covers the schemas Prefect's pydantic run-input models produce.
+``#/$defs/...`` or ``#/definitions/...``, and ``allOf`` of object schemas (merged into one; a
+part's ``additionalProperties`` may be true or false, not a schema). Anything else raises
+``ValueError`` naming the keyword, rather than generating values the schema refuses. That covers the schemas Prefect's pydantic run-input models produce.
 
 Why not ``hypothesis-jsonschema``: its latest release (0.23.1) fails on every object schema with
 Hypothesis 6.170 (it calls ``hypothesis.internal.conjecture.utils.many(...).more()``, which
@@ -78,14 +77,33 @@ def _resolve(ref: str, root: dict[str, Any]) -> dict[str, Any]:
 
 
 def _merge_all_of(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
+    """One object schema every value of which satisfies each part: the parts' properties and
+    required names together, less what a part with ``additionalProperties: false`` refuses."""
+    parts = [_resolve(part["$ref"], root) if "$ref" in part else part
+             for part in [schema, *schema["allOf"]]]
     merged: dict[str, Any] = {"type": "object", "properties": {}, "required": []}
-    for part in [schema, *schema["allOf"]]:
-        part = _resolve(part["$ref"], root) if "$ref" in part else part
+    for part in parts:
         merged["properties"].update(part.get("properties", {}))
         merged["required"] += part.get("required", [])
-        if "additionalProperties" in part:
-            merged["additionalProperties"] = part["additionalProperties"]
+    for part in parts:
+        _keep_out_what_it_refuses(merged, part)
     return merged
+
+
+def _keep_out_what_it_refuses(merged: dict[str, Any], part: dict[str, Any]) -> None:
+    """A part that allows no properties but its own keeps the others out of ``merged``
+    (ValueError if one of them is required, or if the part gives its extras a schema)."""
+    extras = part.get("additionalProperties", True)
+    if extras is True or extras == {}:
+        return
+    if extras is not False:
+        raise ValueError("run_inputs() does not support additionalProperties as a schema in allOf")
+    declared = part.get("properties", {})
+    refused = sorted(set(merged["required"]) - set(declared))
+    if refused:
+        raise ValueError(f"run_inputs(): allOf requires {refused}, which a part refuses")
+    merged["properties"] = {k: v for k, v in merged["properties"].items() if k in declared}
+    merged["additionalProperties"] = False
 
 
 def _object(schema: dict[str, Any], root: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:

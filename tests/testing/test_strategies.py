@@ -246,6 +246,34 @@ def test_the_integers_a_bound_allows_are_all_reached():
         assert find(run_inputs(schema), lambda value, n=n: value["n"] == n) == {"n": n}
 
 
+CLOSED_PART_SCHEMA = {
+    "allOf": [
+        {"properties": {"name": {"type": "string"}, "note": {"type": "string"}},
+         "required": ["name"], "additionalProperties": False},
+        {"properties": {"size": {"type": "integer"}}},  # optional: the first part refuses it
+    ],
+}
+
+
+@settings(max_examples=200, deadline=None)
+@given(run_inputs(CLOSED_PART_SCHEMA))
+def test_an_allof_part_that_allows_no_other_properties_keeps_them_out(value):
+    import jsonschema
+
+    jsonschema.Draft202012Validator(CLOSED_PART_SCHEMA).validate(value)
+    assert set(value) <= {"name", "note"}
+
+
+def test_run_inputs_refuse_an_allof_they_cannot_satisfy_or_honour():
+    conflict = {"allOf": [{"properties": {"a": {}}, "additionalProperties": False},
+                          {"properties": {"b": {}}, "required": ["b"]}]}
+    with pytest.raises(ValueError, match="refuses"):
+        run_inputs(conflict).example()
+    typed_extras = {"allOf": [{"properties": {"a": {}}, "additionalProperties": {"type": "integer"}}]}
+    with pytest.raises(ValueError, match="additionalProperties"):
+        run_inputs(typed_extras).example()
+
+
 def test_run_inputs_refuse_a_ref_they_cannot_resolve():
     with pytest.raises(ValueError, match="local"):
         run_inputs({"type": "object", "properties": {"x": {"$ref": "other.json#/Thing"}}}).example()
