@@ -20,7 +20,6 @@ from flowstate import _validation as validate
 from flowstate._concurrency import _UNSET, ConcurrencyMethods
 from flowstate._ids import uuid7
 from flowstate.concurrency import checks
-from flowstate.concurrency.checks import expect, is_number
 from flowstate.concurrency.models import ConcurrencyOptions, Deployment
 from flowstate.concurrency.run_slots import DEFAULT_GRACE_SECONDS, RunSlots
 from flowstate.concurrency.slots import DeploymentRow, LimitRow
@@ -211,7 +210,7 @@ def _fields(size: Any, strategy: Any, grace: Any, shared: Any, *, unset: Any) ->
 
 
 def _strategy(value: Any) -> str:
-    expect(
+    checks.expect(
         value in COLLISION_STRATEGIES, "collision_strategy", value,
         "'ENQUEUE', 'CANCEL_NEW' or None",
     )
@@ -219,8 +218,10 @@ def _strategy(value: Any) -> str:
 
 
 def _grace(value: Any) -> int:
-    ok = is_number(value, whole=True) and MIN_GRACE_SECONDS <= value <= MAX_GRACE_SECONDS
-    expect(
+    ok = checks.is_number(value, whole=True) and (
+        MIN_GRACE_SECONDS <= value <= MAX_GRACE_SECONDS
+    )
+    checks.expect(
         ok, "grace_period_seconds", value,
         f"whole seconds from {MIN_GRACE_SECONDS} to {MAX_GRACE_SECONDS}, or None (300)",
     )

@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict
 from flowstate import _validation as validate
 from flowstate._time import UtcDateTime
 from flowstate.concurrency import checks
-from flowstate.concurrency.checks import expect, is_number
 from flowstate.concurrency.slots import LeaseRow, LimitRow
 from flowstate.errors import InvalidState
 
@@ -68,8 +67,10 @@ def tag_limit_name(tag: str) -> str:
 def tag_limit_value(value: Any) -> int:
     """A tag limit's value: any whole number a database column holds (Prefect's V1 route
     takes negative ones, which restrict nothing)."""
-    ok = is_number(value, whole=True) and -validate.MAX_SQL_INT - 1 <= value <= validate.MAX_SQL_INT
-    expect(
+    ok = checks.is_number(value, whole=True) and (
+        -validate.MAX_SQL_INT - 1 <= value <= validate.MAX_SQL_INT
+    )
+    checks.expect(
         ok, "limit", value,
         "a whole number (0 stops every task run with the tag, a negative number restricts "
         "nothing)",
