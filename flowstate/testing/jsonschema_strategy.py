@@ -7,7 +7,8 @@ Supported: ``type`` (one or a list of ``object``, ``array``, ``string``, ``integ
 ``exclusiveMaximum``, ``anyOf`` / ``oneOf`` (a draw from one branch), local ``$ref`` to
 ``#/$defs/...`` or ``#/definitions/...``, and ``allOf`` of object schemas (merged into one; a
 part's ``additionalProperties`` may be true or false, not a schema). Anything else raises
-``ValueError`` naming the keyword, rather than generating values the schema refuses. That covers the schemas Prefect's pydantic run-input models produce.
+``ValueError`` naming the keyword, rather than generating values the schema refuses. That
+covers the schemas Prefect's pydantic run-input models produce.
 
 Why not ``hypothesis-jsonschema``: its latest release (0.23.1) fails on every object schema with
 Hypothesis 6.170 (it calls ``hypothesis.internal.conjecture.utils.many(...).more()``, which
