@@ -31,8 +31,10 @@ __all__ = [
     "coerce_state",
     "found",
     "plain_flow_run",
+    "optional_text",
     "positive_seconds",
     "run_id",
+    "whole_number",
     "new_task_run",
     "page",
     "validation_message",
@@ -297,14 +299,34 @@ def check_retry_delays(policy: FlowRunPolicy | TaskRunPolicy) -> None:
 
 
 def positive_seconds(value: Any, name: str, *, allow_zero: bool = False) -> float:
+    """A number of seconds above 0 (or 0 too, ``allow_zero``) and at most a century: a span
+    that "now" can be moved by. NaN, infinities and bools are refused."""
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
-        or value < 0
+        or not 0 <= value <= MAX_RETRY_DELAY  # (False for NaN; exact for any int)
         or (value == 0 and not allow_zero)
     ):
-        raise InvalidState(f"{name}={value!r}; expected a number of seconds > 0")
+        bound = ">= 0" if allow_zero else "> 0"
+        raise InvalidState(f"{name}={value!r:.40}; expected a number of seconds {bound}, at most a century")
     return float(value)
+
+
+def optional_text(value: Any, what: str) -> str | None:
+    """None, or text: a str without lone surrogates (which are not Unicode text)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidState(f"{what} must be a str or None, not {type(value).__name__}")
+    check_text(value, what)
+    return value
+
+
+def whole_number(value: Any, what: str, minimum: int) -> int:
+    """A whole number (never a bool) from ``minimum`` to 2**63-1, what a database column holds."""
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_SQL_INT:
+        raise InvalidState(f"{what}={value!r:.40}; expected a whole number from {minimum} to 2**63-1")
+    return value
 
 
 def check_policy(policy: Any, kind: str) -> Policy:

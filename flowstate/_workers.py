@@ -15,7 +15,7 @@ from uuid import UUID
 
 from flowstate import _validation as validate
 from flowstate._engine_parts import EngineParts
-from flowstate._time import as_utc
+from flowstate._time import UTC, as_utc
 from flowstate.concurrency.tags import TASK_SLOT_LEASE_SECONDS
 from flowstate.errors import InvalidState
 from flowstate.orchestration.policies import MARK_LATE
@@ -26,7 +26,9 @@ from flowstate.states import State, StateDetails, StateType
 if TYPE_CHECKING:
     from flowstate.store.limits import LimitStore
 
-__all__ = ["WorkerMethods"]
+__all__ = ["WorkerMethods", "due_run_arguments"]
+
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 
 class WorkerMethods(EngineParts):
@@ -65,8 +67,7 @@ class WorkerMethods(EngineParts):
         Each claim goes through the flow policy; claimed runs get a first heartbeat (with
         ``worker``, if given). Returns the claimed runs.
         """
-        if not isinstance(limit, int) or limit < 1:
-            raise InvalidState(f"limit={limit!r}; expected a whole number >= 1")
+        due_run_arguments(limit, 1.0, worker)
         message = None if worker is None else f"Claimed by {worker}"
         with self.transaction():  # several decisions: undone together if one fails
             at = self._at(now)
@@ -98,13 +99,18 @@ class WorkerMethods(EngineParts):
             for run in orc.iter_due_flow_runs(poll_interval=5, worker="w1"):
                 execute(run)   # then propose Running, Completed, ...
         """
-        stop = stop or threading.Event()
+        interval = due_run_arguments(limit, poll_interval, worker)
+        return self._claim_forever(limit, interval, worker, stop or threading.Event())
+
+    def _claim_forever(
+        self, limit: int, interval: float, worker: str | None, stop: threading.Event
+    ) -> Iterator[FlowRun]:
         while not stop.is_set():
             self.expire_leases()
             runs = self.claim_due_flow_runs(limit=limit, worker=worker)
             yield from runs
             if not runs:
-                stop.wait(poll_interval)
+                stop.wait(interval)
 
     def heartbeat(self, id: UUID | str, *, worker: str | None = None) -> None:
         """Record that a PENDING or RUNNING flow run is alive (see :meth:`mark_lost_runs`);
@@ -115,6 +121,7 @@ class WorkerMethods(EngineParts):
         the injected ``clock=`` if given, else by the database server's clock on PostgreSQL,
         else by this host's."""
         run_id = validate.run_id(id)
+        validate.optional_text(worker, "worker")
         with self._transaction():
             now = self._liveness_time(None)
             run = self._read_flow_run(run_id, now)
@@ -181,6 +188,8 @@ class WorkerMethods(EngineParts):
         with self.transaction():  # several decisions: undone together if one fails
             at = self._at(now)
             results = []
+            if at - _EARLIEST <= timedelta(seconds=seconds):
+                return []  # (no time is that long before ``now``: no run can be late yet)
             for run_id in self._store.late_candidate_ids(at - timedelta(seconds=seconds)):
                 run = self._read_flow_run(run_id, at)
                 late = State(
@@ -193,3 +202,10 @@ class WorkerMethods(EngineParts):
                 )
                 results.append(result)
             return results
+
+
+def due_run_arguments(limit: object, poll_interval: object, worker: object) -> float:
+    """Check the arguments of a claim and of a claiming loop; returns the poll interval."""
+    validate.whole_number(limit, "limit", 1)
+    validate.optional_text(worker, "worker")
+    return validate.positive_seconds(poll_interval, "poll_interval")

@@ -510,6 +510,26 @@ def test_iter_due_flow_runs_claims_due_runs_until_stopped():
     asyncio.run(main())
 
 
+@pytest.mark.parametrize(
+    "arguments",
+    [{"poll_interval": float("nan")}, {"poll_interval": -1}, {"limit": 0}, {"worker": 5}],
+    ids=repr,
+)
+def test_iter_due_flow_runs_refuses_bad_arguments_before_it_claims_anything(arguments):
+    """A negative poll interval made the loop spin without sleeping, and NaN failed inside
+    asyncio; each is an InvalidState at the first step, before any claim."""
+
+    async def main() -> None:
+        async with AsyncOrchestrator(":memory:") as orc:
+            run = await orc.create_flow_run(state=Scheduled())
+            with pytest.raises(InvalidState, match=f"^{next(iter(arguments))}"):
+                async for _ in orc.iter_due_flow_runs(**arguments):
+                    break
+            assert (await orc.read_flow_run(run.id)).state.name == "Scheduled"
+
+    asyncio.run(main())
+
+
 # -- the pytest fixture -------------------------------------------------------------------------------
 
 

@@ -114,6 +114,65 @@ def test_only_active_runs_heartbeat(orc):
         orc.mark_lost_runs(timeout=-1)
 
 
+BAD_SECONDS = [float("nan"), float("inf"), -1, 10**400, 1e308, True, "5"]
+
+
+@pytest.mark.parametrize("seconds", BAD_SECONDS, ids=repr)
+def test_a_span_of_seconds_that_is_not_a_finite_number_up_to_a_century_is_refused(orc, clock, seconds):
+    """NaN compared as "silent too long" for every run, and an infinite or huge span overflowed
+    inside datetime: each is an InvalidState naming the argument, and nothing changes."""
+    running = orc.create_flow_run(state=Running())
+    (due,) = schedule(orc, [-3600])
+    clock.advance(120)
+    calls = {
+        "timeout": lambda: orc.mark_lost_runs(timeout=seconds),
+        "threshold": lambda: orc.mark_late_runs(threshold=seconds),
+        "heartbeat_timeout": lambda: orc.create_flow_run(heartbeat_timeout=seconds),
+        "timeout ": lambda: orc.set_heartbeat_timeout(running.id, seconds),
+        "poll_interval": lambda: orc.iter_due_flow_runs(poll_interval=seconds),
+    }
+    for name, call in calls.items():
+        with pytest.raises(InvalidState, match=f"^{name.strip()}=.*at most a century"):
+            call()
+    assert orc.read_flow_run(running.id).state_type is StateType.RUNNING
+    assert orc.read_flow_run(due).state.name == "Scheduled"
+    assert len(orc.read_flow_runs()) == 2
+
+
+@pytest.mark.parametrize("limit", [0, True, 2**63, 1.0, "1"], ids=repr)
+def test_a_claim_limit_that_is_not_a_whole_number_a_database_holds_is_refused(orc, limit):
+    (due,) = schedule(orc, [-10])
+    with pytest.raises(InvalidState, match="^limit=.*whole number from 1 to 2\\*\\*63-1"):
+        orc.claim_due_flow_runs(limit=limit)
+    with pytest.raises(InvalidState, match="^limit="):
+        orc.iter_due_flow_runs(limit=limit)
+    assert orc.read_flow_run(due).state.name == "Scheduled"
+
+
+@pytest.mark.parametrize("worker", [5, b"w1", "w\ud800"], ids=repr)
+def test_a_worker_name_that_is_not_text_is_refused_before_anything_is_written(orc, worker):
+    (due,) = schedule(orc, [-10])
+    with pytest.raises(InvalidState, match="worker"):
+        orc.claim_due_flow_runs(limit=1, worker=worker)
+    assert orc.read_flow_run(due).state.name == "Scheduled"
+    running = orc.create_flow_run(state=Running())
+    with pytest.raises(InvalidState, match="worker"):
+        orc.heartbeat(running.id, worker=worker)
+    assert orc._store.read_heartbeat(running.id) is None
+
+
+def test_a_worker_name_is_kept_as_given(orc):
+    (due,) = schedule(orc, [-10])
+    orc.claim_due_flow_runs(limit=1, worker="w\x00é")
+    assert orc._store.read_heartbeat(due)[0] == "w\x00é"
+
+
+def test_no_run_is_late_at_the_earliest_time_there_is(orc):
+    schedule(orc, [-10])
+    earliest = datetime.min.replace(tzinfo=timezone.utc)
+    assert orc.mark_late_runs(threshold=15, now=earliest) == []
+
+
 def test_a_crashed_run_with_retries_left_awaits_a_retry_with_the_opt_in_rule(clock, memory_database):
     policy = CORE_FLOW.append(retry_crashed_flows)
     with Orchestrator(memory_database, clock=clock, flow_policy=policy) as orc:

@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from flowstate._interaction import Nap
+from flowstate._workers import due_run_arguments
 from flowstate.aio._worker import Job, Worker
 from flowstate.aio.concurrency import AsyncHeldSlots
 from flowstate.aio.subscription import AsyncSubscription
@@ -529,13 +530,14 @@ class AsyncOrchestrator:
             async for run in orc.iter_due_flow_runs(poll_interval=5, worker="w1"):
                 await execute(run)   # then propose Running, Completed, ...
         """
+        interval = due_run_arguments(limit, poll_interval, worker)  # (at the first step)
         while stop is None or not stop.is_set():
             await self.expire_leases()
             runs = await self.claim_due_flow_runs(limit=limit, worker=worker)
             for run in runs:
                 yield run
             if not runs:
-                await _pause(poll_interval, stop)
+                await _pause(interval, stop)
 
 
 def _next(orc: Orchestrator, steps: Iterator[Any]) -> tuple[bool, Any]:
