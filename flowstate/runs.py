@@ -11,7 +11,21 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from flowstate._time import UtcDateTime
 from flowstate.states import State, StateType
 
-__all__ = ["FlowRun", "FlowRunPolicy", "TaskRun", "TaskRunPolicy"]
+__all__ = ["SAVED_FIELDS", "FlowRun", "FlowRunPolicy", "TaskRun", "TaskRunPolicy"]
+
+SAVED_FIELDS: dict[Literal["flow", "task"], frozenset[str]] = {
+    "flow": frozenset((
+        "state_type", "state_name", "run_count", "start_time", "end_time", "total_run_time",
+        "expected_start_time", "next_scheduled_start_time", "empirical_policy",
+    )),
+    "task": frozenset((
+        "state_type", "state_name", "run_count", "flow_run_run_count", "start_time", "end_time",
+        "total_run_time", "expected_start_time", "next_scheduled_start_time", "cache_key",
+        "cache_expiration",
+    )),
+}
+"""The fields of a run that a transition saves (what the UPDATE statements write): the ones a
+rule may change with ``ctx.update_run``."""
 
 
 class FlowRunPolicy(BaseModel):

@@ -13,7 +13,7 @@ import pytest
 from flowstate import InvalidState, Orchestrator, SetStateStatus, StateType
 from flowstate.errors import RuleError
 from flowstate.rules import (
-    ANY_STATE, CORE_FLOW, CORE_TASK, Policy, Reject, Wait, decide_transition, rule,
+    ANY_STATE, CORE_FLOW, CORE_TASK, Abort, Policy, Proceed, Reject, Wait, decide_transition, rule,
 )
 from flowstate.runs import FlowRun, FlowRunPolicy
 from flowstate.states import (
@@ -568,3 +568,81 @@ def test_a_universal_rule_runs_after_whatever_earlier_rules_made_of_the_proposal
         policy, initial=Running(), proposed=Failed(), run=retried_run())
     assert outcome.result.status is SetStateStatus.REJECT  # FAILED became AwaitingRetry
     assert seen == [StateType.SCHEDULED]  # the universal rule still ran; the plain one did not
+
+
+# -- what a user rule gives back is checked where it enters the engine -----------------------
+
+BAD_DECISIONS = {
+    "Wait(nan)": lambda ctx: Wait(float("nan"), "later"),  # was a raw pydantic ValidationError
+    "Wait(1.5)": lambda ctx: Wait(1.5, "later"),
+    "Wait('5')": lambda ctx: Wait("5", "later"),  # was taken as 5
+    "Wait(10**400)": lambda ctx: Wait(10**400, "later"),  # was a 400-digit delay in the result
+    "Reject(5)": lambda ctx: Reject(5),  # was a raw pydantic ValidationError
+    "Reject(surrogate)": lambda ctx: Reject("\ud800"),  # a result that cannot be dumped as JSON
+    "Reject(dict)": lambda ctx: Reject("no", {"type": "FAILED"}),  # was a raw AttributeError
+    "Proceed(5)": lambda ctx: Proceed(5),  # was a raw AttributeError
+    "Abort(5)": lambda ctx: Abort(5),
+    "state with a surrogate": lambda ctx: Proceed(ctx.fresh_state(StateType.RUNNING, message="\ud800")),
+    "update_run(name)": lambda ctx: ctx.update_run(name="renamed"),  # was silently not saved
+    "update_run(state)": lambda ctx: ctx.update_run(state=Completed()),
+    "update_run(run_count='x')": lambda ctx: ctx.update_run(run_count="x"),  # was a raw TypeError
+    "update_run(run_count=10**30)": lambda ctx: ctx.update_run(run_count=10**30),  # OverflowError
+    "update_run(start_time=5j)": lambda ctx: ctx.update_run(start_time=5j),
+}
+
+
+@pytest.mark.parametrize("give", BAD_DECISIONS.values(), ids=BAD_DECISIONS.keys())
+def test_a_rule_giving_back_what_the_engine_cannot_use_fails_the_call_and_changes_nothing(database, give):
+    """Each is a RuleError naming the rule, raised inside the rule, before anything is written,
+    instead of a traceback from pydantic, sqlite3 or the engine, or a change silently lost."""
+    @rule(from_=ANY_STATE, to=StateType.RUNNING, name="odd")
+    def odd(ctx):
+        return give(ctx)
+
+    with Orchestrator(database, flow_policy=CORE_FLOW.append(odd)) as orc:
+        run = orc.create_flow_run(state=Pending())
+        with pytest.raises(RuleError, match="'odd'"):
+            orc.set_flow_run_state(run.id, Running())
+        after = orc.read_flow_run(run.id)
+        assert (after.state_type, after.run_count, after.name) == (StateType.PENDING, 0, run.name)
+        assert [s.name for s in orc.read_flow_run_states(run.id)] == ["Pending"]
+
+
+def test_update_run_names_the_fields_a_transition_saves(database):
+    @rule(from_=ANY_STATE, to=StateType.RUNNING, name="tagger")
+    def tagger(ctx):
+        ctx.update_run(tags=["x"])
+
+    with Orchestrator(database, flow_policy=CORE_FLOW.append(tagger)) as orc:
+        run = orc.create_flow_run(state=Pending())
+        with pytest.raises(RuleError, match="tags=.*saves only .*empirical_policy.*run_count"):
+            orc.set_flow_run_state(run.id, Running())
+
+
+def test_update_run_converts_values_as_the_runs_model_does_and_they_are_saved(database):
+    """A naive datetime is UTC, a dict is the policy it describes, a whole float a count."""
+    @rule(from_=ANY_STATE, to=StateType.RUNNING, name="setter")
+    def setter(ctx):
+        ctx.update_run(
+            expected_start_time=datetime(2030, 1, 2, 3, 4),
+            empirical_policy={"retries": 3, "retry_delay": 7},
+        )
+
+    with Orchestrator(database, flow_policy=CORE_FLOW.append(setter)) as orc:
+        run = orc.create_flow_run(state=Pending())
+        assert orc.set_flow_run_state(run.id, Running()).status is SetStateStatus.ACCEPT
+        after = orc.read_flow_run(run.id)
+        assert after.expected_start_time == datetime(2030, 1, 2, 3, 4, tzinfo=timezone.utc)
+        assert (after.empirical_policy.retries, after.empirical_policy.retry_delay) == (3, 7)
+
+
+def test_a_wait_of_whole_seconds_given_as_a_float_is_kept(database):
+    @rule(from_=ANY_STATE, to=StateType.RUNNING, name="wait-a-minute")
+    def wait_a_minute(ctx):
+        return Wait(timedelta(minutes=1).total_seconds(), "a minute")
+
+    with Orchestrator(database, flow_policy=CORE_FLOW.append(wait_a_minute)) as orc:
+        run = orc.create_flow_run(state=Pending())
+        result = orc.set_flow_run_state(run.id, Running())
+        assert (result.status, result.details.delay_seconds) == (SetStateStatus.WAIT, 60)
+        assert result.model_dump(mode="json")["details"]["delay_seconds"] == 60

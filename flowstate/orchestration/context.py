@@ -14,12 +14,13 @@ from typing import Any, Literal, TypeVar
 from uuid import UUID
 
 from flowstate._models import construct, copy_with, own_copy
+from flowstate._text import check_text
 from flowstate._time import FromNow, resolve_from_now
 from flowstate.concurrency.run_slots import NO_SLOTS, RunSlots
 from flowstate.errors import InvalidState
 from flowstate.orchestration.decisions import Effect
 from flowstate.results import SetStateStatus
-from flowstate.runs import FlowRun, TaskRun
+from flowstate.runs import SAVED_FIELDS, FlowRun, TaskRun
 from flowstate.states import State, StateDetails, StateType
 
 __all__ = ["RunKind", "TransitionContext", "pause_deadline"]
@@ -149,11 +150,17 @@ class TransitionContext:
         return None if self.proposed is None else self.proposed.type
 
     def update_run(self, **fields: Any) -> None:
-        """Change fields of the run (dropped if the rule's transition fizzles)."""
-        values = self._base.__dict__
-        for name, value in fields.items():
-            if name not in values:  # not a field: let pydantic raise its error, on a copy
-                setattr(copy_with(self._base, {}), name, value)
+        """Change fields of the run that a transition saves (:data:`flowstate.runs.SAVED_FIELDS`:
+        its run count, times, policy, ...); dropped if the rule's transition fizzles.
+
+        Each value is checked and converted as the run's model converts it (a naive datetime
+        is taken as UTC, a dict becomes the policy it describes); a field that is not saved, or
+        a value the model or the database refuses, is a ValueError (the rule's error)."""
+        self._record(_checked_updates(self._base, self.kind, fields))
+
+    def _update_unchecked(self, **fields: Any) -> None:
+        """:meth:`update_run` without its checks: for flowstate's own rules, whose fields are
+        saved ones and whose values are the model's own types already."""
         self._record(fields)
 
     def _record(self, fields: dict[str, Any]) -> None:
@@ -204,6 +211,35 @@ class TransitionContext:
     def with_details(self, state: State, **details: Any) -> State:
         """``state`` with some of its details replaced (same id and timestamp)."""
         return copy_with(state, {"state_details": copy_with(state.state_details, details)})
+
+
+def _checked_updates(
+    run: FlowRun | TaskRun, kind: RunKind, fields: dict[str, Any]
+) -> dict[str, Any]:
+    """``fields`` as the run's model validates them, each one a transition saves and the
+    database can hold."""
+    saved = SAVED_FIELDS[kind]
+    unsaved = [name for name in fields if name not in saved]
+    if unsaved:
+        raise ValueError(
+            f"update_run({', '.join(unsaved)}=...): a transition saves only these fields of a "
+            f"{kind} run: {', '.join(sorted(saved))}"
+        )
+    copy = copy_with(run, {})
+    for name, value in fields.items():
+        type(run).__pydantic_validator__.validate_assignment(copy, name, value)
+    checked = {name: getattr(copy, name) for name in fields}
+    for name, value in checked.items():
+        _check_storable(name, value)
+    return checked
+
+
+def _check_storable(name: str, value: Any) -> None:
+    """A whole number must fit a database's 64-bit integer, text must be Unicode text."""
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        raise ValueError(f"update_run({name}={value!r:.40}): out of the range -2**63 to 2**63-1")
+    if isinstance(value, str):
+        check_text(value, f"update_run({name}=...)")
 
 
 def pause_deadline(timeout: FromNow, now: datetime) -> datetime:

@@ -12,6 +12,7 @@ from typing import Protocol
 from uuid import UUID
 
 from flowstate._models import copy_with
+from flowstate._text import check_text
 from flowstate.states import State
 
 __all__ = [
@@ -34,6 +35,9 @@ class Proceed:
 
     state: State | None = None
 
+    def __post_init__(self) -> None:
+        _check_state(self.state)
+
 
 @dataclass(frozen=True, slots=True)
 class Reject:
@@ -42,13 +46,28 @@ class Reject:
     reason: str
     state: State | None = None
 
+    def __post_init__(self) -> None:
+        _check_reason(self.reason)
+        _check_state(self.state)
+
 
 @dataclass(frozen=True, slots=True)
 class Wait:
-    """Ask the caller to propose again in ``delay_seconds``; nothing is written."""
+    """Ask the caller to propose again in ``delay_seconds`` (whole seconds); nothing is
+    written."""
 
     delay_seconds: int
     reason: str
+
+    def __post_init__(self) -> None:
+        delay: object = self.delay_seconds
+        if isinstance(delay, float) and delay.is_integer():
+            object.__setattr__(self, "delay_seconds", int(delay))  # (a frozen dataclass's own field)
+        elif isinstance(delay, bool) or not isinstance(delay, int):
+            raise TypeError(f"Wait: delay_seconds={delay!r:.40} is not a whole number of seconds")
+        if not -(2**63) <= self.delay_seconds < 2**63:
+            raise ValueError(f"Wait: delay_seconds={delay!r:.40} is out of range")
+        _check_reason(self.reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +75,20 @@ class Abort:
     """The transition cannot happen; nothing is written."""
 
     reason: str
+
+    def __post_init__(self) -> None:
+        _check_reason(self.reason)
+
+
+def _check_state(state: object) -> None:
+    if state is not None and not isinstance(state, State):
+        raise TypeError(f"a decision's state must be a State or None, not {type(state).__name__}")
+
+
+def _check_reason(reason: object) -> None:
+    if reason is not None and not isinstance(reason, str):
+        raise TypeError(f"a decision's reason must be a str or None, not {type(reason).__name__}")
+    check_text(reason, "a decision's reason")
 
 
 Decision = Proceed | Reject | Wait | Abort

@@ -77,7 +77,7 @@ def handle_flow_terminal_state_transitions(ctx: TransitionContext) -> Decision |
         retry_type = "reschedule" if proposed.type is S.SCHEDULED else None
         policy = ctx._value("empirical_policy")
         update = {"resuming": False, "pause_keys": set(), "retry_type": retry_type}
-        ctx.update_run(empirical_policy=copy_with(policy, update))
+        ctx._update_unchecked(empirical_policy=copy_with(policy, update))
     return refusal
 
 
@@ -176,7 +176,7 @@ def _record_pause(ctx: TransitionContext) -> None:
     key = ctx.parameters.get("pause_key")
     if key is not None:
         policy: FlowRunPolicy = ctx._value("empirical_policy")
-        ctx.update_run(
+        ctx._update_unchecked(
             empirical_policy=copy_with(policy, {"pause_keys": policy.pause_keys | {key}})
         )
     validated = ctx.validated
@@ -221,7 +221,7 @@ def _mark_resuming(ctx: TransitionContext) -> None:
         update = {"resuming": False, "pause_keys": set(), "retry_type": "reschedule"}
     else:
         update = {"resuming": True}
-    ctx.update_run(empirical_policy=copy_with(policy, update))
+    ctx._update_unchecked(empirical_policy=copy_with(policy, update))
 
 
 @rule(from_={S.PAUSED}, to=ANY_STATE, prefect="HandleResumingPausedFlows", after=_mark_resuming)
@@ -256,10 +256,10 @@ def _retry_if_attempts_left(ctx: TransitionContext) -> Decision | None:
         return None
     policy: FlowRunPolicy = ctx._value("empirical_policy")
     if policy.retries is None or ctx._value("run_count") > policy.retries:
-        ctx.update_run(empirical_policy=copy_with(policy, {"retry_type": None}))
+        ctx._update_unchecked(empirical_policy=copy_with(policy, {"retry_type": None}))
         return None
     update = {"resuming": False, "pause_keys": set(), "retry_type": "in_process"}
-    ctx.update_run(empirical_policy=copy_with(policy, update))
+    ctx._update_unchecked(empirical_policy=copy_with(policy, update))
     retry = ctx.fresh_state(
         S.SCHEDULED,
         name="AwaitingRetry",

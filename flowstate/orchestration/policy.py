@@ -21,9 +21,10 @@ from typing import Any, NamedTuple
 from uuid import UUID
 
 from flowstate._models import construct, copy_with
+from flowstate._text import all_ascii, check_state_text
 from flowstate._time import FromNow
 from flowstate.concurrency.run_slots import RunSlots
-from flowstate.errors import RuleError
+from flowstate.errors import InvalidState, RuleError
 from flowstate.orchestration.bookkeeping import (
     FLOW_BOOKKEEPING,
     TASK_BOOKKEEPING,
@@ -298,10 +299,18 @@ def _rule_error(rule: Rule, exc: Exception) -> RuleError:
     return RuleError(f"Aborting orchestration due to an error in rule {rule.name!r}: {exc!r}")
 
 
-def _arriving(ctx: TransitionContext, state: State | None) -> State | None:
+def _arriving(ctx: TransitionContext, state: State | None, rule: Rule) -> State | None:
     """A state a rule substitutes is written "now": a user rule may have built it with the
-    real clock (``Failed(...)``), while the engine runs on the context's clock."""
-    if state is None or state.timestamp == ctx.now:
+    real clock (``Failed(...)``), while the engine runs on the context's clock. Its text must
+    be text a database stores."""
+    if state is None:
+        return None
+    if not all_ascii(state):
+        try:
+            check_state_text(state)
+        except InvalidState as exc:
+            raise RuleError(f"rule {rule.name!r} gave a state that cannot be stored: {exc}") from None
+    if state.timestamp == ctx.now:
         return state
     if ctx.proposed is not None and state.id == ctx.proposed.id:
         return state  # the proposal itself, possibly edited
@@ -311,14 +320,14 @@ def _arriving(ctx: TransitionContext, state: State | None) -> State | None:
 def _apply(ctx: TransitionContext, decision: Decision, rule: Rule) -> None:
     if isinstance(decision, Proceed):
         if decision.state is not None:
-            ctx.proposed = _arriving(ctx, decision.state)
+            ctx.proposed = _arriving(ctx, decision.state, rule)
     elif isinstance(decision, Reject):
         if decision.state is None and ctx.initial is None:
             raise RuleError(
                 f"rule {rule.name!r}: the current run has no state; this transition cannot be "
                 "rejected without providing a new state."
             )
-        ctx.proposed = _arriving(ctx, decision.state)
+        ctx.proposed = _arriving(ctx, decision.state, rule)
         ctx.status, ctx.reason, ctx.delay_seconds = SetStateStatus.REJECT, decision.reason, None
     elif isinstance(decision, Wait):
         ctx.proposed = None

@@ -53,7 +53,7 @@ def handle_task_terminal_state_transitions(ctx: TransitionContext) -> Decision |
     if initial.type is S.COMPLETED and has_persisted_task_result(initial.data):
         return Reject("This run is already completed.")
     if not proposed.is_final:
-        ctx.update_run(run_count=0)
+        ctx._update_unchecked(run_count=0)
     flow_run = ctx._flow_run
     if (
         proposed.type is S.RUNNING
@@ -138,7 +138,7 @@ def rename_reruns(ctx: TransitionContext) -> Decision | None:
 
 def _track_flow_run_count(ctx: TransitionContext) -> None:
     if ctx._flow_run is not None:
-        ctx.update_run(flow_run_run_count=ctx._flow_run.run_count)
+        ctx._update_unchecked(flow_run_run_count=ctx._flow_run.run_count)
 
 
 @rule(

@@ -28,26 +28,12 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 from uuid import UUID
 
-from flowstate.runs import FlowRun, TaskRun
+from flowstate.runs import SAVED_FIELDS, FlowRun, TaskRun
 from flowstate.states import State, StateType
 
 __all__ = ["SAVED_FIELDS", "RunKind", "StoreBackend"]
 
 RunKind = Literal["flow", "task"]
-
-SAVED_FIELDS: dict[RunKind, frozenset[str]] = {
-    "flow": frozenset((
-        "state_type", "state_name", "run_count", "start_time", "end_time", "total_run_time",
-        "expected_start_time", "next_scheduled_start_time", "empirical_policy",
-    )),
-    "task": frozenset((
-        "state_type", "state_name", "run_count", "flow_run_run_count", "start_time", "end_time",
-        "total_run_time", "expected_start_time", "next_scheduled_start_time", "cache_key",
-        "cache_expiration",
-    )),
-}
-"""The fields of a run a transition saves (what the UPDATE statements write); a change of any
-other field lasts for the transition only."""
 
 
 class StoreBackend(Protocol):
