@@ -30,8 +30,10 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 
+from flowstate import _validation as validate
 from flowstate._ids import uuid7
 from flowstate._time import as_utc, utcnow
+from flowstate.errors import InvalidState
 from flowstate.orchestration.context import TransitionContext
 from flowstate.orchestration.decisions import Abort, Decision, Proceed, Reject, Wait
 from flowstate.orchestration.flow_rules import retry_crashed_flows
@@ -81,8 +83,20 @@ def decide_transition(
     ``run`` defaults to a fresh run of the policy's kind whose current state is ``initial``;
     ``flow_run`` is a task's enclosing flow run; ``cached_state`` what a cache lookup found.
     The returned :class:`Outcome` has the ``result``, the ``written`` state and the ``run``
-    as it would be saved.
+    as it would be saved. States may be given in any form ``set_flow_run_state`` takes (a
+    dict or JSON in Prefect's shape, a state type); an argument of the wrong kind is an
+    :class:`~flowstate.InvalidState`.
     """
+    if not isinstance(policy, Policy):
+        raise InvalidState(f"policy must be a flowstate Policy, not {type(policy).__name__}")
+    proposed = _state(proposed, "proposed")
+    initial = None if initial is None else _state(initial, "initial")
+    cached_state = None if cached_state is None else _state(cached_state, "cached_state")
+    _expect(run, FlowRun if policy.kind == "flow" else TaskRun, "run")
+    _expect(flow_run, FlowRun, "flow_run")
+    _expect(now, datetime, "now")
+    if uniform is not None and not callable(uniform):
+        raise InvalidState(f"uniform must be a function of (low, high), not {uniform!r:.40}")
     now = as_utc(now) if now is not None else utcnow()
     if run is None:
         if policy.kind == "flow":
@@ -101,3 +115,15 @@ def decide_transition(
         uniform=uniform,
     )
     return policy.decide(context)
+
+
+def _expect(value: object, kind: type, what: str) -> None:
+    if value is not None and not isinstance(value, kind):
+        raise InvalidState(f"{what} must be a {kind.__name__} or None, not {type(value).__name__}")
+
+
+def _state(value: object, what: str) -> State:
+    try:
+        return validate.coerce_state(value)
+    except InvalidState as exc:
+        raise InvalidState(f"{what}: {exc}") from None

@@ -646,3 +646,29 @@ def test_a_wait_of_whole_seconds_given_as_a_float_is_kept(database):
         result = orc.set_flow_run_state(run.id, Running())
         assert (result.status, result.details.delay_seconds) == (SetStateStatus.WAIT, 60)
         assert result.model_dump(mode="json")["details"]["delay_seconds"] == 60
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"policy": 5},
+        {"proposed": 5},
+        {"initial": 5},  # was a raw pydantic ValidationError
+        {"cached_state": "not a state"},
+        {"run": {"name": "x"}},  # the others: a raw AttributeError
+        {"flow_run": "x"},
+        {"now": "2030-01-01"},
+        {"uniform": 0.5},
+    ],
+    ids=repr,
+)
+def test_decide_transition_refuses_an_argument_of_the_wrong_kind(arguments):
+    given = {"policy": CORE_FLOW, "initial": Pending(), "proposed": Running(), **arguments}
+    with pytest.raises(InvalidState, match=next(iter(arguments)).split("_")[0]):
+        decide_transition(given.pop("policy"), **given)
+
+
+def test_decide_transition_takes_states_in_every_form_the_orchestrator_takes():
+    for proposed in ({"type": "RUNNING", "name": "Running"}, "RUNNING", StateType.RUNNING):
+        outcome = decide_transition(CORE_FLOW, initial=Pending(), proposed=proposed, now=MONDAY_NOON)
+        assert (outcome.result.status, outcome.written.type) == (SetStateStatus.ACCEPT, StateType.RUNNING)
