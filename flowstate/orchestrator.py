@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
@@ -78,15 +79,53 @@ class _Transaction:
         token = self._depth
         if exc is None and token < 0:
             return  # a call that succeeded inside its thread's block: nothing to end (end_call)
+        self._end(self._mark, token, exc)
+
+    def _end(self, mark: int, token: int, exc: Any) -> None:
+        """End the transaction ``token`` opened (its listener events: those after ``mark``)."""
         try:
             self._store.end_call(token, exc)  # (a block's depth, never negative: end)
         except BaseException:
-            self._listeners.rollback_to(self._mark)
+            self._listeners.rollback_to(mark)
             raise
         if exc is not None:
-            self._listeners.rollback_to(self._mark)
+            self._listeners.rollback_to(mark)
         elif token == 0:
             self._listeners.flush()
+
+
+class _Block(_Transaction):
+    """What :meth:`Orchestrator.transaction` returns. Each entry is a block of its own thread:
+    entered again while open, in the same thread, it nests (a savepoint) as a second
+    ``transaction()`` would; each exit ends the thread's innermost entry. Leaving it in a
+    thread where it is not open is InvalidState, with nothing ended."""
+
+    __slots__ = ("_open",)
+
+    def __init__(self, store: StoreBackend, listeners: Listeners) -> None:
+        super().__init__(store, listeners)
+        self._open = threading.local()
+
+    def _entries(self) -> list[tuple[int, int]]:
+        """This thread's open entries, oldest first: (listener mark, depth) of each."""
+        entries: list[tuple[int, int]] | None = getattr(self._open, "entries", None)
+        if entries is None:
+            entries = self._open.entries = []
+        return entries
+
+    def __enter__(self) -> None:
+        mark = self._listeners.mark()
+        self._entries().append((mark, self._store.begin()))
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        entries = self._entries()
+        if not entries:
+            raise InvalidState(
+                "this transaction block is not open in this thread: leave a block in the "
+                "thread that entered it, once per entry"
+            )
+        mark, depth = entries.pop()
+        self._end(mark, depth, exc)
 
 
 class _CallTransaction(_Transaction):
@@ -220,12 +259,14 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def transaction(self) -> _Transaction:
+    def transaction(self) -> _Block:
         """Group calls: everything inside commits together, or nothing does.
 
         Listeners hear of the transitions made inside once the whole block has committed.
+        The block may be entered again while it is open: that entry nests, as another
+        ``transaction()`` would.
         """
-        return _Transaction(self._store, self._listeners)
+        return _Block(self._store, self._listeners)
 
     # -- listeners -------------------------------------------------------------------------
 

@@ -9,13 +9,20 @@ and it rolls back when it ends (SQLite; on PostgreSQL each call still has a save
 from __future__ import annotations
 
 import sqlite3
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from flowstate import DatabaseError, ObjectAlreadyExists, ObjectNotFound, Orchestrator
+from flowstate import (
+    DatabaseError,
+    InvalidState,
+    ObjectAlreadyExists,
+    ObjectNotFound,
+    Orchestrator,
+)
 from flowstate.states import Completed, Paused, Pending, Running, Scheduled, StateType
 
 _FAIL_RUNNING_STATE = (
@@ -239,3 +246,65 @@ def test_a_run_read_again_after_leaving_the_cache_shows_its_waiting_update(tmp_p
         assert orc.read_flow_run(run.id).state_type is StateType.PENDING  # read from its row
         assert orc.set_flow_run_state(run.id, Running()).status.value == "ACCEPT"
     assert _run_rows(path)[str(run.id)][1] == "RUNNING"
+
+
+def test_one_block_object_entered_again_inside_itself_nests_as_a_new_block_would(
+    open_orchestrator: Callable[..., Orchestrator],
+) -> None:
+    with open_orchestrator() as orc:
+        block = orc.transaction()
+        with block:
+            run = orc.create_flow_run()
+            orc.set_flow_run_state(run.id, Pending())
+            with pytest.raises(RuntimeError, match="undo"), block:
+                orc.set_flow_run_state(run.id, Running())
+                raise RuntimeError("undo the inner entry only")
+            with block:
+                other = orc.create_flow_run(state=Pending())
+            assert orc.read_flow_run(run.id).state_type is StateType.PENDING
+        assert [s.type for s in orc.read_flow_run_states(run.id)] == [StateType.PENDING]
+        assert orc.read_flow_run(other.id).state_type is StateType.PENDING
+        with block:  # and it can be used again once closed
+            assert orc.set_flow_run_state(run.id, Running()).status.value == "ACCEPT"
+        assert orc.read_flow_run(run.id).state_type is StateType.RUNNING
+
+
+def test_a_block_entered_again_inside_itself_leaves_no_lock_behind(database: str) -> None:
+    with Orchestrator(database) as orc:
+        block = orc.transaction()
+        with block:
+            orc.create_flow_run(flow_name="outer")
+            with block:
+                orc.create_flow_run(flow_name="inner")
+        with Orchestrator(database, busy_timeout=1) as other:
+            other.create_flow_run(flow_name="other")
+            assert sorted(r.flow_name for r in other.read_flow_runs()) == [
+                "inner", "other", "outer"
+            ]
+
+
+def test_leaving_a_block_in_a_thread_that_did_not_enter_it_is_refused(
+    open_orchestrator: Callable[..., Orchestrator],
+) -> None:
+    with open_orchestrator() as orc:
+        block = orc.transaction()
+        with pytest.raises(InvalidState, match="not open in this thread"):
+            block.__exit__(None, None, None)
+        errors: list[BaseException] = []
+
+        def leave() -> None:
+            try:
+                block.__exit__(None, None, None)
+            except BaseException as exc:  # noqa: BLE001 (checked below)
+                errors.append(exc)
+
+        with block:
+            run = orc.create_flow_run(state=Pending())
+            thread = threading.Thread(target=leave)
+            thread.start()
+            thread.join(10)
+            assert [type(e) for e in errors] == [InvalidState]
+        with pytest.raises(InvalidState, match="not open in this thread"):
+            block.__exit__(None, None, None)  # already left
+        assert orc.read_flow_run(run.id).state_type is StateType.PENDING
+        assert orc.create_flow_run(state=Pending()).state_type is StateType.PENDING
