@@ -147,6 +147,10 @@ class Listeners:
 
     def add(self, callback: Listener) -> Callable[[], None]:
         """Register ``callback``; returns a function that unregisters it."""
+        if not callable(callback):
+            raise InvalidState(
+                f"a listener must be callable (event -> None), not {type(callback).__name__}"
+            )
         with self._lock:
             self.callbacks = [*self.callbacks, callback]
         return lambda: self.remove(callback)

@@ -219,6 +219,8 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
         new_id: Callable[[], UUID] = uuid7,
     ) -> None:
         """The engine over an open ``store`` (``new_id`` makes the ids of new states)."""
+        _check_callable(clock, "clock", "() -> datetime")
+        _check_callable(uniform, "uniform", "(low, high) -> float")
         self._store = store
         self._new_id = new_id
         self._clock = clock or utcnow
@@ -772,6 +774,12 @@ def _with_estimated_run_time(run: FlowRun, now: datetime) -> FlowRun:
         running_for = max(now - run.state.timestamp, timedelta(0))
         run.estimated_run_time = run.total_run_time + running_for
     return run
+
+
+def _check_callable(value: object, what: str, shape: str) -> None:
+    """InvalidState unless ``value`` is None or callable (found when given, not at first use)."""
+    if value is not None and not callable(value):
+        raise InvalidState(f"{what} must be callable {shape}, not {type(value).__name__}")
 
 
 def _sleep_for(

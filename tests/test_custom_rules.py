@@ -206,6 +206,15 @@ def test_a_failing_listener_is_isolated_and_reported(caplog):
         assert "listener bug" in caplog.text
 
 
+@pytest.mark.parametrize("callback", [None, 5, "print"])
+def test_a_listener_that_cannot_be_called_is_refused_when_added(callback):
+    with Orchestrator(":memory:") as orc:
+        with pytest.raises(InvalidState, match="listener must be callable"):
+            orc.add_listener(callback)
+        orc.create_flow_run(state=Pending())
+        assert orc.listener_errors == []
+
+
 def test_a_subscription_queues_events_for_another_thread():
     import threading
 

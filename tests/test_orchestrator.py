@@ -491,3 +491,11 @@ def test_an_invalid_flow_run_policy_is_named_as_such_and_creates_no_run(orc, pol
     with pytest.raises(InvalidState, match=r"^invalid empirical_policy: "):
         orc.create_flow_run(empirical_policy=policy)
     assert orc.read_flow_runs() == []
+
+
+@pytest.mark.parametrize("option", ["clock", "uniform"])
+def test_a_clock_or_random_source_that_cannot_be_called_is_refused_when_opening(option):
+    with pytest.raises(InvalidState, match=f"{option} must be callable"):
+        Orchestrator(":memory:", **{option: 5})
+    with pytest.raises(InvalidState, match=f"{option} must be callable"):
+        flowstate.testing.ReferenceOrchestrator(**{option: datetime(2026, 1, 1)})
