@@ -148,3 +148,19 @@ def test_the_cli_opens_a_sqlite_url_as_its_path(tmp_path, monkeypatch):
     listed = CliRunner().invoke(main, ["--database", str(tmp_path / "cli.db"), "runs", "ls"])
     assert made.output.strip() in listed.output
     assert sorted(os.listdir(tmp_path))[0] == "cli.db" and not (tmp_path / "sqlite:").exists()
+
+
+def test_a_database_whose_file_name_is_not_utf_8_opens_writes_and_reopens(tmp_path):
+    # a name Linux allows and os.listdir gives back as a str with a surrogate escape
+    raw = os.fsencode(tmp_path) + b"/runs-\xff.db"
+    path = os.fsdecode(raw)
+    try:
+        open(raw, "wb").close()
+        os.unlink(raw)
+    except OSError:
+        pytest.skip("this file system refuses names that are not UTF-8")
+    with Orchestrator(path) as orc:
+        run = orc.create_flow_run(flow_name="bytes-named")
+    with Orchestrator(path) as orc:
+        assert orc.read_flow_run(run.id).flow_name == "bytes-named"
+    assert os.path.exists(raw)

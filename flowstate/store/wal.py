@@ -41,9 +41,14 @@ IDLE_RETRY = 0.25
 
 
 def wal_path(conn: sqlite3.Connection) -> str | None:
-    """The WAL file of the connection's database; None for a database in memory."""
-    name = conn.execute("PRAGMA database_list").fetchone()[2]
-    return f"{name}-wal" if name else None
+    """The WAL file of the connection's database; None for a database in memory.
+
+    SQLite gives the file's name as the bytes the file system has: read as a blob and decoded
+    as Python decodes file names, a name that is not UTF-8 (which Linux allows) works too."""
+    name = conn.execute(
+        "SELECT CAST(file AS BLOB) FROM pragma_database_list WHERE name = 'main'"
+    ).fetchone()[0]
+    return f"{os.fsdecode(name)}-wal" if name else None
 
 
 def limit_wal(conn: sqlite3.Connection) -> None:
