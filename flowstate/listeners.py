@@ -162,10 +162,9 @@ class Listeners:
 
     def subscribe(self, maxsize: int = 0) -> Subscription:
         """A new :class:`Subscription` receiving every later event (``maxsize``: see there)."""
-        subscription = Subscription(
-            checked_maxsize(maxsize), lambda: self.remove(subscription._put)
-        )
-        self.add(subscription._put)
+        subscription = Subscription(checked_maxsize(maxsize), lambda: self.remove(put))
+        put = subscription._put  # (one bound method: each access to _put makes a new one)
+        self.add(put)
         return subscription
 
     def _pending(self) -> list[TransitionEvent]:

@@ -525,6 +525,23 @@ def test_a_subscription_with_room_drops_nothing_and_get_times_out_when_empty():
         assert subscription.dropped == 0
 
 
+def test_a_closed_subscription_is_let_go():
+    import gc
+    import weakref
+
+    with Orchestrator(":memory:") as orc:
+        kept = orc.subscribe()
+        closed = [orc.subscribe() for _ in range(3)]
+        refs = [weakref.ref(subscription) for subscription in closed]
+        for subscription in closed:
+            subscription.close()
+        del closed, subscription
+        gc.collect()
+        assert [ref() for ref in refs] == [None, None, None]
+        _make_transitions(orc, 0)
+        assert [e.state.name for e in kept.pending()] == ["Pending", "Running"]
+
+
 @pytest.mark.parametrize("bad", [-1, 1.5, "3", True, None])
 def test_a_bad_subscription_maxsize_is_invalid(bad):
     with Orchestrator(":memory:") as orc:
