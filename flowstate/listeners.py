@@ -144,6 +144,8 @@ class Listeners:
         """False until the first event is recorded: till then every thread's pending list is
         empty, and marking, rolling back and flushing need not look it up."""
         self.errors: list[tuple[Listener, TransitionEvent, BaseException]] = []
+        self._subscriptions: list[Subscription] = []
+        self._ended = False  # (end_subscriptions was called)
 
     def add(self, callback: Listener) -> Callable[[], None]:
         """Register ``callback``; returns a function that unregisters it."""
@@ -162,10 +164,33 @@ class Listeners:
 
     def subscribe(self, maxsize: int = 0) -> Subscription:
         """A new :class:`Subscription` receiving every later event (``maxsize``: see there)."""
-        subscription = Subscription(checked_maxsize(maxsize), lambda: self.remove(put))
+        subscription = Subscription(
+            checked_maxsize(maxsize), lambda: self._unsubscribe(subscription, put)
+        )
         put = subscription._put  # (one bound method: each access to _put makes a new one)
-        self.add(put)
+        with self._lock:
+            ended = self._ended
+            if not ended:
+                self._subscriptions = [*self._subscriptions, subscription]
+        if ended:  # the orchestrator is closed: no event will come
+            subscription.close()
+        else:
+            self.add(put)
         return subscription
+
+    def _unsubscribe(self, subscription: Subscription, put: Listener) -> None:
+        with self._lock:
+            self._subscriptions = [s for s in self._subscriptions if s is not subscription]
+        self.remove(put)
+
+    def end_subscriptions(self) -> None:
+        """The orchestrator closed: close every subscription (an iteration ends after the
+        events queued), and those made later at once."""
+        with self._lock:
+            self._ended = True
+            subscriptions, self._subscriptions = self._subscriptions, []
+        for subscription in subscriptions:
+            subscription.close()
 
     def _pending(self) -> list[TransitionEvent]:
         pending = getattr(self._local, "pending", None)

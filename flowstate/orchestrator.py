@@ -252,8 +252,12 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
     # -- lifecycle -------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Release the database; the orchestrator cannot be used afterwards."""
-        self._store.close()
+        """Release the database; the orchestrator cannot be used afterwards. Its subscriptions
+        end (an iteration stops after the events already queued)."""
+        try:
+            self._store.close()
+        finally:
+            self._listeners.end_subscriptions()
 
     def __enter__(self) -> Orchestrator:
         return self

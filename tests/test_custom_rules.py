@@ -542,6 +542,24 @@ def test_a_closed_subscription_is_let_go():
         assert [e.state.name for e in kept.pending()] == ["Pending", "Running"]
 
 
+def test_closing_the_orchestrator_ends_its_subscriptions_after_their_queued_events():
+    orc = Orchestrator(":memory:")
+    subscription = orc.subscribe()
+    received = []
+    import threading
+
+    consumer = threading.Thread(
+        target=lambda: received.extend(e.state.name for e in subscription), daemon=True
+    )
+    consumer.start()
+    _make_transitions(orc, 0)
+    orc.close()
+    consumer.join(timeout=10)
+    assert not consumer.is_alive() and received == ["Pending", "Running"]
+    with pytest.raises(queue.Empty, match="closed"):
+        orc.subscribe().get(timeout=10)  # made after the close: ended at once
+
+
 @pytest.mark.parametrize("bad", [-1, 1.5, "3", True, None])
 def test_a_bad_subscription_maxsize_is_invalid(bad):
     with Orchestrator(":memory:") as orc:
