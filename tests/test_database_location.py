@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -139,6 +140,38 @@ def test_urls_flowstate_cannot_open_are_refused_clearly(text, says, tmp_path, mo
     with pytest.raises(InvalidState, match=says):
         Orchestrator(text)
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("postgresql+psycopg://ann:s3cr3t@db.example/flows", "not postgresql+psycopg://"),
+        ("mysql://ann:s3cr3t@db.example/flows", "not mysql://"),
+        ("sqlite://ann:s3cr3t@db.example/runs.db", "no host"),
+        ("sqlite:///runs.db?password=s3cr3t", "no options"),
+    ],
+)
+def test_a_refused_url_is_shown_without_its_password(text, says, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InvalidState, match=re.escape(says)) as refused:
+        Orchestrator(text)
+    assert "s3cr3t" not in str(refused.value)
+    monkeypatch.setenv("FLOWSTATE_DATABASE", text)
+    with pytest.raises(InvalidState, match=re.escape(says)) as refused:
+        Orchestrator()
+    assert "s3cr3t" not in str(refused.value)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_postgresql_url_that_cannot_be_parsed_is_refused_without_its_password():
+    pytest.importorskip("psycopg")
+    with pytest.raises(DatabaseError, match="not a valid PostgreSQL URL") as refused:
+        Orchestrator("postgresql://ann:s3cr3t@[::1/flows")
+    shown = [str(refused.value)]
+    cause = refused.value.__cause__ or refused.value.__context__
+    if cause is not None and not refused.value.__suppress_context__:
+        shown.append(str(cause))
+    assert not [text for text in shown if "s3cr3t" in text]
 
 
 def test_the_cli_opens_a_sqlite_url_as_its_path(tmp_path, monkeypatch):

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from flowstate.errors import DatabaseError, InvalidState
-from flowstate.store.postgres.url import is_postgres_url
+from flowstate.store.postgres.url import is_postgres_url, masked
 
 __all__ = ["DEFAULT_FOLDER_MODE", "database_location", "default_database_path", "sqlite_url_path"]
 
@@ -67,9 +67,10 @@ def sqlite_url_path(text: str) -> str:
             )
         return text
     scheme = match.group(1).lower()
+    shown = masked(text)  # (a URL of any scheme may hold a password: never show it)
     if scheme not in ("sqlite", "sqlite+pysqlite"):
         raise InvalidState(
-            f"database={text!r}: flowstate opens SQLite files and PostgreSQL servers, not "
+            f"database={shown!r}: flowstate opens SQLite files and PostgreSQL servers, not "
             f"{scheme}://; pass a path, a sqlite:/// or postgresql:// URL, or ':memory:'"
         )
     rest = text[match.end():]
@@ -77,12 +78,12 @@ def sqlite_url_path(text: str) -> str:
         return ":memory:"  # sqlite:// is SQLAlchemy's in-memory database
     if not rest.startswith("/"):
         raise InvalidState(
-            f"database={text!r}: a sqlite:// URL has no host; write sqlite:///relative/path.db "
+            f"database={shown!r}: a sqlite:// URL has no host; write sqlite:///relative/path.db "
             "or sqlite:////absolute/path.db (three or four slashes)"
         )
     if "?" in rest:
         raise InvalidState(
-            f"database={text!r}: flowstate takes no options in a sqlite:// URL; pass the path "
+            f"database={shown!r}: flowstate takes no options in a sqlite:// URL; pass the path "
             "alone (or a SQLite file: URI)"
         )
     path = unquote(rest[1:])

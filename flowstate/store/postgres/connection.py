@@ -85,10 +85,13 @@ def connect(
     try:
         given = conninfo_to_dict(url)
     except psycopg.Error as exc:
+        # libpq quotes the URL it could not parse, password and all: show it masked, and
+        # chain no cause (its text holds the password too)
+        problem = " ".join(str(exc).replace(url, shown).split())
         raise DatabaseError(
-            f"{shown} is not a valid PostgreSQL URL ({' '.join(str(exc).split())}); expected "
+            f"{shown} is not a valid PostgreSQL URL ({problem}); expected "
             "postgresql://user[:password]@host[:port]/database[?param=value...]"
-        ) from exc
+        ) from None
     defaults: dict[str, Any] = {
         "connect_timeout": max(2, math.ceil(min(CONNECT_TIMEOUT, call_timeout))),
         "application_name": "flowstate",
