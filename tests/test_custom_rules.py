@@ -560,6 +560,24 @@ def test_closing_the_orchestrator_ends_its_subscriptions_after_their_queued_even
         orc.subscribe().get(timeout=10)  # made after the close: ended at once
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1e300, 10**400, -1, "1", True])
+def test_a_subscription_get_timeout_that_is_not_a_usable_number_of_seconds_is_invalid(bad):
+    with Orchestrator(":memory:") as orc:
+        subscription = orc.subscribe()
+        got = []
+        # (NaN waited forever, a str or a huge number raised TypeError/OverflowError)
+        assert _in_a_daemon_thread(lambda: got.append(_raised(subscription.get, bad)), 5)
+        assert got == [InvalidState]
+
+
+def _raised(call, *args):
+    try:
+        call(*args)
+    except Exception as exc:  # noqa: BLE001 (the type is what is checked)
+        return type(exc)
+    return None
+
+
 @pytest.mark.parametrize("bad", [-1, 1.5, "3", True, None])
 def test_a_bad_subscription_maxsize_is_invalid(bad):
     with Orchestrator(":memory:") as orc:
