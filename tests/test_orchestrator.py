@@ -8,6 +8,7 @@ import enum
 import json
 import random
 import threading
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -499,3 +500,22 @@ def test_a_clock_or_random_source_that_cannot_be_called_is_refused_when_opening(
         Orchestrator(":memory:", **{option: 5})
     with pytest.raises(InvalidState, match=f"{option} must be callable"):
         flowstate.testing.ReferenceOrchestrator(**{option: datetime(2026, 1, 1)})
+
+
+def test_reads_never_wait_for_another_connections_open_transition(database):
+    with Orchestrator(database) as writer, Orchestrator(database, busy_timeout=0.5) as reader:
+        run = writer.create_flow_run(state=Pending())
+        task = writer.create_task_run(flow_run_id=run.id, state=Pending())
+        with writer.transaction():  # holds the runs' rows (PostgreSQL) or the file (SQLite)
+            writer.set_flow_run_state(run.id, Running())
+            writer.set_task_run_state(task.id, Running())
+            started = time.monotonic()
+            assert reader.read_flow_run(run.id).state_type is StateType.PENDING
+            assert [s.type for s in reader.read_flow_run_states(run.id)] == [StateType.PENDING]
+            assert reader.read_task_run(task.id).state_type is StateType.PENDING
+            assert [s.type for s in reader.read_task_run_states(task.id)] == [StateType.PENDING]
+            assert [r.id for r in reader.read_flow_runs()] == [run.id]
+            assert [t.id for t in reader.read_task_runs(flow_run_id=run.id)] == [task.id]
+            assert time.monotonic() - started < 0.5  # none waited for the writer
+        assert reader.read_flow_run(run.id).state_type is StateType.RUNNING
+        assert reader.set_flow_run_state(run.id, Completed()).status is SetStateStatus.ACCEPT

@@ -73,6 +73,7 @@ class PostgresStore(RowStore[psycopg.Connection[Any]]):
         call_timeout: float | None = None,
     ) -> None:
         self._init_lifecycle(masked(url))
+        self._reading = False  # the open transaction is a read call's: it locks no row
         self._url, from_url = split_call_timeout(url)
         if call_timeout is None:
             call_timeout = DEFAULT_CALL_TIMEOUT if from_url is None else from_url
@@ -194,9 +195,20 @@ class PostgresStore(RowStore[psycopg.Connection[Any]]):
         self._owner = _get_ident()
         return depth
 
+    def begin_read(self) -> int:
+        """``begin_call`` for a call that only reads: outside this thread's block, a
+        transaction whose reads of a run lock no row (see :meth:`_run_row`), so it never waits
+        for another connection's transaction, nor makes one wait; inside it, the block's."""
+        depth = self.begin_call()
+        if depth == 0:
+            self._reading = True
+        return depth
+
     def end(self, depth: int, exc: BaseException | None) -> None:
         """Commit (or release the savepoint); on ``exc``, roll back and re-raise it translated."""
         conn = self._conn
+        if depth == 0:
+            self._reading = False
         try:
             self._depth = depth
             if exc is None:
@@ -247,12 +259,12 @@ class PostgresStore(RowStore[psycopg.Connection[Any]]):
         return self._execute(sql.INSERT_FLOW_RUN_IF_NEW, row).rowcount > 0
 
     def _run_row(self, kind: RunKind, run_id: UUID) -> Any:
-        """The row of a run with its current state, or None; inside a transaction, the run's
-        row stays locked until the transaction ends."""
+        """The row of a run with its current state, or None; inside a transaction (but a read
+        call's), the run's row stays locked until the transaction ends."""
         flow = kind == "flow"
         select = sql.SELECT_FLOW_RUN if flow else sql.SELECT_TASK_RUN
         key = (str(run_id),)
-        if not self.in_transaction:
+        if self._reading or not self.in_transaction:
             return self._execute(select, key).fetchone()
         locking = sql.SELECT_FLOW_RUN_FOR_UPDATE if flow else sql.SELECT_TASK_RUN_FOR_UPDATE
         row = self._execute(locking, key).fetchone()
