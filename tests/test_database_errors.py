@@ -301,3 +301,55 @@ def test_opening_a_new_file_waits_for_a_reader_holding_it(tmp_path):
     finally:
         release.join()
         reader.close()
+
+
+def _change_rows(database: str, statement: str) -> None:
+    """Run ``statement`` on ``database`` as another program would (SQLite file or PostgreSQL)."""
+    if database.startswith("postgresql"):
+        from tests.backends import admin
+
+        with admin(database) as conn:
+            conn.execute(statement)
+        return
+    conn = sqlite3.connect(database)
+    conn.execute(statement)
+    conn.commit()
+    conn.close()
+
+
+@pytest.mark.parametrize(
+    ("statement", "what"),
+    [
+        ("UPDATE flow_run SET state_type = 'running' WHERE id = '{run}'", "flow run"),
+        ("UPDATE flow_run SET deployment_id = 'not-a-uuid' WHERE id = '{run}'", "flow run"),
+        ("UPDATE flow_run_state SET timestamp = 'yesterday' WHERE flow_run_id = '{run}'", "state"),
+        ("UPDATE task_run SET created = 'soon' WHERE id = '{task}'", "task run"),
+        ("UPDATE task_run_state SET type = 'DONE' WHERE task_run_id = '{task}'", "state"),
+    ],
+    ids=["state_type", "deployment_id", "state_timestamp", "task_created", "task_state_type"],
+)
+def test_a_row_another_program_wrote_that_flowstate_cannot_read_is_a_database_error(
+    database, statement, what
+):
+    with Orchestrator(database) as orc:
+        run = orc.create_flow_run(state=Running())
+        task = orc.create_task_run(flow_run_id=run.id, state=Running())
+    _change_rows(database, statement.format(run=run.id, task=task.id))
+    with Orchestrator(database) as orc:
+        flow_side = "task" not in statement
+        calls = (
+            [lambda: orc.read_flow_run(run.id), lambda: orc.set_flow_run_state(run.id, "COMPLETED")]
+            if flow_side
+            else [lambda: orc.read_task_run(task.id), lambda: orc.read_task_runs()]
+        )
+        if "_state " in statement:
+            calls.append(
+                (lambda: orc.read_flow_run_states(run.id))
+                if flow_side
+                else (lambda: orc.read_task_run_states(task.id))
+            )
+        for call in calls:
+            with pytest.raises(DatabaseError, match=f"a stored {what} .*cannot be read"):
+                call()
+        other = orc.create_flow_run()  # the orchestrator goes on
+        assert orc.read_flow_run(other.id).id == other.id

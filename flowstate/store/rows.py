@@ -18,6 +18,7 @@ from uuid import UUID
 
 from flowstate._models import construct
 from flowstate._time import UTC
+from flowstate.errors import DatabaseError
 from flowstate.result_data import is_unpersisted
 from flowstate.runs import _FLOW_POLICY_DEFAULTS, FlowRun, FlowRunPolicy, TaskRun, TaskRunPolicy
 from flowstate.states import _DETAIL_DEFAULTS, State, StateDetails, StateType
@@ -235,24 +236,37 @@ def state_insert_row(run_id: UUID | str, state: State) -> tuple[Any, ...]:
     )
 
 
+def unreadable(what: str, row_id: Any, exc: BaseException) -> DatabaseError:
+    """The error for a stored row flowstate cannot decode (another program changed it, or the
+    file is damaged below what SQLite checks)."""
+    return DatabaseError(
+        f"a stored {what} (id {row_id!r:.60}) cannot be read: {type(exc).__name__}: {exc!s:.200}; "
+        "the database was changed by another program or is corrupt: restore it from a backup, "
+        "or correct the row"
+    )
+
+
 def state_from_row(row: Sequence[Any], start: int = 0) -> State | None:
     """The state in ``row[start:start + STATE_WIDTH]``, or None if the columns are empty."""
     state_id = row[start]
     if state_id is None:
         return None
     data = row[start + 5]
-    return construct(
-        State,
-        {
-            "id": UUID(state_id),
-            "type": _state_types[row[start + 1]],
-            "name": row[start + 2],
-            "timestamp": _parse_iso(row[start + 3]),
-            "message": row[start + 4],
-            "data": None if data is None else json.loads(data),
-            "state_details": _validate_details(row[start + 6]),
-        },
-    )
+    try:
+        return construct(
+            State,
+            {
+                "id": UUID(state_id),
+                "type": _state_types[row[start + 1]],
+                "name": row[start + 2],
+                "timestamp": _parse_iso(row[start + 3]),
+                "message": row[start + 4],
+                "data": None if data is None else json.loads(data),
+                "state_details": _validate_details(row[start + 6]),
+            },
+        )
+    except (ValueError, KeyError, TypeError) as exc:  # (no cost unless raised)
+        raise unreadable("state", state_id, exc) from exc
 
 
 def flow_run_insert_row(run: FlowRun) -> tuple[Any, ...]:
@@ -316,34 +330,41 @@ def flow_run_from_row(row: Sequence[Any]) -> FlowRun:
     """A FlowRun (with its current state) from a SELECT_FLOW_RUN* row."""
     state_type, parameters, tags = row[6], row[3], row[4]
     start, end, expected, following = row[9], row[10], row[12], row[13]
-    run_time = timedelta(seconds=row[11])
-    return construct(
-        FlowRun,
-        {
-            "id": UUID(row[0]),
-            "name": row[1],
-            "flow_name": row[2],
-            # (parameters None: not read; no parameters and no tags are the usual texts)
-            "parameters": {} if parameters is None or parameters == "{}" else json.loads(parameters),
-            "tags": [] if tags == "[]" else json.loads(tags),
-            "state": state_from_row(row, 20),
-            "state_type": None if state_type is None else _state_types[state_type],
-            "state_name": row[7],
-            "run_count": row[8],
-            "start_time": None if start is None else _parse_iso(start),
-            "end_time": None if end is None else _parse_iso(end),
-            "total_run_time": run_time,
-            "expected_start_time": None if expected is None else _parse_iso(expected),
-            "next_scheduled_start_time": None if following is None else _parse_iso(following),
-            "estimated_run_time": run_time,
-            "empirical_policy": _validate_flow_policy(row[14]),
-            "deployment_id": _uuid(row[15]),
-            "infrastructure_pid": row[16],
-            "parent_task_run_id": _uuid(row[17]),
-            "created": _parse_iso(row[18]),
-            "updated": _parse_iso(row[19]),
-        },
-    )
+    try:
+        run_time = timedelta(seconds=row[11])
+        return construct(
+            FlowRun,
+            {
+                "id": UUID(row[0]),
+                "name": row[1],
+                "flow_name": row[2],
+                # (parameters None: not read; no parameters and no tags are the usual texts)
+                "parameters": (
+                    {} if parameters is None or parameters == "{}" else json.loads(parameters)
+                ),
+                "tags": [] if tags == "[]" else json.loads(tags),
+                "state": state_from_row(row, 20),
+                "state_type": None if state_type is None else _state_types[state_type],
+                "state_name": row[7],
+                "run_count": row[8],
+                "start_time": None if start is None else _parse_iso(start),
+                "end_time": None if end is None else _parse_iso(end),
+                "total_run_time": run_time,
+                "expected_start_time": None if expected is None else _parse_iso(expected),
+                "next_scheduled_start_time": (
+                    None if following is None else _parse_iso(following)
+                ),
+                "estimated_run_time": run_time,
+                "empirical_policy": _validate_flow_policy(row[14]),
+                "deployment_id": _uuid(row[15]),
+                "infrastructure_pid": row[16],
+                "parent_task_run_id": _uuid(row[17]),
+                "created": _parse_iso(row[18]),
+                "updated": _parse_iso(row[19]),
+            },
+        )
+    except (ValueError, KeyError, TypeError) as exc:  # (no cost unless raised)
+        raise unreadable("flow run", row[0], exc) from exc
 
 
 def task_run_insert_row(run: TaskRun) -> tuple[Any, ...]:
@@ -422,29 +443,32 @@ def task_run_from_insert_row(run: TaskRun, row: tuple[Any, ...]) -> TaskRun:
 def task_run_from_row(row: Sequence[Any]) -> TaskRun:
     """A TaskRun (with its current state) from a SELECT_TASK_RUN* row."""
     state_type = row[6]
-    return construct(
-        TaskRun,
-        {
-            "id": UUID(row[0]),
-            "flow_run_id": _uuid(row[1]),
-            "task_key": row[2],
-            "dynamic_key": row[3],
-            "name": row[4],
-            "tags": json.loads(row[27]),
-            "state": state_from_row(row, 20),
-            "state_type": None if state_type is None else _state_types[state_type],
-            "state_name": row[7],
-            "run_count": row[8],
-            "flow_run_run_count": row[9],
-            "start_time": parse_time(row[10]),
-            "end_time": parse_time(row[11]),
-            "total_run_time": timedelta(seconds=row[12]),
-            "expected_start_time": parse_time(row[13]),
-            "next_scheduled_start_time": parse_time(row[14]),
-            "empirical_policy": _validate_task_policy(row[15]),
-            "cache_key": row[16],
-            "cache_expiration": parse_time(row[17]),
-            "created": parse_time(row[18]),
-            "updated": parse_time(row[19]),
-        },
-    )
+    try:
+        return construct(
+            TaskRun,
+            {
+                "id": UUID(row[0]),
+                "flow_run_id": _uuid(row[1]),
+                "task_key": row[2],
+                "dynamic_key": row[3],
+                "name": row[4],
+                "tags": json.loads(row[27]),
+                "state": state_from_row(row, 20),
+                "state_type": None if state_type is None else _state_types[state_type],
+                "state_name": row[7],
+                "run_count": row[8],
+                "flow_run_run_count": row[9],
+                "start_time": parse_time(row[10]),
+                "end_time": parse_time(row[11]),
+                "total_run_time": timedelta(seconds=row[12]),
+                "expected_start_time": parse_time(row[13]),
+                "next_scheduled_start_time": parse_time(row[14]),
+                "empirical_policy": _validate_task_policy(row[15]),
+                "cache_key": row[16],
+                "cache_expiration": parse_time(row[17]),
+                "created": parse_time(row[18]),
+                "updated": parse_time(row[19]),
+            },
+        )
+    except (ValueError, KeyError, TypeError) as exc:  # (no cost unless raised)
+        raise unreadable("task run", row[0], exc) from exc
