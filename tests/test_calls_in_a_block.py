@@ -308,3 +308,41 @@ def test_leaving_a_block_in_a_thread_that_did_not_enter_it_is_refused(
             block.__exit__(None, None, None)  # already left
         assert orc.read_flow_run(run.id).state_type is StateType.PENDING
         assert orc.create_flow_run(state=Pending()).state_type is StateType.PENDING
+
+
+def test_a_refused_call_in_a_block_keeps_the_transitions_made_before_it(
+    open_orchestrator: Callable[..., Orchestrator],
+) -> None:
+    with open_orchestrator() as orc:
+        run = orc.create_flow_run()
+        with orc.transaction():
+            orc.set_flow_run_state(run.id, Pending())  # its run row's update waits (SQLite)
+            with pytest.raises(ObjectAlreadyExists):
+                orc.create_flow_run(id=run.id)
+            with pytest.raises(ObjectNotFound):
+                orc.set_flow_run_state(uuid.uuid4(), Running())
+            assert orc.read_flow_run(run.id).state_type is StateType.PENDING
+            again = orc.set_flow_run_state(run.id, Pending())
+            assert again.status.value == "ABORT"  # PENDING -> PENDING: the run is PENDING
+        assert orc.read_flow_run(run.id).state_type is StateType.PENDING
+        assert [s.type for s in orc.read_flow_run_states(run.id)] == [StateType.PENDING]
+        assert orc.set_flow_run_state(run.id, Running()).status.value == "ACCEPT"
+        assert orc.read_flow_run(run.id).run_count == 1
+
+
+def test_a_refused_call_that_reads_runs_does_not_doom_its_block(
+    open_orchestrator: Callable[..., Orchestrator],
+) -> None:
+    with open_orchestrator() as orc:
+        runs = [orc.create_flow_run() for _ in range(20)]  # more than the run cache keeps
+        parent = orc.create_flow_run()
+        task = orc.create_task_run(flow_run_id=parent.id)
+        with orc.transaction():
+            for run in runs:
+                orc.set_flow_run_state(run.id, Pending())
+            # reads the parent (SQLite: a kept run with a waiting update makes room), refuses
+            with pytest.raises(ObjectAlreadyExists):
+                orc.create_task_run(flow_run_id=parent.id, id=task.id)
+            other = orc.create_flow_run(state=Pending())
+        assert {orc.read_flow_run(run.id).state_type for run in runs} == {StateType.PENDING}
+        assert orc.read_flow_run(other.id).state_type is StateType.PENDING

@@ -128,6 +128,12 @@ class Store(SqliteStore):
         # Entries holding a run's UPDATE that waits for the block's commit (see _flushed).
         self._dirty: list[_CachedFlowRun] = []
         self._defer = False  # inside a block of several calls: updates wait
+        # Rows changed by writing waiting updates, and transitions saved into kept runs: a
+        # call inside a block that fails changed something only if rows changed other than
+        # by the waiting updates it wrote (earlier calls' changes), or a kept run was saved
+        # (see _changes)
+        self._waiting_written = 0
+        self._saves = 0
         super().__init__(path, busy_timeout=busy_timeout, synchronous=synchronous)
 
     # -- transactions: where the cache is checked, flushed and forgotten -----------------------
@@ -168,9 +174,14 @@ class Store(SqliteStore):
         return token
 
     def end_call(self, token: int, exc: BaseException | None) -> None:
-        if exc is not None and token < 0:
-            self._forget_all()  # the call may have changed runs halfway
+        if exc is not None and token < 0 and self._halfway(token):
+            self._forget_all()  # the call changed runs halfway: its block will roll back
         SqliteStore.end_call(self, token, exc)
+
+    def _changes(self) -> int:
+        """The rows this connection changed, but by writing waiting updates (those are the
+        changes of earlier calls), and the transitions saved into kept runs."""
+        return self.conn.total_changes - self._waiting_written + self._saves
 
     def end(self, depth: int, exc: BaseException | None) -> None:
         failed = None
@@ -198,11 +209,18 @@ class Store(SqliteStore):
         if self._dirty:
             dirty, self._dirty = self._dirty, []
             for cached in dirty:  # each holds a waiting update (see _forget)
-                self._write_pending(cached)
+                self._write_waiting(cached)
 
     def _execute_on_runs(self, statement: str, params: Any = ()) -> Any:
         self._flushed()
         return self._execute(statement, params)
+
+    def _write_waiting(self, cached: _CachedFlowRun) -> None:
+        """Write the update that waits for the block's commit (counted: see _changes)."""
+        conn = self.conn
+        before = conn.total_changes
+        self._write_pending(cached)
+        self._waiting_written += conn.total_changes - before
 
     def _write_pending(self, cached: _CachedFlowRun) -> None:
         """Execute one run's waiting UPDATE (``cached.pending``)."""
@@ -233,7 +251,7 @@ class Store(SqliteStore):
     def _write_now(self, cached: _CachedFlowRun) -> None:
         """Write the run's waiting update, if it has one, before the block's commit."""
         if cached.pending is not None:
-            self._write_pending(cached)
+            self._write_waiting(cached)
             self._dirty.remove(cached)  # (holding it there would keep the run alive till commit)
 
     def _caching(self) -> bool:
@@ -437,6 +455,7 @@ class Store(SqliteStore):
         run keeps the values the transition gave it, and its new state; a reader gets the row
         written decoded (``_kept_row``)."""
         run = cached.run
+        self._saves += 1  # (a kept run changed: see _changes)
         set_fields(run, updates)
         state_row = None
         if written is not None:

@@ -201,7 +201,7 @@ class SqliteStore(RowStore[sqlite3.Connection]):
             return self._open("BEGIN")
         if self._doomed:
             raise DatabaseError(_DOOMED)
-        return ~self.conn.total_changes
+        return ~self._changes()
 
     def begin_call(self) -> int:
         """``begin`` for one API call. Inside this thread's transaction it opens no savepoint
@@ -214,7 +214,12 @@ class SqliteStore(RowStore[sqlite3.Connection]):
         # this thread's block holds the lock until it ends: nothing to acquire
         if self._doomed:
             raise DatabaseError(_DOOMED)
-        return ~self.conn.total_changes
+        return ~self._changes()
+
+    def _changes(self) -> int:
+        """What tells whether a call inside a block changed anything (``end_call``): the rows
+        this connection changed."""
+        return self.conn.total_changes
 
     def end_call(self, token: int, exc: BaseException | None) -> None:
         """End a ``begin_call``: nothing to do for a call that succeeded inside a block (a
@@ -224,11 +229,16 @@ class SqliteStore(RowStore[sqlite3.Connection]):
             return
         if exc is None:
             return
-        conn = self._conn
-        if conn is None or conn.total_changes != ~token or not conn.in_transaction:
+        if self._halfway(token):
             self._doomed = True
         if isinstance(exc, sqlite3.Error):
             raise describe(exc, self.path) from exc
+
+    def _halfway(self, token: int) -> bool:
+        """Whether the call inside a block that ``begin_call`` gave ``token`` and that failed
+        may have changed something (then its block cannot commit)."""
+        conn = self._conn
+        return conn is None or not conn.in_transaction or self._changes() != ~token
 
     def end(self, depth: int, exc: BaseException | None) -> None:
         """Commit (or release the savepoint); on ``exc``, roll back and re-raise it translated."""
