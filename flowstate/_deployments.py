@@ -148,7 +148,7 @@ class DeploymentMethods(ConcurrencyMethods):
                 raise ObjectNotFound(
                     f"global_concurrency_limit_id {shared}: no global concurrency limit has this id"
                 )
-            self._drop_own_limit(row)
+            self._drop_own_limit(row, keep=shared)
             row.concurrency_limit_id = shared
         if size is None:
             self._drop_own_limit(row)
@@ -166,10 +166,11 @@ class DeploymentMethods(ConcurrencyMethods):
             raise ObjectNotFound(f"Deployment with id {key} not found")
         return row
 
-    def _drop_own_limit(self, row: DeploymentRow) -> None:
-        """Delete the deployment's own limit, if it has one (a shared limit stays)."""
+    def _drop_own_limit(self, row: DeploymentRow, *, keep: str | None = None) -> None:
+        """Delete the deployment's own limit, if it has one (a shared limit stays), unless its
+        id is ``keep``: a deployment pointed at the limit it owns goes on with it."""
         own = self._limits.one(LimitRow, "name", own_limit_name(row.id), for_update=True)
-        if own is not None:
+        if own is not None and own.id != keep:
             self._limits.delete(own)
 
     def _deployment_model(self, row: DeploymentRow, now: datetime) -> Deployment:

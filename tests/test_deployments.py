@@ -143,6 +143,25 @@ def test_update_deployment_switches_between_its_own_limit_and_a_shared_one(orc):
     assert orc.read_global_concurrency_limit("shared").limit == 4  # a shared limit stays
 
 
+def test_update_deployment_pointed_at_the_limit_it_already_owns_keeps_it(orc):
+    # (read a deployment, write its limit back with another change: the limit stays)
+    made = orc.create_deployment("d", concurrency_limit=2)
+    run = orc.create_flow_run(deployment_id=made.id)
+    orc.set_flow_run_state(run.id, Pending())
+    own = made.global_concurrency_limit
+
+    kept = orc.update_deployment(
+        made.id, global_concurrency_limit_id=own.id, collision_strategy="CANCEL_NEW"
+    )
+    assert kept.global_concurrency_limit.id == own.id
+    assert (kept.concurrency_limit, kept.global_concurrency_limit.active_slots) == (2, 1)
+    assert kept.concurrency_options.collision_strategy == "CANCEL_NEW"
+    assert orc.read_deployment(made.id) == kept
+    assert orc.set_flow_run_state(run.id, Running()).status is ACCEPT
+    assert orc.set_flow_run_state(run.id, Completed()).status is ACCEPT
+    assert held(orc, made) == 0
+
+
 def test_the_async_orchestrator_has_the_deployment_calls(memory_database):
     async def scenario() -> None:
         async with AsyncOrchestrator(memory_database) as orc:
