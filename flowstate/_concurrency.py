@@ -287,7 +287,7 @@ class ConcurrencyMethods(EngineParts):
         lease_key = checks.lease_id(lease_id)
         with self._transaction():
             now = self._liveness_time(None)
-            lease = self._limits.one(LeaseRow, "id", lease_key, for_update=True)
+            lease = self._limits.lock_lease(lease_key)
             if lease is not None:
                 give_back(self._limits, [lease], now)
 

@@ -442,3 +442,64 @@ def test_transactions_are_read_committed_whatever_the_servers_default(
             time.sleep(0.3)
         thread.join(timeout=30)
     assert answers == ["ABORT"]
+
+
+WAITING_ON_A_LIMIT = (
+    "SELECT 1 FROM pg_locks w WHERE NOT w.granted AND w.pid IN "
+    "(SELECT pid FROM pg_locks WHERE relation = 'concurrency_limit'::regclass)"
+)
+"""A connection waits for a lock while it holds (or waits for) a row of this schema's limits."""
+
+
+@pytest.mark.parametrize("holder", ["task_run", "flow_run"])
+def test_expire_leases_and_a_run_giving_its_slot_back_never_wait_for_each_other_in_a_circle(
+    postgres_backend: PostgresBackend, holder: str
+) -> None:
+    """A run's transition locks its limit, then its lease; ``expire_leases`` (the worker's poll,
+    the reaper, a waiting ``concurrency()``) must lock the limits of the leases it releases
+    before those leases too, or the two end in a deadlock (one of them DatabaseBusy)."""
+    import threading
+    import time
+    from datetime import datetime, timedelta, timezone
+
+    url = postgres_backend.new_database()
+    with Orchestrator(url) as orc:
+        if holder == "task_run":
+            orc.create_concurrency_limit("x", 2)
+            flow = orc.create_flow_run(state=Running())
+            run = orc.create_task_run(flow_run_id=flow.id, task_key="t", tags=["x"])
+            orc.set_task_run_state(run.id, Running())
+            limit, finish = "tag:x", orc.set_task_run_state
+        else:
+            deployment = orc.create_deployment("d", concurrency_limit=2)
+            run = orc.create_flow_run(deployment_id=deployment.id)
+            orc.set_flow_run_state(run.id, Pending())
+            assert deployment.global_concurrency_limit is not None
+            limit, finish = deployment.global_concurrency_limit.name, orc.set_flow_run_state
+        outcomes: list[str] = []
+
+        def expire() -> None:
+            with Orchestrator(url) as reaper:
+                later = datetime.now(timezone.utc) + timedelta(days=1)
+                try:
+                    outcomes.append(f"expired {len(reaper.expire_leases(now=later))}")
+                except DatabaseBusy as exc:
+                    outcomes.append(f"busy: {exc}")
+
+        reaper = threading.Thread(target=expire)
+        with orc.transaction():
+            orc.increment_concurrency_slots(limit, 1)  # the limit is locked, as by a transition
+            reaper.start()
+            deadline = time.monotonic() + 10
+            with admin(url) as conn:  # until the reaper waits for the limit
+                while not conn.execute(WAITING_ON_A_LIMIT).fetchone():
+                    assert time.monotonic() < deadline, "expire_leases never waited"
+                    time.sleep(0.01)
+            try:
+                outcomes.append(finish(run.id, Completed()).status.value)
+            except DatabaseBusy as exc:
+                outcomes.append(f"busy: {exc}")
+        reaper.join(timeout=30)
+        assert outcomes == ["ACCEPT", "expired 0"]
+        assert orc.read_global_concurrency_limit(limit).active_slots == 1  # the increment's
+        assert orc.read_concurrency_leases() == []

@@ -135,7 +135,7 @@ class RunSlots:
         """The lease (locked) if it exists and ``holder`` holds it, else None."""
         if lease_id is None or self._limits is None:
             return None
-        lease = self._limits.one(LeaseRow, "id", str(lease_id), for_update=True)
+        lease = self._limits.lock_lease(str(lease_id))
         if lease is None or (lease.holder_type, lease.holder_id) != holder:
             return None
         return lease

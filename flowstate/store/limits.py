@@ -6,8 +6,9 @@ three tables (select, insert, update, delete, and dropping a limit's lease links
 SQL here and over dictionaries by the in-memory store (``flowstate.store.memory_limits``).
 SQL is written with ``?`` placeholders (PostgreSQL's store converts them) and stores times as
 fixed-width UTC text. On PostgreSQL a read for a change locks its rows (``FOR UPDATE``, always
-in id order, so two calls never wait for each other in a circle); on SQLite the transaction
-holds the database's write lock from its start.
+in id order; a call that gives a lease's slots back locks the lease's limits before the lease,
+as a run's transition does, so two calls never wait for each other in a circle); on SQLite
+the transaction holds the database's write lock from its start.
 """
 
 from __future__ import annotations
@@ -226,25 +227,41 @@ class LimitStore:
             self.update(row)
         return row
 
-    def _leases(self, by: str | None, *values: Any, lock: str = "") -> list[LeaseRow]:
-        """The leases selected, oldest first."""
+    def _leases(
+        self, by: str | None, *values: Any, lock: str = "", limits_first: bool = False
+    ) -> list[LeaseRow]:
+        """The leases selected, oldest first. ``limits_first`` (with a ``lock``): the limits
+        they hold are locked before them, for a call that gives their slots back."""
+        if lock and limits_first:
+            seen = self._select(LeaseRow, by, values, "")
+            if not seen:
+                return []
+            self.lock_limits_by_id(limit_id for lease in seen for limit_id in lease.taken)
+            by, values = "id", tuple(lease.id for lease in seen)
         found = self._select(LeaseRow, by, values, lock)
         return sorted(found, key=lambda lease: (lease.created, lease.id))
+
+    def lock_lease(self, lease_id: str) -> LeaseRow | None:
+        """The lease with this id (None if there is none), locked after the limits it holds,
+        for a call that gives its slots back."""
+        found = self._leases("id", lease_id, lock=self._lock, limits_first=True)
+        return found[0] if found else None
 
     def read_leases(self, limit_id: str | None = None) -> list[LeaseRow]:
         """Every lease (oldest first), or those holding slots of one limit."""
         return self._leases(None) if limit_id is None else self._leases("limit", limit_id)
 
     def lock_leases_of_holder(self, holder_type: str, holder_id: str) -> list[LeaseRow]:
-        """The leases one holder holds (oldest first), locked."""
-        return self._leases("holder", holder_type, holder_id, lock=self._lock)
+        """The leases one holder holds (oldest first), locked after the limits they hold."""
+        return self._leases("holder", holder_type, holder_id, lock=self._lock, limits_first=True)
 
     def lock_expired_leases(self, now: datetime) -> list[LeaseRow]:
-        """Leases whose expiration is before ``now``, the first to expire first, locked (on
-        PostgreSQL, leases another call is releasing right now are skipped: that call deals
-        with them)."""
-        found = self._select(LeaseRow, "expired", (now,), self._skip_locked)
-        return sorted(found, key=lambda lease: (lease.expiration, lease.id))
+        """Leases whose expiration is before ``now``, the first to expire first, locked after
+        the limits they hold (on PostgreSQL, leases another call is releasing right now are
+        skipped: that call deals with them; one renewed meanwhile is left out)."""
+        found = self._leases("expired", now, lock=self._skip_locked, limits_first=True)
+        expired = [lease for lease in found if lease.expiration < now]
+        return sorted(expired, key=lambda lease: (lease.expiration, lease.id))
 
     def renew_lease(self, lease: LeaseRow, expiration: datetime) -> LeaseRow:
         """Make a lease (read for a change) last until ``expiration``."""
@@ -252,14 +269,17 @@ class LimitStore:
         self.update(lease)
         return lease
 
-    def lock_task_leases_of_flow_run(self, flow_run_id: str) -> list[LeaseRow]:
-        """The leases the task runs of a flow run hold (oldest first), locked."""
-        return self._leases("tasks_of", flow_run_id, lock=self._lock)
+    def lock_task_leases_of_flow_run(
+        self, flow_run_id: str, *, limits_first: bool = True
+    ) -> list[LeaseRow]:
+        """The leases the task runs of a flow run hold (oldest first), locked after the limits
+        they hold (``limits_first=False``: without them, for a call that only renews)."""
+        return self._leases("tasks_of", flow_run_id, lock=self._lock, limits_first=limits_first)
 
     def renew_task_leases_of_flow_run(self, flow_run_id: str, expiration: datetime) -> None:
         """Make the leases held by the task runs of a flow run last until ``expiration`` at
         least (a lease lasting longer keeps its time)."""
-        for lease in self.lock_task_leases_of_flow_run(flow_run_id):
+        for lease in self.lock_task_leases_of_flow_run(flow_run_id, limits_first=False):
             if lease.expiration < expiration:
                 self.renew_lease(lease, expiration)
 
