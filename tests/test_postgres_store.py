@@ -503,3 +503,28 @@ def test_expire_leases_and_a_run_giving_its_slot_back_never_wait_for_each_other_
         assert outcomes == ["ACCEPT", "expired 0"]
         assert orc.read_global_concurrency_limit(limit).active_slots == 1  # the increment's
         assert orc.read_concurrency_leases() == []
+
+
+def test_a_lock_wait_inside_a_concurrency_rule_is_database_busy_not_a_rule_error(
+    postgres_backend: PostgresBackend,
+) -> None:
+    """A task run giving its tag slot back locks its lease inside a rule: a lock held longer
+    than ``busy_timeout`` is DatabaseBusy there too (retry), as anywhere else."""
+    url = postgres_backend.new_database()
+    with Orchestrator(url, busy_timeout=0.2) as orc:
+        orc.create_concurrency_limit("x", 1)
+        flow = orc.create_flow_run(state=Running())
+        run = orc.create_task_run(flow_run_id=flow.id, task_key="t", tags=["x"])
+        orc.set_task_run_state(run.id, Running())
+        (lease,) = orc.read_concurrency_leases()
+        with admin(url) as holder:
+            holder.execute("BEGIN")
+            holder.execute(
+                "SELECT 1 FROM concurrency_lease WHERE id = %s FOR UPDATE", (str(lease.lease_id),)
+            )
+            with pytest.raises(DatabaseBusy):
+                orc.set_task_run_state(run.id, Completed())
+            holder.execute("ROLLBACK")
+        assert orc.read_task_run(run.id).state_type is StateType.RUNNING  # nothing written
+        assert orc.set_task_run_state(run.id, Completed()).status.value == "ACCEPT"  # retried
+        assert orc.read_global_concurrency_limit("tag:x").active_slots == 0

@@ -24,7 +24,7 @@ from flowstate._models import construct, copy_with
 from flowstate._text import all_ascii, check_state_text
 from flowstate._time import FromNow
 from flowstate.concurrency.run_slots import RunSlots
-from flowstate.errors import InvalidState, RuleError
+from flowstate.errors import DatabaseError, InvalidState, RuleError
 from flowstate.orchestration.bookkeeping import (
     FLOW_BOOKKEEPING,
     TASK_BOOKKEEPING,
@@ -237,6 +237,8 @@ class Policy:
             start = len(log)
             try:
                 decision = before(ctx)
+            except DatabaseError:
+                raise  # the database failed, not the rule (DatabaseBusy: retry)
             except Exception as exc:
                 raise _rule_error(rule, exc) from exc
             if decision is not None:
@@ -291,6 +293,8 @@ def _exit_rules(ctx: TransitionContext, entered: list[_Entered]) -> None:
         if step is not None:
             try:
                 step(ctx)
+            except DatabaseError:
+                raise
             except Exception as exc:
                 raise _rule_error(rule, exc) from exc
 
