@@ -98,8 +98,8 @@ class ConcurrencyMethods(EngineParts):
     ) -> GlobalConcurrencyLimit:
         """Create a limit of ``limit`` slots named ``name`` (ObjectAlreadyExists if the name is
         taken). ``slot_decay_per_second > 0`` makes it a rate limit (see :meth:`rate_limit`);
-        an inactive limit restricts nothing."""
-        checked_name = checks.limit_name(name)
+        an inactive limit restricts nothing. A name is at most 2000 bytes long in UTF-8."""
+        checked_name = checks.new_name(name)
         fields = _limit_fields(
             limit=limit, active=active, active_slots=active_slots,
             slot_decay_per_second=slot_decay_per_second,

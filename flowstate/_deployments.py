@@ -80,8 +80,8 @@ class DeploymentMethods(ConcurrencyMethods):
         ``AwaitingConcurrencySlot``) or ``"CANCEL_NEW"`` (cancelled).
         ``grace_period_seconds`` (60 to 86400, default 300): how long a run keeps its slot
         without renewing it (going to RUNNING and each :meth:`heartbeat` renew it); after that
-        ``expire_leases`` gives it back."""
-        checked_name = checks.limit_name(name)
+        ``expire_leases`` gives it back. A name is at most 2000 bytes long in UTF-8."""
+        checked_name = checks.new_name(name)
         fields = _fields(
             concurrency_limit, collision_strategy, grace_period_seconds,
             global_concurrency_limit_id, unset=None,

@@ -41,8 +41,8 @@ class TagLimitMethods(ConcurrencyMethods):
         """Limit the task runs tagged ``tag`` to ``limit`` RUNNING at once: creates the global
         limit ``tag:<tag>``, or changes the limit of an existing one (its holders keep their
         slots). 0 makes a task run with the tag abort when it tries to run; a negative limit
-        restricts nothing."""
-        name = _limit_name(tag)
+        restricts nothing. The name ``tag:<tag>`` is at most 2000 bytes long in UTF-8."""
+        name = checks.new_name(_limit_name(tag), "tag limit name")
         value = tag_limit_value(limit)
         with self._transaction():
             return self._tag_view(self._limits.size_limit(name, value, self._liveness_time(None)))

@@ -10,6 +10,7 @@ renewal), ObjectAlreadyExists 409, InvalidState 422, ConcurrencyLimitReached 423
 from __future__ import annotations
 
 import math
+import secrets
 import multiprocessing
 import time
 from datetime import timedelta
@@ -420,6 +421,28 @@ def test_bad_limits_are_refused(orc, arguments, message):
     with pytest.raises(InvalidState, match=message):
         orc.create_global_concurrency_limit(*arguments)
     assert orc.read_global_concurrency_limits() == []
+
+
+NAMED = {
+    "global": lambda orc, name: orc.create_global_concurrency_limit(name, 1).name,
+    "tag": lambda orc, name: orc.create_concurrency_limit(name[len("tag:"):], 1).tag,
+    "deployment": lambda orc, name: orc.create_deployment(name).name,
+}
+
+
+@pytest.mark.parametrize("kind", NAMED)
+def test_a_name_of_up_to_2000_bytes_is_taken_and_a_longer_one_refused_on_every_store(
+    orc, kind
+):
+    # (random hex: PostgreSQL cannot compress it into its index, which holds ~2700 bytes)
+    create = NAMED[kind]
+    longest = "tag:" + secrets.token_hex(998) if kind == "tag" else secrets.token_hex(1000)
+    assert len(create(orc, longest)) in (1996, 2000)
+    for name in ("tag:" + secrets.token_hex(1000), "tag:" + "\u00e9" * 999):  # 2004, 2002 bytes
+        with pytest.raises(InvalidState, match="at most 2000 bytes"):
+            create(orc, name)
+    assert len(orc.read_global_concurrency_limits()) == (0 if kind == "deployment" else 1)
+    assert len(orc.read_deployments()) == (1 if kind == "deployment" else 0)
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from flowstate.errors import InvalidState
 __all__ = [
     "BLOCK_MODE",
     "MAX_LEASE_SECONDS",
+    "MAX_NAME_BYTES",
     "MAX_WAIT_SECONDS",
     "MIN_LEASE_SECONDS",
     "block_arguments",
@@ -27,6 +28,7 @@ __all__ = [
     "limit_name",
     "mode",
     "names",
+    "new_name",
     "occupancy",
     "timeout",
 ]
@@ -47,6 +49,25 @@ def limit_name(value: Any, what: str = "name") -> str:
         raise InvalidState(f"{what} {value!r:.80} holds a NUL character")
     validate.check_text(value, what)
     return value
+
+
+MAX_NAME_BYTES = 2000
+"""The longest name of a new limit or deployment, in bytes of UTF-8 (2000 ASCII characters, at
+least 500 of any script): PostgreSQL's unique index on names holds no longer ones, and every
+store takes the same names."""
+
+
+def new_name(value: Any, what: str = "name") -> str:
+    """:func:`limit_name` of something created under this name, at most
+    :data:`MAX_NAME_BYTES` long."""
+    name = limit_name(value, what)
+    size = len(name.encode("utf-8"))
+    if size > MAX_NAME_BYTES:
+        raise InvalidState(
+            f"{what} {name!r:.40} is {size} bytes long in UTF-8; a name is at most "
+            f"{MAX_NAME_BYTES} bytes"
+        )
+    return name
 
 
 def names(value: Any) -> list[str]:
