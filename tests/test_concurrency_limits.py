@@ -564,3 +564,40 @@ def test_processes_racing_for_a_limit_of_two_never_hold_three(database):
     assert most <= 2
     with Orchestrator(database) as orc:
         assert slots(orc, "db") == 0 and orc.read_concurrency_leases() == []
+
+
+# -- long lists of names, tags and leases --------------------------------------------------------
+
+
+def test_a_task_run_with_more_tags_than_a_statement_takes_parameters_runs_on_every_store(orc):
+    """PostgreSQL takes at most 65535 parameters a statement, SQLite before 3.32 at most 999
+    (set here on SQLite): the tags of a task run, the names of a call and the leases read are
+    looked up in parts."""
+    import sqlite3
+
+    from flowstate.states import Completed, Running
+
+    if isinstance(getattr(orc._store, "conn", None), sqlite3.Connection):
+        orc._store.conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+    tags = [f"t{n}" for n in range(66_000)]
+    orc.create_concurrency_limit("t7", 1)
+    orc.create_concurrency_limit("t65999", 2)
+    flow = orc.create_flow_run(state=Running())
+    run = orc.create_task_run(flow_run_id=flow.id, task_key="many", tags=tags)
+    other = orc.create_task_run(flow_run_id=flow.id, task_key="other", tags=["t7"])
+
+    assert orc.set_task_run_state(run.id, Running()).status.value == "ACCEPT"
+    assert (slots(orc, "tag:t7"), slots(orc, "tag:t65999")) == (1, 1)
+    assert orc.set_task_run_state(other.id, Running()).status.value == "WAIT"
+    assert orc.set_task_run_state(run.id, Completed()).status.value == "ACCEPT"
+    assert (slots(orc, "tag:t7"), slots(orc, "tag:t65999")) == (0, 0)
+
+    names = [f"tag:{tag}" for tag in tags]
+    assert orc.increment_concurrency_slots(names, 1) == ["tag:t7", "tag:t65999"]
+    assert orc.decrement_concurrency_slots(names, 1) == ["tag:t7", "tag:t65999"]
+    leases = [orc.increment_concurrency_slots_with_lease("none", 1) for _ in range(1000)]
+    assert len(orc.read_concurrency_leases()) == 1000
+    for lease in leases[:2]:
+        orc.release_concurrency_lease(lease.lease_id)
+    after_all = orc.read_concurrency_leases()[-1].expiration + timedelta(seconds=1)
+    assert len(orc.expire_leases(now=after_all)) == 998

@@ -102,6 +102,16 @@ def _in_list(count: int) -> str:
     return "(" + ", ".join("?" * count) + ")"
 
 
+IN_LIST_SIZE = 500
+"""The most values one ``IN (...)`` list holds; a longer list (the tags of a task run, the
+names of a call) is read in parts: SQLite before 3.32 takes at most 999 parameters a
+statement, PostgreSQL 65535."""
+
+
+def _parts(values: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    return [values[at : at + IN_LIST_SIZE] for at in range(0, len(values), IN_LIST_SIZE)]
+
+
 class LimitStore:
     """The limit, lease and deployment rows of one store: ``execute(statement, params)`` runs
     SQL written with ``?`` placeholders (converted by ``form``); ``lock`` is appended to reads
@@ -143,6 +153,8 @@ class LimitStore:
     def _select(self, kind: type[Any], by: str | None, values: tuple[Any, ...], lock: str) -> list[Any]:
         """The rows ``WHERE[by]`` selects with ``values`` (every row if None), in id order
         (leases with their links)."""
+        if by in ("id", "name") and len(values) > IN_LIST_SIZE:
+            return self._select_in_parts(kind, by, values, lock)
         table = TABLES[kind]
         where = "" if by is None else " WHERE " + WHERE[by].format(_in_list(len(values)))
         statement = f"SELECT {', '.join(table.columns)} FROM {table.sql}{where} ORDER BY id{lock}"
@@ -150,15 +162,32 @@ class LimitStore:
         found = [_decoded(table, row) for row in self._execute(statement, params).fetchall()]
         if table is LEASES and found:
             by_id = {lease.id: lease for lease in found}
-            links = (
-                "SELECT k.lease_id, k.limit_id, k.slots, l.name FROM concurrency_lease_limit k "
-                "JOIN concurrency_limit l ON l.id = k.limit_id "
-                f"WHERE k.lease_id IN {_in_list(len(by_id))} ORDER BY l.name"
-            )
-            for lease_id, limit_id, slots, name in self._execute(links, tuple(by_id)).fetchall():
-                by_id[lease_id].taken[limit_id] = slots
-                by_id[lease_id].names.append(name)
+            for part in _parts(tuple(by_id)):
+                links = (
+                    "SELECT k.lease_id, k.limit_id, k.slots, l.name FROM concurrency_lease_limit k "
+                    "JOIN concurrency_limit l ON l.id = k.limit_id "
+                    f"WHERE k.lease_id IN {_in_list(len(part))} ORDER BY l.name"
+                )
+                for lease_id, limit_id, slots, name in self._execute(links, part).fetchall():
+                    by_id[lease_id].taken[limit_id] = slots
+                    by_id[lease_id].names.append(name)
         return found
+
+    def _select_in_parts(
+        self, kind: type[Any], by: str, values: tuple[Any, ...], lock: str
+    ) -> list[Any]:
+        """:meth:`_select` of more ids or names than one statement takes, part by part. Rows
+        read for a change are locked by id, the parts in id order (the ids of named rows are
+        read first), so that they are locked in id order as always."""
+        if lock:
+            if by == "name":
+                values = tuple(
+                    row.id for part in _parts(values) for row in self._select(kind, by, part, "")
+                )
+                by = "id"
+            values = tuple(sorted(set(values)))
+        found = [row for part in _parts(values) for row in self._select(kind, by, part, lock)]
+        return sorted(found, key=lambda row: row.id)
 
     def insert(self, row: LimitRow | LeaseRow | DeploymentRow) -> bool:
         """Insert a row; False if its name is taken (nothing written). A lease's links too."""
