@@ -283,7 +283,8 @@ class ConcurrencyMethods(EngineParts):
             return self._limits.renew_lease(lease, now + timedelta(seconds=duration)).model()
 
     def release_concurrency_lease(self, lease_id: UUID | str) -> None:
-        """Give back the slots of a lease and end it; a lease that is gone is a quiet no-op."""
+        """Give back the slots of a lease and end it (none of a limit with decay: its slots
+        free themselves); a lease that is gone is a quiet no-op."""
         lease_key = checks.lease_id(lease_id)
         with self._transaction():
             now = self._liveness_time(None)

@@ -245,6 +245,43 @@ def test_rate_limit_mode_needs_decay_and_concurrency_mode_refuses_it(orc):
     assert orc.read_concurrency_leases() == []
 
 
+def test_a_lease_on_a_rate_limit_gives_no_slot_back_its_slots_free_themselves(frozen, clock):
+    # one call per 100 s: a lease taken in rate_limit mode and released (or expired) a second
+    # later must not let a second call through at once
+    from flowstate.states import Completed, Running
+
+    frozen.create_global_concurrency_limit("api", 1, slot_decay_per_second=0.01)
+    released = frozen.increment_concurrency_slots_with_lease("api", 1, mode="rate_limit")
+    clock.advance(1)
+    frozen.release_concurrency_lease(released.lease_id)
+    assert slots(frozen, "api") == 1
+    with pytest.raises(ConcurrencyLimitReached) as refused:
+        frozen.increment_concurrency_slots("api", 1, mode="rate_limit")
+    assert refused.value.retry_after == pytest.approx(100.0)  # (what one slot takes)
+    clock.advance(100)
+    expired = frozen.increment_concurrency_slots_with_lease(
+        "api", 1, mode="rate_limit", lease_duration=60
+    )
+    clock.advance(61)
+    assert [lease.lease_id for lease in frozen.expire_leases()] == [expired.lease_id]
+    assert slots(frozen, "api") == 1  # 61 s of 100: not yet decayed
+
+    # a tag limit with decay: a task run leaving RUNNING gives back no slot that decayed
+    frozen.create_global_concurrency_limit("tag:x", 1, slot_decay_per_second=1.0)
+    flow = frozen.create_flow_run(state=Running())
+    first, second, third = (
+        frozen.create_task_run(flow_run_id=flow.id, task_key=key, tags=["x"]) for key in "abc"
+    )
+    assert frozen.set_task_run_state(first.id, Running()).status.value == "ACCEPT"
+    clock.advance(1.5)  # first's slot decayed: second may start
+    assert frozen.set_task_run_state(second.id, Running()).status.value == "ACCEPT"
+    frozen.set_task_run_state(first.id, Completed())
+    assert slots(frozen, "tag:x") == 1  # second's slot stays taken
+    assert frozen.set_task_run_state(third.id, Running()).status.value == "WAIT"
+    clock.advance(1)
+    assert frozen.set_task_run_state(third.id, Running()).status.value == "ACCEPT"
+
+
 # -- leases ---------------------------------------------------------------------------------
 
 

@@ -185,8 +185,10 @@ def give_back(
     limits: LimitStore, leases: list[LeaseRow], now: datetime, *, count_occupancy: bool = True
 ) -> None:
     """Inside a transaction: return the slots each lease took (on each limit, active or not
-    now) and delete the leases. ``count_occupancy``: how long the leases were held moves the
-    limits' average occupancy (a task run's tag slots do not, as in Prefect)."""
+    now, but a rate limit: slots that decay free themselves, and given back as well they
+    would free a slot another holder took since) and delete the leases. ``count_occupancy``:
+    how long the leases were held moves the limits' average occupancy (a task run's tag slots
+    do not, as in Prefect)."""
     rows = {row.id: row for row in limits.lock_limits_by_id(
         limit_id for lease in leases for limit_id in lease.taken
     )}
@@ -196,7 +198,7 @@ def give_back(
         occupied = max((until - lease.created).total_seconds(), 0.0)
         for limit_id, taken in lease.taken.items():
             row = rows.get(limit_id)
-            if row is None or taken <= 0:
+            if row is None or taken <= 0 or row.slot_decay_per_second > 0:
                 continue
             let_go(row, taken, now, occupied * taken if count_occupancy else None)
             changed[row.id] = row
