@@ -406,6 +406,46 @@ def test_coroutine_listeners_are_awaited_after_the_commit_and_their_failures_kep
     asyncio.run(main())
 
 
+def test_a_listener_whose_call_returns_a_coroutine_is_awaited_even_with_no_coroutine_function():
+    """An object with ``async def __call__`` and a lambda returning a coroutine are awaited
+    whether or not a coroutine function is registered beside them (no "never awaited")."""
+
+    class Notifier:
+        def __init__(self) -> None:
+            self.told: list[str] = []
+
+        async def __call__(self, event: Any) -> None:
+            await asyncio.sleep(0)
+            self.told.append(event.state.name)
+
+    async def post(told: list[str], event: Any) -> None:
+        await asyncio.sleep(0)
+        told.append(event.state.name)
+
+    async def main(with_a_coroutine_function: bool) -> tuple[list[str], list[str]]:
+        async with AsyncOrchestrator(":memory:") as orc:
+            notifier, posted = Notifier(), []
+            orc.add_listener(notifier)
+            orc.add_listener(lambda event: post(posted, event))
+            if with_a_coroutine_function:
+                async def nothing(event: Any) -> None:
+                    pass
+
+                orc.add_listener(nothing)
+            run = await orc.create_flow_run(state=Scheduled())
+            await orc.set_flow_run_state(run.id, Pending())
+            assert orc.listener_errors == []
+            return notifier.told, posted
+
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "coroutine ... was never awaited" would fail the test
+        for with_a_coroutine_function in (True, False):
+            told, posted = asyncio.run(main(with_a_coroutine_function))
+            assert told == posted == ["Scheduled", "Pending"], with_a_coroutine_function
+
+
 def test_a_listener_may_make_calls_itself():
     async def main() -> None:
         async with AsyncOrchestrator(":memory:") as orc:

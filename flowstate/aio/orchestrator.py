@@ -19,7 +19,7 @@ import threading
 import time
 import weakref
 from contextlib import suppress
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from datetime import datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -280,8 +280,8 @@ class AsyncOrchestrator:
         """Call ``callback(event)`` after each committed transition that wrote a state.
 
         ``callback`` may be a coroutine function. Listeners run on the event loop after the
-        commit, in the task that made the call, before the call returns: plain functions are
-        called and coroutine functions awaited, in the order they were added. Their exceptions
+        commit, in the task that made the call, before the call returns, in the order they
+        were added: each is called, and its answer awaited if it is awaitable. Their exceptions
         are logged and kept in ``listener_errors``. Returns a function that removes the listener.
         """
         self._listeners.add(callback)
@@ -401,11 +401,17 @@ class AsyncOrchestrator:
 
     async def _tell(self, events: list[TransitionEvent]) -> asyncio.CancelledError | None:
         """Tell the listeners about ``events``; a cancellation meanwhile waits until all are
-        told (it is returned)."""
-        if not any(inspect.iscoroutinefunction(c) for c in self._listeners.callbacks):
-            self._listeners.tell(events)  # nothing to await: nothing to interrupt
-            return None
-        task = asyncio.ensure_future(_await_listeners(self._listeners, events))
+        told (it is returned).
+
+        The listeners are called here, in order, until one returns an awaitable (a coroutine
+        function's, or a plain function's that returns a coroutine, such as ``lambda event:
+        notify(event)``): from there on a task awaits each answer before the next call."""
+        callbacks = self._listeners.callbacks  # (a new list on each change)
+        calls = ((callback, event) for event in events for callback in callbacks)
+        waiting = _call_until_awaitable(self._listeners, calls)
+        if waiting is None:
+            return None  # nothing to await: nothing to interrupt
+        task = asyncio.ensure_future(_await_listeners(self._listeners, waiting, calls))
         return await _until_done(task)
 
     # -- the calls -------------------------------------------------------------------------
@@ -596,15 +602,40 @@ async def _until_done(
     return cancelled
 
 
-async def _await_listeners(listeners: Listeners, events: list[TransitionEvent]) -> None:
-    for event in events:
-        for callback in listeners.callbacks:
-            try:
-                answer = callback(event)
-                if inspect.isawaitable(answer):
-                    await answer
-            except Exception as exc:
-                listeners.report(callback, event, exc)
+_ListenerCall = tuple[Listener, TransitionEvent]
+
+
+def _call_until_awaitable(
+    listeners: Listeners, calls: Iterator[_ListenerCall]
+) -> tuple[_ListenerCall, Awaitable[object]] | None:
+    """Make the ``calls`` in order until one returns an awaitable: that call and its answer
+    (None if none did). A listener's exception is reported, as the sync engine does."""
+    for callback, event in calls:
+        try:
+            answer = callback(event)
+        except Exception as exc:
+            listeners.report(callback, event, exc)
+            continue
+        if inspect.isawaitable(answer):
+            return (callback, event), answer
+    return None
+
+
+async def _await_listeners(
+    listeners: Listeners,
+    waiting: tuple[_ListenerCall, Awaitable[object]],
+    calls: Iterator[_ListenerCall],
+) -> None:
+    """Await the answer ``waiting`` holds, then make the other ``calls`` in order, awaiting
+    each answer that is awaitable before the next call."""
+    awaited: tuple[_ListenerCall, Awaitable[object]] | None = waiting
+    while awaited is not None:
+        (callback, event), answer = awaited
+        try:
+            await answer
+        except Exception as exc:
+            listeners.report(callback, event, exc)
+        awaited = _call_until_awaitable(listeners, calls)
 
 
 async def _pause(seconds: float, stop: threading.Event | asyncio.Event | None) -> None:
