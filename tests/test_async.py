@@ -372,6 +372,40 @@ def test_other_tasks_wait_while_a_block_is_open_and_nested_blocks_are_savepoints
     asyncio.run(main())
 
 
+def test_a_block_that_cannot_begin_raises_the_sync_engines_error(tmp_path: Path):
+    """Another connection holds the write lock past busy_timeout: ``async with
+    orc.transaction()`` raises DatabaseBusy, as ``with orc.transaction()`` does (not an
+    AttributeError from undoing a transaction that never began), and the next block works."""
+    import sqlite3
+
+    path = tmp_path / "locked.db"
+    Orchestrator(path).close()
+    holder = sqlite3.connect(path, isolation_level=None)
+
+    async def main() -> None:
+        async with AsyncOrchestrator(path, busy_timeout=0.05) as orc:
+            holder.execute("BEGIN IMMEDIATE")
+            with pytest.raises(flowstate.DatabaseBusy):
+                async with orc.transaction():
+                    pytest.fail("the block ran without the lock")
+            holder.execute("ROLLBACK")
+            async with orc.transaction():
+                run = await orc.create_flow_run(state=Scheduled())
+            assert (await orc.read_flow_run(run.id)).state_type is StateType.SCHEDULED
+
+    try:
+        asyncio.run(main())
+    finally:
+        holder.close()
+    with Orchestrator(path, busy_timeout=0.05) as sync:
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(flowstate.DatabaseBusy):
+            with sync.transaction():
+                pass
+        holder.close()
+
+
 # -- listeners and subscriptions ------------------------------------------------------------------
 
 

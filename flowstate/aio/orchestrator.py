@@ -120,7 +120,9 @@ class AsyncTransaction:
         try:
             self._inner = await orc._outcome(job)
         except BaseException as exc:
-            if job.done and job.error is None:  # opened, then the task was cancelled: undo it
+            # opened, then the task was cancelled: undo it (a failure to open is the job's
+            # error, which _outcome raises and clears: nothing to undo then)
+            if isinstance(exc, asyncio.CancelledError) and job.done and job.error is None:
                 self._inner = job.value
                 await self.__aexit__(type(exc), exc, None)
             self._release()
