@@ -286,6 +286,104 @@ def test_a_timeout_behaves_as_a_cancellation():
     asyncio.run(main())
 
 
+def test_a_call_after_a_cancelled_close_waits_in_the_orchestrators_thread_not_on_the_loop():
+    """close() cancelled while another call holds the orchestrator's thread: a later call
+    raises DatabaseError once the thread is done, and the event loop runs meanwhile (before,
+    the call ran in the loop's thread and blocked it on the database's lock)."""
+    clock = GatedClock()
+
+    async def main() -> None:
+        orc = await AsyncOrchestrator(":memory:", clock=clock).open()
+        run = await orc.create_flow_run(state=Scheduled())
+        clock.close_gate()
+        slow = asyncio.create_task(orc.set_flow_run_state(run.id, Pending()))
+        await until(clock.entered.is_set)
+        closing = asyncio.create_task(orc.close())
+        await asyncio.sleep(0)  # close() queues its job behind the slow call
+        closing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await closing
+        loop_ran = threading.Event()
+
+        def open_the_gate() -> None:
+            loop_ran.wait(20)  # (a hang guard: set at once unless the loop is blocked)
+            clock.gate.set()
+
+        threading.Thread(target=open_the_gate).start()
+        after = asyncio.create_task(orc.read_flow_run(run.id))
+        asyncio.get_running_loop().call_soon(loop_ran.set)
+        await asyncio.sleep(0)
+        gate_was_closed_when_the_loop_ran = not clock.gate.is_set()
+        with pytest.raises(DatabaseError, match="closed"):
+            await after
+        assert gate_was_closed_when_the_loop_ran
+        assert (await slow).status is SetStateStatus.ACCEPT
+
+    asyncio.run(main())
+
+
+def test_a_call_after_a_close_cancelled_while_opening_raises_database_error(tmp_path: Path):
+    """The database is still opening (another connection holds the lock its schema needs) when
+    close() is cancelled: a call made then raises DatabaseError, not AssertionError."""
+    import sqlite3
+
+    path = tmp_path / "opening.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+
+    async def main() -> None:
+        orc = AsyncOrchestrator(path)
+        closing = asyncio.create_task(orc.close())
+        await asyncio.sleep(0)  # close() queues its job while the thread opens the database
+        closing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await closing
+        call = asyncio.create_task(orc.read_flow_runs())
+        await asyncio.sleep(0)
+        holder.execute("ROLLBACK")  # opening goes on
+        with pytest.raises(DatabaseError, match="closed"):
+            await call
+        await orc.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        holder.close()
+
+
+def test_closing_inside_ones_own_block_makes_leaving_it_raise_database_error_as_in_sync(
+    tmp_path: Path,
+):
+    """``await orc.close()`` inside ``async with orc.transaction()``: leaving the block raises
+    DatabaseError (closed) and nothing of it is kept, as with the sync Orchestrator (before:
+    RuntimeError: cannot release un-acquired lock)."""
+
+    def sync(path: Path) -> None:
+        orc = Orchestrator(path)
+        run = orc.create_flow_run(state=Scheduled())
+        with pytest.raises(DatabaseError, match="closed"):
+            with orc.transaction():
+                orc.set_flow_run_state(run.id, Pending())
+                orc.close()
+
+    async def main(path: Path) -> None:
+        orc = AsyncOrchestrator(path)
+        run = await orc.create_flow_run(state=Scheduled())
+        with pytest.raises(DatabaseError, match="closed"):
+            async with orc.transaction():
+                await orc.set_flow_run_state(run.id, Pending())
+                await orc.close()
+        with pytest.raises(DatabaseError, match="closed"):
+            await orc.read_flow_run(run.id)
+
+    for kind in ("sync", "async"):
+        path = tmp_path / f"{kind}.db"
+        sync(path) if kind == "sync" else asyncio.run(main(path))
+        with Orchestrator(path) as orc:
+            (run,) = orc.read_flow_runs()
+            assert run.state_type is StateType.SCHEDULED, kind
+
+
 def test_cancelling_inside_a_transaction_block_rolls_the_whole_block_back():
     async def main() -> None:
         async with AsyncOrchestrator(":memory:") as orc:

@@ -16,9 +16,11 @@ import concurrent.futures
 import queue
 import threading
 from collections.abc import Callable
+from contextlib import suppress
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from flowstate.errors import DatabaseError
 from flowstate.listeners import TransitionEvent
 
 if TYPE_CHECKING:
@@ -65,6 +67,10 @@ class Worker:
         self.open_error: BaseException | None = None
         self.opened = threading.Event()
         self.stopped = False
+        """:meth:`stop` was called: the thread closes the orchestrator after the queued jobs."""
+        self._finished = False  # (set under _guard: from then on jobs run in their caller)
+        self._guard = threading.Lock()
+        self._blocks: list[Any] = []  # the sync transactions open in this thread, innermost last
         self._events: list[TransitionEvent] = []
         self._stop_recording: Callable[[], None] | None = None
         self._thread = threading.Thread(
@@ -83,8 +89,30 @@ class Worker:
         while (work := self._jobs.get()) is not None:
             work()
             work = None  # hold nothing of the caller's while waiting for the next job
-        if self.orchestrator is not None:
-            self.orchestrator.close()
+        self._close()
+
+    def _close(self) -> None:
+        """After :meth:`stop`: roll back the blocks still open and close the orchestrator, all
+        in this thread (which holds their locks); then run the jobs queued meanwhile here (on
+        the closed orchestrator), and let later ones run in their callers."""
+        orchestrator = self.orchestrator
+        try:
+            if orchestrator is not None:
+                closed = DatabaseError(f"the database {orchestrator.database} is closed")
+                while self._blocks:
+                    with suppress(Exception):
+                        self._blocks.pop().__exit__(DatabaseError, closed, None)
+                orchestrator.close()
+        finally:
+            with self._guard:
+                self._finished = True
+            while True:  # (nothing is queued after the flag is set: see submit)
+                try:
+                    work = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if work is not None:
+                    work()
 
     def _run(self, job: Job) -> None:
         """Run the call here and now (in the worker thread, or inline once it has stopped),
@@ -108,11 +136,34 @@ class Worker:
     # -- from the event loop -----------------------------------------------------------------
 
     def submit(self, job: Job) -> None:
-        """Queue ``job``; after :meth:`stop`, run it at once in the calling thread instead."""
+        """Queue ``job``. Once the thread has closed the orchestrator and ended, run it at once
+        in the calling thread instead (on the closed orchestrator it fails at once); never
+        before, so the orchestrator is only ever used by one thread at a time."""
         if self.stopped:
+            with self._guard:
+                if not self._finished:
+                    self._jobs.put(partial(self._run, job))
+                    return
             self._run(job)
         else:
             self._jobs.put(partial(self._run, job))
+
+    def enter_block(self, orchestrator: Orchestrator) -> Any:
+        """Open a ``transaction()`` block (a job: in this thread)."""
+        block = orchestrator.transaction()
+        block.__enter__()
+        self._blocks.append(block)
+        return block
+
+    def exit_block(self, orchestrator: Orchestrator, block: Any, exc: BaseException | None) -> None:
+        """End the innermost block (a job: in this thread), which the closing of the
+        orchestrator may have rolled back already: then only a commit fails (DatabaseError,
+        as leaving a sync block whose orchestrator was closed inside does)."""
+        if self._blocks and self._blocks[-1] is block:
+            self._blocks.pop()
+            block.__exit__(None if exc is None else type(exc), exc, None)
+        elif exc is None:
+            raise DatabaseError(f"the database {orchestrator.database} is closed")
 
     def record_events(self, on: bool) -> None:
         """Have the jobs queued from now on collect their transition events (or stop that)."""
@@ -128,8 +179,8 @@ class Worker:
             self._jobs.put(switch)
 
     def stop(self) -> None:
-        """Let the thread finish the queued jobs, close the orchestrator and end; later jobs
-        run in the calling thread (on a closed orchestrator they fail at once)."""
+        """Let the thread finish the queued jobs, close the orchestrator and end (see
+        :meth:`_close`); jobs submitted after it ended run in the calling thread."""
         if not self.stopped:
             self.stopped = True
             self._jobs.put(None)

@@ -116,7 +116,7 @@ class AsyncTransaction:
         if block is None or block.task is not task:
             await orc._wait_for_block(task)
             self._block = orc._block = _Block(task)
-        job = orc._submit(_enter_transaction, (), {})
+        job = orc._submit(_enter_transaction, (orc._worker,), {})
         try:
             self._inner = await orc._outcome(job)
         except BaseException as exc:
@@ -132,7 +132,7 @@ class AsyncTransaction:
         orc = self._orc
         try:
             outermost = self._block is not None
-            job = orc._submit(_exit_transaction, (self._inner, exc, outermost), {})
+            job = orc._submit(_exit_transaction, (orc._worker, self._inner, exc, outermost), {})
             # the block ends before its listeners run: they may make calls from other tasks
             await orc._outcome(job, shielded=True, settled=self._release)
         finally:
@@ -147,16 +147,14 @@ class AsyncTransaction:
             block.ended.set()
 
 
-def _enter_transaction(orc: Orchestrator) -> Any:
-    inner = orc.transaction()
-    inner.__enter__()
-    return inner
+def _enter_transaction(orc: Orchestrator, worker: Worker) -> Any:
+    return worker.enter_block(orc)
 
 
 def _exit_transaction(
-    orc: Orchestrator, inner: Any, exc: BaseException | None, outermost: bool
+    orc: Orchestrator, worker: Worker, inner: Any, exc: BaseException | None, outermost: bool
 ) -> None:
-    inner.__exit__(None if exc is None else type(exc), exc, None)
+    worker.exit_block(orc, inner, exc)
 
 
 class AsyncOrchestrator:
@@ -232,12 +230,13 @@ class AsyncOrchestrator:
     async def close(self) -> None:
         """Release the database once the calls queued before are done; later calls raise
         DatabaseError (as on a closed Orchestrator)."""
-        if self._worker.stopped:
+        worker = self._worker
+        if worker.stopped:
             return
         try:
             await self._call(Orchestrator.close, (), {})
         finally:
-            self._worker.stop()
+            worker.stop()
 
     def _shutdown(self, timeout: float | None = None) -> None:
         """Stop the thread and close the database without an event loop (the pytest fixture)."""
@@ -575,7 +574,7 @@ def _what_it_did(job: Job, in_block: bool) -> str:
     if job.fn is _enter_transaction:
         return "opened the transaction, which was then rolled back"
     if job.fn is _exit_transaction:
-        _inner, exc, outermost = job.args
+        _worker, _inner, exc, outermost = job.args
         if exc is not None:
             return "rolled the transaction back"
         return "committed the transaction" if outermost else "released the nested transaction"
