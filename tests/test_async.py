@@ -179,6 +179,31 @@ def test_bad_options_raise_the_sync_engines_typed_error():
     asyncio.run(main())
 
 
+def test_the_orchestrators_thread_has_ended_when_close_returns():
+    """No thread is left behind once ``await orc.close()`` (or ``async with``) returns, also
+    for a second close after one that was cancelled."""
+
+    def flowstate_threads() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "flowstate-async"]
+
+    async def main() -> None:
+        async with AsyncOrchestrator(":memory:") as orc:
+            await orc.create_flow_run()
+            thread = orc._worker._thread
+        assert not thread.is_alive()
+        orc = await AsyncOrchestrator(":memory:").open()
+        closing = asyncio.create_task(orc.close())
+        await asyncio.sleep(0)
+        closing.cancel()
+        await asyncio.gather(closing, return_exceptions=True)
+        await orc.close()
+        assert not orc._worker._thread.is_alive()
+        assert flowstate_threads() == before
+
+    before = flowstate_threads()
+    asyncio.run(main())
+
+
 def test_calls_after_close_raise_database_error_at_once():
     async def main() -> None:
         orc = AsyncOrchestrator(":memory:")

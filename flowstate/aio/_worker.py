@@ -68,6 +68,8 @@ class Worker:
         self.opened = threading.Event()
         self.stopped = False
         """:meth:`stop` was called: the thread closes the orchestrator after the queued jobs."""
+        self.ended: concurrent.futures.Future[None] = concurrent.futures.Future()
+        """Done when the thread has closed the orchestrator and has nothing left to do."""
         self._finished = False  # (set under _guard: from then on jobs run in their caller)
         self._guard = threading.Lock()
         self._blocks: list[Any] = []  # the sync transactions open in this thread, innermost last
@@ -113,6 +115,7 @@ class Worker:
                     break
                 if work is not None:
                     work()
+            self.ended.set_result(None)
 
     def _run(self, job: Job) -> None:
         """Run the call here and now (in the worker thread, or inline once it has stopped),

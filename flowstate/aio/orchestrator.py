@@ -229,14 +229,16 @@ class AsyncOrchestrator:
 
     async def close(self) -> None:
         """Release the database once the calls queued before are done; later calls raise
-        DatabaseError (as on a closed Orchestrator)."""
+        DatabaseError (as on a closed Orchestrator). When it returns, the orchestrator's
+        thread has ended."""
         worker = self._worker
-        if worker.stopped:
-            return
-        try:
-            await self._call(Orchestrator.close, (), {})
-        finally:
-            worker.stop()
+        if not worker.stopped:
+            try:
+                await self._call(Orchestrator.close, (), {})
+            finally:
+                worker.stop()
+        await asyncio.wrap_future(worker.ended)
+        worker.join()  # (at once: the thread has nothing left to do but end)
 
     def _shutdown(self, timeout: float | None = None) -> None:
         """Stop the thread and close the database without an event loop (the pytest fixture)."""
