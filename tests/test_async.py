@@ -149,6 +149,31 @@ def test_a_database_that_cannot_be_opened_raises_from_open_and_from_every_call(t
     asyncio.run(main())
 
 
+def test_calls_on_a_database_that_could_not_open_do_not_pile_up_one_traceback(tmp_path: Path):
+    """Each call raises what opening raised (same type, message and cause), but not the one
+    stored object again and again, whose traceback grew by the raising frames on every call
+    (a retry loop while a server is down grew it without end)."""
+
+    def length(exc: BaseException) -> int:
+        tb, count = exc.__traceback__, 0
+        while tb is not None:
+            tb, count = tb.tb_next, count + 1
+        return count
+
+    async def main() -> None:
+        orc = AsyncOrchestrator(tmp_path / "missing-folder" / "x.db")
+        errors = []
+        for _ in range(20):
+            with pytest.raises(DatabaseError, match="missing-folder") as caught:
+                await orc.read_flow_runs()
+            errors.append(caught.value)
+        assert len({length(error) for error in errors}) == 1
+        assert len({id(error) for error in errors}) == len(errors)
+        orc._shutdown()
+
+    asyncio.run(main())
+
+
 def test_an_orchestrator_dropped_without_close_stops_its_thread_and_closes_its_database(
     tmp_path: Path,
 ):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import copy
 import queue
 import threading
 from collections.abc import Callable
@@ -56,6 +57,19 @@ class Job:
     @property
     def done(self) -> bool:
         return self.future.done() and not self.future.cancelled()
+
+
+def _again(error: BaseException) -> BaseException:
+    """``error`` (what opening raised) to raise for one more call: a copy with its traceback
+    and cause, so that raising it for call after call does not grow one traceback without end
+    (each raise of the same object adds the raising frames to it)."""
+    try:
+        again = copy.copy(error)
+    except Exception:  # an exception that cannot be made again from its arguments
+        return error
+    again.__cause__ = error.__cause__
+    again.__suppress_context__ = error.__suppress_context__
+    return again.with_traceback(error.__traceback__)
 
 
 class Worker:
@@ -125,7 +139,7 @@ class Worker:
         try:
             if self.orchestrator is None:
                 assert self.open_error is not None
-                raise self.open_error
+                raise _again(self.open_error)
             job.value = job.fn(self.orchestrator, *job.args, **job.kwargs)
         except BaseException as exc:  # the caller gets it, whatever it is
             job.error = exc
