@@ -309,6 +309,44 @@ def test_async_concurrency_holds_waits_and_releases(database, clock, sleeps):
     asyncio.run(main())
 
 
+def test_async_slots_given_back_while_another_task_has_a_block_open_stay_given_back(database):
+    """Leaving ``async with orc.concurrency(...)`` while another task's ``async with
+    orc.transaction()`` is open waits for that block, as every call does: the release is not
+    made inside the other block, whose rollback undid it and left the slot taken (until its
+    lease expired) before."""
+    from flowstate.states import Pending, Scheduled
+
+    async def main() -> None:
+        async with AsyncOrchestrator(database) as orc:
+            await orc.create_global_concurrency_limit("warehouse", 1)
+            run = await orc.create_flow_run(state=Scheduled())
+            holding, block_open = asyncio.Event(), asyncio.Event()
+
+            async def holder() -> None:
+                async with orc.concurrency("warehouse"):
+                    holding.set()
+                    await block_open.wait()
+
+            async def failing_block() -> None:
+                await holding.wait()
+                with pytest.raises(RuntimeError):
+                    async with orc.transaction():
+                        await orc.set_flow_run_state(run.id, Pending())
+                        block_open.set()
+                        for _ in range(100):  # the holder leaves its block meanwhile
+                            await asyncio.sleep(0)
+                        await orc.read_concurrency_leases()
+                        raise RuntimeError("the block fails")
+
+            async with asyncio.timeout(60):  # (a hang guard)
+                await asyncio.gather(holder(), failing_block())
+            assert (await orc.read_global_concurrency_limit("warehouse")).active_slots == 0
+            assert await orc.read_concurrency_leases() == []
+            assert (await orc.read_flow_run(run.id)).state_type.value == "SCHEDULED"
+
+    asyncio.run(main())
+
+
 # -- a holder killed with SIGKILL -------------------------------------------------------------
 
 HOLDER = """

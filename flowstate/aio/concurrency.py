@@ -71,9 +71,9 @@ class AsyncHeldSlots(Block["AsyncOrchestrator"]):
                 await self._release(lease)
 
     async def _release(self, lease: ConcurrencyLease) -> None:
-        orc = self._orc
-        job = orc._submit(Orchestrator.release_concurrency_lease, (lease.lease_id,), {})
-        await orc._outcome(job, shielded=True)
+        await self._orc._call_to_the_end(
+            Orchestrator.release_concurrency_lease, (lease.lease_id,), {}
+        )
 
     async def _keep(self, lease: ConcurrencyLease) -> None:
         duration = self._options["lease_duration"]

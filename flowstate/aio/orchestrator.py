@@ -342,6 +342,30 @@ class AsyncOrchestrator:
                 raise
         return await self._outcome(self._submit(fn, args, kwargs))
 
+    async def _call_to_the_end(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """``_call`` for what must happen even when its task is cancelled (giving held slots
+        back): it waits, as every call does, for another task's ``transaction()`` block to end
+        (so that it is not committed or rolled back with that block), then runs; a cancellation
+        meanwhile goes on after it."""
+        task = asyncio.current_task()
+        cancelled: asyncio.CancelledError | None = None
+        while (block := self._block) is not None and block.task is not task:
+            try:
+                await block.ended.wait()
+            except asyncio.CancelledError as exc:
+                cancelled = cancelled or exc
+        try:
+            value = await self._outcome(self._submit(fn, args, kwargs), shielded=True)
+        except Exception:
+            if cancelled is None:
+                raise
+            value = None
+        if cancelled is not None:
+            raise cancelled
+        return value
+
     def _submit(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Job:
         job = Job(fn, args, kwargs, self._deliver)
         self._worker.submit(job)
