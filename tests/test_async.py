@@ -553,6 +553,52 @@ def test_a_block_that_cannot_begin_raises_the_sync_engines_error(tmp_path: Path)
         holder.close()
 
 
+def test_a_call_from_another_event_loop_waits_for_a_block_then_runs_and_wakes_subscribers():
+    """One orchestrator used from a second event loop in another thread while this loop has a
+    block open: the other loop's call waits for the block and then runs (before, it waited
+    for ever: the block's end woke only this loop), and a subscriber here is woken by the
+    other loop's call (before, it slept until its timeout)."""
+    orc = AsyncOrchestrator(":memory:")
+    answers: list[Any] = []
+
+    def in_another_loop(make: Any) -> threading.Thread:
+        def run() -> None:
+            try:
+                answers.append(asyncio.run(make()))
+            except BaseException as exc:  # (the test below reports it)
+                answers.append(exc)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        return thread
+
+    async def read_runs() -> int:
+        return len(await orc.read_flow_runs())
+
+    async def create_run() -> Any:
+        return (await orc.create_flow_run(state=Scheduled())).id
+
+    async def main() -> None:
+        async with orc.transaction():
+            await orc.create_flow_run(state=Scheduled())
+            other = in_another_loop(read_runs)
+            for _ in range(100):
+                await asyncio.sleep(0)
+            assert answers == []  # it waits for the block
+        await asyncio.to_thread(other.join, 20)  # (a hang guard)
+        assert answers == [1]
+        events = orc.subscribe()
+        getter = asyncio.create_task(events.get(timeout=20))  # (a hang guard)
+        await asyncio.sleep(0)
+        creator = in_another_loop(create_run)
+        event = await getter
+        assert event.run_id == answers[1]
+        await asyncio.to_thread(creator.join, 20)
+        await orc.close()
+
+    asyncio.run(main())
+
+
 # -- listeners and subscriptions ------------------------------------------------------------------
 
 

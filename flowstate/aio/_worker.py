@@ -27,7 +27,7 @@ from flowstate.listeners import TransitionEvent
 if TYPE_CHECKING:
     from flowstate.orchestrator import Orchestrator
 
-__all__ = ["Job", "Worker"]
+__all__ = ["Job", "Worker", "wake"]
 
 
 class Job:
@@ -57,6 +57,26 @@ class Job:
     @property
     def done(self) -> bool:
         return self.future.done() and not self.future.cancelled()
+
+
+def wake(waiter: asyncio.Future[None]) -> None:
+    """Set ``waiter`` (a task waits for it) from any thread: at once in its own event loop's
+    thread, else through that loop (nothing to do if the loop is closed)."""
+    loop = waiter.get_loop()
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if loop is running:
+        _set(waiter)
+    else:
+        with suppress(RuntimeError):  # a closed loop: no task is waiting any more
+            loop.call_soon_threadsafe(_set, waiter)
+
+
+def _set(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _again(error: BaseException) -> BaseException:

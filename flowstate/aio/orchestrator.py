@@ -25,7 +25,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from flowstate._interaction import Nap
 from flowstate._workers import due_run_arguments
-from flowstate.aio._worker import Job, Worker
+from flowstate.aio._worker import Job, Worker, wake
 from flowstate.aio.concurrency import AsyncHeldSlots
 from flowstate.aio.subscription import AsyncSubscription
 from flowstate.concurrency import checks
@@ -85,13 +85,33 @@ def _iterating_twin(
 
 
 class _Block:
-    """The outermost ``async with orc.transaction()`` open now, and the task that owns it."""
+    """The outermost ``async with orc.transaction()`` open now, the task that owns it, and the
+    tasks waiting for it to end, which may belong to other event loops (other threads): each
+    is woken in its own loop."""
 
-    __slots__ = ("task", "ended")
+    __slots__ = ("task", "_ended", "_waiters", "_lock")
 
     def __init__(self, task: asyncio.Task[Any] | None) -> None:
         self.task = task
-        self.ended = asyncio.Event()
+        self._ended = False
+        self._waiters: list[asyncio.Future[None]] = []
+        self._lock = threading.Lock()
+
+    async def wait(self) -> None:
+        """Wait until the block has ended."""
+        with self._lock:
+            if self._ended:
+                return
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+        await waiter
+
+    def end(self) -> None:
+        with self._lock:
+            self._ended = True
+            waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            wake(waiter)
 
 
 class AsyncTransaction:
@@ -112,11 +132,15 @@ class AsyncTransaction:
     async def __aenter__(self) -> None:
         orc = self._orc
         task = asyncio.current_task()
-        block = orc._block
-        if block is None or block.task is not task:
-            await orc._wait_for_block(task)
-            self._block = orc._block = _Block(task)
-        job = orc._submit(_enter_transaction, (orc._worker,), {})
+        while True:  # (checked and queued under the gate: another thread's loop may open one)
+            with orc._gate:
+                block = orc._block
+                if block is None:
+                    self._block = orc._block = _Block(task)
+                if block is None or block.task is task:
+                    job = orc._submit(_enter_transaction, (orc._worker,), {})
+                    break
+            await block.wait()
         try:
             self._inner = await orc._outcome(job)
         except BaseException as exc:
@@ -142,9 +166,10 @@ class AsyncTransaction:
         block = self._block
         if block is not None:
             self._block = None
-            if self._orc._block is block:
-                self._orc._block = None
-            block.ended.set()
+            with self._orc._gate:
+                if self._orc._block is block:
+                    self._orc._block = None
+            block.end()
 
 
 def _enter_transaction(orc: Orchestrator, worker: Worker) -> Any:
@@ -211,6 +236,7 @@ class AsyncOrchestrator:
         # an orchestrator dropped without close() still stops its thread and closes its database
         self._finalizer = weakref.finalize(self, self._worker.stop)
         self._block: _Block | None = None
+        self._gate = threading.Lock()  # (held to check for a block and queue a call at once)
         self._listeners = Listeners()  # registry and errors only: events come from the worker
         self._subscriptions: list[AsyncSubscription] = []
 
@@ -331,16 +357,28 @@ class AsyncOrchestrator:
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         """Run ``fn(orchestrator, *args, **kwargs)`` in the worker thread and return its result."""
-        if self._block is not None:
-            try:
-                await self._wait_for_block(asyncio.current_task())
-            except asyncio.CancelledError as exc:
-                exc.add_note(
-                    f"flowstate: {_name(fn)} was cancelled before it started: it did nothing "
-                    "(it was waiting for another task's transaction block to end)"
-                )
-                raise
-        return await self._outcome(self._submit(fn, args, kwargs))
+        try:
+            job = await self._submit_in_turn(fn, args, kwargs)
+        except asyncio.CancelledError as exc:
+            exc.add_note(
+                f"flowstate: {_name(fn)} was cancelled before it started: it did nothing "
+                "(it was waiting for another task's transaction block to end)"
+            )
+            raise
+        return await self._outcome(job)
+
+    async def _submit_in_turn(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Job:
+        """Queue the call once no other task's ``transaction()`` block is open (the check and
+        the queueing under one lock: a loop in another thread may open a block meanwhile)."""
+        task = None
+        while True:
+            with self._gate:
+                block = self._block
+                if block is None or block.task is (task := task or asyncio.current_task()):
+                    return self._submit(fn, args, kwargs)
+            await block.wait()
 
     async def _call_to_the_end(
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -349,15 +387,15 @@ class AsyncOrchestrator:
         back): it waits, as every call does, for another task's ``transaction()`` block to end
         (so that it is not committed or rolled back with that block), then runs; a cancellation
         meanwhile goes on after it."""
-        task = asyncio.current_task()
         cancelled: asyncio.CancelledError | None = None
-        while (block := self._block) is not None and block.task is not task:
+        while True:
             try:
-                await block.ended.wait()
+                job = await self._submit_in_turn(fn, args, kwargs)
+                break
             except asyncio.CancelledError as exc:
                 cancelled = cancelled or exc
         try:
-            value = await self._outcome(self._submit(fn, args, kwargs), shielded=True)
+            value = await self._outcome(job, shielded=True)
         except Exception:
             if cancelled is None:
                 raise
@@ -370,11 +408,6 @@ class AsyncOrchestrator:
         job = Job(fn, args, kwargs, self._deliver)
         self._worker.submit(job)
         return job
-
-    async def _wait_for_block(self, task: asyncio.Task[Any] | None) -> None:
-        """Wait while another task's ``transaction()`` block is open."""
-        while (block := self._block) is not None and block.task is not task:
-            await block.ended.wait()
 
     def _deliver(self, job: Job) -> None:
         """On the loop, in commit order: hand the job's events to the subscriptions."""
