@@ -519,6 +519,40 @@ def test_other_tasks_wait_while_a_block_is_open_and_nested_blocks_are_savepoints
     asyncio.run(main())
 
 
+def test_one_block_object_entered_again_in_its_task_nests_and_commits(tmp_path: Path):
+    """``tx = orc.transaction()`` entered again inside itself nests as a second block would,
+    as with the sync engine: leaving both commits the outer block. Before, the second entry
+    overwrote the first's, the outer block was never ended, and everything after it (to the
+    close, which rolled it back) was lost. Leaving it where it is not open is InvalidState."""
+    path = tmp_path / "reentered.db"
+
+    async def main() -> None:
+        async with AsyncOrchestrator(path) as orc:
+            run = await orc.create_flow_run(state=Scheduled())
+            tx = orc.transaction()
+            async with tx:
+                await orc.set_flow_run_state(run.id, Pending())
+                with pytest.raises(ValueError):
+                    async with tx:
+                        await orc.set_flow_run_state(run.id, Running())
+                        raise ValueError("undo the nested entry only")
+                async with tx:
+                    pass
+            await orc.create_flow_run(state=Scheduled())
+            with pytest.raises(InvalidState, match="not open in this task"):
+                await tx.__aexit__(None, None, None)
+            async with tx:
+                with pytest.raises(InvalidState, match="not open in this task"):
+                    await asyncio.ensure_future(tx.__aexit__(None, None, None))
+
+    asyncio.run(main())
+    with Orchestrator(path) as orc:
+        runs = orc.read_flow_runs()
+        assert len(runs) == 2
+        states = {str(run.id): run.state_type for run in runs}
+        assert sorted(states.values()) == [StateType.PENDING, StateType.SCHEDULED]
+
+
 def test_a_block_that_cannot_begin_raises_the_sync_engines_error(tmp_path: Path):
     """Another connection holds the write lock past busy_timeout: ``async with
     orc.transaction()`` raises DatabaseBusy, as ``with orc.transaction()`` does (not an

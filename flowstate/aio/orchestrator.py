@@ -29,7 +29,7 @@ from flowstate.aio._worker import Job, Worker, wake
 from flowstate.aio.concurrency import AsyncHeldSlots
 from flowstate.aio.subscription import AsyncSubscription
 from flowstate.concurrency import checks
-from flowstate.errors import DatabaseError, FlowstateError
+from flowstate.errors import DatabaseError, FlowstateError, InvalidState
 from flowstate.listeners import Listener, Listeners, TransitionEvent, checked_maxsize
 from flowstate.orchestration.policy import Policy
 from flowstate.orchestrator import Orchestrator, _sleep_for
@@ -114,20 +114,34 @@ class _Block:
             wake(waiter)
 
 
+class _Entry:
+    """One entry into an :class:`AsyncTransaction`: the task that entered, the block it
+    opened (None when nested in a block of its task), and the engine's transaction."""
+
+    __slots__ = ("task", "block", "inner")
+
+    def __init__(self, task: asyncio.Task[Any] | None, block: _Block | None) -> None:
+        self.task = task
+        self.block = block
+        self.inner: Any = None
+
+
 class AsyncTransaction:
     """``async with orc.transaction():`` -- the calls inside commit together, or not at all.
 
     Leaving the block by an exception, a cancellation or a timeout rolls the whole block back.
     While it is open, calls from other tasks wait for it to end (as other threads wait for a
-    sync block); nested blocks in the owning task are savepoints.
+    sync block); nested blocks in the owning task are savepoints. As the sync block, it may be
+    entered again while open in the same task: that entry nests, as another ``transaction()``
+    would; each exit ends the task's innermost entry, and leaving it in a task where it is not
+    open is InvalidState, with nothing ended.
     """
 
-    __slots__ = ("_orc", "_block", "_inner")
+    __slots__ = ("_orc", "_entries")
 
     def __init__(self, orc: AsyncOrchestrator) -> None:
         self._orc = orc
-        self._block: _Block | None = None
-        self._inner: Any = None
+        self._entries: list[_Entry] = []  # open entries, oldest first (of any task)
 
     async def __aenter__(self) -> None:
         orc = self._orc
@@ -136,36 +150,48 @@ class AsyncTransaction:
             with orc._gate:
                 block = orc._block
                 if block is None:
-                    self._block = orc._block = _Block(task)
+                    orc._block = _Block(task)
                 if block is None or block.task is task:
+                    entry = _Entry(task, orc._block if block is None else None)
                     job = orc._submit(_enter_transaction, (orc._worker,), {})
                     break
             await block.wait()
         try:
-            self._inner = await orc._outcome(job)
+            entry.inner = await orc._outcome(job)
         except BaseException as exc:
             # opened, then the task was cancelled: undo it (a failure to open is the job's
             # error, which _outcome raises and clears: nothing to undo then)
             if isinstance(exc, asyncio.CancelledError) and job.done and job.error is None:
-                self._inner = job.value
-                await self.__aexit__(type(exc), exc, None)
-            self._release()
+                entry.inner = job.value
+                await self._exit(entry, exc)
+            self._release(entry)
             raise
+        self._entries.append(entry)
 
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        task = asyncio.current_task()
+        for index in range(len(self._entries) - 1, -1, -1):
+            if self._entries[index].task is task:
+                await self._exit(self._entries.pop(index), exc)
+                return
+        raise InvalidState(
+            "this transaction block is not open in this task: leave a block in the task that "
+            "entered it, once per entry"
+        )
+
+    async def _exit(self, entry: _Entry, exc: BaseException | None) -> None:
         orc = self._orc
         try:
-            outermost = self._block is not None
-            job = orc._submit(_exit_transaction, (orc._worker, self._inner, exc, outermost), {})
+            outermost = entry.block is not None
+            job = orc._submit(_exit_transaction, (orc._worker, entry.inner, exc, outermost), {})
             # the block ends before its listeners run: they may make calls from other tasks
-            await orc._outcome(job, shielded=True, settled=self._release)
+            await orc._outcome(job, shielded=True, settled=functools.partial(self._release, entry))
         finally:
-            self._release()
+            self._release(entry)
 
-    def _release(self) -> None:
-        block = self._block
+    def _release(self, entry: _Entry) -> None:
+        block, entry.block = entry.block, None
         if block is not None:
-            self._block = None
             with self._orc._gate:
                 if self._orc._block is block:
                     self._orc._block = None
