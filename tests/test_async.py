@@ -626,8 +626,8 @@ def test_a_call_from_another_event_loop_waits_for_a_block_then_runs_and_wakes_su
         await asyncio.sleep(0)
         creator = in_another_loop(create_run)
         event = await getter
+        await asyncio.to_thread(creator.join, 20)  # (its answer comes after the event)
         assert event.run_id == answers[1]
-        await asyncio.to_thread(creator.join, 20)
         await orc.close()
 
     asyncio.run(main())
