@@ -233,7 +233,7 @@ class Listeners:
                 except Exception as exc:  # a listener's bug must not undo a committed transition
                     self.report(callback, event, exc)
 
-    def report(self, callback: Listener, event: TransitionEvent, exc: Exception) -> None:
+    def report(self, callback: Listener, event: TransitionEvent, exc: BaseException) -> None:
         """A listener raised: log it and keep it in :attr:`errors` (the transition stays)."""
         self.errors.append((callback, event, exc))
         _log.error(

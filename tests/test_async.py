@@ -707,6 +707,35 @@ def test_a_listener_whose_call_returns_a_coroutine_is_awaited_even_with_no_corou
             assert told == posted == ["Scheduled", "Pending"], with_a_coroutine_function
 
 
+def test_a_listener_that_raises_cancelled_error_of_its_own_is_a_listener_failure():
+    """A coroutine listener whose own await is cancelled (the caller is not) fails like any
+    listener: kept in listener_errors, the next listeners told, the call returns. Before, the
+    call raised CancelledError (without its note) for a committed transition and the next
+    listeners were not told."""
+
+    async def main() -> None:
+        async with AsyncOrchestrator(":memory:") as orc:
+            told: list[str] = []
+
+            async def awaits_a_cancelled_future(event: Any) -> None:
+                future = asyncio.get_running_loop().create_future()
+                future.cancel()
+                await future
+
+            async def next_listener(event: Any) -> None:
+                told.append(event.state.name)
+
+            orc.add_listener(awaits_a_cancelled_future)
+            orc.add_listener(next_listener)
+            run = await orc.create_flow_run(state=Scheduled())
+            assert run.state_type is StateType.SCHEDULED
+            assert told == ["Scheduled"]
+            assert [type(e).__name__ for _, _, e in orc.listener_errors] == ["CancelledError"]
+            assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+
+    asyncio.run(main())
+
+
 def test_a_listener_may_make_calls_itself():
     async def main() -> None:
         async with AsyncOrchestrator(":memory:") as orc:

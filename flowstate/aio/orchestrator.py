@@ -719,7 +719,9 @@ async def _await_listeners(
         (callback, event), answer = awaited
         try:
             await answer
-        except Exception as exc:
+        except (Exception, asyncio.CancelledError) as exc:
+            # (a CancelledError here is the listener's own: this task is shielded from the
+            # caller's cancellation, so it is a listener failure like any other)
             listeners.report(callback, event, exc)
         awaited = _call_until_awaitable(listeners, calls)
 
