@@ -719,9 +719,14 @@ async def _await_listeners(
         (callback, event), answer = awaited
         try:
             await answer
-        except (Exception, asyncio.CancelledError) as exc:
-            # (a CancelledError here is the listener's own: this task is shielded from the
-            # caller's cancellation, so it is a listener failure like any other)
+        except Exception as exc:
+            listeners.report(callback, event, exc)
+        except asyncio.CancelledError as exc:
+            # this task is shielded from the caller's cancellation: unless it was cancelled
+            # itself (the loop shutting down), the CancelledError is the listener's own failure
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
             listeners.report(callback, event, exc)
         awaited = _call_until_awaitable(listeners, calls)
 
