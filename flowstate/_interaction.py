@@ -294,7 +294,7 @@ class InteractionMethods(EngineParts):
         :meth:`receive_input` of the same type looks. ``sender`` is text, or the id of the
         sending flow run (stored as ``prefect.flow-run.<id>``, as Prefect's client does).
         """
-        from flowstate.run_input import default_key_prefix, input_value
+        from flowstate.run_input import default_key_prefix, input_value, stored_value_json
 
         receiver = validate.run_id(run_id)
         instance = input_value(value)
@@ -304,10 +304,7 @@ class InteractionMethods(EngineParts):
             sender = f"prefect.flow-run.{sender}"
         elif sender is not None and not isinstance(sender, str):
             raise InvalidState(f"sender must be a str, a UUID or None, not {type(sender).__name__}")
-        try:
-            text = instance.model_dump_json()
-        except ValueError as exc:  # (pydantic's serialisation errors are ValueErrors)
-            raise InvalidState(f"value cannot be stored as JSON: {exc}") from None
+        text = stored_value_json(instance)
         key = f"{prefix}-{uuid7()}"
         self.create_flow_run_input(receiver, key, text, sender=sender)
         return key
@@ -493,7 +490,7 @@ def _checked_schema(schema: dict[str, Any]) -> str:
     from flowstate.orchestration.resume import schema_problem
 
     try:
-        text = json.dumps(schema, separators=(",", ":"), ensure_ascii=False)
+        text = json.dumps(schema, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidState(f"wait_for_input is not JSON: {exc}") from None
     validate.check_text(text, "wait_for_input")

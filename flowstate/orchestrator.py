@@ -758,7 +758,9 @@ def _new_flow_run(fields: dict[str, Any]) -> FlowRun:
 
 
 def _checked_run_input(run_input: Any) -> dict[str, Any] | None:
-    """``resume_flow_run``'s ``run_input``: None, or a dict that is JSON text-serialisable."""
+    """``resume_flow_run``'s ``run_input``: None, or a dict that is JSON text-serialisable
+    (no NaN or infinite number: they would pass every minimum and maximum of the schema, and
+    the text stored would not be JSON)."""
     if run_input is None:
         return None
     if not isinstance(run_input, dict):
@@ -766,7 +768,7 @@ def _checked_run_input(run_input: Any) -> dict[str, Any] | None:
             f"run_input must be a dict (a JSON object), not {type(run_input).__name__}"
         )
     try:
-        json.dumps(run_input, ensure_ascii=False).encode("utf-8")
+        json.dumps(run_input, ensure_ascii=False, allow_nan=False).encode("utf-8")
     except (TypeError, ValueError, RecursionError) as exc:  # incl. UnicodeEncodeError
         raise InvalidState(f"run_input must be JSON text-serialisable: {exc}") from None
     return run_input

@@ -139,6 +139,30 @@ def input_value(value: Any) -> RunInput:
         raise InvalidState(f"value {value!r:.80} cannot be sent as run input: {exc}") from None
 
 
+def stored_value_json(instance: RunInput) -> str:
+    """The compact JSON text ``send_input`` stores for ``instance``. InvalidState if it cannot be
+    stored as JSON, or holds NaN or an infinite number (pydantic would write them as null, so
+    the receiver would not get what was sent)."""
+    try:
+        text = instance.model_dump_json()
+        data = instance.model_dump()
+    except ValueError as exc:  # (pydantic's serialisation errors are ValueErrors)
+        raise InvalidState(f"value cannot be stored as JSON: {exc}") from None
+    try:
+        json.dumps(data, allow_nan=False, skipkeys=True, default=_anything)
+    except ValueError:  # (only a float out of JSON's range can fail here)
+        raise InvalidState(
+            "value holds NaN or an infinite number, which JSON has not: cannot be sent"
+        ) from None
+    except RecursionError:  # (the text was made: too deep for this check only)
+        pass
+    return text
+
+
+def _anything(value: Any) -> None:
+    """json.dumps's ``default``: only numbers are looked at, so any other value will do."""
+
+
 def load_input(
     model: type[RunInput], text: str, metadata: RunInputMetadata, *, with_metadata: bool = False
 ) -> Any:

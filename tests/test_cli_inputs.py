@@ -133,6 +133,20 @@ def test_resume_without_input_and_without_a_terminal_behaves_as_before(database:
     assert "'approved' is a required property" in result.stdout
 
 
+
+@pytest.mark.parametrize("text", ["NaN", "Infinity", "-Infinity"])
+def test_resume_input_with_a_number_json_has_not_is_refused(database: Path, text: str) -> None:
+    run_id = running_run(database)
+    invoke(database, "pause", run_id, "--schema",
+           '{"type": "object", "properties": {"x": {"type": "number", "maximum": 10}}}')
+    result = invoke(database, "resume", run_id, "--input", f'{{"x": {text}}}')
+    assert result.exit_code == 1, result.output
+    assert "--input is not valid JSON" in result.stderr and "Traceback" not in result.stderr
+    with Orchestrator(str(database)) as orc:
+        assert orc.read_flow_run(run_id).state.type is StateType.PAUSED
+    listed = invoke(database, "runs", "input", run_id, "--json")
+    assert json.loads(listed.stdout, parse_constant=pytest.fail)[0]["response"] is None
+
 # -- prompting on a pseudo-terminal -------------------------------------------------------------------
 
 

@@ -255,6 +255,43 @@ def test_a_stored_response_that_does_not_fit_the_model_is_invalid_state(orc) -> 
         orc.read_pause_input(run.id, key="1", model=str)
 
 
+
+BOUNDED = {"type": "object", "properties": {"x": {"type": "number", "minimum": 0, "maximum": 10}}}
+
+
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), float("-inf")])
+def test_a_number_json_has_not_is_refused_and_the_run_stays_paused(open_orchestrator,
+                                                                    number) -> None:
+    # NaN passes every minimum and maximum of a JSON schema: it must not get through as an
+    # answer (stored as the non-JSON text {"x":NaN}, read back by no model)
+    orc = open_orchestrator(clock=FrozenClock(START))
+    run = orc.create_flow_run(state=Running())
+    orc.pause_flow_run(run.id, key="k", wait_for_input=BOUNDED)
+    with pytest.raises(InvalidState, match="JSON"):
+        orc.resume_flow_run(run.id, run_input={"x": number})
+    placeholder = {"__prefect_kind": "json", "value": json.dumps(number)}  # 'NaN', 'Infinity'
+    refused = orc.resume_flow_run(run.id, run_input={"x": placeholder})
+    assert refused.status is SetStateStatus.REJECT
+    assert refused.details.reason.startswith("Error hydrating run input: Invalid JSON")
+    assert orc.read_flow_run(run.id).state.type is StateType.PAUSED
+    assert orc.read_pause_input(run.id, key="k") is None
+    with pytest.raises(InvalidState, match="JSON"):
+        orc.pause_flow_run(run.id, key="s", wait_for_input={"type": "number", "maximum": number})
+    assert orc.resume_flow_run(run.id, run_input={"x": 5}).status is SetStateStatus.ACCEPT
+    assert orc.read_pause_input(run.id, key="k") == {"x": 5}
+
+
+def test_a_stored_schema_holding_nan_is_not_json(open_orchestrator) -> None:
+    orc = open_orchestrator(clock=FrozenClock(START))
+    run = orc.create_flow_run(state=Running())
+    orc.pause_flow_run(run.id, key="k", wait_for_input=BOUNDED)
+    orc.delete_flow_run_input(run.id, "paused-k-schema")
+    orc.create_flow_run_input(run.id, "paused-k-schema", '{"type": "number", "maximum": NaN}')
+    refused = orc.resume_flow_run(run.id, run_input={"x": 5})
+    assert (refused.status, refused.details.reason) == (
+        SetStateStatus.REJECT, "Run input schema is not valid JSON.")
+    assert orc.read_flow_run(run.id).state.type is StateType.PAUSED
+
 # -- wait_for_resume ----------------------------------------------------------------------------
 
 
@@ -426,6 +463,23 @@ def test_values_that_cannot_be_sent_are_invalid_state(orc) -> None:
     with pytest.raises(InvalidState):
         orc.send_input(run.id, "\ud800")
 
+
+
+class Reading(RunInput):
+    level: float | None = None
+
+
+@pytest.mark.parametrize(
+    "value", [float("nan"), float("-inf"), [1.5, float("inf")], {"a": float("nan")},
+              Reading(level=float("nan"))])
+def test_a_number_json_has_not_is_not_sent_as_null(open_orchestrator, value) -> None:
+    # pydantic writes NaN and infinities as null: the receiver would get None, or a value that
+    # does not validate, instead of what was sent
+    orc = open_orchestrator(clock=FrozenClock(START))
+    run = orc.create_flow_run(state=Running())
+    with pytest.raises(InvalidState, match="NaN or an infinite number"):
+        orc.send_input(run.id, value)
+    assert list(orc.receive_input(run.id, type(value), timeout=0)) == []
 
 def test_input_larger_than_the_database_accepts_is_a_clear_error(tmp_path) -> None:
     import sqlite3

@@ -130,6 +130,7 @@ def _stored(orc: Orchestrator, run_id: UUID, key: str | None) -> Any:
     """The JSON value stored under ``key`` (its text when it is not JSON); None when there is
     none."""
     from flowstate import ObjectNotFound
+    from flowstate.orchestration.resume import loads_json
 
     if key is None:
         return None
@@ -138,8 +139,8 @@ def _stored(orc: Orchestrator, run_id: UUID, key: str | None) -> Any:
     except ObjectNotFound:
         return None
     try:
-        return json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+        return loads_json(text)
+    except (ValueError, RecursionError):  # (not JSON, or NaN / Infinity)
         return text
 
 
@@ -234,9 +235,11 @@ def _parse(text: str, field: dict[str, Any]) -> Any:
         return text
     if kinds == ["boolean"] and text.strip().lower() in _YES | _NO:
         return text.strip().lower() in _YES
+    from flowstate.orchestration.resume import loads_json
+
     try:
-        return json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+        return loads_json(text)
+    except (ValueError, RecursionError):  # (not JSON, or NaN / Infinity)
         return text  # the schema check says what is wrong with it
 
 
@@ -252,9 +255,11 @@ def json_object(text: str, source: str, what: str) -> dict[str, Any]:
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else None
             raise fail(f"cannot read {what} file {path}: {reason or exc}") from None
+    from flowstate.orchestration.resume import loads_json
+
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
+        value = loads_json(text)
+    except ValueError as exc:  # (a JSONDecodeError, or NaN / Infinity)
         raise fail(f"{source} is not valid JSON: {exc}") from None
     except RecursionError:
         raise fail(f"{source} is nested too deeply to read (more than Python's recursion limit)") from None

@@ -20,6 +20,7 @@ __all__ = [
     "ResumePlan",
     "check_run_input",
     "hydrate",
+    "loads_json",
     "plan_resume",
     "schema_problem",
     "validate_run_input",
@@ -33,6 +34,16 @@ class HydrationError(ValueError):
     """A ``__prefect_kind`` placeholder in run input could not be resolved."""
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (JSON has no NaN or infinite numbers)")
+
+
+def loads_json(text: str | bytes) -> Any:
+    """``json.loads`` that refuses ``NaN``, ``Infinity`` and ``-Infinity`` (Python's own reader
+    takes them, JSON has no such numbers); a ValueError for anything that is not JSON."""
+    return json.loads(text, parse_constant=_no_constant)
+
+
 def _hydrate_placeholder(value: dict[str, Any]) -> Any:
     kind = value[_KIND]
     if kind == "json":
@@ -42,8 +53,8 @@ def _hydrate_placeholder(value: dict[str, Any]) -> Any:
         if not isinstance(raw, str):
             return raw
         try:
-            return json.loads(raw)
-        except json.JSONDecodeError as exc:
+            return loads_json(raw)
+        except ValueError as exc:  # (a JSONDecodeError, or NaN / Infinity)
             raise HydrationError(f"Invalid JSON: {exc}") from exc
         except RecursionError:
             raise HydrationError("Invalid JSON: nested too deeply to read") from None
@@ -133,8 +144,8 @@ def check_run_input(run_input: dict[str, Any], schema_text: str | None) -> tuple
     if schema_text is None:
         return None, "Run input schema not found."
     try:
-        schema = json.loads(schema_text)
-    except (json.JSONDecodeError, TypeError, RecursionError):
+        schema = loads_json(schema_text)
+    except (ValueError, TypeError, RecursionError):
         return None, "Run input schema is not valid JSON."
     if not isinstance(schema, dict):  # (Prefect's server fails on these, changing nothing)
         return None, schema_problem(schema)
