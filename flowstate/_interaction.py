@@ -422,11 +422,26 @@ class InteractionMethods(EngineParts):
         if text is None:
             return None
         if as_model is None:
-            return json.loads(text)
+            return _stored_json(run_id, keyset["response"], text)
         from flowstate.run_input import RunInputMetadata, load_input
 
         metadata = RunInputMetadata(key=keyset["response"], sender=None, receiver=run_id)
         return load_input(as_model, text, metadata)
+
+
+def _stored_json(run_id: UUID, key: str, text: str) -> Any:
+    """Stored run-input text read as JSON; InvalidState if it is not (it may have been stored
+    by hand: ``create_flow_run_input`` takes any text)."""
+    from flowstate.orchestration.resume import loads_json
+
+    try:
+        return loads_json(text)
+    except (ValueError, RecursionError) as exc:  # (not JSON, NaN / Infinity, or too deep)
+        problem = "nested too deeply to read" if isinstance(exc, RecursionError) else str(exc)
+        raise InvalidState(
+            f"run input {key!r} of flow run {run_id} is not JSON: {problem} (read it as text "
+            "with read_flow_run_input)"
+        ) from None
 
 
 def _pause_index(states: list[State], key: str, run_id: UUID) -> int:

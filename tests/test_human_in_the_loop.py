@@ -292,6 +292,26 @@ def test_a_stored_schema_holding_nan_is_not_json(open_orchestrator) -> None:
         SetStateStatus.REJECT, "Run input schema is not valid JSON.")
     assert orc.read_flow_run(run.id).state.type is StateType.PAUSED
 
+
+@pytest.mark.parametrize("stored", ["not json {", "[" * 100_000 + "]" * 100_000, '{"ok": NaN}'])
+def test_a_stored_response_that_is_not_json_is_invalid_state_read_without_a_model(
+    open_orchestrator, stored
+) -> None:
+    # a response written by hand (create_flow_run_input takes any text) raised json's
+    # JSONDecodeError or a RecursionError from read_pause_input and wait_for_resume
+    orc = open_orchestrator(clock=FrozenClock(START))
+    run = orc.create_flow_run(state=Running())
+    orc.pause_flow_run(run.id, key="k", wait_for_input=Approval.with_initial_data(approved=True))
+    orc.create_flow_run_input(run.id, "paused-k-response", stored)
+    assert orc.resume_flow_run(run.id).status is SetStateStatus.ACCEPT  # ({}: nothing stored)
+    with pytest.raises(InvalidState, match="run input 'paused-k-response' .* is not JSON"):
+        orc.read_pause_input(run.id, key="k")
+    with pytest.raises(InvalidState, match="is not JSON"):
+        orc.wait_for_resume(run.id, key="k")
+    with pytest.raises(InvalidState, match="does not validate as Approval"):
+        orc.read_pause_input(run.id, key="k", model=Approval)
+    assert orc.read_flow_run_input(run.id, "paused-k-response") == stored
+
 # -- wait_for_resume ----------------------------------------------------------------------------
 
 
