@@ -194,6 +194,48 @@ def test_a_json_schema_dict_is_accepted(orc) -> None:
     assert orc.resume_flow_run(run.id, run_input={"n": 1}).status is SetStateStatus.ACCEPT
 
 
+
+@pytest.mark.parametrize(
+    ("schema", "words"),
+    [
+        ({"$ref": "#/definitions/Missing"}, "PointerToNowhere: '/definitions/Missing'"),
+        ({"type": "object", "properties": {"a": {"$ref": "#/$defs/A"}}}, "PointerToNowhere"),
+        ({"properties": {"a": {"items": {"$ref": "other.json"}}}}, "Unresolvable: other.json"),
+        ({"$ref": "#"}, "circular references"),
+        ({"$ref": "#/$defs/a", "$defs": {"a": {"allOf": [{"$ref": "#/$defs/a"}]}}},
+         "circular references"),
+    ],
+)
+def test_a_schema_no_resume_could_pass_is_refused_by_the_pause(open_orchestrator, schema,
+                                                                words) -> None:
+    # a $ref that leads nowhere, or back to itself without going into the input, fails every
+    # resume ("Invalid schema: ..."): accepting the pause left a run no one could resume
+    orc = open_orchestrator(clock=FrozenClock(START))
+    run = orc.create_flow_run(state=Running())
+    with pytest.raises(InvalidState, match="not a usable JSON schema: Invalid schema: ") as caught:
+        orc.pause_flow_run(run.id, key="k", wait_for_input=schema)
+    assert words in str(caught.value)
+    assert [s.type for s in orc.read_flow_run_states(run.id)] == [StateType.RUNNING]
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "object", "properties": {"a": {"$ref": "#/definitions/A"}},
+         "definitions": {"A": {"type": "integer"}}},
+        {"type": "object", "properties": {"child": {"$ref": "#"}}},  # a tree: goes into the input
+        {"$id": "https://example.com/s", "properties": {"a": {"$ref": "s#/$defs/A"}},
+         "$defs": {"A": {"type": "integer"}}},
+        {"$defs": {"unused": {"$ref": "#/$defs/nowhere"}}, "type": "object"},  # never reached
+        {"properties": {"a": {"$ref": "#/definitions/a%20b"}}, "definitions": {"a b": {}}},
+    ],
+)
+def test_schemas_whose_references_resolve_are_accepted(open_orchestrator, schema) -> None:
+    orc = open_orchestrator(clock=FrozenClock(START))
+    run = orc.create_flow_run(state=Running())
+    assert orc.pause_flow_run(run.id, key="k", wait_for_input=schema).status is SetStateStatus.ACCEPT
+    assert orc.resume_flow_run(run.id, run_input={"a": 1}).status is SetStateStatus.ACCEPT
+
 @pytest.mark.parametrize(
     ("arguments", "words"),
     [

@@ -124,11 +124,66 @@ def schema_problem(schema: Any) -> str | None:
             schema, default=jsonschema.Draft202012Validator
         )
         validator_class.check_schema(schema)
+        return _reference_problem(schema, validator_class)
     except RecursionError:
-        return "Invalid schema: Unable to validate schema with circular references."
+        return _CIRCULAR
     except SchemaError as exc:
         return f"Invalid schema: {exc.message}"
+
+
+_CIRCULAR = "Invalid schema: Unable to validate schema with circular references."
+_PROBES: tuple[Any, ...] = (None, {}, [], "", 0)
+"""Inputs a schema is tried on: one that refers back to itself without going into the input
+loops on every one of them."""
+_UNWALKED = frozenset({"$defs", "definitions"})
+"""Where the walk of references does not go by itself: a definition counts once referred to."""
+
+
+def _reference_problem(schema: dict[str, Any], validator_class: Any) -> str | None:
+    """``Invalid schema: ...`` if a ``$ref`` reached from the root cannot be resolved, or the
+    schema refers back to itself without going into the input: a resume would then fail on
+    every input. None otherwise. (RecursionError: nested too deeply to check.)"""
+    from referencing import Registry
+    from referencing.exceptions import Unresolvable
+    from referencing.jsonschema import DRAFT202012, specification_with
+
+    dialect = schema.get("$schema")
+    specification = (
+        specification_with(dialect, default=DRAFT202012) if isinstance(dialect, str) else DRAFT202012
+    )
+    root = specification.create_resource(schema)
+    resolver = Registry().with_resource(root.id() or "", root).resolver(base_uri=root.id() or "")
+    try:
+        _resolve_references(resolver, schema, specification, set())
+    except Unresolvable as exc:
+        return f"Invalid schema: {type(exc).__name__}: {exc}"
+    from jsonschema.exceptions import RefResolutionError
+
+    validator = validator_class(schema)
+    try:
+        for probe in _PROBES:
+            validator.is_valid(probe)  # (RecursionError: circular)
+    except RefResolutionError as exc:  # (a reference the walk did not meet)
+        return f"Invalid schema: {exc}"
     return None
+
+
+def _resolve_references(resolver: Any, contents: Any, specification: Any, seen: set[str]) -> None:
+    """Look up every ``$ref`` in ``contents`` and in what they lead to (each reference text
+    once); Unresolvable for the first that leads nowhere."""
+    if not isinstance(contents, dict):
+        return
+    for keyword in ("$ref", "$dynamicRef"):
+        reference = contents.get(keyword)
+        if isinstance(reference, str) and reference not in seen:
+            seen.add(reference)
+            resolved = resolver.lookup(reference)
+            _resolve_references(resolved.resolver, resolved.contents, specification, seen)
+    walked = specification.create_resource(
+        {key: value for key, value in contents.items() if key not in _UNWALKED}
+    )
+    for part in walked.subresources():
+        _resolve_references(resolver.in_subresource(part), part.contents, specification, seen)
 
 
 def check_run_input(run_input: dict[str, Any], schema_text: str | None) -> tuple[Any, str | None]:
