@@ -157,13 +157,11 @@ def _reference_problem(schema: dict[str, Any], validator_class: Any) -> str | No
         _resolve_references(resolver, schema, specification, set())
     except Unresolvable as exc:
         return f"Invalid schema: {type(exc).__name__}: {exc}"
-    from jsonschema.exceptions import RefResolutionError
-
     validator = validator_class(schema)
     try:
         for probe in _PROBES:
             validator.is_valid(probe)  # (RecursionError: circular)
-    except RefResolutionError as exc:  # (a reference the walk did not meet)
+    except Unresolvable as exc:  # (a reference the walk did not meet; jsonschema's text)
         return f"Invalid schema: {exc}"
     return None
 
