@@ -72,10 +72,17 @@ class RunInput(BaseModel):
     def with_initial_data(cls, description: str | None = None, **defaults: Any) -> type[RunInput]:
         """A subclass whose fields default to ``defaults``, shown with ``description``
         (Markdown) above the input form, as Prefect's method of the same name makes."""
+        if description is not None and not isinstance(description, str):
+            raise InvalidState(f"description must be a str, not {type(description).__name__}")
         fields: dict[str, Any] = {name: (type(value), value) for name, value in defaults.items()}
-        model: type[RunInput] = pydantic.create_model(  # type: ignore[call-overload]
-            cls.__name__, __base__=cls, **fields
-        )
+        try:
+            model: type[RunInput] = pydantic.create_model(  # type: ignore[call-overload]
+                cls.__name__, __base__=cls, **fields
+            )
+        except (pydantic.PydanticUserError, TypeError, ValueError) as exc:
+            raise InvalidState(
+                f"{cls.__name__}.with_initial_data({', '.join(defaults)}): {exc}"
+            ) from None
         if description is not None:
             model._description = description
         return model
@@ -119,7 +126,13 @@ def schema_text(model: type[RunInput]) -> str:
     schema = model.model_json_schema(by_alias=True, ref_template="#/definitions/{model}")
     if "$defs" in schema:
         schema["definitions"] = schema["$defs"]
-    return json.dumps(schema, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return json.dumps(schema, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError:  # (a default, bound or example that is NaN or infinite)
+        raise InvalidState(
+            f"{model.__name__}'s JSON schema holds NaN or an infinite number (a default, a "
+            "bound or an example), which JSON has not: no resume could be checked against it"
+        ) from None
 
 
 def default_key_prefix(model: type[RunInput]) -> str:
