@@ -252,3 +252,46 @@ def test_on_a_terminal_input_given_with_the_option_is_not_asked_for(any_database
     code, shown = terminal.finish()
     assert code == 0, shown
     assert "Approved" not in shown and "status    ACCEPT" in shown
+
+
+def test_on_a_terminal_a_field_whose_schema_is_true_is_asked_for_as_json(any_database: str) -> None:
+    # "a": true (any value) is valid JSON Schema; the prompt failed with a TypeError traceback
+    database = any_database
+    run_id = running_run(database)
+    schema = {"type": "object", "properties": {"a": True, "b": {"type": "integer"}},
+              "required": ["a"]}
+    invoke(database, "pause", run_id, "--key", "k", "--schema", json.dumps(schema))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TERM": "dumb", "NO_COLOR": "1"}
+    terminal = Terminal(["-m", "flowstate", "--database", str(database), "resume", run_id], env)
+    shown = terminal.expect("a (a: JSON): ")
+    terminal.type('{"any": [1]}')
+    shown += terminal.expect("b (b: integer) (Enter: leave out): ")
+    terminal.type("7")
+    code, rest = terminal.finish()
+    shown += rest
+    assert code == 0 and "Traceback" not in shown, shown
+    with Orchestrator(str(database)) as orc:
+        stored = orc.read_flow_run_input(run_id, "paused-k-response")
+    assert json.loads(stored) == {"a": {"any": [1]}, "b": 7}
+
+
+def test_on_a_terminal_a_stored_schema_that_is_not_valid_is_not_asked_for(any_database: str) -> None:
+    # a schema stored by hand whose field is not a schema: the resume says what is wrong
+    # (REJECT, exit code 3) instead of the prompt failing with a TypeError traceback
+    from flowstate.states import Paused
+
+    database = any_database
+    run_id = running_run(database)
+    keyset = {part: f"paused-k-{part}" for part in ("description", "response", "schema")}
+    with Orchestrator(str(database)) as orc:
+        orc.set_flow_run_state(run_id, Paused(pause_key="k", run_input_keyset=keyset))
+        orc.create_flow_run_input(run_id, keyset["schema"], '{"properties": {"a": 5}}')
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TERM": "dumb", "NO_COLOR": "1"}
+    terminal = Terminal(["-m", "flowstate", "--database", str(database), "resume", run_id], env)
+    shown = terminal.expect("status    ", timeout=30)  # (not a prompt waiting for an answer)
+    code, rest = terminal.finish()
+    shown += rest
+    assert code == 3 and "Traceback" not in shown, shown
+    assert "status    REJECT" in shown and "Invalid schema: 5 is not of type" in shown
+    with Orchestrator(str(database)) as orc:
+        assert orc.read_flow_run(run_id).state.type is StateType.PAUSED

@@ -119,9 +119,13 @@ def pending_input(orc: Orchestrator, run: FlowRun) -> tuple[dict[str, Any], str 
     keyset = None if state is None else state.state_details.run_input_keyset
     if state is None or state.type.value != "PAUSED" or not keyset or "schema" not in keyset:
         return None
+    from flowstate.orchestration.resume import schema_problem
+
     schema = _stored(orc, run.id, keyset["schema"])
     if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
         return None  # the resume reports what is wrong with it
+    if schema_problem(schema) is not None:
+        return None  # (same: a field that is not a schema cannot be asked for)
     description = _stored(orc, run.id, keyset.get("description"))
     return schema, description if isinstance(description, str) else None
 
@@ -162,7 +166,8 @@ def prompt_for_input(schema: dict[str, Any], description: str | None) -> dict[st
             if text is None:
                 break
             value = _parse(text, field)
-            problem = validate_run_input(value, {**shared, **given})
+            checked = {**shared, **given} if isinstance(given, dict) else given  # (or a bool)
+            problem = validate_run_input(value, checked)
             if problem is None:
                 answers[name] = value
                 break
