@@ -7,6 +7,7 @@ import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from click.testing import CliRunner
 
 from flowstate import FlowRun, Orchestrator, OrchestrationResult, StateType
@@ -108,3 +109,47 @@ def test_worker_and_reap_in_a_real_process(tmp_path):
                            "--timeout", "3600", "--late-threshold", "15"],
                           capture_output=True, text=True, timeout=60)
     assert reap.returncode == 0 and "Traceback" not in reap.stderr
+
+
+def _running_and_due(tmp_path):
+    path = str(tmp_path / "n.db")
+    now = datetime.now(timezone.utc)
+    with Orchestrator(path) as orc:
+        running = orc.create_flow_run(state=Running()).id
+        due = orc.create_flow_run(state=Scheduled(now - timedelta(hours=1))).id
+    return path, running, due
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["reap", "--timeout", "nan"],
+        ["reap", "--timeout", "inf"],
+        ["reap", "--timeout", "3600", "--late-threshold", "nan"],
+        ["reap", "--timeout", "3600", "--late-threshold", "inf"],
+        ["worker", "--limit", "99999999999999999999"],
+        ["worker", "--loop", "--max-polls", "3", "--poll-interval", "nan"],
+        ["worker", "--loop", "--max-polls", "3", "--poll-interval", "inf"],
+        ["worker", "--loop", "--max-polls", "3", "--poll-interval", "1e300"],
+    ],
+    ids=" ".join,
+)
+def test_worker_and_reap_refuse_numbers_no_clock_or_database_can_take(tmp_path, args):
+    path, running, due = _running_and_due(tmp_path)
+    result = CliRunner().invoke(main, ["--database", path, *args])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Invalid value for" in result.output
+    with Orchestrator(path) as orc:  # nothing was crashed, claimed or marked late
+        assert orc.read_flow_run(running).state.name == "Running"
+        assert orc.read_flow_run(due).state.name == "Scheduled"
+
+
+def test_reap_with_a_late_threshold_longer_than_history_marks_nothing_late(tmp_path):
+    path, running, due = _running_and_due(tmp_path)
+    result = CliRunner().invoke(
+        main, ["--database", path, "reap", "--timeout", "3600", "--late-threshold", "1e300"]
+    )
+    assert (result.exit_code, result.output) == (0, "nothing to reap\n")
+    with Orchestrator(path) as orc:
+        assert orc.read_flow_run(due).state.name == "Scheduled"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -40,6 +41,25 @@ EXIT_CODES: dict[str, int] = {"ACCEPT": 0, "REJECT": 3, "WAIT": 4, "ABORT": 5}
 """The exit code of a command that proposes a state, by orchestration status."""
 
 STATE_TYPE = click.Choice([t.value for t in StateType], case_sensitive=False)
+
+MAX_SQL_INT = 2**63 - 1
+"""The largest whole number a database column holds (SQLite's and PostgreSQL's BIGINT)."""
+
+CENTURY_SECONDS = 100 * 365.25 * 86400
+"""The longest wait a command sleeps for (``time.sleep`` refuses much more)."""
+
+
+class Seconds(click.FloatRange):
+    """A number of seconds in a range, and finite: click's FloatRange lets ``nan`` through
+    (it compares false with both bounds), and ``inf`` when there is no upper bound."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number of seconds.", param, ctx)
+        return number
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING
 import click
 
 from flowstate.cli._common import (
+    CENTURY_SECONDS,
+    MAX_SQL_INT,
+    Seconds,
     echo_json,
     json_and_database,
     open_orchestrator,
@@ -36,10 +39,10 @@ __all__ = ["reap", "worker"]
 @click.option("--once", "mode", flag_value="once", default=True, help="Claim once, then exit (default).")
 @click.option("--loop", "mode", flag_value="loop",
               help="Keep claiming, polling when idle; Ctrl-C stops it (exit 0, with a summary).")
-@click.option("--limit", type=click.IntRange(min=1), default=10, show_default=True,
+@click.option("--limit", type=click.IntRange(min=1, max=MAX_SQL_INT), default=10, show_default=True,
               help="Runs claimed per poll.")
-@click.option("--poll-interval", type=click.FloatRange(min=0), default=5.0, show_default=True,
-              help="Seconds between polls when nothing is due (--loop).")
+@click.option("--poll-interval", type=Seconds(min=0, max=CENTURY_SECONDS), default=5.0,
+              show_default=True, help="Seconds between polls when nothing is due (--loop).")
 @click.option("--max-polls", type=click.IntRange(min=1), default=None,
               help="Stop after this many polls (--loop).")
 @click.option("--name", "worker_name", default="cli-worker", show_default=True,
@@ -108,9 +111,9 @@ def _show_claimed(claimed: list[FlowRun], *, as_json: bool, once: bool) -> None:
 
 
 @click.command()
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), required=True,
+@click.option("--timeout", type=Seconds(min=0, min_open=True), required=True,
               help="Seconds of silence (no heartbeat) after which a PENDING/RUNNING run is lost.")
-@click.option("--late-threshold", type=click.FloatRange(min=0), default=None,
+@click.option("--late-threshold", type=Seconds(min=0), default=None,
               help="Also mark Late the runs still Scheduled this many seconds past their time.")
 @json_and_database
 def reap(timeout: float, late_threshold: float | None, as_json: bool) -> None:
