@@ -16,6 +16,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from flowstate._text import all_ascii, check_state_text, check_text
 from flowstate.errors import InvalidState, ObjectNotFound
+from flowstate._json_depth import deeper_than_allowed, too_deep_message
 from flowstate.orchestration.policy import Policy
 from flowstate._models import construct
 from flowstate.runs import _FLOW_POLICY_DEFAULTS, FlowRun, FlowRunPolicy, TaskRun, TaskRunPolicy
@@ -110,6 +111,8 @@ def coerce_state(value: Any) -> State:
             json.dumps(state.data)
         except (TypeError, ValueError, RecursionError) as exc:
             raise InvalidState(f"state.data must be JSON-serialisable: {exc}") from None
+        if deeper_than_allowed(state.data):
+            raise InvalidState(too_deep_message("state.data"))
     return state
 
 

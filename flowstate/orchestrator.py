@@ -38,6 +38,7 @@ from flowstate.listeners import Listener, Listeners, Subscription, TransitionEve
 from flowstate.concurrency.run_slots import give_back
 from flowstate.concurrency.tags import check_tags
 from flowstate.errors import InvalidState, ObjectAlreadyExists, ObjectNotFound
+from flowstate._json_depth import deeper_than_allowed, too_deep_message
 from flowstate.orchestration.policies import (
     CORE_FLOW,
     CORE_TASK,
@@ -754,6 +755,8 @@ def _new_flow_run(fields: dict[str, Any]) -> FlowRun:
             json.dumps(run.parameters)
         except (TypeError, ValueError, RecursionError) as exc:
             raise InvalidState(f"parameters must be JSON-serialisable: {exc}") from None
+        if deeper_than_allowed(run.parameters):
+            raise InvalidState(too_deep_message("parameters"))
     return run
 
 
@@ -771,6 +774,8 @@ def _checked_run_input(run_input: Any) -> dict[str, Any] | None:
         json.dumps(run_input, ensure_ascii=False, allow_nan=False).encode("utf-8")
     except (TypeError, ValueError, RecursionError) as exc:  # incl. UnicodeEncodeError
         raise InvalidState(f"run_input must be JSON text-serialisable: {exc}") from None
+    if deeper_than_allowed(run_input):
+        raise InvalidState(too_deep_message("run_input"))
     return run_input
 
 

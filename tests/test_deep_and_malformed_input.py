@@ -6,6 +6,7 @@ code 1), never a ``RecursionError`` or a pydantic ``ValidationError``; nothing i
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -158,3 +159,95 @@ def test_a_valid_scheduled_time_still_builds_the_state():
     when = datetime(2030, 1, 1, tzinfo=timezone.utc)
     assert Scheduled(when).state_details.scheduled_time == when
     assert Scheduled("2030-01-01T00:00:00Z").state_details.scheduled_time == when
+
+
+# -- values deeper than Prefect-shaped JSON can carry ---------------------------------------------
+#
+# Python's json module writes values nested ~990 levels deep, but pydantic stops serialising at
+# about 250 levels and reading JSON text at about 200: a value nested 300 deep, once written,
+# could be read back only through a ValueError (``model_dump(mode="json")``, every ``--json``
+# listing of the database). Such values are refused before anything is written.
+
+TOO_DEEP = 300
+
+
+def nested(depth: int, leaf: object = 1) -> object:
+    """``leaf`` inside ``depth`` lists: ``nested(2) == [[1]]``."""
+    value = leaf
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("kind", ["parameters", "flow data", "task data", "run input", "placeholder"])
+def test_a_value_nested_deeper_than_prefect_json_carries_is_refused_and_nothing_written(kind):
+    deep = {"a": nested(TOO_DEEP)}
+    with Orchestrator(":memory:") as orc:
+        run = orc.create_flow_run(state=Running())
+        task = orc.create_task_run(flow_run_id=run.id, state=Running())
+        if kind == "parameters":
+            with pytest.raises(InvalidState, match="parameters.*nested more than"):
+                orc.create_flow_run(parameters=deep)
+            assert len(orc.read_flow_runs()) == 1
+        elif kind in ("flow data", "task data"):
+            run_id, propose, read = (
+                (run.id, orc.set_flow_run_state, orc.read_flow_run_states) if kind == "flow data"
+                else (task.id, orc.set_task_run_state, orc.read_task_run_states)
+            )
+            with pytest.raises(InvalidState, match="state.data.*nested more than"):
+                propose(run_id, {"type": "COMPLETED", "data": deep})
+            assert [s.type for s in read(run_id)] == [StateType.RUNNING]
+        else:
+            orc.pause_flow_run(run.id, key="k", wait_for_input={"type": "object"})
+            if kind == "run input":
+                with pytest.raises(InvalidState, match="run_input.*nested more than"):
+                    orc.resume_flow_run(run.id, deep)
+            else:  # JSON text in a placeholder, nested too deeply once hydrated
+                text = '{"a": ' + "[" * TOO_DEEP + "]" * TOO_DEEP + "}"
+                result = orc.resume_flow_run(run.id, {"p": {"__prefect_kind": "json", "value": text}})
+                assert result.status.value == "REJECT"
+                assert "nested more than" in (result.details.reason or "")
+            assert orc.read_flow_run(run.id).state_type is StateType.PAUSED
+            assert orc.read_pause_input(run.id, key="k") is None
+        assert [r.model_dump_json() for r in orc.read_flow_runs()]
+
+
+def test_values_as_deep_as_accepted_round_trip_through_prefect_json():
+    from flowstate import FlowRun, OrchestrationResult
+
+    deep = {"a": nested(120)}
+    with Orchestrator(":memory:") as orc:
+        run = orc.create_flow_run(parameters=deep, state=Running())
+        assert FlowRun.model_validate_json(run.model_dump_json()).parameters == deep
+        orc.pause_flow_run(run.id, key="k", wait_for_input={"type": "object"})
+        assert orc.resume_flow_run(run.id, deep).status.value == "ACCEPT"
+        assert orc.read_pause_input(run.id, key="k") == deep
+        result = orc.set_flow_run_state(run.id, {"type": "COMPLETED", "data": deep})
+        again = OrchestrationResult.model_validate_json(result.model_dump_json())
+        assert again.state.data == deep
+
+
+def test_the_json_listings_of_the_cli_read_a_database_holding_values_as_deep_as_accepted(tmp_path):
+    path = tmp_path / "runs.db"
+    deep = {"a": nested(120)}
+    with Orchestrator(path) as orc:
+        run = orc.create_flow_run(parameters=deep, state=Running())
+        orc.pause_flow_run(run.id, key="k", wait_for_input={"type": "object"})
+        orc.resume_flow_run(run.id, deep)
+        orc.set_flow_run_state(run.id, {"type": "COMPLETED", "data": deep})
+    for command in (["runs", "ls"], ["runs", "show", str(run.id)], ["runs", "input", str(run.id)]):
+        result = CliRunner().invoke(main, ["--database", str(path), *command, "--json"])
+        assert result.exit_code == 0, (command, result.output)
+        assert "nested" not in result.output and json.loads(result.output)
+
+
+def test_resume_from_the_cli_with_input_nested_deeper_than_prefect_json_is_one_line(paused, tmp_path):
+    path, run_id = paused
+    given = tmp_path / "in.json"
+    given.write_text(json.dumps({"a": nested(TOO_DEEP)}))
+    result = CliRunner().invoke(main, ["--database", str(path), "resume", run_id, "--input", f"@{given}"])
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    [line] = result.output.strip().splitlines()
+    assert line.startswith("Error: InvalidState: run_input") and "nested more than" in line
+    assert history(path, run_id) == ["RUNNING", "PAUSED"]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from flowstate._json_depth import deeper_than_allowed, too_deep_message
 from flowstate.results import AbortDetails, OrchestrationResult, SetStateStatus
 from flowstate.states import State, StateDetails, StateType, plain_state
 
@@ -194,6 +195,8 @@ def check_run_input(run_input: dict[str, Any], schema_text: str | None) -> tuple
         hydrated = hydrate(run_input)
     except HydrationError as exc:
         return None, f"Error hydrating run input: {exc}"
+    if deeper_than_allowed(hydrated):
+        return None, f"Error hydrating run input: {too_deep_message('the hydrated input')}"
     if schema_text is None:
         return None, "Run input schema not found."
     try:
