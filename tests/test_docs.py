@@ -112,3 +112,67 @@ def test_the_performance_texts_speak_of_results_not_of_how_they_were_reached():
         found = _FIGURES_HISTORY.findall(text)
         assert not found, f"{name}: {found}"
     assert "python -m benchmarks" in section and "| scenario |" in section
+
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _shown_commands(block: str) -> list[tuple[str, list[str]]]:
+    """Each ``$ flowstate ...`` line of a console block that shows its output, with that
+    output (ids replaced by ``ID``)."""
+    found: list[tuple[str, list[str]]] = []
+    for line in block.splitlines():
+        if line.startswith("$ "):
+            found.append((line[2:], []))
+        elif found:
+            found[-1][1].append(_UUID.sub("ID", line))
+    return [(command, shown) for command, shown in found if shown]
+
+
+def test_the_readme_steering_session_prints_what_it_shows(tmp_path):
+    import shlex
+
+    from click.testing import CliRunner
+
+    from flowstate.cli import main
+    from flowstate.states import Running
+
+    readme = (REPO / "README.md").read_text()
+    [block] = [body for info, body in _fenced_blocks(readme)
+               if info == "console" and "flowstate pause $RUN --key approval" in body]
+    path = str(tmp_path / "runs.db")
+    with flowstate.Orchestrator(path) as orc:
+        run = orc.create_flow_run(flow_name="nightly", name="nightly", state=Running())
+    commands = _shown_commands(block)
+    assert len(commands) >= 4
+    for command, shown in commands:
+        echo_exit = command.endswith('; echo "[exit $?]"')
+        words = shlex.split(command.removesuffix('; echo "[exit $?]"').replace("$RUN", str(run.id)))
+        assert words[0] == "flowstate", command
+        result = CliRunner().invoke(main, ["--database", path, *words[1:]])
+        printed = _UUID.sub("ID", result.output).splitlines()
+        if echo_exit:
+            printed.append(f"[exit {result.exit_code}]")
+        assert printed == shown, command
+
+
+def _leaf_commands(group, prefix=()):
+    import click
+
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from _leaf_commands(command, (*prefix, name))
+        else:
+            yield " ".join((*prefix, name)), command
+
+
+def test_the_commands_without_json_are_the_ones_the_docs_name():
+    from flowstate.cli import main
+
+    without = sorted(name for name, command in _leaf_commands(main)
+                     if not any(p.name == "as_json" for p in command.params))
+    assert without == ["limits delete"]
+    assert "every command but `limits delete` takes `--json`" in (REPO / "README.md").read_text()
+    cli_doc = " ".join((REPO / "docs" / "cli.md").read_text().split())
+    assert "`--json` on every command but `limits delete` prints" in cli_doc
+    assert "it does not create them" not in cli_doc  # `flowstate runs create` does

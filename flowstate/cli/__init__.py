@@ -17,13 +17,14 @@
     flowstate reap --timeout S [--late-threshold S]            # crash silent runs, expire leases
     flowstate limits ls | create NAME LIMIT [--decay R] | inspect NAME | reset NAME | delete NAME
 
-Every command takes ``--json`` (Prefect-shaped JSON of results, states and runs) and
-``--database PATH|URL`` (a SQLite file or a ``postgresql://`` URL, before or after the command
-name; default ``$FLOWSTATE_DATABASE``, else ``~/.flowstate/flowstate.db``). ``--busy-timeout
-SECONDS`` (before the command name) bounds the wait for another connection's write lock; after
-about a second of waiting, one line on stderr says so. Commands that propose a state exit with the code of the
-orchestration status: 0 ACCEPT, 3 REJECT, 4 WAIT, 5 ABORT. Errors (unknown id, unreadable
-database, invalid input) are one line on stderr with exit code 1; usage errors exit with 2.
+Every command but ``limits delete`` takes ``--json`` (Prefect-shaped JSON of results, states and
+runs); every command takes ``--database PATH|URL`` (a SQLite file or a ``postgresql://`` URL,
+before or after the command name; default ``$FLOWSTATE_DATABASE``, else
+``~/.flowstate/flowstate.db``). ``--busy-timeout SECONDS`` (before the command name) bounds the
+wait for another connection's write lock; after about a second of waiting, one line on stderr says
+so. Commands that propose a state exit with the code of the orchestration status: 0 ACCEPT, 3
+REJECT, 4 WAIT, 5 ABORT. Errors (unknown id, unreadable database, invalid input) are one line on
+stderr with exit code 1; usage errors exit with 2.
 
 One module per command group; ``rich`` and ``transitions`` are imported inside the commands, so
 importing this package loads only ``click``.
