@@ -64,13 +64,15 @@ def test_the_cli_refuses_an_empty_database_option_as_a_usage_error(tmp_path, mon
     assert os.listdir(tmp_path) == []
 
 
-def test_the_cli_refuses_an_empty_flowstate_database_variable_in_one_line(tmp_path):
+@pytest.mark.parametrize("value", ["", " ", "\t"], ids=["empty", "space", "tab"])
+def test_the_cli_refuses_an_empty_flowstate_database_variable_in_one_line(tmp_path, value):
     result = CliRunner().invoke(
-        main, ["runs", "ls"], env={"FLOWSTATE_DATABASE": "", "HOME": str(tmp_path)}
+        main, ["runs", "ls"], env={"FLOWSTATE_DATABASE": value, "HOME": str(tmp_path)}
     )
     assert result.exit_code == 1, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "FLOWSTATE_DATABASE" in lines[0] and "empty" in lines[0]
+    assert "--database" not in lines[0]  # the option was not given: the variable was
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,7 @@ importing this package loads only ``click``.
 from __future__ import annotations
 
 import click
+from click.core import ParameterSource
 
 from flowstate.cli._common import DATABASE_HELP, EXIT_CODES, CliConfig
 from flowstate.store.connection import MAX_BUSY_TIMEOUT
@@ -74,6 +75,9 @@ def main(ctx: click.Context, database: str | None, busy_timeout: float) -> None:
     Commands that propose a state exit with 0 ACCEPT, 3 REJECT, 4 WAIT, 5 ABORT;
     errors exit with 1, usage errors with 2.
     """
+    from_variable = ctx.get_parameter_source("database") is ParameterSource.ENVIRONMENT
+    if from_variable and database is not None and not database.strip():
+        database = None  # the library refuses it, naming FLOWSTATE_DATABASE rather than --database
     ctx.obj = CliConfig(database=database, busy_timeout=busy_timeout)
 
 
