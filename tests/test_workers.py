@@ -299,3 +299,23 @@ def test_a_claim_limit_a_database_cannot_hold_is_refused(orc, limit):
         orc.claim_due_flow_runs(limit=limit)
     assert orc.read_flow_run(run_id).state_type is StateType.SCHEDULED
     assert [r.id for r in orc.claim_due_flow_runs(limit=2**63 - 1)] == [run_id]
+
+
+@pytest.mark.parametrize(
+    "poll_interval", [float("nan"), float("inf"), -1, 1e300, "5", None], ids=repr
+)
+def test_a_worker_loop_refuses_a_poll_interval_no_clock_can_wait_before_it_claims(orc, poll_interval):
+    [run_id] = schedule(orc, [-10])
+    with pytest.raises(InvalidState, match="poll_interval"):
+        orc.iter_due_flow_runs(poll_interval=poll_interval, stop=threading.Event())
+    with pytest.raises(InvalidState, match="limit"):
+        orc.iter_due_flow_runs(limit=0)
+    assert orc.read_flow_run(run_id).state_type is StateType.SCHEDULED
+
+
+def test_a_worker_loop_polls_with_a_zero_interval_too(orc):
+    [run_id] = schedule(orc, [-10])
+    stop = threading.Event()
+    for run in orc.iter_due_flow_runs(poll_interval=0, stop=stop):
+        assert run.id == run_id
+        stop.set()
