@@ -179,7 +179,9 @@ def nested(depth: int, leaf: object = 1) -> object:
     return value
 
 
-@pytest.mark.parametrize("kind", ["parameters", "flow data", "task data", "run input", "placeholder"])
+@pytest.mark.parametrize(
+    "kind", ["parameters", "flow data", "task data", "run input", "placeholder"]
+)
 def test_a_value_nested_deeper_than_prefect_json_carries_is_refused_and_nothing_written(kind):
     deep = {"a": nested(TOO_DEEP)}
     with Orchestrator(":memory:") as orc:
@@ -204,7 +206,8 @@ def test_a_value_nested_deeper_than_prefect_json_carries_is_refused_and_nothing_
                     orc.resume_flow_run(run.id, deep)
             else:  # JSON text in a placeholder, nested too deeply once hydrated
                 text = '{"a": ' + "[" * TOO_DEEP + "]" * TOO_DEEP + "}"
-                result = orc.resume_flow_run(run.id, {"p": {"__prefect_kind": "json", "value": text}})
+                placeholder = {"__prefect_kind": "json", "value": text}
+                result = orc.resume_flow_run(run.id, {"p": placeholder})
                 assert result.status.value == "REJECT"
                 assert "nested more than" in (result.details.reason or "")
             assert orc.read_flow_run(run.id).state_type is StateType.PAUSED
@@ -241,11 +244,15 @@ def test_the_json_listings_of_the_cli_read_a_database_holding_values_as_deep_as_
         assert "nested" not in result.output and json.loads(result.output)
 
 
-def test_resume_from_the_cli_with_input_nested_deeper_than_prefect_json_is_one_line(paused, tmp_path):
+def test_resume_from_the_cli_with_input_nested_deeper_than_prefect_json_is_one_line(
+    paused, tmp_path
+):
     path, run_id = paused
     given = tmp_path / "in.json"
     given.write_text(json.dumps({"a": nested(TOO_DEEP)}))
-    result = CliRunner().invoke(main, ["--database", str(path), "resume", run_id, "--input", f"@{given}"])
+    result = CliRunner().invoke(
+        main, ["--database", str(path), "resume", run_id, "--input", f"@{given}"]
+    )
     assert result.exit_code == 1, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     [line] = result.output.strip().splitlines()

@@ -304,7 +304,9 @@ def test_a_claim_limit_a_database_cannot_hold_is_refused(orc, limit):
 @pytest.mark.parametrize(
     "poll_interval", [float("nan"), float("inf"), -1, 1e300, "5", None], ids=repr
 )
-def test_a_worker_loop_refuses_a_poll_interval_no_clock_can_wait_before_it_claims(orc, poll_interval):
+def test_a_worker_loop_refuses_a_poll_interval_no_clock_can_wait_before_it_claims(
+    orc, poll_interval
+):
     [run_id] = schedule(orc, [-10])
     with pytest.raises(InvalidState, match="poll_interval"):
         orc.iter_due_flow_runs(poll_interval=poll_interval, stop=threading.Event())
