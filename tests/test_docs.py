@@ -176,3 +176,14 @@ def test_the_commands_without_json_are_the_ones_the_docs_name():
     cli_doc = " ".join((REPO / "docs" / "cli.md").read_text().split())
     assert "`--json` on every command but `limits delete` prints" in cli_doc
     assert "it does not create them" not in cli_doc  # `flowstate runs create` does
+
+
+def test_command_help_is_plain_text():
+    from click.testing import CliRunner
+
+    from flowstate.cli import main
+
+    for name, _command in _leaf_commands(main):
+        shown = CliRunner().invoke(main, [*name.split(), "--help"])
+        assert shown.exit_code == 0, name
+        assert "``" not in shown.output and ":meth:" not in shown.output, (name, shown.output)

@@ -123,7 +123,7 @@ def update_limit(
 @json_and_database
 def inspect_limit(name: str, as_json: bool) -> None:
     """A limit's fields, the deployments whose runs share it and the leases holding its slots
-    (NAME may be ``deployment:<deployment name>``)."""
+    (NAME may be deployment:<deployment name>, or tag:<tag> for a tag limit)."""
     with open_orchestrator() as orc:
         deployments = orc.read_deployments()
         limit = orc.read_global_concurrency_limit(_limit_name(name, deployments))

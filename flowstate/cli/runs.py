@@ -109,7 +109,7 @@ def show_run(run_id: str, as_json: bool) -> None:
               help="Set this state at once, with force (default: no state).")
 @json_and_database
 def create_run(flow_name: str, name: str | None, state_type: str | None, as_json: bool) -> None:
-    """Create a flow run of FLOW_NAME and print its id (``--json``: the run)."""
+    """Create a flow run of FLOW_NAME and print its id (with --json: the run)."""
     from flowstate.states import State, StateType
 
     state = None if state_type is None else State(type=StateType(state_type))
