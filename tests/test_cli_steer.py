@@ -205,7 +205,11 @@ def test_resume_of_a_run_that_is_not_paused_aborts_without_a_state(database: Pat
     ("given", "words"),
     [
         ("{not json", ["--input is not valid JSON"]),
-        ("[1, 2]", ["must be a JSON object"]),
+        ("[1, 2]", ["must be a JSON object, not an array"]),
+        ("null", ["must be a JSON object, not null"]),
+        ('"yes"', ["must be a JSON object, not a string"]),
+        ("true", ["must be a JSON object, not a boolean"]),
+        ("3.5", ["must be a JSON object, not a number"]),
         ("@/no/such/input.json", ["cannot read run input file"]),
     ],
 )

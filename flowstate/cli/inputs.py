@@ -269,5 +269,16 @@ def json_object(text: str, source: str, what: str) -> dict[str, Any]:
     except RecursionError:
         raise fail(f"{source} is nested too deeply to read (more than Python's recursion limit)") from None
     if not isinstance(value, dict):
-        raise fail(f"{source} must be a JSON object, not {type(value).__name__}")
+        raise fail(f"{source} must be a JSON object, not {_json_kind(value)}")
     return value
+
+
+def _json_kind(value: Any) -> str:
+    """What a parsed JSON value is, in JSON's words: ``an array``, ``null``, ``a string``..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "a string" if isinstance(value, str) else "an array"
