@@ -20,6 +20,7 @@ from flowstate import _validation as validate
 from flowstate._engine_parts import EngineParts
 from flowstate._ids import uuid7
 from flowstate._models import copy_with
+from flowstate.concurrency.checks import MAX_WAIT_SECONDS
 from flowstate.errors import InvalidState, ObjectNotFound, RunNotResumed, WaitTimeout
 from flowstate.results import OrchestrationResult, SetStateStatus
 from flowstate.runs import FlowRun
@@ -260,7 +261,7 @@ class InteractionMethods(EngineParts):
         as_model = None if model is None else _model_of(model, "model")
         self._not_in_a_block("wait_for_resume")
         interval = _poll_interval(poll_interval)
-        limit = None if timeout is None else _wait_seconds(timeout, "timeout")
+        limit = None if timeout is None else _waited_seconds(timeout, "timeout")
         deadline = None if limit is None else self._now() + timedelta(seconds=limit)
         while True:
             with self._transaction():
@@ -338,7 +339,7 @@ class InteractionMethods(EngineParts):
         as_model = _model_of(type_, "type_")
         prefix = key_prefix if key_prefix is not None else default_key_prefix(as_model)
         validate.check_run_input_key(prefix, "key_prefix")
-        limit = None if timeout is None else _wait_seconds(timeout, "timeout")
+        limit = None if timeout is None else _waited_seconds(timeout, "timeout")
         interval = _poll_interval(poll_interval)
         if exclude_keys is None:
             exclude_keys = set()
@@ -465,8 +466,20 @@ def _wait_seconds(value: Any, what: str) -> float:
     return float(value)
 
 
+def _waited_seconds(value: Any, what: str) -> float:
+    """How long a wait lasts, or its poll interval: :func:`_wait_seconds`, at most a century
+    (as a concurrency timeout: longer is no different from none, and no clock sleeps or
+    writes a deadline that far)."""
+    seconds = _wait_seconds(value, what)
+    if seconds > MAX_WAIT_SECONDS:
+        raise InvalidState(
+            f"{what}={value!r:.40}; expected at most {MAX_WAIT_SECONDS:.0f} seconds (a century)"
+        )
+    return seconds
+
+
 def _poll_interval(value: Any) -> float:
-    seconds = _wait_seconds(value, "poll_interval")
+    seconds = _waited_seconds(value, "poll_interval")
     if seconds == 0:
         raise InvalidState("poll_interval=0; expected a finite number of seconds > 0")
     return seconds

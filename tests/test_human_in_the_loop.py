@@ -598,3 +598,26 @@ def test_waiting_inside_a_transaction_block_is_refused(orc) -> None:
             orc.wait_for_resume(run.id, key="k")
         with pytest.raises(InvalidState, match="inside a transaction"):
             orc.receive_input(run.id, str)
+
+
+@pytest.mark.parametrize("seconds", [1e300, 1e11, 4e9], ids=repr)
+def test_waits_longer_than_a_century_are_invalid_state_before_waiting(orc, seconds) -> None:
+    run = orc.create_flow_run(state=Running())
+    orc.pause_flow_run(run.id, key="k")
+    with pytest.raises(InvalidState, match="timeout=.*century"):
+        orc.wait_for_resume(run.id, key="k", timeout=seconds)
+    with pytest.raises(InvalidState, match="timeout=.*century"):
+        list(orc.receive_input(run.id, str, timeout=seconds))
+    with pytest.raises(InvalidState, match="poll_interval=.*century"):
+        orc.wait_for_resume(run.id, key="k", timeout=1, poll_interval=seconds)
+    with pytest.raises(InvalidState, match="poll_interval=.*century"):
+        list(orc.receive_input(run.id, str, timeout=1, poll_interval=seconds))
+    assert orc.read_flow_run(run.id).state_type is StateType.PAUSED
+
+
+def test_a_wait_of_a_century_times_out_as_any_other(orc, clock) -> None:
+    run = orc.create_flow_run(state=Running())
+    orc.pause_flow_run(run.id, key="k", timeout=None)
+    century = 100 * 365.25 * 86400
+    with pytest.raises(WaitTimeout):  # the frozen clock passes the century at once
+        orc.wait_for_resume(run.id, key="k", timeout=century, poll_interval=century)
