@@ -62,6 +62,7 @@ def test_errors_are_one_line_with_exit_code_1(tmp_path):
         (("delete", "nope"), "ObjectNotFound"),
         (("create", "api", "2", "--decay", "-1"), "InvalidState: slot_decay_per_second=-1.0"),
         (("create", "api", "--", "-1"), "InvalidState: limit=-1; expected a whole number"),
+        (("create", "api", "-1"), "InvalidState: limit=-1; expected a whole number"),
         (("create", "api", str(2**63)), "InvalidState: limit=9223372036854775808; expected"),
         (("create", "api", "9" * 30), "InvalidState: limit=999"),
     ):

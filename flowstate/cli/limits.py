@@ -76,7 +76,8 @@ def list_limits(as_json: bool) -> None:
     console().print(table)
 
 
-@limits.command("create")
+# (a negative LIMIT such as -1 is read as the argument, not as an unknown option "-1")
+@limits.command("create", context_settings={"ignore_unknown_options": True})
 @click.argument("name")
 @click.argument("limit", type=int)
 @click.option("--decay", type=float, default=0.0, metavar="R",
