@@ -19,6 +19,7 @@ from uuid import UUID
 from flowstate import _validation as validate
 from flowstate._engine_parts import EngineParts
 from flowstate._ids import uuid7
+from flowstate._json_depth import deeper_than_allowed, too_deep_message
 from flowstate._models import copy_with
 from flowstate.concurrency.checks import MAX_WAIT_SECONDS
 from flowstate.errors import InvalidState, ObjectNotFound, RunNotResumed, WaitTimeout
@@ -521,6 +522,8 @@ def _checked_schema(schema: dict[str, Any]) -> str:
         text = json.dumps(schema, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidState(f"wait_for_input is not JSON: {exc}") from None
+    if deeper_than_allowed(schema):
+        raise InvalidState(too_deep_message("wait_for_input"))
     validate.check_text(text, "wait_for_input")
     problem = schema_problem(json.loads(text))
     if problem is not None:

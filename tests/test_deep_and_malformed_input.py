@@ -258,3 +258,16 @@ def test_resume_from_the_cli_with_input_nested_deeper_than_prefect_json_is_one_l
     [line] = result.output.strip().splitlines()
     assert line.startswith("Error: InvalidState: run_input") and "nested more than" in line
     assert history(path, run_id) == ["RUNNING", "PAUSED"]
+
+
+def test_a_pause_schema_nested_deeper_than_prefect_json_carries_is_refused_and_nothing_written():
+    # JSON Schema checks no keyword's value under "default", so only the depth refuses it
+    schema = {"type": "object", "default": {"a": nested(TOO_DEEP)}}
+    with Orchestrator(":memory:") as orc:
+        run = orc.create_flow_run(state=Running())
+        with pytest.raises(InvalidState, match="wait_for_input.*nested more than"):
+            orc.pause_flow_run(run.id, key="k", wait_for_input=schema)
+        assert [s.type for s in orc.read_flow_run_states(run.id)] == [StateType.RUNNING]
+        shallow = {"type": "object", "default": {"a": nested(100)}}
+        accepted = orc.pause_flow_run(run.id, key="k", wait_for_input=shallow)
+        assert accepted.status.value == "ACCEPT"
