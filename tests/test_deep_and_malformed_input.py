@@ -271,3 +271,18 @@ def test_a_pause_schema_nested_deeper_than_prefect_json_carries_is_refused_and_n
         shallow = {"type": "object", "default": {"a": nested(100)}}
         accepted = orc.pause_flow_run(run.id, key="k", wait_for_input=shallow)
         assert accepted.status.value == "ACCEPT"
+
+
+def test_json_output_of_a_value_stored_too_deep_is_one_line_and_exit_1(paused):
+    # a response stored as raw text (or by an older flowstate) can be deeper than JSON output goes
+    path, run_id = paused
+    with Orchestrator(path) as orc:
+        text = json.dumps({"a": nested(TOO_DEEP)})
+        orc.create_flow_run_input(run_id, "paused-approval-response", text)
+    result = CliRunner().invoke(main, ["--database", str(path), "runs", "input", run_id, "--json"])
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    [line] = result.output.strip().splitlines()
+    assert line == "Error: cannot print as JSON: Maximum serialization depth exceeded"
+    shown = CliRunner().invoke(main, ["--database", str(path), "runs", "input", run_id])
+    assert shown.exit_code == 0 and "response" in shown.output

@@ -187,9 +187,16 @@ def read_flow_run(orc: Orchestrator, run_id: str) -> FlowRun:
 
 def echo_json(value: Any) -> None:
     """Print ``value`` as compact JSON: pydantic models (inside lists and dicts too) in
-    Prefect's JSON shape, as ``model_dump(mode="json")`` gives it."""
-    jsonable = to_jsonable_python(value, by_alias=False)
-    click.echo(json.dumps(jsonable, separators=(",", ":"), ensure_ascii=False))
+    Prefect's JSON shape, as ``model_dump(mode="json")`` gives it.
+
+    A value nested deeper than pydantic serialises (stored as raw text, or before flowstate
+    refused such values) is a one-line error, not a traceback."""
+    try:
+        jsonable = to_jsonable_python(value, by_alias=False)
+        text = json.dumps(jsonable, separators=(",", ":"), ensure_ascii=False)
+    except (ValueError, RecursionError) as exc:
+        raise fail(f"cannot print as JSON: {exc}") from None
+    click.echo(text)
 
 
 def echo_result(value: Any, text: str, *, as_json: bool) -> None:
