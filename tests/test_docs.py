@@ -187,3 +187,45 @@ def test_command_help_is_plain_text():
         shown = CliRunner().invoke(main, [*name.split(), "--help"])
         assert shown.exit_code == 0, name
         assert "``" not in shown.output and ":meth:" not in shown.output, (name, shown.output)
+
+
+def test_the_diagram_in_the_cli_doc_is_the_real_output():
+    from click.testing import CliRunner
+
+    from flowstate.cli import main
+
+    text = (REPO / "docs" / "cli.md").read_text()
+    shown = text.split("This is the real output of `flowstate diagram`:", 1)[1]
+    block = shown.split("```mermaid\n", 1)[1].split("```", 1)[0]
+    real = CliRunner().invoke(main, ["--database", ":memory:", "diagram"])
+    assert real.exit_code == 0 and real.output == block
+
+
+_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z")
+
+
+def test_the_steering_part_of_the_cli_doc_session_prints_what_it_shows(tmp_path):
+    import shlex
+
+    from click.testing import CliRunner
+
+    from flowstate.cli import main
+
+    text = (REPO / "docs" / "cli.md").read_text()
+    [block] = [body for info, body in _fenced_blocks(text)
+               if info == "console" and "$ flowstate demo --json > /dev/null" in body]
+    creating = "$ RUN=$(flowstate runs create nightly --name tuesday)"
+    steering = block.split(creating + "\n", 1)[1]
+    path = str(tmp_path / "session.db")
+    made = CliRunner().invoke(main, ["--database", path, "runs", "create", "nightly",
+                                     "--name", "tuesday"])
+    run_id = made.output.strip()
+    commands = _shown_commands(steering)
+    assert len(commands) >= 8
+    for command, shown in commands:
+        words = shlex.split(command.replace("$RUN", run_id))
+        result = CliRunner().invoke(main, ["--database", path, *words[1:]])
+        printed = _UUID.sub("ID", _TIMESTAMP.sub("TIME", result.output)).splitlines()
+        if result.exit_code:
+            printed.append(f"[exit {result.exit_code}]")
+        assert printed == [_TIMESTAMP.sub("TIME", line) for line in shown], command
