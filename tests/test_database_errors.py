@@ -59,6 +59,19 @@ def test_a_path_in_a_missing_folder_is_refused(tmp_path):
     assert not (tmp_path / "missing").exists()
 
 
+def test_a_path_starting_with_a_tilde_is_not_a_home_folder_and_the_error_says_so(
+    tmp_path, monkeypatch
+):
+    # "~/runs.db" quoted in a shell, or in an env file, reaches flowstate unexpanded
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DatabaseError) as caught:
+        Orchestrator("~/runs.db")
+    message = str(caught.value)
+    assert "not expanded" in message and "full path" in message
+    assert "create it first" not in message  # a folder named ~ is not what was meant
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_corrupt_database_gives_a_database_error(tmp_path):
     path = tmp_path / "corrupt.db"
     with Orchestrator(path) as orc:

@@ -100,9 +100,10 @@ def connect(path: str, *, busy_timeout: float) -> sqlite3.Connection:
             raise DatabaseError(f"{path} is a directory; pass the path of a database file")
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):
-            raise DatabaseError(
-                f"cannot open {path}: the folder {folder} does not exist; create it first"
-            )
+            advice = "create it first"
+            if path.startswith("~"):  # quoted in a shell, or read from an env file
+                advice = "a leading ~ is not expanded here: give the full path of the file"
+            raise DatabaseError(f"cannot open {path}: the folder {folder} does not exist; {advice}")
         if not os.path.exists(path):
             _create_private(path)
         elif read_only_reason(path) is not None:
