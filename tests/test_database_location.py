@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -199,3 +201,19 @@ def test_a_database_whose_file_name_is_not_utf_8_opens_writes_and_reopens(tmp_pa
     with Orchestrator(path) as orc:
         assert orc.read_flow_run(run.id).flow_name == "bytes-named"
     assert os.path.exists(raw)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="file names of any bytes: Linux")
+def test_a_database_whose_path_is_not_utf8_opens_from_python_and_the_cli(tmp_path):
+    # Python hands such names over with surrogate escapes (argv, os.listdir, os.fsdecode)
+    path = os.path.join(os.fsdecode(bytes(tmp_path)), os.fsdecode(b"runs-\xff.db"))
+    with Orchestrator(path) as orc:
+        run = orc.create_flow_run(flow_name="latin1")
+    with Orchestrator(path) as orc:
+        assert orc.read_flow_run(run.id).flow_name == "latin1"
+    argv = [sys.executable, "-m", "flowstate", "--database", path, "demo"]
+    strict = {**os.environ, "PYTHONIOENCODING": "utf-8:strict"}  # as on a en_US.UTF-8 desktop
+    done = subprocess.run([os.fsencode(a) for a in argv], capture_output=True, timeout=120,
+                          env=strict)
+    assert done.returncode == 0, done.stderr
+    assert b"Traceback" not in done.stderr and b"runs-" in done.stdout

@@ -59,7 +59,13 @@ def _print_demo(orc: Orchestrator, outcome: DemoRun) -> None:
     out.print(run_fields_table("flow", run))
     out.print(timeline_table(orc.read_flow_run_states(run.id), datetime.now(timezone.utc)))
     out.print(_run_input_table(orc, outcome))
-    out.print(Text.assemble(("database: ", "bold"), orc.database))
+    out.print(Text.assemble(("database: ", "bold"), _printable(orc.database)))
+
+
+def _printable(path: str) -> str:
+    """A file name as a terminal shows it: bytes that are not UTF-8 (kept by Python as
+    surrogate escapes, which a strict UTF-8 stdout refuses to write) as U+FFFD."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _steps_table(steps: list[DemoStep]) -> Table:
