@@ -208,4 +208,4 @@ def due_run_arguments(limit: object, poll_interval: object, worker: object) -> f
     """Check the arguments of a claim and of a claiming loop; returns the poll interval."""
     validate.whole_number(limit, "limit", 1)
     validate.optional_text(worker, "worker")
-    return validate.positive_seconds(poll_interval, "poll_interval")
+    return validate.positive_seconds(poll_interval, "poll_interval", allow_zero=True)

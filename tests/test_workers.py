@@ -267,40 +267,6 @@ def test_eight_processes_never_claim_the_same_run(database):
     assert len(flat) == len(set(flat)) == 400 and set(flat) == ids
 
 
-@pytest.mark.parametrize("seconds", [float("nan"), float("inf"), -float("inf")])
-def test_a_silence_timeout_that_is_not_a_finite_number_is_refused_and_crashes_nothing(
-    orc, clock, seconds
-):
-    run = orc.create_flow_run(state=Running())
-    clock.advance(120)
-    with pytest.raises(InvalidState, match="finite"):
-        orc.mark_lost_runs(timeout=seconds)
-    with pytest.raises(InvalidState, match="finite"):
-        orc.set_heartbeat_timeout(run.id, seconds)
-    with pytest.raises(InvalidState, match="finite"):
-        orc.create_flow_run(state=Running(), heartbeat_timeout=seconds)
-    with pytest.raises(InvalidState, match="finite"):
-        orc.mark_late_runs(threshold=seconds)
-    assert orc.read_flow_run(run.id).state_type is StateType.RUNNING
-    assert orc.mark_lost_runs(timeout=600) == []  # no run with a NaN timeout of its own was left
-
-
-def test_a_late_threshold_reaching_before_the_year_1_marks_no_run_late(orc, clock):
-    [run_id] = schedule(orc, [-3600])
-    assert orc.mark_late_runs(threshold=1e300) == []
-    assert orc.mark_late_runs(threshold=1e11) == []
-    assert orc.read_flow_run(run_id).state.name == "Scheduled"
-
-
-@pytest.mark.parametrize("limit", [2**63, 10**20, True])
-def test_a_claim_limit_a_database_cannot_hold_is_refused(orc, limit):
-    [run_id] = schedule(orc, [-10])
-    with pytest.raises(InvalidState, match="limit="):
-        orc.claim_due_flow_runs(limit=limit)
-    assert orc.read_flow_run(run_id).state_type is StateType.SCHEDULED
-    assert [r.id for r in orc.claim_due_flow_runs(limit=2**63 - 1)] == [run_id]
-
-
 @pytest.mark.parametrize(
     "poll_interval", [float("nan"), float("inf"), -1, 1e300, "5", None], ids=repr
 )

@@ -46,7 +46,7 @@ MAX_SQL_INT = 2**63 - 1
 """The largest whole number a database column holds (SQLite's and PostgreSQL's BIGINT)."""
 
 CENTURY_SECONDS = 100 * 365.25 * 86400
-"""The longest wait a command sleeps for (``time.sleep`` refuses much more)."""
+"""The longest span of seconds a command takes: a century, as the library (no clock goes further)."""
 
 
 class Seconds(click.FloatRange):

@@ -111,9 +111,10 @@ def _show_claimed(claimed: list[FlowRun], *, as_json: bool, once: bool) -> None:
 
 
 @click.command()
-@click.option("--timeout", type=Seconds(min=0, min_open=True), required=True,
+@click.option("--timeout", type=Seconds(min=0, max=CENTURY_SECONDS, min_open=True),
+              required=True,
               help="Seconds of silence (no heartbeat) after which a PENDING/RUNNING run is lost.")
-@click.option("--late-threshold", type=Seconds(min=0), default=None,
+@click.option("--late-threshold", type=Seconds(min=0, max=CENTURY_SECONDS), default=None,
               help="Also mark Late the runs still Scheduled this many seconds past their time.")
 @json_and_database
 def reap(timeout: float, late_threshold: float | None, as_json: bool) -> None:
