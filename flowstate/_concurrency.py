@@ -19,6 +19,7 @@ from uuid import UUID
 
 from flowstate._engine_parts import EngineParts
 from flowstate._interaction import Nap, run_steps
+from flowstate._seconds import optional_span
 from flowstate.concurrency import checks
 from flowstate.concurrency.holding import Acquired, HeldSlots
 from flowstate.concurrency.models import ConcurrencyLease, GlobalConcurrencyLimit
@@ -367,7 +368,7 @@ class ConcurrencyMethods(EngineParts):
         """:meth:`rate_limit` as steps: each attempt a transaction, a Nap between two."""
         wanted = checks.names(names)
         count = checks.count(occupy, "occupy", 1)
-        wait = checks.timeout(timeout)
+        wait = optional_span(timeout, "timeout")
         return (yield from self._acquire_steps(
             wanted, count, mode="rate_limit", timeout=wait, lease_duration=None,
             strict=checks.active(strict, "strict"), holder=None, box=Acquired(),

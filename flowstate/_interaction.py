@@ -21,7 +21,7 @@ from flowstate._engine_parts import EngineParts
 from flowstate._ids import uuid7
 from flowstate._json_depth import deeper_than_allowed, too_deep_message
 from flowstate._models import copy_with
-from flowstate.concurrency.checks import MAX_WAIT_SECONDS
+from flowstate._seconds import optional_span, span
 from flowstate.errors import InvalidState, ObjectNotFound, RunNotResumed, WaitTimeout
 from flowstate.results import OrchestrationResult, SetStateStatus
 from flowstate.runs import FlowRun
@@ -187,7 +187,7 @@ class InteractionMethods(EngineParts):
         not fired twice. ``timeout`` is in seconds on the orchestrator's clock (None: never).
         """
         run_id = validate.run_id(id)
-        seconds = None if timeout is None else _wait_seconds(timeout, "timeout")
+        seconds = None if timeout is None else _pause_timeout(timeout)
         schema, description = _pause_input_arguments(key, reschedule, wait_for_input, description)
         with self._transaction():
             now = self._now()
@@ -261,8 +261,8 @@ class InteractionMethods(EngineParts):
         validate.check_run_input_key(key, "key")
         as_model = None if model is None else _model_of(model, "model")
         self._not_in_a_block("wait_for_resume")
-        interval = _poll_interval(poll_interval)
-        limit = None if timeout is None else _waited_seconds(timeout, "timeout")
+        interval = span(poll_interval, "poll_interval", zero=False)
+        limit = optional_span(timeout, "timeout")
         deadline = None if limit is None else self._now() + timedelta(seconds=limit)
         while True:
             with self._transaction():
@@ -340,8 +340,8 @@ class InteractionMethods(EngineParts):
         as_model = _model_of(type_, "type_")
         prefix = key_prefix if key_prefix is not None else default_key_prefix(as_model)
         validate.check_run_input_key(prefix, "key_prefix")
-        limit = None if timeout is None else _waited_seconds(timeout, "timeout")
-        interval = _poll_interval(poll_interval)
+        limit = optional_span(timeout, "timeout")
+        interval = span(poll_interval, "poll_interval", zero=False)
         if exclude_keys is None:
             exclude_keys = set()
         elif not isinstance(exclude_keys, MutableSet):
@@ -455,35 +455,15 @@ def _pause_index(states: list[State], key: str, run_id: UUID) -> int:
     raise ObjectNotFound(f"flow run {run_id} was never paused with key {key!r}")
 
 
-def _wait_seconds(value: Any, what: str) -> float:
-    """A finite, non-negative number of seconds."""
+def _pause_timeout(value: Any) -> float:
+    """A pause's ``timeout``: seconds >= 0 (the pause's state checks that its end is a date)."""
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value < 0
+        or not 0 <= value < math.inf  # (False for NaN)
     ):
-        raise InvalidState(f"{what}={value!r:.40}; expected a finite number of seconds >= 0")
-    return float(value)
-
-
-def _waited_seconds(value: Any, what: str) -> float:
-    """How long a wait lasts, or its poll interval: :func:`_wait_seconds`, at most a century
-    (as a concurrency timeout: longer is no different from none, and no clock sleeps or
-    writes a deadline that far)."""
-    seconds = _wait_seconds(value, what)
-    if seconds > MAX_WAIT_SECONDS:
-        raise InvalidState(
-            f"{what}={value!r:.40}; expected at most {MAX_WAIT_SECONDS:.0f} seconds (a century)"
-        )
-    return seconds
-
-
-def _poll_interval(value: Any) -> float:
-    seconds = _waited_seconds(value, "poll_interval")
-    if seconds == 0:
-        raise InvalidState("poll_interval=0; expected a finite number of seconds > 0")
-    return seconds
+        raise InvalidState(f"timeout={value!r:.40}; expected a finite number of seconds >= 0")
+    return value
 
 
 def _next_nap(

@@ -15,6 +15,7 @@ from uuid import UUID
 from pydantic import TypeAdapter, ValidationError
 
 from flowstate._text import all_ascii, check_state_text, check_text
+from flowstate._seconds import CENTURY
 from flowstate.errors import InvalidState, ObjectNotFound
 from flowstate._json_depth import deeper_than_allowed, too_deep_message
 from flowstate.orchestration.policy import Policy
@@ -23,7 +24,6 @@ from flowstate.runs import _FLOW_POLICY_DEFAULTS, FlowRun, FlowRunPolicy, TaskRu
 from flowstate.states import State, StateType, plain_state
 
 __all__ = [
-    "MAX_RETRY_DELAY",
     "check_policy",
     "check_retry_delays",
     "check_run_input_key",
@@ -34,7 +34,6 @@ __all__ = [
     "found",
     "plain_flow_run",
     "optional_text",
-    "positive_seconds",
     "run_id",
     "whole_number",
     "new_task_run",
@@ -240,9 +239,6 @@ def coerce_policy(value: Any, model: type[FlowRunPolicy] | type[TaskRunPolicy]) 
     return policy
 
 
-MAX_RETRY_DELAY = 100 * 365.25 * 86400  # seconds: a retry is scheduled at now + delay
-
-
 def check_retry_delays(policy: FlowRunPolicy | TaskRunPolicy) -> None:
     """A delay that cannot be added to "now" would make every later failure raise."""
     delay = policy.retry_delay
@@ -250,25 +246,11 @@ def check_retry_delays(policy: FlowRunPolicy | TaskRunPolicy) -> None:
     spread = 1 + (getattr(policy, "retry_jitter_factor", None) or 0)
     for seconds in delays:
         reach = abs(seconds) * spread
-        if not math.isfinite(reach) or reach > MAX_RETRY_DELAY:
+        if not math.isfinite(reach) or reach > CENTURY:
             raise InvalidState(
                 f"empirical_policy.retry_delay={delay!r} (jitter spread {spread!r}) is out of range; "
                 "a retry delay must be finite and at most 100 years, jitter included"
             )
-
-
-def positive_seconds(value: Any, name: str, *, allow_zero: bool = False) -> float:
-    """A number of seconds above 0 (or 0 too, ``allow_zero``) and at most a century: a span
-    that "now" can be moved by. NaN, infinities and bools are refused."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not 0 <= value <= MAX_RETRY_DELAY  # (False for NaN; exact for any int)
-        or (value == 0 and not allow_zero)
-    ):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise InvalidState(f"{name}={value!r:.40}; expected a number of seconds {bound}, at most a century")
-    return float(value)
 
 
 def optional_text(value: Any, what: str) -> str | None:

@@ -15,6 +15,7 @@ from uuid import UUID
 
 from flowstate import _validation as validate
 from flowstate._engine_parts import EngineParts
+from flowstate._seconds import span
 from flowstate._time import UTC, as_utc
 from flowstate.concurrency.tags import TASK_SLOT_LEASE_SECONDS
 from flowstate.errors import InvalidState
@@ -139,7 +140,7 @@ class WorkerMethods(EngineParts):
     def set_heartbeat_timeout(self, id: UUID | str, timeout: float) -> None:
         """Give a flow run its own heartbeat timeout, which overrides ``mark_lost_runs``'s."""
         run_id = validate.run_id(id)
-        seconds = validate.positive_seconds(timeout, "timeout")
+        seconds = span(timeout, "timeout", zero=False)
         with self._transaction():
             self._read_flow_run(run_id, self._now())
             self._store.record_heartbeat(run_id, timeout_seconds=seconds)
@@ -157,7 +158,7 @@ class WorkerMethods(EngineParts):
         Silence is measured at ``now`` if given, else by the injected ``clock=``, else by the
         database server's clock on PostgreSQL (which also stamps heartbeats), else this host's.
         """
-        default = validate.positive_seconds(timeout, "timeout")
+        default = span(timeout, "timeout", zero=False)
         with self.transaction():  # several decisions: undone together if one fails
             at = self._liveness_time(now)
             results = []
@@ -184,7 +185,7 @@ class WorkerMethods(EngineParts):
         As Prefect's late-runs service: each gets ``Late(scheduled_time=<its scheduled time>)``
         through the mark-late policy.
         """
-        seconds = validate.positive_seconds(threshold, "threshold", allow_zero=True)
+        seconds = span(threshold, "threshold")
         with self.transaction():  # several decisions: undone together if one fails
             at = self._at(now)
             results = []
@@ -208,4 +209,4 @@ def due_run_arguments(limit: object, poll_interval: object, worker: object) -> f
     """Check the arguments of a claim and of a claiming loop; returns the poll interval."""
     validate.whole_number(limit, "limit", 1)
     validate.optional_text(worker, "worker")
-    return validate.positive_seconds(poll_interval, "poll_interval", allow_zero=True)
+    return span(poll_interval, "poll_interval")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal, Self
 from uuid import UUID
 
+from flowstate._seconds import optional_span
 from flowstate.errors import InvalidState
 from flowstate.results import OrchestrationResult
 from flowstate.states import State
@@ -112,7 +113,7 @@ class Subscription(BufferedEvents):
     def get(self, timeout: float | None = None) -> TransitionEvent:
         """The next event; ``queue.Empty`` after ``timeout`` seconds without one, or at once
         when the subscription is closed and its queued events are taken."""
-        event = self._next(checked_timeout(timeout))
+        event = self._next(optional_span(timeout, "timeout"))
         if event is None:
             raise queue.Empty("the subscription is closed")
         return event
@@ -239,26 +240,6 @@ class Listeners:
         _log.error(
             "flowstate listener %r failed on %s", callback, event.state, exc_info=exc
         )
-
-
-MAX_TIMEOUT = 100 * 365.25 * 86400
-"""The longest ``get`` timeout (a century): longer is no different from None (no timeout)."""
-
-
-def checked_timeout(timeout: object) -> float | None:
-    """A ``get`` timeout: None, or seconds from 0 to a century; else :class:`InvalidState`
-    (NaN would wait forever, a huge number overflows the lock's wait)."""
-    if timeout is None:
-        return None
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or not 0 <= timeout <= MAX_TIMEOUT  # (False for NaN)
-    ):
-        raise InvalidState(
-            f"timeout={timeout!r:.40}; expected seconds from 0 to a century, or None (no timeout)"
-        )
-    return float(timeout)
 
 
 def checked_maxsize(maxsize: object) -> int:

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from flowstate._ids import uuid7
 from flowstate._models import set_fields
 from flowstate._names import generate_run_name
+from flowstate._seconds import span
 from flowstate import _validation as validate
 from flowstate._time import as_utc, utcnow
 from flowstate._deployments import DeploymentMethods
@@ -334,7 +335,7 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
         timeout = (
             None
             if heartbeat_timeout is None
-            else validate.positive_seconds(heartbeat_timeout, "heartbeat_timeout")
+            else span(heartbeat_timeout, "heartbeat_timeout", zero=False)
         )
         fields: dict[str, Any] = {
             "id": uuid7() if id is None else validate.run_id(id),

@@ -386,7 +386,7 @@ def _relative_timeout(seconds: Any) -> FromNow:
             f"timeout_seconds must be a number of seconds, not {type(seconds).__name__}: "
             f"{seconds!r}"
         )
-    if not math.isfinite(seconds):
+    if isinstance(seconds, float) and not math.isfinite(seconds):  # (an int is finite)
         raise InvalidState(f"timeout_seconds={seconds!r}: expected a finite number of seconds")
     try:
         return from_now(seconds)

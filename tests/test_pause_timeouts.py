@@ -21,6 +21,7 @@ START = datetime(2024, 1, 1, tzinfo=timezone.utc)
         (float("nan"), "finite"),
         (1e13, "year 9999"),
         (1e300, "year 9999"),
+        (10**400, "year 9999"),
         ("60", "not str"),
         (True, "not bool"),
         ([60], "not list"),
@@ -94,3 +95,15 @@ def test_before_it_is_proposed_a_relative_timeout_shows_the_real_clocks_deadline
         seconds=60
     )
     assert Paused(timeout_seconds=60).model_dump(mode="json")["state_details"]["pause_timeout"]
+
+
+@pytest.mark.parametrize(
+    "value", [10**400, 10**20, -1, float("nan"), float("inf"), "60", True], ids=repr
+)
+def test_pause_flow_run_with_a_timeout_no_pause_can_have_is_invalid_state(value) -> None:
+    # 10**400 raised a raw OverflowError (int too large to convert to float)
+    with Orchestrator(":memory:") as orc:
+        run = orc.create_flow_run(state=Running())
+        with pytest.raises(InvalidState, match="timeout"):
+            orc.pause_flow_run(run.id, timeout=value)
+        assert orc.read_flow_run(run.id).state.type is StateType.RUNNING

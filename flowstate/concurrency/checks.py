@@ -9,13 +9,13 @@ from typing import Any
 from uuid import UUID
 
 from flowstate import _validation as validate
+from flowstate._seconds import optional_span
 from flowstate.errors import InvalidState
 
 __all__ = [
     "BLOCK_MODE",
     "MAX_LEASE_SECONDS",
     "MAX_NAME_BYTES",
-    "MAX_WAIT_SECONDS",
     "MIN_LEASE_SECONDS",
     "block_arguments",
     "count",
@@ -30,7 +30,6 @@ __all__ = [
     "names",
     "new_name",
     "occupancy",
-    "timeout",
 ]
 
 MIN_LEASE_SECONDS = 60
@@ -80,10 +79,6 @@ def names(value: Any) -> list[str]:
     if not found:
         raise InvalidState("names must name at least one limit")
     return list(dict.fromkeys(found))
-
-
-MAX_WAIT_SECONDS = 100 * 365.25 * 86400
-"""The longest ``timeout`` (a century): longer is no different from None (no timeout)."""
 
 
 def expect(ok: bool, what: str, value: Any, expected: str) -> None:
@@ -141,16 +136,6 @@ def occupancy(value: Any) -> float | None:
     return float(value)
 
 
-def timeout(value: Any) -> float | None:
-    if value is None:
-        return None
-    expect(
-        is_number(value) and 0 <= value <= MAX_WAIT_SECONDS, "timeout", value,
-        f"seconds from 0 to {MAX_WAIT_SECONDS:.0f} (a century), or None (no timeout)",
-    )
-    return float(value)
-
-
 def lease_id(value: Any) -> str:
     return str(validate.run_id(value, "lease_id"))
 
@@ -186,7 +171,7 @@ def block_arguments(
     slots = count(occupy, "occupy", 1)
     options = {
         "mode": BLOCK_MODE,
-        "timeout": timeout(wait),
+        "timeout": optional_span(wait, "timeout"),
         "lease_duration": lease_duration(duration),
         "strict": active(strict, "strict"),
         "holder": holder(held_by),
