@@ -90,8 +90,8 @@ def decide_transition(
     if not isinstance(policy, Policy):
         raise InvalidState(f"policy must be a flowstate Policy, not {type(policy).__name__}")
     proposed = _state(proposed, "proposed")
-    initial = None if initial is None else _state(initial, "initial")
-    cached_state = None if cached_state is None else _state(cached_state, "cached_state")
+    initial = _optional_state(initial, "initial")
+    cached_state = _optional_state(cached_state, "cached_state")
     _expect(run, FlowRun if policy.kind == "flow" else TaskRun, "run")
     _expect(flow_run, FlowRun, "flow_run")
     _expect(now, datetime, "now")
@@ -99,11 +99,7 @@ def decide_transition(
         raise InvalidState(f"uniform must be a function of (low, high), not {uniform!r:.40}")
     now = as_utc(now) if now is not None else utcnow()
     if run is None:
-        if policy.kind == "flow":
-            run = FlowRun(id=uuid.uuid4(), name="test-run", state=initial)
-        else:
-            flow_id = None if flow_run is None else flow_run.id
-            run = TaskRun(id=uuid.uuid4(), name="test-task", state=initial, flow_run_id=flow_id)
+        run = _fresh_run(policy, initial, flow_run)
     context = policy.context(
         run,
         proposed,
@@ -117,9 +113,21 @@ def decide_transition(
     return policy.decide(context)
 
 
+def _fresh_run(policy: Policy, initial: State | None, flow_run: FlowRun | None) -> FlowRun | TaskRun:
+    """A new run of the policy's kind in ``initial`` (a task run inside ``flow_run``)."""
+    if policy.kind == "flow":
+        return FlowRun(id=uuid.uuid4(), name="test-run", state=initial)
+    flow_id = None if flow_run is None else flow_run.id
+    return TaskRun(id=uuid.uuid4(), name="test-task", state=initial, flow_run_id=flow_id)
+
+
 def _expect(value: object, kind: type, what: str) -> None:
     if value is not None and not isinstance(value, kind):
         raise InvalidState(f"{what} must be a {kind.__name__} or None, not {type(value).__name__}")
+
+
+def _optional_state(value: object, what: str) -> State | None:
+    return None if value is None else _state(value, what)
 
 
 def _state(value: object, what: str) -> State:

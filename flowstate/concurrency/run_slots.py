@@ -14,7 +14,7 @@ released by ``expire_leases``) or that another run holds frees nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -196,12 +196,18 @@ def give_back(
     for lease in leases:
         until = min(now, lease.expiration)  # an expired lease held nothing after it expired
         occupied = max((until - lease.created).total_seconds(), 0.0)
-        for limit_id, taken in lease.taken.items():
-            row = rows.get(limit_id)
-            if row is None or taken <= 0 or row.slot_decay_per_second > 0:
-                continue
+        for row, taken in _held_slots(lease, rows):
             let_go(row, taken, now, occupied * taken if count_occupancy else None)
             changed[row.id] = row
         limits.delete(lease)
     for row in changed.values():
         limits.update(row)
+
+
+def _held_slots(lease: LeaseRow, rows: dict[str, LimitRow]) -> Iterator[tuple[LimitRow, int]]:
+    """The limits ``lease`` holds slots of that are given back (not a rate limit's: those
+    decay), each with the slots it holds."""
+    for limit_id, taken in lease.taken.items():
+        row = rows.get(limit_id)
+        if row is not None and taken > 0 and row.slot_decay_per_second <= 0:
+            yield row, taken

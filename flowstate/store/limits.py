@@ -161,17 +161,21 @@ class LimitStore:
         params = tuple(_encode(value) for value in values)
         found = [_decoded(table, row) for row in self._execute(statement, params).fetchall()]
         if table is LEASES and found:
-            by_id = {lease.id: lease for lease in found}
-            for part in _parts(tuple(by_id)):
-                links = (
-                    "SELECT k.lease_id, k.limit_id, k.slots, l.name FROM concurrency_lease_limit k "
-                    "JOIN concurrency_limit l ON l.id = k.limit_id "
-                    f"WHERE k.lease_id IN {_in_list(len(part))} ORDER BY l.name"
-                )
-                for lease_id, limit_id, slots, name in self._execute(links, part).fetchall():
-                    by_id[lease_id].taken[limit_id] = slots
-                    by_id[lease_id].names.append(name)
+            self._read_links(found)
         return found
+
+    def _read_links(self, leases: list[LeaseRow]) -> None:
+        """Fill in the limits each of ``leases`` holds slots of (``taken``, ``names``)."""
+        by_id = {lease.id: lease for lease in leases}
+        for part in _parts(tuple(by_id)):
+            links = (
+                "SELECT k.lease_id, k.limit_id, k.slots, l.name FROM concurrency_lease_limit k "
+                "JOIN concurrency_limit l ON l.id = k.limit_id "
+                f"WHERE k.lease_id IN {_in_list(len(part))} ORDER BY l.name"
+            )
+            for lease_id, limit_id, slots, name in self._execute(links, part).fetchall():
+                by_id[lease_id].taken[limit_id] = slots
+                by_id[lease_id].names.append(name)
 
     def _select_in_parts(
         self, kind: type[Any], by: str, values: tuple[Any, ...], lock: str
