@@ -45,7 +45,7 @@ class DeploymentMethods(ConcurrencyMethods):
 
     def _run_slots(self) -> RunSlots:
         """What the rules of one transition may do with limits (inside its transaction)."""
-        return RunSlots(self._limits, lambda: self._liveness_time(None))
+        return RunSlots(self._limits, lambda: self._liveness_time(None), self._store.protect_call)
 
     def _renew_deployment_slot(self, run: FlowRun, now: datetime) -> None:
         """Inside a transaction: make the lease of the deployment slot ``run`` holds last its

@@ -22,7 +22,9 @@ from flowstate import (
     ObjectAlreadyExists,
     ObjectNotFound,
     Orchestrator,
+    RuleError,
 )
+from flowstate.rules import ANY_STATE, CORE_FLOW, CORE_TASK, rule
 from flowstate.states import Completed, Paused, Pending, Running, Scheduled, StateType
 
 _FAIL_RUNNING_STATE = (
@@ -346,3 +348,93 @@ def test_a_refused_call_that_reads_runs_does_not_doom_its_block(
             other = orc.create_flow_run(state=Pending())
         assert {orc.read_flow_run(run.id).state_type for run in runs} == {StateType.PENDING}
         assert orc.read_flow_run(other.id).state_type is StateType.PENDING
+
+
+# -- a rule that raises after a built-in rule took a concurrency slot ----------------------------
+
+
+@rule(from_=ANY_STATE, to=StateType.RUNNING, name="fails-on-running")
+def _fails_on_running(ctx: Any) -> None:
+    raise ValueError("the rule broke")
+
+
+@rule(from_=ANY_STATE, to=StateType.PENDING, name="fails-on-pending")
+def _fails_on_pending(ctx: Any) -> None:
+    raise ValueError("the rule broke")
+
+
+def test_a_rule_raising_after_a_tag_slot_was_taken_undoes_only_its_call_in_a_block(
+    open_orchestrator: Callable[..., Orchestrator],
+) -> None:
+    policy = CORE_TASK.append(_fails_on_running, name="breaks-at-running")
+    with open_orchestrator(task_policy=policy) as orc:
+        orc.create_concurrency_limit("db", 1)
+        flow = orc.create_flow_run(state=Running())
+        task = orc.create_task_run(flow_run_id=flow.id, tags=["db"], state=Pending())
+        with orc.transaction():
+            before = orc.create_flow_run(state=Pending())
+            with pytest.raises(RuleError, match="fails-on-running"):
+                orc.set_task_run_state(task.id, Running())  # the tag rule took the slot first
+            assert orc.read_concurrency_limit("db").active_slots == []
+            after = orc.create_flow_run(state=Pending())
+        assert orc.read_flow_run(before.id).state_type is StateType.PENDING
+        assert orc.read_flow_run(after.id).state_type is StateType.PENDING
+        assert orc.read_task_run(task.id).state_type is StateType.PENDING
+        assert orc.read_concurrency_limit("db").active_slots == []
+
+
+def test_a_rule_raising_after_a_deployment_slot_was_taken_in_a_nested_block_keeps_both_blocks(
+    open_orchestrator: Callable[..., Orchestrator],
+) -> None:
+    policy = CORE_FLOW.append(_fails_on_pending, name="breaks-at-pending")
+    with open_orchestrator(flow_policy=policy) as orc:
+        deployment = orc.create_deployment("nightly", concurrency_limit=1)
+        run = orc.create_flow_run(deployment_id=deployment.id, state=Scheduled())
+        with orc.transaction():
+            outer = orc.create_flow_run(state=Pending())
+            with orc.transaction():
+                inner = orc.create_flow_run(state=Pending())
+                with pytest.raises(RuleError, match="fails-on-pending"):
+                    orc.set_flow_run_state(run.id, Pending())  # after the slot was taken
+                slots = orc.read_deployment(deployment.id).global_concurrency_limit
+                assert slots is not None and slots.active_slots == 0
+                orc.set_flow_run_state(inner.id, Running())
+            orc.set_flow_run_state(outer.id, Running())
+        assert orc.read_flow_run(run.id).state_type is StateType.SCHEDULED
+        assert [s.type for s in orc.read_flow_run_states(run.id)] == [StateType.SCHEDULED]
+        assert orc.read_flow_run(inner.id).state_type is StateType.RUNNING
+        assert orc.read_flow_run(outer.id).state_type is StateType.RUNNING
+        slots = orc.read_deployment(deployment.id).global_concurrency_limit
+        assert slots is not None and slots.active_slots == 0
+
+
+@rule(from_=ANY_STATE, to=StateType.RUNNING, name="fails-for-fragile")
+def _fails_for_fragile(ctx: Any) -> None:
+    if ctx.run.name == "fragile":
+        raise ValueError("the rule broke")
+
+
+def test_the_calls_before_a_rule_raising_in_a_block_keep_the_slots_they_took(
+    open_orchestrator: Callable[..., Orchestrator],
+) -> None:
+    policy = CORE_TASK.append(_fails_for_fragile, name="breaks-for-fragile")
+    with open_orchestrator(task_policy=policy) as orc:
+        orc.create_concurrency_limit("db", 3)
+        flow = orc.create_flow_run(state=Running())
+        first, second, fragile = (
+            orc.create_task_run(flow_run_id=flow.id, name=name, tags=["db"], state=Pending())
+            for name in ("first", "second", "fragile")
+        )
+        with orc.transaction():
+            assert orc.set_task_run_state(first.id, Running()).status.value == "ACCEPT"
+            with pytest.raises(ValueError, match="inner block"):
+                with orc.transaction():
+                    orc.set_task_run_state(second.id, Running())
+                    raise ValueError("inner block")
+            with pytest.raises(RuleError, match="fails-for-fragile"):
+                orc.set_task_run_state(fragile.id, Running())
+        states = {run.id: orc.read_task_run(run.id).state_type for run in (first, second, fragile)}
+        assert states == {
+            first.id: StateType.RUNNING, second.id: StateType.PENDING, fragile.id: StateType.PENDING,
+        }
+        assert orc.read_concurrency_limit("db").active_slots == [first.id]

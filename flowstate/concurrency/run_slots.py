@@ -63,17 +63,29 @@ class RunSlots:
     """Concurrency limits as the rules of one transition see them (inside its transaction).
 
     ``limits`` are the store's rows; ``clock`` gives the time leases are
-    stamped with (asked once, when first needed).
+    stamped with (asked once, when first needed); ``protect``, called before the first write,
+    lets the store make the transition's writes undoable on their own (a rule after them may
+    still raise: see ``StoreBackend.protect_call``).
     """
 
     def __init__(
         self,
         limits: LimitStore | None,
         clock: Callable[[], datetime],
+        protect: Callable[[], None] | None = None,
     ) -> None:
         self._limits = limits
         self._clock = clock
+        self._protect = protect
         self._at: datetime | None = None
+
+    def _writing(self) -> LimitStore:
+        """The limits, about to be written (the store protects the call first, once)."""
+        assert self._limits is not None
+        if self._protect is not None:
+            self._protect()
+            self._protect = None
+        return self._limits
 
     @property
     def now(self) -> datetime:
@@ -114,7 +126,7 @@ class RunSlots:
             if wanted & set(lease.taken)
         ]
         if mine:
-            give_back(self._limits, mine, self.now, count_occupancy=False)
+            give_back(self._writing(), mine, self.now, count_occupancy=False)
 
     def take(
         self, limits: list[LimitRow], holder: Holder, duration: float
@@ -122,13 +134,13 @@ class RunSlots:
         """One slot of each limit (locked rows, all active), held by a new lease of ``holder``
         for ``duration`` seconds: (its id, []); or, when some are full, (None, those limits
         with the slots they hold), nothing written."""
-        assert self._limits is not None
+        limit_store = self._writing()
         now = self.now
-        full = take_slots(self._limits, limits, 1, now)
+        full = take_slots(limit_store, limits, 1, now)
         if full:
             return None, full
         lease = LeaseRow.new(holder, 1, now, duration, [(row, 1) for row in limits])
-        self._limits.insert(lease)
+        limit_store.insert(lease)
         return UUID(lease.id), []
 
     def held(self, lease_id: UUID | None, holder: Holder) -> LeaseRow | None:
@@ -145,8 +157,7 @@ class RunSlots:
         lease = self.held(lease_id, holder)
         if lease is None:
             return False
-        assert self._limits is not None
-        self._limits.renew_lease(lease, self.now + timedelta(seconds=duration))
+        self._writing().renew_lease(lease, self.now + timedelta(seconds=duration))
         return True
 
     def release(
@@ -156,8 +167,7 @@ class RunSlots:
         such lease). ``count_occupancy`` as in :func:`give_back`."""
         lease = self.held(lease_id, holder)
         if lease is not None:
-            assert self._limits is not None
-            give_back(self._limits, [lease], self.now, count_occupancy=count_occupancy)
+            give_back(self._writing(), [lease], self.now, count_occupancy=count_occupancy)
 
 
 NO_SLOTS = RunSlots(None, lambda: datetime.min)

@@ -64,7 +64,9 @@ class StoreBackend(Protocol):
         """``begin`` for one API call that checks its input before its first write. Nested,
         a store may open no savepoint for it; then a database error after the call's first
         write dooms the enclosing block, which raises ``DatabaseError`` and rolls back when it
-        ends (SQLite does this; PostgreSQL keeps a savepoint per call)."""
+        ends (SQLite does this; PostgreSQL keeps a savepoint per call). Writes made while
+        deciding come after ``protect_call``, so a rule's error or a refusal after them
+        undoes just the call."""
 
     def begin_read(self) -> int:
         """``begin_call`` for a call that only reads: it need not lock anything a writer
@@ -72,6 +74,10 @@ class StoreBackend(Protocol):
 
     def end_call(self, token: int, exc: BaseException | None) -> None:
         """End a ``begin_call`` or ``begin_read`` (``token`` is what it returned)."""
+
+    def protect_call(self) -> None:
+        """Before a call's first write while it decides (concurrency slots): from here on, the
+        call failing undoes only what it wrote, and its block goes on."""
 
     # -- runs ------------------------------------------------------------------------------------
 

@@ -63,6 +63,11 @@ class ConnectionLifecycle(Generic[C]):
         """``begin_call`` for a call that only reads; pass the result to ``end_call``."""
         return self.begin_call()
 
+    def protect_call(self) -> None:
+        """Called before a call writes while it decides (concurrency slots), where a rule
+        may still raise or the call refuse: a store whose calls inside a block have no
+        savepoint of their own opens one here. Nothing to do for this store."""
+
     def end_call(self, token: int, exc: BaseException | None) -> None:
         """``end`` of a ``begin_call`` or ``begin_read``."""
         self.end(token, exc)

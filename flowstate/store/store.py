@@ -85,6 +85,8 @@ class SqliteStore(RowStore[sqlite3.Connection]):
     ) -> None:
         self._init_lifecycle(path)
         self._doomed = False  # a call failed halfway inside the open block (see begin_call)
+        self._call_token = 0  # the running call's token when it has no savepoint (negative)
+        self._call_savepoint = False  # SAVEPOINT fs_call is open (see protect_call)
         conn = connect(path, busy_timeout=busy_timeout)
         try:
             with translate_sqlite_errors(path):
@@ -134,8 +136,10 @@ class SqliteStore(RowStore[sqlite3.Connection]):
                 else:
                     if self._doomed:
                         raise DatabaseError(_DOOMED)
+                    self._keep_call()
                     self._before_savepoint()
                     self.conn.execute(f"SAVEPOINT fs_{depth}")
+                self._call_token = 0
             except sqlite3.Error as exc:
                 raise describe(exc, self.path) from exc
             self._depth = depth + 1
@@ -208,13 +212,51 @@ class SqliteStore(RowStore[sqlite3.Connection]):
         (two statements fewer per call): the call's checks all come before its first write, so
         only a database error (or an interrupt) can stop it halfway. If one does after the call
         changed rows, the enclosing block is doomed: further calls in it raise, and it rolls
-        back when it ends (see ``end``). Returns the token for ``end_call``: negative there."""
+        back when it ends (see ``end``). Writes made while deciding, after which a rule may
+        raise or the call refuse, come after ``protect_call``. Returns the token for
+        ``end_call``: negative there."""
         if self._depth == 0 or self._owner != _get_ident():
             return self.begin()
         # this thread's block holds the lock until it ends: nothing to acquire
         if self._doomed:
             raise DatabaseError(_DOOMED)
-        return ~self._changes()
+        if self._call_savepoint:
+            self._keep_call()
+        token = self._call_token = ~self._changes()
+        return token
+
+    def protect_call(self) -> None:
+        """Inside a block, before the running call first writes while it decides: open a
+        savepoint for it (``fs_call``), so that its failing undoes it alone (``end_call``).
+        Nothing when the call has a transaction of its own, has a savepoint already, or has
+        written before (a failure then dooms the block, as ``begin_call`` says)."""
+        token = self._call_token
+        if token >= 0 or self._call_savepoint or self._changes() != ~token:
+            return
+        self._before_savepoint()
+        try:
+            self.conn.execute("SAVEPOINT fs_call")
+        except sqlite3.Error as exc:
+            raise describe(exc, self.path) from exc
+        self._call_savepoint = True
+
+    def _keep_call(self) -> None:
+        """Release the savepoint of a call that succeeded (its changes stay in the block)."""
+        if self._call_savepoint:
+            self._call_savepoint = False
+            self.conn.execute("RELEASE SAVEPOINT fs_call")
+
+    def _undo_call(self) -> bool:
+        """Roll the failed call back to its savepoint; False if that could not be done."""
+        self._call_savepoint = False
+        conn = self._conn
+        if conn is None or not conn.in_transaction:
+            return False
+        try:
+            self._rollback(conn, 1, "fs_call")
+        except sqlite3.Error:
+            return False
+        return True
 
     def _changes(self) -> int:
         """What tells whether a call inside a block changed anything (``end_call``): the rows
@@ -229,7 +271,7 @@ class SqliteStore(RowStore[sqlite3.Connection]):
             return
         if exc is None:
             return
-        if self._halfway(token):
+        if not (self._call_savepoint and self._undo_call()) and self._halfway(token):
             self._doomed = True
         if isinstance(exc, sqlite3.Error):
             raise describe(exc, self.path) from exc
@@ -244,6 +286,8 @@ class SqliteStore(RowStore[sqlite3.Connection]):
         """Commit (or release the savepoint); on ``exc``, roll back and re-raise it translated."""
         try:
             self._depth = depth
+            self._call_token = 0
+            self._call_savepoint = False  # (ended with the savepoint or transaction around it)
             if self._doomed:  # rolling this block back undoes the half-done call inside it
                 self._doomed = False
                 if exc is None:
