@@ -438,3 +438,20 @@ def test_the_calls_before_a_rule_raising_in_a_block_keep_the_slots_they_took(
             first.id: StateType.RUNNING, second.id: StateType.PENDING, fragile.id: StateType.PENDING,
         }
         assert orc.read_concurrency_limit("db").active_slots == [first.id]
+
+
+def test_a_read_that_fails_after_a_call_took_a_slot_in_a_block_undoes_nothing(
+    open_orchestrator: Callable[..., Orchestrator],
+) -> None:
+    with open_orchestrator() as orc:
+        orc.create_concurrency_limit("db", 1)
+        flow = orc.create_flow_run(state=Running())
+        task = orc.create_task_run(flow_run_id=flow.id, tags=["db"], state=Pending())
+        with orc.transaction():
+            assert orc.set_task_run_state(task.id, Running()).status.value == "ACCEPT"
+            with pytest.raises(ObjectNotFound):
+                orc.read_flow_run(uuid.uuid4())
+            with pytest.raises(ObjectNotFound):
+                orc.read_task_run(uuid.uuid4())
+        assert orc.read_task_run(task.id).state_type is StateType.RUNNING
+        assert orc.read_concurrency_limit("db").active_slots == [task.id]

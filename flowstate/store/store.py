@@ -203,9 +203,7 @@ class SqliteStore(RowStore[sqlite3.Connection]):
         neither waits for nor blocks a writer; inside this thread's block, the block's."""
         if self._depth == 0 or self._owner != _get_ident():
             return self._open("BEGIN")
-        if self._doomed:
-            raise DatabaseError(_DOOMED)
-        return ~self._changes()
+        return self.begin_call()
 
     def begin_call(self) -> int:
         """``begin`` for one API call. Inside this thread's transaction it opens no savepoint
