@@ -37,7 +37,7 @@ import random
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from uuid import UUID
 
@@ -324,11 +324,17 @@ class OrchestrationMachine(RuleBasedStateMachine):
         self, kind: Kind, run_id: UUID, state: State, *, force: bool = False
     ) -> OrchestrationResult:
         """Propose ``state`` to a run, then check the answer against the run's history."""
-        before = self.history_now(kind, run_id)
         set_state = self.orc.set_flow_run_state if kind == "flow" else self.orc.set_task_run_state
-        result = set_state(run_id, state, force=force)
+        return self._checked(kind, run_id, lambda: set_state(run_id, state, force=force), force)
+
+    def _checked(
+        self, kind: Kind, run_id: UUID, call: Callable[[], OrchestrationResult], forced: bool
+    ) -> OrchestrationResult:
+        """``call()``'s answer, checked against the run's history before and after it."""
+        before = self.history_now(kind, run_id)
+        result = call()
         after = self.history_now(kind, run_id)
-        if force:
+        if forced:
             self.forced_state_ids |= {s.id for s in after} - {s.id for s in before}
         self.check_result(result, before, after)
         return result
@@ -444,10 +450,7 @@ class OrchestrationMachine(RuleBasedStateMachine):
     @_step("flow", (S.PAUSED,), run_input=_RESUME_INPUT)
     def resume_flow_run(self, run: RunRef, run_input: dict[str, Any] | None) -> None:
         """Resume a paused flow run, with valid input, invalid input or none."""
-        before = self.history_now("flow", run.id)
-        result = self.orc.resume_flow_run(run.id, run_input)
-        after = self.history_now("flow", run.id)
-        self.check_result(result, before, after)
+        self._checked("flow", run.id, lambda: self.orc.resume_flow_run(run.id, run_input), False)
 
     @_step("flow", _END_FROM,
            state=now_states((S.COMPLETED, S.FAILED, S.CRASHED, S.CANCELLING, S.CANCELLED), "flow"))
@@ -493,11 +496,7 @@ class OrchestrationMachine(RuleBasedStateMachine):
         for type_ in StateType:
             with suppress(_Undo), self.orc.transaction():
                 self.propose(kind, run_id, State(type=type_))
-                snap = self.snapshot(only=run_id)
-                self.check_current_state_is_last_in_history(snap)
-                self.check_history_timestamps_increase(snap)
-                self.check_cancelling_only_becomes_cancelled(snap)
-                self.check_run_fields_follow_state(snap)
+                self._check_histories(self.snapshot(only=run_id))
                 raise _Undo
         self.current_type(kind, run_id)
 
@@ -527,15 +526,19 @@ class OrchestrationMachine(RuleBasedStateMachine):
     def flowstate_invariants(self) -> None:
         """Every invariant over every run, from one snapshot."""
         snap = self.snapshot()
-        self.check_current_state_is_last_in_history(snap)
-        self.check_history_timestamps_increase(snap)
+        self._check_histories(snap)
         self.check_run_counts_never_decrease(snap)
-        self.check_cancelling_only_becomes_cancelled(snap)
         self.check_state_ids_are_unique(snap)
-        self.check_run_fields_follow_state(snap)
         for run_id, history in snap.histories.items():
             self._seen[run_id] = len(history)
             self._types[run_id] = snap.runs[run_id].state_type
+
+    def _check_histories(self, snap: Snapshot) -> None:
+        """The invariants each history keeps by itself (those a probe checks too)."""
+        self.check_current_state_is_last_in_history(snap)
+        self.check_history_timestamps_increase(snap)
+        self.check_cancelling_only_becomes_cancelled(snap)
+        self.check_run_fields_follow_state(snap)
 
     def check_current_state_is_last_in_history(self, snap: Snapshot) -> None:
         """A run's state is the last entry of its history (none for a run with no history)."""
@@ -627,15 +630,11 @@ def _check_written(result: OrchestrationResult, written: list[UUID], after: list
             )
 
 
-def _check_rule(cls: type[OrchestrationMachine], name: str, setting: str) -> None:
-    """``setting`` (``rule_weights``, ``step_order``) names a rule ``cls`` has."""
-    if not callable(getattr(cls, name, None)):
-        raise ValueError(f"{setting} names {name!r}, which is not a rule of {cls.__name__}")
-
-
-def _check_weights(cls: type[OrchestrationMachine], weights: dict[str, int]) -> None:
-    for name, weight in weights.items():
-        _check_rule(cls, name, "rule_weights")
+def _check_rules(cls: type[OrchestrationMachine], named: list[tuple[str, str, Any]]) -> None:
+    """Each ``(name, setting, weight)`` names a rule of ``cls``, with a weight from 1 to 8."""
+    for name, setting, weight in named:
+        if not callable(getattr(cls, name, None)):
+            raise ValueError(f"{setting} names {name!r}, which is not a rule of {cls.__name__}")
         if not isinstance(weight, int) or isinstance(weight, bool) or not 1 <= weight <= _MAX_WEIGHT:
             raise ValueError(f"the weight of {name!r} must be an int from 1 to {_MAX_WEIGHT}")
 
@@ -647,9 +646,8 @@ def _weigh_rules(cls: type[OrchestrationMachine]) -> None:
     if cls.mode not in MACHINE_MODES:
         raise ValueError(f"mode must be one of {sorted(MACHINE_MODES)}, got {cls.mode!r}")
     weights = {**cls.rule_weights, **MACHINE_MODES[cls.mode]}
-    _check_weights(cls, weights)
-    for name in cls.step_order:
-        _check_rule(cls, name, "step_order")
+    _check_rules(cls, [*((n, "rule_weights", w) for n, w in weights.items()),
+                       *((n, "step_order", 1) for n in cls.step_order)])
     for name in dir(cls):
         if name.startswith("_weighted_"):
             setattr(cls, name, None)
