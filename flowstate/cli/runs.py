@@ -37,6 +37,7 @@ from flowstate.cli._common import table as make_table
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from flowstate import Orchestrator
     from flowstate.runs import FlowRun, TaskRun
     from flowstate.states import State
 
@@ -76,13 +77,11 @@ def list_runs(
     as_json: bool,
 ) -> None:
     """Flow runs, newest first (the 20 newest unless --limit or --all says otherwise)."""
-    cut = None if every else limit
-    with open_orchestrator() as orc:
-        found = orc.read_flow_runs(**_listing(state_type, flow_name, cut, offset))
-    _print_listing(found, as_json, _title("Flow runs", len(found), cut, offset),
-                   ("id", "flow/name", "state", "runs"),
-                   lambda run: (str(run.id), f"{run.flow_name}/{run.name}", short_state(run.state),
-                                str(run.run_count)))
+    _list("Flow runs", lambda orc, **page: orc.read_flow_runs(**page),
+          state_type, flow_name, None if every else limit, offset, as_json,
+          ("id", "flow/name", "state", "runs"),
+          lambda run: (str(run.id), f"{run.flow_name}/{run.name}", short_state(run.state),
+                       str(run.run_count)))
 
 
 @runs.command("show")
@@ -138,41 +137,32 @@ def list_tasks(
     as_json: bool,
 ) -> None:
     """Task runs, newest first (the 20 newest unless --limit or --all says otherwise)."""
-    cut = None if every else limit
-    with open_orchestrator() as orc:
+
+    def read(orc: Orchestrator, **page: Any) -> list[TaskRun]:
         if flow_run_id is not None:
             orc.read_flow_run(flow_run_id)  # an unknown flow run is an error, not an empty list
-        found = orc.read_task_runs(
-            flow_run_id=flow_run_id, **_listing(state_type, flow_name, cut, offset)
-        )
-    _print_listing(found, as_json, _title("Task runs", len(found), cut, offset),
-                   ("id", "name", "task_key", "state", "runs"),
-                   lambda run: (str(run.id), run.name, run.task_key, short_state(run.state),
-                                str(run.run_count)))
+        return orc.read_task_runs(flow_run_id=flow_run_id, **page)
+
+    _list("Task runs", read, state_type, flow_name, None if every else limit, offset, as_json,
+          ("id", "name", "task_key", "state", "runs"),
+          lambda run: (str(run.id), run.name, run.task_key, short_state(run.state),
+                       str(run.run_count)))
 
 
-def _listing(
-    state_type: str | None, flow_name: str | None, limit: int | None, offset: int
-) -> dict[str, Any]:
-    """The filters and page of ``runs ls`` / ``tasks ls``, as ``read_*_runs`` takes them."""
-    return {
-        "state_type": state_type,
-        "flow_name": flow_name,
-        "limit": limit,
-        "offset": offset,
-        "newest_first": True,
-    }
-
-
-def _print_listing(
-    found: list[Any], as_json: bool, title: str, columns: tuple[str, ...],
+def _list(
+    noun: str, read: Callable[..., list[Any]], state_type: str | None, flow_name: str | None,
+    limit: int | None, offset: int, as_json: bool, columns: tuple[str, ...],
     row: Callable[[Any], tuple[str, ...]],
 ) -> None:
-    """The runs found, as JSON or as a table titled ``title``: one ``row(run)`` per run."""
+    """``runs ls`` / ``tasks ls``: the runs ``read(orc, **filters and page)`` finds, newest
+    first, as JSON or as a table titled by ``noun``: one ``row(run)`` per run."""
+    with open_orchestrator() as orc:
+        found = read(orc, state_type=state_type, flow_name=flow_name, limit=limit,
+                     offset=offset, newest_first=True)
     if as_json:
         echo_json(found)
         return
-    table = make_table(title, columns, no_wrap=NO_WRAP)
+    table = make_table(_title(noun, len(found), limit, offset), columns, no_wrap=NO_WRAP)
     for run in found:
         table.add_row(*row(run))
     console().print(table)
