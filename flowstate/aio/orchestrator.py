@@ -63,8 +63,8 @@ def _waiting_twin(
     one, and the naps pass on the event loop, so a wait holds up neither."""
 
     async def call(self: AsyncOrchestrator, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        waited: R = await self._run_steps(steps, args, kwargs)  # (same defaults as ``method``)
-        return waited
+        # (``steps`` takes the arguments of ``method``, with the same defaults)
+        return await self._run_steps(steps, args, kwargs)  # type: ignore[no-any-return]
 
     functools.update_wrapper(call, method)
     return call

@@ -254,8 +254,8 @@ def run_inputs(schema: Mapping[str, Any] | str) -> st.SearchStrategy[dict[str, A
     parsed = json.loads(schema) if isinstance(schema, str) else dict(schema)
     if parsed.get("type", "object") != "object":
         raise ValueError(f"run input is a JSON object; the schema's type is {parsed['type']!r}")
-    objects = from_schema({**parsed, "type": "object"}).filter(lambda v: not _has_placeholder(v))
-    return objects  # type: ignore[return-value]  # "type": "object" makes every value a dict
+    # ("type": "object" makes every value a dict)
+    return from_schema({**parsed, "type": "object"}).filter(lambda v: not _has_placeholder(v))
 
 
 def _triggers_for(kind: Kind) -> tuple[Trigger, ...]:
