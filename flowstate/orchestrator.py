@@ -703,17 +703,14 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
         return self._store.read_cached_state(details.cache_key, now)
 
     def _save(self, outcome: Outcome, now: datetime, force: bool) -> None:
-        ctx = outcome.context
-        store = self._store
-        run, updates = ctx._base, ctx.updates
-        if outcome.written is not None or updates:
-            initial_id = None if ctx.initial is None else ctx.initial.id
-            store.save_transition(ctx.kind, run, updates, outcome.written, initial_id, now)
-        if outcome.written is not None and self._listeners.callbacks:
+        result, written, ctx = outcome
+        run, updates, initial = ctx._base, ctx.updates, ctx.initial
+        if written is not None or updates:
+            initial_id = None if initial is None else initial.id
+            self._store.save_transition(ctx.kind, run, updates, written, initial_id, now)
+        if written is not None and self._listeners.callbacks:
             self._listeners.record(
-                TransitionEvent(
-                    ctx.kind, run.id, ctx.initial, outcome.written, outcome.result, force
-                )
+                TransitionEvent(ctx.kind, run.id, initial, written, result, force)
             )
         if ctx.effects:
             target = _EffectTarget(self, now)

@@ -456,15 +456,14 @@ class Store(SqliteStore):
         written decoded (``_kept_row``)."""
         run = cached.run
         self._saves += 1  # (a kept run changed: see _changes)
-        set_fields(run, updates)
-        state_row = None
-        if written is not None:
-            state_row = rows.state_insert_row(cached.id_text, written)
-            self._execute(sql.INSERT_FLOW_RUN_STATE, state_row)
-            cached.state_row = state_row
-            state_id = state_row[1]
-        else:
+        if written is None:
             state_id = None if current_state_id is None else str(current_state_id)
+            set_fields(run, updates)
+        else:
+            cached.state_row = state_row = rows.state_insert_row(cached.id_text, written)
+            self._execute(sql.INSERT_FLOW_RUN_STATE, state_row)
+            state_id = state_row[1]
+            set_fields(run, {**updates, "state": written})
         policy = run.__dict__["empirical_policy"]
         waiting = cached.pending is not None
         cached.pending = (state_id, now)
@@ -474,11 +473,8 @@ class Store(SqliteStore):
             self._write_pending(cached)
         elif not waiting:
             self._dirty.append(cached)
-        key = run.id.int
-        if not _immutable(written) or not updates.keys() <= _SAVED_FLOW:
-            self._forget(key)  # result data (see _immutable), or fields its row does not hold
-            return
-        if written is not None:
-            set_fields(run, {"state": written})
-        runs = self._runs
-        runs[key] = runs.pop(key)  # the most recently used
+        key, runs = run.id.int, self._runs
+        if _immutable(written) and updates.keys() <= _SAVED_FLOW:
+            runs[key] = runs.pop(key)  # the most recently used
+        else:  # result data (see _immutable), or fields its row does not hold
+            self._forget(key)
