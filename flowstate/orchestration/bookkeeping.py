@@ -3,7 +3,8 @@
 After the policy's rules and before the state is written, in one pass per kind of run
 (:func:`flow_bookkeeping`, :func:`task_bookkeeping`, sharing :func:`common_bookkeeping`): the
 timestamp kept increasing, the run's state fields, start, end and run times, expected and next
-scheduled start, the state's run ids, the run count and the resuming flag. Nullified
+scheduled start, the state's run ids, the run count, the resuming flag, and a subflow's
+parent task run following the state written. Nullified
 transitions (nothing to write) are left alone. ``tests/orchestration/bookkeeping_spec.py`` states
 the same steps one by one, Prefect's way, and ``tests/orchestration/test_bookkeeping.py`` checks
 that both give the same run and state.
@@ -11,7 +12,7 @@ that both give the same run and state.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,18 +38,6 @@ _ONE_MICROSECOND = timedelta(microseconds=1)
 _RUNNING, _SCHEDULED = StateType.RUNNING, StateType.SCHEDULED
 
 Step = Callable[[TransitionContext, State], State]
-
-
-def mirror_subflow_state_to_parent_task(ctx: TransitionContext) -> None:
-    """A subflow's parent task run follows the subflow's states (forced, after the write)."""
-    parent_task_run_id = ctx._value("parent_task_run_id")
-    if parent_task_run_id is not None and ctx.proposed is not None and ctx.validated is not None:
-        ctx.effects.append(
-            MirrorToParentTask(
-                task_run_id=parent_task_run_id, child_flow_run_id=ctx._value("id"),
-                state=ctx.validated,
-            )
-        )
 
 
 def common_bookkeeping(
@@ -133,7 +122,8 @@ def task_details_update(values: Mapping[str, Any], details: StateDetails) -> dic
 
 
 def flow_bookkeeping(ctx: TransitionContext, proposed: State) -> State:
-    """FLOW_BOOKKEEPING's before-steps in one pass (same result as applying them in order)."""
+    """FLOW_BOOKKEEPING's steps in one pass (same result as applying them in order); a
+    subflow's parent task run is to follow the state written (an effect, after the save)."""
     changes: dict[str, Any] = {}
     values = ctx._values()
     proposed, to_type = common_bookkeeping(ctx.initial, values, proposed, changes)
@@ -147,11 +137,18 @@ def flow_bookkeeping(ctx: TransitionContext, proposed: State) -> State:
     if policy.resuming and (to_type is _RUNNING or to_type in TERMINAL_TYPES):
         changes["empirical_policy"] = copy_with(policy, {"resuming": False})
     ctx._record_bookkeeping(changes)
+    parent_task_run_id = values["parent_task_run_id"]
+    if parent_task_run_id is not None:  # a subflow's parent task run follows the state written
+        ctx.effects.append(
+            MirrorToParentTask(
+                task_run_id=parent_task_run_id, child_flow_run_id=values["id"], state=proposed
+            )
+        )
     return proposed
 
 
 def task_bookkeeping(ctx: TransitionContext, proposed: State) -> State:
-    """TASK_BOOKKEEPING's before-steps in one pass (same result as applying them in order)."""
+    """TASK_BOOKKEEPING's steps in one pass (same result as applying them in order)."""
     changes: dict[str, Any] = {}
     values = ctx._values()
     proposed, to_type = common_bookkeeping(ctx.initial, values, proposed, changes)
@@ -168,17 +165,12 @@ def task_bookkeeping(ctx: TransitionContext, proposed: State) -> State:
 @dataclass(frozen=True)
 class Bookkeeping:
     """What every non-nullified proposal gets after the rules (``before``: the proposal as it
-    is written, the run's fields changed), then what runs once the new state is known
-    (``after``). ``details_update``: the run's ids a proposal names from the start."""
+    is written, the run's fields changed, the effects that follow the write).
+    ``details_update``: the run's ids a proposal names from the start."""
 
     before: Step
     details_update: Callable[[Mapping[str, Any], StateDetails], dict[str, Any] | None]
-    after: Sequence[Callable[[TransitionContext], None]] = ()
 
 
-FLOW_BOOKKEEPING = Bookkeeping(
-    before=flow_bookkeeping,
-    details_update=flow_details_update,
-    after=(mirror_subflow_state_to_parent_task,),
-)
+FLOW_BOOKKEEPING = Bookkeeping(before=flow_bookkeeping, details_update=flow_details_update)
 TASK_BOOKKEEPING = Bookkeeping(before=task_bookkeeping, details_update=task_details_update)

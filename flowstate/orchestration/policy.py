@@ -209,13 +209,10 @@ class Policy:
         """Run the rules and bookkeeping over ``ctx``; pure apart from the context's callables
         (the run is not changed: the outcome carries its changes)."""
         entered = self._enter_rules(ctx)
-        bookkeeping = self.bookkeeping
         written = ctx.proposed
         if written is not None:  # the proposal as it is written
-            written = ctx.proposed = bookkeeping.before(ctx, written)
+            written = ctx.proposed = self.bookkeeping.before(ctx, written)
         ctx.validated = written if written is not None else ctx.initial
-        for step in bookkeeping.after:
-            step(ctx)
         if entered:
             _exit_rules(ctx, entered)
         return Outcome(_result(ctx), written, ctx)
@@ -226,6 +223,7 @@ class Policy:
         run, run changes to keep or drop)."""
         proposal, intended_to = ctx.proposed, ctx.proposed_type
         log = ctx._log
+        logged = len(log)  # (the changes recorded before the rule's turn)
         entered: list[_Entered] = []
         moved = False  # whether a decision changed the proposal's type (or nulled it)
         for rule, before, exits in self._table.get((ctx.initial_type, intended_to), ()):
@@ -234,7 +232,6 @@ class Policy:
                 moved = ctx.proposed_type is not intended_to
             if moved and not rule.universal:
                 continue  # an earlier rule changed the proposal: this rule no longer applies
-            start = len(log)
             try:
                 decision = before(ctx)
             except DatabaseError:
@@ -243,8 +240,9 @@ class Policy:
                 raise _rule_error(rule, exc) from exc
             if decision is not None:
                 _apply(ctx, decision, rule)
-            if exits or len(log) > start:
-                entered.append((rule, ctx.proposed_type, start, len(log)))
+            if exits or len(log) > logged:
+                entered.append((rule, ctx.proposed_type, logged, len(log)))
+                logged = len(log)
         return entered
 
 
