@@ -734,3 +734,36 @@ def test_decide_transition_takes_states_in_every_form_the_orchestrator_takes():
     for proposed in ({"type": "RUNNING", "name": "Running"}, "RUNNING", StateType.RUNNING):
         outcome = decide_transition(CORE_FLOW, initial=Pending(), proposed=proposed, now=MONDAY_NOON)
         assert (outcome.result.status, outcome.written.type) == (SetStateStatus.ACCEPT, StateType.RUNNING)
+
+
+def test_a_rule_that_edits_a_resumes_proposal_changes_that_resume_alone():
+    """Every resume of a blocking pause proposes Running, stamped for its transition: a state
+    cannot be changed in place (frozen), and a rule's edited copy is its resume's alone."""
+    tried = []
+
+    @rule(from_=StateType.PAUSED, to=StateType.RUNNING, name="scribble")
+    def scribble(ctx):
+        try:
+            ctx.proposed.message = "edited"
+        except ValueError:  # (pydantic's ValidationError: a frozen instance)
+            tried.append("frozen")
+        return Proceed(ctx.with_details(ctx.proposed, traceparent="edited"))
+
+    def resumed(orc: Orchestrator):
+        run = orc.create_flow_run()
+        for state in (Pending(), Running(), Paused(pause_key="k")):
+            orc.set_flow_run_state(run.id, state)
+        return orc.resume_flow_run(run.id).state
+
+    with Orchestrator(":memory:", flow_policy=CORE_FLOW.append(scribble)) as editing:
+        edited = resumed(editing)
+    with Orchestrator(":memory:") as plain:
+        first, second = resumed(plain), resumed(plain)
+    assert tried == ["frozen"]
+    assert (edited.name, edited.message, edited.state_details.traceparent) == (
+        "Running", None, "edited")
+    for state in (first, second):
+        assert (state.name, state.message, state.state_details.traceparent) == (
+            "Running", None, None)
+    assert len({edited.id, first.id, second.id}) == 3
+    assert edited.timestamp <= first.timestamp <= second.timestamp

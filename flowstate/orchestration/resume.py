@@ -218,6 +218,9 @@ def _json_text(value: Any) -> str:
 
 
 NOT_PAUSED = "Cannot resume a flow run that is not paused."
+_RESUME = plain_state(StateType.RUNNING)
+"""A blocking pause's resume proposal, State(type=RUNNING): one for every resume, as the
+context stamps a copy of it (an id and a time of its own) and nothing changes it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,5 +273,5 @@ def plan_resume(
             type=StateType.SCHEDULED, name="Resuming", state_details=StateDetails(scheduled_time=now)
         )
     else:
-        proposal = plain_state(StateType.RUNNING)  # State(type=RUNNING), without validation
+        proposal = _RESUME
     return ResumePlan(proposal=proposal, response_key=response_key, response=response)
