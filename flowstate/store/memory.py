@@ -120,8 +120,8 @@ class MemoryStore(ConnectionLifecycle[Tables]):
         depth = self._depth
         del tables.marks[depth:]
         tables.marks.append(len(tables.journal))
+        self._owner = threading.get_ident()  # (first: see SqliteStore._open)
         self._depth = depth + 1
-        self._owner = threading.get_ident()
         return depth
 
     def end(self, depth: int, exc: BaseException | None) -> None:

@@ -141,8 +141,10 @@ class SqliteStore(RowStore[sqlite3.Connection]):
                 self._call_token = 0
             except sqlite3.Error as exc:
                 raise describe(exc, self.path) from exc
-            self._depth = depth + 1
+            # the owner first: another thread that sees the depth above 0 sees the owner too
+            # (else, the last owner, it would take this transaction for its own block)
             self._owner = _get_ident()
+            self._depth = depth + 1
         except BaseException:
             self._depth = depth
             if depth == 0:

@@ -10,6 +10,7 @@ import random
 import sqlite3
 import threading
 import time
+import uuid
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -243,3 +244,53 @@ def test_a_transition_that_waited_for_the_lock_sees_the_state_written_meanwhile(
         assert "PENDING state" in (waiting_result[0].details.reason or "")
         history = [state.type for state in first.read_flow_run_states(run_id)]
         assert history == [StateType.SCHEDULED, StateType.PENDING]
+
+
+def test_a_thread_never_takes_another_threads_transaction_being_opened_for_its_own(
+    database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Thread A opens a transaction on an orchestrator that thread B used last. While A has
+    begun it but not yet finished opening it, B's next call must wait for A's transaction, not
+    run inside it as if in a block of its own (A then rolls back: B's acknowledged transition
+    would be lost)."""
+    from flowstate.store import store as sqlite_store
+    from flowstate.store.postgres import store as postgres_store
+
+    module, opening = (
+        (postgres_store, "_begin") if database.startswith("postgres") else (sqlite_store, "_open")
+    )
+    real = module._get_ident
+    a_inside, b_done = threading.Event(), threading.Event()
+
+    with Orchestrator(database) as orc:
+        runs = [orc.create_flow_run(state=Scheduled()).id for _ in range(2)]
+        assert orc.set_flow_run_state(runs[0], Pending()).status is SetStateStatus.ACCEPT  # B:
+        # this thread
+        answers: list[Any] = []
+
+        def ident() -> int:
+            if threading.current_thread().name == "A" and not a_inside.is_set():
+                import sys
+
+                if sys._getframe(1).f_code.co_name == opening:  # A's BEGIN has been sent
+                    a_inside.set()
+                    b_done.wait(0.5)  # B's call, which must wait for A's transaction
+            return real()
+
+        monkeypatch.setattr(module, "_get_ident", ident)
+
+        def a() -> None:
+            try:
+                orc.set_flow_run_state(uuid.uuid4(), Pending())  # unknown: rolled back
+            except Exception as exc:  # (ObjectNotFound)
+                answers.append(type(exc).__name__)
+
+        thread_a = threading.Thread(target=a, name="A")
+        thread_a.start()
+        assert a_inside.wait(10)
+        answers.append(orc.set_flow_run_state(runs[1], Pending()).status)  # B again
+        b_done.set()
+        thread_a.join(10)
+        assert sorted(map(str, answers)) == sorted(["ObjectNotFound", str(SetStateStatus.ACCEPT)])
+    with Orchestrator(database) as fresh:
+        assert fresh.read_flow_run(runs[1]).state_type is StateType.PENDING

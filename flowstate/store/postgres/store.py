@@ -191,8 +191,8 @@ class PostgresStore(RowStore[psycopg.Connection[Any]]):
         except BaseException:
             lock.release()
             raise
+        self._owner = _get_ident()  # (first: see SqliteStore._open)
         self._depth = depth + 1
-        self._owner = _get_ident()
         return depth
 
     def begin_read(self) -> int:
