@@ -455,3 +455,19 @@ def test_a_read_that_fails_after_a_call_took_a_slot_in_a_block_undoes_nothing(
                 orc.read_task_run(uuid.uuid4())
         assert orc.read_task_run(task.id).state_type is StateType.RUNNING
         assert orc.read_concurrency_limit("db").active_slots == [task.id]
+
+
+def test_a_waiting_run_update_that_fails_inside_a_block_is_not_dropped(tmp_path: Any) -> None:
+    """A read of run rows writes the block's waiting run updates first; when one fails, the
+    read fails, and the update still waits: the block cannot commit a state without its run."""
+    path = str(tmp_path / "block.db")
+    with Orchestrator(path) as orc:
+        run = orc.create_flow_run(state=Pending())
+        _add_trigger(path, _FAIL_RUNNING_RUN)
+        with pytest.raises(DatabaseError, match="simulated disk failure"):
+            with orc.transaction():
+                assert orc.set_flow_run_state(run.id, Running()).status.value == "ACCEPT"
+                with pytest.raises(DatabaseError, match="simulated disk failure"):
+                    orc.read_flow_runs()  # writes the waiting update of the run first
+        assert _history(path, run.id) == [StateType.PENDING]
+        assert _run_rows(path)[str(run.id)][1] == "PENDING"

@@ -208,8 +208,12 @@ class Store(SqliteStore):
         savepoint, or the commit."""
         if self._dirty:
             dirty, self._dirty = self._dirty, []
-            for cached in dirty:  # each holds a waiting update (see _forget)
-                self._write_waiting(cached)
+            try:
+                for cached in dirty:  # each holds a waiting update (see _forget)
+                    self._write_waiting(cached)
+            except BaseException:  # those not written wait still: the commit tries again
+                self._dirty = [cached for cached in dirty if cached.pending is not None]
+                raise
 
     def _execute_on_runs(self, statement: str, params: Any = ()) -> Any:
         self._flushed()
