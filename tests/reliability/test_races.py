@@ -257,7 +257,7 @@ def test_a_thread_never_takes_another_threads_transaction_being_opened_for_its_o
     from flowstate.store.postgres import store as postgres_store
 
     module, opening = (
-        (postgres_store, "_begin") if database.startswith("postgres") else (sqlite_store, "_open")
+        (postgres_store, "begin") if database.startswith("postgres") else (sqlite_store, "_open")
     )
     real = module._get_ident
     a_inside, b_done = threading.Event(), threading.Event()
