@@ -85,8 +85,10 @@ class StoreBackend(Protocol):
         """Insert a new flow run; False if its id is taken (nothing written)."""
 
     def insert_task_run(self, run: TaskRun) -> TaskRun | None:
-        """Insert a new task run: the run as reading it back gives it (equal, field by field
-        and in the fields it counts as set), or None if its id is taken (nothing written)."""
+        """Insert a new task run (as ``create_task_run`` builds it: no state yet, its counts 0,
+        no run times and no cache key): the run as reading it back gives it (equal, field by
+        field and in the fields it counts as set), or None if its id is taken (nothing
+        written)."""
 
     def read_flow_run(self, run_id: UUID) -> FlowRun | None:
         """The flow run with its current state (locked until the transaction ends), or None."""

@@ -368,29 +368,19 @@ def flow_run_from_row(row: Sequence[Any]) -> FlowRun:
 
 
 def task_run_insert_row(run: TaskRun) -> tuple[Any, ...]:
-    """Values for INSERT_TASK_RUN (a new run has no state yet)."""
+    """Values for INSERT_TASK_RUN, for a new task run as ``create_task_run`` builds it: no state
+    yet, its counts 0, no run times and no cache key (the statement writes those)."""
+    values = run.__dict__  # (one dict, instead of pydantic's attribute hook per field)
     return (
-        str(run.id),
-        _str(run.flow_run_id),
-        run.task_key,
-        run.dynamic_key,
-        run.name,
-        None,
-        None,
-        None,
-        run.run_count,
-        run.flow_run_run_count,
-        encode_time(run.start_time),
-        encode_time(run.end_time),
-        run.total_run_time.total_seconds(),
-        encode_time(run.expected_start_time),
-        encode_time(run.next_scheduled_start_time),
-        run.empirical_policy.model_dump_json(),
-        run.cache_key,
-        encode_time(run.cache_expiration),
-        encode_time(run.created),
-        encode_time(run.updated),
-        json.dumps(run.tags),
+        str(values["id"]),
+        _str(values["flow_run_id"]),
+        values["task_key"],
+        values["dynamic_key"],
+        values["name"],
+        values["empirical_policy"].model_dump_json(),
+        encode_time(values["created"]),
+        encode_time(values["updated"]),
+        json.dumps(values["tags"]),
     )
 
 
@@ -433,9 +423,9 @@ def task_run_from_insert_row(run: TaskRun, row: tuple[Any, ...]) -> TaskRun:
         {
             **run.__dict__,
             "tags": list(run.tags),
-            "empirical_policy": _validate_task_policy(row[15]),
-            "created": parse_time(row[18]),
-            "updated": parse_time(row[19]),
+            "empirical_policy": _validate_task_policy(row[5]),
+            "created": parse_time(row[6]),
+            "updated": parse_time(row[7]),
         },
     )
 

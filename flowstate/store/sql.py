@@ -20,8 +20,11 @@ JOINED_STATE_COLUMNS = "s.id, s.type, s.name, s.timestamp, s.message, s.data, s.
 INSERT_FLOW_RUN = f"INSERT INTO flow_run ({FLOW_RUN_COLUMNS}) VALUES ({', '.join('?' * 20)})"
 INSERT_FLOW_RUN_IF_NEW = f"{INSERT_FLOW_RUN} ON CONFLICT (id) DO NOTHING"
 INSERT_TASK_RUN = (
-    f"INSERT INTO task_run ({TASK_RUN_COLUMNS}, tags) VALUES ({', '.join('?' * 21)})"
+    f"INSERT INTO task_run ({TASK_RUN_COLUMNS}, tags) VALUES (?, ?, ?, ?, ?, NULL, NULL, NULL, "
+    "0, 0, NULL, NULL, 0.0, NULL, NULL, ?, NULL, NULL, ?, ?, ?)"
 )
+"""A new task run: its ids, keys, name, policy, creation times and tags; no state yet, and the
+counts, run times and cache key of a run that never ran (``rows.task_run_insert_row``)."""
 INSERT_TASK_RUN_IF_NEW = f"{INSERT_TASK_RUN} ON CONFLICT (id) DO NOTHING"
 TASK_RUN_TAIL = ", r.tags"
 """Read after a task run's state columns (so the state stands at the same place in flow and
