@@ -20,7 +20,14 @@ from flowstate._models import construct
 from flowstate._time import UTC
 from flowstate.errors import DatabaseError
 from flowstate.result_data import is_unpersisted
-from flowstate.runs import _FLOW_POLICY_DEFAULTS, FlowRun, FlowRunPolicy, TaskRun, TaskRunPolicy
+from flowstate.runs import (
+    _FLOW_POLICY_DEFAULTS,
+    _TASK_POLICY_DEFAULTS,
+    FlowRun,
+    FlowRunPolicy,
+    TaskRun,
+    TaskRunPolicy,
+)
 from flowstate.states import _DETAIL_DEFAULTS, State, StateDetails, StateType
 
 __all__ = [
@@ -33,6 +40,7 @@ __all__ = [
     "parse_time",
     "state_from_row",
     "state_insert_row",
+    "task_policy_json",
     "task_run_from_insert_row",
     "task_run_from_row",
     "task_run_insert_row",
@@ -141,6 +149,25 @@ def flow_policy_json(policy: FlowRunPolicy) -> str:
     text = FlowRunPolicy.__pydantic_serializer__.to_json(policy).decode()
     if default:
         _default_policy_json = text
+    return text
+
+
+_default_task_policy_json: str | None = None
+"""The JSON of a default task run policy, once encoded (as for flow runs)."""
+
+
+def task_policy_json(policy: TaskRunPolicy) -> str:
+    """A task run policy's stored JSON: ``policy.model_dump_json()`` (a default policy's,
+    as most new task runs have, encoded once)."""
+    global _default_task_policy_json
+    if type(policy) is not TaskRunPolicy:  # (a subclass might override model_dump_json)
+        return policy.model_dump_json()
+    default = not policy.__pydantic_fields_set__ and policy.__dict__ == _TASK_POLICY_DEFAULTS
+    if default and _default_task_policy_json is not None:
+        return _default_task_policy_json
+    text = TaskRunPolicy.__pydantic_serializer__.to_json(policy).decode()
+    if default:
+        _default_task_policy_json = text
     return text
 
 
@@ -377,7 +404,7 @@ def task_run_insert_row(run: TaskRun) -> tuple[Any, ...]:
         values["task_key"],
         values["dynamic_key"],
         values["name"],
-        values["empirical_policy"].model_dump_json(),
+        task_policy_json(values["empirical_policy"]),
         encode_time(values["created"]),
         encode_time(values["updated"]),
         json.dumps(values["tags"]),
