@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flowstate import _validation as validate
-from flowstate.runs import FlowRun, FlowRunPolicy, TaskRunPolicy
+from flowstate.runs import FlowRun, FlowRunPolicy, TaskRun, TaskRunPolicy
 from flowstate.states import State, StateDetails, StateType
 from flowstate.store import rows
 from flowstate.testing import states
@@ -330,6 +330,30 @@ def test_a_plain_task_policy_is_what_validation_builds() -> None:
     other = validate.task_policy(None)
     other.retries = 3
     assert plain.retries is None and other.__dict__ is not plain.__dict__
+
+
+@pytest.mark.parametrize(
+    "policy", [None, {"retries": 2, "retry_delay": [1, 2.5]}, {"retry_delay": 4}], ids=repr
+)
+def test_a_task_run_copy_is_the_run_again_sharing_nothing_changeable(policy: Any) -> None:
+    """The run cache keeps a copy of a created task run instead of decoding its row again:
+    equal, down to the fields counted as given, with tags and a policy of its own."""
+    new = TaskRun(
+        id=uuid.uuid4(), task_key="k", name="k-0", tags=["a"],
+        empirical_policy=validate.task_policy(policy),
+        created=datetime(2026, 1, 1, tzinfo=_UTC), updated=datetime(2026, 1, 1, tzinfo=_UTC),
+    )
+    run = rows.task_run_from_insert_row(new, rows.task_run_insert_row(new))
+    copy = rows.task_run_copy(run)
+    assert copy == run and copy.model_dump_json() == run.model_dump_json()
+    assert copy.__pydantic_fields_set__ == run.__pydantic_fields_set__
+    policies = copy.empirical_policy, run.empirical_policy
+    assert policies[0].__pydantic_fields_set__ == policies[1].__pydantic_fields_set__
+    copy.tags.append("b")
+    copy.empirical_policy.retries = 7
+    if isinstance(copy.empirical_policy.retry_delay, list):
+        copy.empirical_policy.retry_delay.append(9.0)
+    assert run == rows.task_run_from_insert_row(new, rows.task_run_insert_row(new))
 
 
 def test_a_new_run_row_holds_its_policy_json() -> None:

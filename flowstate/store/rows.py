@@ -16,7 +16,7 @@ from operator import itemgetter
 from typing import Any, overload
 from uuid import UUID
 
-from flowstate._models import construct
+from flowstate._models import construct, copy_with
 from flowstate._time import UTC
 from flowstate.errors import DatabaseError
 from flowstate.result_data import is_unpersisted
@@ -41,6 +41,7 @@ __all__ = [
     "state_from_row",
     "state_insert_row",
     "task_policy_json",
+    "task_run_copy",
     "task_run_from_insert_row",
     "task_run_from_row",
     "task_run_insert_row",
@@ -453,6 +454,24 @@ def task_run_from_insert_row(run: TaskRun, row: tuple[Any, ...]) -> TaskRun:
             "empirical_policy": _validate_task_policy(row[5]),
             "created": parse_time(row[6]),
             "updated": parse_time(row[7]),
+        },
+    )
+
+
+def task_run_copy(run: TaskRun) -> TaskRun:
+    """A copy of a new run ``task_run_from_insert_row`` built that shares nothing a caller could
+    change (its tags and policy are its own): what the same read gives, without decoding it
+    again."""
+    policy = run.empirical_policy
+    delay = policy.__dict__["retry_delay"]  # (the policy's one field that may hold a list)
+    return construct(
+        TaskRun,
+        {
+            **run.__dict__,
+            "tags": list(run.tags),
+            "empirical_policy": copy_with(
+                policy, {"retry_delay": list(delay)} if type(delay) is list else {}
+            ),
         },
     )
 

@@ -385,9 +385,10 @@ class Store(SqliteStore):
         row = self._insert_task_run_row(run)
         if row is None:
             return None
-        if self._caching():  # what reading it gives (the caller gets a run of its own)
-            self._keep_task(rows.task_run_from_insert_row(run, row))
-        return rows.task_run_from_insert_row(run, row)
+        inserted = rows.task_run_from_insert_row(run, row)  # what reading it gives
+        if self._caching():  # (the caller gets a run of its own)
+            self._keep_task(rows.task_run_copy(inserted))
+        return inserted
 
     def working_task_run(self, run_id: UUID) -> TaskRun | None:
         """The task run for a transition: the one the last transition left,
