@@ -174,18 +174,33 @@ class RowStore(ConnectionLifecycle[C]):
         applied (the run read for this transition, which no one else holds; each id encoded
         once: the state's row and the run's share their texts)."""
         set_fields(run, updates)
-        sql, execute = self._sql, self._execute
-        flow = kind == "flow"
+        if kind == "task":
+            self._write_task_transition(run, str(run.id), written, current_state_id, now)  # type: ignore[arg-type]
+            return
         run_id: str | None = None
         state_id: UUID | str | None = current_state_id
         if written is not None:
             state_row = rows.state_insert_row(run.id, written)
-            execute(sql.INSERT_FLOW_RUN_STATE if flow else sql.INSERT_TASK_RUN_STATE, state_row)
+            self._execute(self._sql.INSERT_FLOW_RUN_STATE, state_row)
             run_id, state_id = state_row[0], state_row[1]  # (both ids, as text)
-        if flow:
-            self._update_flow_run(rows.flow_run_update_row(run, state_id, now, run_id=run_id))  # type: ignore[arg-type]
-        else:
-            execute(sql.UPDATE_TASK_RUN, rows.task_run_update_row(run, state_id, now, run_id))  # type: ignore[arg-type]
+        self._update_flow_run(rows.flow_run_update_row(run, state_id, now, run_id=run_id))  # type: ignore[arg-type]
+
+    def _write_task_transition(
+        self,
+        run: TaskRun,
+        run_id: str,
+        written: State | None,
+        current_state_id: UUID | None,
+        now: datetime,
+    ) -> None:
+        """Write a task run's transition: its new state (if any) and its row, under the id's
+        text ``run_id`` (``run`` holds the transition's changes already)."""
+        state_id: UUID | str | None = current_state_id
+        if written is not None:
+            state_row = rows.state_insert_row(run_id, written)
+            self._execute(self._sql.INSERT_TASK_RUN_STATE, state_row)
+            state_id = state_row[1]
+        self._execute(self._sql.UPDATE_TASK_RUN, rows.task_run_update_row(run, state_id, now, run_id))
 
     # -- task cache ------------------------------------------------------------------------
 

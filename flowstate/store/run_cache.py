@@ -123,8 +123,9 @@ class Store(SqliteStore):
         # connection has committed (PRAGMA data_version, checked at each BEGIN).
         self._runs: dict[int, _CachedFlowRun] = {}  # by UUID.int: hashing an int is cheaper
         self._data_version: int | None = None
-        # Task runs a transition works on (see working_task_run), as the last one left them.
-        self._tasks: dict[int, TaskRun] = {}
+        # Task runs a transition works on (see working_task_run), as the last one left them,
+        # each with its id's text (what its rows are written under).
+        self._tasks: dict[int, tuple[TaskRun, str]] = {}
         # Entries holding a run's UPDATE that waits for the block's commit (see _flushed).
         self._dirty: list[_CachedFlowRun] = []
         self._defer = False  # inside a block of several calls: updates wait
@@ -387,7 +388,7 @@ class Store(SqliteStore):
             return None
         inserted = rows.task_run_from_insert_row(run, row)  # what reading it gives
         if self._caching():  # (the caller gets a run of its own)
-            self._keep_task(rows.task_run_copy(inserted))
+            self._keep_task(rows.task_run_copy(inserted), row[0])
         return inserted
 
     def working_task_run(self, run_id: UUID) -> TaskRun | None:
@@ -395,17 +396,18 @@ class Store(SqliteStore):
         when there is one (see :meth:`StoreBackend.working_task_run`), else a fresh read.
         Readers (``read_task_run``) always get the row decoded."""
         if self._caching():
-            run = self._tasks.get(run_id.int)
-            if run is None:
-                run = SqliteStore.read_task_run(self, run_id)
-                if run is not None and _immutable(run.state):
-                    self._keep_task(run)
+            kept = self._tasks.get(run_id.int)
+            if kept is not None:
+                return kept[0]
+            run = SqliteStore.read_task_run(self, run_id)
+            if run is not None and _immutable(run.state):
+                self._keep_task(run, str(run_id))
             return run
         return SqliteStore.read_task_run(self, run_id)
 
-    def _keep_task(self, run: TaskRun) -> None:
+    def _keep_task(self, run: TaskRun, id_text: str) -> None:
         tasks = self._tasks
-        tasks[run.id.int] = run
+        tasks[run.id.int] = (run, id_text)
         if len(tasks) > RUN_CACHE_SIZE:
             del tasks[next(iter(tasks))]  # the least recently kept
 
@@ -433,8 +435,9 @@ class Store(SqliteStore):
                         self._save_cached_flow_run(cached, updates, written, current_state_id, now)
                         return
                     self._forget(key)  # (not the run it keeps: the next read decodes the row)
-            elif self._tasks.get(key) is run:
-                SqliteStore.save_transition(self, kind, run, updates, written, current_state_id, now)
+            elif (kept := self._tasks.get(key)) is not None and kept[0] is run:
+                set_fields(run, updates)
+                self._write_task_transition(run, kept[1], written, current_state_id, now)
                 if _immutable(written) and updates.keys() <= _SAVED_TASK:
                     if written is not None:
                         set_fields(run, {"state": written})
