@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from flowstate import _validation as validate
 from flowstate.runs import FlowRun, FlowRunPolicy, TaskRun, TaskRunPolicy
 from flowstate.states import State, StateDetails, StateType
-from flowstate.store import rows
+from flowstate.store import rows, sql
+from flowstate.store.postgres import sql as postgres_sql
 from flowstate.testing import states
 
 _UTC = timezone.utc
@@ -354,6 +355,38 @@ def test_a_task_run_copy_is_the_run_again_sharing_nothing_changeable(policy: Any
     if isinstance(copy.empirical_policy.retry_delay, list):
         copy.empirical_policy.retry_delay.append(9.0)
     assert run == rows.task_run_from_insert_row(new, rows.task_run_insert_row(new))
+
+
+def test_a_task_runs_changes_are_its_changed_columns_as_stored() -> None:
+    """A task run's transition writes the columns it changed, in the order first changed,
+    each value encoded as the run's row holds it; a field its row does not hold is left out."""
+    moment = datetime(2026, 1, 1, 12, 0, 0, 5, tzinfo=_UTC)
+    updates = {
+        "state_type": StateType.RUNNING,
+        "state_name": "Running",
+        "start_time": moment,
+        "end_time": None,
+        "total_run_time": timedelta(seconds=1.5),
+        "run_count": 2,
+        "flow_name": "not a task run's",
+        "cache_key": None,
+        "cache_expiration": moment,
+    }
+    columns, values = rows.task_run_changes(updates)
+    assert columns == (
+        "state_type", "state_name", "start_time", "end_time", "total_run_time", "run_count",
+        "cache_key", "cache_expiration",
+    )
+    text = rows.encode_time(moment)
+    assert values == ["RUNNING", "Running", text, None, 1.5, 2, None, text]
+    assert rows.task_run_changes({}) == ((), [])
+    statement = sql.update_task_run(("state_id", *columns))
+    assert statement == (
+        "UPDATE task_run SET state_id = ?, state_type = ?, state_name = ?, start_time = ?, "
+        "end_time = ?, total_run_time = ?, run_count = ?, cache_key = ?, cache_expiration = ?, "
+        "updated = ? WHERE id = ?"
+    )
+    assert postgres_sql.update_task_run(columns) == sql.update_task_run(columns).replace("?", "%s")
 
 
 def test_a_new_run_row_holds_its_policy_json() -> None:

@@ -175,7 +175,7 @@ class RowStore(ConnectionLifecycle[C]):
         once: the state's row and the run's share their texts)."""
         set_fields(run, updates)
         if kind == "task":
-            self._write_task_transition(run, str(run.id), written, current_state_id, now)  # type: ignore[arg-type]
+            self._write_task_transition(str(run.id), updates, written, now)
             return
         run_id: str | None = None
         state_id: UUID | str | None = current_state_id
@@ -186,21 +186,19 @@ class RowStore(ConnectionLifecycle[C]):
         self._update_flow_run(rows.flow_run_update_row(run, state_id, now, run_id=run_id))  # type: ignore[arg-type]
 
     def _write_task_transition(
-        self,
-        run: TaskRun,
-        run_id: str,
-        written: State | None,
-        current_state_id: UUID | None,
-        now: datetime,
+        self, run_id: str, updates: dict[str, Any], written: State | None, now: datetime
     ) -> None:
-        """Write a task run's transition: its new state (if any) and its row, under the id's
-        text ``run_id`` (``run`` holds the transition's changes already)."""
-        state_id: UUID | str | None = current_state_id
+        """Write a task run's transition under the text of its id, ``run_id``: its new state
+        (if any), and in its row the columns the transition changed (``updates``), the new
+        state's id and the time."""
+        columns, values = rows.task_run_changes(updates)
         if written is not None:
             state_row = rows.state_insert_row(run_id, written)
             self._execute(self._sql.INSERT_TASK_RUN_STATE, state_row)
-            state_id = state_row[1]
-        self._execute(self._sql.UPDATE_TASK_RUN, rows.task_run_update_row(run, state_id, now, run_id))
+            columns = ("state_id", *columns)
+            values.insert(0, state_row[1])
+        values += (rows.encode_time(now), run_id)
+        self._execute(self._sql.update_task_run(columns), values)
 
     # -- task cache ------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from flowstate._time import UTC
 from flowstate.errors import DatabaseError
 from flowstate.result_data import is_unpersisted
 from flowstate.runs import (
+    SAVED_FIELDS,
     _FLOW_POLICY_DEFAULTS,
     _TASK_POLICY_DEFAULTS,
     FlowRun,
@@ -45,7 +46,7 @@ __all__ = [
     "task_run_from_insert_row",
     "task_run_from_row",
     "task_run_insert_row",
-    "task_run_update_row",
+    "task_run_changes",
 ]
 
 STATE_WIDTH = 7
@@ -412,33 +413,28 @@ def task_run_insert_row(run: TaskRun) -> tuple[Any, ...]:
     )
 
 
-def task_run_update_row(
-    run: TaskRun, state_id: UUID | str | None, updated: datetime, run_id: str | None = None
-) -> tuple[Any, ...]:
-    """Values for UPDATE_TASK_RUN (``state_id`` may be text already; ``run_id``:
-    ``str(run.id)``, if known)."""
-    values = run.__dict__  # (one dict, instead of an attribute lookup per field)
-    state_type = values["state_type"]
-    # (times are often None: no call for those)
-    start, end = values["start_time"], values["end_time"]
-    expected, following = values["expected_start_time"], values["next_scheduled_start_time"]
-    expiration = values["cache_expiration"]
-    return (
-        state_id if type(state_id) is str else _str(state_id),
-        None if state_type is None else state_type._value_,
-        values["state_name"],
-        values["run_count"],
-        values["flow_run_run_count"],
-        None if start is None else encode_time(start),
-        None if end is None else encode_time(end),
-        values["total_run_time"].total_seconds(),
-        None if expected is None else encode_time(expected),
-        None if following is None else encode_time(following),
-        values["cache_key"],
-        None if expiration is None else encode_time(expiration),
-        encode_time(updated),
-        str(run.id) if run_id is None else run_id,
-    )
+_TASK_RUN_TIMES = frozenset(
+    ("start_time", "end_time", "expected_start_time", "next_scheduled_start_time", "cache_expiration")
+)
+_TASK_RUN_SAVED = SAVED_FIELDS["task"]
+
+
+def task_run_changes(updates: dict[str, Any]) -> tuple[tuple[str, ...], list[Any]]:
+    """The columns of a task run's row that a transition's ``updates`` change (the fields a
+    transition saves, in the order first changed), and their values as stored."""
+    columns, values = [], []
+    for name, value in updates.items():
+        if name in _TASK_RUN_TIMES:
+            value = encode_time(value)
+        elif name == "state_type":
+            value = None if value is None else value._value_
+        elif name == "total_run_time":
+            value = value.total_seconds()
+        elif name not in _TASK_RUN_SAVED:
+            continue  # (not in the row)
+        columns.append(name)
+        values.append(value)
+    return tuple(columns), values
 
 
 def task_run_from_insert_row(run: TaskRun, row: tuple[Any, ...]) -> TaskRun:

@@ -435,20 +435,34 @@ class Store(SqliteStore):
                         self._save_cached_flow_run(cached, updates, written, current_state_id, now)
                         return
                     self._forget(key)  # (not the run it keeps: the next read decodes the row)
-            elif (kept := self._tasks.get(key)) is not None and kept[0] is run:
-                set_fields(run, updates)
-                self._write_task_transition(run, kept[1], written, current_state_id, now)
-                if _immutable(written) and updates.keys() <= _SAVED_TASK:
-                    if written is not None:
-                        set_fields(run, {"state": written})
-                else:
-                    del self._tasks[key]  # result data, or fields its row does not hold
-                return
             else:
+                kept = self._tasks.get(key)
+                if kept is not None and kept[0] is run:
+                    self._save_kept_task_run(key, kept[1], updates, written, now)
+                    return
                 self._tasks.pop(key, None)
         else:
             self._forget_runs()
         SqliteStore.save_transition(self, kind, run, updates, written, current_state_id, now)
+
+    def _save_kept_task_run(
+        self,
+        key: int,
+        id_text: str,
+        updates: dict[str, Any],
+        written: State | None,
+        now: datetime,
+    ) -> None:
+        """Save a transition of the task run kept under ``key``: ``updates`` applied to it, and
+        its new state, its rows written under its id's text."""
+        run = self._tasks[key][0]
+        set_fields(run, updates)
+        self._write_task_transition(id_text, updates, written, now)
+        if _immutable(written) and updates.keys() <= _SAVED_TASK:
+            if written is not None:
+                set_fields(run, {"state": written})
+        else:
+            del self._tasks[key]  # result data, or fields its row does not hold
 
     def _save_cached_flow_run(
         self,

@@ -131,12 +131,19 @@ UPDATE_CHANGED_FLOW_RUN_POLICY = (
 )
 INSERT_FLOW_RUN_PAYLOAD = "INSERT INTO flow_run_payload (flow_run_id, parameters, tags) VALUES (?, ?, ?)"
 INSERT_FLOW_RUN_POLICY = "INSERT INTO flow_run_policy (flow_run_id, empirical_policy) VALUES (?, ?)"
-UPDATE_TASK_RUN = (
-    "UPDATE task_run SET state_id = ?, state_type = ?, state_name = ?, run_count = ?, "
-    "flow_run_run_count = ?, start_time = ?, end_time = ?, total_run_time = ?, "
-    "expected_start_time = ?, next_scheduled_start_time = ?, cache_key = ?, "
-    "cache_expiration = ?, updated = ? WHERE id = ?"
-)
+_task_run_updates: dict[tuple[str, ...], str] = {}
+
+
+def update_task_run(columns: tuple[str, ...]) -> str:
+    """The UPDATE of a task run's transition: the ``columns`` it changed (``state_id`` when it
+    wrote a state, and the run's saved fields it set, ``rows.task_run_changes``), then
+    ``updated``; by the run's id. Each shape is written once."""
+    statement = _task_run_updates.get(columns)
+    if statement is None:
+        sets = "".join(f"{column} = ?, " for column in columns)
+        statement = _task_run_updates[columns] = f"UPDATE task_run SET {sets}updated = ? WHERE id = ?"
+    return statement
+
 
 INSERT_FLOW_RUN_STATE = (
     f"INSERT INTO flow_run_state (flow_run_id, {STATE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"

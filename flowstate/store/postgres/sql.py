@@ -19,6 +19,17 @@ def psycopg_form(statement: str) -> str:
     return statement.replace("?", "%s")
 
 
+_task_run_updates: dict[tuple[str, ...], str] = {}
+
+
+def update_task_run(columns: tuple[str, ...]) -> str:
+    """SQLite's ``update_task_run`` with psycopg's placeholders."""
+    statement = _task_run_updates.get(columns)
+    if statement is None:
+        statement = _task_run_updates[columns] = psycopg_form(sqlite.update_task_run(columns))
+    return statement
+
+
 def select_runs(kind: str, **filters: bool) -> str:
     """SQLite's ``select_runs`` with psycopg's placeholders, the payload in the run's row."""
     return sqlite.select_runs(kind, **filters, placeholder="%s", payload_table=False)
@@ -45,7 +56,6 @@ SELECT_TASK_RUN_FOR_UPDATE = f"{SELECT_TASK_RUN} FOR UPDATE OF r"
 RUN_STATE_ID = 5
 STATE_ID = 20
 UPDATE_FLOW_RUN = psycopg_form(sqlite.UPDATE_FLOW_RUN_ONE_TABLE)
-UPDATE_TASK_RUN = psycopg_form(sqlite.UPDATE_TASK_RUN)
 
 INSERT_FLOW_RUN_STATE = psycopg_form(sqlite.INSERT_FLOW_RUN_STATE)
 INSERT_TASK_RUN_STATE = psycopg_form(sqlite.INSERT_TASK_RUN_STATE)
