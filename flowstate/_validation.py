@@ -20,14 +20,7 @@ from flowstate.errors import InvalidState, ObjectNotFound
 from flowstate._json_depth import deeper_than_allowed, too_deep_message
 from flowstate.orchestration.policy import Policy
 from flowstate._models import construct
-from flowstate.runs import (
-    _FLOW_POLICY_DEFAULTS,
-    _TASK_POLICY_DEFAULTS,
-    FlowRun,
-    FlowRunPolicy,
-    TaskRun,
-    TaskRunPolicy,
-)
+from flowstate.runs import _FLOW_POLICY_DEFAULTS, FlowRun, FlowRunPolicy, TaskRun, TaskRunPolicy
 from flowstate.states import State, StateType, plain_state
 
 __all__ = [
@@ -40,7 +33,6 @@ __all__ = [
     "coerce_state",
     "found",
     "plain_flow_run",
-    "task_policy",
     "optional_text",
     "run_id",
     "whole_number",
@@ -227,15 +219,6 @@ def _plain_values(fields: dict[str, Any]) -> bool:
 def _all_text(items: dict[Any, Any] | list[Any]) -> bool:
     """Whether every key of a dict, or every item of a list, is exactly a str."""
     return not items or all(type(item) is str for item in items)
-
-
-def task_policy(value: Any) -> TaskRunPolicy:
-    """``create_task_run``'s ``empirical_policy``: None gives the default policy, built without
-    validation (what ``TaskRunPolicy()`` builds: nothing given, every value its field's
-    default); anything else is checked by :func:`coerce_policy`."""
-    if value is None:
-        return construct(TaskRunPolicy, dict(_TASK_POLICY_DEFAULTS), set())
-    return coerce_policy(value, TaskRunPolicy)  # type: ignore[no-any-return]
 
 
 def coerce_policy(value: Any, model: type[FlowRunPolicy] | type[TaskRunPolicy]) -> Any:

@@ -525,7 +525,7 @@ class Orchestrator(WorkerMethods, InteractionMethods, DeploymentMethods, TagLimi
                 "dynamic_key": dynamic_key,
                 "name": name or f"{task_key}-{dynamic_key}",
                 "tags": checked_tags,
-                "empirical_policy": validate.task_policy(empirical_policy),
+                "empirical_policy": validate.coerce_policy(empirical_policy, TaskRunPolicy),
             }
         )
         with self._transaction():

@@ -92,12 +92,6 @@ class TaskRunPolicy(BaseModel):
         return self
 
 
-_TASK_POLICY_DEFAULTS: dict[str, Any] = {
-    name: field.default for name, field in TaskRunPolicy.model_fields.items()
-}
-"""A default TaskRunPolicy's values (all immutable), read off the fields as for flow runs."""
-
-
 _RUN_CONFIG = ConfigDict(defer_build=True, ser_json_timedelta="float")
 
 

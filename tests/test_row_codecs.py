@@ -279,60 +279,6 @@ def test_the_default_policy_shortcut_gives_model_dump_json(policy: FlowRunPolicy
         assert rows.flow_policy_json(policy) == policy.model_dump_json()
 
 
-class _OwnTaskPolicy(TaskRunPolicy):
-    def model_dump_json(self, **kwargs: Any) -> str:
-        return super().model_dump_json(**kwargs) + " (own)"
-
-
-def _unset_task(values: dict[str, Any]) -> TaskRunPolicy:
-    """A task policy holding ``values`` with no field counted as given (as a default one)."""
-    policy = TaskRunPolicy()
-    policy.__dict__.update(values)
-    return policy
-
-
-@pytest.mark.parametrize(
-    "policy",
-    [
-        TaskRunPolicy(),
-        TaskRunPolicy.model_construct(),
-        validate.task_policy(None),
-        TaskRunPolicy(max_retries=2, retry_delay_seconds=0.25),  # deprecated fields back-filled
-        TaskRunPolicy(retries=3, retry_delay=[1, 2.5, 1e-5], retry_jitter_factor=0.5),
-        TaskRunPolicy(retries=0),  # given: encoded, not taken for the defaults
-        _unset_task({"retry_delay_seconds": 0.0}),  # 0.0 == 0: the default's text all the same
-        _unset_task({"retries": 1}),  # changed behind pydantic's back: not the defaults
-        _unset_task({"retry_delay": [1.0]}),
-        TaskRunPolicy.model_construct(retry_delay_seconds=float("nan")),
-        TaskRunPolicy.model_construct(extra_key=1),
-        _OwnTaskPolicy(retries=1),
-        _OwnTaskPolicy(),
-    ],
-    ids=repr,
-)
-def test_task_policy_json_is_model_dump_json(policy: TaskRunPolicy) -> None:
-    rows.task_policy_json(TaskRunPolicy())  # the defaults' text is known from here on
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        assert _outcome(lambda: rows.task_policy_json(policy)) == _outcome(policy.model_dump_json)
-
-
-def test_a_plain_task_policy_is_what_validation_builds() -> None:
-    """``create_task_run`` without a policy builds the default one without validation: equal
-    to ``TaskRunPolicy()`` in its values, their types and the fields counted as given, and a
-    policy of its own each time."""
-    plain, validated = validate.task_policy(None), TaskRunPolicy()
-    assert plain == validated
-    assert [(k, type(v), v) for k, v in plain.__dict__.items()] == [
-        (k, type(v), v) for k, v in validated.__dict__.items()
-    ]
-    assert plain.__pydantic_fields_set__ == validated.__pydantic_fields_set__ == set()
-    assert plain.model_dump_json() == validated.model_dump_json()
-    other = validate.task_policy(None)
-    other.retries = 3
-    assert plain.retries is None and other.__dict__ is not plain.__dict__
-
-
 @pytest.mark.parametrize(
     "policy", [None, {"retries": 2, "retry_delay": [1, 2.5]}, {"retry_delay": 4}], ids=repr
 )
@@ -341,7 +287,7 @@ def test_a_task_run_copy_is_the_run_again_sharing_nothing_changeable(policy: Any
     equal, down to the fields counted as given, with tags and a policy of its own."""
     new = TaskRun(
         id=uuid.uuid4(), task_key="k", name="k-0", tags=["a"],
-        empirical_policy=validate.task_policy(policy),
+        empirical_policy=validate.coerce_policy(policy, TaskRunPolicy),
         created=datetime(2026, 1, 1, tzinfo=_UTC), updated=datetime(2026, 1, 1, tzinfo=_UTC),
     )
     run = rows.task_run_from_insert_row(new, rows.task_run_insert_row(new))

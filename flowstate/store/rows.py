@@ -23,7 +23,6 @@ from flowstate.result_data import is_unpersisted
 from flowstate.runs import (
     SAVED_FIELDS,
     _FLOW_POLICY_DEFAULTS,
-    _TASK_POLICY_DEFAULTS,
     FlowRun,
     FlowRunPolicy,
     TaskRun,
@@ -41,7 +40,6 @@ __all__ = [
     "parse_time",
     "state_from_row",
     "state_insert_row",
-    "task_policy_json",
     "task_run_copy",
     "task_run_from_insert_row",
     "task_run_from_row",
@@ -151,25 +149,6 @@ def flow_policy_json(policy: FlowRunPolicy) -> str:
     text = FlowRunPolicy.__pydantic_serializer__.to_json(policy).decode()
     if default:
         _default_policy_json = text
-    return text
-
-
-_default_task_policy_json: str | None = None
-"""The JSON of a default task run policy, once encoded (as for flow runs)."""
-
-
-def task_policy_json(policy: TaskRunPolicy) -> str:
-    """A task run policy's stored JSON: ``policy.model_dump_json()`` (a default policy's,
-    as most new task runs have, encoded once)."""
-    global _default_task_policy_json
-    if type(policy) is not TaskRunPolicy:  # (a subclass might override model_dump_json)
-        return policy.model_dump_json()
-    default = not policy.__pydantic_fields_set__ and policy.__dict__ == _TASK_POLICY_DEFAULTS
-    if default and _default_task_policy_json is not None:
-        return _default_task_policy_json
-    text = TaskRunPolicy.__pydantic_serializer__.to_json(policy).decode()
-    if default:
-        _default_task_policy_json = text
     return text
 
 
@@ -406,7 +385,7 @@ def task_run_insert_row(run: TaskRun) -> tuple[Any, ...]:
         values["task_key"],
         values["dynamic_key"],
         values["name"],
-        task_policy_json(values["empirical_policy"]),
+        values["empirical_policy"].model_dump_json(),
         encode_time(values["created"]),
         encode_time(values["updated"]),
         json.dumps(values["tags"]),
