@@ -35,6 +35,9 @@ class RowStore(ConnectionLifecycle[C]):
     """The backend's SQL constants (``flowstate.store.sql`` or ``flowstate.store.postgres.sql``)."""
     _execute: Callable[..., Any]
     """Run one statement with its parameters; returns the cursor."""
+    _write: Callable[..., Any]
+    """``_execute`` for a write whose cursor is done with once it returns (its rowcount read
+    at once, if at all): a backend may run these through one cursor of its own."""
 
     def _execute_on_runs(self, statement: str, params: Any = ()) -> Any:
         """``_execute`` for a statement that reads or deletes flow_run rows beyond one run's
@@ -82,7 +85,7 @@ class RowStore(ConnectionLifecycle[C]):
     def _insert_task_run_row(self, run: TaskRun) -> tuple[Any, ...] | None:
         """Insert a new task run; returns the row written, None if the id is taken."""
         row = rows.task_run_insert_row(run)
-        written = self._execute(self._sql.INSERT_TASK_RUN_IF_NEW, row).rowcount > 0
+        written = self._write(self._sql.INSERT_TASK_RUN_IF_NEW, row).rowcount > 0
         return row if written else None
 
     def read_task_run(self, run_id: UUID) -> TaskRun | None:
@@ -194,11 +197,11 @@ class RowStore(ConnectionLifecycle[C]):
         columns, values = rows.task_run_changes(updates)
         if written is not None:
             state_row = rows.state_insert_row(run_id, written)
-            self._execute(self._sql.INSERT_TASK_RUN_STATE, state_row)
+            self._write(self._sql.INSERT_TASK_RUN_STATE, state_row)
             columns = ("state_id", *columns)
             values.insert(0, state_row[1])
         values += (rows.encode_time(now), run_id)
-        self._execute(self._sql.update_task_run(columns), values)
+        self._write(self._sql.update_task_run(columns), values)
 
     # -- task cache ------------------------------------------------------------------------
 

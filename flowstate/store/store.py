@@ -107,8 +107,10 @@ class SqliteStore(RowStore[sqlite3.Connection]):
         # writers of a database file wait for their turn in the kernel (see write_queue)
         self._queue = None if self._wal is None else WriteQueue(self._wal[: -len("-wal")])
         # BEGIN, COMMIT and PRAGMA data_version go through one cursor: conn.execute would
-        # make (and drop) a cursor for each, some 1.2k instructions a statement
+        # make (and drop) a cursor for each, some 1.2k instructions a statement; so do the
+        # writes whose cursor is done with at once (RowStore._write)
         self._control = conn.cursor()
+        self._write = self._control.execute
 
     # -- transactions (conn, close, in_transaction, transaction: lifecycle.ConnectionLifecycle)
 
@@ -375,7 +377,7 @@ class SqliteStore(RowStore[sqlite3.Connection]):
             if self._queue is not None:
                 self._queue.close()
             super().close()
-            self._execute = self._closed
+            self._execute = self._write = self._closed
 
     # -- runs: what differs from PostgreSQL (the rest: RowStore) ------------------------
 

@@ -251,6 +251,8 @@ class PostgresStore(RowStore[psycopg.Connection[Any]]):
         except psycopg.Error as exc:
             raise self._describe(exc) from exc
 
+    _write = _execute  # (each statement its own cursor, as psycopg gives)
+
     # -- runs ------------------------------------------------------------------------------
 
     def insert_flow_run(self, run: FlowRun) -> bool:
