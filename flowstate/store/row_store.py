@@ -208,7 +208,7 @@ class RowStore(ConnectionLifecycle[C]):
     def insert_cache_entry(self, cache_key: str, expiration: datetime | None, state_id: UUID) -> None:
         """Remember a COMPLETED task state as the result for ``cache_key``."""
         params = (cache_key, rows.encode_time(expiration), str(state_id))
-        self._execute(self._sql.INSERT_CACHE_ENTRY, params)
+        self._write(self._sql.INSERT_CACHE_ENTRY, params)
 
     def read_cached_state(self, cache_key: str, now: datetime) -> State | None:
         """The newest cached state for ``cache_key`` that has not expired at ``now``."""
