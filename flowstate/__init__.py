@@ -47,6 +47,7 @@ if TYPE_CHECKING:
         Deployment,
         GlobalConcurrencyLimit,
     )
+    from flowstate.run_input import RunInput, RunInputMetadata
 
 __version__ = "0.1.0"
 

@@ -1,0 +1,52 @@
+"""A user's script type-checks against the package (it ships py.typed) as docs/api.md says:
+``mypy --strict`` accepts the documented calls and sees the documented types, not ``Any``."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from pathlib import Path
+
+import mypy.api as mypy_api
+import pytest
+
+
+@pytest.fixture(scope="module")
+def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("mypy-cache")
+
+
+def check(script: str, folder: Path, cache: Path) -> tuple[list[str], list[str]]:
+    """mypy --strict on ``script``: (its errors, the types its reveal_type calls show)."""
+    path = folder / "user_script.py"
+    path.write_text(textwrap.dedent(script))
+    out, err, _code = mypy_api.run(
+        ["--strict", "--cache-dir", str(cache), "--no-error-summary", str(path)]
+    )
+    assert err == "", err
+    lines = out.splitlines()
+    errors = [line for line in lines if ": error:" in line]
+    revealed = [re.sub(r'.*Revealed type is "(.*)"', r"\1", line)
+                for line in lines if "Revealed type is" in line]
+    return errors, revealed
+
+
+def test_a_run_input_subclass_of_the_top_level_name_type_checks(tmp_path, mypy_cache):
+    errors, revealed = check(
+        """
+        from flowstate import Orchestrator, RunInput, RunInputMetadata
+
+        class Approval(RunInput):
+            approved: bool
+            reviewer: str = ""
+
+        def metadata_of(answer: Approval) -> RunInputMetadata | None:
+            return answer.metadata
+
+        with Orchestrator(":memory:") as orc:
+            reveal_type(Approval(approved=True))
+        """,
+        tmp_path, mypy_cache,
+    )
+    assert errors == []
+    assert revealed == ["user_script.Approval"]
