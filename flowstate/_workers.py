@@ -25,6 +25,7 @@ from flowstate.runs import FlowRun
 from flowstate.states import State, StateDetails, StateType
 
 if TYPE_CHECKING:
+    from flowstate.concurrency.models import ConcurrencyLease
     from flowstate.store.limits import LimitStore
 
 __all__ = ["WorkerMethods", "due_run_arguments"]
@@ -36,7 +37,7 @@ class WorkerMethods(EngineParts):
     """What a worker, a reaper and the late-runs service call (mixed into Orchestrator)."""
 
     if TYPE_CHECKING:  # provided by Orchestrator (its DeploymentMethods)
-        def expire_leases(self, *, now: datetime | None = None) -> list[Any]: ...
+        def expire_leases(self, *, now: datetime | None = None) -> list[ConcurrencyLease]: ...
         @property
         def _limits(self) -> LimitStore: ...
         def _renew_deployment_slot(self, run: FlowRun, now: datetime) -> None: ...

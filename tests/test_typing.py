@@ -50,3 +50,20 @@ def test_a_run_input_subclass_of_the_top_level_name_type_checks(tmp_path, mypy_c
     )
     assert errors == []
     assert revealed == ["user_script.Approval"]
+
+
+def test_expire_leases_returns_leases_to_a_type_checker_sync_and_async(tmp_path, mypy_cache):
+    errors, revealed = check(
+        """
+        from flowstate import AsyncOrchestrator, Orchestrator
+
+        async def later(orc: AsyncOrchestrator) -> None:
+            reveal_type(await orc.expire_leases())
+
+        with Orchestrator(":memory:") as orc:
+            reveal_type(orc.expire_leases())
+        """,
+        tmp_path, mypy_cache,
+    )
+    assert errors == []
+    assert revealed == ["list[flowstate.concurrency.models.ConcurrencyLease]"] * 2
