@@ -20,6 +20,11 @@ Orchestration outcomes (REJECT, WAIT, ABORT) are results, never exceptions.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flowstate.states import State
+
 __all__ = [
     "ConcurrencyLimitReached",
     "DatabaseBusy",
@@ -69,7 +74,7 @@ class RunNotResumed(FlowstateError, RuntimeError):
     """The pause a caller waits on ended without a resume: the run was cancelled, failed or
     crashed instead. ``state`` is the state it left the pause for."""
 
-    def __init__(self, message: str, state: object = None) -> None:
+    def __init__(self, message: str, state: State | None = None) -> None:
         super().__init__(message)
         self.state = state
 

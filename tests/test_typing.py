@@ -67,3 +67,20 @@ def test_expire_leases_returns_leases_to_a_type_checker_sync_and_async(tmp_path,
     )
     assert errors == []
     assert revealed == ["list[flowstate.concurrency.models.ConcurrencyLease]"] * 2
+
+
+def test_the_state_a_run_left_its_pause_for_is_a_state_to_a_type_checker(tmp_path, mypy_cache):
+    errors, revealed = check(
+        """
+        from flowstate import Orchestrator, RunNotResumed
+
+        with Orchestrator(":memory:") as orc:
+            try:
+                orc.wait_for_resume("9e8b0a3c-0d44-4b50-8888-8dd25736052a", key="approval")
+            except RunNotResumed as error:
+                reveal_type(error.state)
+        """,
+        tmp_path, mypy_cache,
+    )
+    assert errors == []
+    assert revealed == ["flowstate.states.State | None"]
