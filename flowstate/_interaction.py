@@ -13,7 +13,7 @@ import json
 import math
 from collections.abc import Callable, Generator, Iterator, MutableSet
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 from uuid import UUID
 
 from flowstate import _validation as validate
@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from flowstate.store.base import StoreBackend
 
 __all__ = ["InteractionMethods", "Nap", "Sleeping"]
+
+M = TypeVar("M")
+"""The type a caller reads pause input or received input as (``model=``, ``type_``)."""
 
 _RESUMED_TO = frozenset({StateType.RUNNING, StateType.SCHEDULED, StateType.PENDING})
 """The state types a resumed pause leaves for (a suspension resumes to Scheduled)."""
@@ -209,6 +212,13 @@ class InteractionMethods(EngineParts):
                 _store_pause_input(store, run_id, keyset, schema, description, now)
             return result
 
+    @overload
+    def read_pause_input(self, id: UUID | str, *, key: str, model: None = None) -> Any: ...
+    @overload
+    def read_pause_input(self, id: UUID | str, *, key: str, model: type[M]) -> M | None: ...
+    @overload
+    def read_pause_input(self, id: UUID | str, *, key: str, model: object) -> Any: ...
+
     def read_pause_input(self, id: UUID | str, *, key: str, model: Any = None) -> Any:
         """The input the pause ``key`` was resumed with, or None if there is none (yet).
 
@@ -223,6 +233,22 @@ class InteractionMethods(EngineParts):
             states = self._history(run_id)
             index = _pause_index(states, key, run_id)
             return self._pause_input(run_id, states[index], as_model)
+
+    @overload
+    def wait_for_resume(
+        self, id: UUID | str, *, key: str, model: None = None, timeout: float | None = None,
+        poll_interval: float = 1.0,
+    ) -> Any: ...
+    @overload
+    def wait_for_resume(
+        self, id: UUID | str, *, key: str, model: type[M], timeout: float | None = None,
+        poll_interval: float = 1.0,
+    ) -> M | None: ...
+    @overload
+    def wait_for_resume(
+        self, id: UUID | str, *, key: str, model: object, timeout: float | None = None,
+        poll_interval: float = 1.0,
+    ) -> Any: ...
 
     def wait_for_resume(
         self,
@@ -310,6 +336,19 @@ class InteractionMethods(EngineParts):
         key = f"{prefix}-{uuid7()}"
         self.create_flow_run_input(receiver, key, text, sender=sender)
         return key
+
+    @overload
+    def receive_input(
+        self, run_id: UUID | str, type_: type[M], *, key_prefix: str | None = None,
+        timeout: float | None = 3600, poll_interval: float = 10, raise_timeout_error: bool = False,
+        exclude_keys: MutableSet[str] | None = None, with_metadata: Literal[False] = False,
+    ) -> Iterator[M]: ...
+    @overload
+    def receive_input(
+        self, run_id: UUID | str, type_: object, *, key_prefix: str | None = None,
+        timeout: float | None = 3600, poll_interval: float = 10, raise_timeout_error: bool = False,
+        exclude_keys: MutableSet[str] | None = None, with_metadata: bool = False,
+    ) -> Iterator[Any]: ...
 
     def receive_input(
         self,

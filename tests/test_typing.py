@@ -84,3 +84,57 @@ def test_the_state_a_run_left_its_pause_for_is_a_state_to_a_type_checker(tmp_pat
     )
     assert errors == []
     assert revealed == ["flowstate.states.State | None"]
+
+
+def test_the_input_a_pause_was_resumed_with_is_of_the_model_asked_for(tmp_path, mypy_cache):
+    errors, revealed = check(
+        """
+        from flowstate import AsyncOrchestrator, Orchestrator, RunInput
+
+        class Approval(RunInput):
+            approved: bool
+
+        async def later(orc: AsyncOrchestrator, run: str) -> None:
+            reveal_type(await orc.read_pause_input(run, key="a", model=Approval))
+            reveal_type(await orc.wait_for_resume(run, key="a", model=Approval, timeout=1))
+
+        with Orchestrator(":memory:") as orc:
+            run = orc.create_flow_run().id
+            reveal_type(orc.read_pause_input(run, key="a", model=Approval))
+            reveal_type(orc.wait_for_resume(run, key="a", model=Approval, timeout=1))
+            reveal_type(orc.read_pause_input(run, key="a", model=int))
+            answer = orc.read_pause_input(run, key="a")
+            schema = {"type": "object"}
+            orc.read_pause_input(run, key="a", model=list[int])
+        """,
+        tmp_path, mypy_cache,
+    )
+    assert errors == []
+    assert revealed == ["user_script.Approval | None"] * 4 + ["int | None"]
+
+
+def test_received_input_is_of_the_type_asked_for(tmp_path, mypy_cache):
+    errors, revealed = check(
+        """
+        from flowstate import AsyncOrchestrator, Orchestrator, RunInput
+
+        class Note(RunInput):
+            text: str
+
+        async def later(orc: AsyncOrchestrator, run: str) -> None:
+            async for note in orc.receive_input(run, Note, timeout=0):
+                reveal_type(note)
+
+        with Orchestrator(":memory:") as orc:
+            run = orc.create_flow_run().id
+            for note in orc.receive_input(run, Note, timeout=0):
+                reveal_type(note)
+            for number in orc.receive_input(run, int, timeout=0):
+                reveal_type(number)
+            for wrapped in orc.receive_input(run, int, timeout=0, with_metadata=True):
+                print(wrapped.metadata)
+        """,
+        tmp_path, mypy_cache,
+    )
+    assert errors == []
+    assert revealed == ["user_script.Note"] * 2 + ["int"]

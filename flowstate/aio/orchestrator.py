@@ -55,19 +55,28 @@ def _twin(
 
 
 def _waiting_twin(
-    method: Callable[Concatenate[Orchestrator, P], R],
     steps: Callable[..., Iterator[Nap]],
-) -> Callable[Concatenate[AsyncOrchestrator, P], Coroutine[Any, Any, R]]:
-    """The coroutine form of a method that waits (``wait_for_resume``): ``steps`` (its checks,
-    each a transaction, with a :class:`Nap` between two) run in the engine's thread one by
-    one, and the naps pass on the event loop, so a wait holds up neither."""
+) -> Callable[
+    [Callable[Concatenate[Orchestrator, P], R]],
+    Callable[Concatenate[AsyncOrchestrator, P], Coroutine[Any, Any, R]],
+]:
+    """The coroutine form of a method that waits (``wait_for_resume``):
+    ``_waiting_twin(steps)(method)``. ``steps`` (its checks, each a transaction, with a
+    :class:`Nap` between two) run in the engine's thread one by one, and the naps pass on the
+    event loop, so a wait holds up neither. (The method is given alone, so that a type checker
+    keeps its overloads.)"""
 
-    async def call(self: AsyncOrchestrator, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        # (``steps`` takes the arguments of ``method``, with the same defaults)
-        return await self._run_steps(steps, args, kwargs)  # type: ignore[no-any-return]
+    def twin(
+        method: Callable[Concatenate[Orchestrator, P], R],
+    ) -> Callable[Concatenate[AsyncOrchestrator, P], Coroutine[Any, Any, R]]:
+        async def call(self: AsyncOrchestrator, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            # (``steps`` takes the arguments of ``method``, with the same defaults)
+            return await self._run_steps(steps, args, kwargs)  # type: ignore[no-any-return]
 
-    functools.update_wrapper(call, method)
-    return call
+        functools.update_wrapper(call, method)
+        return call
+
+    return twin
 
 
 def _iterating_twin(
@@ -526,7 +535,7 @@ class AsyncOrchestrator:
 
     pause_flow_run = _twin(Orchestrator.pause_flow_run)
     read_pause_input = _twin(Orchestrator.read_pause_input)
-    wait_for_resume = _waiting_twin(Orchestrator.wait_for_resume, Orchestrator._resume_steps)
+    wait_for_resume = _waiting_twin(Orchestrator._resume_steps)(Orchestrator.wait_for_resume)
     send_input = _twin(Orchestrator.send_input)
     receive_input = _iterating_twin(Orchestrator.receive_input)
 
@@ -555,7 +564,7 @@ class AsyncOrchestrator:
     delete_concurrency_limit = _twin(Orchestrator.delete_concurrency_limit)
     renew_task_run_slots = _twin(Orchestrator.renew_task_run_slots)
     expire_leases = _twin(Orchestrator.expire_leases)
-    rate_limit = _waiting_twin(Orchestrator.rate_limit, Orchestrator._rate_limit_steps)
+    rate_limit = _waiting_twin(Orchestrator._rate_limit_steps)(Orchestrator.rate_limit)
 
     def concurrency(
         self,
