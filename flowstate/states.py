@@ -257,7 +257,7 @@ def _build(
 
 
 def Scheduled(
-    scheduled_time: datetime | None = None,
+    scheduled_time: datetime | str | None = None,
     *,
     name: str | None = None,
     message: str | None = None,
@@ -272,12 +272,12 @@ def Scheduled(
     )
 
 
-def Late(scheduled_time: datetime | None = None, **kwargs: Any) -> State:
+def Late(scheduled_time: datetime | str | None = None, **kwargs: Any) -> State:
     """A SCHEDULED state named ``Late``: a scheduled run that missed its start."""
     return Scheduled(scheduled_time, name="Late", **kwargs)
 
 
-def AwaitingRetry(scheduled_time: datetime | None = None, **kwargs: Any) -> State:
+def AwaitingRetry(scheduled_time: datetime | str | None = None, **kwargs: Any) -> State:
     """A SCHEDULED state named ``AwaitingRetry``: a retry planned after a failure."""
     return Scheduled(scheduled_time, name="AwaitingRetry", **kwargs)
 
@@ -305,7 +305,7 @@ def Completed(*, name: str | None = None, message: str | None = None, data: Any 
 def Cached(
     *,
     cache_key: str | None = None,
-    cache_expiration: datetime | None = None,
+    cache_expiration: datetime | str | None = None,
     message: str | None = None,
     data: Any = None,
     **details: Any,
@@ -342,7 +342,7 @@ def Cancelling(*, name: str | None = None, message: str | None = None, data: Any
 
 def Paused(
     timeout_seconds: float | None = None,
-    pause_expiration_time: datetime | None = None,
+    pause_expiration_time: datetime | str | None = None,
     reschedule: bool = False,
     pause_key: str | None = None,
     *,
@@ -362,7 +362,7 @@ def Paused(
         raise InvalidState("pass timeout_seconds or pause_expiration_time, not both")
     if "pause_timeout" in details:
         raise InvalidState("set the pause timeout with timeout_seconds or pause_expiration_time")
-    deadline: datetime | None = pause_expiration_time
+    deadline: datetime | str | None = pause_expiration_time
     if timeout_seconds is not None:
         deadline = _relative_timeout(timeout_seconds)  # (validation keeps it a FromNow)
     return _state(
@@ -398,7 +398,7 @@ def _relative_timeout(seconds: Any) -> FromNow:
 
 def Suspended(
     timeout_seconds: float | None = None,
-    pause_expiration_time: datetime | None = None,
+    pause_expiration_time: datetime | str | None = None,
     pause_key: str | None = None,
     **kwargs: Any,
 ) -> State:

@@ -138,3 +138,30 @@ def test_received_input_is_of_the_type_asked_for(tmp_path, mypy_cache):
     )
     assert errors == []
     assert revealed == ["user_script.Note"] * 2 + ["int"]
+
+
+def test_a_state_printed_with_times_as_text_type_checks_as_code(tmp_path, mypy_cache):
+    from flowstate.states import Paused, Scheduled
+
+    assert repr(Scheduled(scheduled_time="2024-01-01T09:00:00Z")) == (
+        "Scheduled(scheduled_time='2024-01-01T09:00:00Z')"
+    )
+    assert repr(Paused(pause_expiration_time="2024-01-01T09:00:00Z")) == (
+        "Paused(pause_expiration_time='2024-01-01T09:00:00Z')"
+    )
+    errors, _revealed = check(
+        """
+        from flowstate.states import AwaitingRetry, Cached, Late, Paused, Scheduled, Suspended
+
+        printed = [
+            Scheduled(scheduled_time='2024-01-01T09:00:00Z'),
+            Late(scheduled_time='2024-01-01T09:00:00Z'),
+            AwaitingRetry(scheduled_time='2024-01-01T09:00:00Z'),
+            Cached(cache_key='k', cache_expiration='2024-01-01T09:00:00Z'),
+            Paused(pause_expiration_time='2024-01-01T09:00:00Z'),
+            Suspended(pause_key='review', pause_expiration_time='2024-01-01T09:00:00Z'),
+        ]
+        """,
+        tmp_path, mypy_cache,
+    )
+    assert errors == []
