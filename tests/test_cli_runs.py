@@ -334,3 +334,10 @@ def test_names_and_messages_are_shown_as_written_never_as_rich_markup(database: 
         assert_ok(result)
         for text in texts:
             assert text in result.output, (args, result.output)
+
+
+def test_the_runs_group_help_names_what_its_commands_do() -> None:
+    listed = CliRunner().invoke(main, ["--help"]).output.split("\n  runs", 1)[1].split("\n")[0]
+    shown = CliRunner().invoke(main, ["runs", "--help"]).output
+    assert all(said in listed for said in ("Create", "list", "show")), listed
+    assert all(said in shown for said in ("Create", "list", "show", "input")), shown

@@ -61,7 +61,7 @@ def listing_options(noun: str) -> Callable[[Callable[..., Any]], Callable[..., A
 
 @click.group()
 def runs() -> None:
-    """List flow runs, show one run with its state history."""
+    """Create, list and show flow runs, and read the input of their pauses."""
 
 
 @runs.command("ls")
