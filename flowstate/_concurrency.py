@@ -21,7 +21,7 @@ from flowstate._engine_parts import EngineParts
 from flowstate._interaction import Nap, run_steps
 from flowstate._seconds import optional_span
 from flowstate.concurrency import checks
-from flowstate.concurrency.holding import Acquired, HeldSlots
+from flowstate.concurrency.holding import Acquired, HeldSlots, RateLimited
 from flowstate.concurrency.models import ConcurrencyLease, GlobalConcurrencyLimit
 from flowstate.concurrency.run_slots import give_back, take_slots
 from flowstate.concurrency.slots import (
@@ -349,11 +349,13 @@ class ConcurrencyMethods(EngineParts):
         *,
         timeout: float | None = None,
         strict: bool = False,
-    ) -> list[str]:
+    ) -> RateLimited:
         """Wait until ``occupy`` slots of each rate limit named are free and take them (they
         free themselves at the limit's ``slot_decay_per_second``): Prefect's ``rate_limit()``.
-        Returns the names of the limits found. WaitTimeout after ``timeout`` seconds on the
-        orchestrator's clock; the other arguments as in :meth:`concurrency`."""
+        Returns the names of the limits found, a list that may also open a block (``with
+        orc.rate_limit("api"):``, nothing given back on leaving it). WaitTimeout after
+        ``timeout`` seconds on the orchestrator's clock; the other arguments as in
+        :meth:`concurrency`."""
         steps = self._rate_limit_steps(names, occupy, timeout=timeout, strict=strict)
         return run_steps(steps, self._sleep)  # type: ignore[no-any-return]
 
@@ -364,15 +366,15 @@ class ConcurrencyMethods(EngineParts):
         *,
         timeout: float | None = None,
         strict: bool = False,
-    ) -> Generator[Nap, None, list[str]]:
+    ) -> Generator[Nap, None, RateLimited]:
         """:meth:`rate_limit` as steps: each attempt a transaction, a Nap between two."""
         wanted = checks.names(names)
         count = checks.count(occupy, "occupy", 1)
         wait = optional_span(timeout, "timeout")
-        return (yield from self._acquire_steps(
+        return RateLimited((yield from self._acquire_steps(
             wanted, count, mode="rate_limit", timeout=wait, lease_duration=None,
             strict=checks.active(strict, "strict"), holder=None, box=Acquired(),
-        ))
+        )))
 
     def _acquire_steps(
         self,

@@ -243,6 +243,26 @@ def test_rate_limit_waits_for_slots_to_decay(orc, sleeps):
     assert sleeps.naps == [1.0, 0.5]
 
 
+def test_rate_limit_is_also_a_with_block_as_the_api_contract_writes_it(
+    orc, database, clock, sleeps
+):
+    orc.create_global_concurrency_limit("api", 1, slot_decay_per_second=1.0)
+    with orc.rate_limit("api", occupy=1) as taken:  # waits, takes the slot, then runs the block
+        assert taken == ["api"] and held(orc, "api") == 1
+    assert held(orc, "api") == 1 and sleeps.naps == []  # the slot frees itself, as it decays
+    with orc.rate_limit("api"):
+        pass
+    assert sleeps.naps == [1.0]
+
+    async def main():
+        async with AsyncOrchestrator(database, clock=clock, sleep=sleeps) as aorc:
+            await aorc.create_global_concurrency_limit("rate", 1, slot_decay_per_second=1.0)
+            with await aorc.rate_limit("rate") as taken:
+                return taken
+
+    assert asyncio.run(main()) == ["rate"]
+
+
 def test_rate_limit_needs_a_decaying_limit(orc, sleeps):
     orc.create_global_concurrency_limit("db", 2)
     with pytest.raises(InvalidState, match="slot_decay_per_second > 0"):

@@ -36,6 +36,7 @@ __all__ = [
     "Block",
     "HeldSlots",
     "LeaseKeeper",
+    "RateLimited",
     "lease_label",
     "warn_lost",
     "warn_renewal_failed",
@@ -123,6 +124,21 @@ class Block(Generic[O]):
         except BaseException:
             self._entered = False
             raise
+
+
+class RateLimited(list[str]):
+    """What ``orc.rate_limit(...)`` returns: the names of the rate limits it took slots of.
+    It may also open a block, ``with orc.rate_limit("api"):``: the call has waited and taken
+    the slots before the block starts, and leaving the block gives nothing back (a rate
+    limit's slots free themselves as they decay)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> RateLimited:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
 
 
 class HeldSlots(Block["Orchestrator"]):
