@@ -317,8 +317,8 @@ class ConcurrencyMethods(EngineParts):
         self,
         names: str | list[str],
         occupy: int = 1,
-        *,
         timeout: float | None = None,
+        *,
         lease_duration: float = 300,
         strict: bool = False,
         holder: Any = None,
@@ -346,8 +346,8 @@ class ConcurrencyMethods(EngineParts):
         self,
         names: str | list[str],
         occupy: int = 1,
-        *,
         timeout: float | None = None,
+        *,
         strict: bool = False,
     ) -> RateLimited:
         """Wait until ``occupy`` slots of each rate limit named are free and take them (they
@@ -363,8 +363,8 @@ class ConcurrencyMethods(EngineParts):
         self,
         names: str | list[str],
         occupy: int = 1,
-        *,
         timeout: float | None = None,
+        *,
         strict: bool = False,
     ) -> Generator[Nap, None, RateLimited]:
         """:meth:`rate_limit` as steps: each attempt a transaction, a Nap between two."""

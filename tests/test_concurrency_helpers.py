@@ -263,6 +263,26 @@ def test_rate_limit_is_also_a_with_block_as_the_api_contract_writes_it(
     assert asyncio.run(main()) == ["rate"]
 
 
+def test_the_timeout_may_be_given_third_as_the_api_contract_writes_it(orc, sleeps, clock):
+    orc.create_global_concurrency_limit("warehouse", 1)
+    orc.create_global_concurrency_limit("api", 1, slot_decay_per_second=0.001)
+    orc.increment_concurrency_slots("warehouse", 1)
+    with pytest.raises(WaitTimeout):
+        with orc.concurrency("warehouse", 1, 5):
+            pass
+    assert orc.rate_limit("api", 1, 5) == ["api"]
+    with pytest.raises(WaitTimeout):
+        orc.rate_limit("api", 1, 5)
+
+    async def main():
+        async with AsyncOrchestrator(":memory:", clock=clock, sleep=sleeps) as aorc:
+            await aorc.create_global_concurrency_limit("warehouse", 1)
+            async with aorc.concurrency("warehouse", 1, 5) as slots:
+                return slots.lease is not None
+
+    assert asyncio.run(main())
+
+
 def test_rate_limit_needs_a_decaying_limit(orc, sleeps):
     orc.create_global_concurrency_limit("db", 2)
     with pytest.raises(InvalidState, match="slot_decay_per_second > 0"):
