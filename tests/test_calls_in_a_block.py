@@ -353,9 +353,20 @@ def test_a_refused_call_that_reads_runs_does_not_doom_its_block(
 # -- a rule that raises after a built-in rule took a concurrency slot ----------------------------
 
 
-@rule(from_=ANY_STATE, to=StateType.RUNNING, name="fails-on-running")
-def _fails_on_running(ctx: Any) -> None:
-    raise ValueError("the rule broke")
+@rule(from_=ANY_STATE, to=StateType.RUNNING, name="fails-for-fragile")
+def _fails_for_fragile(ctx: Any) -> None:
+    if ctx.run.name == "fragile":
+        raise ValueError("the rule broke")
+
+
+def _tagged_tasks(orc: Orchestrator, limit: int, *names: str) -> list[Any]:
+    """Pending task runs of a running flow, named ``names``, tagged "db" (a limit of ``limit``)."""
+    orc.create_concurrency_limit("db", limit)
+    flow = orc.create_flow_run(state=Running())
+    return [
+        orc.create_task_run(flow_run_id=flow.id, name=name, tags=["db"], state=Pending())
+        for name in names
+    ]
 
 
 @rule(from_=ANY_STATE, to=StateType.PENDING, name="fails-on-pending")
@@ -366,14 +377,12 @@ def _fails_on_pending(ctx: Any) -> None:
 def test_a_rule_raising_after_a_tag_slot_was_taken_undoes_only_its_call_in_a_block(
     open_orchestrator: Callable[..., Orchestrator],
 ) -> None:
-    policy = CORE_TASK.append(_fails_on_running, name="breaks-at-running")
+    policy = CORE_TASK.append(_fails_for_fragile, name="breaks-for-fragile")
     with open_orchestrator(task_policy=policy) as orc:
-        orc.create_concurrency_limit("db", 1)
-        flow = orc.create_flow_run(state=Running())
-        task = orc.create_task_run(flow_run_id=flow.id, tags=["db"], state=Pending())
+        (task,) = _tagged_tasks(orc, 1, "fragile")
         with orc.transaction():
             before = orc.create_flow_run(state=Pending())
-            with pytest.raises(RuleError, match="fails-on-running"):
+            with pytest.raises(RuleError, match="fails-for-fragile"):
                 orc.set_task_run_state(task.id, Running())  # the tag rule took the slot first
             assert orc.read_concurrency_limit("db").active_slots == []
             after = orc.create_flow_run(state=Pending())
@@ -408,23 +417,12 @@ def test_a_rule_raising_after_a_deployment_slot_was_taken_in_a_nested_block_keep
         assert slots is not None and slots.active_slots == 0
 
 
-@rule(from_=ANY_STATE, to=StateType.RUNNING, name="fails-for-fragile")
-def _fails_for_fragile(ctx: Any) -> None:
-    if ctx.run.name == "fragile":
-        raise ValueError("the rule broke")
-
-
 def test_the_calls_before_a_rule_raising_in_a_block_keep_the_slots_they_took(
     open_orchestrator: Callable[..., Orchestrator],
 ) -> None:
     policy = CORE_TASK.append(_fails_for_fragile, name="breaks-for-fragile")
     with open_orchestrator(task_policy=policy) as orc:
-        orc.create_concurrency_limit("db", 3)
-        flow = orc.create_flow_run(state=Running())
-        first, second, fragile = (
-            orc.create_task_run(flow_run_id=flow.id, name=name, tags=["db"], state=Pending())
-            for name in ("first", "second", "fragile")
-        )
+        first, second, fragile = _tagged_tasks(orc, 3, "first", "second", "fragile")
         with orc.transaction():
             assert orc.set_task_run_state(first.id, Running()).status.value == "ACCEPT"
             with pytest.raises(ValueError, match="inner block"):
@@ -444,9 +442,7 @@ def test_a_read_that_fails_after_a_call_took_a_slot_in_a_block_undoes_nothing(
     open_orchestrator: Callable[..., Orchestrator],
 ) -> None:
     with open_orchestrator() as orc:
-        orc.create_concurrency_limit("db", 1)
-        flow = orc.create_flow_run(state=Running())
-        task = orc.create_task_run(flow_run_id=flow.id, tags=["db"], state=Pending())
+        (task,) = _tagged_tasks(orc, 1, "sturdy")
         with orc.transaction():
             assert orc.set_task_run_state(task.id, Running()).status.value == "ACCEPT"
             with pytest.raises(ObjectNotFound):
